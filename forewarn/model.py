@@ -1,0 +1,248 @@
+"""Domain records of the wire contract, as frozen slotted dataclasses.
+
+Times are POSIX seconds (float, UTC) inside the flow; the codec turns them
+into RFC 3339 strings at the edges. Every input record knows its *stream time*
+(`Record.at`): the event time the flow orders it by, or ``None`` for
+timeless reference data (topology, maintenance plans) that applies at once.
+
+>>> loc = Location(subscriber_id="S1", cell_id="C1", event_time=60.0)
+>>> loc.at, loc.kind
+(60.0, 'location')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+SEVERITIES = ("critical", "major", "minor", "warning", "indeterminate", "cleared")
+ALARM_TYPES = (
+    "communicationsAlarm",
+    "qualityOfServiceAlarm",
+    "processingErrorAlarm",
+    "equipmentAlarm",
+    "environmentalAlarm",
+)
+SEGMENTS = ("consumer", "business", "vip")
+CHANNEL_NAMES = ("push", "sms", "email")
+DEFAULT_CHANNEL_ORDER = ("push", "sms", "email")
+COMPLAINT_CATEGORIES = ("no_service", "dropped_calls", "slow_data", "other")
+ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "care_callback")
+INCIDENT_KINDS = ("outage", "flapping", "degradation")
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """A radio cell and the site (tower) it belongs to."""
+
+    kind: ClassVar[str] = "cell"
+    cell_id: str
+    site_id: str
+    region: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    technology: str | None = None
+
+    @property
+    def at(self) -> float | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """An X.733 alarm raised (or cleared) on a cell or a whole site."""
+
+    kind: ClassVar[str] = "alarm"
+    alarm_id: str
+    event_time: float
+    severity: str
+    probable_cause: str
+    cell_id: str | None = None
+    site_id: str | None = None
+    alarm_type: str | None = None
+    specific_problem: str | None = None
+    managed_object: str | None = None
+    additional_text: str | None = None
+
+    @property
+    def at(self) -> float:
+        return self.event_time
+
+    @property
+    def cleared(self) -> bool:
+        return self.severity == "cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A subscriber observed on a cell (attach, handover, periodic update)."""
+
+    kind: ClassVar[str] = "location"
+    subscriber_id: str
+    cell_id: str
+    event_time: float
+
+    @property
+    def at(self) -> float:
+        return self.event_time
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A finished voice call; known to the flow when it ends."""
+
+    kind: ClassVar[str] = "call"
+    call_id: str
+    subscriber_id: str
+    cell_id: str
+    start_time: float
+    end_time: float
+    dropped: bool
+    cause_code: int | None = None
+
+    @property
+    def at(self) -> float:
+        return self.end_time
+
+
+@dataclass(frozen=True, slots=True)
+class Kpi:
+    """A cell's counters for one reporting period."""
+
+    kind: ClassVar[str] = "kpi"
+    cell_id: str
+    period_start: float
+    period_s: float
+    call_attempts: int
+    dropped_calls: int
+    rrc_success_rate: float | None = None
+    dl_throughput_mbps: float | None = None
+    active_users: int | None = None
+
+    @property
+    def at(self) -> float:
+        return self.period_start + self.period_s
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One way to reach a subscriber; no consent means it is never used."""
+
+    name: str
+    address: str
+    consent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A BSS profile change: an upsert carries the whole profile, a delete only the id."""
+
+    kind: ClassVar[str] = "subscriber"
+    subscriber_id: str
+    op: str
+    updated_at: float
+    language: str = "en"
+    timezone: str = "UTC"
+    segment: str = "consumer"
+    channels: tuple[Channel, ...] = ()
+    name: str | None = None
+    plan: str | None = None
+    tenure_months: int | None = None
+    tags: tuple[str, ...] = ()
+    preferred_channels: tuple[str, ...] = ()
+
+    @property
+    def at(self) -> float:
+        return self.updated_at
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """A planned-work window; cells inside it get no outage notice or apology."""
+
+    kind: ClassVar[str] = "maintenance"
+    window_id: str
+    op: str
+    start_time: float
+    end_time: float
+    site_ids: tuple[str, ...] = ()
+    cell_ids: tuple[str, ...] = ()
+    description: str | None = None
+
+    @property
+    def at(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Complaint:
+    """A customer contacting care about a problem."""
+
+    kind: ClassVar[str] = "complaint"
+    complaint_id: str
+    subscriber_id: str
+    event_time: float
+    category: str
+    channel: str | None = None
+
+    @property
+    def at(self) -> float:
+        return self.event_time
+
+
+Record = Cell | Alarm | Location | Call | Kpi | Subscriber | Maintenance | Complaint
+
+
+# ---- outputs -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A customer-care action for the notification gateway, with its reasons."""
+
+    kind: ClassVar[str] = "action"
+    action_id: str
+    subscriber_id: str
+    action_kind: str
+    channel: str
+    language: str
+    message: str
+    rule_id: str
+    rule_version: int
+    incident_id: str | None
+    evidence: tuple[str, ...]
+    event_time: float
+    send_after: float | None = None
+    offer: dict | None = None
+    segment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A NOC incident update: opened, updated (cells, kind) or resolved."""
+
+    kind: ClassVar[str] = "incident"
+    incident_id: str
+    status: str
+    incident_kind: str
+    scope: str
+    site_id: str
+    cell_ids: tuple[str, ...]
+    start_time: float
+    end_time: float | None
+    impacted_subscribers: int
+    event_time: float
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input the flow could not use, with why; never silently dropped."""
+
+    kind: ClassVar[str] = "dead_letter"
+    source: str
+    reason: str
+    raw: bytes
+
+
+Output = Action | Incident | DeadLetter
