@@ -233,6 +233,8 @@ class Incident:
     impacted_subscribers: int
     event_time: float
     region: str | None = None
+    maintenance_window: str | None = None
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,7 @@ class DeadLetter:
     source: str
     reason: str
     raw: bytes
+    code: str = "invalid"  # bounded reason class, safe as a metric label
 
 
 Output = Action | Incident | DeadLetter

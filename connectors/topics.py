@@ -1,0 +1,177 @@
+"""The Kafka topics of the wire contract (docs: /work/shared/CONTRACT.md, "Records").
+
+Which topic each record ``type`` goes to, which field its message key comes from,
+and :func:`create_topics` to make them all on a cluster.
+
+>>> TOPIC_FOR_TYPE["cell"], KEY_FIELD_FOR_TYPE["cell"]
+('oss.topology', 'cell_id')
+>>> key_for({"type": "alarm", "alarm_id": "a1", "site_id": "S7", "cell_id": "C1"})
+b'S7'
+>>> key_for({"type": "alarm", "alarm_id": "a2", "cell_id": "C1"})  # no site_id: cell_id
+b'C1'
+>>> key_for({"type": "dead_letter", "source": "oss.calls", "reason": "bad json", "raw": "{"})
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.kafka_config import check_reachable
+
+__all__ = [
+    "ALL_TOPICS",
+    "INPUT_TOPICS",
+    "KEY_FIELD_FOR_TYPE",
+    "KEY_FIELDS_FOR_TYPE",
+    "OUTPUT_TOPICS",
+    "TOPIC_FOR_TYPE",
+    "TopicSpec",
+    "create_topics",
+    "key_for",
+]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One contract topic: its name, whether it is compacted, and its direction."""
+
+    name: str
+    record_type: str
+    compacted: bool = False
+    output: bool = False
+
+    @property
+    def config(self) -> dict[str, str]:
+        """Topic-level configs set at creation."""
+        return {"cleanup.policy": "compact" if self.compacted else "delete"}
+
+
+INPUT_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("oss.topology", "cell", compacted=True),
+    TopicSpec("oss.alarms", "alarm"),
+    TopicSpec("oss.locations", "location"),
+    TopicSpec("oss.calls", "call"),
+    TopicSpec("oss.kpis", "kpi"),
+    TopicSpec("bss.subscribers", "subscriber", compacted=True),
+    TopicSpec("bss.maintenance", "maintenance"),
+    TopicSpec("care.complaints", "complaint"),
+)
+OUTPUT_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("care.actions", "action", output=True),
+    TopicSpec("noc.incidents", "incident", output=True),
+    TopicSpec("forewarn.deadletter", "dead_letter", output=True),
+)
+ALL_TOPICS: tuple[TopicSpec, ...] = INPUT_TOPICS + OUTPUT_TOPICS
+
+#: record ``type`` -> Kafka topic.
+TOPIC_FOR_TYPE: dict[str, str] = {spec.record_type: spec.name for spec in ALL_TOPICS}
+
+#: record ``type`` -> the fields tried, in order, for the message key.
+#: An ``alarm`` is keyed by ``site_id`` (contract); an alarm that names only a
+#: ``cell_id`` is keyed by that ``cell_id`` instead - the publisher cannot know the
+#: site without the topology. Such alarms keep their order per cell (raise before
+#: clear), not per site. Dead letters have no key.
+KEY_FIELDS_FOR_TYPE: dict[str, tuple[str, ...]] = {
+    "cell": ("cell_id",),
+    "alarm": ("site_id", "cell_id"),
+    "location": ("subscriber_id",),
+    "call": ("subscriber_id",),
+    "kpi": ("cell_id",),
+    "subscriber": ("subscriber_id",),
+    "maintenance": ("window_id",),
+    "complaint": ("subscriber_id",),
+    "action": ("subscriber_id",),
+    "incident": ("incident_id",),
+    "dead_letter": (),
+}
+
+#: record ``type`` -> the contract's key field (``None``: unkeyed). See
+#: :data:`KEY_FIELDS_FOR_TYPE` for the alarm fallback.
+KEY_FIELD_FOR_TYPE: dict[str, str | None] = {
+    record_type: (fields[0] if fields else None)
+    for record_type, fields in KEY_FIELDS_FOR_TYPE.items()
+}
+
+
+def key_for(record: Mapping[str, object]) -> bytes | None:
+    """The Kafka message key (UTF-8) of a record, or ``None`` when it has none.
+
+    The first present, non-empty field of :data:`KEY_FIELDS_FOR_TYPE` wins; an
+    unknown ``type`` or no usable field gives ``None``.
+    """
+    for field in KEY_FIELDS_FOR_TYPE.get(str(record.get("type")), ()):
+        value = record.get(field)
+        if value is not None and value != "":
+            return str(value).encode("utf-8")
+    return None
+
+
+def create_topics(
+    config: Mapping[str, str],
+    partitions: int = 1,
+    *,
+    replication_factor: int = -1,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create every contract topic that does not exist yet; return the ones created.
+
+    Idempotent: topics that already exist are left as they are (their partition
+    count and configs are not changed). ``config`` holds librdkafka client settings
+    (at least ``bootstrap.servers``, see :mod:`connectors.kafka_config`).
+    ``replication_factor=-1`` takes the cluster's ``default.replication.factor``.
+    Returns once the cluster's metadata shows every topic with a leader for each
+    partition, so producing right afterwards does not race topic creation.
+    Raises :class:`~connectors.kafka_config.KafkaUnreachableError` within 10 s
+    when no broker answers, ``KafkaException`` when the cluster refuses.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+    check_reachable(config, timeout=min(timeout, 10.0))
+    admin = AdminClient(dict(config))
+    new = [
+        NewTopic(
+            spec.name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config=spec.config,
+        )
+        for spec in ALL_TOPICS
+    ]
+    futures = admin.create_topics(new, request_timeout=timeout, operation_timeout=timeout)
+    created: list[str] = []
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise KafkaException(exc.args[0]) from exc
+        created.append(name)
+    _wait_for_leaders(admin, [spec.name for spec in ALL_TOPICS], time.monotonic() + timeout)
+    return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], deadline: float) -> None:
+    """Poll metadata until every topic in ``names`` has a leader on every partition."""
+    pending = set(names)
+    while True:
+        metadata = admin.list_topics(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+        for name in list(pending):
+            topic = metadata.topics.get(name)
+            if (
+                topic is not None
+                and topic.error is None
+                and topic.partitions
+                and all(p.leader >= 0 for p in topic.partitions.values())
+            ):
+                pending.discard(name)
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topics without a leader after creation: {sorted(pending)}")
+        time.sleep(0.2)

@@ -1,0 +1,287 @@
+"""Stage 3 — per-subscriber care (keyed by subscriber).
+
+Joins a subscriber's BSS profile and own observations with what the sites say
+and decides the actions: outage and restored notices, compensation or care
+callback at 4 h, dropped-call apologies. It applies the contract's policy:
+one contact per incident, the apology cooldown, consent and channel
+preference, quiet hours (defer), unknown or deleted subscribers get nothing.
+
+Inputs arrive from two stages; within a batch they are applied in event-time
+order (observations before site verdicts at equal times), and positions keep a
+short history so a verdict for time T is judged on what was known at T.
+
+>>> from rules.rulebook import load_rulebook
+>>> book = load_rulebook()
+>>> quiet_until(1795471200.0, "Europe/London", book)  # 2026-11-23 22:00 local
+1795507200.0
+>>> quiet_until(1795435200.0, "Europe/London", book) is None  # 12:00 local
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dataflows.messages import DropNote, Escalation, Impact, Position, Restored
+from forewarn.codec import zone
+from forewarn.model import Action, Complaint, Subscriber
+from rules.rulebook import Rule, Rulebook
+
+HISTORY = 4  # observations kept per subscriber
+_intern = sys.intern
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What care needs of a BSS profile (no addresses: the gateway owns those)."""
+
+    language: str
+    timezone: str
+    segment: str
+    channels: tuple[str, ...]  # consented, in preference order
+    name: str
+    plan: str
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """An action a rule wanted but policy stopped (counted, never sent)."""
+
+    rule_id: str
+    action_kind: str
+    reason: str
+    at: float
+
+
+def profile_of(sub: Subscriber, default_order: tuple[str, ...]) -> Profile:
+    consented = {c.name for c in sub.channels if c.consent}
+    order = list(dict.fromkeys(sub.preferred_channels + default_order))
+    return Profile(
+        language=_intern(sub.language),
+        timezone=_intern(sub.timezone),
+        segment=_intern(sub.segment),
+        channels=tuple(_intern(c) for c in order if c in consented),
+        name=sub.name or "",
+        plan=sub.plan or "",
+    )
+
+
+def action_id(rule_id: str, subscriber_id: str, basis: str) -> str:
+    """Pure function of rule, subscriber and incident (or triggering evidence).
+
+    >>> action_id("outage-notice", "SUB1", "INC-S1-20261123T101500")
+    'act-5d8e0e0b2a8a1b1a3f1b5a63'
+    """
+    digest = hashlib.blake2b(f"{rule_id}|{subscriber_id}|{basis}".encode(), digest_size=12)
+    return "act-" + digest.hexdigest()
+
+
+def quiet_until(at: float, tz: str, book: Rulebook) -> float | None:
+    """If ``at`` falls in the subscriber's quiet hours, the next local end of them."""
+    local = datetime.fromtimestamp(at, UTC).astimezone(zone(tz))
+    minute = local.hour * 60 + local.minute
+    start, end = book.quiet_start_min, book.quiet_end_min
+    quiet = (minute >= start or minute < end) if start > end else (start <= minute < end)
+    if not quiet:
+        return None
+    day = local.date() if minute < end else local.date() + timedelta(days=1)
+    wake = datetime(day.year, day.month, day.day, end // 60, end % 60, tzinfo=zone(tz))
+    return wake.timestamp()
+
+
+_RANK = {Subscriber: 0, Position: 1, Complaint: 1}
+
+
+def order_key(msg: Any) -> tuple[float, int]:
+    """Event time, then records before verdicts at the same time."""
+    return (msg.at, _RANK.get(type(msg), 2))
+
+
+class SubscriberCare:
+    """All care state of one subscriber."""
+
+    __slots__ = ("profile", "deleted_at", "seen", "notified", "last_notice_at", "drops",
+                 "last_apology_at", "complaints")
+
+    def __init__(self) -> None:
+        self.profile: Profile | None = None
+        self.deleted_at: float | None = None
+        self.seen: tuple[tuple[float, str, str], ...] = ()  # (at, cell, ref), oldest first
+        self.notified: dict[str, list] = {}  # incident -> [notice time, escalated durations]
+        self.last_notice_at: float | None = None
+        self.drops: tuple[tuple[float, str], ...] = ()  # unexplained (time, call id)
+        self.last_apology_at: float | None = None
+        self.complaints = 0
+
+    def empty(self) -> bool:
+        return (self.profile is None and self.deleted_at is None and not self.notified
+                and not self.seen and not self.drops)
+
+    def handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
+        if isinstance(msg, Position):
+            self._observe(msg)
+        elif isinstance(msg, Subscriber):
+            if msg.op == "delete":
+                self.profile, self.deleted_at = None, msg.updated_at
+            else:
+                self.profile = profile_of(msg, book.channel_order)
+                self.deleted_at = None
+        elif isinstance(msg, Complaint):
+            self.complaints += 1
+        elif isinstance(msg, Impact):
+            return self._impact(sid, msg, book)
+        elif isinstance(msg, Restored):
+            return self._restored(sid, msg, book)
+        elif isinstance(msg, Escalation):
+            return self._escalation(sid, msg, book)
+        elif isinstance(msg, DropNote):
+            return self._drop(sid, msg, book)
+        return []
+
+    # -- observations ------------------------------------------------------------
+
+    def _observe(self, pos: Position) -> None:
+        entry = (pos.at, _intern(pos.cell_id), pos.ref)
+        seen = self.seen
+        if seen and seen[-1][0] <= pos.at:
+            self.seen = (seen + (entry,))[-HISTORY:]
+        else:
+            self.seen = tuple(sorted(seen + (entry,)))[-HISTORY:]
+
+    def _latest_at(self, at: float) -> tuple[float, str, str] | None:
+        for entry in reversed(self.seen):
+            if entry[0] <= at:
+                return entry
+        return None
+
+    # -- verdicts ------------------------------------------------------------------
+
+    def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[Action | Suppressed]:
+        facts = msg.facts
+        out: list[Action | Suppressed] = []
+        for rule in book.incident_rules("hold_down", facts.incident_kind):
+            if facts.incident_id in self.notified:
+                continue
+            down = dict(facts.down_cells)
+            latest = self._latest_at(msg.at)
+            if latest is None or latest[1] not in down or latest[0] > down[latest[1]]:
+                out.append(Suppressed(rule.id, rule.action, "moved_away", msg.at))
+                continue
+            why = self._blocked(rule, msg.at, book)
+            if why is None and facts.incident_kind == "flapping" and self.last_notice_at is not None \
+                    and msg.at - self.last_notice_at <= book.correlation.flapping_window_s:
+                why = "flapping_repeat"
+            if why is not None:
+                out.append(Suppressed(rule.id, rule.action, why, msg.at))
+                continue
+            evidence = facts.evidence + (latest[2],)
+            out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
+                                 msg.at, facts.area, book))
+            self.notified[facts.incident_id] = [msg.at, []]
+            self.last_notice_at = msg.at
+        return out
+
+    def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[Action | Suppressed]:
+        facts = msg.facts
+        if self.notified.pop(facts.incident_id, None) is None:
+            return []
+        out: list[Action | Suppressed] = []
+        for rule in book.incident_rules("resolved", facts.incident_kind):
+            why = self._blocked(rule, msg.at, book)
+            if why is not None:
+                out.append(Suppressed(rule.id, rule.action, why, msg.at))
+                continue
+            out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
+                                 facts.evidence, msg.at, facts.area, book))
+        return out
+
+    def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[Action | Suppressed]:
+        facts = msg.facts
+        told = self.notified.get(facts.incident_id)
+        if told is None or msg.duration_s in told[1]:
+            return []
+        told[1].append(msg.duration_s)
+        out: list[Action | Suppressed] = []
+        for rule in book.incident_rules("duration", facts.incident_kind):
+            if rule.min_duration_s != msg.duration_s:
+                continue
+            if self.profile is not None and rule.segments \
+                    and self.profile.segment not in rule.segments:
+                continue
+            why = self._blocked(rule, msg.at, book)
+            if why is not None:
+                out.append(Suppressed(rule.id, rule.action, why, msg.at))
+                continue
+            out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
+                                 facts.evidence, msg.at, facts.area, book))
+        return out
+
+    def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[Action | Suppressed]:
+        if msg.in_maintenance or (msg.incident_id and msg.incident_id in self.notified):
+            return []  # explained: planned work, or an outage they were told about
+        out: list[Action | Suppressed] = []
+        for rule in book.drop_rules():
+            drops = tuple(d for d in self.drops if d[0] >= msg.drop_time - rule.drop_window_s)
+            self.drops = drops = drops + ((msg.drop_time, msg.call_id),)
+            if len(drops) < rule.drop_count:
+                continue
+            if self.last_apology_at is not None \
+                    and msg.at - self.last_apology_at < rule.cooldown_s:
+                out.append(Suppressed(rule.id, rule.action, "cooldown", msg.at))
+                continue
+            why = self._blocked(rule, msg.at, book)
+            if why is not None:
+                out.append(Suppressed(rule.id, rule.action, why, msg.at))
+                continue
+            evidence = tuple(f"call:{c}" for _, c in drops)
+            out.append(self._act(sid, rule, msg.incident_id, msg.call_id, evidence, msg.at,
+                                 msg.area, book))
+            self.last_apology_at = msg.at
+            self.drops = ()
+        return out
+
+    # -- policy ---------------------------------------------------------------------
+
+    def _blocked(self, rule: Rule, at: float, book: Rulebook) -> str | None:
+        if self.profile is None:
+            return "deleted_subscriber" if self.deleted_at is not None else "unknown_subscriber"
+        if not self.profile.channels:
+            return "no_consent"
+        return None
+
+    def _act(self, sid: str, rule: Rule, incident: str | None, basis: str,
+             evidence: tuple[str, ...], at: float, area: str, book: Rulebook) -> Action:
+        p = self.profile
+        assert p is not None
+        send_after = quiet_until(at, p.timezone, book) if rule.action in book.defer_kinds else None
+        offer = rule.offer
+        fields = {"name": p.name or "there", "area": area, "plan": p.plan,
+                  "incident_id": incident or "", "offer": _offer_text(offer)}
+        return Action(
+            action_id=action_id(rule.id, sid, basis),
+            subscriber_id=sid,
+            action_kind=rule.action,
+            channel=p.channels[0],
+            language=p.language,
+            message=book.render(rule, p.language, fields),
+            rule_id=rule.id,
+            rule_version=rule.version,
+            incident_id=incident,
+            evidence=evidence,
+            event_time=at,
+            send_after=send_after,
+            offer=offer,
+            segment=p.segment,
+        )
+
+
+def _offer_text(offer: dict | None) -> str:
+    if not offer:
+        return ""
+    if "amount_gb" in offer:
+        return f"{offer['amount_gb']} GB of data"
+    return str(offer.get("kind", "an offer"))

@@ -1,0 +1,217 @@
+"""The Forewarn dataflow: thin Bytewax operators around the pure stages.
+
+::
+
+    source (source, raw)
+      -> decode ........................ DeadLetter -> dead letters
+      -> sequence   [key: "clock"]       event-time order, topology, ticks
+           |-> site     [key: site_id]   incidents, hold-down, fan-out -> incidents
+           |-> care     [key: subscriber_id]  <- also fed by site
+      -> actions | incidents | dead letters
+
+Snapshots: Bytewax calls ``snapshot()`` for every touched key at the end of
+every epoch, even without recovery. Without recovery we return ``None``;
+with it, a pickled copy (immutable bytes, no per-epoch deep copy of live
+objects).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import Sink
+
+from dataflows.care import SubscriberCare, Suppressed, order_key
+from dataflows.sequencer import Sequencer
+from dataflows.site import SiteCorrelator
+from forewarn import metrics
+from forewarn.codec import decode, encode
+from forewarn.model import Action, DeadLetter, Incident
+from rules.rulebook import Rulebook
+
+CLOCK_KEY = "clock"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    book: Rulebook
+    durable: bool = False  # recovery on: snapshots must carry state
+    lateness_s: float = 0.0  # reorder window for out-of-order inputs (Kafka partitions)
+    tick_s: float = 15.0
+
+
+def _freeze(state: Any, durable: bool) -> bytes | None:
+    if not durable:
+        return None
+    state = copy.copy(state)
+    if hasattr(state, "book"):
+        state.book = None  # the rulebook is configuration, not state
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _thaw(blob: bytes | None, book: Rulebook) -> Any:
+    state = pickle.loads(blob)
+    if hasattr(state, "book"):
+        state.book = book
+    return state
+
+
+class SequenceLogic(StatefulBatchLogic):
+    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+        self.cfg = cfg
+        self.seq: Sequencer = _thaw(resume, cfg.book) if resume else Sequencer(
+            lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        out: list = []
+        feed = self.seq.feed
+        for source, raw, rec in values:
+            out += feed(rec, raw, source)
+        if self.seq.watermark is not None:
+            metrics.WATERMARK.set(self.seq.watermark)
+        return out, False
+
+    def on_eof(self) -> tuple[list, bool]:
+        return self.seq.finish(), False
+
+    def snapshot(self) -> bytes | None:
+        return _freeze(self.seq, self.cfg.durable)
+
+
+class SiteLogic(StatefulBatchLogic):
+    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+        self.cfg = cfg
+        self.site: SiteCorrelator | None = _thaw(resume, cfg.book) if resume else None
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        if self.site is None:
+            self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book)
+        out: list = []
+        handle = self.site.handle
+        for _, msg in values:
+            out += handle(msg)
+        return out, False
+
+    def snapshot(self) -> bytes | None:
+        return _freeze(self.site, self.cfg.durable)
+
+
+class CareLogic(StatefulBatchLogic):
+    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+        self.cfg = cfg
+        self.care: SubscriberCare = pickle.loads(resume) if resume else SubscriberCare()
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        if len(values) > 1:
+            values.sort(key=order_key)
+        out: list = []
+        care, book = self.care, self.cfg.book
+        for msg in values:
+            out += care.handle(msg.subscriber_id, msg, book)
+        return out, care.empty()
+
+    def snapshot(self) -> bytes | None:
+        if not self.cfg.durable:
+            return None
+        return pickle.dumps(self.care, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# ---- stateless steps ---------------------------------------------------------------
+
+
+def _decode(item: tuple[str, bytes]) -> Any:
+    source, raw = item
+    rec = decode(raw, source)
+    if isinstance(rec, DeadLetter):
+        return rec
+    metrics.EVENTS.labels(source=metrics.TOPIC_FOR_TYPE[rec.kind], outcome="accepted").inc()
+    return (source, raw, rec)
+
+
+def _count_dead(d: DeadLetter) -> DeadLetter:
+    metrics.DEAD_LETTERS.labels(reason=d.code).inc()
+    metrics.EVENTS.labels(source=_topic_of(d), outcome="dead_letter").inc()
+    return d
+
+
+def _topic_of(d: DeadLetter) -> str:
+    return d.source if d.source in metrics.TOPIC_FOR_TYPE.values() else "unknown"
+
+
+def _count_out(item: Any) -> Any:
+    if isinstance(item, Action):
+        metrics.ACTIONS.labels(kind=item.action_kind, channel=item.channel,
+                               rule=item.rule_id).inc()
+        if item.send_after is not None:
+            metrics.DEFERRED.labels(kind=item.action_kind).inc()
+    elif isinstance(item, Suppressed):
+        metrics.SUPPRESSED.labels(kind=item.action_kind, reason=item.reason).inc()
+    elif isinstance(item, Incident):
+        metrics.INCIDENTS.labels(kind=item.incident_kind, status=item.status).inc()
+        gauge = metrics.OPEN_INCIDENTS.labels(kind=item.incident_kind, scope=item.scope)
+        if item.status == "open":
+            gauge.inc()
+        elif item.status == "resolved":
+            gauge.dec()
+    return item
+
+
+# ---- the flow ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """Where the three outputs go; each sink takes ``(key, encoded line)``."""
+
+    actions: Sink
+    incidents: Sink
+    dead_letters: Sink
+
+
+def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
+               flow_id: str = "forewarn") -> Dataflow:
+    flow = Dataflow(flow_id)
+    raw = op.input("input", flow, source)
+    decoded = op.map("decode", raw, _decode)
+    bad_in = op.branch("valid", decoded, lambda x: isinstance(x, tuple))
+    to_clock = op.key_on("key_clock", bad_in.trues, lambda _: CLOCK_KEY)
+    routed = op.stateful_batch("sequence", to_clock, lambda r: SequenceLogic(cfg, r))
+    routed = op.map("unkey_sequence", routed, lambda kv: kv[1])
+
+    to_site = op.filter_map("to_site", routed,
+                            lambda r: (r[1], (r[1], r[2])) if r[0] == "site" else None)
+    site_out = op.stateful_batch("site", to_site, lambda r: SiteLogic(cfg, r))
+    site_out = op.map("unkey_site", site_out, lambda kv: kv[1])
+    site_split = op.branch("site_split", site_out, lambda r: r[0] == "care")
+    incidents = op.map("incident", site_split.falses, lambda r: _count_out(r[1]))
+
+    care_from_seq = op.filter_map("to_care", routed,
+                                  lambda r: r[2] if r[0] == "care" else None)
+    care_in = op.merge("care_in", care_from_seq, op.map("verdicts", site_split.trues,
+                                                        lambda r: r[1]))
+    care_keyed = op.key_on("key_subscriber", care_in, lambda m: m.subscriber_id)
+    care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
+    care_out = op.map("count_care", care_out, lambda kv: _count_out(kv[1]))
+    actions = op.filter("actions", care_out, lambda x: isinstance(x, Action))
+
+    dead = op.merge(
+        "dead",
+        bad_in.falses,
+        op.filter_map("seq_dead", routed, lambda r: r[2] if r[0] == "dead" else None),
+    )
+    dead = op.map("count_dead", dead, _count_dead)
+
+    def out(step: str, stream, sink: Sink) -> None:
+        op.output(step, op.map(f"encode_{step}", stream, lambda x: ("out", encode(x))), sink)
+
+    out("actions_out", actions, outputs.actions)
+    out("incidents_out", incidents, outputs.incidents)
+    out("dead_letters_out", dead, outputs.dead_letters)
+    return flow

@@ -1,0 +1,92 @@
+"""Messages that travel between the flow's stages (not on the wire).
+
+The sequencer sends records and :class:`Tick` to sites and subscribers; a site
+sends :class:`Impact`, :class:`Restored`, :class:`Escalation` and
+:class:`DropNote` to subscribers. Every message knows its event time ``at``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Event time progress: every input before ``at`` has been delivered."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A subscriber seen on a cell (from a `location` or a `call`)."""
+
+    subscriber_id: str
+    cell_id: str
+    at: float
+    ref: str  # evidence: call:<id> or location:<cell>@<time>
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A dropped call, sent to the cell's site to learn whether an outage explains it."""
+
+    subscriber_id: str
+    cell_id: str
+    call_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFacts:
+    """What a subscriber stage needs to know about an incident (shared by all its messages)."""
+
+    incident_id: str
+    incident_kind: str
+    site_id: str
+    area: str
+    start_time: float
+    down_cells: tuple[tuple[str, float], ...]  # (cell_id, down since)
+    evidence: tuple[str, ...]  # alarm:<id>, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """Site says: subscriber was on a down cell at hold-down time ``at``."""
+
+    subscriber_id: str
+    facts: IncidentFacts
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """Site says: the incident is resolved at ``at``."""
+
+    subscriber_id: str
+    facts: IncidentFacts
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """Site says: the incident has lasted ``duration_s`` at ``at``."""
+
+    subscriber_id: str
+    facts: IncidentFacts
+    duration_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DropNote:
+    """A dropped call after the hold-down, with the outage (if any) that explains it."""
+
+    subscriber_id: str
+    call_id: str
+    cell_id: str
+    drop_time: float
+    incident_id: str | None
+    in_maintenance: bool
+    area: str
+    at: float

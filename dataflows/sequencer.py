@@ -1,0 +1,220 @@
+"""Stage 1 — the sequencer: event-time order, topology routing and ticks.
+
+Bytewax timers run on the wall clock, so Forewarn keeps its own event-time
+progress. All decoded records pass one sequencer (a single key), which
+
+* puts them in event-time order (a reorder buffer of ``lateness_s``) and
+  derives the *watermark*: every input before it has been released;
+* dead-letters records more than 7 days from the watermark, and records on
+  cells or sites the topology does not know;
+* routes each record to the stage keys that need it — a site (by the cell's
+  topology) and/or a subscriber — as ``(stage, key, message)``;
+* sends :class:`Tick` to sites with pending deadlines whenever the watermark
+  moves ``tick_s`` on, so group waits, hold-downs and 4 h escalations fire
+  on event time at any replay speed.
+
+>>> from forewarn.model import Cell, Location
+>>> seq = Sequencer(warmup=1)
+>>> seq.feed(Cell(cell_id="C1", site_id="S1"), b"", "f")
+[('site', 'S1', Cell(cell_id='C1', site_id='S1', region=None, lat=None, lon=None, technology=None))]
+>>> [(stage, key) for stage, key, _ in seq.feed(Location("U1", "C1", 100.0), b"", "f")]
+[('site', 'S1'), ('care', 'U1')]
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataflows.messages import Drop, Position, Tick
+from forewarn.codec import dead_letter
+from forewarn.model import (
+    Alarm,
+    Call,
+    Cell,
+    Complaint,
+    DeadLetter,
+    Kpi,
+    Location,
+    Maintenance,
+    Record,
+    Subscriber,
+)
+
+MAX_SKEW_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is invalid
+ALARM_HORIZON_S = 5 * 3600  # a site with alarm activity needs ticks this long (4 h escalations)
+DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of drop notes)
+
+Routed = tuple[str, Any, Any]  # (stage, key, message): stage in site | care | dead
+
+
+@dataclass(slots=True)
+class Sequencer:
+    """Pure sequencer logic; the Bytewax operator in :mod:`dataflows.flow` wraps it."""
+
+    lateness_s: float = 0.0
+    tick_s: float = 15.0
+    warmup: int = 8
+    watermark: float | None = None
+    cell_site: dict[str, str] = field(default_factory=dict)
+    site_cells: dict[str, set[str]] = field(default_factory=dict)
+    open_alarms: dict[str, set[str]] = field(default_factory=dict)  # site -> alarm ids
+    active_until: dict[str, float] = field(default_factory=dict)  # site -> event time
+    _pending: list = field(default_factory=list)  # warm-up, then the reorder heap
+    _seq: int = 0
+    _next_tick: float = 0.0
+    late: int = 0
+
+    # -- input -----------------------------------------------------------------
+
+    def feed(self, rec: Record, raw: bytes, source: str) -> list[Routed]:
+        """Take one decoded record; return what is released by it."""
+        at = rec.at
+        if at is None:
+            return self._route(rec, raw, source)
+        self._seq += 1
+        if self.watermark is None:
+            self._pending.append((at, self._seq, rec, raw, source))
+            if len(self._pending) < self.warmup:
+                return []
+            return self._end_warmup()
+        if abs(at - self.watermark) > MAX_SKEW_S:
+            return [("dead", None, dead_letter(raw, source, _skew_reason(rec, at, self.watermark)))]
+        if self.lateness_s <= 0 and not self._pending:
+            return self._release(at, rec, raw, source)
+        heapq.heappush(self._pending, (at, self._seq, rec, raw, source))
+        out: list[Routed] = []
+        horizon = max(at - self.lateness_s, self.watermark)
+        while self._pending and self._pending[0][0] <= horizon:
+            t, _, r, rw, src = heapq.heappop(self._pending)
+            out += self._release(t, r, rw, src)
+        return out
+
+    def finish(self) -> list[Routed]:
+        """End of input: release everything held, then a last tick to every active site."""
+        out: list[Routed] = []
+        if self.watermark is None and self._pending:
+            out += self._end_warmup()
+        while self._pending:
+            t, _, r, rw, src = heapq.heappop(self._pending)
+            out += self._release(t, r, rw, src)
+        if self.watermark is not None:
+            tick = Tick(self.watermark)
+            out += [("site", site, tick) for site in sorted(self.active_until)]
+        return out
+
+    # -- internals -----------------------------------------------------------------
+
+    def _end_warmup(self) -> list[Routed]:
+        """Anchor the watermark at the median of the first records, robust to a bad one."""
+        held = sorted(self._pending)
+        self._pending = []
+        self.watermark = held[len(held) // 2][0]
+        self._next_tick = self.watermark + self.tick_s
+        out: list[Routed] = []
+        for at, _, rec, raw, source in held:
+            if abs(at - self.watermark) > MAX_SKEW_S:
+                out.append(("dead", None, dead_letter(raw, source,
+                                                      _skew_reason(rec, at, self.watermark))))
+            else:
+                out += self._release(at, rec, raw, source)
+        return out
+
+    def _release(self, at: float, rec: Record, raw: bytes, source: str) -> list[Routed]:
+        out: list[Routed] = []
+        if at < self.watermark:
+            self.late += 1
+        elif at > self.watermark:
+            self.watermark = at
+            if at >= self._next_tick:
+                out += self._ticks(at)
+        return out + self._route(rec, raw, source)
+
+    def _ticks(self, now: float) -> list[Routed]:
+        self._next_tick = now + self.tick_s
+        tick = Tick(now)
+        out: list[Routed] = []
+        for site, until in list(self.active_until.items()):
+            if until < now and not self.open_alarms.get(site):
+                del self.active_until[site]
+            out.append(("site", site, tick))
+        return out
+
+    def _activate(self, site: str, until: float) -> None:
+        if self.active_until.get(site, 0.0) < until:
+            self.active_until[site] = until
+
+    def _unknown_cell(self, rec: Record, raw: bytes, source: str, cell_id: str) -> list[Routed]:
+        reason = f"{rec.kind}.cell_id: unknown cell {cell_id!r} (no `cell` topology record)"
+        return [("dead", None, dead_letter(raw, source, reason))]
+
+    def _route(self, rec: Record, raw: bytes, source: str) -> list[Routed]:
+        if isinstance(rec, Location | Call):
+            site = self.cell_site.get(rec.cell_id)
+            if site is None:
+                return self._unknown_cell(rec, raw, source, rec.cell_id)
+            if isinstance(rec, Location):
+                pos = Position(rec.subscriber_id, rec.cell_id, rec.event_time,
+                               f"location:{rec.cell_id}@{int(rec.event_time)}")
+                return [("site", site, pos), ("care", rec.subscriber_id, pos)]
+            pos = Position(rec.subscriber_id, rec.cell_id, rec.start_time, f"call:{rec.call_id}")
+            out: list[Routed] = [("site", site, pos), ("care", rec.subscriber_id, pos)]
+            if rec.dropped:
+                out.append(("site", site, Drop(rec.subscriber_id, rec.cell_id, rec.call_id,
+                                               rec.end_time)))
+                self._activate(site, rec.end_time + DROP_HORIZON_S)
+            return out
+        if isinstance(rec, Subscriber | Complaint):
+            return [("care", rec.subscriber_id, rec)]
+        if isinstance(rec, Alarm):
+            return self._route_alarm(rec, raw, source)
+        if isinstance(rec, Kpi):
+            site = self.cell_site.get(rec.cell_id)
+            if site is None:
+                return self._unknown_cell(rec, raw, source, rec.cell_id)
+            return [("site", site, rec)]
+        if isinstance(rec, Cell):
+            old = self.cell_site.get(rec.cell_id)
+            if old is not None and old != rec.site_id:
+                self.site_cells[old].discard(rec.cell_id)
+            self.cell_site[rec.cell_id] = rec.site_id
+            self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
+            return [("site", rec.site_id, rec)]
+        if isinstance(rec, Maintenance):
+            sites = set(rec.site_ids)
+            sites.update(self.cell_site[c] for c in rec.cell_ids if c in self.cell_site)
+            return [("site", s, rec) for s in sorted(sites)]
+        raise TypeError(f"sequencer cannot route {type(rec).__name__}")  # pragma: no cover
+
+    def _route_alarm(self, rec: Alarm, raw: bytes, source: str) -> list[Routed]:
+        if rec.cell_id is not None:
+            site = self.cell_site.get(rec.cell_id)
+            if site is None:
+                return self._unknown_cell(rec, raw, source, rec.cell_id)
+            if rec.site_id is not None and rec.site_id != site:
+                reason = (f"alarm.site_id: {rec.site_id!r} disagrees with topology "
+                          f"(cell {rec.cell_id!r} is on site {site!r})")
+                return [("dead", None, dead_letter(raw, source, reason))]
+        else:
+            site = rec.site_id
+            if site not in self.site_cells:
+                reason = f"alarm.site_id: unknown site {site!r} (no `cell` topology record on it)"
+                return [("dead", None, dead_letter(raw, source, reason))]
+        alarms = self.open_alarms.setdefault(site, set())
+        if rec.cleared:
+            alarms.discard(rec.alarm_id)
+        else:
+            alarms.add(rec.alarm_id)
+        self._activate(site, rec.event_time + ALARM_HORIZON_S)
+        return [("site", site, rec)]
+
+
+def _skew_reason(rec: Record, at: float, watermark: float) -> str:
+    from forewarn.codec import fmt_time
+
+    return (f"{rec.kind}: event time {fmt_time(at)} is more than 7 days from the stream's "
+            f"progress ({fmt_time(watermark)})")
+
+
+__all__ = ["Sequencer", "Routed", "DeadLetter"]

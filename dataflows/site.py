@@ -1,0 +1,386 @@
+"""Stage 2 — per-site correlation (keyed by site).
+
+A site turns its cells' alarms into NOC incidents and fans incidents out to
+the subscribers they impact:
+
+* **group wait** — cells of the site going down within ``group_wait_s`` of an
+  incident's start join it; the NOC sees it opened when the wait ends;
+* **hold-down** — at ``start + hold_down_s``, if cells are still down, every
+  subscriber whose latest position here (at or before the cell went down, no
+  older than ``position_max_age_s``) is on a down cell gets an :class:`Impact`;
+* **resolution** — when the last cell is up, :class:`Restored` to them;
+* **escalation** — when an incident reaches a rule's duration, :class:`Escalation`;
+* **flapping** — the ``flapping_outages``-th outage of a cell within
+  ``flapping_window_s`` opens one ``flapping`` incident that absorbs its next
+  outages until it has been up ``flapping_stable_s``;
+* **maintenance** — cells inside an active window impact nobody;
+* **dropped calls** — each drop is held for the hold-down, then sent on as a
+  :class:`DropNote` naming the outage (if any) that explains it.
+
+Deadlines are event times kept in a heap. A deadline fires when the site sees
+anything later than it (a record or a :class:`Tick`), so an outage cleared at
+exactly ``start + hold_down_s`` is "cleared within the hold-down".
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dataflows.messages import (
+    Drop,
+    DropNote,
+    Escalation,
+    Impact,
+    IncidentFacts,
+    Position,
+    Restored,
+    Tick,
+)
+from forewarn.model import Alarm, Cell, Incident, Kpi, Maintenance
+from rules.rulebook import Rulebook
+
+Out = tuple[str, Any]  # ("care", message) | ("incident", Incident)
+PRUNE_EVERY_S = 600.0
+
+
+def incident_id(site_id: str, start: float) -> str:
+    """Deterministic incident id from the site and start time.
+
+    >>> incident_id("SITE0001", 1795428900.0)
+    'INC-SITE0001-20261123T101500'
+    """
+    return f"INC-{site_id}-{datetime.fromtimestamp(start, UTC):%Y%m%dT%H%M%S}"
+
+
+@dataclass(slots=True)
+class OpenIncident:
+    id: str
+    kind: str  # outage | flapping
+    start: float
+    down: dict[str, float] = field(default_factory=dict)  # cell -> down since
+    ever: dict[str, None] = field(default_factory=dict)  # every cell that was part of it
+    alarms: list[str] = field(default_factory=list)
+    planned: str | None = None  # maintenance window id when all its cells were planned
+    opened: bool = False
+    impacted: dict[str, None] = field(default_factory=dict)  # subscribers sent an Impact
+    facts: IncidentFacts | None = None
+
+
+@dataclass(slots=True)
+class SiteCorrelator:
+    """All correlation state of one site."""
+
+    site_id: str
+    book: Rulebook
+    cells: dict[str, None] = field(default_factory=dict)
+    region: str | None = None
+    members: dict[str, tuple[str, float, str]] = field(default_factory=dict)  # sub -> cell,at,ref
+    alarm_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)  # open outage alarms
+    down: dict[str, set[str]] = field(default_factory=dict)  # cell -> its open outage alarms
+    incidents: dict[str, OpenIncident] = field(default_factory=dict)
+    cell_incident: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[tuple[float, float | None, str]]] = field(default_factory=dict)
+    flap_starts: dict[str, list[float]] = field(default_factory=dict)
+    windows: dict[str, tuple[float, float, frozenset[str] | None]] = field(default_factory=dict)
+    deadlines: list = field(default_factory=list)
+    clock: float = 0.0
+    _seq: int = 0
+    _pruned_at: float = 0.0
+
+    # -- entry point -------------------------------------------------------------
+
+    def handle(self, msg: Any) -> list[Out]:
+        """Apply one message from the sequencer; return what became due."""
+        at = getattr(msg, "at", None)
+        if at is None and isinstance(msg, Alarm):
+            at = msg.event_time
+        out: list[Out] = []
+        if at is not None:
+            out += self.advance(at)
+        if isinstance(msg, Position):
+            self._observe(msg)
+        elif isinstance(msg, Alarm):
+            out += self._alarm(msg)
+        elif isinstance(msg, Drop):
+            self._schedule(msg.at + self.book.correlation.hold_down_s, "drop", msg)
+        elif isinstance(msg, Cell):
+            self.cells[msg.cell_id] = None
+            self.region = msg.region or self.region
+        elif isinstance(msg, Maintenance):
+            self._maintenance(msg)
+        elif isinstance(msg, Tick | Kpi):
+            pass  # ticks only move time; KPIs feed degradation detection (not yet)
+        return out
+
+    def advance(self, now: float) -> list[Out]:
+        """Fire every deadline strictly before ``now``, in time order."""
+        out: list[Out] = []
+        while self.deadlines and self.deadlines[0][0] < now:
+            at, _, kind, ref = heapq.heappop(self.deadlines)
+            self.clock = max(self.clock, at)
+            out += self._fire(at, kind, ref)
+        if now > self.clock:
+            self.clock = now
+            if now - self._pruned_at >= PRUNE_EVERY_S:
+                self._prune(now)
+        return out
+
+    def idle(self) -> bool:
+        """Nothing pending: the state may be dropped once it also holds no topology."""
+        return not self.deadlines and not self.incidents and not self.cells
+
+    # -- records -------------------------------------------------------------------
+
+    def _observe(self, pos: Position) -> None:
+        seen = self.members.get(pos.subscriber_id)
+        if seen is None or seen[1] <= pos.at:
+            self.members[pos.subscriber_id] = (pos.cell_id, pos.at, pos.ref)
+
+    def _maintenance(self, m: Maintenance) -> None:
+        if m.op == "cancel":
+            self.windows.pop(m.window_id, None)
+            return
+        cells = None if self.site_id in m.site_ids else frozenset(m.cell_ids)
+        self.windows[m.window_id] = (m.start_time, m.end_time, cells)
+
+    def _window_for(self, cell: str, at: float) -> str | None:
+        for wid, (start, end, cells) in sorted(self.windows.items()):
+            if start <= at <= end and (cells is None or cell in cells):
+                return wid
+        return None
+
+    def _alarm(self, a: Alarm) -> list[Out]:
+        corr = self.book.correlation
+        if a.cleared:
+            cells = self.alarm_cells.pop(a.alarm_id, ())
+            out: list[Out] = []
+            touched: dict[str, None] = {}
+            for cell in cells:
+                alarms = self.down.get(cell)
+                if alarms is None:
+                    continue
+                alarms.discard(a.alarm_id)
+                if not alarms:
+                    del self.down[cell]
+                    touched[self.cell_incident.get(cell, "")] = None
+                    out += self._cell_up(cell, a.event_time)
+            for inc_id in touched:  # one update per incident that is still down
+                inc = self.incidents.get(inc_id)
+                if inc is not None and inc.down and inc.opened:
+                    out.append(("incident", self._record(inc, "updated", a.event_time)))
+            return out
+        if a.severity not in corr.outage_severities or a.probable_cause not in corr.outage_causes:
+            return []  # not a loss of service
+        if a.alarm_id in self.alarm_cells:
+            return []  # repeated raise of an open alarm
+        cells = (a.cell_id,) if a.cell_id else tuple(self.cells)
+        self.alarm_cells[a.alarm_id] = cells
+        out = []
+        for cell in cells:
+            alarms = self.down.get(cell)
+            if alarms is not None:
+                alarms.add(a.alarm_id)
+                inc = self.incidents.get(self.cell_incident.get(cell, ""))
+                if inc is not None and a.alarm_id not in inc.alarms:
+                    inc.alarms.append(a.alarm_id)
+                continue
+            self.down[cell] = {a.alarm_id}
+            out += self._cell_down(cell, a.event_time, a.alarm_id)
+        return out
+
+    # -- incidents -------------------------------------------------------------------
+
+    def _cell_down(self, cell: str, at: float, alarm_id: str) -> list[Out]:
+        corr = self.book.correlation
+        starts = [t for t in self.flap_starts.get(cell, ()) if t >= at - corr.flapping_window_s]
+        starts.append(at)
+        self.flap_starts[cell] = starts
+        inc = None
+        # A cell already in an open flapping incident goes down inside it.
+        current = self.incidents.get(self.cell_incident.get(cell, ""))
+        if current is not None and current.kind == "flapping":
+            inc = current
+        elif len(starts) >= corr.flapping_outages:
+            inc = self._new_incident("flapping", at)
+        else:
+            for cand in self.incidents.values():
+                if cand.kind == "outage" and at <= cand.start + corr.group_wait_s:
+                    inc = cand
+                    break
+            if inc is None:
+                inc = self._new_incident("outage", at)
+        inc.down[cell] = at
+        inc.ever[cell] = None
+        if alarm_id not in inc.alarms:
+            inc.alarms.append(alarm_id)
+        window = self._window_for(cell, at)
+        inc.planned = window if (inc.planned or len(inc.ever) == 1) and window else None
+        self.cell_incident[cell] = inc.id
+        self.history.setdefault(cell, []).append((at, None, inc.id))
+        if inc.kind == "flapping":
+            self._schedule(at + corr.hold_down_s, "hold", inc.id)
+            if inc.opened:
+                return [("incident", self._record(inc, "updated", at))]
+        return []
+
+    def _new_incident(self, kind: str, at: float) -> OpenIncident:
+        corr = self.book.correlation
+        inc = OpenIncident(id=incident_id(self.site_id, at), kind=kind, start=at)
+        self.incidents[inc.id] = inc
+        self._schedule(at + corr.group_wait_s, "open", inc.id)
+        if kind == "outage":
+            self._schedule(at + corr.hold_down_s, "hold", inc.id)
+        durations = {r.min_duration_s for r in self.book.incident_rules("duration", kind)}
+        for d in sorted(durations):
+            self._schedule(at + d, "escalate", (inc.id, d))
+        return inc
+
+    def _cell_up(self, cell: str, at: float) -> list[Out]:
+        hist = self.history.get(cell)
+        if hist and hist[-1][1] is None:
+            hist[-1] = (hist[-1][0], at, hist[-1][2])
+        inc = self.incidents.get(self.cell_incident.pop(cell, ""))
+        if inc is None:
+            return []
+        inc.down.pop(cell, None)
+        if inc.down:
+            return []
+        if inc.kind == "flapping":
+            self.cell_incident[cell] = inc.id  # still its incident until stable
+            self._schedule(at + self.book.correlation.flapping_stable_s, "stable", inc.id)
+            return []
+        return self._resolve(inc, at)
+
+    def _resolve(self, inc: OpenIncident, at: float) -> list[Out]:
+        out: list[Out] = []
+        if not inc.opened:
+            inc.opened = True
+            out.append(("incident", self._record(inc, "open", at)))
+        out.append(("incident", self._record(inc, "resolved", at, end=at)))
+        facts = inc.facts or self._facts(inc)
+        out += [("care", Restored(sub, facts, at)) for sub in inc.impacted]
+        del self.incidents[inc.id]
+        for cell in inc.ever:
+            if self.cell_incident.get(cell) == inc.id:
+                del self.cell_incident[cell]
+        return out
+
+    def _fire(self, at: float, kind: str, ref: Any) -> list[Out]:
+        if kind == "drop":
+            return self._drop_note(at, ref)
+        if kind == "escalate":
+            inc = self.incidents.get(ref[0])
+            if inc is None or inc.planned or inc.facts is None:
+                return []
+            return [("care", Escalation(sub, inc.facts, ref[1], at)) for sub in inc.impacted]
+        inc = self.incidents.get(ref)
+        if inc is None:
+            return []
+        if kind == "open" and not inc.opened:
+            inc.opened = True
+            return [("incident", self._record(inc, "open", at))]
+        if kind == "hold":
+            return self._hold_down(inc, at)
+        if kind == "stable" and not inc.down:
+            last_up = max((h[1] or 0.0) for c in inc.ever for h in self.history.get(c, ())
+                          if h[2] == inc.id)
+            if at >= last_up + self.book.correlation.flapping_stable_s:
+                return self._resolve(inc, at)
+        return []
+
+    def _hold_down(self, inc: OpenIncident, at: float) -> list[Out]:
+        """The hold-down has passed with cells still down: who is impacted?"""
+        if not inc.down:
+            return []
+        max_age = self.book.correlation.position_max_age_s
+        affected = {c: since for c, since in inc.down.items()
+                    if self._window_for(c, since) is None}
+        inc.facts = facts = self._facts(inc)
+        out: list[Out] = []
+        if affected:
+            for sub, (cell, seen_at, _) in self.members.items():
+                since = affected.get(cell)
+                if since is None or seen_at > since or since - seen_at > max_age:
+                    continue
+                if sub not in inc.impacted:
+                    inc.impacted[sub] = None
+                    out.append(("care", Impact(sub, facts, at)))
+        status = "open" if not inc.opened else "updated"
+        inc.opened = True
+        return [("incident", self._record(inc, status, at))] + out
+
+    def _drop_note(self, at: float, d: Drop) -> list[Out]:
+        """A drop whose hold-down passed: name the outage that explains it, if any."""
+        gw = self.book.correlation.group_wait_s
+        explained: str | None = None
+        for start, end, inc_id in self.history.get(d.cell_id, ()):
+            if start - gw <= d.at and (end is None or d.at <= end):
+                explained = inc_id
+                hold = start + self.book.correlation.hold_down_s
+                if hold >= at and inc_id in self.incidents:
+                    # Its hold-down decision comes first, so care knows who was told.
+                    self._schedule(hold, "drop", d)
+                    return []
+        area = self._area()
+        note = DropNote(d.subscriber_id, d.call_id, d.cell_id, d.at, explained,
+                        self._window_for(d.cell_id, d.at) is not None, area, at)
+        return [("care", note)]
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _schedule(self, at: float, kind: str, ref: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self.deadlines, (at, self._seq, kind, ref))
+
+    def _area(self) -> str:
+        return (self.region or self.site_id).title() if self.region else self.site_id
+
+    def _facts(self, inc: OpenIncident) -> IncidentFacts:
+        return IncidentFacts(
+            incident_id=inc.id,
+            incident_kind=inc.kind,
+            site_id=self.site_id,
+            area=self._area(),
+            start_time=inc.start,
+            down_cells=tuple(sorted(inc.down.items())),
+            evidence=tuple(f"alarm:{a}" for a in inc.alarms),
+        )
+
+    def _record(self, inc: OpenIncident, status: str, at: float,
+                end: float | None = None) -> Incident:
+        cells = tuple(sorted(inc.ever))
+        scope = "site" if self.cells and set(self.cells) <= set(inc.ever) else "cell"
+        return Incident(
+            incident_id=inc.id,
+            status=status,
+            incident_kind=inc.kind,
+            scope=scope,
+            site_id=self.site_id,
+            cell_ids=cells,
+            start_time=inc.start,
+            end_time=end,
+            impacted_subscribers=len(inc.impacted),
+            event_time=at,
+            region=self.region,
+            maintenance_window=inc.planned,
+            evidence=tuple(f"alarm:{a}" for a in inc.alarms),
+        )
+
+    def _prune(self, now: float) -> None:
+        """Forget positions too old to matter and finished outage history."""
+        self._pruned_at = now
+        horizon = now - self.book.correlation.position_max_age_s
+        stale = [s for s, (_, at, _) in self.members.items() if at < horizon]
+        for s in stale:
+            del self.members[s]
+        keep_from = now - max(self.book.correlation.flapping_window_s, 6 * 3600)
+        for cell, hist in list(self.history.items()):
+            hist[:] = [h for h in hist if h[1] is None or h[1] >= keep_from]
+            if not hist:
+                del self.history[cell]
+        for wid, (_, end, _) in list(self.windows.items()):
+            if end < now - 24 * 3600:
+                del self.windows[wid]

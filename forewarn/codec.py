@@ -1,0 +1,468 @@
+"""The one codec: wire JSON <-> domain records, with validation.
+
+Decoding never raises: every defect becomes a :class:`DeadLetter` whose
+reason names the field, what was expected and what was found.
+
+>>> decode(b'{"type":"location","subscriber_id":"S1","cell_id":"C1",'
+...        b'"event_time":"2026-11-23T10:15:00Z"}', "oss.locations")
+Location(subscriber_id='S1', cell_id='C1', event_time=1795428900.0)
+>>> decode(b'{"type":"alarm","alarm_id":"A1","cell_id":"C1"}', "oss.alarms").reason
+'alarm.event_time: required field missing'
+>>> fmt_time(1795428900.0)
+'2026-11-23T10:15:00Z'
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from forewarn.model import (
+    ALARM_TYPES,
+    CHANNEL_NAMES,
+    COMPLAINT_CATEGORIES,
+    SEGMENTS,
+    SEVERITIES,
+    Action,
+    Alarm,
+    Call,
+    Cell,
+    Channel,
+    Complaint,
+    DeadLetter,
+    Incident,
+    Kpi,
+    Location,
+    Maintenance,
+    Record,
+    Subscriber,
+)
+
+RAW_LIMIT = 4096  # bytes of the offending input kept in a dead letter
+
+
+class Invalid(ValueError):
+    """A record defect; the message is the dead-letter reason."""
+
+
+# ---- time ------------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def parse_time(text: str) -> float:
+    """RFC 3339 with an offset -> POSIX seconds.
+
+    >>> parse_time("2026-11-23T11:15:00+01:00") == parse_time("2026-11-23T10:15:00Z")
+    True
+    """
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError("no UTC offset")
+    return dt.timestamp()
+
+
+def fmt_time(ts: float) -> str:
+    """POSIX seconds -> RFC 3339 UTC ('Z'), milliseconds only when needed."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+# ---- field readers -----------------------------------------------------------
+
+
+def _req(obj: dict, typ: str, name: str) -> Any:
+    value = obj.get(name)
+    if value is None:
+        raise Invalid(f"{typ}.{name}: required field missing")
+    return value
+
+
+def _str(obj: dict, typ: str, name: str, required: bool = True) -> str | None:
+    value = _req(obj, typ, name) if required else obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"{typ}.{name}: expected a non-empty string, got {_show(value)}")
+    return value
+
+
+def _time(obj: dict, typ: str, name: str) -> float:
+    value = _req(obj, typ, name)
+    if not isinstance(value, str):
+        raise Invalid(f"{typ}.{name}: expected an RFC 3339 time string, got {_show(value)}")
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise Invalid(
+            f"{typ}.{name}: expected an RFC 3339 time with offset, got {_show(value)}"
+        ) from None
+
+
+def _num(obj: dict, typ: str, name: str, required: bool = True) -> float | None:
+    value = _req(obj, typ, name) if required else obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"{typ}.{name}: expected a number, got {_show(value)}")
+    return value
+
+
+def _int(obj: dict, typ: str, name: str, required: bool = True) -> int | None:
+    value = _req(obj, typ, name) if required else obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{typ}.{name}: expected an integer, got {_show(value)}")
+    if value < 0:
+        raise Invalid(f"{typ}.{name}: expected a non-negative integer, got {value}")
+    return value
+
+
+def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...], required: bool = True):
+    value = _req(obj, typ, name) if required else obj.get(name)
+    if value is None:
+        return None
+    if value not in allowed:
+        raise Invalid(f"{typ}.{name}: expected one of {','.join(allowed)}, got {_show(value)}")
+    return value
+
+
+def _str_list(obj: dict, typ: str, name: str) -> tuple[str, ...]:
+    value = obj.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise Invalid(f"{typ}.{name}: expected a list of strings, got {_show(value)}")
+    return tuple(value)
+
+
+def _show(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---- per-type decoders ---------------------------------------------------------
+
+
+def _cell(o: dict) -> Cell:
+    return Cell(
+        cell_id=_str(o, "cell", "cell_id"),
+        site_id=_str(o, "cell", "site_id"),
+        region=_str(o, "cell", "region", False),
+        lat=_num(o, "cell", "lat", False),
+        lon=_num(o, "cell", "lon", False),
+        technology=_str(o, "cell", "technology", False),
+    )
+
+
+def _alarm(o: dict) -> Alarm:
+    t = "alarm"
+    cell_id = _str(o, t, "cell_id", False)
+    site_id = _str(o, t, "site_id", False)
+    if cell_id is None and site_id is None:
+        raise Invalid("alarm.cell_id/site_id: one of them is required, got neither")
+    return Alarm(
+        alarm_id=_str(o, t, "alarm_id"),
+        event_time=_time(o, t, "event_time"),
+        severity=_enum(o, t, "perceived_severity", SEVERITIES),
+        probable_cause=_str(o, t, "probable_cause"),
+        cell_id=cell_id,
+        site_id=site_id,
+        alarm_type=_enum(o, t, "alarm_type", ALARM_TYPES, False),
+        specific_problem=_str(o, t, "specific_problem", False),
+        managed_object=_str(o, t, "managed_object", False),
+        additional_text=_str(o, t, "additional_text", False),
+    )
+
+
+def _location(o: dict) -> Location:
+    t = "location"
+    return Location(
+        subscriber_id=_str(o, t, "subscriber_id"),
+        cell_id=_str(o, t, "cell_id"),
+        event_time=_time(o, t, "event_time"),
+    )
+
+
+def _call(o: dict) -> Call:
+    t = "call"
+    dropped = _req(o, t, "dropped")
+    if not isinstance(dropped, bool):
+        raise Invalid(f"call.dropped: expected true or false, got {_show(dropped)}")
+    start, end = _time(o, t, "start_time"), _time(o, t, "end_time")
+    if end < start:
+        raise Invalid("call.end_time: expected at or after start_time, got an earlier time")
+    return Call(
+        call_id=_str(o, t, "call_id"),
+        subscriber_id=_str(o, t, "subscriber_id"),
+        cell_id=_str(o, t, "cell_id"),
+        start_time=start,
+        end_time=end,
+        dropped=dropped,
+        cause_code=_int(o, t, "cause_code", False),
+    )
+
+
+def _kpi(o: dict) -> Kpi:
+    t = "kpi"
+    period_s = _num(o, t, "period_s")
+    if period_s <= 0:
+        raise Invalid(f"kpi.period_s: expected a positive number, got {period_s}")
+    return Kpi(
+        cell_id=_str(o, t, "cell_id"),
+        period_start=_time(o, t, "period_start"),
+        period_s=float(period_s),
+        call_attempts=_int(o, t, "call_attempts"),
+        dropped_calls=_int(o, t, "dropped_calls"),
+        rrc_success_rate=_num(o, t, "rrc_success_rate", False),
+        dl_throughput_mbps=_num(o, t, "dl_throughput_mbps", False),
+        active_users=_int(o, t, "active_users", False),
+    )
+
+
+def _channels(o: dict) -> tuple[Channel, ...]:
+    raw = _req(o, "subscriber", "channels")
+    if not isinstance(raw, dict):
+        raise Invalid(f"subscriber.channels: expected an object by channel, got {_show(raw)}")
+    out = []
+    for name, spec in raw.items():
+        where = f"subscriber.channels.{name}"
+        if name not in CHANNEL_NAMES:
+            raise Invalid(f"{where}: expected a channel among {','.join(CHANNEL_NAMES)}")
+        if not isinstance(spec, dict):
+            raise Invalid(f"{where}: expected an object, got {_show(spec)}")
+        address, consent = spec.get("address"), spec.get("consent")
+        if not isinstance(address, str) or not address:
+            raise Invalid(f"{where}.address: expected a non-empty string, got {_show(address)}")
+        if not isinstance(consent, bool):
+            raise Invalid(f"{where}.consent: expected true or false, got {_show(consent)}")
+        out.append(Channel(name=name, address=address, consent=consent))
+    return tuple(out)
+
+
+def _subscriber(o: dict) -> Subscriber:
+    t = "subscriber"
+    sid = _str(o, t, "subscriber_id")
+    op = _enum(o, t, "op", ("upsert", "delete"))
+    updated_at = _time(o, t, "updated_at")
+    if op == "delete":
+        return Subscriber(subscriber_id=sid, op=op, updated_at=updated_at)
+    tz = _str(o, t, "timezone")
+    try:
+        zone(tz)
+    except (ValueError, KeyError, OSError):
+        raise Invalid(f"subscriber.timezone: expected an IANA time zone, got {_show(tz)}") from None
+    preferred = _str_list(o, t, "preferred_channels")
+    for name in preferred:
+        if name not in CHANNEL_NAMES:
+            raise Invalid(
+                f"subscriber.preferred_channels: expected channels among "
+                f"{','.join(CHANNEL_NAMES)}, got {_show(name)}"
+            )
+    return Subscriber(
+        subscriber_id=sid,
+        op=op,
+        updated_at=updated_at,
+        language=_str(o, t, "language"),
+        timezone=tz,
+        segment=_enum(o, t, "segment", SEGMENTS),
+        channels=_channels(o),
+        name=_str(o, t, "name", False),
+        plan=_str(o, t, "plan", False),
+        tenure_months=_int(o, t, "tenure_months", False),
+        tags=_str_list(o, t, "tags"),
+        preferred_channels=preferred,
+    )
+
+
+def _maintenance(o: dict) -> Maintenance:
+    t = "maintenance"
+    site_ids, cell_ids = _str_list(o, t, "site_ids"), _str_list(o, t, "cell_ids")
+    if not site_ids and not cell_ids:
+        raise Invalid("maintenance.site_ids/cell_ids: one of them is required, got neither")
+    start, end = _time(o, t, "start_time"), _time(o, t, "end_time")
+    if end <= start:
+        raise Invalid("maintenance.end_time: expected after start_time")
+    return Maintenance(
+        window_id=_str(o, t, "window_id"),
+        op=_enum(o, t, "op", ("upsert", "cancel")),
+        start_time=start,
+        end_time=end,
+        site_ids=site_ids,
+        cell_ids=cell_ids,
+        description=_str(o, t, "description", False),
+    )
+
+
+def _complaint(o: dict) -> Complaint:
+    t = "complaint"
+    return Complaint(
+        complaint_id=_str(o, t, "complaint_id"),
+        subscriber_id=_str(o, t, "subscriber_id"),
+        event_time=_time(o, t, "event_time"),
+        category=_enum(o, t, "category", COMPLAINT_CATEGORIES),
+        channel=_str(o, t, "channel", False),
+    )
+
+
+DECODERS: dict[str, Callable[[dict], Record]] = {
+    "cell": _cell,
+    "alarm": _alarm,
+    "location": _location,
+    "call": _call,
+    "kpi": _kpi,
+    "subscriber": _subscriber,
+    "maintenance": _maintenance,
+    "complaint": _complaint,
+}
+
+
+def reason_code(reason: str) -> str:
+    """A bounded class for a dead-letter reason (safe as a metric label).
+
+    >>> reason_code("alarm.event_time: required field missing")
+    'missing_field'
+    """
+    for needle, code in _REASON_CODES:
+        if needle in reason:
+            return code
+    return "bad_value"
+
+
+_REASON_CODES = (
+    ("not JSON", "not_json"),
+    ("expected a JSON object", "not_object"),
+    ("type: expected one of", "unknown_type"),
+    ("required field missing", "missing_field"),
+    ("one of them is required", "missing_field"),
+    ("expected one of", "bad_enum"),
+    ("RFC 3339", "bad_time"),
+    ("days from the stream", "time_out_of_range"),
+    ("unknown cell", "unknown_cell"),
+    ("unknown site", "unknown_site"),
+    ("too large", "too_large"),
+    ("expected a", "bad_type"),
+)
+
+
+def dead_letter(raw: bytes, source: str, reason: str) -> DeadLetter:
+    return DeadLetter(source=source, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
+
+
+def decode(raw: bytes, source: str) -> Record | DeadLetter:
+    """One wire record -> a domain record, or a dead letter saying why."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return dead_letter(raw, source, f"not JSON: {exc.args[0] if exc.args else exc}")
+    if not isinstance(obj, dict):
+        return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}")
+    typ = obj.get("type")
+    decoder = DECODERS.get(typ) if isinstance(typ, str) else None
+    if decoder is None:
+        return dead_letter(
+            raw, source, f"type: expected one of {','.join(DECODERS)}, got {_show(typ)}"
+        )
+    try:
+        return decoder(obj)
+    except Invalid as exc:
+        return dead_letter(raw, source, str(exc))
+
+
+def event_time_of(obj: dict) -> str | None:
+    """The stream-time field of a raw record, by type (for ordering before decode)."""
+    return obj.get(STREAM_TIME_FIELD.get(obj.get("type"), ""))
+
+
+STREAM_TIME_FIELD = {
+    "alarm": "event_time",
+    "location": "event_time",
+    "call": "end_time",
+    "subscriber": "updated_at",
+    "complaint": "event_time",
+}
+
+
+# ---- outputs ---------------------------------------------------------------------
+
+
+def _t(ts: float | None) -> str | None:
+    return None if ts is None else fmt_time(ts)
+
+
+def action_dict(a: Action) -> dict:
+    return {
+        "type": "action",
+        "action_id": a.action_id,
+        "subscriber_id": a.subscriber_id,
+        "kind": a.action_kind,
+        "channel": a.channel,
+        "language": a.language,
+        "message": a.message,
+        "rule_id": a.rule_id,
+        "rule_version": a.rule_version,
+        "incident_id": a.incident_id,
+        "evidence": list(a.evidence),
+        "event_time": fmt_time(a.event_time),
+        "send_after": _t(a.send_after),
+        "offer": a.offer,
+        "segment": a.segment,
+    }
+
+
+def incident_dict(i: Incident) -> dict:
+    return {
+        "type": "incident",
+        "incident_id": i.incident_id,
+        "status": i.status,
+        "kind": i.incident_kind,
+        "scope": i.scope,
+        "site_id": i.site_id,
+        "cell_ids": list(i.cell_ids),
+        "start_time": fmt_time(i.start_time),
+        "end_time": _t(i.end_time),
+        "impacted_subscribers": i.impacted_subscribers,
+        "event_time": fmt_time(i.event_time),
+        "region": i.region,
+        "maintenance_window": i.maintenance_window,
+        "evidence": list(i.evidence),
+    }
+
+
+def dead_letter_dict(d: DeadLetter) -> dict:
+    try:
+        raw = d.raw.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        raw = base64.b64encode(d.raw).decode("ascii")
+        encoding = "base64"
+    return {
+        "type": "dead_letter",
+        "source": d.source,
+        "reason": d.reason,
+        "raw": raw,
+        "raw_encoding": encoding,
+        "code": d.code,
+    }
+
+
+def encode(out: Action | Incident | DeadLetter) -> bytes:
+    """A domain output -> one JSON line (no newline)."""
+    if isinstance(out, Action):
+        return orjson.dumps(action_dict(out))
+    if isinstance(out, Incident):
+        return orjson.dumps(incident_dict(out))
+    return orjson.dumps(dead_letter_dict(out))
