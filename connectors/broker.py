@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import fcntl
 import os
 import shlex
@@ -41,6 +42,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -503,8 +505,18 @@ def _wait_ready(bootstrap: str, pid: int, dir: Path, deadline: float) -> None:
 # ----------------------------------------------------------------------------- API
 
 
+def _set_parent_death_signal() -> None:
+    """In the child before exec (Linux): get SIGTERM when the starting thread exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG; kept across exec
+
+
 def start(
-    port: int = DEFAULT_PORT, dir: str | Path | None = None, *, timeout: float = READY_TIMEOUT
+    port: int = DEFAULT_PORT,
+    dir: str | Path | None = None,
+    *,
+    timeout: float = READY_TIMEOUT,
+    die_with_parent: bool = False,
 ) -> BrokerInfo:
     """Start a broker on ``127.0.0.1:port`` with state in ``dir``; return once it answers.
 
@@ -513,6 +525,10 @@ def start(
     ``dir`` survives stop/start. Raises :class:`BrokerError` when the port is
     taken, the process dies (with its log tail) or it does not answer within
     ``timeout`` seconds (then it is stopped).
+
+    The broker outlives the caller unless ``die_with_parent`` (Linux only; for
+    test fixtures): then it gets SIGTERM when the calling thread exits, so an
+    aborted test run leaves no JVM behind.
     """
     dir = broker_dir(port, dir)
     bootstrap = f"{HOST}:{port}"
@@ -561,6 +577,11 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # detached: survives the caller, no terminal signals
+            preexec_fn=(
+                _set_parent_death_signal
+                if die_with_parent and sys.platform.startswith("linux")
+                else None
+            ),
         )
     _CHILDREN[child.pid] = child
     (dir / _PID_FILE).write_text(f"{child.pid}\n")

@@ -74,7 +74,7 @@ def action_id(rule_id: str, subscriber_id: str, basis: str) -> str:
     """Pure function of rule, subscriber and incident (or triggering evidence).
 
     >>> action_id("outage-notice", "SUB1", "INC-S1-20261123T101500")
-    'act-5d8e0e0b2a8a1b1a3f1b5a63'
+    'act-b50ef37c244a5984cf9faa7d'
     """
     digest = hashlib.blake2b(f"{rule_id}|{subscriber_id}|{basis}".encode(), digest_size=12)
     return "act-" + digest.hexdigest()
@@ -172,8 +172,8 @@ class SubscriberCare:
                 out.append(Suppressed(rule.id, rule.action, "moved_away", msg.at))
                 continue
             why = self._blocked(rule, msg.at, book)
-            if why is None and facts.incident_kind == "flapping" and self.last_notice_at is not None \
-                    and msg.at - self.last_notice_at <= book.correlation.flapping_window_s:
+            if why is None and facts.incident_kind == "flapping" and self._told_within(
+                    msg.at, book.correlation.flapping_window_s):
                 why = "flapping_repeat"
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
@@ -245,6 +245,9 @@ class SubscriberCare:
         return out
 
     # -- policy ---------------------------------------------------------------------
+
+    def _told_within(self, at: float, window_s: float) -> bool:
+        return self.last_notice_at is not None and at - self.last_notice_at <= window_s
 
     def _blocked(self, rule: Rule, at: float, book: Rulebook) -> str | None:
         if self.profile is None:

@@ -323,7 +323,8 @@ def load_rulebook(path: str | Path | None = None) -> Rulebook:
             if rule is None:
                 continue
             if rule.id in seen:
-                ck.fail(rnode, f"rules[{rule.id}].id", f"duplicate rule id (also rules[{seen[rule.id]}])")
+                ck.fail(rnode, f"rules[{rule.id}].id",
+                        f"duplicate rule id (also rules[{seen[rule.id]}])")
             seen[rule.id] = i
             rules.append(rule)
     if ck.problems:

@@ -1,0 +1,184 @@
+"""Sub-commands that drive the flow: `demo`, `run` (files), `rules check`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from forewarn import metrics
+from forewarn.logs import get_logger, setup_logging
+from forewarn.summary import format_table, summarize
+from rules.rulebook import RulebookError, load_rulebook
+
+log = get_logger("forewarn.cli")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="simulate a network into the flow and measure quality")
+    p.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--sites", type=int, default=300)
+    p.add_argument("--hours", type=float, default=6.0)
+    p.add_argument("--subscribers-per-cell", type=int, default=40)
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run the flow over JSONL files (or on Kafka: --bootstrap)")
+    p.add_argument("--input", nargs="+", metavar="FILE", help="JSONL event files")
+    p.add_argument("--out", help="output directory for actions/incidents/dead letters")
+    p.add_argument("--truth", help="simulator ground truth, to measure quality")
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="run on Kafka instead of files")
+    p.add_argument("--recovery", metavar="DIR", help="Bytewax recovery directory (Kafka mode)")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("rules", help="rulebook tools")
+    rsub = p.add_subparsers(dest="rules_command", metavar="COMMAND")
+    c = rsub.add_parser("check", help="validate a rulebook directory")
+    c.add_argument("dir", help="directory holding rulebook.yaml")
+    c.set_defaults(func=cmd_rules_check)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", metavar="DIR", help="rulebook directory (default: built-in)")
+    p.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
+    p.add_argument("--metrics-port", type=int, default=9464,
+                   help="serve Prometheus /metrics here (0: any free port, -1: off)")
+    p.add_argument("--log-level", default="INFO")
+
+
+def _book(args: argparse.Namespace):
+    try:
+        return load_rulebook(args.rules)
+    except RulebookError as exc:
+        print(f"forewarn: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve_metrics(args: argparse.Namespace) -> None:
+    if args.metrics_port < 0:
+        return
+    try:
+        port = metrics.serve(args.metrics_port)
+    except OSError as exc:
+        print(f"forewarn: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    log.info("metrics served", extra={"url": f"http://127.0.0.1:{port}/metrics"})
+
+
+class Progress:
+    """Prints events/s while the flow runs (from the metrics counters)."""
+
+    def __init__(self, total: int | None):
+        self.total = total
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Progress:
+        if sys.stderr.isatty() or self.total:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        print(file=sys.stderr)
+
+    def _loop(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(1.0):
+            done = sum(s.value for m in metrics.EVENTS.collect() for s in m.samples
+                       if s.name.endswith("_total"))
+            rate = done / max(time.monotonic() - start, 1e-9)
+            pct = f" {100 * done / self.total:5.1f}%" if self.total else ""
+            print(f"\r  flow: {int(done):>9,} events{pct}  {rate:>9,.0f} ev/s",
+                  end="", file=sys.stderr, flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from forewarn.runner import run_lines
+    from simulator import ScenarioConfig, simulate, write_scenario
+
+    setup_logging(args.log_level)
+    book = _book(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _serve_metrics(args)
+    t0 = time.monotonic()
+    cfg = ScenarioConfig(seed=args.seed, sites=args.sites, hours=args.hours,
+                         subscribers_per_cell=args.subscribers_per_cell)
+    print(f"Simulating {args.sites} sites, {args.hours:g} h of network time "
+          f"(seed {args.seed}) ...", file=sys.stderr)
+    sc = simulate(cfg)
+    write_scenario(sc, out / "events.jsonl", out / "truth.jsonl")
+    t1 = time.monotonic()
+    print(f"  {len(sc.lines):,} events in {t1 - t0:.1f} s; running the flow "
+          f"({args.workers} worker{'s' if args.workers > 1 else ''}) ...", file=sys.stderr)
+    with Progress(len(sc.lines)):
+        run_lines(sc.lines, out, book, workers=args.workers)
+    t2 = time.monotonic()
+    summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1)
+    (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    print(format_table(summary))
+    print(f"\nOutputs in {out}/ (actions.jsonl, incidents.jsonl, dead_letters.jsonl, "
+          f"truth.jsonl, summary.json)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    book = _book(args)
+    if args.bootstrap:
+        try:
+            from connectors.kafka_run import run_kafka
+        except ModuleNotFoundError:
+            print("forewarn run --bootstrap: Kafka mode is not available in this build",
+                  file=sys.stderr)
+            return 2
+        _serve_metrics(args)
+        return run_kafka(args, book)
+    if not args.input or not args.out:
+        print("forewarn run: give --input FILE... and --out DIR (or --bootstrap HOST:PORT)",
+              file=sys.stderr)
+        return 2
+    from forewarn.runner import run_files
+    from forewarn.summary import read_jsonl
+
+    missing = [p for p in args.input if not Path(p).is_file()]
+    if missing:
+        print(f"forewarn run: input file(s) not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    _serve_metrics(args)
+    out = Path(args.out)
+    t0 = time.monotonic()
+    events_in = 0
+    for p in args.input:
+        with Path(p).open("rb") as fh:
+            events_in += sum(1 for line in fh if line.strip())
+    with Progress(events_in):
+        run_files(args.input, out, book, workers=args.workers)
+    truth = read_jsonl(Path(args.truth)) if args.truth else None
+    summary = summarize(out, events_in=events_in, truth=truth,
+                        flow_seconds=time.monotonic() - t0)
+    (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    print(format_table(summary))
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    try:
+        book = load_rulebook(args.dir)
+    except RulebookError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); the rulebook was not accepted", file=sys.stderr)
+        return 1
+    print(f"{book.source}: rulebook {book.name!r} version {book.version} OK "
+          f"({len(book.rules)} rules)")
+    return 0

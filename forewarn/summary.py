@@ -1,0 +1,159 @@
+"""Run summary and quality against the simulator's ground truth.
+
+Quality figures (``summary["quality"]``):
+
+* ``recall_before_complaint`` — of the would-be complainers the contract lets
+  us reach (known profile, a consented channel, not planned maintenance), the
+  share who got a relevant action after their problem began and before their
+  complaint time (outage notice for an outage; apology or outage notice for a
+  dropped-call burst). ``recall_all`` counts every would-be complainer.
+* ``precision`` — of the outage notices sent, the share that reached a
+  subscriber really without service at the notice's event time.
+* ``median_lead_s`` — complaint time minus first relevant action, over recalled.
+* ``messages_per_impacted`` — actions sent to really impacted subscribers per
+  impacted subscriber who was told anything.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import orjson
+
+from forewarn.codec import parse_time
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        return [orjson.loads(line) for line in fh if line.strip()]
+
+
+def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
+              flow_seconds: float | None = None) -> dict:
+    actions = read_jsonl(out / "actions.jsonl")
+    incidents = read_jsonl(out / "incidents.jsonl")
+    dead = read_jsonl(out / "dead_letters.jsonl")
+    by_kind = Counter(a["kind"] for a in actions)
+    seen = {i["incident_id"]: i["kind"] for i in incidents}
+    inc_kinds = Counter(seen.values())
+    summary = {
+        "events_in": events_in,
+        "dead_letters": len(dead),
+        "dead_letters_by_reason": dict(sorted(Counter(d.get("code", "?") for d in dead).items())),
+        "incidents": len(seen),
+        "incidents_by_kind": dict(sorted(inc_kinds.items())),
+        "actions": {k: by_kind.get(k, 0) for k in
+                    ("outage_notice", "restored_notice", "apology", "compensation",
+                     "care_callback")},
+        "actions_total": len(actions),
+        "deferred": sum(1 for a in actions if a.get("send_after")),
+        "actions_by_channel": dict(sorted(Counter(a["channel"] for a in actions).items())),
+    }
+    if flow_seconds:
+        summary["flow_seconds"] = round(flow_seconds, 2)
+        summary["events_per_second"] = round(events_in / flow_seconds)
+    if truth is not None:
+        summary["quality"] = quality(actions, truth)
+    return summary
+
+
+def _t(s: str | None) -> float | None:
+    return parse_time(s) if s else None
+
+
+def quality(actions: list[dict], truth: list[dict]) -> dict:
+    by_sub: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for a in actions:
+        by_sub[a["subscriber_id"]].append((parse_time(a["event_time"]), a["kind"]))
+    for lst in by_sub.values():
+        lst.sort()
+    impacts = [t for t in truth if t.get("type") == "truth_impact"]
+    bursts = [t for t in truth if t.get("type") == "truth_drop_burst"]
+
+    # Recall before complaint.
+    leads: list[float] = []
+    eligible = hit_eligible = total = hit_total = planned = 0
+    cases = [(t, t["lost_from"], ("outage_notice",), bool(t.get("planned"))) for t in impacts]
+    cases += [(t, t["first_drop"], ("apology", "outage_notice"), False) for t in bursts]
+    for t, began, kinds, is_planned in cases:
+        complaint = _t(t.get("complaint_time"))
+        if complaint is None:
+            continue
+        start = parse_time(began) - 300.0  # an alarm may slightly precede the truth's start
+        first = next((at for at, k in by_sub.get(t["subscriber_id"], ())
+                      if k in kinds and start <= at < complaint), None)
+        total += 1
+        hit_total += first is not None
+        if is_planned:
+            planned += 1
+            continue
+        if not t.get("contactable", True):
+            continue
+        eligible += 1
+        if first is not None:
+            hit_eligible += 1
+            leads.append(complaint - first)
+
+    # Precision of outage notices: really without service at notice time.
+    lost: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for t in impacts:
+        lost[t["subscriber_id"]].append((parse_time(t["lost_from"]), parse_time(t["lost_to"])))
+    notices = [(a["subscriber_id"], parse_time(a["event_time"])) for a in actions
+               if a["kind"] == "outage_notice"]
+    correct = sum(1 for sub, at in notices
+                  if any(lo <= at <= hi for lo, hi in lost.get(sub, ())))
+
+    impacted_told = {t["subscriber_id"] for t in impacts} & set(by_sub)
+    msgs = sum(len(by_sub[s]) for s in impacted_told)
+    return {
+        "recall_before_complaint": _ratio(hit_eligible, eligible),
+        "recall_all": _ratio(hit_total, total),
+        "would_be_complainers": total,
+        "reachable_complainers": eligible,
+        "planned_maintenance_complainers": planned,
+        "precision": _ratio(correct, len(notices)),
+        "outage_notices_checked": len(notices),
+        "median_lead_s": round(statistics.median(leads), 1) if leads else None,
+        "messages_per_impacted": _ratio(msgs, len(impacted_told)),
+    }
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def format_table(s: dict) -> str:
+    rows = [
+        ("events in", f"{s['events_in']:,}"),
+        ("dead letters", f"{s['dead_letters']:,}"),
+        ("incidents", f"{s['incidents']:,}  "
+         + ", ".join(f"{k} {v}" for k, v in s.get("incidents_by_kind", {}).items())),
+    ]
+    for kind, n in s["actions"].items():
+        rows.append((f"actions: {kind}", f"{n:,}"))
+    rows.append(("actions deferred (quiet hours)", f"{s.get('deferred', 0):,}"))
+    if "events_per_second" in s:
+        rows.append(("flow throughput", f"{s['events_per_second']:,} events/s "
+                     f"({s['flow_seconds']} s)"))
+    q = s.get("quality")
+    if q:
+        def pct(x: float | None) -> str:
+            return "n/a" if x is None else f"{100 * x:.1f}%"
+        rows += [
+            ("recall before complaint", f"{pct(q['recall_before_complaint'])} "
+             f"of {q['reachable_complainers']} reachable would-be complainers"),
+            ("recall (all complainers)", f"{pct(q['recall_all'])} of {q['would_be_complainers']}"),
+            ("precision of outage notices", f"{pct(q['precision'])} "
+             f"of {q['outage_notices_checked']}"),
+            ("median lead before complaint",
+             "n/a" if q["median_lead_s"] is None else f"{q['median_lead_s'] / 60:.1f} min"),
+            ("messages per impacted subscriber", str(q["messages_per_impacted"])),
+        ]
+    width = max(len(k) for k, _ in rows)
+    lines = ["", "Forewarn summary", "-" * (width + 30)]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)
