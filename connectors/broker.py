@@ -24,7 +24,8 @@ that starts it (own session): it keeps running until :func:`stop`.
 
 Settings by environment: ``FOREWARN_KAFKA_VERSION`` (default
 :data:`KAFKA_VERSION`), ``FOREWARN_BROKER_JAVA_OPTS`` (extra JVM options, appended
-after the defaults ``-Xms128m -Xmx512m``), ``JAVA_HOME``.
+after the defaults ``-Xms128m -Xmx512m -XX:TieredStopAtLevel=1``; the last of
+repeated options wins), ``JAVA_HOME``.
 
 Python API: :func:`ensure_kafka_dist`, :func:`start`, :func:`status`,
 :func:`stop`, :func:`restart`. Command line: ``forewarn broker start|stop|status``.
@@ -37,6 +38,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -51,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from connectors.kafka_config import KafkaConfigError, load_properties
 
@@ -79,7 +81,7 @@ LOG4J_VERSION = "2.25.3"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 DEFAULT_PORT = 9092
 HOST = "127.0.0.1"
-#: How long :func:`start` waits for the broker to answer a metadata request.
+#: How long :func:`start` waits for the broker to answer and lead all its partitions.
 READY_TIMEOUT = 90.0
 MAVEN_TIMEOUT = 1800.0
 
@@ -124,7 +126,7 @@ def broker_dir(port: int = DEFAULT_PORT, dir: str | Path | None = None) -> Path:
     """The state dir of a broker: ``dir`` if given, else ``<cache_root>/broker-<port>``."""
     if dir is not None:
         return Path(dir).expanduser().resolve()
-    return cache_root() / f"broker-{port}"
+    return (cache_root() / f"broker-{port}").resolve()
 
 
 # -------------------------------------------------------------------- distribution
@@ -207,12 +209,16 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a text file ('' if unreadable), without ANSI codes."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(_ANSI.sub("", text).rstrip().splitlines()[-lines:])
 
 
 def ensure_kafka_dist(version: str = KAFKA_VERSION) -> Path:
@@ -238,6 +244,9 @@ def ensure_kafka_dist(version: str = KAFKA_VERSION) -> Path:
     with _file_lock(root / f".kafka-{version}.lock"):
         if _dist_complete(dist):  # another process finished it while we waited
             return dist
+        for stale in root.glob(f".kafka-{version}.*"):  # from killed runs; we hold the lock
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".kafka-{version}.", dir=root))
         try:
             _assemble(mvn, version, tmp)
@@ -249,6 +258,21 @@ def ensure_kafka_dist(version: str = KAFKA_VERSION) -> Path:
     return dist
 
 
+_MAVEN_BOILERPLATE = ("To see the full", "Re-run Maven", "For more information", "[Help")
+
+
+def _maven_problems(log: Path) -> str:
+    """The [ERROR]/[WARNING] lines of a Maven log minus boilerplate, else its tail."""
+    problems = [
+        line
+        for line in _tail(log, 10_000).splitlines()
+        if line.startswith(("[ERROR]", "[WARNING]"))
+        and line.split("]", 1)[1].strip()
+        and not line.split("]", 1)[1].strip().startswith(_MAVEN_BOILERPLATE)
+    ]
+    return "\n".join(problems[-15:]) if problems else _tail(log, 15)
+
+
 def _assemble(mvn: str, version: str, out: Path) -> None:
     """Fill ``out`` with lib/, config/ and the .complete marker."""
     pom = out / "pom.xml"
@@ -258,6 +282,8 @@ def _assemble(mvn: str, version: str, out: Path) -> None:
         mvn,
         "--batch-mode",
         "--no-transfer-progress",
+        "--update-snapshots",  # also retries downloads a failed earlier run left cached
+        "-Dstyle.color=never",
         "-f",
         str(pom),
         f"{DEPENDENCY_PLUGIN}:copy-dependencies",
@@ -282,11 +308,13 @@ def _assemble(mvn: str, version: str, out: Path) -> None:
             ) from exc
     kafka_jar = out / "lib" / f"kafka_{SCALA_VERSION}-{version}.jar"
     if result.returncode != 0 or not kafka_jar.is_file():
+        kept = out.parent / f"kafka-{version}.mvn-failed.log"  # out/ is removed on failure
+        shutil.copyfile(log, kept)
         raise BrokerError(
-            f"Maven could not assemble Kafka {version} from Maven Central "
-            f"(exit code {result.returncode}; command: {shlex.join(cmd)}). Check the version "
-            "exists (FOREWARN_KAFKA_VERSION), network access to Maven Central or your "
-            f"~/.m2/settings.xml mirror. Last lines of its output:\n{_tail(log)}"
+            f"Maven could not assemble Kafka {version} from Maven Central (exit code "
+            f"{result.returncode}; full output in {kept}). Check that the version exists "
+            "(FOREWARN_KAFKA_VERSION), that Maven Central (or the mirror in "
+            f"~/.m2/settings.xml) is reachable. Maven said:\n{_maven_problems(log)}"
         )
     (out / "config").mkdir()
     (out / "config" / "log4j2.properties").write_text(_LOG4J2)
@@ -317,6 +345,9 @@ def _java_cmd(dist: Path, log_dir: Path, heap: list[str]) -> list[str]:
     return [
         _java(),
         *heap,
+        # C1 only: the JVM starts about twice as fast on 2 cores, at some cost in peak
+        # broker throughput (FOREWARN_BROKER_JAVA_OPTS=-XX:TieredStopAtLevel=4 undoes it).
+        "-XX:TieredStopAtLevel=1",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError",
@@ -465,8 +496,8 @@ def _format_storage(dist: Path, dir: Path) -> None:
 # -------------------------------------------------------------------------- probes
 
 
-def _metadata_answers(bootstrap: str, timeout: float) -> bool:
-    """One real metadata request: does a broker answer at ``bootstrap``?"""
+def _metadata(bootstrap: str, timeout: float) -> ClusterMetadata | None:
+    """One real metadata request to ``bootstrap``; ``None`` if no broker answers."""
     admin = AdminClient(
         {
             "bootstrap.servers": bootstrap,
@@ -478,12 +509,25 @@ def _metadata_answers(bootstrap: str, timeout: float) -> bool:
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException:
-        return False
-    return bool(metadata.brokers)
+        return None
+    return metadata if metadata.brokers else None
+
+
+def _leaderless(metadata: ClusterMetadata) -> list[str]:
+    """``topic-partition`` names that have no leader yet."""
+    return [
+        f"{name}-{pid}"
+        for name, topic in metadata.topics.items()
+        for pid, partition in topic.partitions.items()
+        if partition.leader < 0
+    ]
 
 
 def _wait_ready(bootstrap: str, pid: int, dir: Path, deadline: float) -> None:
-    """Retry metadata requests until one answers; fail fast if the process dies."""
+    """Retry metadata requests until the broker answers AND every partition has a
+    leader (after a restart, leaders are re-elected a moment after the broker first
+    answers; clients would see NOT_LEADER errors). Fail fast if the process dies."""
+    waiting_for = "a metadata answer"
     while True:
         if not _pid_alive(pid, dir):
             child = _CHILDREN.get(pid)
@@ -492,14 +536,18 @@ def _wait_ready(bootstrap: str, pid: int, dir: Path, deadline: float) -> None:
                 f"the Kafka broker (pid {pid}, dir {dir}) exited{code} while starting.\n"
                 + _logs_for_error(dir)
             )
-        if _metadata_answers(bootstrap, timeout=max(0.5, min(2.0, deadline - time.monotonic()))):
-            return
+        metadata = _metadata(bootstrap, timeout=max(0.5, min(2.0, deadline - time.monotonic())))
+        if metadata is not None:
+            leaderless = _leaderless(metadata)
+            if not leaderless:
+                return
+            waiting_for = f"leaders for {', '.join(leaderless[:5])}"
         if time.monotonic() >= deadline:
             raise BrokerError(
-                f"the Kafka broker (pid {pid}, dir {dir}) did not answer a metadata request on "
-                f"{bootstrap} in time; stopped it.\n" + _logs_for_error(dir)
+                f"the Kafka broker (pid {pid}, dir {dir}) on {bootstrap} was not ready in time "
+                f"(still waiting for {waiting_for}); stopped it.\n" + _logs_for_error(dir)
             )
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 # ----------------------------------------------------------------------------- API
@@ -531,6 +579,13 @@ def start(
     aborted test run leaves no JVM behind.
     """
     dir = broker_dir(port, dir)
+    dir.mkdir(parents=True, exist_ok=True)
+    # One start per dir at a time: a concurrent caller waits, then finds it running.
+    with _file_lock(dir / ".start.lock"):
+        return _start_locked(port, dir, timeout, die_with_parent)
+
+
+def _start_locked(port: int, dir: Path, timeout: float, die_with_parent: bool) -> BrokerInfo:
     bootstrap = f"{HOST}:{port}"
     pid = _read_pid(dir)
     if pid is not None and _pid_alive(pid, dir):
@@ -551,7 +606,6 @@ def start(
             "with --port."
         )
     dist = ensure_kafka_dist()
-    dir.mkdir(parents=True, exist_ok=True)
     # Keep the controller port of earlier runs when still free: quorum voters are
     # static (controller.quorum.voters), so a new one is also fine.
     previous = _read_ports(dir)
@@ -634,9 +688,7 @@ def _terminate(pid: int, dir: Path, timeout: float) -> None:
     raise BrokerError(f"the Kafka broker (pid {pid}, dir {dir}) survived SIGKILL")
 
 
-def stop(
-    dir: str | Path | None = None, timeout: float = 30.0, *, port: int = DEFAULT_PORT
-) -> bool:
+def stop(dir: str | Path | None = None, timeout: float = 30.0, *, port: int = DEFAULT_PORT) -> bool:
     """Stop the broker of ``dir`` (default: that of ``port``); True if one was running.
 
     SIGTERM first (a clean shutdown, a few seconds), SIGKILL after ``timeout``
@@ -662,7 +714,7 @@ def status(
     if pid is None or not _pid_alive(pid, dir):
         return None
     info = _info(dir, pid)
-    return info if _metadata_answers(info.bootstrap, timeout) else None
+    return info if _metadata(info.bootstrap, timeout) is not None else None
 
 
 def restart(

@@ -66,6 +66,7 @@ def _register_broker(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         action.add_argument(
             "--port",
             type=_port,
+            metavar="P",
             default=broker.DEFAULT_PORT,
             help=f"listener port on 127.0.0.1 (default {broker.DEFAULT_PORT})",
         )
@@ -73,12 +74,14 @@ def _register_broker(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
             "--dir",
             type=Path,
             default=None,
+            metavar="D",
             help="state dir (default: per port under the forewarn cache; see `broker --help`)",
         )
         if name in ("start", "restart"):
             action.add_argument(
                 "--timeout",
                 type=float,
+                metavar="SECONDS",
                 default=broker.READY_TIMEOUT,
                 help=f"seconds to wait for the broker to answer (default {broker.READY_TIMEOUT:g})",
             )
@@ -86,6 +89,7 @@ def _register_broker(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
             action.add_argument(
                 "--timeout",
                 type=float,
+                metavar="SECONDS",
                 default=30.0,
                 help="seconds to wait after SIGTERM before SIGKILL (default 30)",
             )
@@ -109,11 +113,16 @@ def _register_topics(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     add_arguments(create)
     create.add_argument(
-        "--partitions", type=_positive_int, default=1, help="partitions per new topic (default 1)"
+        "--partitions",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="partitions per new topic (default 1)",
     )
     create.add_argument(
         "--replication-factor",
         type=int,
+        metavar="N",
         default=-1,
         help="replicas per partition (default: the cluster's default.replication.factor)",
     )

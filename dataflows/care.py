@@ -104,7 +104,7 @@ def order_key(msg: Any) -> tuple[float, int]:
 class SubscriberCare:
     """All care state of one subscriber."""
 
-    __slots__ = ("profile", "deleted_at", "seen", "notified", "last_notice_at", "drops",
+    __slots__ = ("profile", "deleted_at", "seen", "notified", "last_notice", "drops",
                  "last_apology_at", "complaints")
 
     def __init__(self) -> None:
@@ -112,7 +112,7 @@ class SubscriberCare:
         self.deleted_at: float | None = None
         self.seen: tuple[tuple[float, str, str], ...] = ()  # (at, cell, ref), oldest first
         self.notified: dict[str, list] = {}  # incident -> [notice time, escalated durations]
-        self.last_notice_at: float | None = None
+        self.last_notice: tuple[float, tuple[str, ...]] | None = None  # (at, cells)
         self.drops: tuple[tuple[float, str], ...] = ()  # unexplained (time, call id)
         self.last_apology_at: float | None = None
         self.complaints = 0
@@ -172,9 +172,9 @@ class SubscriberCare:
                 out.append(Suppressed(rule.id, rule.action, "moved_away", msg.at))
                 continue
             why = self._blocked(rule, msg.at, book)
-            if why is None and facts.incident_kind == "flapping" and self._told_within(
-                    msg.at, book.correlation.flapping_window_s):
-                why = "flapping_repeat"
+            if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
+                                                 down):
+                why = "repeat_outage"  # the same cell again: flapping gets one notice at most
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -182,7 +182,7 @@ class SubscriberCare:
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
                                  msg.at, facts.area, book))
             self.notified[facts.incident_id] = [msg.at, []]
-            self.last_notice_at = msg.at
+            self.last_notice = (msg.at, tuple(down))
         return out
 
     def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[Action | Suppressed]:
@@ -246,8 +246,12 @@ class SubscriberCare:
 
     # -- policy ---------------------------------------------------------------------
 
-    def _told_within(self, at: float, window_s: float) -> bool:
-        return self.last_notice_at is not None and at - self.last_notice_at <= window_s
+    def _told_within(self, at: float, window_s: float, cells: dict[str, float]) -> bool:
+        """Told of an outage on one of these cells less than ``window_s`` ago?"""
+        if self.last_notice is None:
+            return False
+        told_at, told_cells = self.last_notice
+        return at - told_at <= window_s and any(c in cells for c in told_cells)
 
     def _blocked(self, rule: Rule, at: float, book: Rulebook) -> str | None:
         if self.profile is None:

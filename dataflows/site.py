@@ -320,7 +320,7 @@ class SiteCorrelator:
             if start - gw <= d.at and (end is None or d.at <= end):
                 explained = inc_id
                 hold = start + self.book.correlation.hold_down_s
-                if hold >= at and inc_id in self.incidents:
+                if hold > at and inc_id in self.incidents:
                     # Its hold-down decision comes first, so care knows who was told.
                     self._schedule(hold, "drop", d)
                     return []

@@ -355,6 +355,7 @@ _REASON_CODES = (
     ("unknown site", "unknown_site"),
     ("too large", "too_large"),
     ("expected a", "bad_type"),
+    ("expected true or false", "bad_type"),
 )
 
 

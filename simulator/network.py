@@ -193,23 +193,18 @@ class NetworkPlan:
     status: CellStatus
     outage_kinds: dict[str, str]
 
-    def drop_rate(self, cell_id: str, t: int, healthy: float) -> float:
-        """The probability that a call started on ``cell_id`` at ``t`` drops."""
-        for deg in self._degradation_index.get(cell_id, ()):
-            if deg.start <= t < deg.end:
-                return deg.drop_rate
-        return healthy
+    degraded_by_cell: dict[str, list[Degradation]]
 
-    @property
-    def _degradation_index(self) -> dict[str, list[Degradation]]:
-        index: dict[str, list[Degradation]] = {}
-        for deg in self.degradations:
-            index.setdefault(deg.cell_id, []).append(deg)
-        return index
+    def degradation_at(self, cell_id: str, t: int) -> Degradation | None:
+        """The degradation of ``cell_id`` in force at ``t``, if any."""
+        for deg in self.degraded_by_cell.get(cell_id, ()):
+            if deg.start <= t < deg.end:
+                return deg
+        return None
 
     def degraded(self, cell_id: str, t: int) -> bool:
         """Whether ``cell_id`` is degraded at ``t``."""
-        return any(d.cell_id == cell_id and d.start <= t < d.end for d in self.degradations)
+        return self.degradation_at(cell_id, t) is not None
 
 
 # ---- building the plan ----------------------------------------------------------
@@ -293,15 +288,14 @@ class _Planner:
 
     # -- placement --
 
-    def place(self, duration: int, earliest: int | None = None) -> tuple[str, int] | None:
+    def place(self, duration: int) -> tuple[str, int] | None:
         """A random site free for ``duration`` seconds and a start time, or None."""
-        lo = max(self.lo, earliest or self.lo)
         latest = self.hi - duration
-        if latest < lo:
+        if latest < self.lo:
             return None
         for _ in range(200):
             site = self.rng.choice(self.topo.sites).site_id
-            start = self.rng.randint(lo, latest)
+            start = self.rng.randint(self.lo, latest)
             if all(start + duration + self.GAP <= a or b + self.GAP <= start
                    for a, b in self.busy.get(site, ())):
                 self.busy.setdefault(site, []).append((start, start + duration))
@@ -482,9 +476,8 @@ class _Planner:
         """~2 % of cells degraded for some hours (drop rate 5-15 %)."""
         rng = self.rng
         cells = self.topo.cells
-        n = min(len(cells), max(1, round(self.cfg.degraded_cell_share * len(cells))))
-        if self.cfg.degraded_cell_share <= 0:
-            n = 0
+        share = self.cfg.degraded_cell_share
+        n = min(len(cells), max(1, round(share * len(cells)))) if share > 0 else 0
         window = self.t1 - self.t0
         out = []
         for cell in rng.sample(cells, n):
@@ -584,4 +577,13 @@ def plan_network(cfg: ScenarioConfig, topo: Topology) -> NetworkPlan:
         maintenance=pl.maintenance,
         status=CellStatus(periods),
         outage_kinds=kinds,
+        degraded_by_cell=_by_cell(degradations),
     )
+
+
+def _by_cell(degradations: list[Degradation]) -> dict[str, list[Degradation]]:
+    """Degradations grouped by cell."""
+    index: dict[str, list[Degradation]] = {}
+    for deg in degradations:
+        index.setdefault(deg.cell_id, []).append(deg)
+    return index

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from simulator.config import ScenarioConfig, fmt_time
 from simulator.topology import Topology
 
-SEGMENT_WEIGHTS = {"consumer": 0.85, "business": 0.12, "vip": 0.03}
+SEGMENTS = ("consumer", "business", "vip")
+_SEGMENT_CUM_WEIGHTS = (0.85, 0.97, 1.0)
 LANGUAGES = ("en", "es", "fr", "de", "pl")
 _LANGUAGE_WEIGHTS = {
     "north": (0.86, 0.03, 0.02, 0.03, 0.06),
@@ -100,11 +101,6 @@ class SubscriberInfo:
         """Known at ``t`` with at least one consented channel."""
         profile = self.profile_at(t)
         return profile is not None and any(ch["consent"] for ch in profile["channels"].values())
-
-
-def _pick(rng: random.Random, weights: dict[str, float]) -> str:
-    """Weighted choice from a ``value -> weight`` mapping (insertion order)."""
-    return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
 def _channels(rng: random.Random, index: int, first: str, last: str) -> dict[str, dict]:
@@ -193,7 +189,7 @@ def build_population(cfg: ScenarioConfig, topo: Topology) -> list[SubscriberInfo
             index=index,
             home_cell=home,
             work_cell=work if work != home else None,
-            segment=_pick(rng, SEGMENT_WEIGHTS),
+            segment=rng.choices(SEGMENTS, cum_weights=_SEGMENT_CUM_WEIGHTS)[0],
             roamer=rng.random() < 0.01,
         )
         if not sub.roamer:

@@ -85,8 +85,9 @@ def create_topic(
 ) -> None:
     """Create one topic (replication 1) and wait until every partition has a leader."""
     admin = AdminClient(_settings(config))
-    new = NewTopic(name, num_partitions=partitions, replication_factor=1,
-                   config=dict(topic_config or {}))
+    new = NewTopic(
+        name, num_partitions=partitions, replication_factor=1, config=dict(topic_config or {})
+    )
     admin.create_topics([new], operation_timeout=timeout)[name].result()
     deadline = time.monotonic() + timeout
     while True:
@@ -144,8 +145,9 @@ def produce_lines(
     if errors:
         raise KafkaException(errors[0])
     if remaining:
-        raise TimeoutError(f"{remaining} of {count} messages to {topic} undelivered after "
-                           f"{timeout:g} s")
+        raise TimeoutError(
+            f"{remaining} of {count} messages to {topic} undelivered after {timeout:g} s"
+        )
     return delivered
 
 
@@ -192,15 +194,12 @@ def consume_all(
         if metadata is None or metadata.error is not None:
             raise ValueError(f"cannot read topic {topic}: {getattr(metadata, 'error', None)}")
         partitions = sorted(metadata.partitions)
-        end = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
+        give_up = time.monotonic() + deadline
+        end = {p: _end_offset(consumer, topic, p, give_up) for p in partitions}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         position = dict.fromkeys(partitions, 0)
         records: list[Record] = []
         quiet_so_far = 0.0
-        give_up = time.monotonic() + deadline
         while time.monotonic() < give_up:
             began = time.monotonic()
             msg = consumer.poll(poll_interval)
@@ -211,6 +210,8 @@ def consume_all(
                         return records
                 continue
             if msg.error() is not None:
+                if _transient(msg.error()):
+                    continue
                 raise KafkaException(msg.error())
             quiet_so_far = 0.0
             position[msg.partition()] = msg.offset() + 1
@@ -223,6 +224,35 @@ def consume_all(
         )
     finally:
         consumer.close()
+
+
+# Errors that clear up by themselves while a (re)started broker elects leaders.
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+    }
+)
+
+
+def _transient(err: KafkaError) -> bool:
+    return err.retriable() or err.code() in _TRANSIENT
+
+
+def _end_offset(consumer: Consumer, topic: str, partition: int, give_up: float) -> int:
+    """High watermark of one partition, retrying retriable errors (leader moving)."""
+    while True:
+        try:
+            return int(
+                consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
+            )
+        except KafkaException as exc:
+            if not _transient(exc.args[0]) or time.monotonic() >= give_up:
+                raise
+            time.sleep(0.1)
 
 
 # ------------------------------------------------------------------------ fixtures

@@ -77,7 +77,7 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
 
 def test_unreachable_cluster_fails_fast() -> None:
     with pytest.raises(KafkaUnreachableError, match="Connection refused"):
-        create_topics({"bootstrap.servers": f"127.0.0.1:{free_port()}"}, partitions=1)
+        create_topics({"bootstrap.servers": f"127.0.0.1:{free_port()}"}, timeout=2)
 
 
 # -------------------------------------------------------------- real broker needed
@@ -120,6 +120,19 @@ def test_cli_status_and_topics(kafka_broker: broker.BrokerInfo, capsys) -> None:
     assert "already there: oss.topology" in capsys.readouterr().out
 
 
+def _describe_topics(config: dict[str, str], names: list[str]) -> dict[str, tuple[int, str]]:
+    """name -> (partition count, cleanup.policy). The client is gone on return (a
+    client left alive while its broker is stopped fills stderr with reconnects)."""
+    admin = AdminClient(config)
+    metadata = admin.list_topics(timeout=10)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    policies = {
+        resource.name: future.result()["cleanup.policy"].value
+        for resource, future in admin.describe_configs(resources).items()
+    }
+    return {name: (len(metadata.topics[name].partitions), policies[name]) for name in names}
+
+
 def test_dedicated_broker_round_trip(tmp_path: Path) -> None:
     """start, status, topics with policy + partitions, stop, restart keeps data, stop."""
     port = free_port()
@@ -133,18 +146,14 @@ def test_dedicated_broker_round_trip(tmp_path: Path) -> None:
         names = [spec.name for spec in ALL_TOPICS]
         assert sorted(create_topics(config, partitions=3)) == sorted(names)
         assert create_topics(config, partitions=3) == []  # idempotent
-        admin = AdminClient(config)
-        metadata = admin.list_topics(timeout=10)
-        for name in names:
-            assert len(metadata.topics[name].partitions) == 3, name
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
-        for resource, future in admin.describe_configs(resources).items():
-            policy = future.result()["cleanup.policy"].value
-            compacted = resource.name in ("oss.topology", "bss.subscribers")
-            assert policy == ("compact" if compacted else "delete"), resource.name
+        for name, (partitions, policy) in _describe_topics(config, names).items():
+            assert partitions == 3, name
+            compacted = name in ("oss.topology", "bss.subscribers")
+            assert policy == ("compact" if compacted else "delete"), name
 
-        produce_lines(config, "oss.topology", ['{"type":"cell","cell_id":"C1","site_id":"S1"}'],
-                      key=b"C1")
+        produce_lines(
+            config, "oss.topology", ['{"type":"cell","cell_id":"C1","site_id":"S1"}'], key=b"C1"
+        )
 
         assert broker.stop(dir) is True
         assert broker.status(dir) is None

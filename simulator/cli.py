@@ -1,0 +1,85 @@
+"""``forewarn simulate``: write simulator events (and the ground truth) as JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from simulator.config import ScenarioConfig, parse_time
+from simulator.scenario import simulate, write_scenario
+
+BOOTSTRAP_UNAVAILABLE = (
+    "simulate --bootstrap: Kafka publishing is not available yet; use --out FILE"
+)
+
+
+def _rfc3339(text: str) -> str:
+    """argparse type: an RFC 3339 timestamp with an offset."""
+    try:
+        parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time with offset: {text!r}") from exc
+    return text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``simulate`` command."""
+    defaults = ScenarioConfig()
+    p = subparsers.add_parser(
+        "simulate",
+        help="write simulator events",
+        description="Simulate a mobile network with outages, subscribers and complaints; "
+        "write the input events and the ground truth as JSONL.",
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, metavar="FILE", help="events JSONL file to write")
+    target.add_argument("--bootstrap", metavar="HOST:PORT", help="publish to Kafka (not yet)")
+    p.add_argument("--truth", type=Path, metavar="FILE",
+                   help="ground-truth JSONL (default: truth.jsonl next to --out)")
+    p.add_argument("--seed", type=int, default=defaults.seed,
+                   help=f"random seed (default {defaults.seed})")
+    p.add_argument("--sites", type=int, default=defaults.sites,
+                   help=f"number of sites (default {defaults.sites})")
+    p.add_argument("--hours", type=float, default=defaults.hours,
+                   help=f"scenario length in hours (default {defaults.hours:g})")
+    p.add_argument("--subscribers-per-cell", type=float, default=defaults.subscribers_per_cell,
+                   metavar="N",
+                   help=f"mean subscribers per cell (default {defaults.subscribers_per_cell:g})")
+    p.add_argument("--start", type=_rfc3339, default=defaults.start, metavar="RFC3339",
+                   help=f"scenario start (default {defaults.start})")
+    p.set_defaults(func=run)
+
+
+def _summary(stats: dict, events: Path, truth: Path, seconds: float) -> str:
+    """One line of counts for stderr."""
+    outages = ", ".join(f"{k} {v}" for k, v in stats["outages"].items())
+    complaints = stats["complaints"]
+    return (
+        f"simulate: {stats['lines']} lines ({stats['sites']} sites, {stats['cells']} cells, "
+        f"{stats['subscribers']} subscribers, {stats['calls']} calls; outages: {outages}; "
+        f"{stats['impacts_at_start']} impacted at start; complaints: "
+        f"{complaints['outage']} outage, {complaints['drop_burst']} dropped-calls, "
+        f"{complaints['background']} background; {stats['bad_lines_total']} bad lines) "
+        f"-> {events}, truth -> {truth} in {seconds:.1f}s"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``forewarn simulate``; returns the exit code."""
+    if args.bootstrap:
+        print(BOOTSTRAP_UNAVAILABLE, file=sys.stderr)
+        return 2
+    try:
+        cfg = ScenarioConfig(seed=args.seed, sites=args.sites, hours=args.hours,
+                             subscribers_per_cell=args.subscribers_per_cell, start=args.start)
+    except ValueError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    truth = args.truth or args.out.with_name("truth.jsonl")
+    began = time.perf_counter()
+    sc = simulate(cfg)
+    write_scenario(sc, args.out, truth)
+    print(_summary(sc.stats, args.out, truth, time.perf_counter() - began), file=sys.stderr)
+    return 0

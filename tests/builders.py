@@ -1,0 +1,111 @@
+"""Small builders for contract records, so tests read like scenarios."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from forewarn.runner import run_collect
+from rules.rulebook import Rulebook, load_rulebook
+
+BASE = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 10:00 London (UTC+0 in November)
+
+
+def ts(minutes: float = 0, seconds: float = 0) -> str:
+    return (BASE + timedelta(minutes=minutes, seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Scenario:
+    """An ordered list of wire records (JSON lines) built step by step."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def add(self, **rec) -> Scenario:
+        self.lines.append(orjson.dumps(rec))
+        return self
+
+    def raw(self, line: bytes) -> Scenario:
+        self.lines.append(line)
+        return self
+
+    def site(self, site_id: str, cells: int = 3, region: str = "north") -> Scenario:
+        for i in range(1, cells + 1):
+            self.add(type="cell", cell_id=f"{site_id}-C{i}", site_id=site_id, region=region)
+        return self
+
+    def subscriber(self, sid: str, *, segment: str = "consumer", tz: str = "Europe/London",
+                   language: str = "en", channels: dict | None = None,
+                   preferred: list[str] | None = None, at: float = 0) -> Scenario:
+        rec = dict(type="subscriber", subscriber_id=sid, op="upsert", updated_at=ts(at),
+                   language=language, timezone=tz, segment=segment, name=f"Name {sid}",
+                   channels=channels if channels is not None
+                   else {"sms": {"address": "+447700900001", "consent": True}})
+        if preferred:
+            rec["preferred_channels"] = preferred
+        return self.add(**rec)
+
+    def delete(self, sid: str, at: float) -> Scenario:
+        return self.add(type="subscriber", subscriber_id=sid, op="delete", updated_at=ts(at))
+
+    def seen(self, sid: str, cell: str, at: float) -> Scenario:
+        return self.add(type="location", subscriber_id=sid, cell_id=cell, event_time=ts(at))
+
+    def alarm(self, alarm_id: str, at: float, *, cell: str | None = None,
+              site: str | None = None, severity: str = "critical",
+              cause: str = "transmitterFailure") -> Scenario:
+        rec = dict(type="alarm", alarm_id=alarm_id, event_time=ts(at),
+                   perceived_severity=severity, probable_cause=cause)
+        if cell:
+            rec["cell_id"] = cell
+        if site:
+            rec["site_id"] = site
+        return self.add(**rec)
+
+    def clear(self, alarm_id: str, at: float, *, cell: str | None = None,
+              site: str | None = None, cause: str = "transmitterFailure") -> Scenario:
+        return self.alarm(alarm_id, at, cell=cell, site=site, severity="cleared", cause=cause)
+
+    def call(self, call_id: str, sid: str, cell: str, end: float, *, dropped: bool = False,
+             length_s: float = 60) -> Scenario:
+        return self.add(type="call", call_id=call_id, subscriber_id=sid, cell_id=cell,
+                        start_time=ts(end, -length_s), end_time=ts(end), dropped=dropped,
+                        cause_code=41 if dropped else 16)
+
+    def maintenance(self, window_id: str, start: float, end: float, *,
+                    sites: list[str] | None = None, cells: list[str] | None = None) -> Scenario:
+        rec = dict(type="maintenance", window_id=window_id, op="upsert", start_time=ts(start),
+                   end_time=ts(end))
+        if sites:
+            rec["site_ids"] = sites
+        if cells:
+            rec["cell_ids"] = cells
+        return self.add(**rec)
+
+    def tick(self, at: float) -> Scenario:
+        """Time passes: an unrelated observation far away moves the stream on."""
+        return self.seen("ZZ-clock", "FAR-C1", at)
+
+    def run(self, book: Rulebook | None = None, workers: int = 1) -> Result:
+        lines = [orjson.dumps(dict(type="cell", cell_id="FAR-C1", site_id="FAR"))] + self.lines
+        got = run_collect(lines, book or load_rulebook(), workers=workers)
+        return Result([orjson.loads(x) for x in got.actions],
+                      [orjson.loads(x) for x in got.incidents],
+                      [orjson.loads(x) for x in got.dead_letters])
+
+
+class Result:
+    def __init__(self, actions: list[dict], incidents: list[dict], dead: list[dict]):
+        self.actions = sorted(actions, key=lambda a: (a["event_time"], a["action_id"]))
+        self.incidents = sorted(incidents, key=lambda i: (i["event_time"], i["incident_id"]))
+        self.dead = dead
+
+    def kinds(self, sid: str | None = None) -> list[str]:
+        return [a["kind"] for a in self.actions if sid is None or a["subscriber_id"] == sid]
+
+    def of(self, kind: str) -> list[dict]:
+        return [a for a in self.actions if a["kind"] == kind]
+
+    def subscribers(self, kind: str) -> set[str]:
+        return {a["subscriber_id"] for a in self.of(kind)}
