@@ -35,6 +35,12 @@ OPEN_INCIDENTS = Gauge("forewarn_open_incidents", "Incidents open now", ["kind",
 IMPACTED = Counter("forewarn_impacted_subscribers", "Subscribers found impacted by incidents")
 WATERMARK = Gauge("forewarn_watermark_timestamp_seconds",
                   "Event-time progress of the flow (every input before it is in)")
+DELIVERY_FAILURES = Counter("forewarn_kafka_delivery_failures",
+                            "Kafka deliveries that failed (after the producer's retries)",
+                            ["topic"])
+SNAPSHOT_TIMESTAMP = Gauge("forewarn_recovery_snapshot_timestamp_seconds",
+                           "Wall time of the last recovery snapshot taken")
+RULEBOOK = Gauge("forewarn_rulebook_version", "Version of the active rulebook", ["rulebook"])
 BUILD = Gauge("forewarn_build_info", "Build information", ["version"])
 BUILD.labels(version=__version__).set(1)
 

@@ -10,6 +10,9 @@ Quality figures (``summary["quality"]``):
 * ``precision`` — of the outage notices sent, the share that reached a
   subscriber really without service at the notice's event time.
 * ``median_lead_s`` — complaint time minus first relevant action, over recalled.
+* ``recall_knowable`` — the same, counting as misses only complainers the
+  contract's impacted definition could see (on the cell by their latest fresh
+  observation); ``missed_by_cause`` says why the others were invisible.
 * ``messages_per_impacted`` — actions sent to really impacted subscribers per
   impacted subscriber who was told anything.
 """
@@ -77,6 +80,7 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
     # Recall before complaint.
     leads: list[float] = []
     eligible = hit_eligible = total = hit_total = planned = 0
+    misses: Counter[str] = Counter()
     cases = [(t, t["lost_from"], ("outage_notice",), bool(t.get("planned"))) for t in impacts]
     cases += [(t, t["first_drop"], ("apology", "outage_notice"), False) for t in bursts]
     for t, began, kinds, is_planned in cases:
@@ -97,6 +101,8 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         if first is not None:
             hit_eligible += 1
             leads.append(complaint - first)
+        else:
+            misses[_miss_cause(t)] += 1
 
     # Precision of outage notices: really without service at notice time.
     lost: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -118,8 +124,27 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         "precision": _ratio(correct, len(notices)),
         "outage_notices_checked": len(notices),
         "median_lead_s": round(statistics.median(leads), 1) if leads else None,
+        "missed_by_cause": dict(misses.most_common()),
+        "recall_knowable": _ratio(hit_eligible, hit_eligible + sum(
+            n for cause, n in misses.items() if cause in KNOWABLE)),
         "messages_per_impacted": _ratio(msgs, len(impacted_told)),
     }
+
+
+KNOWABLE = ("observed_on_cell", "drop_burst")
+
+
+def _miss_cause(t: dict) -> str:
+    """Why the contract's impacted definition could (not) have seen this complainer."""
+    if t.get("type") == "truth_drop_burst":
+        return "drop_burst"
+    if not t.get("at_start", True):
+        return "entered_outage_area_later"
+    if t.get("observed_cell_at_start") != t.get("cell_id"):
+        return "unobserved_move_before_start"
+    if (t.get("observed_age_s") or 0) > 3600:
+        return "stale_position"
+    return "observed_on_cell"
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -147,6 +172,9 @@ def format_table(s: dict) -> str:
             ("recall before complaint", f"{pct(q['recall_before_complaint'])} "
              f"of {q['reachable_complainers']} reachable would-be complainers"),
             ("recall (all complainers)", f"{pct(q['recall_all'])} of {q['would_be_complainers']}"),
+            ("recall (knowable by contract rules)", pct(q["recall_knowable"])),
+            ("missed, by cause", ", ".join(f"{k} {v}" for k, v in q["missed_by_cause"].items())
+             or "none"),
             ("precision of outage notices", f"{pct(q['precision'])} "
              f"of {q['outage_notices_checked']}"),
             ("median lead before complaint",
