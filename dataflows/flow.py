@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
@@ -32,11 +33,13 @@ from dataflows.care import SubscriberCare, Suppressed, order_key
 from dataflows.sequencer import Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
-from forewarn.codec import decode, encode
+from forewarn.codec import dead_letter, dead_letter_dict, decode, encode
 from forewarn.model import Action, DeadLetter, Incident
 from rules.rulebook import Rulebook
 
 CLOCK_KEY = "clock"
+#: Inputs larger than this are dead letters ("too large") without being parsed.
+MAX_RECORD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,11 @@ class CareLogic(StatefulBatchLogic):
 
 def _decode(item: tuple[str, bytes]) -> Any:
     source, raw = item
-    rec = decode(raw, source)
+    if len(raw) > MAX_RECORD_BYTES:
+        rec = dead_letter(raw, source, f"record too large: {len(raw)} bytes "
+                                       f"(limit {MAX_RECORD_BYTES})")
+    else:
+        rec = decode(raw, source)
     if isinstance(rec, DeadLetter):
         return rec
     metrics.EVENTS.labels(source=metrics.TOPIC_FOR_TYPE[rec.kind], outcome="accepted").inc()
@@ -163,12 +170,24 @@ def _count_out(item: Any) -> Any:
     return item
 
 
+def _encode_dead(d: DeadLetter) -> tuple[str, bytes]:
+    """``(source, line)``; a Kafka input's dead letter also names its topic/partition/offset."""
+    origin = getattr(d.source, "origin", None)  # connectors.kafka_source.Origin
+    if origin is None:
+        return str(d.source), encode(d)
+    return str(d.source), orjson.dumps({**dead_letter_dict(d), **origin()})
+
+
 # ---- the flow ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Outputs:
-    """Where the three outputs go; each sink takes ``(key, encoded line)``."""
+    """Where the three outputs go; each sink takes ``(key, encoded line)``.
+
+    Keys: ``subscriber_id`` for actions, ``incident_id`` for incidents, the source
+    (topic or file name) for dead letters; file sinks ignore them.
+    """
 
     actions: Sink
     incidents: Sink
@@ -208,10 +227,10 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     )
     dead = op.map("count_dead", dead, _count_dead)
 
-    def out(step: str, stream, sink: Sink) -> None:
-        op.output(step, op.map(f"encode_{step}", stream, lambda x: ("out", encode(x))), sink)
+    def out(step: str, stream, sink: Sink, enc) -> None:
+        op.output(step, op.map(f"encode_{step}", stream, enc), sink)
 
-    out("actions_out", actions, outputs.actions)
-    out("incidents_out", incidents, outputs.incidents)
-    out("dead_letters_out", dead, outputs.dead_letters)
+    out("actions_out", actions, outputs.actions, lambda a: (a.subscriber_id, encode(a)))
+    out("incidents_out", incidents, outputs.incidents, lambda i: (i.incident_id, encode(i)))
+    out("dead_letters_out", dead, outputs.dead_letters, _encode_dead)
     return flow
