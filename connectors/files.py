@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -62,16 +63,25 @@ def read_lines(path: Path) -> Iterator[bytes]:
 
 
 class _IterPartition(StatefulSourcePartition[tuple[str, bytes], int]):
-    def __init__(self, items: Iterator[tuple[str, bytes]], resume: int | None):
+    def __init__(self, items: Iterator[tuple[str, bytes]], resume: int | None,
+                 batch: int = BATCH, pause_s: float = 0.0):
         self._pos = resume or 0
         self._it = itertools.islice(items, self._pos, None)
+        self._batch = batch
+        self._pause = timedelta(seconds=pause_s)
+        self._awake: datetime | None = None
 
     def next_batch(self) -> list[tuple[str, bytes]]:
-        batch = list(itertools.islice(self._it, BATCH))
+        batch = list(itertools.islice(self._it, self._batch))
         if not batch:
             raise StopIteration
         self._pos += len(batch)
+        if self._pause:
+            self._awake = datetime.now(UTC) + self._pause
         return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def snapshot(self) -> int:
         return self._pos
@@ -95,17 +105,25 @@ class JsonlFilesSource(FixedPartitionedSource[tuple[str, bytes], int]):
 
 
 class LinesSource(FixedPartitionedSource[tuple[str, bytes], int]):
-    """In-memory lines (the demo's simulator output) as one ordered partition."""
+    """In-memory lines (the demo's simulator output) as one ordered partition.
 
-    def __init__(self, lines: Sequence[bytes], name: str = "simulator"):
+    ``batch`` and ``pause_s`` set the replay speed: lines per poll, and the
+    wall-clock pause between polls.
+    """
+
+    def __init__(self, lines: Sequence[bytes], name: str = "simulator", batch: int = BATCH,
+                 pause_s: float = 0.0):
         self.lines = lines
         self.name = name
+        self.batch = batch
+        self.pause_s = pause_s
 
     def list_parts(self) -> list[str]:
         return ["lines"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None):
-        return _IterPartition(((self.name, line) for line in self.lines), resume_state)
+        return _IterPartition(((self.name, line) for line in self.lines), resume_state,
+                              self.batch, self.pause_s)
 
 
 class _FilePartition(StatefulSinkPartition[bytes, int]):

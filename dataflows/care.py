@@ -31,7 +31,10 @@ from forewarn.codec import zone
 from forewarn.model import Action, Complaint, Subscriber
 from rules.rulebook import Rule, Rulebook
 
-HISTORY = 4  # observations kept per subscriber
+# Observations kept: those within KEEP_S of the newest, plus the one before.
+# Verdicts for time T may arrive after later observations (the site stage can
+# lag the direct path); this window is how far back "as of T" stays exact.
+KEEP_S = 7200.0
 _intern = sys.intern
 
 
@@ -146,11 +149,14 @@ class SubscriberCare:
 
     def _observe(self, pos: Position) -> None:
         entry = (pos.at, _intern(pos.cell_id), pos.ref)
-        seen = self.seen
-        if seen and seen[-1][0] <= pos.at:
-            self.seen = (seen + (entry,))[-HISTORY:]
-        else:
-            self.seen = tuple(sorted(seen + (entry,)))[-HISTORY:]
+        seen = self.seen + (entry,)
+        if len(seen) > 1 and seen[-2][0] > pos.at:
+            seen = tuple(sorted(seen))
+        cutoff = seen[-1][0] - KEEP_S
+        drop = 0
+        while drop + 1 < len(seen) and seen[drop + 1][0] <= cutoff:
+            drop += 1
+        self.seen = seen[drop:]
 
     def _latest_at(self, at: float) -> tuple[float, str, str] | None:
         for entry in reversed(self.seen):
@@ -168,7 +174,9 @@ class SubscriberCare:
                 continue
             down = dict(facts.down_cells)
             latest = self._latest_at(msg.at)
-            if latest is None or latest[1] not in down or latest[0] > down[latest[1]]:
+            if latest is None or latest[0] < msg.seen[0]:
+                latest = msg.seen  # our history no longer reaches back: the site's view
+            if latest[1] not in down or latest[0] > down[latest[1]]:
                 out.append(Suppressed(rule.id, rule.action, "moved_away", msg.at))
                 continue
             why = self._blocked(rule, msg.at, book)

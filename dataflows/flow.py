@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import pickle
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -61,9 +62,17 @@ def _freeze(state: Any, durable: bool) -> bytes | None:
 
 def _thaw(blob: bytes | None, book: Rulebook) -> Any:
     state = pickle.loads(blob)
-    if hasattr(state, "book"):
-        state.book = book
+    inner = state[0] if isinstance(state, tuple) else state
+    if hasattr(inner, "book"):
+        inner.book = book
     return state
+
+
+def _freeze_pair(site: SiteCorrelator | None, pending: list) -> bytes:
+    frozen = copy.copy(site)
+    if frozen is not None:
+        frozen.book = None
+    return pickle.dumps((frozen, pending), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class SequenceLogic(StatefulBatchLogic):
@@ -89,21 +98,64 @@ class SequenceLogic(StatefulBatchLogic):
 
 
 class SiteLogic(StatefulBatchLogic):
+    """A site's correlator, plus an epoch-delayed outbox for subscriber verdicts.
+
+    A verdict for time T is decided the moment the site's event time passes T,
+    but it is *released* only in a later Bytewax epoch than the one it was
+    decided in. Bytewax applies a stateful step's input in epoch order, so by
+    the time a subscriber sees the verdict it has every observation the
+    sequencer sent before it, on whichever worker — the same outputs with any
+    worker count. ``snapshot()`` is Bytewax's end-of-epoch call for every key
+    touched in the epoch, so it is where the epoch counter moves on.
+    """
+
+    POLL = timedelta(milliseconds=50)
+
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.site: SiteCorrelator | None = _thaw(resume, cfg.book) if resume else None
+        self.epoch = 0
+        self.outbox: list[tuple[int, Any]] = []  # (epoch decided, verdict)
+        self.site: SiteCorrelator | None = None
+        if resume:
+            self.site, pending = _thaw(resume, cfg.book)
+            self.outbox = [(-1, v) for v in pending]  # decided before the snapshot
+
+    def _release(self) -> list:
+        if not self.outbox or self.outbox[0][0] >= self.epoch:
+            return []
+        ready = [v for e, v in self.outbox if e < self.epoch]
+        self.outbox = [(e, v) for e, v in self.outbox if e >= self.epoch]
+        return ready
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         if self.site is None:
             self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book)
-        out: list = []
-        handle = self.site.handle
+        out = self._release()
+        handle, epoch, outbox = self.site.handle, self.epoch, self.outbox
         for _, msg in values:
-            out += handle(msg)
+            for item in handle(msg):
+                if item[0] == "care":
+                    outbox.append((epoch, item))
+                else:
+                    out.append(item)
         return out, False
 
+    def notify_at(self) -> datetime | None:
+        return datetime.now(UTC) + self.POLL if self.outbox else None
+
+    def on_notify(self) -> tuple[list, bool]:
+        return self._release(), False
+
+    def on_eof(self) -> tuple[list, bool]:
+        ready = [v for _, v in self.outbox]
+        self.outbox = []
+        return ready, False
+
     def snapshot(self) -> bytes | None:
-        return _freeze(self.site, self.cfg.durable)
+        self.epoch += 1
+        if not self.cfg.durable:
+            return None
+        return _freeze_pair(self.site, [v for _, v in self.outbox])
 
 
 class CareLogic(StatefulBatchLogic):

@@ -57,6 +57,7 @@ class Impact:
     subscriber_id: str
     facts: IncidentFacts
     at: float
+    seen: tuple[float, str, str]  # the site's latest observation: (at, cell, evidence ref)
 
 
 @dataclass(frozen=True, slots=True)

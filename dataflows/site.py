@@ -301,13 +301,13 @@ class SiteCorrelator:
         inc.facts = facts = self._facts(inc)
         out: list[Out] = []
         if affected:
-            for sub, (cell, seen_at, _) in self.members.items():
+            for sub, (cell, seen_at, ref) in self.members.items():
                 since = affected.get(cell)
                 if since is None or seen_at > since or since - seen_at > max_age:
                     continue
                 if sub not in inc.impacted:
                     inc.impacted[sub] = None
-                    out.append(("care", Impact(sub, facts, at)))
+                    out.append(("care", Impact(sub, facts, at, (seen_at, cell, ref))))
         status = "open" if not inc.opened else "updated"
         inc.opened = True
         return [("incident", self._record(inc, status, at))] + out

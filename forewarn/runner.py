@@ -23,7 +23,7 @@ OUTPUT_FILES = {
 
 
 def execute(source: Source, outputs: Outputs, cfg: FlowConfig, workers: int = 1,
-            epoch_s: float = 10.0) -> None:
+            epoch_s: float = 0.25) -> None:
     """Run to end of input with ``workers`` worker threads in this process."""
     flow = build_flow(source, outputs, cfg)
     interval = timedelta(seconds=epoch_s)
@@ -63,9 +63,15 @@ class Collected:
     dead_letters: list[bytes]
 
 
-def run_collect(lines: Sequence[bytes], book: Rulebook, workers: int = 1) -> Collected:
-    """Run over in-memory lines and collect the outputs (tests, backtests)."""
+def run_collect(lines: Sequence[bytes], book: Rulebook, workers: int = 1, *,
+                batch: int = 1000, pause_s: float = 0.0, epoch_s: float = 0.25) -> Collected:
+    """Run over in-memory lines and collect the outputs (tests, backtests).
+
+    ``batch``/``pause_s``/``epoch_s`` change the replay speed and epoch cut,
+    never the outputs.
+    """
     got: dict[str, list] = {k: [] for k in OUTPUT_FILES}
     sinks: dict[str, Sink] = {k: TestingSink(v) for k, v in got.items()}
-    execute(LinesSource(lines), Outputs(**sinks), FlowConfig(book=book), workers)
+    execute(LinesSource(lines, batch=batch, pause_s=pause_s), Outputs(**sinks),
+            FlowConfig(book=book), workers, epoch_s=epoch_s)
     return Collected(**{k: [line for _, line in v] for k, v in got.items()})

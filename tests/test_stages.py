@@ -1,0 +1,209 @@
+"""Pure stage logic, without Bytewax: sequencer, site correlation, subscriber care."""
+
+from __future__ import annotations
+
+from dataflows.care import SubscriberCare, Suppressed, quiet_until
+from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Position, Restored, Tick
+from dataflows.sequencer import Sequencer
+from dataflows.site import SiteCorrelator
+from forewarn.codec import parse_time
+from forewarn.model import Action, Alarm, Cell, Channel, Location, Maintenance, Subscriber
+from rules.rulebook import load_rulebook
+
+BOOK = load_rulebook()
+T0 = parse_time("2026-11-23T10:00:00Z")
+
+
+# ---- sequencer ---------------------------------------------------------------------
+
+
+def seq_with_topology(**kw) -> Sequencer:
+    s = Sequencer(warmup=1, **kw)
+    for c in ("C1", "C2"):
+        s.feed(Cell(c, "S1"), b"", "f")
+    s.feed(Cell("D1", "S2"), b"", "f")
+    return s
+
+
+def test_sequencer_routes_by_topology_and_dead_letters_unknown_cells():
+    s = seq_with_topology()
+    out = s.feed(Location("U", "C2", T0), b"raw", "f")
+    assert [(st, k) for st, k, _ in out] == [("site", "S1"), ("care", "U")]
+    dead = s.feed(Location("U", "ZZ", T0), b"raw", "f")
+    assert dead[0][0] == "dead" and "unknown cell 'ZZ'" in dead[0][2].reason
+    alarm = Alarm("A", T0, "major", "powerProblem", site_id="NOPE")
+    assert s.feed(alarm, b"", "f")[0][0] == "dead"
+
+
+def test_sequencer_rejects_times_more_than_7_days_from_progress():
+    s = seq_with_topology()
+    s.feed(Location("U", "C1", T0), b"", "f")
+    out = s.feed(Location("U", "C1", T0 + 8 * 86400), b"x", "f")
+    assert out[0][0] == "dead" and "more than 7 days" in out[0][2].reason
+    assert s.watermark == T0
+
+
+def test_sequencer_warmup_median_survives_a_bad_first_time():
+    s = Sequencer(warmup=3)
+    s.feed(Cell("C1", "S1"), b"", "f")
+    assert s.feed(Location("U", "C1", 0.0), b"bad", "f") == []  # 1970: held
+    s.feed(Location("U", "C1", T0), b"", "f")
+    out = s.feed(Location("U", "C1", T0 + 1), b"", "f")
+    assert [r[0] for r in out].count("dead") == 1 and s.watermark == T0 + 1
+
+
+def test_sequencer_reorders_within_lateness_and_ticks_active_sites():
+    s = seq_with_topology(lateness_s=30, tick_s=10)
+    s.feed(Location("U", "C1", T0), b"", "f")
+    s.feed(Alarm("A", T0 + 1, "major", "powerProblem", site_id="S1"), b"", "f")
+    held = s.feed(Location("U", "C1", T0 + 20), b"", "f")
+    assert held == []  # within the reorder window
+    early = s.feed(Location("V", "D1", T0 + 5), b"", "f")
+    assert early == []
+    out = s.feed(Location("U", "C1", T0 + 60), b"", "f")
+    times = [m.at for st, _, m in out if st == "care"]
+    assert times == sorted(times)
+    assert any(isinstance(m, Tick) and k == "S1" for _, k, m in out)
+
+
+def test_sequencer_finish_flushes_and_ticks():
+    s = seq_with_topology(lateness_s=100)
+    s.feed(Alarm("A", T0, "major", "powerProblem", site_id="S1"), b"", "f")
+    out = s.finish()
+    assert ("site", "S1") in [(st, k) for st, k, _ in out]
+    assert isinstance(out[-1][2], Tick)
+
+
+# ---- site ------------------------------------------------------------------------
+
+
+def site() -> SiteCorrelator:
+    s = SiteCorrelator("S1", BOOK)
+    for c in ("C1", "C2", "C3"):
+        s.handle(Cell(c, "S1", region="north"))
+    return s
+
+
+def alarm(aid: str, at: float, cell: str | None = None, sev: str = "critical") -> Alarm:
+    return Alarm(aid, T0 + at, sev, "powerProblem", cell_id=cell, site_id=None if cell else "S1")
+
+
+def test_site_hold_down_fans_out_impacts_with_fresh_positions_only():
+    s = site()
+    s.handle(Position("U1", "C1", T0 - 600, "location:C1@x"))
+    s.handle(Position("U2", "C1", T0 - 4000, "location:C1@y"))  # stale
+    s.handle(Position("U3", "C2", T0 - 60, "location:C2@z"))  # other cell
+    assert s.handle(alarm("A", 0, "C1")) == []
+    out = s.handle(Tick(T0 + 121))
+    impacts = [m for kind, m in out if kind == "care"]
+    assert [m.subscriber_id for m in impacts] == ["U1"]
+    assert impacts[0].at == T0 + 120 and impacts[0].facts.evidence == ("alarm:A",)
+    incident = [m for kind, m in out if kind == "incident"]
+    assert incident[-1].impacted_subscribers == 1
+
+
+def test_site_deadline_at_exact_time_waits_for_later_input():
+    s = site()
+    s.handle(Position("U1", "C1", T0 - 10, "r"))
+    s.handle(alarm("A", 0, "C1"))
+    assert [k for k, _ in s.handle(Tick(T0 + 120))] == ["incident"]  # group wait only
+    out = s.handle(Alarm("A", T0 + 120, "cleared", "powerProblem", cell_id="C1"))
+    assert not any(k == "care" for k, _ in out)  # cleared within the hold-down
+
+
+def test_site_restore_sends_restored_to_impacted_and_resolves():
+    s = site()
+    s.handle(Position("U1", "C1", T0 - 10, "r"))
+    s.handle(alarm("A", 0))  # whole site
+    s.handle(Tick(T0 + 200))
+    out = s.handle(Alarm("A", T0 + 900, "cleared", "powerProblem", site_id="S1"))
+    kinds = [(k, type(m).__name__, getattr(m, "status", None)) for k, m in out]
+    assert ("care", "Restored", None) in kinds and ("incident", "Incident", "resolved") in kinds
+    resolved = [m for k, m in out if k == "incident"][-1]
+    assert resolved.scope == "site" and resolved.end_time == T0 + 900
+    assert not s.incidents
+
+
+def test_site_drop_note_names_the_explaining_outage_after_its_hold_down():
+    s = site()
+    s.handle(Drop("U1", "C1", "K1", T0 - 20))  # the call dropped just before the alarm
+    s.handle(alarm("A", 0, "C1"))
+    out = s.handle(Tick(T0 + 300))
+    notes = [m for k, m in out if isinstance(m, DropNote)]
+    assert notes and notes[0].incident_id == "INC-S1-20261123T100000"
+    assert notes[0].at == T0 + 120  # delivered after the incident's hold-down
+
+
+def test_site_maintenance_windows_mark_planned_work():
+    s = site()
+    s.handle(Maintenance("W", "upsert", T0 - 60, T0 + 3600, cell_ids=("C1",)))
+    s.handle(Position("U1", "C1", T0 - 10, "r"))
+    s.handle(alarm("A", 0, "C1"))
+    out = s.handle(Tick(T0 + 200))
+    assert not any(k == "care" for k, _ in out)
+    assert [m for k, m in out if k == "incident"][0].maintenance_window == "W"
+
+
+# ---- care ------------------------------------------------------------------------
+
+
+def profile(sid: str = "U", tz: str = "Europe/London", consent: bool = True) -> Subscriber:
+    return Subscriber(sid, "upsert", T0 - 100, language="fr", timezone=tz, segment="consumer",
+                      channels=(Channel("sms", "+33", consent), Channel("email", "a@b", True)),
+                      name="Zoé", preferred_channels=("sms", "email"))
+
+
+FACTS = IncidentFacts("INC-1", "outage", "S1", "North", T0, (("C1", T0),), ("alarm:A",))
+
+
+def test_care_verifies_position_as_of_the_impact_time():
+    c = SubscriberCare()
+    c.handle("U", profile(), BOOK)
+    c.handle("U", Position("U", "C1", T0 - 30, "call:K"), BOOK)
+    c.handle("U", Position("U", "D9", T0 + 500, "location:D9@1"), BOOK)  # after the verdict time
+    out = c.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)
+    assert isinstance(out[0], Action) and out[0].language == "fr" and "Zoé" in out[0].message
+    assert out[0].channel == "sms" and out[0].evidence == ("alarm:A", "call:K")
+    assert c.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK) == []  # once per incident
+    restored = c.handle("U", Restored("U", FACTS, T0 + 900), BOOK)
+    assert restored[0].action_kind == "restored_notice"
+
+
+def test_care_suppresses_moved_away_no_consent_and_unknown():
+    moved = SubscriberCare()
+    moved.handle("U", profile(), BOOK)
+    moved.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
+    moved.handle("U", Position("U", "C7", T0 + 30, "r"), BOOK)
+    assert moved.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)[0].reason == "moved_away"
+    unknown = SubscriberCare()
+    unknown.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
+    out = unknown.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)
+    assert isinstance(out[0], Suppressed) and out[0].reason == "unknown_subscriber"
+    mute = SubscriberCare()
+    sub = profile()
+    mute.handle("U", Subscriber("U", "upsert", T0, timezone="UTC",
+                                channels=(Channel("sms", "+1", False),)), BOOK)
+    mute.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
+    assert mute.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)[0].reason == "no_consent"
+    assert sub.name == "Zoé"
+
+
+def test_care_apology_defers_in_quiet_hours():
+    c = SubscriberCare()
+    c.handle("U", profile(tz="Asia/Tokyo"), BOOK)  # 10:00 UTC = 19:00 Tokyo; 14:00 UTC = 23:00
+    late = T0 + 4 * 3600
+    note = DropNote("U", "K1", "C1", late, None, False, "North", late + 120)
+    assert c.handle("U", note, BOOK) == []
+    note2 = DropNote("U", "K2", "C1", late + 60, None, False, "North", late + 180)
+    out = c.handle("U", note2, BOOK)
+    assert out[0].action_kind == "apology"
+    assert out[0].send_after == parse_time("2026-11-24T08:00:00+09:00")
+
+
+def test_quiet_hours_boundaries():
+    assert quiet_until(parse_time("2026-11-23T21:59:00Z"), "UTC", BOOK) is None
+    assert quiet_until(parse_time("2026-11-23T22:00:00Z"), "UTC", BOOK) == parse_time(
+        "2026-11-24T08:00:00Z")
+    assert quiet_until(parse_time("2026-11-24T07:59:00Z"), "UTC", BOOK) == parse_time(
+        "2026-11-24T08:00:00Z")
+    assert quiet_until(parse_time("2026-11-24T08:00:00Z"), "UTC", BOOK) is None
