@@ -158,7 +158,8 @@ class Sequencer:
                 pos = Position(rec.subscriber_id, rec.cell_id, rec.event_time,
                                f"location:{rec.cell_id}@{int(rec.event_time)}")
                 return [("site", site, pos), ("care", rec.subscriber_id, pos)]
-            pos = Position(rec.subscriber_id, rec.cell_id, rec.start_time, f"call:{rec.call_id}")
+            # Known when the call ends: using end_time keeps "as of T" views exact.
+            pos = Position(rec.subscriber_id, rec.cell_id, rec.end_time, f"call:{rec.call_id}")
             out: list[Routed] = [("site", site, pos), ("care", rec.subscriber_id, pos)]
             if rec.dropped:
                 out.append(("site", site, Drop(rec.subscriber_id, rec.cell_id, rec.call_id,
