@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "forewarn.commands",
     "simulator.cli",
     "connectors.broker_cli",
+    "connectors.kafka_cli",
 )
 
 

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="run on Kafka instead of files")
     p.add_argument("--recovery", metavar="DIR", help="Bytewax recovery directory (Kafka mode)")
     _common(p)
+    try:
+        from connectors.kafka_run import add_run_arguments
+    except ModuleNotFoundError:
+        pass
+    else:
+        add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("rules", help="rulebook tools")

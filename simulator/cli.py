@@ -7,12 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
+
 from simulator.config import ScenarioConfig, parse_time
 from simulator.scenario import simulate, write_scenario
-
-BOOTSTRAP_UNAVAILABLE = (
-    "simulate --bootstrap: Kafka publishing is not available yet; use --out FILE"
-)
 
 
 def _rfc3339(text: str) -> str:
@@ -35,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", type=Path, metavar="FILE", help="events JSONL file to write")
-    target.add_argument("--bootstrap", metavar="HOST:PORT", help="publish to Kafka (not yet)")
+    target.add_argument("--bootstrap", metavar="HOST:PORT",
+                        help="publish to the contract's Kafka topics instead")
     p.add_argument("--truth", type=Path, metavar="FILE",
                    help="ground-truth JSONL (default: truth.jsonl next to --out)")
     p.add_argument("--seed", type=int, default=defaults.seed,
@@ -49,6 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"mean subscribers per cell (default {defaults.subscribers_per_cell:g})")
     p.add_argument("--start", type=_rfc3339, default=defaults.start, metavar="RFC3339",
                    help=f"scenario start (default {defaults.start})")
+    k = p.add_argument_group("Kafka (with --bootstrap)")
+    k.add_argument("--config", type=Path, metavar="FILE",
+                   help="librdkafka client properties file (key=value lines)")
+    k.add_argument("-X", dest="kafka_settings", metavar="KEY=VALUE", action="append",
+                   default=[], help="one librdkafka setting (repeatable)")
+    k.add_argument("--speed", type=float, default=0.0, metavar="N",
+                   help="publish at N x real time by event time (1: real time; "
+                   "default 0: as fast as possible)")
+    k.add_argument("--rate", type=float, default=0.0, metavar="R",
+                   help="publish at a fixed R records/s instead")
+    k.add_argument("--topic-prefix", default="", metavar="PREFIX",
+                   help="prefix of every topic name (default none)")
     p.set_defaults(func=run)
 
 
@@ -68,18 +79,57 @@ def _summary(stats: dict, events: Path, truth: Path, seconds: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``forewarn simulate``; returns the exit code."""
-    if args.bootstrap:
-        print(BOOTSTRAP_UNAVAILABLE, file=sys.stderr)
-        return 2
     try:
         cfg = ScenarioConfig(seed=args.seed, sites=args.sites, hours=args.hours,
                              subscribers_per_cell=args.subscribers_per_cell, start=args.start)
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
+    if args.bootstrap:
+        return _publish(args, cfg)
     truth = args.truth or args.out.with_name("truth.jsonl")
     began = time.perf_counter()
     sc = simulate(cfg)
     write_scenario(sc, args.out, truth)
     print(_summary(sc.stats, args.out, truth, time.perf_counter() - began), file=sys.stderr)
+    return 0
+
+
+def _publish(args: argparse.Namespace, cfg: ScenarioConfig) -> int:
+    """``--bootstrap``: publish the events to the contract topics (truth to ``--truth``)."""
+    from confluent_kafka import KafkaException
+
+    from connectors.kafka_config import (
+        KafkaConfigError,
+        KafkaUnreachableError,
+        check_reachable,
+        config_from_args,
+    )
+    from connectors.kafka_publish import Topics, publish_lines
+
+    try:
+        config = config_from_args(args)
+        check_reachable(config)
+    except (KafkaConfigError, KafkaUnreachableError) as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    began = time.perf_counter()
+    sc = simulate(cfg)
+    if args.truth:
+        args.truth.parent.mkdir(parents=True, exist_ok=True)
+        args.truth.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in sc.truth))
+    print(f"simulate: {len(sc.lines)} lines simulated in {time.perf_counter() - began:.1f}s; "
+          f"publishing to {config['bootstrap.servers']}"
+          + (f" at {args.speed:g}x real time" if args.speed > 0 else "")
+          + (f" at {args.rate:g}/s" if args.rate > 0 else ""), file=sys.stderr)
+    try:
+        report = publish_lines(config, sc.lines, topics=Topics(args.topic_prefix),
+                               source="simulator", speed=args.speed, rate=args.rate)
+    except (KafkaException, TimeoutError) as exc:
+        print(f"simulate: publishing failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("simulate: interrupted", file=sys.stderr)
+        return 130
+    print(f"simulate: {report.summary()}", file=sys.stderr)
     return 0

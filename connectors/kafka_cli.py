@@ -1,0 +1,83 @@
+"""``forewarn replay``: publish recorded JSONL to the contract's topics by ``type``.
+
+Several files are merged by stream time (each file keeps its own order), as
+``forewarn run --input`` reads them. See :mod:`connectors.kafka_publish` for
+what happens to lines without an input type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from connectors.kafka_config import add_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "replay", help="publish recorded JSONL to the Kafka topics by type",
+        description="Publish JSONL records to the contract's input topics, each to the topic "
+        "of its `type`, keyed as the contract says. Lines that are not an input record go "
+        "to the dead-letter topic (and are counted).")
+    p.add_argument("files", nargs="+", metavar="FILE", type=Path, help="JSONL files")
+    add_arguments(p)
+    p.add_argument("--speed", type=float, default=0.0, metavar="N",
+                   help="N x real time by event time (1: real time; default 0: as fast as "
+                   "possible)")
+    p.add_argument("--rate", type=float, default=0.0, metavar="R",
+                   help="a fixed R records/s instead")
+    p.add_argument("--topic-prefix", default="", metavar="PREFIX",
+                   help="prefix of every topic name (default none)")
+    p.set_defaults(func=cmd_replay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
+    from connectors.files import merge_by_time
+    from connectors.kafka_config import (
+        KafkaConfigError,
+        KafkaUnreachableError,
+        check_reachable,
+        config_from_args,
+    )
+    from connectors.kafka_publish import Publisher, Topics, paced
+
+    missing = [str(p) for p in args.files if not p.is_file()]
+    if missing:
+        print(f"replay: file(s) not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        config = config_from_args(args)
+        check_reachable(config)
+    except (KafkaConfigError, KafkaUnreachableError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    pub = Publisher(config, Topics(args.topic_prefix))
+    streams, line_numbers = [], {}
+    for path in args.files:
+        numbered = [(n, line.rstrip(b"\r\n")) for n, line in
+                    enumerate(path.read_bytes().splitlines(keepends=True), start=1)]
+        pub.report.blank += sum(1 for _, line in numbered if not line.strip())
+        kept = [(n, line) for n, line in numbered if line.strip()]
+        line_numbers[path.name] = [n for n, _ in kept]
+        streams.append((path.name, [line for _, line in kept]))
+    seen = dict.fromkeys(line_numbers, 0)
+    began = time.monotonic()
+    try:
+        for name, line in paced(merge_by_time(streams), args.speed, args.rate,
+                                line_of=lambda item: item[1]):
+            seen[name] += 1
+            pub.publish(line, name, line_numbers[name][seen[name] - 1])
+        report = pub.flush()
+    except (KafkaException, TimeoutError) as exc:
+        print(f"replay: publishing failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("replay: interrupted", file=sys.stderr)
+        return 130
+    report.seconds = time.monotonic() - began
+    print(f"replay: {report.summary()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,209 @@
+"""``forewarn run --bootstrap``: the flow on the contract's Kafka topics.
+
+Input: every input topic, merged by event time (:mod:`connectors.kafka_source`).
+Output: ``care.actions`` (key ``subscriber_id``), ``noc.incidents`` (key
+``incident_id``), ``forewarn.deadletter`` (key: source topic) through idempotent,
+loss-refusing producers (:mod:`connectors.kafka_sink`).
+
+Recovery (``--recovery DIR``): Bytewax snapshots input positions and the state
+of every stage (positions, profiles, open incidents, pending timers, contact
+history) every ``--snapshot-interval`` seconds into ``DIR``; the directory and
+its partitions are created on first use (``--recovery-partitions``, default
+the larger of 8 and the worker count: rescaling above it needs a new directory).
+After a crash, a restart on the same directory resumes from the last snapshot;
+outputs since then are produced again and skipped by the sinks when already
+delivered (see docs/kafka.md).
+
+Scale-out: ``-w N`` worker threads; ``-i K -a "host0:port;host1:port"`` for
+processes (the same arguments on every process but ``-i``).
+
+``--topic-prefix P`` puts every topic name behind ``P`` (``P`` + ``oss.alarms``),
+for shared clusters and tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.kafka_config import (
+    KafkaConfigError,
+    KafkaUnreachableError,
+    check_reachable,
+    config_from_args,
+)
+from connectors.kafka_publish import CONTRACT_TOPICS, Topics
+from connectors.kafka_sink import (
+    KafkaOutSink,
+    action_identity,
+    dead_letter_identity,
+    value_identity,
+)
+from connectors.kafka_source import KafkaMergeSource
+from connectors.topics import ALL_TOPICS, _wait_for_leaders
+from dataflows.flow import FlowConfig, Outputs, build_flow
+from rules.rulebook import Rulebook
+
+__all__ = [
+    "Topics",
+    "add_run_arguments",
+    "build_kafka_flow",
+    "ensure_recovery_dir",
+    "ensure_topics",
+    "run_kafka",
+]
+
+log = logging.getLogger("forewarn.kafka")
+
+DEFAULT_LATENESS_S = 2.0
+DEFAULT_SNAPSHOT_S = 5.0
+DEFAULT_DEDUPE_TAIL = 20_000
+
+
+def ensure_topics(config: Mapping[str, str], topics: Topics, partitions: int = 1,
+                  timeout: float = 30.0) -> list[str]:
+    """Create the (prefixed) contract topics that do not exist; return those created."""
+    admin = AdminClient(dict(config))
+    new = [NewTopic(topics.prefix + s.name, num_partitions=partitions, replication_factor=-1,
+                    config=s.config) for s in ALL_TOPICS]
+    created = []
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    _wait_for_leaders(admin, topics.all, time.monotonic() + timeout)
+    return created
+
+
+def missing_topics(config: Mapping[str, str], topics: Topics) -> list[str]:
+    """Contract topics (with prefix) the cluster does not have."""
+    metadata = check_reachable(config)
+    return [t for t in topics.all if t not in metadata.topics]
+
+
+def ensure_recovery_dir(path: Path, partitions: int) -> Path:
+    """Create ``path`` and its recovery partitions unless they exist (process-safe)."""
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".forewarn-init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = sorted(path.glob("part-*.sqlite3"))
+        if not existing:
+            init_db_dir(path, partitions)
+            log.info("recovery directory created", extra={"dir": str(path),
+                                                          "partitions": partitions})
+        elif len(existing) < partitions:
+            log.warning("recovery directory has fewer partitions than workers", extra={
+                "dir": str(path), "partitions": len(existing), "workers": partitions})
+    return path
+
+
+def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topics = CONTRACT_TOPICS,
+                     durable: bool = False, lateness_s: float = DEFAULT_LATENESS_S,
+                     exit_at_end: bool = False, dedupe_tail: int = DEFAULT_DEDUPE_TAIL,
+                     from_end: bool = False) -> Dataflow:
+    """The Forewarn dataflow wired to Kafka (see the module docs)."""
+    source = KafkaMergeSource(config, topics.inputs, topics.ranks, exit_at_end=exit_at_end,
+                              durable=durable, from_end=from_end)
+    outputs = Outputs(
+        actions=KafkaOutSink(config, topics.actions, action_identity, dedupe_tail),
+        incidents=KafkaOutSink(config, topics.incidents, value_identity, dedupe_tail),
+        dead_letters=KafkaOutSink(config, topics.dead_letters, dead_letter_identity,
+                                  dedupe_tail),
+    )
+    return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
+                                                  lateness_s=lateness_s))
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``forewarn run`` for Kafka mode (``--bootstrap``/``--recovery`` exist)."""
+    g = p.add_argument_group("Kafka mode (with --bootstrap)")
+    g.add_argument("--config", metavar="FILE", type=Path,
+                   help="librdkafka client properties file (key=value lines)")
+    g.add_argument("-X", dest="kafka_settings", metavar="KEY=VALUE", action="append",
+                   default=[], help="one librdkafka setting, e.g. -X security.protocol=SSL")
+    g.add_argument("--topic-prefix", default="", metavar="PREFIX",
+                   help="prefix of every topic name (default none)")
+    g.add_argument("-i", "--process-id", type=int, metavar="K",
+                   help="this process's index in a multi-process cluster (with -a)")
+    g.add_argument("-a", "--addresses", metavar="HOST:PORT;...",
+                   help="every process's host:port, ';'-separated, the same on all (with -i)")
+    g.add_argument("--snapshot-interval", type=float, default=DEFAULT_SNAPSHOT_S,
+                   metavar="S", help=f"recovery snapshot (epoch) interval in seconds "
+                   f"(default {DEFAULT_SNAPSHOT_S:g})")
+    g.add_argument("--recovery-partitions", type=int, metavar="N",
+                   help="partitions of a new --recovery directory (default max(8, workers))")
+    g.add_argument("--lateness", type=float, default=DEFAULT_LATENESS_S, metavar="S",
+                   help=f"event-time reorder window for skew between producers "
+                   f"(default {DEFAULT_LATENESS_S:g} s)")
+    g.add_argument("--dedupe-tail", type=int, default=DEFAULT_DEDUPE_TAIL, metavar="N",
+                   help="messages per output partition read at start to skip outputs "
+                   f"already delivered (default {DEFAULT_DEDUPE_TAIL}; 0: off)")
+    g.add_argument("--exit-at-end", action="store_true",
+                   help="stop once every input partition is read to its end (backfills)")
+    g.add_argument("--from-end", action="store_true",
+                   help="without a recovery snapshot, start at the end of the input topics "
+                   "(default: the beginning)")
+
+
+def _fail(message: object) -> int:
+    print(f"forewarn run: {message}", file=sys.stderr)
+    return 2
+
+
+def run_kafka(args: argparse.Namespace, book: Rulebook) -> int:
+    """Run until stopped (or, with ``--exit-at-end``, until the input is read)."""
+    try:
+        config = config_from_args(args)
+    except KafkaConfigError as exc:
+        return _fail(exc)
+    if (args.process_id is None) != (args.addresses is None):
+        return _fail("give -i/--process-id and -a/--addresses together (or neither)")
+    addresses = args.addresses.split(";") if args.addresses else None
+    if addresses is not None and not 0 <= args.process_id < len(addresses):
+        return _fail(f"--process-id {args.process_id} is not an index of the "
+                     f"{len(addresses)} --addresses")
+    topics = Topics(args.topic_prefix)
+    try:
+        missing = missing_topics(config, topics)
+    except KafkaUnreachableError as exc:
+        return _fail(f"{exc}; check --bootstrap (start a local broker with "
+                     f"`forewarn broker start`)")
+    if missing:
+        return _fail(f"topics missing on {config['bootstrap.servers']}: {', '.join(missing)}; "
+                     f"create them with `forewarn topics create --bootstrap "
+                     f"{config['bootstrap.servers']}`")
+    recovery = None
+    if args.recovery:
+        total = args.workers * (len(addresses) if addresses else 1)
+        parts = args.recovery_partitions or max(8, total)
+        try:
+            ensure_recovery_dir(Path(args.recovery), parts)
+        except OSError as exc:
+            return _fail(f"cannot create recovery directory {args.recovery}: {exc}")
+        recovery = RecoveryConfig(Path(args.recovery), timedelta(0))
+    flow = build_kafka_flow(config, book, topics=topics, durable=recovery is not None,
+                            lateness_s=args.lateness, exit_at_end=args.exit_at_end,
+                            dedupe_tail=args.dedupe_tail, from_end=args.from_end)
+    log.info("kafka flow starting", extra={
+        "bootstrap": config["bootstrap.servers"], "workers": args.workers,
+        "process_id": args.process_id, "recovery": args.recovery,
+        "snapshot_interval_s": args.snapshot_interval, "lateness_s": args.lateness})
+    cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
+             addresses=addresses, epoch_interval=timedelta(seconds=args.snapshot_interval),
+             recovery_config=recovery)
+    return 0
