@@ -1,0 +1,128 @@
+"""Helpers for the Kafka flow tests: flow subprocesses, scenarios, reading outputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import orjson
+from confluent_kafka import KafkaError, Producer
+
+from connectors.kafka_publish import Topics
+from connectors.kafka_run import ensure_topics
+from forewarn.runner import run_collect
+from rules.rulebook import load_rulebook
+from simulator import ScenarioConfig, simulate
+from tests.kafka_helpers import consume_all, unique_topic
+
+#: Small but complete: site and cell outages, a blip, a flap, maintenance, bad lines.
+SCENARIO = ScenarioConfig(seed=3, sites=10, hours=3.0, subscribers_per_cell=8)
+
+
+@dataclass(frozen=True)
+class Expected:
+    lines: list[bytes]
+    actions: list[dict]
+    incidents: list[bytes]
+    dead_letters: list[bytes]
+
+    @property
+    def action_ids(self) -> set[str]:
+        return {a["action_id"] for a in self.actions}
+
+
+@lru_cache(maxsize=4)
+def expected(cfg: ScenarioConfig = SCENARIO) -> Expected:
+    """The scenario's lines and what the in-memory flow makes of them."""
+    lines = simulate(cfg).lines
+    got = run_collect(lines, load_rulebook())
+    return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
+                    got.dead_letters)
+
+
+def fresh_topics(config: Mapping[str, str], partitions: int = 1) -> Topics:
+    """A new set of contract topics behind a unique prefix."""
+    topics = Topics(unique_topic("t") + ".")
+    ensure_topics(config, topics, partitions=partitions)
+    return topics
+
+
+def forewarn_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "forewarn.cli", *args]
+
+
+def flow_cmd(bootstrap: str, topics: Topics, *extra: str) -> list[str]:
+    return forewarn_cmd("run", "--bootstrap", bootstrap, "--topic-prefix", topics.prefix,
+                        "--metrics-port", "-1", "--log-level", "WARNING", *extra)
+
+
+def start_flow(cmd: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+
+
+def run_flow(cmd: list[str], log: Path, timeout: float = 90.0) -> None:
+    """Run a flow with ``--exit-at-end`` to completion; fail with its log otherwise."""
+    proc = start_flow(cmd, log)
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"flow did not finish in {timeout:g} s:\n{tail(log)}") from None
+    assert code == 0, f"flow exited {code}:\n{tail(log)}"
+
+
+def tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def records(config: Mapping[str, str], topic: str, quiet: float = 0.5) -> list:
+    return consume_all(config, topic, quiet=quiet, deadline=60)
+
+
+def values(config: Mapping[str, str], topic: str) -> list[dict]:
+    return [orjson.loads(r.value) for r in records(config, topic)]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str,
+               interval: float = 0.2) -> object:
+    """Poll ``condition`` until truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def produce(config: Mapping[str, str], items: Iterable[tuple[str, bytes | None, bytes | None]],
+            settings: Mapping[str, str] | None = None) -> list[tuple[str, int, int]]:
+    """Produce ``(topic, key, value)`` items in order; their (topic, partition, offset)."""
+    producer = Producer({**config, "acks": "all", **(settings or {})})
+    where: list[tuple[str, int, int]] = []
+    errors: list[KafkaError] = []
+
+    def report(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            where.append((msg.topic(), msg.partition(), msg.offset()))
+
+    for topic, key, value in items:
+        producer.produce(topic, value=value, key=key, on_delivery=report)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert not errors, errors
+    return where

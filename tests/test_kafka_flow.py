@@ -1,0 +1,225 @@
+"""The flow on a REAL Kafka broker: same outputs as in memory, bad input, scale-out,
+a broker restart, and delivery failures that are surfaced instead of lost."""
+
+from __future__ import annotations
+
+import doctest
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+import connectors.kafka_publish
+import connectors.kafka_sink
+import connectors.kafka_source
+from connectors import broker
+from connectors.kafka_publish import Topics, publish_lines
+from connectors.kafka_sink import DeliveryError, KafkaOutSink
+from forewarn import metrics
+from tests.kafka_flow_helpers import (
+    expected,
+    flow_cmd,
+    forewarn_cmd,
+    fresh_topics,
+    produce,
+    records,
+    run_flow,
+    start_flow,
+    tail,
+    values,
+    wait_until,
+)
+from tests.kafka_helpers import (  # noqa: F401  (fixtures)
+    create_topic,
+    free_port,
+    kafka_broker,
+    kafka_config,
+    unique_topic,
+)
+
+
+@pytest.mark.parametrize("module", [connectors.kafka_source, connectors.kafka_sink,
+                                    connectors.kafka_publish])
+def test_doctests(module) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def _check_outputs(config, topics: Topics) -> None:
+    exp = expected()
+    actions = records(config, topics.actions)
+    got = [orjson.loads(r.value) for r in actions]
+    assert sorted(a["action_id"] for a in got) == sorted(exp.action_ids)  # no dups either
+    assert all(r.key == orjson.loads(r.value)["subscriber_id"].encode() for r in actions)
+    incidents = records(config, topics.incidents)
+    assert sorted(r.value for r in incidents) == sorted(exp.incidents)
+    assert all(r.key == orjson.loads(r.value)["incident_id"].encode() for r in incidents)
+
+
+def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Path) -> None:  # noqa: F811
+    """`forewarn simulate --bootstrap` + `forewarn run --bootstrap -w 2` == in memory."""
+    topics = fresh_topics(kafka_config, partitions=3)
+    bootstrap = kafka_config["bootstrap.servers"]
+    sim = subprocess.run(forewarn_cmd(
+        "simulate", "--bootstrap", bootstrap, "--topic-prefix", topics.prefix, "--seed", "3",
+        "--sites", "10", "--hours", "3", "--subscribers-per-cell", "8"),
+        capture_output=True, text=True, timeout=120)
+    assert sim.returncode == 0, sim.stderr
+    assert "without an input type sent to the dead-letter topic" in sim.stderr
+    run_flow(flow_cmd(bootstrap, topics, "-w", "2", "--exit-at-end"), tmp_path / "flow.log")
+    _check_outputs(kafka_config, topics)
+    dead = values(kafka_config, topics.dead_letters)
+    from_flow = [d for d in dead if "offset" in d]
+    assert from_flow and all(d["topic"] == d["source"] and d["reason"] for d in from_flow)
+
+
+def test_two_processes_give_the_same_actions(kafka_config, tmp_path: Path) -> None:  # noqa: F811
+    topics = fresh_topics(kafka_config, partitions=2)
+    publish_lines(kafka_config, expected().lines, topics=topics)
+    bootstrap = kafka_config["bootstrap.servers"]
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    procs = [start_flow(flow_cmd(bootstrap, topics, "-i", str(i), "-a", addresses,
+                                 "--exit-at-end"), tmp_path / f"flow{i}.log")
+             for i in (0, 1)]
+    for i, proc in enumerate(procs):
+        try:
+            assert proc.wait(120) == 0, tail(tmp_path / f"flow{i}.log")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    _check_outputs(kafka_config, topics)
+
+
+def _bad_records(topics: Topics) -> list[tuple[str, bytes | None, bytes | None]]:
+    """Defective messages for every input topic (compacted topics need keys)."""
+    huge = b'{"type":"location","subscriber_id":"SUB000001","pad":"' + b"x" * 1_000_000 + b'"}'
+    t = "2026-11-23T07:30:00Z"
+    per_type = {
+        "cell": [b'{"type":"cell","cell_id":"CX"}', b'{"type":"cell","cell_id":7,"site_id":[]}'],
+        "alarm": [b'{"type":"alarm","alarm_id":"AX","event_time":"' + t.encode()
+                  + b'","perceived_severity":"urgent","probable_cause":"lossOfSignal",'
+                  b'"cell_id":"CELL0001-1"}',
+                  b'{"type":"alarm","alarm_id":"AY","event_time":"' + t.encode()
+                  + b'","perceived_severity":"critical","probable_cause":"lossOfSignal",'
+                  b'"cell_id":"NOPE-1"}'],
+        "location": [b'{"type":"location","subscriber_id":"S","cell_id":"CELL0001-1",'
+                     b'"event_time":"2199-01-01T00:00:00Z"}',
+                     b'{"type":"location","subscriber_id":"S","cell_id":"CELL0001-1",'
+                     b'"event_time":"1999-01-01T00:00:00Z"}', huge],
+        "call": [b'{"type":"call","call_id":"K","subscriber_id":"S","cell_id":"CELL0001-1",'
+                 b'"start_time":"' + t.encode() + b'","end_time":"' + t.encode()
+                 + b'","dropped":"yes"}'],
+        "kpi": [b'{"type":"kpi","cell_id":"UNKNOWN-9","period_start":"' + t.encode()
+                + b'","period_s":900,"call_attempts":1,"dropped_calls":0}'],
+        "subscriber": [b'{"type":"subscriber","subscriber_id":"SX","op":"upsert","updated_at":"'
+                       + t.encode() + b'","language":"en","timezone":"UTC",'
+                       b'"segment":"platinum","channels":{}}'],
+        "maintenance": [b'{"type":"maintenance","window_id":"W","op":"explode"}'],
+        "complaint": [b'{"type":"complaint","complaint_id":"Q","subscriber_id":"S",'
+                      b'"event_time":"' + t.encode() + b'","category":"angry"}'],
+    }
+    compacted = {"cell", "subscriber"}
+    out = []
+    for typ, bad in per_type.items():
+        topic = topics.of(typ)
+        generic = [b"not json at all", b"\xff\xfe\x00binary", b"[1,2,3]", b"", None,
+                   b'{"type":"' + typ.encode() + b'"}']
+        for i, value in enumerate(generic + bad):
+            key = b"k" if typ in compacted or i % 2 else None  # null keys where allowed
+            if value is None and typ in compacted:
+                continue  # a null value on a compacted topic is a deletion marker
+            out.append((topic, key, value))
+    return out
+
+
+def test_bad_input_on_every_topic_is_dead_lettered(kafka_config, tmp_path: Path) -> None:  # noqa: F811
+    """`forewarn replay` of the scenario with defective messages in the middle of
+    every topic: each becomes a dead letter naming topic/partition/offset; the
+    flow runs on and the actions are those without the defects."""
+    topics = fresh_topics(kafka_config)
+    bootstrap = kafka_config["bootstrap.servers"]
+    lines = expected().lines
+    half = len(lines) // 2
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(line + b"\n" for line in lines[:half]))
+    second.write_bytes(b"".join(line + b"\n" for line in lines[half:]))
+    replay = forewarn_cmd("replay", "--bootstrap", bootstrap, "--topic-prefix", topics.prefix)
+    done = subprocess.run([*replay, str(first)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    bad = produce(kafka_config, _bad_records(topics), {"message.max.bytes": "2000000"})
+    done = subprocess.run([*replay, str(second)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+    run_flow(flow_cmd(bootstrap, topics, "--exit-at-end"), tmp_path / "flow.log")
+    _check_outputs(kafka_config, topics)
+    dead = values(kafka_config, topics.dead_letters)
+    where = {(d.get("topic"), d.get("partition"), d.get("offset")): d for d in dead}
+    for spot in bad:
+        assert spot in where, f"no dead letter for {spot}"
+        letter = where[spot]
+        assert letter["source"] == spot[0] and letter["reason"] and "raw" in letter
+    assert {t for t, _, _ in bad} == set(topics.inputs)  # every input topic was attacked
+    too_large = [d for d in dead if "too large" in d["reason"]]
+    assert len(too_large) == 1 and len(too_large[0]["raw"]) <= 4096
+    # lines of the files without an input type are dead letters that name their line
+    unplaced = [d for d in dead if "line" in d]
+    assert unplaced and all(d["source"] in ("first.jsonl", "second.jsonl") for d in unplaced)
+
+
+def test_broker_restart_while_the_flow_runs(tmp_path: Path) -> None:
+    """A dedicated broker is stopped and started under a running flow: it reconnects,
+    and the actions are complete and not doubled."""
+    port = free_port()
+    info = broker.start(port, tmp_path / "broker", die_with_parent=True)
+    config = {"bootstrap.servers": info.bootstrap}
+    proc = None
+    try:
+        topics = fresh_topics(config)
+        exp = expected()
+        # a last far-away observation moves event time past every deadline, so a
+        # flow that never reaches end of input still emits everything
+        tail_lines = [b'{"type":"cell","cell_id":"FAR-C1","site_id":"FAR"}',
+                      b'{"type":"location","subscriber_id":"ZZ","cell_id":"FAR-C1",'
+                      b'"event_time":"2026-11-24T12:00:00Z"}']
+        half = len(exp.lines) // 2
+        publish_lines(config, exp.lines[:half], topics=topics)
+        proc = start_flow(flow_cmd(info.bootstrap, topics, "--lateness", "0"),
+                          tmp_path / "flow.log")
+        wait_until(lambda: len(records(config, topics.incidents, quiet=0.2)) > 0, 60,
+                   "first incidents before the broker restart")
+        broker.stop(info.dir)
+        info = broker.start(port, tmp_path / "broker", die_with_parent=True)
+        assert proc.poll() is None, tail(tmp_path / "flow.log")
+        publish_lines(config, exp.lines[half:] + tail_lines, topics=topics)
+
+        def all_actions():
+            got = [orjson.loads(r.value)["action_id"]
+                   for r in records(config, topics.actions, quiet=0.2)]
+            return got if set(got) >= exp.action_ids else None
+
+        got = wait_until(all_actions, 90, "every action after the broker restart")
+        assert proc.poll() is None, tail(tmp_path / "flow.log")
+        assert sorted(got) == sorted(exp.action_ids)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        broker.stop(tmp_path / "broker")
+
+
+def test_failed_delivery_is_counted_and_raised(kafka_config) -> None:  # noqa: F811
+    """The broker refuses a message (over the topic's max.message.bytes): the sink
+    counts it, logs it and raises instead of dropping it."""
+    topic = unique_topic("tiny")
+    create_topic(kafka_config, topic, topic_config={"max.message.bytes": "200"})
+    sink = KafkaOutSink(kafka_config, topic, tail=0)
+    part = sink.build("step", 0, 1)
+    before = metrics.DELIVERY_FAILURES.labels(topic=topic)._value.get()
+    part.write_batch([("k", b'{"ok": 1}')])  # small: delivered
+    with pytest.raises(DeliveryError, match=topic):
+        part.write_batch([("k", b'{"big": "' + b"x" * 1000 + b'"}')])
+    assert metrics.DELIVERY_FAILURES.labels(topic=topic)._value.get() == before + 1
+    part.close()
+    assert [r.value for r in records(kafka_config, topic)] == [b'{"ok": 1}']
