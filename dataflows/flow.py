@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,18 +83,22 @@ class SequenceLogic(StatefulBatchLogic):
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
 
     def on_batch(self, values: list) -> tuple[list, bool]:
+        t0 = time.perf_counter()
         out: list = []
         feed = self.seq.feed
         for source, raw, rec in values:
             out += feed(rec, raw, source)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
+        _SEQ_BATCH.observe(time.perf_counter() - t0)
         return out, False
 
     def on_eof(self) -> tuple[list, bool]:
         return self.seq.finish(), False
 
     def snapshot(self) -> bytes | None:
+        if self.cfg.durable:
+            metrics.SNAPSHOT_TIMESTAMP.set(time.time())
         return _freeze(self.seq, self.cfg.durable)
 
 
@@ -164,12 +169,14 @@ class CareLogic(StatefulBatchLogic):
         self.care: SubscriberCare = pickle.loads(resume) if resume else SubscriberCare()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
+        t0 = time.perf_counter()
         if len(values) > 1:
             values.sort(key=order_key)
         out: list = []
         care, book = self.care, self.cfg.book
         for msg in values:
             out += care.handle(msg.subscriber_id, msg, book)
+        _CARE_BATCH.observe(time.perf_counter() - t0)
         return out, care.empty()
 
     def snapshot(self) -> bytes | None:
@@ -190,13 +197,32 @@ def _decode(item: tuple[str, bytes]) -> Any:
         rec = decode(raw, source)
     if isinstance(rec, DeadLetter):
         return rec
-    metrics.EVENTS.labels(source=metrics.TOPIC_FOR_TYPE[rec.kind], outcome="accepted").inc()
+    _ACCEPTED[rec.kind].inc()
+    at = rec.at
+    if at is not None:
+        metrics.INGEST.note(at)
+        if rec.kind == "complaint":
+            metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
     return (source, raw, rec)
 
 
+_ACCEPTED = {kind: metrics.EVENTS.labels(source=topic, outcome="accepted")
+             for kind, topic in metrics.TOPIC_FOR_TYPE.items()}
+_SEQ_BATCH = metrics.STEP_BATCH.labels(step="sequence")
+_CARE_BATCH = metrics.STEP_BATCH.labels(step="care")
+
+
 def _count_dead(d: DeadLetter) -> DeadLetter:
-    metrics.DEAD_LETTERS.labels(reason=d.code).inc()
-    metrics.EVENTS.labels(source=_topic_of(d), outcome="dead_letter").inc()
+    """A record that failed decoding (its input was not counted as accepted)."""
+    topic = _topic_of(d)
+    metrics.DEAD_LETTERS.labels(source=topic, reason=d.code).inc()
+    metrics.EVENTS.labels(source=topic, outcome="dead_letter").inc()
+    return d
+
+
+def _count_refused(d: DeadLetter) -> DeadLetter:
+    """A decoded record the sequencer refused (already counted as an accepted input)."""
+    metrics.DEAD_LETTERS.labels(source=_topic_of(d), reason=d.code).inc()
     return d
 
 
@@ -206,20 +232,24 @@ def _topic_of(d: DeadLetter) -> str:
 
 def _count_out(item: Any) -> Any:
     if isinstance(item, Action):
-        metrics.ACTIONS.labels(kind=item.action_kind, channel=item.channel,
-                               rule=item.rule_id).inc()
-        if item.send_after is not None:
-            metrics.DEFERRED.labels(kind=item.action_kind).inc()
+        metrics.OBSERVER.action(item)
+        _observe_latency("action", item.event_time)
     elif isinstance(item, Suppressed):
-        metrics.SUPPRESSED.labels(kind=item.action_kind, reason=item.reason).inc()
+        metrics.OBSERVER.suppressed(item)
     elif isinstance(item, Incident):
-        metrics.INCIDENTS.labels(kind=item.incident_kind, status=item.status).inc()
-        gauge = metrics.OPEN_INCIDENTS.labels(kind=item.incident_kind, scope=item.scope)
-        if item.status == "open":
-            gauge.inc()
-        elif item.status == "resolved":
-            gauge.dec()
+        metrics.OBSERVER.incident(item)
+        _observe_latency("incident", item.event_time)
     return item
+
+
+_LATENCY = {k: metrics.PROCESSING_LATENCY.labels(output=k) for k in ("action", "incident")}
+
+
+def _observe_latency(output: str, event_time: float) -> None:
+    """Wall time since the input that made this output due was decoded."""
+    waited = metrics.INGEST.due_since(event_time)
+    if waited is not None:
+        _LATENCY[output].observe(waited)
 
 
 def _encode_dead(d: DeadLetter) -> tuple[str, bytes]:
@@ -249,6 +279,9 @@ class Outputs:
 def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
                flow_id: str = "forewarn") -> Dataflow:
     flow = Dataflow(flow_id)
+    metrics.declare_rulebook(cfg.book)
+    metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
+    metrics.RUN_START.set(time.time())
     raw = op.input("input", flow, source)
     decoded = op.map("decode", raw, _decode)
     bad_in = op.branch("valid", decoded, lambda x: isinstance(x, tuple))
@@ -274,10 +307,11 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
 
     dead = op.merge(
         "dead",
-        bad_in.falses,
-        op.filter_map("seq_dead", routed, lambda r: r[2] if r[0] == "dead" else None),
+        op.map("count_dead", bad_in.falses, _count_dead),
+        op.map("count_refused", op.filter_map("seq_dead", routed,
+                                              lambda r: r[2] if r[0] == "dead" else None),
+               _count_refused),
     )
-    dead = op.map("count_dead", dead, _count_dead)
 
     def out(step: str, stream, sink: Sink, enc) -> None:
         op.output(step, op.map(f"encode_{step}", stream, enc), sink)

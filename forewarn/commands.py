@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 import threading
 import time
@@ -25,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sites", type=int, default=300)
     p.add_argument("--hours", type=float, default=6.0)
     p.add_argument("--subscribers-per-cell", type=int, default=40)
+    p.add_argument("--pace", type=float, default=0.0, metavar="SECONDS",
+                   help="spread the replay over about SECONDS of wall time, so dashboards "
+                        "watch it live (outputs are the same; default: as fast as it goes)")
     _common(p)
     p.set_defaults(func=cmd_demo)
 
@@ -54,8 +59,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", metavar="DIR", help="rulebook directory (default: built-in)")
     p.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
     p.add_argument("--metrics-port", type=int, default=9464,
-                   help="serve Prometheus /metrics here (0: any free port, -1: off)")
-    p.add_argument("--log-level", default="INFO")
+                   help="serve Prometheus /metrics here (0: any free port, -1: off); "
+                        "one port per process")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address to serve /metrics on (0.0.0.0: all interfaces)")
+    p.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
+                   help="after the input ends, keep serving /metrics for up to SECONDS "
+                        "(SIGINT/SIGTERM end it) so Prometheus scrapes the final values")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
+                            "error"], help="log level of the JSON logs on stderr (default INFO)")
 
 
 def _book(args: argparse.Namespace):
@@ -70,11 +83,41 @@ def _serve_metrics(args: argparse.Namespace) -> None:
     if args.metrics_port < 0:
         return
     try:
-        port = metrics.serve(args.metrics_port)
+        port = metrics.serve(args.metrics_port, addr=args.metrics_host)
     except OSError as exc:
         print(f"forewarn: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    log.info("metrics served", extra={"url": f"http://127.0.0.1:{port}/metrics"})
+    log.info("metrics served", extra={"url": f"http://{args.metrics_host}:{port}/metrics",
+                                      "port": port})
+
+
+def _run_started(mode: str, events: int | None, book, args: argparse.Namespace) -> None:
+    log.info("run started", extra={"mode": mode, "events": events, "workers": args.workers,
+                                   "rulebook": book.name, "rulebook_version": book.version})
+
+
+def _run_finished(mode: str, summary: dict, seconds: float) -> None:
+    metrics.OBSERVER.settle(force=True)
+    metrics.RUN_FINISHED.set(time.time())
+    log.info("run finished", extra={
+        "mode": mode, "seconds": round(seconds, 3), "events_in": summary.get("events_in"),
+        "dead_letters": summary.get("dead_letters"), "incidents": summary.get("incidents"),
+        "actions": summary.get("actions")})
+
+
+def _linger(args: argparse.Namespace) -> None:
+    """Keep /metrics up after the run until ``--linger`` passes or SIGINT/SIGTERM."""
+    if args.linger <= 0 or args.metrics_port < 0:
+        return
+    done = threading.Event()
+    old = {sig: signal.signal(sig, lambda *_: done.set())
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    log.info("lingering", extra={"seconds": args.linger})
+    try:
+        done.wait(args.linger)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 class Progress:
@@ -107,8 +150,12 @@ class Progress:
                   end="", file=sys.stderr, flush=True)
 
 
+PACE_POLL_S = 0.1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from forewarn.runner import run_lines
+    from connectors.files import LinesSource
+    from forewarn.runner import run_lines, run_to_dir
     from simulator import ScenarioConfig, simulate, write_scenario
 
     setup_logging(args.log_level)
@@ -126,14 +173,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t1 = time.monotonic()
     print(f"  {len(sc.lines):,} events in {t1 - t0:.1f} s; running the flow "
           f"({args.workers} worker{'s' if args.workers > 1 else ''}) ...", file=sys.stderr)
+    _run_started("demo", len(sc.lines), book, args)
     with Progress(len(sc.lines)):
-        run_lines(sc.lines, out, book, workers=args.workers)
+        if args.pace > 0:
+            polls = max(args.pace / PACE_POLL_S, 1.0)
+            source = LinesSource(sc.lines, batch=max(1, math.ceil(len(sc.lines) / polls)),
+                                 pause_s=PACE_POLL_S)
+            run_to_dir(source, out, book, workers=args.workers)
+        else:
+            run_lines(sc.lines, out, book, workers=args.workers)
     t2 = time.monotonic()
     summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1)
+    _run_finished("demo", summary, t2 - t1)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))
     print(f"\nOutputs in {out}/ (actions.jsonl, incidents.jsonl, dead_letters.jsonl, "
           f"truth.jsonl, summary.json)")
+    _linger(args)
     return 0
 
 
@@ -148,6 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         _serve_metrics(args)
+        _run_started("kafka", None, book, args)
         return run_kafka(args, book)
     if not args.input or not args.out:
         print("forewarn run: give --input FILE... and --out DIR (or --bootstrap HOST:PORT)",
@@ -167,13 +224,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     for p in args.input:
         with Path(p).open("rb") as fh:
             events_in += sum(1 for line in fh if line.strip())
+    _run_started("files", events_in, book, args)
     with Progress(events_in):
         run_files(args.input, out, book, workers=args.workers)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth,
                         flow_seconds=time.monotonic() - t0)
+    _run_finished("files", summary, time.monotonic() - t0)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))
+    _linger(args)
     return 0
 
 
