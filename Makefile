@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo test lint venv clean bench prometheus
 
 venv: $(STAMP)
 
@@ -20,7 +20,16 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+# The observability tests run a real Prometheus and promtool (Debian's package; its
+# systemd service is not used). Installed when missing and we are root; else they skip.
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus; \
+	else echo "prometheus/promtool missing (apt-get install prometheus as root):" \
+	  "observability tests will skip"; fi
+
+test: $(STAMP) prometheus
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
