@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dataflows.messages import DropNote, Escalation, Impact, Position, Restored
+from dataflows.messages import DropNote, Escalation, Impact, IncidentFacts, Position, Restored
 from forewarn.codec import zone
 from forewarn.model import Action, Complaint, Subscriber
-from rules.rulebook import Rule, Rulebook
+from rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 
 # Observations kept: those within KEEP_S of the newest, plus the one before.
 # Verdicts for time T may arrive after later observations (the site stage can
@@ -48,6 +48,8 @@ class Profile:
     channels: tuple[str, ...]  # consented, in preference order
     name: str
     plan: str
+    tags: tuple[str, ...] = ()
+    tenure: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ def profile_of(sub: Subscriber, default_order: tuple[str, ...]) -> Profile:
         channels=tuple(_intern(c) for c in order if c in consented),
         name=sub.name or "",
         plan=sub.plan or "",
+        tags=tuple(_intern(t) for t in sub.tags),
+        tenure=sub.tenure_months,
     )
 
 
@@ -107,18 +111,20 @@ def order_key(msg: Any) -> tuple[float, int]:
 class SubscriberCare:
     """All care state of one subscriber."""
 
-    __slots__ = ("profile", "deleted_at", "seen", "notified", "last_notice", "drops",
-                 "last_apology_at", "complaints")
+    __slots__ = ("profile", "deleted_at", "known_since", "seen", "notified", "last_notice",
+                 "drops", "last_apology_at", "complaints", "contacts")
 
     def __init__(self) -> None:
         self.profile: Profile | None = None
         self.deleted_at: float | None = None
+        self.known_since: float | None = None
         self.seen: tuple[tuple[float, str, str], ...] = ()  # (at, cell, ref), oldest first
         self.notified: dict[str, list] = {}  # incident -> [notice time, escalated durations]
         self.last_notice: tuple[float, tuple[str, ...]] | None = None  # (at, cells)
         self.drops: tuple[tuple[float, str], ...] = ()  # unexplained (time, call id)
         self.last_apology_at: float | None = None
         self.complaints = 0
+        self.contacts: tuple[float, ...] = ()  # action times in the last day (contact cap)
 
     def empty(self) -> bool:
         return (self.profile is None and self.deleted_at is None and not self.notified
@@ -129,10 +135,12 @@ class SubscriberCare:
             self._observe(msg)
         elif isinstance(msg, Subscriber):
             if msg.op == "delete":
-                self.profile, self.deleted_at = None, msg.updated_at
+                self.deleted_at = msg.updated_at
             else:
                 self.profile = profile_of(msg, book.channel_order)
                 self.deleted_at = None
+                if self.known_since is None:
+                    self.known_since = msg.updated_at
         elif isinstance(msg, Complaint):
             self.complaints += 1
         elif isinstance(msg, Impact):
@@ -169,17 +177,21 @@ class SubscriberCare:
     def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[Action | Suppressed]:
         facts = msg.facts
         out: list[Action | Suppressed] = []
+        if facts.incident_id in self.notified:
+            return out  # one contact per incident
+        down = dict(facts.down_cells)
+        latest = self._latest_at(msg.at)
+        if latest is None or latest[0] < msg.seen[0]:
+            latest = msg.seen  # our history no longer reaches back: the site's view
+        moved = latest[1] not in down or latest[0] > down[latest[1]]
         for rule in book.incident_rules("hold_down", facts.incident_kind):
-            if facts.incident_id in self.notified:
+            if not _triggers(rule, facts):
                 continue
-            down = dict(facts.down_cells)
-            latest = self._latest_at(msg.at)
-            if latest is None or latest[0] < msg.seen[0]:
-                latest = msg.seen  # our history no longer reaches back: the site's view
-            if latest[1] not in down or latest[0] > down[latest[1]]:
-                out.append(Suppressed(rule.id, rule.action, "moved_away", msg.at))
+            why = "moved_away" if moved else self._blocked(rule, msg.at, book, facts.region)
+            if why is None and not self._audience(rule, facts.region):
                 continue
-            why = self._blocked(rule, msg.at, book)
+            if why is None:
+                why = _silenced(book, facts, msg.at)
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
                                                  down):
                 why = "repeat_outage"  # the same cell again: flapping gets one notice at most
@@ -188,7 +200,7 @@ class SubscriberCare:
                 continue
             evidence = facts.evidence + (latest[2],)
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
-                                 msg.at, facts.area, book))
+                                 msg.at, facts.area, book, cell_down=True))
             self.notified[facts.incident_id] = [msg.at, []]
             self.last_notice = (msg.at, tuple(down))
         return out
@@ -196,10 +208,14 @@ class SubscriberCare:
     def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[Action | Suppressed]:
         facts = msg.facts
         if self.notified.pop(facts.incident_id, None) is None:
-            return []
+            return []  # restored notices go to those who were told of the outage
         out: list[Action | Suppressed] = []
         for rule in book.incident_rules("resolved", facts.incident_kind):
-            why = self._blocked(rule, msg.at, book)
+            if not _triggers(rule, facts):
+                continue
+            why = self._blocked(rule, msg.at, book, facts.region, capped=False)
+            if why is None and not self._audience(rule, facts.region):
+                continue
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -211,37 +227,43 @@ class SubscriberCare:
         facts = msg.facts
         told = self.notified.get(facts.incident_id)
         if told is None or msg.duration_s in told[1]:
-            return []
+            return []  # once per incident, subscriber and duration; only to those told
         told[1].append(msg.duration_s)
         out: list[Action | Suppressed] = []
         for rule in book.incident_rules("duration", facts.incident_kind):
-            if rule.min_duration_s != msg.duration_s:
+            if rule.min_duration_s != msg.duration_s or not _triggers(rule, facts):
                 continue
-            if self.profile is not None and rule.segments \
-                    and self.profile.segment not in rule.segments:
+            why = self._blocked(rule, msg.at, book, facts.region)
+            if why is None and not self._audience(rule, facts.region):
                 continue
-            why = self._blocked(rule, msg.at, book)
+            if why is None:
+                why = _silenced(book, facts, msg.at)
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
-                                 facts.evidence, msg.at, facts.area, book))
+                                 facts.evidence, msg.at, facts.area, book, cell_down=True))
         return out
 
     def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[Action | Suppressed]:
-        if msg.in_maintenance or (msg.incident_id and msg.incident_id in self.notified):
-            return []  # explained: planned work, or an outage they were told about
+        if msg.in_maintenance:
+            return []  # planned work
+        if book.inhibit_apology_when_notified and msg.incident_id \
+                and msg.incident_id in self.notified:
+            return []  # inhibited: an outage they were told about explains it
         out: list[Action | Suppressed] = []
         for rule in book.drop_rules():
             drops = tuple(d for d in self.drops if d[0] >= msg.drop_time - rule.drop_window_s)
             self.drops = drops = drops + ((msg.drop_time, msg.call_id),)
             if len(drops) < rule.drop_count:
                 continue
+            why = None
             if self.last_apology_at is not None \
                     and msg.at - self.last_apology_at < rule.cooldown_s:
-                out.append(Suppressed(rule.id, rule.action, "cooldown", msg.at))
+                why = "cooldown"
+            why = why or self._blocked(rule, msg.at, book, msg.region)
+            if why is None and not self._audience(rule, msg.region):
                 continue
-            why = self._blocked(rule, msg.at, book)
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -261,26 +283,44 @@ class SubscriberCare:
         told_at, told_cells = self.last_notice
         return at - told_at <= window_s and any(c in cells for c in told_cells)
 
-    def _blocked(self, rule: Rule, at: float, book: Rulebook) -> str | None:
-        if self.profile is None:
-            return "deleted_subscriber" if self.deleted_at is not None else "unknown_subscriber"
+    def _blocked(self, rule: Rule, at: float, book: Rulebook, region: str | None,
+                 capped: bool = True) -> str | None:
+        """Why no action may go out at ``at`` at all (None: it may)."""
+        if self.profile is None or (self.known_since is not None and self.known_since > at):
+            return "unknown_subscriber"
+        if self.deleted_at is not None and self.deleted_at <= at:
+            return "deleted_subscriber"
         if not self.profile.channels:
             return "no_consent"
+        if capped and book.max_contacts_per_day is not None:
+            recent = tuple(t for t in self.contacts if t > at - 86400.0)
+            self.contacts = recent
+            if len(recent) >= book.max_contacts_per_day:
+                return "contact_limit"
         return None
 
+    def _audience(self, rule: Rule, region: str | None) -> bool:
+        p = self.profile
+        assert p is not None
+        return rule.audience.matches(segment=p.segment, plan=p.plan, tags=p.tags,
+                                     language=p.language, tenure=p.tenure,
+                                     complaints=self.complaints, region=region)
+
     def _act(self, sid: str, rule: Rule, incident: str | None, basis: str,
-             evidence: tuple[str, ...], at: float, area: str, book: Rulebook) -> Action:
+             evidence: tuple[str, ...], at: float, area: str, book: Rulebook,
+             cell_down: bool = False) -> Action:
         p = self.profile
         assert p is not None
         send_after = quiet_until(at, p.timezone, book) if rule.action in book.defer_kinds else None
         offer = rule.offer
         fields = {"name": p.name or "there", "area": area, "plan": p.plan,
                   "incident_id": incident or "", "offer": _offer_text(offer)}
+        self.contacts += (at,)
         return Action(
             action_id=action_id(rule.id, sid, basis),
             subscriber_id=sid,
             action_kind=rule.action,
-            channel=p.channels[0],
+            channel=_channel(p.channels, rule, cell_down),
             language=p.language,
             message=book.render(rule, p.language, fields),
             rule_id=rule.id,
@@ -292,6 +332,25 @@ class SubscriberCare:
             offer=offer,
             segment=p.segment,
         )
+
+
+def _triggers(rule: Rule, facts: IncidentFacts) -> bool:
+    if rule.scopes and facts.scope not in rule.scopes:
+        return False
+    return not rule.causes or bool(set(rule.causes) & set(facts.causes))
+
+
+def _silenced(book: Rulebook, facts: IncidentFacts, at: float) -> str | None:
+    return "silenced" if book.silenced(facts.site_id, facts.region, at) else None
+
+
+def _channel(consented: tuple[str, ...], rule: Rule, cell_down: bool) -> str:
+    """The first consented channel by the rule's order (else the subscriber's)."""
+    order = [c for c in rule.channels.order if c in consented] or list(consented)
+    if cell_down and rule.channels.avoid_down_cell:
+        off_cell = [c for c in order if c not in CELL_CHANNELS]
+        order = off_cell or order  # nothing else consented: their own channel, when back
+    return order[0]
 
 
 def _offer_text(offer: dict | None) -> str:

@@ -48,6 +48,9 @@ class IncidentFacts:
     start_time: float
     down_cells: tuple[tuple[str, float], ...]  # (cell_id, down since)
     evidence: tuple[str, ...]  # alarm:<id>, ...
+    region: str | None = None
+    scope: str = "cell"
+    causes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +94,4 @@ class DropNote:
     in_maintenance: bool
     area: str
     at: float
+    region: str | None = None

@@ -63,6 +63,7 @@ class OpenIncident:
     down: dict[str, float] = field(default_factory=dict)  # cell -> down since
     ever: dict[str, None] = field(default_factory=dict)  # every cell that was part of it
     alarms: list[str] = field(default_factory=list)
+    causes: list[str] = field(default_factory=list)
     planned: str | None = None  # maintenance window id when all its cells were planned
     opened: bool = False
     impacted: dict[str, None] = field(default_factory=dict)  # subscribers sent an Impact
@@ -79,6 +80,7 @@ class SiteCorrelator:
     region: str | None = None
     members: dict[str, tuple[str, float, str]] = field(default_factory=dict)  # sub -> cell,at,ref
     alarm_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)  # open outage alarms
+    alarm_causes: dict[str, str] = field(default_factory=dict)
     down: dict[str, set[str]] = field(default_factory=dict)  # cell -> its open outage alarms
     incidents: dict[str, OpenIncident] = field(default_factory=dict)
     cell_incident: dict[str, str] = field(default_factory=dict)
@@ -156,6 +158,7 @@ class SiteCorrelator:
         corr = self.book.correlation
         if a.cleared:
             cells = self.alarm_cells.pop(a.alarm_id, ())
+            self.alarm_causes.pop(a.alarm_id, None)
             out: list[Out] = []
             touched: dict[str, None] = {}
             for cell in cells:
@@ -178,6 +181,7 @@ class SiteCorrelator:
             return []  # repeated raise of an open alarm
         cells = (a.cell_id,) if a.cell_id else tuple(self.cells)
         self.alarm_cells[a.alarm_id] = cells
+        self.alarm_causes[a.alarm_id] = a.probable_cause
         out = []
         for cell in cells:
             alarms = self.down.get(cell)
@@ -216,6 +220,9 @@ class SiteCorrelator:
         inc.ever[cell] = None
         if alarm_id not in inc.alarms:
             inc.alarms.append(alarm_id)
+        cause = self.alarm_causes.get(alarm_id)
+        if cause and cause not in inc.causes:
+            inc.causes.append(cause)
         window = self._window_for(cell, at)
         inc.planned = window if (inc.planned or len(inc.ever) == 1) and window else None
         self.cell_incident[cell] = inc.id
@@ -233,8 +240,7 @@ class SiteCorrelator:
         self._schedule(at + corr.group_wait_s, "open", inc.id)
         if kind == "outage":
             self._schedule(at + corr.hold_down_s, "hold", inc.id)
-        durations = {r.min_duration_s for r in self.book.incident_rules("duration", kind)}
-        for d in sorted(durations):
+        for d in self.book.durations(kind):
             self._schedule(at + d, "escalate", (inc.id, d))
         return inc
 
@@ -326,7 +332,7 @@ class SiteCorrelator:
                     return []
         area = self._area()
         note = DropNote(d.subscriber_id, d.call_id, d.cell_id, d.at, explained,
-                        self._window_for(d.cell_id, d.at) is not None, area, at)
+                        self._window_for(d.cell_id, d.at) is not None, area, at, self.region)
         return [("care", note)]
 
     # -- helpers -----------------------------------------------------------------------
@@ -347,12 +353,18 @@ class SiteCorrelator:
             start_time=inc.start,
             down_cells=tuple(sorted(inc.down.items())),
             evidence=tuple(f"alarm:{a}" for a in inc.alarms),
+            region=self.region,
+            scope=self._scope(inc),
+            causes=tuple(inc.causes),
         )
+
+    def _scope(self, inc: OpenIncident) -> str:
+        return "site" if self.cells and set(self.cells) <= set(inc.ever) else "cell"
 
     def _record(self, inc: OpenIncident, status: str, at: float,
                 end: float | None = None) -> Incident:
         cells = tuple(sorted(inc.ever))
-        scope = "site" if self.cells and set(self.cells) <= set(inc.ever) else "cell"
+        scope = self._scope(inc)
         return Incident(
             incident_id=inc.id,
             status=status,

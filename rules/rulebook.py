@@ -1,7 +1,8 @@
 """The rulebook: care teams' rules as typed data, loaded from YAML and checked.
 
 Every problem is reported with ``file:line``, the key, what was expected and
-what was found; nothing half-valid is ever returned.
+what was found; nothing half-valid is ever returned. The language is
+documented in ``docs/rules.md``.
 
 >>> book = load_rulebook()
 >>> book.version, [r.id for r in book.rules][:2]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,10 @@ from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS
 DEFAULT_DIR = Path(__file__).parent / "default"
 TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "eta"})
 TRIGGER_POINTS = ("hold_down", "resolved", "duration")
+SCOPES = ("cell", "site")
 DEFAULT_LANGUAGE = "en"
+# Channels that reach the phone through its serving cell (useless while it is down).
+CELL_CHANNELS = frozenset({"push", "sms"})
 
 
 class RulebookError(ValueError):
@@ -48,6 +53,50 @@ class Correlation:
 
 
 @dataclass(frozen=True, slots=True)
+class Audience:
+    """Who a rule is for; an empty criterion matches everyone.
+
+    >>> Audience(segments=("vip",), regions=("north",)).matches(
+    ...     segment="vip", plan="", tags=(), language="en", tenure=3, complaints=0,
+    ...     region="north")
+    True
+    """
+
+    segments: tuple[str, ...] = ()
+    plans: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # any of
+    regions: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    tenure_min: int | None = None
+    tenure_max: int | None = None
+    complaints_min: int | None = None
+
+    def matches(self, *, segment: str, plan: str, tags: tuple[str, ...], language: str,
+                tenure: int | None, complaints: int, region: str | None) -> bool:
+        if self.segments and segment not in self.segments:
+            return False
+        if self.plans and plan not in self.plans:
+            return False
+        if self.tags and not set(self.tags) & set(tags):
+            return False
+        if self.regions and (region or "").lower() not in self.regions:
+            return False
+        if self.languages and language not in self.languages:
+            return False
+        if self.tenure_min is not None and (tenure is None or tenure < self.tenure_min):
+            return False
+        if self.tenure_max is not None and (tenure is None or tenure > self.tenure_max):
+            return False
+        return self.complaints_min is None or complaints >= self.complaints_min
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPolicy:
+    order: tuple[str, ...] = ()  # overrides the subscriber's preference when set
+    avoid_down_cell: bool = False  # skip push/sms while the subscriber's cell is down
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     id: str
     version: int
@@ -58,11 +107,45 @@ class Rule:
     incident_kinds: tuple[str, ...] = ()
     at: str | None = None  # hold_down | resolved | duration (incident rules)
     min_duration_s: float = 0.0
-    segments: tuple[str, ...] = ()  # empty: everyone
+    scopes: tuple[str, ...] = ()  # empty: any
+    causes: tuple[str, ...] = ()  # empty: any outage cause
+    audience: Audience = Audience()
+    channels: ChannelPolicy = ChannelPolicy()
     offer: dict | None = None
     drop_count: int = 0  # dropped-call rules
     drop_window_s: float = 0.0
     cooldown_s: float = 0.0
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return self.audience.segments
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    compensation_per_day: int | None = None  # per UTC day of event time
+    per_minute: dict[str, int] = field(default_factory=dict)  # channel -> sends a minute
+    priority_segments: tuple[str, ...] = ("vip", "business")
+    reserve_share: float = 0.2  # of each minute kept for the priority segments
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Alertmanager-style silence: no customer action for matching incidents."""
+
+    id: str
+    start: float
+    end: float
+    site_ids: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    comment: str = ""
+
+    def covers(self, site_id: str, region: str | None, at: float) -> bool:
+        if not self.start <= at <= self.end:
+            return False
+        if self.site_ids and site_id not in self.site_ids:
+            return False
+        return not self.regions or (region or "").lower() in self.regions
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +159,11 @@ class Rulebook:
     channel_order: tuple[str, ...]
     rules: tuple[Rule, ...]
     source: str = ""
+    max_contacts_per_day: int | None = None
+    inhibit_apology_when_notified: bool = True
+    budgets: Budgets | None = None
+    silences: tuple[Silence, ...] = ()
+    digest: str = ""
     _by_id: dict[str, Rule] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +177,13 @@ class Rulebook:
 
     def drop_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.drop_count)
+
+    def durations(self, incident_kind: str) -> list[float]:
+        """Incident ages at which some rule acts (escalation deadlines)."""
+        return sorted({r.min_duration_s for r in self.incident_rules("duration", incident_kind)})
+
+    def silenced(self, site_id: str, region: str | None, at: float) -> str | None:
+        return next((s.id for s in self.silences if s.covers(site_id, region, at)), None)
 
     def render(self, rule: Rule, language: str, fields: dict[str, str]) -> str:
         """Fill the rule's template for ``language`` (falling back to English)."""
@@ -121,13 +216,18 @@ def _mapping(node: yaml.Node | None) -> dict[str, yaml.Node]:
     return {}
 
 
-def _get(ck: _Checker, parent: yaml.Node, m: dict, key: str, where: str, typ, required=True):
+def _get(ck: _Checker, parent: yaml.Node | None, m: dict, key: str, where: str, typ,
+         required: bool = True):
     node = m.get(key)
     if node is None:
         if required:
             ck.fail(parent, f"{where}.{key}".lstrip("."), "required key missing")
         return None
     value = _plain(node)
+    if value is None:  # `key: null` is the same as leaving it out
+        if required:
+            ck.fail(node, f"{where}.{key}".lstrip("."), "required value missing (null)")
+        return None
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
@@ -135,6 +235,34 @@ def _get(ck: _Checker, parent: yaml.Node, m: dict, key: str, where: str, typ, re
         ck.fail(node, f"{where}.{key}".lstrip("."), f"expected {name}, got {value!r}")
         return None
     return value
+
+
+def _choices(ck: _Checker, parent, m: dict, key: str, where: str, allowed, lower=False
+             ) -> tuple[str, ...]:
+    """A string or list of strings, each (optionally) among ``allowed``."""
+    node = m.get(key)
+    if node is None:
+        return ()
+    raw = _plain(node)
+    values = raw if isinstance(raw, list) else [raw]
+    out = []
+    for v in values:
+        if not isinstance(v, str):
+            ck.fail(node, f"{where}.{key}", f"expected a string or a list of strings, got {v!r}")
+            continue
+        v = v.lower() if lower else v
+        if allowed is not None and v not in allowed:
+            ck.fail(node, f"{where}.{key}", f"expected among {', '.join(allowed)}, got {v!r}")
+            continue
+        out.append(v)
+    return tuple(out)
+
+
+def _unknown_keys(ck: _Checker, node, m: dict, where: str, known: set[str]) -> None:
+    for key, value in m.items():
+        if key not in known:
+            ck.fail(value, f"{where}.{key}".lstrip("."),
+                    f"unknown key; expected among {', '.join(sorted(known))}")
 
 
 def _clock(ck: _Checker, node, text: str | None, key: str) -> int:
@@ -148,81 +276,112 @@ def _clock(ck: _Checker, node, text: str | None, key: str) -> int:
     return 0
 
 
+RULE_KEYS = {"id", "version", "owner", "description", "trigger", "audience", "action", "offer",
+             "templates", "channels", "limits"}
+
+
+def _audience(ck: _Checker, node, where: str) -> Audience:
+    m = _mapping(node)
+    if node is not None and not m:
+        ck.fail(node, where, "expected a mapping")
+        return Audience()
+    _unknown_keys(ck, node, m, where, {"segment", "plan", "tags", "region", "language",
+                                       "tenure_months", "complaints"})
+    tenure = _mapping(m.get("tenure_months"))
+    complaints = _mapping(m.get("complaints"))
+    return Audience(
+        segments=_choices(ck, node, m, "segment", where, SEGMENTS),
+        plans=_choices(ck, node, m, "plan", where, None),
+        tags=_choices(ck, node, m, "tags", where, None),
+        regions=_choices(ck, node, m, "region", where, None, lower=True),
+        languages=_choices(ck, node, m, "language", where, None),
+        tenure_min=_get(ck, m.get("tenure_months"), tenure, "min", f"{where}.tenure_months",
+                        int, False),
+        tenure_max=_get(ck, m.get("tenure_months"), tenure, "max", f"{where}.tenure_months",
+                        int, False),
+        complaints_min=_get(ck, m.get("complaints"), complaints, "min", f"{where}.complaints",
+                            int, False),
+    )
+
+
 def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
     m = _mapping(node)
     where = f"rules[{index}]"
     if not m:
-        ck.fail(node, where, "expected a mapping with id, version, action, templates")
+        ck.fail(node, where, "expected a mapping with id, version, trigger, action, templates")
         return None
     rid = _get(ck, node, m, "id", where, str)
     where = f"rules[{rid or index}]"
+    _unknown_keys(ck, node, m, where, RULE_KEYS)
     version = _get(ck, node, m, "version", where, int)
     owner = _get(ck, node, m, "owner", where, str)
     description = _get(ck, node, m, "description", where, str)
     action = _get(ck, node, m, "action", where, str)
     if action is not None and action not in ACTION_KINDS:
-        ck.fail(m["action"], f"{where}.action", f"expected one of {', '.join(ACTION_KINDS)}, "
-                f"got {action!r}")
+        ck.fail(m["action"], f"{where}.action",
+                f"expected one of {', '.join(ACTION_KINDS)}, got {action!r}")
     templates = _templates(ck, node, m, where)
     trig_node = m.get("trigger")
     trig = _mapping(trig_node)
     if not trig:
-        ck.fail(trig_node or node, f"{where}.trigger", "expected a mapping (incident or "
-                "dropped_calls)")
+        ck.fail(trig_node or node, f"{where}.trigger",
+                "expected a mapping (incident: ... or dropped_calls: ...)")
         return None
     kinds: tuple[str, ...] = ()
-    at = None
-    min_duration = 0.0
+    at, min_duration, scopes, causes = None, 0.0, (), ()
     drop_count, drop_window = 0, 0.0
+    tw = f"{where}.trigger"
     if "incident" in trig:
-        raw = _plain(trig["incident"])
-        kinds = tuple(raw) if isinstance(raw, list) else (raw,)
-        for k in kinds:
-            if k not in INCIDENT_KINDS:
-                ck.fail(trig["incident"], f"{where}.trigger.incident",
-                        f"expected among {', '.join(INCIDENT_KINDS)}, got {k!r}")
-        at = _get(ck, trig_node, trig, "at", f"{where}.trigger", str)
+        _unknown_keys(ck, trig_node, trig, tw, {"incident", "at", "min_duration_s", "scope",
+                                                 "probable_cause"})
+        kinds = _choices(ck, trig_node, trig, "incident", tw, INCIDENT_KINDS)
+        at = _get(ck, trig_node, trig, "at", tw, str)
         if at is not None and at not in TRIGGER_POINTS:
-            ck.fail(trig["at"], f"{where}.trigger.at",
-                    f"expected one of {', '.join(TRIGGER_POINTS)}, got {at!r}")
+            ck.fail(trig["at"], f"{tw}.at", f"expected one of {', '.join(TRIGGER_POINTS)}, "
+                    f"got {at!r}")
         if at == "duration":
-            min_duration = _get(ck, trig_node, trig, "min_duration_s", f"{where}.trigger",
-                                float) or 0.0
+            min_duration = _get(ck, trig_node, trig, "min_duration_s", tw, float) or 0.0
+        elif "min_duration_s" in trig:
+            ck.fail(trig["min_duration_s"], f"{tw}.min_duration_s",
+                    "only meaningful with `at: duration`")
+        scopes = _choices(ck, trig_node, trig, "scope", tw, SCOPES)
+        causes = _choices(ck, trig_node, trig, "probable_cause", tw, None)
     elif "dropped_calls" in trig:
+        _unknown_keys(ck, trig_node, trig, tw, {"dropped_calls"})
         dc_node = trig["dropped_calls"]
         dc = _mapping(dc_node)
-        drop_count = _get(ck, dc_node, dc, "count", f"{where}.trigger.dropped_calls", int) or 0
-        drop_window = _get(ck, dc_node, dc, "window_s", f"{where}.trigger.dropped_calls",
-                           float) or 0.0
-        if drop_count < 1:
-            ck.fail(dc_node, f"{where}.trigger.dropped_calls.count", "expected at least 1")
+        drop_count = _get(ck, dc_node, dc, "count", f"{tw}.dropped_calls", int) or 0
+        drop_window = _get(ck, dc_node, dc, "window_s", f"{tw}.dropped_calls", float) or 0.0
+        if dc and drop_count < 1:
+            ck.fail(dc_node, f"{tw}.dropped_calls.count", "expected at least 1")
     else:
-        ck.fail(trig_node, f"{where}.trigger", "expected `incident` or `dropped_calls`")
-    segments: tuple[str, ...] = ()
-    aud_node = m.get("audience")
-    if aud_node is not None:
-        aud = _mapping(aud_node)
-        segs = _get(ck, aud_node, aud, "segment", f"{where}.audience", list, False) or []
-        for s in segs:
-            if s not in SEGMENTS:
-                ck.fail(aud["segment"], f"{where}.audience.segment",
-                        f"expected among {', '.join(SEGMENTS)}, got {s!r}")
-        segments = tuple(segs)
+        ck.fail(trig_node, tw, "expected `incident` or `dropped_calls`")
+    audience = _audience(ck, m.get("audience"), f"{where}.audience")
     offer = _get(ck, node, m, "offer", where, dict, False)
     if action == "compensation" and offer is None:
         ck.fail(node, f"{where}.offer", "a compensation rule needs an offer")
     cooldown = 0.0
     if "limits" in m:
         lim = _mapping(m["limits"])
+        _unknown_keys(ck, m["limits"], lim, f"{where}.limits", {"cooldown_s"})
         cooldown = _get(ck, m["limits"], lim, "cooldown_s", f"{where}.limits", float,
                         False) or 0.0
+    policy = ChannelPolicy()
+    if "channels" in m:
+        cm = _mapping(m["channels"])
+        _unknown_keys(ck, m["channels"], cm, f"{where}.channels", {"order", "avoid_down_cell"})
+        policy = ChannelPolicy(
+            order=_choices(ck, m["channels"], cm, "order", f"{where}.channels", CHANNEL_NAMES),
+            avoid_down_cell=bool(_get(ck, m["channels"], cm, "avoid_down_cell",
+                                      f"{where}.channels", bool, False)),
+        )
     if None in (rid, version, owner, description, action) or templates is None:
         return None
     return Rule(
         id=rid, version=version, owner=owner, description=description, action=action,
         templates=templates, incident_kinds=kinds, at=at, min_duration_s=min_duration,
-        segments=segments, offer=offer, drop_count=drop_count, drop_window_s=drop_window,
-        cooldown_s=cooldown,
+        scopes=scopes, causes=causes, audience=audience, channels=policy, offer=offer,
+        drop_count=drop_count, drop_window_s=drop_window, cooldown_s=cooldown,
     )
 
 
@@ -254,15 +413,127 @@ def _templates(ck: _Checker, node, m: dict, where: str) -> dict[str, str] | None
     return out
 
 
+def _overlaps(ck: _Checker, rules: list[Rule], nodes: dict[str, yaml.Node]) -> None:
+    """Two rules that would both contact the same subscriber for the same reason."""
+    for i, a in enumerate(rules):
+        for b in rules[i + 1:]:
+            if a.action != b.action or a.at != b.at or a.min_duration_s != b.min_duration_s:
+                continue
+            if a.drop_count and b.drop_count:
+                pass  # two dropped-call rules with the same action: overlap
+            elif not set(a.incident_kinds) & set(b.incident_kinds):
+                continue
+            if a.scopes and b.scopes and not set(a.scopes) & set(b.scopes):
+                continue
+            if not _audiences_may_meet(a.audience, b.audience):
+                continue
+            ck.fail(nodes.get(b.id), f"rules[{b.id}]",
+                    f"overlaps rules[{a.id}]: both send {a.action} for the same trigger to "
+                    "an overlapping audience (a double contact); narrow one audience "
+                    "or merge the rules")
+
+
+def _audiences_may_meet(a: Audience, b: Audience) -> bool:
+    for x, y in ((a.segments, b.segments), (a.plans, b.plans), (a.regions, b.regions),
+                 (a.languages, b.languages)):
+        if x and y and not set(x) & set(y):
+            return False
+    lo = max(v for v in (a.tenure_min, b.tenure_min, -1) if v is not None)
+    hi = min(v for v in (a.tenure_max, b.tenure_max, 10**9) if v is not None)
+    return lo <= hi
+
+
+def _time(ck: _Checker, node, m: dict, key: str, where: str) -> float:
+    text = _get(ck, node, m, key, where, (str, datetime))
+    if isinstance(text, datetime):
+        return text.timestamp() if text.tzinfo else text.replace(tzinfo=None).timestamp()
+    try:
+        dt = datetime.fromisoformat(text or "")
+        if dt.tzinfo is None:
+            raise ValueError
+        return dt.timestamp()
+    except ValueError:
+        if text is not None:
+            ck.fail(m.get(key), f"{where}.{key}",
+                    f"expected an RFC 3339 time with offset, got {text!r}")
+        return 0.0
+
+
+def _silences(ck: _Checker, node) -> tuple[Silence, ...]:
+    if node is None:
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        ck.fail(node, "silences", "expected a list")
+        return ()
+    out = []
+    for i, snode in enumerate(node.value):
+        m = _mapping(snode)
+        where = f"silences[{i}]"
+        _unknown_keys(ck, snode, m, where, {"id", "start", "end", "site_ids", "regions",
+                                            "comment"})
+        sid = _get(ck, snode, m, "id", where, str)
+        start, end = _time(ck, snode, m, "start", where), _time(ck, snode, m, "end", where)
+        if end and start and end <= start:
+            ck.fail(m.get("end"), f"{where}.end", "expected after start")
+        sites = _choices(ck, snode, m, "site_ids", where, None)
+        regions = _choices(ck, snode, m, "regions", where, None, lower=True)
+        if not sites and not regions:
+            ck.fail(snode, where, "a silence needs site_ids or regions (it would silence all)")
+        if sid:
+            out.append(Silence(sid, start, end, sites, regions,
+                               _get(ck, snode, m, "comment", where, str, False) or ""))
+    return tuple(out)
+
+
+def _budgets(ck: _Checker, node) -> Budgets | None:
+    if node is None:
+        return None
+    m = _mapping(node)
+    _unknown_keys(ck, node, m, "budgets", {"compensation_per_day", "per_minute",
+                                           "priority_segments", "reserve_share"})
+    per_minute: dict[str, int] = {}
+    pm_node = m.get("per_minute")
+    for chan, vnode in _mapping(pm_node).items():
+        v = _plain(vnode)
+        if chan not in CHANNEL_NAMES:
+            ck.fail(vnode, f"budgets.per_minute.{chan}",
+                    f"expected a channel among {', '.join(CHANNEL_NAMES)}")
+        elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            ck.fail(vnode, f"budgets.per_minute.{chan}", f"expected a positive integer, got {v!r}")
+        else:
+            per_minute[chan] = v
+    share = _get(ck, node, m, "reserve_share", "budgets", float, False)
+    if share is not None and not 0 <= share < 1:
+        ck.fail(m["reserve_share"], "budgets.reserve_share", f"expected 0 <= x < 1, got {share}")
+    return Budgets(
+        compensation_per_day=_get(ck, node, m, "compensation_per_day", "budgets", int, False),
+        per_minute=per_minute,
+        priority_segments=_choices(ck, node, m, "priority_segments", "budgets", SEGMENTS)
+        or ("vip", "business"),
+        reserve_share=share if share is not None else 0.2,
+    )
+
+
+TOP_KEYS = {"rulebook", "version", "correlation", "quiet_hours", "channels", "limits",
+            "inhibit", "budgets", "silences", "rules"}
+
+
 def load_rulebook(path: str | Path | None = None) -> Rulebook:
     """Load ``rulebook.yaml`` from a directory (or a file); raise RulebookError."""
     path = Path(path) if path is not None else DEFAULT_DIR
     file = path / "rulebook.yaml" if path.is_dir() else path
     if not file.exists():
         raise RulebookError([f"{file}: no such rulebook file (expected DIR/rulebook.yaml)"])
+    text = file.read_text(encoding="utf-8")
+    return parse_rulebook(text, file)
+
+
+def parse_rulebook(text: str, file: Path) -> Rulebook:
+    import hashlib
+
     ck = _Checker(file)
     try:
-        root = yaml.compose(file.read_text(encoding="utf-8"))
+        root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -271,30 +542,31 @@ def load_rulebook(path: str | Path | None = None) -> Rulebook:
     top = _mapping(root)
     if not top:
         raise RulebookError([f"{file}:1: expected a mapping with rulebook, version, rules"])
+    _unknown_keys(ck, root, top, "", TOP_KEYS)
     name = _get(ck, root, top, "rulebook", "", str)
     version = _get(ck, root, top, "version", "", int)
     corr_node = top.get("correlation")
     corr = _mapping(corr_node)
-    sev = _get(ck, corr_node, corr, "outage_severities", "correlation", list) or []
-    for s in sev:
-        if s not in SEVERITIES:
-            ck.fail(corr.get("outage_severities"), "correlation.outage_severities",
-                    f"expected among {', '.join(SEVERITIES)}, got {s!r}")
-    causes = _get(ck, corr_node, corr, "outage_causes", "correlation", list) or []
+    if corr_node is None:
+        ck.fail(root, "correlation", "required key missing")
+    sev = _choices(ck, corr_node, corr, "outage_severities", "correlation", SEVERITIES)
+    causes = _choices(ck, corr_node, corr, "outage_causes", "correlation", None)
     flap_node = corr.get("flapping")
     flap = _mapping(flap_node)
+
+    def num(node, m, key, where, default, typ=float):
+        value = _get(ck, node, m, key, where, typ, False)
+        return default if value is None else value
+
     correlation = Correlation(
         outage_severities=frozenset(sev),
         outage_causes=frozenset(causes),
-        group_wait_s=_get(ck, corr_node, corr, "group_wait_s", "correlation", float) or 60.0,
-        hold_down_s=_get(ck, corr_node, corr, "hold_down_s", "correlation", float) or 120.0,
-        position_max_age_s=_get(ck, corr_node, corr, "position_max_age_s", "correlation",
-                                float) or 3600.0,
-        flapping_outages=_get(ck, flap_node, flap, "outages", "correlation.flapping", int) or 4,
-        flapping_window_s=_get(ck, flap_node, flap, "window_s", "correlation.flapping",
-                               float) or 1800.0,
-        flapping_stable_s=_get(ck, flap_node, flap, "stable_s", "correlation.flapping",
-                               float) or 600.0,
+        group_wait_s=num(corr_node, corr, "group_wait_s", "correlation", 60.0),
+        hold_down_s=num(corr_node, corr, "hold_down_s", "correlation", 120.0),
+        position_max_age_s=num(corr_node, corr, "position_max_age_s", "correlation", 3600.0),
+        flapping_outages=num(flap_node, flap, "outages", "correlation.flapping", 4, int),
+        flapping_window_s=num(flap_node, flap, "window_s", "correlation.flapping", 1800.0),
+        flapping_stable_s=num(flap_node, flap, "stable_s", "correlation.flapping", 600.0),
     )
     if correlation.group_wait_s >= correlation.hold_down_s:
         ck.fail(corr_node, "correlation.group_wait_s", "expected less than hold_down_s")
@@ -304,16 +576,18 @@ def load_rulebook(path: str | Path | None = None) -> Rulebook:
                      else None, "quiet_hours.start")
     q_end = _clock(ck, quiet.get("end", qnode), _plain(quiet["end"]) if "end" in quiet else None,
                    "quiet_hours.end")
-    defer = _get(ck, qnode, quiet, "defer", "quiet_hours", list, False) or []
+    defer = _choices(ck, qnode, quiet, "defer", "quiet_hours", ACTION_KINDS)
     cnode = top.get("channels")
     chans = _mapping(cnode)
-    order = _get(ck, cnode, chans, "default_order", "channels", list, False) or list(CHANNEL_NAMES)
-    for c in order:
-        if c not in CHANNEL_NAMES:
-            ck.fail(chans.get("default_order"), "channels.default_order",
-                    f"expected among {', '.join(CHANNEL_NAMES)}, got {c!r}")
+    order = _choices(ck, cnode, chans, "default_order", "channels", CHANNEL_NAMES) \
+        or CHANNEL_NAMES
+    lnode = top.get("limits")
+    limits = _mapping(lnode)
+    inode = top.get("inhibit")
+    inhibit = _mapping(inode)
     rules_node = top.get("rules")
     rules: list[Rule] = []
+    rule_nodes: dict[str, yaml.Node] = {}
     if not isinstance(rules_node, yaml.SequenceNode):
         ck.fail(rules_node or root, "rules", "expected a list of rules")
     else:
@@ -325,12 +599,22 @@ def load_rulebook(path: str | Path | None = None) -> Rulebook:
             if rule.id in seen:
                 ck.fail(rnode, f"rules[{rule.id}].id",
                         f"duplicate rule id (also rules[{seen[rule.id]}])")
+                continue
             seen[rule.id] = i
+            rule_nodes[rule.id] = rnode
             rules.append(rule)
+        _overlaps(ck, rules, rule_nodes)
+    max_contacts = _get(ck, lnode, limits, "max_contacts_per_day", "limits", int, False)
+    apology_inhibit = _get(ck, inode, inhibit, "apology_when_notified", "inhibit", bool, False)
+    budgets = _budgets(ck, top.get("budgets"))
+    silences = _silences(ck, top.get("silences"))
     if ck.problems:
         raise RulebookError(ck.problems)
     return Rulebook(
         name=name, version=version, correlation=correlation, quiet_start_min=q_start,
         quiet_end_min=q_end, defer_kinds=frozenset(defer), channel_order=tuple(order),
-        rules=tuple(rules), source=str(file),
+        rules=tuple(rules), source=str(file), max_contacts_per_day=max_contacts,
+        inhibit_apology_when_notified=True if apology_inhibit is None else apology_inhibit,
+        budgets=budgets, silences=silences,
+        digest=hashlib.sha256(text.encode()).hexdigest()[:12],
     )
