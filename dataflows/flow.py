@@ -32,14 +32,19 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from dataflows.care import SubscriberCare, Suppressed, order_key
+from dataflows.dispatch import Dispatcher
 from dataflows.sequencer import Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
 from forewarn.codec import dead_letter, dead_letter_dict, decode, encode
+from forewarn.logs import get_logger
 from forewarn.model import Action, DeadLetter, Incident
+from rules.reload import RulebookWatcher
 from rules.rulebook import Rulebook
 
 CLOCK_KEY = "clock"
+DISPATCH_KEY = "dispatch"
+_log = get_logger("forewarn.flow")
 #: Inputs larger than this are dead letters ("too large") without being parsed.
 MAX_RECORD_BYTES = 256 * 1024
 
@@ -50,6 +55,10 @@ class FlowConfig:
     durable: bool = False  # recovery on: snapshots must carry state
     lateness_s: float = 0.0  # reorder window for out-of-order inputs (Kafka partitions)
     tick_s: float = 15.0
+    watch: RulebookWatcher | None = None  # hot reload: the rulebook in force per batch
+
+    def rulebook(self) -> Rulebook:
+        return self.watch.current() if self.watch is not None else self.book
 
 
 def _freeze(state: Any, durable: bool) -> bytes | None:
@@ -81,9 +90,16 @@ class SequenceLogic(StatefulBatchLogic):
         self.cfg = cfg
         self.seq: Sequencer = _thaw(resume, cfg.book) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
+        self.applied = cfg.book.digest
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         t0 = time.perf_counter()
+        book = self.cfg.rulebook()
+        if book.digest != self.applied:  # the known point where a reload takes effect
+            self.applied = book.digest
+            _log.info("rulebook in force", extra={"rulebook": book.name, "version": book.version,
+                                                  "digest": book.digest,
+                                                  "from_watermark": self.seq.watermark})
         out: list = []
         feed = self.seq.feed
         for source, raw, rec in values:
@@ -135,6 +151,7 @@ class SiteLogic(StatefulBatchLogic):
     def on_batch(self, values: list) -> tuple[list, bool]:
         if self.site is None:
             self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book)
+        self.site.book = self.cfg.rulebook()
         out = self._release()
         handle, epoch, outbox = self.site.handle, self.epoch, self.outbox
         for _, msg in values:
@@ -163,6 +180,22 @@ class SiteLogic(StatefulBatchLogic):
         return _freeze_pair(self.site, [v for _, v in self.outbox])
 
 
+class DispatchLogic(StatefulBatchLogic):
+    """Budgets over every action (one key; actions are few next to events)."""
+
+    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+        self.cfg = cfg
+        self.dispatch: Dispatcher = pickle.loads(resume) if resume else Dispatcher()
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        return self.dispatch.admit(values, self.cfg.rulebook().budgets), False
+
+    def snapshot(self) -> bytes | None:
+        if not self.cfg.durable:
+            return None
+        return pickle.dumps(self.dispatch, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class CareLogic(StatefulBatchLogic):
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
@@ -173,7 +206,7 @@ class CareLogic(StatefulBatchLogic):
         if len(values) > 1:
             values.sort(key=order_key)
         out: list = []
-        care, book = self.care, self.cfg.book
+        care, book = self.care, self.cfg.rulebook()
         for msg in values:
             out += care.handle(msg.subscriber_id, msg, book)
         _CARE_BATCH.observe(time.perf_counter() - t0)
@@ -274,6 +307,7 @@ class Outputs:
     actions: Sink
     incidents: Sink
     dead_letters: Sink
+    suppressed: Sink | None = None  # optional: ("suppressed", Suppressed) for backtests
 
 
 def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
@@ -302,8 +336,17 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
                                                         lambda r: r[1]))
     care_keyed = op.key_on("key_subscriber", care_in, lambda m: m.subscriber_id)
     care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
+    if cfg.book.budgets is not None or cfg.watch is not None:
+        to_dispatch = op.key_on("key_dispatch", op.map("unkey_care", care_out, lambda kv: kv[1]),
+                                lambda _: DISPATCH_KEY)
+        care_out = op.stateful_batch("dispatch", to_dispatch, lambda r: DispatchLogic(cfg, r))
     care_out = op.map("count_care", care_out, lambda kv: _count_out(kv[1]))
     actions = op.filter("actions", care_out, lambda x: isinstance(x, Action))
+    if outputs.suppressed is not None:
+        op.output("suppressed_out", op.filter_map(
+            "suppressed", care_out,
+            lambda x: ("suppressed", x) if isinstance(x, Suppressed) else None),
+            outputs.suppressed)
 
     dead = op.merge(
         "dead",

@@ -15,6 +15,7 @@ import orjson
 from forewarn import metrics
 from forewarn.logs import get_logger, setup_logging
 from forewarn.summary import format_table, summarize
+from rules.reload import RulebookWatcher
 from rules.rulebook import RulebookError, load_rulebook
 
 log = get_logger("forewarn.cli")
@@ -225,8 +226,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         with Path(p).open("rb") as fh:
             events_in += sum(1 for line in fh if line.strip())
     _run_started("files", events_in, book, args)
+    watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
-        run_files(args.input, out, book, workers=args.workers)
+        run_files(args.input, out, book, workers=args.workers, watch=watch)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth,
                         flow_seconds=time.monotonic() - t0)

@@ -13,6 +13,7 @@ from bytewax.testing import TestingSink, cluster_main, run_main
 
 from connectors.files import JsonlFilesSource, JsonlSink, LinesSource, sort_jsonl
 from dataflows.flow import FlowConfig, Outputs, build_flow
+from rules.reload import RulebookWatcher
 from rules.rulebook import Rulebook
 
 OUTPUT_FILES = {
@@ -37,17 +38,18 @@ def file_outputs(out_dir: Path) -> Outputs:
     return Outputs(**{k: JsonlSink(out_dir / name) for k, (name, _) in OUTPUT_FILES.items()})
 
 
-def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1) -> None:
+def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
+               watch: RulebookWatcher | None = None) -> None:
     """Run and write the three JSONL outputs, canonically ordered."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    execute(source, file_outputs(out_dir), FlowConfig(book=book), workers)
+    execute(source, file_outputs(out_dir), FlowConfig(book=book, watch=watch), workers)
     for name, keys in OUTPUT_FILES.values():
         sort_jsonl(out_dir / name, keys)
 
 
 def run_files(paths: Sequence[str | Path], out_dir: Path, book: Rulebook,
-              workers: int = 1) -> None:
-    run_to_dir(JsonlFilesSource(paths), out_dir, book, workers)
+              workers: int = 1, watch: RulebookWatcher | None = None) -> None:
+    run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch)
 
 
 def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: int = 1) -> None:
