@@ -50,6 +50,11 @@ class ScenarioConfig:
     noise_alarms: int = 60
     #: Share of cells degraded (higher drop rate) for some hours.
     degraded_cell_share: float = 0.02
+    # Silent failures (no alarm at all) at the reference size; scaled, at least 1 when > 0.
+    #: Sleeping cells: look up to the OSS but serve nobody (traffic collapses).
+    sleeping_cells: int = 2
+    #: Slow degradations: the drop rate climbs over 1-2 h, then stays high until fixed.
+    slow_degradations: int = 3
     #: Background complaints (not caused by the network) per subscriber-hour.
     background_complaint_rate: float = 0.0002
 

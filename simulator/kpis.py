@@ -7,7 +7,10 @@ are reported.
   (including calls still running at the scenario end).
 - ``dropped_calls``: reported dropped calls on the cell whose ``end_time`` falls in the period.
 - ``active_users``: subscribers camped on the cell at mid-period.
-- A cell that is down at the last second of a period reports nothing for that period.
+- A cell that is down at the last second of a period reports nothing for that period,
+  unless it is *sleeping* (a silent failure): then it reports, with no attempts and no
+  active users (nobody is served), an RRC success rate of 0.55-0.85 and no throughput.
+- On a slowly degrading cell the RRC success rate sags with the ramp (up to -4 points).
 """
 
 from __future__ import annotations
@@ -71,8 +74,16 @@ class KpiCounters:
 
 def _rrc_success(plan: NetworkPlan, cell_id: str, start: int, end: int,
                  rng: random.Random) -> float:
-    """RRC setup success: lower on degraded cells and in periods with an outage."""
-    if plan.degraded(cell_id, end - 1):
+    """RRC setup success: lower on degraded cells and in periods with an outage.
+
+    One random draw whatever the case, so that silent failures leave the KPI values
+    of every other cell unchanged.
+    """
+    deg = plan.degradation_at(cell_id, end - 1)
+    if deg is not None and deg.ramp_s > 0:
+        sag = 0.04 * deg.progress(end - 1)
+        return rng.uniform(0.985 - sag, 0.999 - sag)
+    if deg is not None:
         return rng.uniform(0.90, 0.97)
     nxt = plan.status.next_down_after(cell_id, start - 1)
     if nxt is not None and nxt.start < end:
@@ -94,10 +105,13 @@ def kpi_records(counters: KpiCounters, topo: Topology, plan: NetworkPlan,
         for k in range(counters.n):
             start = counters.t0 + k * PERIOD_S
             end = start + PERIOD_S
-            if plan.status.down_period(cid, end - 1) is not None:
+            down = plan.status.down_period(cid, end - 1)
+            sleeping = down is not None and down.kind == "sleeping"
+            if down is not None and not sleeping:
                 continue
-            rrc = _rrc_success(plan, cid, start, end, rng)
+            rrc = rng.uniform(0.55, 0.85) if sleeping else _rrc_success(plan, cid, start, end, rng)
             load = min(0.6, active[k] / 400)
+            throughput = base * (1 - load) * rng.uniform(0.7, 1.2)
             out.append((end, {
                 "type": "kpi",
                 "cell_id": cid,
@@ -106,7 +120,7 @@ def kpi_records(counters: KpiCounters, topo: Topology, plan: NetworkPlan,
                 "call_attempts": counters.attempts[cid][k],
                 "dropped_calls": counters.drops[cid][k],
                 "rrc_success_rate": round(rrc, 4),
-                "dl_throughput_mbps": round(base * (1 - load) * rng.uniform(0.7, 1.2), 1),
+                "dl_throughput_mbps": 0.0 if sleeping else round(throughput, 1),
                 "active_users": active[k],
             }))
     return out

@@ -14,6 +14,19 @@ Outage kinds (``DownPeriod.kind``):
   all sharing the ``outage_id`` and numbered by ``cycle``.
 - ``maintenance``: planned work; the cells are down inside a published window.
 
+Silent failures raise **no alarm at all** (the OSS says the cell is fine):
+
+- ``sleeping``: a cell that stops serving (a down period of kind ``sleeping``, ids
+  ``SIL0001``...): its subscribers lose service exactly as in an outage (and complain
+  alike), its calls and location updates stop, and its KPIs keep coming with
+  ``call_attempts`` and ``active_users`` ~0 and a low ``rrc_success_rate``.
+- ``degradation`` (slow): the cell's drop rate climbs linearly from the healthy 1 % to
+  8-20 % over 1-2 h, stays there for 20-60 min, then is fixed; RRC success sags with it.
+
+They are planned with their own random stream after everything else, on sites free of
+outages and of the (older, step-shaped) degraded cells, so adding them leaves the rest
+of a seeded plan unchanged.
+
 The truth start/end is when service was really lost/restored; alarms are raised
 0-10 s later (site backhaul: 0-40 s) and cleared 0-20 s after restoration.
 No outage starts in the first hour (``warm-up``: the stream starts cold and
@@ -119,14 +132,40 @@ class DownPeriod:
         }
 
 
+HEALTHY_DROP_RATE = 0.01
+
+
 @dataclass(frozen=True, slots=True)
 class Degradation:
-    """A cell dropping calls at ``drop_rate`` between ``start`` and ``end``."""
+    """A cell dropping calls at ``drop_rate`` between ``start`` and ``end``.
+
+    With ``ramp_s`` > 0 (a slow, silent degradation) the rate climbs linearly from
+    the healthy rate to ``drop_rate`` over the first ``ramp_s`` seconds.
+
+    >>> d = Degradation("C", 0, 7200, 0.11, ramp_s=3600)
+    >>> d.rate_at(0), d.rate_at(1800), d.rate_at(5000), d.progress(1800)
+    (0.01, 0.06, 0.11, 0.5)
+    """
 
     cell_id: str
     start: int
     end: int
     drop_rate: float
+    ramp_s: int = 0
+    failure_id: str | None = None
+
+    def progress(self, t: int) -> float:
+        """How far the ramp is at ``t`` (1.0 for a step degradation)."""
+        if self.ramp_s <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (t - self.start) / self.ramp_s))
+
+    def rate_at(self, t: int) -> float:
+        """The drop rate in force at ``t``."""
+        if self.ramp_s <= 0:
+            return self.drop_rate
+        return round(HEALTHY_DROP_RATE + (self.drop_rate - HEALTHY_DROP_RATE) * self.progress(t),
+                     6)
 
     def truth(self) -> dict:
         """The ``truth_degraded_cell`` record."""
@@ -137,6 +176,24 @@ class Degradation:
             "end_time": fmt_time(self.end),
             "drop_rate": self.drop_rate,
         }
+
+
+def silent_truth(failure_id: str, kind: str, site_id: str, cell_id: str, start: int, end: int,
+                 peak_drop_rate: float | None = None, ramp_s: int | None = None) -> dict:
+    """The ``truth_silent_failure`` record of a sleeping cell or a slow degradation."""
+    return {
+        "type": "truth_silent_failure",
+        "failure_id": failure_id,
+        "kind": kind,
+        "site_id": site_id,
+        "cell_id": cell_id,
+        "start_time": fmt_time(start),
+        "end_time": fmt_time(end),
+        "duration_s": end - start,
+        "peak_drop_rate": peak_drop_rate,
+        "ramp_s": ramp_s,
+        "alarm_ids": [],
+    }
 
 
 class CellStatus:
@@ -194,6 +251,20 @@ class NetworkPlan:
     outage_kinds: dict[str, str]
 
     degraded_by_cell: dict[str, list[Degradation]]
+    #: Silent failures: sleeping periods (also in ``status``) and slow degradations.
+    sleeping: list[DownPeriod]
+    slow_degradations: list[Degradation]
+    site_of_cell: dict[str, str]
+
+    def silent_truth(self) -> list[dict]:
+        """``truth_silent_failure`` records, by start time then id."""
+        records = [silent_truth(p.outage_id, "sleeping", p.site_id, p.cell_ids[0], p.start, p.end)
+                   for p in self.sleeping]
+        for d in self.slow_degradations:
+            assert d.failure_id is not None
+            records.append(silent_truth(d.failure_id, "degradation", self.site_of_cell[d.cell_id],
+                                        d.cell_id, d.start, d.end, d.drop_rate, d.ramp_s))
+        return sorted(records, key=lambda r: (r["start_time"], r["failure_id"]))
 
     def degradation_at(self, cell_id: str, t: int) -> Degradation | None:
         """The degradation of ``cell_id`` in force at ``t``, if any."""
@@ -505,6 +576,46 @@ class _Planner:
             self.managed_object(site_id, deg.cell_id)))
 
 
+def _plan_silent(pl: _Planner, degraded: list[Degradation]) -> tuple[list[DownPeriod],
+                                                                      list[Degradation]]:
+    """Sleeping cells and slow degradations: no alarm, own random stream, free sites only."""
+    cfg = pl.cfg
+    pl.rng = rng = cfg.rng("silent")
+    taken = {pl.topo.cell_by_id[d.cell_id].site_id for d in degraded}
+    picks: list[tuple[str, str, int, int, int]] = []  # kind, site, start, duration, ramp
+
+    def place(kind: str, duration: int, ramp: int = 0) -> None:
+        for _ in range(20):
+            placed = pl.place(duration)
+            if placed is None:
+                return
+            if placed[0] not in taken:
+                taken.add(placed[0])
+                picks.append((kind, placed[0], placed[1], duration, ramp))
+                return
+
+    for _ in range(cfg.scaled(cfg.sleeping_cells)):
+        place("sleeping", min(rng.randint(45, 150) * 60, int(pl.span * 0.6)))
+    for _ in range(cfg.scaled(cfg.slow_degradations)):
+        ramp, plateau = rng.randint(60, 120) * 60, rng.randint(20, 60) * 60
+        total = min(ramp + plateau, int(pl.span * 0.8))
+        place("degradation", total, min(ramp, int(total * 0.7)))
+    sleeping: list[DownPeriod] = []
+    slow: list[Degradation] = []
+    for n, (kind, site_id, start, duration, ramp) in enumerate(
+            sorted(picks, key=lambda p: (p[2], p[1])), start=1):
+        cell_id = rng.choice(pl.topo.site_by_id[site_id].cell_ids)
+        if kind == "sleeping":
+            sleeping.append(DownPeriod(f"SIL{n:04d}", "sleeping", "cell", None, site_id,
+                                       (cell_id,), start, start + duration, "sleeping_cell",
+                                       "none", None, ()))
+        else:
+            slow.append(Degradation(cell_id, start, start + duration,
+                                    round(rng.uniform(0.08, 0.2), 3), ramp,
+                                    f"SIL{n:04d}"))
+    return sleeping, slow
+
+
 def _place_outages(pl: _Planner) -> None:
     """Schedule cell, site, blip, flap and maintenance outages (scaled counts)."""
     cfg, rng = pl.cfg, pl.rng
@@ -570,14 +681,18 @@ def plan_network(cfg: ScenarioConfig, topo: Topology) -> NetworkPlan:
         pl.noise_alarm()
     periods, kinds = _finalise(pl)
     alarms = [rec for alarm in pl.alarms for rec in alarm.records()]
+    sleeping, slow = _plan_silent(pl, degradations)
     return NetworkPlan(
         periods=periods,
         degradations=degradations,
         alarms=alarms,
         maintenance=pl.maintenance,
-        status=CellStatus(periods),
+        status=CellStatus(periods + sleeping),
         outage_kinds=kinds,
-        degraded_by_cell=_by_cell(degradations),
+        degraded_by_cell=_by_cell(degradations + slow),
+        sleeping=sleeping,
+        slow_degradations=slow,
+        site_of_cell={c.cell_id: c.site_id for c in topo.cells},
     )
 
 

@@ -102,6 +102,7 @@ def _ordered_truth(plan: NetworkPlan, truth: _Truth, bad: list[tuple[int, str]])
     """All truth records in a deterministic order."""
     records: list[dict] = [p.truth() for p in plan.periods]
     records += [d.truth() for d in plan.degradations]
+    records += plan.silent_truth()
     records += sorted(truth.impacts, key=lambda r: (
         r["start_time"], r["outage_id"], r["cycle"] or 0, r["subscriber_id"], r["lost_from"]))
     records += sorted(truth.bursts, key=lambda r: (r["first_drop"], r["subscriber_id"]))
@@ -145,6 +146,9 @@ def _stats(cfg: ScenarioConfig, topo: Topology, pop: list[SubscriberInfo], plan:
         "maintenance_windows": len(windows - cancelled),
         "maintenance_cancelled": len(cancelled),
         "degraded_cells": len(plan.degradations),
+        "silent_failures": {"sleeping": len(plan.sleeping),
+                            "degradation": len(plan.slow_degradations)},
+        "impacts_sleeping": sum(1 for i in truth.impacts if i["kind"] == "sleeping"),
         "impacts": len(truth.impacts),
         "impacts_at_start": len(at_start),
         "impacted_subscribers": len({i["subscriber_id"] for i in at_start}),

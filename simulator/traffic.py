@@ -13,7 +13,7 @@ none). What the OSS sees:
   exponential; reported at its end with the cell it started on. Drops: 1 % on
   healthy cells, the degraded rate on degraded cells (30 % of subscribers are
   "cell-edge" users with 2.5x the drop rate, the rest lower, mean unchanged), and
-  at the start of an outage of the call's cell (cause 38, Q.850 "network out of
+  at the start of an outage (or sleep) of the call's cell (cause 38, Q.850 "network out of
   order"; other drops 41/47/102, normal end 16). Half of the dropped callers redial
   within 15-120 s.
 
@@ -313,7 +313,7 @@ class _SubscriberSim:
         nxt = self.status.next_down_after(cell, t)
         degradation = self.ctx.plan.degradation_at(cell, t)
         degraded = degradation is not None
-        rate = degradation.drop_rate if degradation is not None else HEALTHY_DROP_RATE
+        rate = degradation.rate_at(t) if degradation is not None else HEALTHY_DROP_RATE
         if nxt is not None and nxt.start < t + duration:
             end, cause, period = nxt.start, CAUSE_OUTAGE, nxt
         elif rng.random() < rate * self.drop_factor:

@@ -108,6 +108,13 @@ def truth(scenario: Scenario) -> dict[str, list[dict]]:
     return by_type
 
 
+def down_periods(truth: dict[str, list[dict]]) -> list[dict]:
+    """Every period a cell gave no service: outages and sleeping cells (shaped alike)."""
+    sleeping = [{**f, "outage_id": f["failure_id"], "cycle": None, "cell_ids": [f["cell_id"]]}
+                for f in truth["truth_silent_failure"] if f["kind"] == "sleeping"]
+    return truth["truth_outage"] + sleeping
+
+
 @pytest.fixture(scope="module")
 def cells(parsed: list[dict | None]) -> dict[str, str]:
     return {r["cell_id"]: r["site_id"] for r in parsed if r and r["type"] == "cell"}
@@ -129,6 +136,7 @@ def test_tiny_scenario_still_has_every_outage_kind() -> None:
     sc = simulate(TINY)
     assert all(n >= 1 for n in sc.stats["outages"].values()), sc.stats["outages"]
     assert sc.stats["degraded_cells"] >= 1 and sc.stats["bad_lines_total"] >= 9
+    assert sc.stats["silent_failures"] == {"sleeping": 1, "degradation": 1}
 
 
 def test_every_good_line_is_a_valid_contract_record(parsed: list[dict | None],
@@ -209,7 +217,7 @@ def test_every_outage_alarm_is_raised_then_cleared(parsed: list[dict | None],
 def test_nobody_calls_or_reports_from_a_down_cell(parsed: list[dict | None],
                                                   truth: dict[str, list[dict]]) -> None:
     down: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for o in truth["truth_outage"]:
+    for o in down_periods(truth):
         for cell in o["cell_ids"]:
             down[cell].append((ts(o["start_time"]), ts(o["end_time"])))
     for r in parsed:
@@ -220,14 +228,14 @@ def test_nobody_calls_or_reports_from_a_down_cell(parsed: list[dict | None],
 
 def test_calls_cut_by_an_outage_end_dropped_at_its_start(parsed: list[dict | None],
                                                          truth: dict[str, list[dict]]) -> None:
-    starts = {(c, ts(o["start_time"])) for o in truth["truth_outage"] for c in o["cell_ids"]}
+    starts = {(c, ts(o["start_time"])) for o in down_periods(truth) for c in o["cell_ids"]}
     cut = [r for r in parsed if r and r["type"] == "call" and r.get("cause_code") == 38]
     assert all(r["dropped"] and (r["cell_id"], ts(r["end_time"])) in starts for r in cut)
 
 
 def test_impacts_reference_real_outages_and_subscribers(parsed: list[dict | None],
                                                         truth: dict[str, list[dict]]) -> None:
-    periods = {(o["outage_id"], o["cycle"]): o for o in truth["truth_outage"]}
+    periods = {(o["outage_id"], o["cycle"]): o for o in down_periods(truth)}
     seen_subscribers = {r["subscriber_id"] for r in parsed if r and "subscriber_id" in r}
     impacts = truth["truth_impact"]
     assert impacts
@@ -253,10 +261,47 @@ def test_reselection_is_observed_on_an_up_cell(parsed: list[dict | None],
                  for r in parsed if r and r["type"] == "location"}
     reselected = [i for i in truth["truth_impact"] if i["recovered_by"] == "reselected"]
     assert reselected
-    periods = {(o["outage_id"], o["cycle"]): o for o in truth["truth_outage"]}
+    periods = {(o["outage_id"], o["cycle"]): o for o in down_periods(truth)}
     for i in reselected:
         cell = locations[(i["subscriber_id"], i["lost_to"])]
         assert cell not in periods[(i["outage_id"], i["cycle"])]["cell_ids"]
+
+
+def test_silent_failures_raise_no_alarm_and_show_in_kpis(
+        scenario: Scenario, parsed: list[dict | None], truth: dict[str, list[dict]],
+        cells: dict[str, str]) -> None:
+    silent = truth["truth_silent_failure"]
+    assert scenario.stats["silent_failures"] == {
+        "sleeping": sum(1 for f in silent if f["kind"] == "sleeping"),
+        "degradation": sum(1 for f in silent if f["kind"] == "degradation")}
+    assert {f["kind"] for f in silent} == {"sleeping", "degradation"}
+    outage_alarms = [r for r in parsed if r and r["type"] == "alarm"
+                     and r["perceived_severity"] in ("critical", "major")]
+    kpis = [r for r in parsed if r and r["type"] == "kpi"]
+    for f in silent:
+        a, b = ts(f["start_time"]), ts(f["end_time"])
+        assert cells[f["cell_id"]] == f["site_id"] and not f["alarm_ids"]
+        assert not [r for r in outage_alarms if a - 1200 <= ts(r["event_time"]) <= b + 1200
+                    and (r.get("cell_id") == f["cell_id"] or r.get("site_id") == f["site_id"])]
+        inside = [k for k in kpis if k["cell_id"] == f["cell_id"]
+                  and a <= ts(k["period_start"]) and ts(k["period_start"]) + 900 <= b]
+        assert inside, "a silent failure keeps reporting KPIs"
+        if f["kind"] == "sleeping":
+            assert all(k["call_attempts"] == 0 and k["active_users"] == 0
+                       and k["rrc_success_rate"] < 0.9 for k in inside)
+            impacts = [i for i in truth["truth_impact"] if i["outage_id"] == f["failure_id"]]
+            assert impacts and all(i["kind"] == "sleeping" for i in impacts)
+        else:
+            assert 0.08 <= f["peak_drop_rate"] <= 0.2 and 0 < f["ramp_s"] < f["duration_s"]
+            early, late = inside[0], inside[-1]
+            assert late["rrc_success_rate"] < early["rrc_success_rate"] + 0.01
+
+
+def test_slow_degradation_ramps_the_drop_rate() -> None:
+    from simulator.network import Degradation
+    d = Degradation("C", 1000, 1000 + 7200, 0.15, ramp_s=3600, failure_id="SIL0001")
+    rates = [d.rate_at(t) for t in range(1000, 1000 + 7200, 600)]
+    assert rates == sorted(rates) and rates[0] == 0.01 and rates[-1] == 0.15
 
 
 def test_drop_bursts_chain_drops_within_30_minutes() -> None:
