@@ -120,7 +120,7 @@ def read_delivered(config: Mapping[str, str], topic: str, identity: Identity, ta
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading the tail of {topic} took over {timeout:g} s "
                                    f"(partitions left: {sorted(ends)})")
-            for msg in consumer.consume(1000, 0.5):
+            for msg in consumer.consume(1000, 0.05):
                 err = msg.error()
                 if err is not None and err.code() != KafkaError._PARTITION_EOF:
                     if err.fatal() or not err.retriable():

@@ -180,7 +180,8 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
         self._caught_up_logged = False
         log.info("kafka input assigned", extra={
             "partitions": len(self._parts),
-            "resumed": bool(resume), "topics": ",".join(topics)})
+            "resumed": bool(resume), "topics": ",".join(topics),
+            "resumed_messages": sum(v for v in resume.values() if v > 0)})
 
     # -- Bytewax -------------------------------------------------------------------
 

@@ -95,13 +95,18 @@ def values(config: Mapping[str, str], topic: str) -> list[dict]:
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.2) -> object:
-    """Poll ``condition`` until truthy; fail naming ``what`` after ``timeout`` s."""
+               interval: float = 0.2, proc: subprocess.Popen | None = None,
+               log: Path | None = None) -> object:
+    """Poll ``condition`` until truthy; fail naming ``what`` after ``timeout`` s, or
+    at once when the flow process ``proc`` has exited (with its ``log``)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"flow exited {proc.returncode} while waiting for {what}:\n"
+                                 + (tail(log) if log else ""))
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)

@@ -188,7 +188,8 @@ def test_broker_restart_while_the_flow_runs(tmp_path: Path) -> None:
         proc = start_flow(flow_cmd(info.bootstrap, topics, "--lateness", "0"),
                           tmp_path / "flow.log")
         wait_until(lambda: len(records(config, topics.incidents, quiet=0.2)) > 0, 60,
-                   "first incidents before the broker restart")
+                   "first incidents before the broker restart", proc=proc,
+                   log=tmp_path / "flow.log")
         broker.stop(info.dir)
         info = broker.start(port, tmp_path / "broker", die_with_parent=True)
         assert proc.poll() is None, tail(tmp_path / "flow.log")
@@ -199,7 +200,8 @@ def test_broker_restart_while_the_flow_runs(tmp_path: Path) -> None:
                    for r in records(config, topics.actions, quiet=0.2)]
             return got if set(got) >= exp.action_ids else None
 
-        got = wait_until(all_actions, 90, "every action after the broker restart")
+        got = wait_until(all_actions, 90, "every action after the broker restart", proc=proc,
+                         log=tmp_path / "flow.log")
         assert proc.poll() is None, tail(tmp_path / "flow.log")
         assert sorted(got) == sorted(exp.action_ids)
     finally:
