@@ -357,5 +357,5 @@ def _offer_text(offer: dict | None) -> str:
     if not offer:
         return ""
     if "amount_gb" in offer:
-        return f"{offer['amount_gb']} GB of data"
+        return f"{offer['amount_gb']} GB"
     return str(offer.get("kind", "an offer"))

@@ -49,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("backtest", help="what a rulebook would have done on recorded events")
+    p.add_argument("--rules", metavar="DIR", required=True, help="rulebook directory")
+    p.add_argument("--events", nargs="+", metavar="FILE", required=True, help="JSONL events")
+    p.add_argument("--compare", metavar="DIR", help="a second rulebook, side by side")
+    p.add_argument("--truth", metavar="FILE", help="simulator ground truth (quality figures)")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.set_defaults(func=cmd_backtest)
+
     p = sub.add_parser("rules", help="rulebook tools")
     rsub = p.add_subparsers(dest="rules_command", metavar="COMMAND")
     c = rsub.add_parser("check", help="validate a rulebook directory")
@@ -249,4 +257,30 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         return 1
     print(f"{book.source}: rulebook {book.name!r} version {book.version} OK "
           f"({len(book.rules)} rules)")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from forewarn.backtest import compare, format_report, run_backtest
+    from forewarn.summary import read_jsonl
+
+    missing = [p for p in args.events if not Path(p).is_file()]
+    if missing:
+        print(f"forewarn backtest: event file(s) not found: {', '.join(missing)}",
+              file=sys.stderr)
+        return 2
+    books = []
+    for path in [args.rules] + ([args.compare] if args.compare else []):
+        try:
+            books.append(load_rulebook(path))
+        except RulebookError as exc:
+            print(f"forewarn backtest: {exc}", file=sys.stderr)
+            return 2
+    truth = read_jsonl(Path(args.truth)) if args.truth else None
+    reports = [run_backtest(book, args.events, truth) for book in books]
+    print(format_report(*reports))
+    if args.json:
+        doc = reports[0] if len(reports) == 1 else {
+            "a": reports[0], "b": reports[1], "differences": compare(*reports)}
+        Path(args.json).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     return 0

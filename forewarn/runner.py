@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,11 +58,22 @@ def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: in
 
 @dataclass
 class Collected:
-    """Outputs of an in-memory run, as encoded JSON lines."""
+    """Outputs of an in-memory run: encoded JSON lines, and suppressed actions."""
 
     actions: list[bytes]
     incidents: list[bytes]
     dead_letters: list[bytes]
+    suppressed: list = field(default_factory=list)  # dataflows.care.Suppressed
+
+
+def collect(source: Source, book: Rulebook, workers: int = 1, epoch_s: float = 0.25,
+            watch: RulebookWatcher | None = None) -> Collected:
+    """Run any source to its end and collect every output in memory."""
+    got: dict[str, list] = {k: [] for k in (*OUTPUT_FILES, "suppressed")}
+    sinks: dict[str, Sink] = {k: TestingSink(v) for k, v in got.items()}
+    execute(source, Outputs(**sinks), FlowConfig(book=book, watch=watch), workers,
+            epoch_s=epoch_s)
+    return Collected(**{k: [item for _, item in v] for k, v in got.items()})
 
 
 def run_collect(lines: Sequence[bytes], book: Rulebook, workers: int = 1, *,
@@ -72,8 +83,4 @@ def run_collect(lines: Sequence[bytes], book: Rulebook, workers: int = 1, *,
     ``batch``/``pause_s``/``epoch_s`` change the replay speed and epoch cut,
     never the outputs.
     """
-    got: dict[str, list] = {k: [] for k in OUTPUT_FILES}
-    sinks: dict[str, Sink] = {k: TestingSink(v) for k, v in got.items()}
-    execute(LinesSource(lines, batch=batch, pause_s=pause_s), Outputs(**sinks),
-            FlowConfig(book=book), workers, epoch_s=epoch_s)
-    return Collected(**{k: [line for _, line in v] for k, v in got.items()})
+    return collect(LinesSource(lines, batch=batch, pause_s=pause_s), book, workers, epoch_s)

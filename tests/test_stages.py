@@ -154,6 +154,7 @@ def profile(sid: str = "U", tz: str = "Europe/London", consent: bool = True) -> 
 
 
 FACTS = IncidentFacts("INC-1", "outage", "S1", "North", T0, (("C1", T0),), ("alarm:A",))
+IMPACT = Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r"))
 
 
 def test_care_verifies_position_as_of_the_impact_time():
@@ -161,10 +162,10 @@ def test_care_verifies_position_as_of_the_impact_time():
     c.handle("U", profile(), BOOK)
     c.handle("U", Position("U", "C1", T0 - 30, "call:K"), BOOK)
     c.handle("U", Position("U", "D9", T0 + 500, "location:D9@1"), BOOK)  # after the verdict time
-    out = c.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)
+    out = c.handle("U", IMPACT, BOOK)
     assert isinstance(out[0], Action) and out[0].language == "fr" and "Zoé" in out[0].message
     assert out[0].channel == "sms" and out[0].evidence == ("alarm:A", "call:K")
-    assert c.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK) == []  # once per incident
+    assert c.handle("U", IMPACT, BOOK) == []  # once per incident
     restored = c.handle("U", Restored("U", FACTS, T0 + 900), BOOK)
     assert restored[0].action_kind == "restored_notice"
 
@@ -174,17 +175,17 @@ def test_care_suppresses_moved_away_no_consent_and_unknown():
     moved.handle("U", profile(), BOOK)
     moved.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
     moved.handle("U", Position("U", "C7", T0 + 30, "r"), BOOK)
-    assert moved.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)[0].reason == "moved_away"
+    assert moved.handle("U", IMPACT, BOOK)[0].reason == "moved_away"
     unknown = SubscriberCare()
     unknown.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
-    out = unknown.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)
+    out = unknown.handle("U", IMPACT, BOOK)
     assert isinstance(out[0], Suppressed) and out[0].reason == "unknown_subscriber"
     mute = SubscriberCare()
     sub = profile()
     mute.handle("U", Subscriber("U", "upsert", T0, timezone="UTC",
                                 channels=(Channel("sms", "+1", False),)), BOOK)
     mute.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
-    assert mute.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r")), BOOK)[0].reason == "no_consent"
+    assert mute.handle("U", IMPACT, BOOK)[0].reason == "no_consent"
     assert sub.name == "Zoé"
 
 
