@@ -1,0 +1,331 @@
+"""Kafka -> flow -> Kafka: throughput, event-to-action latency, recovery overhead (issue 3, item 7).
+
+Everything runs against a real local broker (``forewarn broker start``) on this
+machine; flows run as ``forewarn run --bootstrap`` subprocesses, as in production.
+
+1. **Saturation throughput.** The scenario is published once to fresh topics; then
+   ``forewarn run --exit-at-end`` reads it all and exits. Events/s = input records /
+   (wall time - fixed cost), the fixed cost (interpreter start, topic metadata,
+   reading the output tails, bytewax start-up and shutdown) being the wall time of
+   the same command on empty topics. The **pass-through** is Bytewax's own
+   ``kop.input`` (``KafkaSource``, ``tail=False``) over the same input topics ->
+   ``KafkaSinkMessage`` -> ``kop.output`` to one topic, timed the same way.
+2. **Latency.** A fresh flow runs live; the scenario is published at a fixed rate
+   (50 % of the measured saturation by default, and as fast as possible), while a
+   consumer tails ``care.actions`` and ``noc.incidents`` and notes the wall time each
+   output arrives. An output's ``event_time`` is when it became due in event time
+   (alarm + 120 s hold-down for an outage notice; end of the group wait for an
+   incident). The flow cannot emit it before it has seen an input at or after
+   ``event_time + lateness`` (the sequencer's reorder window): its **trigger** is the
+   first published record whose stream time reaches that. Latency = arrival wall time
+   - the trigger's publish wall time. So the deliberate waits (hold-down, group wait,
+   reorder window) are excluded, and what remains is the system: producer batching,
+   broker, fetch, merge, flow, sink flush with ``acks=all``, consumer fetch. (The
+   sequencer ticks every 15 s of event time; at the rates here that is a few ms of
+   wall time, and is included.)
+3. **Recovery overhead.** Saturation throughput with ``--recovery`` at several
+   ``--snapshot-interval`` values.
+
+    .venv/bin/forewarn broker start --port 9092
+    .venv/bin/python -m bench.kafka_throughput --bootstrap 127.0.0.1:9092
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connectors.kafka_publish import Topics, publish_lines
+from connectors.kafka_run import DEFAULT_LATENESS_S, ensure_topics
+from connectors.kafka_source import NEG_INF, stream_time
+from simulator import ScenarioConfig, simulate
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def _fresh(config: dict, partitions: int, extra: tuple[str, ...] = ()) -> Topics:
+    topics = Topics(f"bench.{uuid.uuid4().hex[:8]}.")
+    ensure_topics(config, topics, partitions=partitions)
+    if extra:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient(config)
+        for fut in admin.create_topics([NewTopic(topics.prefix + e, partitions, 1)
+                                        for e in extra]).values():
+            fut.result()
+    return topics
+
+
+def _forewarn(bootstrap: str, topics: Topics, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "forewarn.cli", "run", "--bootstrap", bootstrap,
+            "--topic-prefix", topics.prefix, "--metrics-port", "-1", "--log-level", "WARNING",
+            *extra]
+
+
+def _timed(cmd: list[str]) -> float:
+    began = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return time.monotonic() - began
+
+
+# ---------------------------------------------------------------- pass-through
+
+
+def passthrough_main(bootstrap: str, prefix: str) -> None:
+    """A Bytewax Kafka pass-through over the input topics (run in a subprocess)."""
+    import bytewax.operators as op
+    from bytewax.connectors.kafka import KafkaSinkMessage
+    from bytewax.connectors.kafka import operators as kop
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import run_main
+
+    topics = Topics(prefix)
+    flow = Dataflow("passthrough")
+    inp = kop.input("in", flow, brokers=[bootstrap], topics=topics.inputs, tail=False)
+    op.inspect("errs", inp.errs, lambda _s, e: print(f"error: {e}", file=sys.stderr))
+    out = op.map("to_sink", inp.oks, lambda m: KafkaSinkMessage(m.key, m.value))
+    kop.output("out", out, brokers=[bootstrap], topic=prefix + "passthrough")
+    run_main(flow)
+
+
+# ---------------------------------------------------------------- latency
+
+
+class _Tail(threading.Thread):
+    """Notes the arrival wall time of every output on the given topics."""
+
+    def __init__(self, bootstrap: str, topics: list[str]):
+        super().__init__(daemon=True)
+        self.arrivals: list[tuple[float, dict]] = []
+        self._halt = threading.Event()
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench",
+                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+        self._consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics
+                               for p in self._consumer.list_topics(t).topics[t].partitions])
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for msg in self._consumer.consume(1000, 0.05):
+                if msg.error() is None:
+                    self.arrivals.append((time.time(), orjson.loads(msg.value())))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+        self._consumer.close()
+
+
+def _latencies(lines: list[bytes], sent: list[float], arrivals: list[tuple[float, dict]],
+               lateness: float) -> list[float]:
+    from forewarn.codec import parse_time
+
+    times, last = [], NEG_INF
+    for line in lines:
+        t = stream_time(line)
+        if t is not None and t > last:
+            last = t
+        times.append(last)
+    import bisect
+
+    out = []
+    for wall, rec in arrivals:
+        due = parse_time(rec["event_time"]) + lateness
+        i = bisect.bisect_left(times, due)
+        if i < len(sent):
+            out.append(wall - sent[i])
+    return out
+
+
+def _latency_run(bootstrap: str, config: dict, lines: list[bytes], rate: float,
+                 partitions: int, lateness: float) -> dict:
+    topics = _fresh(config, partitions)
+    tail = _Tail(bootstrap, [topics.actions, topics.incidents])
+    tail.start()
+    proc = subprocess.Popen(_forewarn(bootstrap, topics, "--lateness", str(lateness),
+                                      "--log-level", "INFO"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # wait until its input is assigned
+        if "kafka input assigned" in line:
+            break
+    drain = threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True)
+    drain.start()
+    sent: list[float] = []
+    far = [b'{"type":"cell","cell_id":"BENCH-FAR","site_id":"BENCH"}',
+           b'{"type":"location","subscriber_id":"ZZ","cell_id":"BENCH-FAR",'
+           b'"event_time":"2100-01-01T00:00:00Z"}']
+    report = publish_lines(config, lines, topics=topics, rate=rate, sent_at=sent)
+    publish_lines(config, far, topics=topics)  # moves event time on: flushes the end
+    expected = _count_outputs(lines)
+    deadline = time.monotonic() + 120
+    while len(tail.arrivals) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    tail.stop()
+    lat = sorted(_latencies(lines, sent, [a for a in tail.arrivals
+                                           if a[1].get("type") in ("action", "incident")],
+                            lateness))
+    return {"rate_target": rate or None, "rate_published": len(lines) / report.seconds,
+            "outputs": len(tail.arrivals), "expected_outputs": expected,
+            "p50_ms": 1000 * _q(lat, 0.50), "p99_ms": 1000 * _q(lat, 0.99),
+            "max_ms": 1000 * lat[-1] if lat else None}
+
+
+def _q(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+_outputs_cache: dict[int, int] = {}
+
+
+def _count_outputs(lines: list[bytes]) -> int:
+    key = id(lines)
+    if key not in _outputs_cache:
+        from forewarn.runner import run_collect
+        from rules.rulebook import load_rulebook
+
+        got = run_collect(lines, load_rulebook())
+        _outputs_cache[key] = len(got.actions) + len(got.incidents)
+    return _outputs_cache[key]
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--sites", type=int, default=60)
+    ap.add_argument("--hours", type=float, default=6.0)
+    ap.add_argument("--subscribers-per-cell", type=float, default=20)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--snapshots", default="1,5,10",
+                    help="snapshot intervals (s) for the recovery overhead runs")
+    ap.add_argument("--lateness", type=float, default=DEFAULT_LATENESS_S)
+    ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--passthrough-prefix", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.passthrough_prefix:
+        passthrough_main(args.bootstrap, args.passthrough_prefix)
+        return 0
+    config = {"bootstrap.servers": args.bootstrap}
+    sc = simulate(ScenarioConfig(seed=11, sites=args.sites, hours=args.hours,
+                                 subscribers_per_cell=args.subscribers_per_cell))
+    lines = sc.lines
+    n = len(lines)
+    print(f"scenario: {n} records ({args.sites} sites, {args.hours:g} h, "
+          f"{args.subscribers_per_cell:g}/cell), {args.partitions} partitions/topic",
+          file=sys.stderr)
+    res: dict = {"records": n, "partitions": args.partitions}
+
+    empty = _fresh(config, args.partitions, ("passthrough",))
+    full = _fresh(config, args.partitions, ("passthrough",))
+    publish_lines(config, lines, topics=full)
+
+    base = _timed(_forewarn(args.bootstrap, empty, "--exit-at-end"))
+    wall = _timed(_forewarn(args.bootstrap, full, "--exit-at-end"))
+    res["forewarn"] = {"wall_s": wall, "fixed_s": base, "events_per_s": n / (wall - base)}
+    pt_cmd = [sys.executable, "-m", "bench.kafka_throughput", "--bootstrap", args.bootstrap,
+              "--passthrough-prefix"]
+    pbase = _timed([*pt_cmd, empty.prefix])
+    pwall = _timed([*pt_cmd, full.prefix])
+    res["passthrough"] = {"wall_s": pwall, "fixed_s": pbase, "events_per_s": n / (pwall - pbase)}
+    res["ratio"] = res["forewarn"]["events_per_s"] / res["passthrough"]["events_per_s"]
+    print(json.dumps(res, indent=1), file=sys.stderr)
+
+    res["recovery"] = []
+    for snap in [float(s) for s in args.snapshots.split(",") if s]:
+        with tempfile.TemporaryDirectory() as rdir:
+            w = _timed(_forewarn(args.bootstrap, full, "--exit-at-end", "--recovery",
+                                 os.path.join(rdir, "r"), "--snapshot-interval", str(snap),
+                                 "--dedupe-tail", "0"))
+            res["recovery"].append({"snapshot_s": snap, "wall_s": w,
+                                    "events_per_s": n / (w - base)})
+        print(json.dumps(res["recovery"][-1]), file=sys.stderr)
+
+    sat = res["forewarn"]["events_per_s"]
+    res["latency"] = [
+        _latency_run(args.bootstrap, config, lines, 0.5 * sat, args.partitions, args.lateness),
+        _latency_run(args.bootstrap, config, lines, 0.0, args.partitions, args.lateness),
+    ]
+    print(json.dumps(res["latency"], indent=1), file=sys.stderr)
+    if not args.no_append:
+        _append(res, args, argv)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def _rate(rate: float | None) -> str:
+    return f"{rate:,.0f}/s" if rate else "as fast as possible"
+
+
+def _row(r: dict) -> str:
+    return f"{r['events_per_s']:,.0f} | {r['wall_s']:.1f} | {r['fixed_s']:.1f}"
+
+
+def _append(res: dict, args, argv) -> None:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in
+                     Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line)
+    except (OSError, StopIteration):
+        model = cpu
+    fw, pt = res["forewarn"], res["passthrough"]
+    lat = res["latency"]
+    rows = "\n".join(
+        f"| {_rate(r['rate_target'])} "
+        f"| {r['rate_published']:,.0f}/s | {r['outputs']}/{r['expected_outputs']} "
+        f"| {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} |" for r in lat)
+    rec = "\n".join(f"| {r['snapshot_s']:g} s | {r['events_per_s']:,.0f} "
+                    f"| {r['events_per_s'] / fw['events_per_s']:.2f} |"
+                    for r in res["recovery"])
+    text = f"""
+## Kafka -> flow -> Kafka ({time.strftime('%Y-%m-%d')})
+
+Machine: {model}, {os.cpu_count()} cores, Python {platform.python_version()}, local
+single-node Kafka (`forewarn broker`). Command:
+`python -m bench.kafka_throughput {' '.join(argv or sys.argv[1:])}`
+({res['records']:,} records, {res['partitions']} partitions per topic, 1 worker).
+
+| flow | events/s (saturation) | wall s | fixed cost s |
+|---|---|---|---|
+| forewarn (`run --bootstrap --exit-at-end`) | {_row(fw)} |
+| bytewax Kafka pass-through | {_row(pt)} |
+
+Forewarn / pass-through: **{res['ratio']:.2f}x** (goal >= 0.5x).
+
+Event-to-output latency (actions and incidents; excludes hold-down, group wait and
+the {args.lateness:g} s reorder window - see the module docstring):
+
+| input rate | published | outputs seen | p50 ms | p99 ms | max ms |
+|---|---|---|---|---|---|
+{rows}
+
+Recovery overhead (`--recovery`, saturation throughput):
+
+| snapshot interval | events/s | vs no recovery |
+|---|---|---|
+{rec}
+"""
+    with RESULTS.open("a") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
