@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="spread the replay over about SECONDS of wall time, so dashboards "
                         "watch it live (outputs are the same; default: as fast as it goes)")
     _common(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, log_level="WARNING")  # the table is the demo's output
 
     p = sub.add_parser("run", help="run the flow over JSONL files (or on Kafka: --bootstrap)")
     p.add_argument("--input", nargs="+", metavar="FILE", help="JSONL event files")

@@ -138,6 +138,8 @@ def _miss_cause(t: dict) -> str:
     """Why the contract's impacted definition could (not) have seen this complainer."""
     if t.get("type") == "truth_drop_burst":
         return "drop_burst"
+    if t.get("kind") in ("sleeping", "degradation"):
+        return "silent_failure_no_alarm"
     if not t.get("at_start", True):
         return "entered_outage_area_later"
     if t.get("observed_cell_at_start") != t.get("cell_id"):

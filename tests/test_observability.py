@@ -256,7 +256,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     demo = subprocess.Popen(
         [*FOREWARN, "demo", "--out", str(tmp / "demo"), "--sites", "20", "--hours", "3",
-         "--pace", "10", "--metrics-port", "0", "--linger", "150"],
+         "--pace", "10", "--metrics-port", "0", "--linger", "150", "--log-level", "INFO"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(demo.stderr.readline, "")),
