@@ -39,6 +39,7 @@ import orjson
 from dataflows.degradation import DEFAULT, SLEEPING, HealthParams, SiteHealth, Verdict
 from dataflows.propensity import CareFeatures, ExposureBook, PropensityModel
 from forewarn.model import Kpi
+from forewarn.summary import MATCH_AFTER_S, MATCH_BEFORE_S, silent_quality  # noqa: F401
 from simulator import ScenarioConfig, simulate
 
 LOSS_CAUSES = {"lossOfSignal", "powerProblem", "transmitterFailure", "equipmentMalfunction",
@@ -46,8 +47,6 @@ LOSS_CAUSES = {"lossOfSignal", "powerProblem", "transmitterFailure", "equipmentM
 HOLD_DOWN_S = 120.0
 POSITION_MAX_AGE_S = 3600.0
 CHECKPOINTS_S = (1800.0, 3600.0)
-MATCH_BEFORE_S = 900.0  # a detection may precede the truth start by one KPI period
-MATCH_AFTER_S = 1800.0
 
 
 def ts(text: str) -> float:
@@ -73,64 +72,6 @@ def _auc(pairs: list[tuple[float, bool]]) -> float | None:
 
 
 # ---- silent failure quality ------------------------------------------------------------
-
-
-def silent_quality(detections: list[tuple[str, str, float]], truth: list[dict],
-                   n_cells: int, hours: float) -> dict:
-    """Recall, delay, precision and false alarms of silent-failure detections.
-
-    ``detections``: ``(cell_id, kind, at)`` of each opened detection. A detection matches
-    a truth failure on the same cell when ``start - 15 min <= at <= end + 30 min``; the
-    older step degradations (``truth_degraded_cell``) count as real too (not as misses).
-    Healthy cells are those with no truth degradation or silent failure at all.
-    """
-    silent = [t for t in truth if t.get("type") == "truth_silent_failure"]
-    steps = [t for t in truth if t.get("type") == "truth_degraded_cell"]
-    real: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
-    for t in silent:
-        real[t["cell_id"]].append((ts(t["start_time"]), ts(t["end_time"]), t["kind"]))
-    for t in steps:
-        real[t["cell_id"]].append((ts(t["start_time"]), ts(t["end_time"]), "step"))
-
-    def matches(cell: str, at: float, a: float, b: float) -> bool:
-        return a - MATCH_BEFORE_S <= at <= b + MATCH_AFTER_S
-
-    out: dict = {}
-    for kind in ("sleeping", "degradation"):
-        cases = [t for t in silent if t["kind"] == kind]
-        delays, kinds_ok = [], 0
-        for t in cases:
-            a, b = ts(t["start_time"]), ts(t["end_time"])
-            hits = sorted((at, k) for c, k, at in detections
-                          if c == t["cell_id"] and matches(c, at, a, b))
-            if hits:
-                delays.append(hits[0][0] - a)
-                kinds_ok += any(k == kind for _, k in hits)
-        out[kind] = {
-            "injected": len(cases),
-            "detected": len(delays),
-            "recall": round(len(delays) / len(cases), 3) if cases else None,
-            "right_kind": kinds_ok,
-            "delay_median_s": round(statistics.median(delays)) if delays else None,
-            "delay_max_s": round(max(delays)) if delays else None,
-        }
-    step_hits = sum(1 for t in steps if any(
-        c == t["cell_id"] and matches(c, at, ts(t["start_time"]), ts(t["end_time"]))
-        for c, _, at in detections))
-    out["step_degradations"] = {"cells": len(steps), "detected": step_hits}
-    true_pos = [d for d in detections if any(matches(d[0], d[2], a, b)
-                                             for a, b, _ in real.get(d[0], ()))]
-    false = [d for d in detections if d not in true_pos]
-    healthy_false = [d for d in false if d[0] not in real]
-    healthy_cells = n_cells - len(real)
-    cell_days = healthy_cells * hours / 24
-    out["detections"] = len(detections)
-    out["precision"] = round(len(true_pos) / len(detections), 3) if detections else None
-    out["false_alarms"] = len(false)
-    out["healthy_cells"] = healthy_cells
-    out["false_alarms_per_healthy_cell_day"] = (
-        round(len(healthy_false) / cell_days, 4) if cell_days else None)
-    return out
 
 
 # ---- the replay ------------------------------------------------------------------------

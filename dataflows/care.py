@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dataflows.messages import DropNote, Escalation, Impact, IncidentFacts, Position, Restored
+from dataflows.propensity import CareFeatures
 from forewarn.codec import zone
 from forewarn.model import Action, Complaint, Subscriber
 from rules.rulebook import CELL_CHANNELS, Rule, Rulebook
@@ -50,6 +51,14 @@ class Profile:
     plan: str
     tags: tuple[str, ...] = ()
     tenure: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintSeen:
+    """A complaint, passed on to label the propensity model's exposures."""
+
+    subscriber_id: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,7 @@ class SubscriberCare:
                     self.known_since = msg.updated_at
         elif isinstance(msg, Complaint):
             self.complaints += 1
+            return [ComplaintSeen(sid, msg.event_time)]
         elif isinstance(msg, Impact):
             return self._impact(sid, msg, book)
         elif isinstance(msg, Restored):
@@ -199,8 +209,11 @@ class SubscriberCare:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
             evidence = facts.evidence + (latest[2],)
+            trigger = "sleeping" if facts.incident_kind == "degradation" else "outage"
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
-                                 msg.at, facts.area, book, cell_down=True))
+                                 msg.at, facts.area, book, cell_down=True,
+                                 exposure=(trigger, msg.at - facts.start_time,
+                                           facts.scope == "site", msg.at - latest[0])))
             self.notified[facts.incident_id] = [msg.at, []]
             self.last_notice = (msg.at, tuple(down))
         return out
@@ -242,7 +255,9 @@ class SubscriberCare:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
-                                 facts.evidence, msg.at, facts.area, book, cell_down=True))
+                                 facts.evidence, msg.at, facts.area, book, cell_down=True,
+                                 exposure=("escalation", msg.duration_s, facts.scope == "site",
+                                           0.0)))
         return out
 
     def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[Action | Suppressed]:
@@ -269,7 +284,7 @@ class SubscriberCare:
                 continue
             evidence = tuple(f"call:{c}" for _, c in drops)
             out.append(self._act(sid, rule, msg.incident_id, msg.call_id, evidence, msg.at,
-                                 msg.area, book))
+                                 msg.area, book, exposure=("drops", 0.0, False, 0.0)))
             self.last_apology_at = msg.at
             self.drops = ()
         return out
@@ -308,9 +323,19 @@ class SubscriberCare:
 
     def _act(self, sid: str, rule: Rule, incident: str | None, basis: str,
              evidence: tuple[str, ...], at: float, area: str, book: Rulebook,
-             cell_down: bool = False) -> Action:
+             cell_down: bool = False, exposure: tuple | None = None) -> Action:
         p = self.profile
         assert p is not None
+        features = None
+        if exposure is not None:  # what the propensity model will score (in dispatch)
+            trigger, outage_s, site_outage, age_s = exposure
+            local = datetime.fromtimestamp(at, UTC).astimezone(zone(p.timezone))
+            features = CareFeatures(
+                segment=p.segment, plan=p.plan, tenure_months=float(p.tenure or 0),
+                trigger=trigger, lost_s_24h=0.0, outage_s=outage_s, site_outage=site_outage,
+                drops_24h=len(self.drops), contacts_24h=sum(
+                    1 for t in self.contacts if t > at - 86400.0),
+                hour=local.hour, position_age_s=age_s)
         send_after = quiet_until(at, p.timezone, book) if rule.action in book.defer_kinds else None
         offer = rule.offer
         fields = {"name": p.name or "there", "area": area, "plan": p.plan,
@@ -331,6 +356,7 @@ class SubscriberCare:
             send_after=send_after,
             offer=offer,
             segment=p.segment,
+            features=features,
         )
 
 

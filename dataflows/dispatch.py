@@ -1,8 +1,16 @@
-"""Stage 4 — dispatch budgets (one key): compensation per day, sends per channel-minute.
+"""Stage 4 — dispatch (one key): complaint propensity, and budgets.
 
-Care decides *whether* a subscriber gets an action; dispatch decides whether the
-operator can afford it now. With no ``budgets`` in the rulebook it passes
-everything through untouched.
+Care decides *whether* a subscriber gets an action; dispatch scores it and
+decides whether the operator can afford it now.
+
+* **propensity** — one online model (:mod:`dataflows.propensity`) for the whole
+  flow, in this step's state (so it survives recovery): every action care
+  marks as an exposure is scored, the score and model version go into its
+  evidence (``propensity:0.123``, ``model:p812``), and complaints label the
+  exposures (positive within 2 h, negative after). A rule with
+  ``audience.min_propensity`` drops actions scored below it (``low_propensity``).
+  Scores depend on the order examples arrive in, which with several workers
+  varies between runs: ids and event times do not.
 
 * ``compensation_per_day``: compensations beyond it that (UTC) day are
   suppressed (reason ``compensation_budget``);
@@ -27,17 +35,90 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from dataflows.care import Suppressed
+from dataflows.care import ComplaintSeen, Suppressed
+from dataflows.propensity import ExposureBook, PropensityModel
 from forewarn.model import Action
-from rules.rulebook import Budgets
+from rules.rulebook import Budgets, Rulebook
+
+LAST_REPORT: dict = {}  # the model's progressive-validation figures at the end of a run
+
+
+def _order(item) -> tuple:
+    if isinstance(item, Action):
+        return (item.event_time, 1, item.action_id)
+    return (item.at, 0, getattr(item, "subscriber_id", "") or getattr(item, "rule_id", ""))
+
+
+def _min_propensity(book: Rulebook, rule_id: str) -> float | None:
+    try:
+        return book.rule(rule_id).audience.min_propensity
+    except KeyError:
+        return None
 
 MAX_DEFER_MINUTES = 24 * 60
+
+
+SWEEP_S = 600.0  # expire unlabelled exposures this often (event time)
 
 
 @dataclass(slots=True)
 class Dispatcher:
     compensations: dict[int, int] = field(default_factory=dict)  # UTC day -> count
     sends: dict[tuple[str, int], int] = field(default_factory=dict)  # (channel, minute) -> n
+    model: PropensityModel = field(default_factory=PropensityModel)
+    exposures: dict[str, ExposureBook] = field(default_factory=dict)  # by subscriber
+    clock: float = 0.0
+    swept: float = 0.0
+
+    def handle(self, items: list, book: Rulebook) -> list:
+        """Score, learn, then apply budgets; complaints are consumed here."""
+        items = sorted(items, key=_order)
+        out: list = []
+        for item in items:
+            at = item.event_time if isinstance(item, Action) else item.at
+            self.clock = max(self.clock, at)
+            if isinstance(item, ComplaintSeen):
+                exp = self.exposures.get(item.subscriber_id)
+                if exp is not None:
+                    self._learn(exp.complaint(item.at))
+                continue
+            if isinstance(item, Action) and item.features is not None:
+                item = self._score(item, book)
+            out.append(item)
+        if self.clock - self.swept >= SWEEP_S:
+            self._sweep()
+        return self.admit(out, book.budgets)
+
+    def _score(self, a: Action, book: Rulebook) -> Action | Suppressed:
+        exp = self.exposures.setdefault(a.subscriber_id, ExposureBook())
+        self._learn(exp.expire(a.event_time))
+        score = self.model.score(a.features)
+        version = self.model.version
+        exp.expose(a.event_time, a.features, score, version)
+        floor = _min_propensity(book, a.rule_id)
+        if floor is not None and score < floor:
+            return Suppressed(a.rule_id, a.action_kind, "low_propensity", a.event_time)
+        return replace(a, evidence=a.evidence + (f"propensity:{score:.3f}", f"model:{version}"),
+                       features=None)
+
+    def _learn(self, labels: list) -> None:
+        for x in labels:
+            self.model.learn(x.features, x.label, x.score)
+
+    def _sweep(self) -> None:
+        self.swept = self.clock
+        for sub in list(self.exposures):
+            exp = self.exposures[sub]
+            self._learn(exp.expire(self.clock))
+            if not exp.pending:
+                del self.exposures[sub]
+
+    def finish(self) -> list:
+        """End of input: settle what the horizon allows and publish the model's figures."""
+        self._sweep()
+        LAST_REPORT.clear()
+        LAST_REPORT.update(self.model.report())
+        return []
 
     def admit(self, items: list, budgets: Budgets | None) -> list:
         if budgets is None:

@@ -188,7 +188,10 @@ class DispatchLogic(StatefulBatchLogic):
         self.dispatch: Dispatcher = pickle.loads(resume) if resume else Dispatcher()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        return self.dispatch.admit(values, self.cfg.rulebook().budgets), False
+        return self.dispatch.handle(values, self.cfg.rulebook()), False
+
+    def on_eof(self) -> tuple[list, bool]:
+        return self.dispatch.finish(), False
 
     def snapshot(self) -> bytes | None:
         if not self.cfg.durable:
@@ -336,10 +339,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
                                                         lambda r: r[1]))
     care_keyed = op.key_on("key_subscriber", care_in, lambda m: m.subscriber_id)
     care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
-    if cfg.book.budgets is not None or cfg.watch is not None:
-        to_dispatch = op.key_on("key_dispatch", op.map("unkey_care", care_out, lambda kv: kv[1]),
-                                lambda _: DISPATCH_KEY)
-        care_out = op.stateful_batch("dispatch", to_dispatch, lambda r: DispatchLogic(cfg, r))
+    to_dispatch = op.key_on("key_dispatch", op.map("unkey_care", care_out, lambda kv: kv[1]),
+                            lambda _: DISPATCH_KEY)
+    care_out = op.stateful_batch("dispatch", to_dispatch, lambda r: DispatchLogic(cfg, r))
     care_out = op.map("count_care", care_out, lambda kv: _count_out(kv[1]))
     actions = op.filter("actions", care_out, lambda x: isinstance(x, Action))
     if outputs.suppressed is not None:

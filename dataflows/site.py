@@ -15,7 +15,10 @@ the subscribers they impact:
   outages until it has been up ``flapping_stable_s``;
 * **maintenance** — cells inside an active window impact nobody;
 * **dropped calls** — each drop is held for the hold-down, then sent on as a
-  :class:`DropNote` naming the outage (if any) that explains it.
+  :class:`DropNote` naming the outage (if any) that explains it;
+* **silent failures** — per-cell detectors (:mod:`dataflows.degradation`) over
+  KPIs and traffic open ``degradation`` incidents for cells that fail without
+  an alarm; a *sleeping* cell's users get an :class:`Impact` when it is found.
 
 Deadlines are event times kept in a heap. A deadline fires when the site sees
 anything later than it (a record or a :class:`Tick`), so an outage cleared at
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dataflows.degradation import SiteHealth, Verdict
 from dataflows.messages import (
     Drop,
     DropNote,
@@ -52,7 +56,11 @@ def incident_id(site_id: str, start: float) -> str:
     >>> incident_id("SITE0001", 1795428900.0)
     'INC-SITE0001-20261123T101500'
     """
-    return f"INC-{site_id}-{datetime.fromtimestamp(start, UTC):%Y%m%dT%H%M%S}"
+    return f"INC-{site_id}-{_stamp(start)}"
+
+
+def _stamp(ts: float) -> str:
+    return f"{datetime.fromtimestamp(ts, UTC):%Y%m%dT%H%M%S}"
 
 
 @dataclass(slots=True)
@@ -65,6 +73,8 @@ class OpenIncident:
     alarms: list[str] = field(default_factory=list)
     causes: list[str] = field(default_factory=list)
     planned: str | None = None  # maintenance window id when all its cells were planned
+    silent_kind: str | None = None  # degradation incidents: sleeping | degradation
+    detector: str | None = None
     opened: bool = False
     impacted: dict[str, None] = field(default_factory=dict)  # subscribers sent an Impact
     facts: IncidentFacts | None = None
@@ -88,6 +98,8 @@ class SiteCorrelator:
     flap_starts: dict[str, list[float]] = field(default_factory=dict)
     windows: dict[str, tuple[float, float, frozenset[str] | None]] = field(default_factory=dict)
     deadlines: list = field(default_factory=list)
+    health: SiteHealth = field(default_factory=SiteHealth)  # silent-failure detectors
+    silent: dict[str, str] = field(default_factory=dict)  # cell -> open degradation incident
     clock: float = 0.0
     _seq: int = 0
     _pruned_at: float = 0.0
@@ -104,6 +116,7 @@ class SiteCorrelator:
             out += self.advance(at)
         if isinstance(msg, Position):
             self._observe(msg)
+            out += self._silent(self.health.position(msg.cell_id, msg.at))
         elif isinstance(msg, Alarm):
             out += self._alarm(msg)
         elif isinstance(msg, Drop):
@@ -113,8 +126,10 @@ class SiteCorrelator:
             self.region = msg.region or self.region
         elif isinstance(msg, Maintenance):
             self._maintenance(msg)
-        elif isinstance(msg, Tick | Kpi):
-            pass  # ticks only move time; KPIs feed degradation detection (not yet)
+        elif isinstance(msg, Kpi):
+            out += self._silent(self.health.kpi(msg))
+        elif isinstance(msg, Tick):
+            out += self._silent(self.health.advance(msg.at))
         return out
 
     def advance(self, now: float) -> list[Out]:
@@ -198,6 +213,10 @@ class SiteCorrelator:
     # -- incidents -------------------------------------------------------------------
 
     def _cell_down(self, cell: str, at: float, alarm_id: str) -> list[Out]:
+        silent = self._silent(self.health.cell_down(cell, at))  # the alarm explains it now
+        return silent + self._outage_down(cell, at, alarm_id)
+
+    def _outage_down(self, cell: str, at: float, alarm_id: str) -> list[Out]:
         corr = self.book.correlation
         starts = [t for t in self.flap_starts.get(cell, ()) if t >= at - corr.flapping_window_s]
         starts.append(at)
@@ -245,6 +264,7 @@ class SiteCorrelator:
         return inc
 
     def _cell_up(self, cell: str, at: float) -> list[Out]:
+        self.health.cell_up(cell, at)
         hist = self.history.get(cell)
         if hist and hist[-1][1] is None:
             hist[-1] = (hist[-1][0], at, hist[-1][2])
@@ -335,6 +355,39 @@ class SiteCorrelator:
                         self._window_for(d.cell_id, d.at) is not None, area, at, self.region)
         return [("care", note)]
 
+    # -- silent failures (no alarm) ------------------------------------------------------
+
+    def _silent(self, verdicts: list[Verdict]) -> list[Out]:
+        """Detector verdicts -> `degradation` incidents; a sleeping cell impacts its users."""
+        out: list[Out] = []
+        for v in verdicts:
+            inc_id = self.silent.get(v.cell_id)
+            inc = self.incidents.get(inc_id or "")
+            if v.status == "open":
+                if inc is not None:  # e.g. a degradation superseded by sleeping
+                    inc.silent_kind, inc.detector = v.kind, v.reason
+                    inc.alarms[:] = list(v.evidence)
+                    out.append(("incident", self._record(inc, "updated", v.at)))
+                else:
+                    inc = OpenIncident(id=f"DEG-{v.cell_id}-{_stamp(v.start_time)}",
+                                       kind="degradation", start=v.start_time)
+                    inc.down[v.cell_id] = v.start_time
+                    inc.ever[v.cell_id] = None
+                    inc.alarms.extend(v.evidence)
+                    inc.silent_kind, inc.detector = v.kind, v.reason
+                    inc.opened = True
+                    self.incidents[inc.id] = inc
+                    self.silent[v.cell_id] = inc.id
+                    out.append(("incident", self._record(inc, "open", v.at)))
+                if v.kind == "sleeping":
+                    out += self._hold_down(inc, v.at)
+            elif inc is not None:
+                inc.down.clear()
+                del self.silent[v.cell_id]
+                inc.detector = v.reason
+                out += self._resolve(inc, v.at)
+        return out
+
     # -- helpers -----------------------------------------------------------------------
 
     def _schedule(self, at: float, kind: str, ref: Any) -> None:
@@ -352,7 +405,7 @@ class SiteCorrelator:
             area=self._area(),
             start_time=inc.start,
             down_cells=tuple(sorted(inc.down.items())),
-            evidence=tuple(f"alarm:{a}" for a in inc.alarms),
+            evidence=self._evidence(inc),
             region=self.region,
             scope=self._scope(inc),
             causes=tuple(inc.causes),
@@ -378,8 +431,15 @@ class SiteCorrelator:
             event_time=at,
             region=self.region,
             maintenance_window=inc.planned,
-            evidence=tuple(f"alarm:{a}" for a in inc.alarms),
+            evidence=self._evidence(inc),
+            silent_kind=inc.silent_kind,
+            detector=inc.detector,
         )
+
+    def _evidence(self, inc: OpenIncident) -> tuple[str, ...]:
+        if inc.kind == "degradation":
+            return tuple(inc.alarms)  # detector evidence: kpi:<cell>@<t>, traffic:...
+        return tuple(f"alarm:{a}" for a in inc.alarms)
 
     def _prune(self, now: float) -> None:
         """Forget positions too old to matter and finished outage history."""

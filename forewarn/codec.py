@@ -440,6 +440,8 @@ def incident_dict(i: Incident) -> dict:
         "region": i.region,
         "maintenance_window": i.maintenance_window,
         "evidence": list(i.evidence),
+        "silent_kind": i.silent_kind,
+        "detector": i.detector,
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from dataflows.dispatch import LAST_REPORT
 from forewarn import metrics
 from forewarn.logs import get_logger, setup_logging
 from forewarn.summary import format_table, summarize
@@ -192,7 +193,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             run_lines(sc.lines, out, book, workers=args.workers)
     t2 = time.monotonic()
-    summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1)
+    summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1,
+                        n_cells=sc.stats.get("cells"))
+    summary["propensity"] = dict(LAST_REPORT)
     _run_finished("demo", summary, t2 - t1)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))
@@ -229,17 +232,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     _serve_metrics(args)
     out = Path(args.out)
     t0 = time.monotonic()
-    events_in = 0
+    events_in = n_cells = 0
     for p in args.input:
         with Path(p).open("rb") as fh:
-            events_in += sum(1 for line in fh if line.strip())
+            for line in fh:
+                if line.strip():
+                    events_in += 1
+                    n_cells += b'"type":"cell"' in line
     _run_started("files", events_in, book, args)
     watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
         run_files(args.input, out, book, workers=args.workers, watch=watch)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
-    summary = summarize(out, events_in=events_in, truth=truth,
+    summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,
                         flow_seconds=time.monotonic() - t0)
+    summary["propensity"] = dict(LAST_REPORT)
     _run_finished("files", summary, time.monotonic() - t0)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))

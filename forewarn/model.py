@@ -12,8 +12,8 @@ timeless reference data (topology, maintenance plans) that applies at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 SEVERITIES = ("critical", "major", "minor", "warning", "indeterminate", "cleared")
 ALARM_TYPES = (
@@ -215,6 +215,8 @@ class Action:
     send_after: float | None = None
     offer: dict | None = None
     segment: str | None = None
+    # Not on the wire: what care knew when it decided (the propensity model's input).
+    features: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,8 @@ class Incident:
     region: str | None = None
     maintenance_window: str | None = None
     evidence: tuple[str, ...] = ()
+    silent_kind: str | None = None  # degradation incidents: sleeping | degradation
+    detector: str | None = None  # what found it (silence, kpi_collapse, drop_rate, ...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
-              flow_seconds: float | None = None) -> dict:
+              flow_seconds: float | None = None, n_cells: int | None = None) -> dict:
     actions = read_jsonl(out / "actions.jsonl")
     incidents = read_jsonl(out / "incidents.jsonl")
     dead = read_jsonl(out / "dead_letters.jsonl")
@@ -61,6 +61,8 @@ def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
         summary["events_per_second"] = round(events_in / flow_seconds)
     if truth is not None:
         summary["quality"] = quality(actions, truth)
+        if any(t.get("type") in ("truth_silent_failure", "truth_degraded_cell") for t in truth):
+            summary["silent_failures"] = silent_from_incidents(incidents, truth, n_cells)
     return summary
 
 
@@ -183,7 +185,101 @@ def format_table(s: dict) -> str:
              "n/a" if q["median_lead_s"] is None else f"{q['median_lead_s'] / 60:.1f} min"),
             ("messages per impacted subscriber", str(q["messages_per_impacted"])),
         ]
+    pm = s.get("propensity")
+    if pm:
+        rows.append(("complaint propensity model", f"{pm.get('version')}: ROC AUC "
+                     f"{pm.get('roc_auc')}, log loss {pm.get('log_loss')} (progressive, "
+                     f"{pm.get('examples')} examples)"))
+    sf = s.get("silent_failures")
+    if sf:
+        for kind in ("sleeping", "degradation"):
+            k = sf[kind]
+            delay = "n/a" if k["delay_median_s"] is None else \
+                f"median {k['delay_median_s'] / 60:.0f} min, max {k['delay_max_s'] / 60:.0f} min"
+            rows.append((f"silent {kind} cells found", f"{k['detected']}/{k['injected']} "
+                         f"(delay {delay})"))
+        rows.append(("silent-failure detections", f"{sf['detections']}, precision "
+                     f"{sf['precision']}, false alarms/healthy cell-day "
+                     f"{sf['false_alarms_per_healthy_cell_day']}"))
     width = max(len(k) for k, _ in rows)
     lines = ["", "Forewarn summary", "-" * (width + 30)]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]
     return "\n".join(lines)
+
+
+# ---- silent failures (issue 6) -------------------------------------------------------
+
+MATCH_BEFORE_S = 900.0  # a detection may precede the truth start by one KPI period
+MATCH_AFTER_S = 1800.0
+
+
+def silent_quality(detections: list[tuple[str, str, float]], truth: list[dict],
+                   n_cells: int, hours: float) -> dict:
+    """Recall, delay, precision and false alarms of silent-failure detections.
+
+    ``detections``: ``(cell_id, kind, at)`` of each opened detection. A detection matches
+    a truth failure on the same cell when ``start - 15 min <= at <= end + 30 min``; the
+    older step degradations (``truth_degraded_cell``) count as real too (not as misses).
+    Healthy cells are those with no truth degradation or silent failure at all.
+    """
+    ts = parse_time
+    silent = [t for t in truth if t.get("type") == "truth_silent_failure"]
+    steps = [t for t in truth if t.get("type") == "truth_degraded_cell"]
+    real: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for t in silent:
+        real[t["cell_id"]].append((ts(t["start_time"]), ts(t["end_time"]), t["kind"]))
+    for t in steps:
+        real[t["cell_id"]].append((ts(t["start_time"]), ts(t["end_time"]), "step"))
+
+    def matches(cell: str, at: float, a: float, b: float) -> bool:
+        return a - MATCH_BEFORE_S <= at <= b + MATCH_AFTER_S
+
+    out: dict = {}
+    for kind in ("sleeping", "degradation"):
+        cases = [t for t in silent if t["kind"] == kind]
+        delays, kinds_ok = [], 0
+        for t in cases:
+            a, b = ts(t["start_time"]), ts(t["end_time"])
+            hits = sorted((at, k) for c, k, at in detections
+                          if c == t["cell_id"] and matches(c, at, a, b))
+            if hits:
+                delays.append(hits[0][0] - a)
+                kinds_ok += any(k == kind for _, k in hits)
+        out[kind] = {
+            "injected": len(cases),
+            "detected": len(delays),
+            "recall": round(len(delays) / len(cases), 3) if cases else None,
+            "right_kind": kinds_ok,
+            "delay_median_s": round(statistics.median(delays)) if delays else None,
+            "delay_max_s": round(max(delays)) if delays else None,
+        }
+    step_hits = sum(1 for t in steps if any(
+        c == t["cell_id"] and matches(c, at, ts(t["start_time"]), ts(t["end_time"]))
+        for c, _, at in detections))
+    out["step_degradations"] = {"cells": len(steps), "detected": step_hits}
+    true_pos = [d for d in detections if any(matches(d[0], d[2], a, b)
+                                             for a, b, _ in real.get(d[0], ()))]
+    false = [d for d in detections if d not in true_pos]
+    healthy_false = [d for d in false if d[0] not in real]
+    healthy_cells = n_cells - len(real)
+    cell_days = healthy_cells * hours / 24
+    out["detections"] = len(detections)
+    out["precision"] = round(len(true_pos) / len(detections), 3) if detections else None
+    out["false_alarms"] = len(false)
+    out["healthy_cells"] = healthy_cells
+    out["false_alarms_per_healthy_cell_day"] = (
+        round(len(healthy_false) / cell_days, 4) if cell_days else None)
+    return out
+
+
+def silent_from_incidents(incidents: list[dict], truth: list[dict],
+                          n_cells: int | None = None) -> dict:
+    """Detection quality of the run's `degradation` incidents against the truth."""
+    detections = [(i["cell_ids"][0], i.get("silent_kind") or "degradation",
+                   parse_time(i["event_time"])) for i in incidents
+                  if i["kind"] == "degradation" and i["status"] == "open" and i["cell_ids"]]
+    cells = {t["cell_id"] for t in truth if "cell_id" in t}
+    hours = max((parse_time(t["end_time"]) for t in truth if t.get("end_time")), default=0.0)
+    first = min((parse_time(t["start_time"]) for t in truth if t.get("start_time")), default=0.0)
+    n_cells = max(n_cells or len(cells), 1)
+    return silent_quality(detections, truth, n_cells, max(hours - first, 0.0) / 3600)

@@ -6,7 +6,7 @@ documented in ``docs/rules.md``.
 
 >>> book = load_rulebook()
 >>> book.version, [r.id for r in book.rules][:2]
-(1, ['outage-notice', 'restored-notice'])
+(1, ['outage-notice', 'silent-failure-notice'])
 >>> book.render(book.rule("outage-notice"), "de", {"name": "Ada", "area": "North"})[:18]
 'Hallo Ada, wir wis'
 """
@@ -70,6 +70,7 @@ class Audience:
     tenure_min: int | None = None
     tenure_max: int | None = None
     complaints_min: int | None = None
+    min_propensity: float | None = None  # applied at dispatch, where actions are scored
 
     def matches(self, *, segment: str, plan: str, tags: tuple[str, ...], language: str,
                 tenure: int | None, complaints: int, region: str | None) -> bool:
@@ -286,7 +287,11 @@ def _audience(ck: _Checker, node, where: str) -> Audience:
         ck.fail(node, where, "expected a mapping")
         return Audience()
     _unknown_keys(ck, node, m, where, {"segment", "plan", "tags", "region", "language",
-                                       "tenure_months", "complaints"})
+                                       "tenure_months", "complaints", "min_propensity"})
+    floor = _get(ck, node, m, "min_propensity", where, float, False)
+    if floor is not None and not 0.0 <= floor <= 1.0:
+        ck.fail(m["min_propensity"], f"{where}.min_propensity",
+                f"expected a probability between 0 and 1, got {floor}")
     tenure = _mapping(m.get("tenure_months"))
     complaints = _mapping(m.get("complaints"))
     return Audience(
@@ -301,6 +306,7 @@ def _audience(ck: _Checker, node, where: str) -> Audience:
                         int, False),
         complaints_min=_get(ck, m.get("complaints"), complaints, "min", f"{where}.complaints",
                             int, False),
+        min_propensity=floor,
     )
 
 

@@ -15,8 +15,19 @@ def scenario():
     return simulate(ScenarioConfig(seed=11, sites=16, hours=4.0, subscribers_per_cell=12))
 
 
+MODEL_EVIDENCE = ("propensity:", "model:")
+
+
 def canonical(c: Collected) -> dict[str, list[bytes]]:
-    return {k: sorted(getattr(c, k)) for k in ("actions", "incidents", "dead_letters")}
+    """Outputs in a canonical order; the propensity score is set aside (see below)."""
+    out = {k: sorted(getattr(c, k)) for k in ("incidents", "dead_letters")}
+    actions = []
+    for line in c.actions:
+        a = orjson.loads(line)
+        a["evidence"] = [e for e in a["evidence"] if not e.startswith(MODEL_EVIDENCE)]
+        actions.append(orjson.dumps(a))
+    out["actions"] = sorted(actions)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +46,19 @@ def test_slow_replay_in_small_batches_and_short_epochs_gives_the_same_outputs(sc
 
 def test_two_workers_give_the_same_outputs(scenario, reference):
     assert canonical(run_collect(scenario.lines, load_rulebook(), workers=2)) == reference
+
+
+def test_propensity_scores_are_in_the_evidence(scenario):
+    """Scores depend on the order the one online model learns in, which batching and
+    worker count vary; ids, event times and every other field do not (above)."""
+    got = run_collect(scenario.lines, load_rulebook())
+    actions = [orjson.loads(a) for a in got.actions]
+    scored = [a for a in actions if a["kind"] in ("outage_notice", "apology")]
+    assert scored and all(any(e.startswith("propensity:") for e in a["evidence"])
+                          and any(e.startswith("model:p") for e in a["evidence"])
+                          for a in scored)
+    assert not any(e.startswith("propensity:") for a in actions
+                   if a["kind"] == "restored_notice" for e in a["evidence"])
 
 
 def test_action_ids_are_unique_and_event_times_are_event_time(scenario, reference):
