@@ -70,7 +70,7 @@ class Dispatcher:
     clock: float = 0.0
     swept: float = 0.0
 
-    def handle(self, items: list, book: Rulebook) -> list:
+    def handle(self, items: list, book: Rulebook, score: bool = True) -> list:
         """Score, learn, then apply budgets; complaints are consumed here."""
         items = sorted(items, key=_order)
         out: list = []
@@ -83,7 +83,7 @@ class Dispatcher:
                     self._learn(exp.complaint(item.at))
                 continue
             if isinstance(item, Action) and item.features is not None:
-                item = self._score(item, book)
+                item = self._score(item, book) if score else replace(item, features=None)
             out.append(item)
         if self.clock - self.swept >= SWEEP_S:
             self._sweep()

@@ -56,6 +56,7 @@ class FlowConfig:
     lateness_s: float = 0.0  # reorder window for out-of-order inputs (Kafka partitions)
     tick_s: float = 15.0
     watch: RulebookWatcher | None = None  # hot reload: the rulebook in force per batch
+    models: bool = True  # silent-failure detectors and the propensity model (issue 6)
 
     def rulebook(self) -> Rulebook:
         return self.watch.current() if self.watch is not None else self.book
@@ -150,7 +151,8 @@ class SiteLogic(StatefulBatchLogic):
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         if self.site is None:
-            self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book)
+            self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book,
+                                       detect=self.cfg.models)
         self.site.book = self.cfg.rulebook()
         out = self._release()
         handle, epoch, outbox = self.site.handle, self.epoch, self.outbox
@@ -188,7 +190,7 @@ class DispatchLogic(StatefulBatchLogic):
         self.dispatch: Dispatcher = pickle.loads(resume) if resume else Dispatcher()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        return self.dispatch.handle(values, self.cfg.rulebook()), False
+        return self.dispatch.handle(values, self.cfg.rulebook(), self.cfg.models), False
 
     def on_eof(self) -> tuple[list, bool]:
         return self.dispatch.finish(), False

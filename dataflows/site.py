@@ -98,6 +98,7 @@ class SiteCorrelator:
     flap_starts: dict[str, list[float]] = field(default_factory=dict)
     windows: dict[str, tuple[float, float, frozenset[str] | None]] = field(default_factory=dict)
     deadlines: list = field(default_factory=list)
+    detect: bool = True  # run the silent-failure detectors
     health: SiteHealth = field(default_factory=SiteHealth)  # silent-failure detectors
     silent: dict[str, str] = field(default_factory=dict)  # cell -> open degradation incident
     clock: float = 0.0
@@ -116,7 +117,8 @@ class SiteCorrelator:
             out += self.advance(at)
         if isinstance(msg, Position):
             self._observe(msg)
-            out += self._silent(self.health.position(msg.cell_id, msg.at))
+            if self.detect:
+                out += self._silent(self.health.position(msg.cell_id, msg.at))
         elif isinstance(msg, Alarm):
             out += self._alarm(msg)
         elif isinstance(msg, Drop):
@@ -126,9 +128,9 @@ class SiteCorrelator:
             self.region = msg.region or self.region
         elif isinstance(msg, Maintenance):
             self._maintenance(msg)
-        elif isinstance(msg, Kpi):
+        elif isinstance(msg, Kpi) and self.detect:
             out += self._silent(self.health.kpi(msg))
-        elif isinstance(msg, Tick):
+        elif isinstance(msg, Tick) and self.detect:
             out += self._silent(self.health.advance(msg.at))
         return out
 
@@ -360,6 +362,8 @@ class SiteCorrelator:
     def _silent(self, verdicts: list[Verdict]) -> list[Out]:
         """Detector verdicts -> `degradation` incidents; a sleeping cell impacts its users."""
         out: list[Out] = []
+        if not self.detect:
+            return out
         for v in verdicts:
             inc_id = self.silent.get(v.cell_id)
             inc = self.incidents.get(inc_id or "")
