@@ -1,0 +1,420 @@
+"""Memory held in flow state per subscriber (issue 2, item 8; goal <= 300 bytes at 1 M).
+
+Input, generated lazily (nothing is held): ~2,500 cells (834 sites x 3), then one
+``subscriber`` upsert per subscriber, then one ``location`` per subscriber on a cell
+(spread over 30 min of event time, so the sites' 1 h position pruning keeps all of them).
+The real flow (``dataflows.flow.build_flow``, default rulebook, discarding sinks) runs it
+in-process on one worker.
+
+When the input is exhausted, the source does not end at once: it *holds* the flow open
+(empty batches) until downstream has drained, runs ``gc.collect()`` and samples VmRSS
+from /proc/self/status — the flow's state is all live then (at EOF Bytewax frees it).
+
+* Each N runs in a fresh child process: ``state = RSS at hold - RSS before the run``.
+* per subscriber = slope between the two largest N (constant costs cancel), and
+  ``state / N`` for each N.
+* ``--breakdown N`` (default 100 k) runs one more child with tracemalloc and walks the
+  live objects (``gc.get_objects``) at the hold: care state (``SubscriberCare`` and what
+  it owns), site membership (entries of ``SiteCorrelator.members``), Bytewax's Python
+  per-key object (``CareLogic``); the rest of the RSS is native (Bytewax's Rust per-key
+  state) and allocator overhead.
+
+    .venv/bin/python -m bench.state_memory                     # N = 0, 200k, 1M + breakdown
+    .venv/bin/python -m bench.state_memory --subscribers 0 100000 --breakdown 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+CELLS_PER_SITE = 3
+SITES = 834  # x3 = 2,502 cells
+T0 = 1795413600  # 2026-11-23T06:00:00Z
+SPREAD_S = 1800  # locations over 30 min of event time
+BATCH = 1000
+EPOCH_S = 2.0  # short epochs: the hold outlasts one, so per-epoch bookkeeping is not counted
+
+FIRST = [b"Grace", b"Oliver", b"Amelia", b"Jack", b"Isla", b"Harry", b"Ava", b"George",
+         b"Mia", b"Noah", b"Sofia", b"Leo", b"Lucia", b"Hugo", b"Zofia", b"Jan"]
+LAST = [b"Evans", b"Smith", b"Jones", b"Taylor", b"Brown", b"Garcia", b"Martin", b"Muller",
+        b"Nowak", b"Wilson", b"Davies", b"Lopez", b"Bernard", b"Schmidt", b"Kowalski"]
+LANGS = [b"en", b"en", b"en", b"es", b"fr", b"de", b"pl"]
+ZONES = [b"Europe/London", b"Europe/London", b"Europe/Madrid", b"Europe/Paris",
+         b"Europe/Berlin", b"Europe/Warsaw"]
+SEGMENTS = [b"consumer"] * 8 + [b"business", b"vip"]
+PLANS = [b"Pay As You Go", b"Unlimited 5G", b"Family Share", b"SIM Only 30GB"]
+
+
+def _iso(t: int) -> bytes:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+
+
+def synthetic_lines(n: int, positions: int = 1) -> Iterator[bytes]:
+    """Cells, then ``n`` upserts, then ``positions`` rounds of ``n`` locations (each
+    subscriber always on the same cell) — in stream order, generated lazily."""
+    cells = [b"CELL%04d-%d" % (s, c) for s in range(1, SITES + 1)
+             for c in range(1, CELLS_PER_SITE + 1)]
+    for cell in cells:
+        site = cell[4:8]
+        yield (b'{"type":"cell","cell_id":"%s","site_id":"SITE%s","region":"central",'
+               b'"lat":52.1,"lon":-1.2,"technology":"lte"}' % (cell, site))
+    start = _iso(T0)
+    for i in range(1, n + 1):
+        sid = b"SUB%07d" % i
+        first, last = FIRST[i % len(FIRST)], LAST[(i // 7) % len(LAST)]
+        consent = b"true" if i % 9 else b"false"
+        yield (b'{"type":"subscriber","subscriber_id":"%s","op":"upsert","updated_at":"%s",'
+               b'"language":"%s","timezone":"%s","segment":"%s","channels":{"sms":'
+               b'{"address":"+4477%08d","consent":true},"email":{"address":'
+               b'"%s.%s%d@example.com","consent":%s}},"name":"%s %s","plan":"%s",'
+               b'"tenure_months":%d,"tags":["esim"]}'
+               % (sid, start, LANGS[i % 7], ZONES[i % 6], SEGMENTS[i % 10], i,
+                  first.lower(), last.lower(), i, consent, first, last, PLANS[i % 4], i % 200))
+    times = [_iso(T0 + 1 + k) for k in range(SPREAD_S)]
+    ncells = len(cells)
+    total = max(n * positions, 1)
+    for r in range(positions):
+        for i in range(1, n + 1):
+            t = times[(r * n + i - 1) * SPREAD_S // total]
+            cell = cells[(i * 7919) % ncells]
+            yield (b'{"type":"location","subscriber_id":"SUB%07d","cell_id":"%s",'
+                   b'"event_time":"%s"}' % (i, cell, t))
+
+
+# ---- process memory ----------------------------------------------------------------------
+
+
+def proc_status(field: str) -> int:
+    """A /proc/self/status field in bytes (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+# ---- a source that holds the flow open at the end ----------------------------------------
+
+
+class _HoldingPartition(StatefulSourcePartition[tuple[str, bytes], None]):
+    def __init__(self, lines: Iterator[bytes], hold_s: float, at_hold: Any):
+        self._it = lines
+        self._hold_s = hold_s
+        self._at_hold = at_hold
+        self._hold_until: float | None = None
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[tuple[str, bytes]]:
+        if self._hold_until is None:
+            batch = [("synthetic", line) for _, line in zip(range(BATCH), self._it, strict=False)]
+            if batch:
+                return batch
+            self._hold_until = time.monotonic() + self._hold_s  # input done: let it drain
+        if time.monotonic() < self._hold_until:
+            self._awake = datetime.now(UTC) + timedelta(milliseconds=100)
+            return []
+        self._at_hold()
+        raise StopIteration
+
+    def next_awake(self) -> datetime | None:
+        return self._awake if self._hold_until is not None else None
+
+    def snapshot(self) -> None:
+        return None
+
+
+class HoldingSource(FixedPartitionedSource[tuple[str, bytes], None]):
+    def __init__(self, lines: Iterator[bytes], hold_s: float, at_hold: Any):
+        self.lines, self.hold_s, self.at_hold = lines, hold_s, at_hold
+
+    def list_parts(self) -> list[str]:
+        return ["synthetic"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None):
+        return _HoldingPartition(self.lines, self.hold_s, self.at_hold)
+
+
+class _Discard(StatelessSinkPartition):
+    def write_batch(self, items: list) -> None:
+        pass
+
+
+class DiscardSink(DynamicSink):
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Discard:
+        return _Discard()
+
+
+# ---- object walk (breakdown) ---------------------------------------------------------------
+
+
+def _deep(obj: Any, seen: set[int], stop: tuple[type, ...] = ()) -> int:
+    """Bytes of ``obj`` and what it owns, each object counted once across calls."""
+    size = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, (*stop, type)):
+            continue
+        seen.add(id(o))
+        size += sys.getsizeof(o)
+        stack.extend(gc.get_referents(o))
+    return size
+
+
+def _alloc_per(factory: Any, k: int = 20_000) -> float:
+    """Bytes tracemalloc sees allocated per object made by ``factory`` (tracing must be on)."""
+    import tracemalloc
+
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    keep = [factory() for _ in range(k)]
+    grown = tracemalloc.get_traced_memory()[0] - before - sys.getsizeof(keep)
+    del keep
+    return grown / k
+
+
+def breakdown(n: int) -> dict[str, Any]:
+    """Bytes per subscriber by owner, from the live objects at the hold."""
+    from dataflows.care import SubscriberCare
+    from dataflows.flow import CareLogic, FlowConfig, SiteLogic
+    from dataflows.site import SiteCorrelator
+    from rules.rulebook import Rulebook, load_rulebook
+
+    gc.collect()
+    objs = gc.get_objects()
+    cares = [o for o in objs if type(o) is SubscriberCare]
+    logics = [o for o in objs if type(o) is CareLogic]
+    sites = [o for o in objs if type(o) is SiteCorrelator]
+    site_logics = [o for o in objs if type(o) is SiteLogic]
+    del objs
+    shared = (Rulebook, FlowConfig)  # configuration, shared by all keys
+    seen: set[int] = set()
+    out: dict[str, Any] = {"subscribers": n, "care_objects": len(cares),
+                           "care_logics": len(logics), "sites": len(sites)}
+
+    # Care state, part by part (shared interned strings are counted once, by the first).
+    parts = {"SubscriberCare object": 0, "profile (Profile + channels + strings)": 0,
+             "seen positions (tuple, entries, ref str, time)": 0, "notified dict": 0,
+             "other care fields": 0}
+    for c in cares:
+        parts["SubscriberCare object"] += sys.getsizeof(c)
+        seen.add(id(c))
+        parts["profile (Profile + channels + strings)"] += _deep(c.profile, seen, shared)
+        parts["seen positions (tuple, entries, ref str, time)"] += _deep(c.seen, seen, shared)
+        parts["notified dict"] += _deep(c.notified, seen, shared)
+        for f in ("deleted_at", "last_notice", "drops", "last_apology_at", "complaints"):
+            parts["other care fields"] += _deep(getattr(c, f, None), seen, shared)
+    out["care"] = {k: v / n for k, v in parts.items()}
+
+    # Site membership: the members dicts and their entries (ref/time already counted).
+    member_dicts = sum(sys.getsizeof(s.members) for s in sites)
+    member_entries = 0
+    members = 0
+    for s in sites:
+        members += len(s.members)
+        for sid, entry in s.members.items():
+            member_entries += _deep(sid, seen) + _deep(entry, seen, shared)
+    out["members"] = members
+    out["site"] = {"members dict slots": member_dicts / n,
+                   "entries (sub id str + (cell, at, ref) tuple, unshared parts)":
+                       member_entries / n}
+
+    # Bytewax's per-key Python object: the StatefulBatchLogic instance (with its inline
+    # attribute values; reading ``__dict__`` would materialise a dict, so allocate fresh ones).
+    cfg = logics[0].cfg if logics else FlowConfig(book=load_rulebook())
+    wrapper = _alloc_per(lambda: CareLogic(cfg, None)) - _alloc_per(SubscriberCare)
+    out["bytewax_python"] = {"CareLogic instance (attribute values inline)": wrapper}
+    out["site_logics"] = len(site_logics)
+    return out
+
+
+# ---- one measured run (child process) --------------------------------------------------------
+
+
+def child(n: int, hold_s: float, with_breakdown: bool, positions: int = 1) -> dict[str, Any]:
+    import tracemalloc
+
+    from bytewax.testing import run_main
+
+    from dataflows.flow import FlowConfig, Outputs, build_flow
+    from rules.rulebook import load_rulebook
+
+    result: dict[str, Any] = {"n": n}
+    book = load_rulebook()
+
+    def at_hold() -> None:
+        gc.collect()
+        result["rss_hold"] = proc_status("VmRSS")
+        result["hwm_hold"] = proc_status("VmHWM")
+        result["t_input"] = time.perf_counter() - t0
+        if with_breakdown:
+            result["traced_hold"] = tracemalloc.get_traced_memory()[0]
+            result["breakdown"] = breakdown(n)
+
+    sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
+    source = HoldingSource(synthetic_lines(n, positions), hold_s, at_hold)
+    flow = build_flow(source, Outputs(**sinks), FlowConfig(book=book))
+    gc.collect()
+    if with_breakdown:
+        tracemalloc.start()
+        result["traced_before"] = tracemalloc.get_traced_memory()[0]
+    result["rss_before"] = proc_status("VmRSS")
+    t0 = time.perf_counter()
+    run_main(flow, epoch_interval=timedelta(seconds=EPOCH_S))
+    result["t_total"] = time.perf_counter() - t0
+    result["hwm_end"] = proc_status("VmHWM")
+    return result
+
+
+class _KeyLogic(StatefulBatchLogic):
+    """The least per-key state Bytewax allows: one slotted object holding a count."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        self.n += len(values)
+        return [], False
+
+    def snapshot(self) -> None:
+        return None
+
+
+def child_bytewax(n: int, hold_s: float) -> dict[str, Any]:
+    """Bytewax's own cost per key: n keys, each holding a ``_KeyLogic``."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import run_main
+
+    result: dict[str, Any] = {"n": n, "logic_bytes": sys.getsizeof(_KeyLogic())}
+
+    def at_hold() -> None:
+        gc.collect()
+        result["rss_hold"] = proc_status("VmRSS")
+
+    flow = Dataflow("keys")
+    ids = (b"SUB%07d" % i for i in range(1, n + 1))
+    keyed = op.key_on("key", op.input("in", flow, HoldingSource(ids, hold_s, at_hold)),
+                      lambda item: item[1].decode())
+    op.output("out", op.stateful_batch("count", keyed, lambda _r: _KeyLogic()), DiscardSink())
+    gc.collect()
+    result["rss_before"] = proc_status("VmRSS")
+    run_main(flow, epoch_interval=timedelta(seconds=EPOCH_S))
+    return result
+
+
+def run_child(n: int, hold_s: float, with_breakdown: bool, bytewax_only: bool = False,
+              positions: int = 1) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.state_memory", "--child", str(n), "--hold-s",
+           str(hold_s), "--positions", str(positions)]
+    cmd += ["--with-breakdown"] if with_breakdown else []
+    cmd += ["--bytewax-only"] if bytewax_only else []
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _mb(b: float) -> str:
+    return f"{b / 2**20:8.1f} MiB"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--subscribers", type=int, nargs="+", default=[0, 200_000, 1_000_000])
+    ap.add_argument("--breakdown", type=int, default=50_000,
+                    help="subscribers in the breakdown run (0: skip it)")
+    ap.add_argument("--hold-s", type=float, default=EPOCH_S + 1.5,
+                    help="seconds the source holds the flow open after the input "
+                         f"(> the {EPOCH_S:g} s epoch)")
+    ap.add_argument("--positions", type=int, default=1,
+                    help="locations per subscriber (same cell, within 30 min: care keeps "
+                         "them all as its as-of-T history)")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--with-breakdown", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--bytewax-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--bytewax-keys", type=int, default=1_000_000,
+                    help="keys in the Bytewax per-key baseline (0: skip it)")
+    args = ap.parse_args(argv)
+
+    if args.child is not None:
+        if args.bytewax_only:
+            print(json.dumps(child_bytewax(args.child, args.hold_s)))
+        else:
+            print(json.dumps(child(args.child, args.hold_s, args.with_breakdown,
+                                   args.positions)))
+        return
+
+    from importlib.metadata import version
+    print(f"python {sys.version.split()[0]}, bytewax {version('bytewax')}, 1 worker; "
+          f"{SITES * CELLS_PER_SITE} cells; per subscriber: 1 upsert + {args.positions} "
+          f"location(s)")
+    runs = []
+    for n in sorted(set(args.subscribers)):
+        r = run_child(n, args.hold_s, False, positions=args.positions)
+        r["state"] = r["rss_hold"] - r["rss_before"]
+        runs.append(r)
+        per = f"{r['state'] / n:7.1f} B/sub" if n else " " * 13
+        print(f"  N={n:>9,d}: RSS before {_mb(r['rss_before'])}, at end of input "
+              f"{_mb(r['rss_hold'])}, state {_mb(r['state'])} {per}; peak (VmHWM) "
+              f"{_mb(r['hwm_end'])}; {(1 + args.positions) * n + SITES * 3:,d} events in "
+              f"{r['t_input'] - args.hold_s:.1f} s")
+    big = [r for r in runs if r["n"] > 0]
+    if len(runs) >= 2:
+        a, b = runs[-2], runs[-1]
+        slope = (b["state"] - a["state"]) / (b["n"] - a["n"])
+        hwm_slope = (b["hwm_end"] - a["hwm_end"]) / (b["n"] - a["n"])
+        print(f"\nper subscriber (slope N={a['n']:,d} -> {b['n']:,d}): {slope:.0f} B "
+              f"(peak RSS slope {hwm_slope:.0f} B); goal <= 300 B: "
+              f"{'met' if slope <= 300 else 'NOT met'}")
+    if big:
+        r = big[-1]
+        print(f"per subscriber at N={r['n']:,d} (state / N): {r['state'] / r['n']:.0f} B")
+
+    if args.breakdown:
+        n = args.breakdown
+        r = run_child(n, args.hold_s, True, positions=args.positions)
+        bd = r["breakdown"]
+        rss = (r["rss_hold"] - r["rss_before"]) / n
+        traced = (r["traced_hold"] - r["traced_before"]) / n
+        print(f"\nbreakdown at N={n:,d} (tracemalloc on; objects walked at the end of input):")
+        print(f"  live: {bd['care_objects']:,d} SubscriberCare, {bd['care_logics']:,d} "
+              f"CareLogic, {bd['members']:,d} site members in {bd['sites']} sites")
+        total = 0.0
+        for group in ("care", "site", "bytewax_python"):
+            for k, v in bd[group].items():
+                total += v
+                print(f"  {group:15s} {k:58s} {v:7.1f} B")
+        print(f"  {'':15s} {'sum of the walked objects':58s} {total:7.1f} B")
+        print(f"  Python heap growth (tracemalloc) per subscriber: {traced:7.1f} B")
+        print(f"  RSS growth per subscriber in this run (inflated by tracemalloc's own "
+              f"records): {rss:7.1f} B")
+        if len(runs) >= 2:
+            print(f"  => native (Bytewax Rust per-key state) + allocator overhead ~ slope - "
+                  f"Python heap = {slope - traced:.0f} B")
+
+    if args.bytewax_keys:
+        k = args.bytewax_keys
+        b0 = run_child(k // 5, args.hold_s, False, bytewax_only=True)
+        b1 = run_child(k, args.hold_s, False, bytewax_only=True)
+        per_key = ((b1["rss_hold"] - b1["rss_before"]) - (b0["rss_hold"] - b0["rss_before"])) \
+            / (k - k // 5)
+        print(f"\nBytewax alone: a stateful_batch step with {k // 5:,d} -> {k:,d} keys, each "
+              f"logic one slotted object ({b1['logic_bytes']} B): {per_key:.0f} B per key "
+              f"(RSS slope) => ~{per_key - b1['logic_bytes']:.0f} B native per key (key "
+              f"string, Rust maps, malloc) on top of the logic object")
+
+if __name__ == "__main__":
+    main()
