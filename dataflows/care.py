@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dataflows.messages import DropNote, Escalation, Impact, IncidentFacts, Position, Restored
+from dataflows.messages import (
+    DropNote,
+    Escalation,
+    Impact,
+    IncidentFacts,
+    Position,
+    Restored,
+    evidence_ref,
+)
 from dataflows.propensity import CareFeatures
 from forewarn.codec import zone
 from forewarn.model import Action, Complaint, Subscriber
@@ -47,7 +55,6 @@ class Profile:
     timezone: str
     segment: str
     channels: tuple[str, ...]  # consented, in preference order
-    name: str
     plan: str
     tags: tuple[str, ...] = ()
     tenure: int | None = None
@@ -71,19 +78,28 @@ class Suppressed:
     at: float
 
 
+_PROFILES: dict[tuple, Profile] = {}  # profiles are few shapes: share one object per shape
+
+
 def profile_of(sub: Subscriber, default_order: tuple[str, ...]) -> Profile:
+    """The care-relevant profile (everything but the name), shared between subscribers."""
     consented = {c.name for c in sub.channels if c.consent}
     order = list(dict.fromkeys(sub.preferred_channels + default_order))
-    return Profile(
-        language=_intern(sub.language),
-        timezone=_intern(sub.timezone),
-        segment=_intern(sub.segment),
-        channels=tuple(_intern(c) for c in order if c in consented),
-        name=sub.name or "",
-        plan=sub.plan or "",
-        tags=tuple(_intern(t) for t in sub.tags),
-        tenure=sub.tenure_months,
-    )
+    key = (sub.language, sub.timezone, sub.segment,
+           tuple(c for c in order if c in consented), sub.plan or "", sub.tags,
+           sub.tenure_months)
+    shared = _PROFILES.get(key)
+    if shared is None:
+        shared = _PROFILES[key] = Profile(
+            language=_intern(sub.language),
+            timezone=_intern(sub.timezone),
+            segment=_intern(sub.segment),
+            channels=tuple(_intern(c) for c in key[3]),
+            plan=_intern(sub.plan or ""),
+            tags=tuple(_intern(t) for t in sub.tags),
+            tenure=sub.tenure_months,
+        )
+    return shared
 
 
 def action_id(rule_id: str, subscriber_id: str, basis: str) -> str:
@@ -120,15 +136,17 @@ def order_key(msg: Any) -> tuple[float, int]:
 class SubscriberCare:
     """All care state of one subscriber."""
 
-    __slots__ = ("profile", "deleted_at", "known_since", "seen", "notified", "last_notice",
-                 "drops", "last_apology_at", "complaints", "contacts")
+    __slots__ = ("profile", "name", "deleted_at", "known_since", "seen", "notified",
+                 "last_notice", "drops", "last_apology_at", "complaints", "contacts")
 
     def __init__(self) -> None:
         self.profile: Profile | None = None
+        self.name = ""  # for templates only; never logged
         self.deleted_at: float | None = None
         self.known_since: float | None = None
-        self.seen: tuple[tuple[float, str, str], ...] = ()  # (at, cell, ref), oldest first
-        self.notified: dict[str, list] = {}  # incident -> [notice time, escalated durations]
+        self.seen: tuple[tuple, ...] = ()  # (at, cell, call ref or None), oldest first
+        # incident -> [notice time, escalated durations]; None until the first notice
+        self.notified: dict[str, list] | None = None
         self.last_notice: tuple[float, tuple[str, ...]] | None = None  # (at, cells)
         self.drops: tuple[tuple[float, str], ...] = ()  # unexplained (time, call id)
         self.last_apology_at: float | None = None
@@ -147,6 +165,7 @@ class SubscriberCare:
                 self.deleted_at = msg.updated_at
             else:
                 self.profile = profile_of(msg, book.channel_order)
+                self.name = msg.name or ""
                 self.deleted_at = None
                 if self.known_since is None:
                     self.known_since = msg.updated_at
@@ -166,7 +185,7 @@ class SubscriberCare:
     # -- observations ------------------------------------------------------------
 
     def _observe(self, pos: Position) -> None:
-        entry = (pos.at, _intern(pos.cell_id), pos.ref)
+        entry = (pos.at, pos.cell_id, pos.ref)
         seen = self.seen + (entry,)
         if len(seen) > 1 and seen[-2][0] > pos.at:
             seen = tuple(sorted(seen))
@@ -187,7 +206,7 @@ class SubscriberCare:
     def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[Action | Suppressed]:
         facts = msg.facts
         out: list[Action | Suppressed] = []
-        if facts.incident_id in self.notified:
+        if self.notified and facts.incident_id in self.notified:
             return out  # one contact per incident
         down = dict(facts.down_cells)
         latest = self._latest_at(msg.at)
@@ -208,19 +227,21 @@ class SubscriberCare:
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
-            evidence = facts.evidence + (latest[2],)
+            evidence = facts.evidence + (evidence_ref(*latest),)
             trigger = "sleeping" if facts.incident_kind == "degradation" else "outage"
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
                                  msg.at, facts.area, book, cell_down=True,
                                  exposure=(trigger, msg.at - facts.start_time,
                                            facts.scope == "site", msg.at - latest[0])))
+            if self.notified is None:
+                self.notified = {}
             self.notified[facts.incident_id] = [msg.at, []]
             self.last_notice = (msg.at, tuple(down))
         return out
 
     def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[Action | Suppressed]:
         facts = msg.facts
-        if self.notified.pop(facts.incident_id, None) is None:
+        if not self.notified or self.notified.pop(facts.incident_id, None) is None:
             return []  # restored notices go to those who were told of the outage
         out: list[Action | Suppressed] = []
         for rule in book.incident_rules("resolved", facts.incident_kind):
@@ -238,7 +259,7 @@ class SubscriberCare:
 
     def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[Action | Suppressed]:
         facts = msg.facts
-        told = self.notified.get(facts.incident_id)
+        told = self.notified.get(facts.incident_id) if self.notified else None
         if told is None or msg.duration_s in told[1]:
             return []  # once per incident, subscriber and duration; only to those told
         told[1].append(msg.duration_s)
@@ -264,7 +285,7 @@ class SubscriberCare:
         if msg.in_maintenance:
             return []  # planned work
         if book.inhibit_apology_when_notified and msg.incident_id \
-                and msg.incident_id in self.notified:
+                and self.notified and msg.incident_id in self.notified:
             return []  # inhibited: an outage they were told about explains it
         out: list[Action | Suppressed] = []
         for rule in book.drop_rules():
@@ -338,7 +359,7 @@ class SubscriberCare:
                 hour=local.hour, position_age_s=age_s)
         send_after = quiet_until(at, p.timezone, book) if rule.action in book.defer_kinds else None
         offer = rule.offer
-        fields = {"name": p.name or "there", "area": area, "plan": p.plan,
+        fields = {"name": self.name or "there", "area": area, "plan": p.plan,
                   "incident_id": incident or "", "offer": _offer_text(offer)}
         self.contacts += (at,)
         return Action(

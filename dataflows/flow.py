@@ -105,13 +105,14 @@ class SequenceLogic(StatefulBatchLogic):
         feed = self.seq.feed
         for source, raw, rec in values:
             out += feed(rec, raw, source)
+        out = _bundle(out)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
         _SEQ_BATCH.observe(time.perf_counter() - t0)
         return out, False
 
     def on_eof(self) -> tuple[list, bool]:
-        return self.seq.finish(), False
+        return _bundle(self.seq.finish()), False
 
     def snapshot(self) -> bytes | None:
         if self.cfg.durable:
@@ -207,14 +208,12 @@ class CareLogic(StatefulBatchLogic):
         self.care: SubscriberCare = pickle.loads(resume) if resume else SubscriberCare()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        t0 = time.perf_counter()
         if len(values) > 1:
             values.sort(key=order_key)
         out: list = []
         care, book = self.care, self.cfg.rulebook()
         for msg in values:
             out += care.handle(msg.subscriber_id, msg, book)
-        _CARE_BATCH.observe(time.perf_counter() - t0)
         return out, care.empty()
 
     def snapshot(self) -> bytes | None:
@@ -226,28 +225,60 @@ class CareLogic(StatefulBatchLogic):
 # ---- stateless steps ---------------------------------------------------------------
 
 
-def _decode(item: tuple[str, bytes]) -> Any:
-    source, raw = item
-    if len(raw) > MAX_RECORD_BYTES:
-        rec = dead_letter(raw, source, f"record too large: {len(raw)} bytes "
-                                       f"(limit {MAX_RECORD_BYTES})")
-    else:
+def _bundle(routed: list) -> list:
+    """One item per destination stage per batch (fewer per-item Python callbacks).
+
+    ``site`` carries ``(site_id, (site_id, msg))`` and ``care`` ``(subscriber_id, msg)``:
+    already keyed for their stateful steps.
+    """
+    site, care, dead = [], [], []
+    for stage, key, msg in routed:
+        if stage == "care":
+            care.append((key, msg))
+        elif stage == "site":
+            site.append((key, (key, msg)))
+        else:
+            dead.append(msg)
+    out = []
+    if site:
+        out.append(("site", site))
+    if care:
+        out.append(("care", care))
+    if dead:
+        out.append(("dead", dead))
+    return out
+
+
+def _decode_batch(items: list[tuple[str, bytes]]) -> list:
+    """Decode a batch; count accepted records once per kind per batch."""
+    out = []
+    counts: dict[str, int] = {}
+    note = metrics.INGEST.note
+    for source, raw in items:
+        if len(raw) > MAX_RECORD_BYTES:
+            out.append(dead_letter(raw, source, f"record too large: {len(raw)} bytes "
+                                                f"(limit {MAX_RECORD_BYTES})"))
+            continue
         rec = decode(raw, source)
-    if isinstance(rec, DeadLetter):
-        return rec
-    _ACCEPTED[rec.kind].inc()
-    at = rec.at
-    if at is not None:
-        metrics.INGEST.note(at)
-        if rec.kind == "complaint":
-            metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
-    return (source, raw, rec)
+        if isinstance(rec, DeadLetter):
+            out.append(rec)
+            continue
+        kind = rec.kind
+        counts[kind] = counts.get(kind, 0) + 1
+        at = rec.at
+        if at is not None:
+            note(at)
+            if kind == "complaint":
+                metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
+        out.append((source, raw, rec))
+    for kind, n in counts.items():
+        _ACCEPTED[kind].inc(n)
+    return out
 
 
 _ACCEPTED = {kind: metrics.EVENTS.labels(source=topic, outcome="accepted")
              for kind, topic in metrics.TOPIC_FOR_TYPE.items()}
 _SEQ_BATCH = metrics.STEP_BATCH.labels(step="sequence")
-_CARE_BATCH = metrics.STEP_BATCH.labels(step="care")
 
 
 def _count_dead(d: DeadLetter) -> DeadLetter:
@@ -322,24 +353,23 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
     metrics.RUN_START.set(time.time())
     raw = op.input("input", flow, source)
-    decoded = op.map("decode", raw, _decode)
+    decoded = op.flat_map_batch("decode", raw, _decode_batch)
     bad_in = op.branch("valid", decoded, lambda x: isinstance(x, tuple))
     to_clock = op.key_on("key_clock", bad_in.trues, lambda _: CLOCK_KEY)
     routed = op.stateful_batch("sequence", to_clock, lambda r: SequenceLogic(cfg, r))
-    routed = op.map("unkey_sequence", routed, lambda kv: kv[1])
 
-    to_site = op.filter_map("to_site", routed,
-                            lambda r: (r[1], (r[1], r[2])) if r[0] == "site" else None)
+    def unbundle(stage: str):
+        return lambda kv: kv[1][1] if kv[1][0] == stage else ()
+
+    to_site = op.flat_map("to_site", routed, unbundle("site"))
     site_out = op.stateful_batch("site", to_site, lambda r: SiteLogic(cfg, r))
     site_out = op.map("unkey_site", site_out, lambda kv: kv[1])
     site_split = op.branch("site_split", site_out, lambda r: r[0] == "care")
     incidents = op.map("incident", site_split.falses, lambda r: _count_out(r[1]))
 
-    care_from_seq = op.filter_map("to_care", routed,
-                                  lambda r: r[2] if r[0] == "care" else None)
-    care_in = op.merge("care_in", care_from_seq, op.map("verdicts", site_split.trues,
-                                                        lambda r: r[1]))
-    care_keyed = op.key_on("key_subscriber", care_in, lambda m: m.subscriber_id)
+    care_from_seq = op.flat_map("to_care", routed, unbundle("care"))
+    verdicts = op.map("verdicts", site_split.trues, lambda r: (r[1].subscriber_id, r[1]))
+    care_keyed = op.merge("care_in", care_from_seq, verdicts)
     care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
     to_dispatch = op.key_on("key_dispatch", op.map("unkey_care", care_out, lambda kv: kv[1]),
                             lambda _: DISPATCH_KEY)
@@ -355,8 +385,7 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     dead = op.merge(
         "dead",
         op.map("count_dead", bad_in.falses, _count_dead),
-        op.map("count_refused", op.filter_map("seq_dead", routed,
-                                              lambda r: r[2] if r[0] == "dead" else None),
+        op.map("count_refused", op.flat_map("seq_dead", routed, unbundle("dead")),
                _count_refused),
     )
 

@@ -24,7 +24,7 @@ class Position:
     subscriber_id: str
     cell_id: str
     at: float
-    ref: str  # evidence: call:<id> or location:<cell>@<time>
+    ref: str | None = None  # evidence: "call:<id>"; None for a location (see evidence_ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class Impact:
     subscriber_id: str
     facts: IncidentFacts
     at: float
-    seen: tuple[float, str, str]  # the site's latest observation: (at, cell, evidence ref)
+    seen: tuple[float, str, str | None]  # the site's latest observation: (at, cell, ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +95,12 @@ class DropNote:
     area: str
     at: float
     region: str | None = None
+
+
+def evidence_ref(at: float, cell_id: str, ref: str | None) -> str:
+    """The evidence string of an observation: ``call:<id>`` or ``location:<cell>@<epoch s>``.
+
+    >>> evidence_ref(1795428900.0, "C1", None)
+    'location:C1@1795428900'
+    """
+    return ref if ref is not None else f"location:{cell_id}@{int(at)}"

@@ -58,6 +58,7 @@ class Sequencer:
     warmup: int = 8
     watermark: float | None = None
     cell_site: dict[str, str] = field(default_factory=dict)
+    cell_names: dict[str, str] = field(default_factory=dict)  # canonical cell id strings
     site_cells: dict[str, set[str]] = field(default_factory=dict)
     open_alarms: dict[str, set[str]] = field(default_factory=dict)  # site -> alarm ids
     active_until: dict[str, float] = field(default_factory=dict)  # site -> event time
@@ -154,12 +155,12 @@ class Sequencer:
             site = self.cell_site.get(rec.cell_id)
             if site is None:
                 return self._unknown_cell(rec, raw, source, rec.cell_id)
+            cell = self.cell_names[rec.cell_id]  # one shared string per cell in all state
             if isinstance(rec, Location):
-                pos = Position(rec.subscriber_id, rec.cell_id, rec.event_time,
-                               f"location:{rec.cell_id}@{int(rec.event_time)}")
+                pos = Position(rec.subscriber_id, cell, rec.event_time)
                 return [("site", site, pos), ("care", rec.subscriber_id, pos)]
             # Known when the call ends: using end_time keeps "as of T" views exact.
-            pos = Position(rec.subscriber_id, rec.cell_id, rec.end_time, f"call:{rec.call_id}")
+            pos = Position(rec.subscriber_id, cell, rec.end_time, f"call:{rec.call_id}")
             out: list[Routed] = [("site", site, pos), ("care", rec.subscriber_id, pos)]
             if rec.dropped:
                 out.append(("site", site, Drop(rec.subscriber_id, rec.cell_id, rec.call_id,
@@ -180,6 +181,7 @@ class Sequencer:
             if old is not None and old != rec.site_id:
                 self.site_cells[old].discard(rec.cell_id)
             self.cell_site[rec.cell_id] = rec.site_id
+            self.cell_names.setdefault(rec.cell_id, rec.cell_id)
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
             return [("site", rec.site_id, rec)]
         if isinstance(rec, Maintenance):
