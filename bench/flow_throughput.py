@@ -331,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--subscribers-per-cell", type=float, default=40.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each flow (alternated)")
-    ap.add_argument("--epoch-s", type=float, default=10.0, help="epoch interval (both flows)")
+    ap.add_argument("--epoch-s", type=float, default=0.25,
+                    help="epoch interval (both flows; 0.25 s is what forewarn run/demo use)")
     ap.add_argument("--passthrough-map", action="store_true",
                     help="also time a stateful_map pass-through")
     ap.add_argument("--stages", action="store_true",

@@ -37,6 +37,7 @@ from dataflows.messages import (
 )
 from dataflows.propensity import CareFeatures
 from forewarn.codec import zone
+from forewarn.metrics import VERDICT_FALLBACK
 from forewarn.model import Action, Complaint, Subscriber
 from rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 
@@ -136,12 +137,14 @@ def order_key(msg: Any) -> tuple[float, int]:
 class SubscriberCare:
     """All care state of one subscriber."""
 
-    __slots__ = ("profile", "name", "deleted_at", "known_since", "seen", "notified",
-                 "last_notice", "drops", "last_apology_at", "complaints", "contacts")
+    __slots__ = ("profile", "name", "since", "prev", "deleted_at", "known_since", "seen",
+                 "notified", "last_notice", "drops", "last_apology_at", "complaints", "contacts")
 
     def __init__(self) -> None:
         self.profile: Profile | None = None
         self.name = ""  # for templates only; never logged
+        self.since: float | None = None  # updated_at of the current profile
+        self.prev: tuple | None = None  # (profile, name) before the last update
         self.deleted_at: float | None = None
         self.known_since: float | None = None
         self.seen: tuple[tuple, ...] = ()  # (at, cell, call ref or None), oldest first
@@ -158,14 +161,30 @@ class SubscriberCare:
                 and not self.seen and not self.drops)
 
     def handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
+        if self.prev is not None and self.since is not None and self.since > msg.at \
+                and isinstance(msg, Impact | Restored | Escalation | DropNote):
+            # A verdict about time T judged on the profile in force at T, even when a
+            # later update was already applied (verdicts may trail direct records).
+            current = (self.profile, self.name)
+            self.profile, self.name = self.prev
+            try:
+                return self._handle(sid, msg, book)
+            finally:
+                self.profile, self.name = current
+        return self._handle(sid, msg, book)
+
+    def _handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
         if isinstance(msg, Position):
             self._observe(msg)
         elif isinstance(msg, Subscriber):
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
             else:
+                if self.profile is not None and (self.since or 0.0) <= msg.updated_at:
+                    self.prev = (self.profile, self.name)
                 self.profile = profile_of(msg, book.channel_order)
                 self.name = msg.name or ""
+                self.since = msg.updated_at
                 self.deleted_at = None
                 if self.known_since is None:
                     self.known_since = msg.updated_at
@@ -212,6 +231,7 @@ class SubscriberCare:
         latest = self._latest_at(msg.at)
         if latest is None or latest[0] < msg.seen[0]:
             latest = msg.seen  # our history no longer reaches back: the site's view
+            VERDICT_FALLBACK.inc()
         moved = latest[1] not in down or latest[0] > down[latest[1]]
         for rule in book.incident_rules("hold_down", facts.incident_kind):
             if not _triggers(rule, facts):
