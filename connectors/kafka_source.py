@@ -58,7 +58,14 @@ from dataclasses import dataclass, field
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from forewarn import metrics
 from forewarn.codec import STREAM_TIME_FIELD, parse_time
@@ -123,6 +130,9 @@ def stream_time(value: bytes | None) -> float | None:
         return None
 
 
+WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
+
+
 @dataclass(slots=True)
 class _Part:
     """One topic partition being merged."""
@@ -178,6 +188,7 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
         self._blocked = set(self._parts)  # empty and not known to be at the end
         self._progress: float | None = None  # highest merge key released
         self._caught_up_logged = False
+        self._checked = time.monotonic()  # last watermark check (lag, lost EOF events)
         log.info("kafka input assigned", extra={
             "partitions": len(self._parts),
             "resumed": bool(resume), "topics": ",".join(topics),
@@ -191,6 +202,8 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
         for msg in msgs:
             self._take(msg)
         out = self._release(self._batch)
+        if time.monotonic() - self._checked >= WATERMARK_CHECK_S:
+            self._check_watermarks()
         if not out and not self._heap and not self._blocked:
             if not self._caught_up_logged:
                 log.info("kafka input caught up", extra={"progress": self._progress})
@@ -208,6 +221,24 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
 
     def close(self) -> None:
         self._consumer.close()
+
+    def _check_watermarks(self) -> None:
+        """Consumer lag per partition, and unblock a drained partition whose EOF event
+        was lost (e.g. across a broker restart): at the high watermark is at the end."""
+        self._checked = time.monotonic()
+        for part in self._parts.values():
+            tp = TopicPartition(part.topic, part.partition)
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+            except KafkaException:
+                return  # broker unreachable: try again later
+            behind = high - part.next_offset - len(part.buffer)
+            metrics.CONSUMER_LAG.labels(topic=part.topic, partition=str(part.partition)).set(
+                max(high - part.next_offset, 0))
+            key = (part.topic, part.partition)
+            if key in self._blocked and not part.buffer and behind <= 0:
+                part.at_end = True
+                self._blocked.discard(key)
 
     # -- merging ---------------------------------------------------------------------
 
