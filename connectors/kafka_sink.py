@@ -177,7 +177,9 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
     def _wait(self) -> None:
         """Flush; retry what failed retriably; raise if anything stays undelivered."""
         for round_ in range(RETRY_ROUNDS + 1):
-            self._producer.flush()
+            while (waiting := self._producer.flush(10)) > 0:
+                log.warning("waiting for kafka deliveries", extra={
+                    "topic": self._topic, "in_flight": waiting})
             if not self._failed:
                 return
             failed, self._failed = self._failed, []
@@ -232,6 +234,10 @@ class KafkaOutSink(DynamicSink[tuple[str, bytes]]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         producer = Producer({
             "linger.ms": "5",
+            # a delivery still failing after 30 s is reported and retried by _wait()
+            # (at-least-once; duplicates are dropped by action_id) rather than
+            # blocking the flow for librdkafka's default 300 s
+            "message.timeout.ms": "30000",
             "logger": logging.getLogger("forewarn.kafka.producer"),
             "error_cb": _producer_error,
             **self.config,
