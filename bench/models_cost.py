@@ -11,27 +11,17 @@ import argparse
 import time
 from datetime import timedelta
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
+from bench.flow_throughput import DiscardSink
 from connectors.files import LinesSource
 from dataflows.flow import FlowConfig, Outputs, build_flow
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
 
 
-class _Drop(StatelessSinkPartition):
-    def write_batch(self, items: list) -> None:
-        pass
-
-
-class Discard(DynamicSink):
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Drop:
-        return _Drop()
-
-
 def once(lines: list[bytes], models: bool) -> float:
-    sinks = Outputs(Discard(), Discard(), Discard())
+    sinks = Outputs(DiscardSink(), DiscardSink(), DiscardSink())
     flow = build_flow(LinesSource(lines), sinks, FlowConfig(book=load_rulebook(), models=models))
     t0 = time.perf_counter()
     run_main(flow, epoch_interval=timedelta(seconds=0.25))

@@ -37,7 +37,8 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from bench.flow_throughput import DiscardSink
 
 CELLS_PER_SITE = 3
 SITES = 834  # x3 = 2,502 cells
@@ -144,16 +145,6 @@ class HoldingSource(FixedPartitionedSource[tuple[str, bytes], None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None):
         return _HoldingPartition(self.lines, self.hold_s, self.at_hold)
-
-
-class _Discard(StatelessSinkPartition):
-    def write_batch(self, items: list) -> None:
-        pass
-
-
-class DiscardSink(DynamicSink):
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Discard:
-        return _Discard()
 
 
 # ---- object walk (breakdown) ---------------------------------------------------------------

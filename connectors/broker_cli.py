@@ -148,24 +148,19 @@ def _announce_assembly() -> None:
         )
 
 
-def _start(args: argparse.Namespace) -> int:
+def _start(args: argparse.Namespace, restart: bool = False) -> int:
     _announce_assembly()
+    how = broker.restart if restart else broker.start
     try:
-        info = broker.start(args.port, args.dir, timeout=args.timeout)
+        info = how(args.port, args.dir, timeout=args.timeout)
     except broker.BrokerError as exc:
-        return _fail("broker start", exc)
+        return _fail("broker restart" if restart else "broker start", exc)
     print(_start_message(info))
     return 0
 
 
 def _restart(args: argparse.Namespace) -> int:
-    _announce_assembly()
-    try:
-        info = broker.restart(args.port, args.dir, timeout=args.timeout)
-    except broker.BrokerError as exc:
-        return _fail("broker restart", exc)
-    print(_start_message(info))
-    return 0
+    return _start(args, restart=True)
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -23,14 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to the dead-letter topic (and are counted).")
     p.add_argument("files", nargs="+", metavar="FILE", type=Path, help="JSONL files")
     add_arguments(p)
+    add_pacing_arguments(p)
+    p.set_defaults(func=cmd_replay)
+
+
+def add_pacing_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--speed``, ``--rate`` and ``--topic-prefix`` of the commands that publish."""
     p.add_argument("--speed", type=float, default=0.0, metavar="N",
-                   help="N x real time by event time (1: real time; default 0: as fast as "
-                   "possible)")
+                   help="publish at N x real time by event time (1: real time; "
+                   "default 0: as fast as possible)")
     p.add_argument("--rate", type=float, default=0.0, metavar="R",
-                   help="a fixed R records/s instead")
+                   help="publish at a fixed R records/s instead")
     p.add_argument("--topic-prefix", default="", metavar="PREFIX",
                    help="prefix of every topic name (default none)")
-    p.set_defaults(func=cmd_replay)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

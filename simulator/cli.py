@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from connectors.kafka_cli import add_pacing_arguments
 from simulator.config import ScenarioConfig, parse_time
 from simulator.scenario import simulate, write_scenario
 
@@ -53,13 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="librdkafka client properties file (key=value lines)")
     k.add_argument("-X", dest="kafka_settings", metavar="KEY=VALUE", action="append",
                    default=[], help="one librdkafka setting (repeatable)")
-    k.add_argument("--speed", type=float, default=0.0, metavar="N",
-                   help="publish at N x real time by event time (1: real time; "
-                   "default 0: as fast as possible)")
-    k.add_argument("--rate", type=float, default=0.0, metavar="R",
-                   help="publish at a fixed R records/s instead")
-    k.add_argument("--topic-prefix", default="", metavar="PREFIX",
-                   help="prefix of every topic name (default none)")
+    add_pacing_arguments(k)
     p.set_defaults(func=run)
 
 
