@@ -3,10 +3,13 @@
 ::
 
     source (source, raw)
-      -> decode ........................ DeadLetter -> dead letters
-      -> sequence   [key: "clock"]       event-time order, topology, ticks
-           |-> site     [key: site_id]   incidents, hold-down, fan-out -> incidents
-           |-> care     [key: subscriber_id]  <- also fed by site
+      -> decode (per batch) ............ DeadLetter -> dead letters
+      -> sequence   [key: "clock"]       event-time order, topology, ticks; one bundle
+           |                             per stage per batch
+           |-> site     [key: site_id]   incidents, hold-down, silent failures, fan-out
+           |                             -> incidents; verdicts released an epoch later
+           |-> care     [key: subscriber_id]  <- also fed by site: the actions
+      -> dispatch   [key: "dispatch"]    propensity score, budgets
       -> actions | incidents | dead letters
 
 Snapshots: Bytewax calls ``snapshot()`` for every touched key at the end of
