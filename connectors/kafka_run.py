@@ -69,6 +69,7 @@ log = logging.getLogger("forewarn.kafka")
 
 DEFAULT_LATENESS_S = 2.0
 DEFAULT_SNAPSHOT_S = 5.0
+FAST_EPOCH_S = 0.25  # epoch without recovery (as in file mode)
 DEFAULT_DEDUPE_TAIL = 20_000
 
 
@@ -203,7 +204,11 @@ def run_kafka(args: argparse.Namespace, book: Rulebook) -> int:
         "bootstrap": config["bootstrap.servers"], "workers": args.workers,
         "process_id": args.process_id, "recovery": args.recovery,
         "snapshot_interval_s": args.snapshot_interval, "lateness_s": args.lateness})
+    # An epoch is also how long a site's verdicts wait before release (dataflows.flow
+    # SiteLogic): short without recovery; with it, the snapshot interval (a trade-off).
+    epoch_s = args.snapshot_interval if recovery is not None else min(
+        args.snapshot_interval, FAST_EPOCH_S)
     cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
-             addresses=addresses, epoch_interval=timedelta(seconds=args.snapshot_interval),
+             addresses=addresses, epoch_interval=timedelta(seconds=epoch_s),
              recovery_config=recovery)
     return 0

@@ -229,9 +229,13 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
         for part in self._parts.values():
             tp = TopicPartition(part.topic, part.partition)
             try:
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                # cached: the high watermark of the last fetch response (no broker round
+                # trip, which would wait behind in-flight fetches)
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 return  # broker unreachable: try again later
+            if high < 0:
+                continue  # no fetch response yet: unknown
             behind = high - part.next_offset - len(part.buffer)
             metrics.CONSUMER_LAG.labels(topic=part.topic, partition=str(part.partition)).set(
                 max(high - part.next_offset, 0))
