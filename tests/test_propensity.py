@@ -74,3 +74,30 @@ def test_delayed_labels_use_only_the_past() -> None:
     # a complaint before (or at) the exposure says nothing about it
     book.expose(10000.0, f, 0.1, "p2")
     assert book.complaint(10000.0) == [] and len(book.pending) == 1
+
+
+def test_dispatch_model_survives_a_recovery_snapshot_with_the_same_predictions():
+    """The flow keeps the model in the dispatch step's state: what Bytewax snapshots
+    (with recovery on) resumes to a model that scores exactly as before."""
+    from dataflows.care import ComplaintSeen
+    from dataflows.dispatch import Dispatcher
+    from dataflows.flow import DispatchLogic, FlowConfig
+    from forewarn.model import Action
+    from rules.rulebook import load_rulebook
+
+    book = load_rulebook()
+    cfg = FlowConfig(book=book, durable=True)
+    logic = DispatchLogic(cfg, None)
+    f = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)
+    for i in range(40):  # exposures, half of them followed by a complaint
+        a = Action(f"a{i}", f"S{i}", "outage_notice", "sms", "en", "m", "outage-notice", 1,
+                   "I", (), 1000.0 + i, features=f)
+        logic.on_batch([a])
+        if i % 2:
+            logic.on_batch([ComplaintSeen(f"S{i}", 1500.0 + i)])
+    assert logic.dispatch.model.updates > 0
+    resumed = DispatchLogic(cfg, logic.snapshot())
+    assert isinstance(resumed.dispatch, Dispatcher)
+    assert resumed.dispatch.model.version == logic.dispatch.model.version
+    assert resumed.dispatch.model.score(f) == logic.dispatch.model.score(f)
+    assert set(resumed.dispatch.exposures) == set(logic.dispatch.exposures)
