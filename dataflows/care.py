@@ -151,7 +151,8 @@ class SubscriberCare:
         # incident -> [notice time, escalated durations]; None until the first notice
         self.notified: dict[str, list] | None = None
         self.last_notice: tuple[float, tuple[str, ...]] | None = None  # (at, cells)
-        self.drops: tuple[tuple[float, str], ...] = ()  # unexplained (time, call id)
+        # unexplained drops: (time, call id, note time, incident, area, region)
+        self.drops: tuple[tuple, ...] = ()
         self.last_apology_at: float | None = None
         self.complaints = 0
         self.contacts: tuple[float, ...] = ()  # action times in the last day (contact cap)
@@ -309,24 +310,29 @@ class SubscriberCare:
             return []  # inhibited: an outage they were told about explains it
         out: list[Action | Suppressed] = []
         for rule in book.drop_rules():
-            drops = tuple(d for d in self.drops if d[0] >= msg.drop_time - rule.drop_window_s)
-            self.drops = drops = drops + ((msg.drop_time, msg.call_id),)
+            # Notes from different sites may arrive out of drop-time order: keep them
+            # sorted and let the latest drop of a burst trigger it, so the apology (its
+            # id, time and evidence) is the same in any arrival order.
+            entry = (msg.drop_time, msg.call_id, msg.at, msg.incident_id, msg.area, msg.region)
+            drops = tuple(sorted(self.drops + (entry,)))
+            drops = tuple(d for d in drops if d[0] >= drops[-1][0] - rule.drop_window_s)
+            self.drops = drops
             if len(drops) < rule.drop_count:
                 continue
+            _, call_id, at, incident_id, area, region = drops[-1]
             why = None
-            if self.last_apology_at is not None \
-                    and msg.at - self.last_apology_at < rule.cooldown_s:
+            if self.last_apology_at is not None and at - self.last_apology_at < rule.cooldown_s:
                 why = "cooldown"
-            why = why or self._blocked(rule, msg.at, book, msg.region)
-            if why is None and not self._audience(rule, msg.region):
+            why = why or self._blocked(rule, at, book, region)
+            if why is None and not self._audience(rule, region):
                 continue
             if why is not None:
-                out.append(Suppressed(rule.id, rule.action, why, msg.at))
+                out.append(Suppressed(rule.id, rule.action, why, at))
                 continue
-            evidence = tuple(f"call:{c}" for _, c in drops)
-            out.append(self._act(sid, rule, msg.incident_id, msg.call_id, evidence, msg.at,
-                                 msg.area, book, exposure=("drops", 0.0, False, 0.0)))
-            self.last_apology_at = msg.at
+            evidence = tuple(f"call:{d[1]}" for d in drops)
+            out.append(self._act(sid, rule, incident_id, call_id, evidence, at, area, book,
+                                 exposure=("drops", 0.0, False, 0.0)))
+            self.last_apology_at = at
             self.drops = ()
         return out
 

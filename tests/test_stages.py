@@ -206,3 +206,16 @@ def test_quiet_hours_boundaries():
     assert quiet_until(parse_time("2026-11-24T07:59:00Z"), "UTC", BOOK) == parse_time(
         "2026-11-24T08:00:00Z")
     assert quiet_until(parse_time("2026-11-24T08:00:00Z"), "UTC", BOOK) is None
+
+
+def test_care_apology_is_the_same_whatever_order_two_sites_notes_arrive_in():
+    a = DropNote("U", "K1", "C1", T0, None, False, "North", T0 + 120, "north")
+    b = DropNote("U", "K2", "D1", T0 + 600, None, False, "South", T0 + 720, "south")
+    results = []
+    for notes in ((a, b), (b, a)):
+        c = SubscriberCare()
+        c.handle("U", profile(), BOOK)
+        out = [x for n in notes for x in c.handle("U", n, BOOK)]
+        results.append([(x.action_id, x.event_time, x.evidence[:2], x.message) for x in out])
+    assert results[0] == results[1] and len(results[0]) == 1
+    assert results[0][0][1] == T0 + 720 and results[0][0][2] == ("call:K1", "call:K2")
