@@ -65,34 +65,30 @@ class FlowConfig:
         return self.watch.current() if self.watch is not None else self.book
 
 
-def _freeze(state: Any, durable: bool) -> bytes | None:
-    if not durable:
-        return None
-    state = copy.copy(state)
-    if hasattr(state, "book"):
-        state.book = None  # the rulebook is configuration, not state
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+def _snapshot(state: Any, durable: bool) -> bytes | None:
+    """Immutable bytes of a step's state when recovery is on; nothing otherwise."""
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL) if durable else None
 
 
-def _thaw(blob: bytes | None, book: Rulebook) -> Any:
-    state = pickle.loads(blob)
-    inner = state[0] if isinstance(state, tuple) else state
-    if hasattr(inner, "book"):
-        inner.book = book
-    return state
-
-
-def _freeze_pair(site: SiteCorrelator | None, pending: list) -> bytes:
+def _freeze_site(site: SiteCorrelator | None, pending: list) -> bytes:
+    """A site and its unreleased verdicts, without the rulebook (configuration)."""
     frozen = copy.copy(site)
     if frozen is not None:
         frozen.book = None
     return pickle.dumps((frozen, pending), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _thaw_site(blob: bytes, book: Rulebook) -> tuple[SiteCorrelator | None, list]:
+    site, pending = pickle.loads(blob)
+    if site is not None:
+        site.book = book
+    return site, pending
+
+
 class SequenceLogic(StatefulBatchLogic):
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.seq: Sequencer = _thaw(resume, cfg.book) if resume else Sequencer(
+        self.seq: Sequencer = pickle.loads(resume) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
         self.applied = cfg.book.digest
 
@@ -120,7 +116,7 @@ class SequenceLogic(StatefulBatchLogic):
     def snapshot(self) -> bytes | None:
         if self.cfg.durable:
             metrics.SNAPSHOT_TIMESTAMP.set(time.time())
-        return _freeze(self.seq, self.cfg.durable)
+        return _snapshot(self.seq, self.cfg.durable)
 
 
 class SiteLogic(StatefulBatchLogic):
@@ -143,7 +139,7 @@ class SiteLogic(StatefulBatchLogic):
         self.outbox: list[tuple[int, Any]] = []  # (epoch decided, verdict)
         self.site: SiteCorrelator | None = None
         if resume:
-            self.site, pending = _thaw(resume, cfg.book)
+            self.site, pending = _thaw_site(resume, cfg.book)
             self.outbox = [(-1, v) for v in pending]  # decided before the snapshot
 
     def _release(self) -> list:
@@ -183,7 +179,7 @@ class SiteLogic(StatefulBatchLogic):
         self.epoch += 1
         if not self.cfg.durable:
             return None
-        return _freeze_pair(self.site, [v for _, v in self.outbox])
+        return _freeze_site(self.site, [v for _, v in self.outbox])
 
 
 class DispatchLogic(StatefulBatchLogic):
@@ -200,9 +196,7 @@ class DispatchLogic(StatefulBatchLogic):
         return self.dispatch.finish(), False
 
     def snapshot(self) -> bytes | None:
-        if not self.cfg.durable:
-            return None
-        return pickle.dumps(self.dispatch, protocol=pickle.HIGHEST_PROTOCOL)
+        return _snapshot(self.dispatch, self.cfg.durable)
 
 
 class CareLogic(StatefulBatchLogic):
@@ -220,9 +214,7 @@ class CareLogic(StatefulBatchLogic):
         return out, care.empty()
 
     def snapshot(self) -> bytes | None:
-        if not self.cfg.durable:
-            return None
-        return pickle.dumps(self.care, protocol=pickle.HIGHEST_PROTOCOL)
+        return _snapshot(self.care, self.cfg.durable)
 
 
 # ---- stateless steps ---------------------------------------------------------------

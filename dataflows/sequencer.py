@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataflows.messages import Drop, Position, Tick
-from forewarn.codec import dead_letter
+from forewarn.codec import dead_letter, fmt_time
 from forewarn.model import (
     Alarm,
     Call,
     Cell,
     Complaint,
-    DeadLetter,
     Kpi,
     Location,
     Maintenance,
@@ -214,10 +213,5 @@ class Sequencer:
 
 
 def _skew_reason(rec: Record, at: float, watermark: float) -> str:
-    from forewarn.codec import fmt_time
-
     return (f"{rec.kind}: event time {fmt_time(at)} is more than 7 days from the stream's "
             f"progress ({fmt_time(watermark)})")
-
-
-__all__ = ["Sequencer", "Routed", "DeadLetter"]

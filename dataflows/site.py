@@ -147,10 +147,6 @@ class SiteCorrelator:
                 self._prune(now)
         return out
 
-    def idle(self) -> bool:
-        """Nothing pending: the state may be dropped once it also holds no topology."""
-        return not self.deadlines and not self.incidents and not self.cells
-
     # -- records -------------------------------------------------------------------
 
     def _observe(self, pos: Position) -> None:
@@ -399,7 +395,7 @@ class SiteCorrelator:
         heapq.heappush(self.deadlines, (at, self._seq, kind, ref))
 
     def _area(self) -> str:
-        return (self.region or self.site_id).title() if self.region else self.site_id
+        return self.region.title() if self.region else self.site_id
 
     def _facts(self, inc: OpenIncident) -> IncidentFacts:
         return IncidentFacts(

@@ -412,11 +412,6 @@ def decode(raw: bytes, source: str) -> Record | DeadLetter:
         return dead_letter(raw, source, str(exc))
 
 
-def event_time_of(obj: dict) -> str | None:
-    """The stream-time field of a raw record, by type (for ordering before decode)."""
-    return obj.get(STREAM_TIME_FIELD.get(obj.get("type"), ""))
-
-
 STREAM_TIME_FIELD = {
     "alarm": "event_time",
     "location": "event_time",
