@@ -50,6 +50,7 @@ from bytewax.testing import run_main
 
 from connectors.files import LinesSource
 from dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.runner import tune_gc
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
 
@@ -239,7 +240,6 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
     from forewarn.model import Action, DeadLetter, Incident
 
     cfg = FlowConfig(book=load_rulebook())
-    decode_step = fl._decode  # the flow's own decode step (codec + metrics)
     seq = fl.SequenceLogic(cfg, None)
     sites: dict[str, Any] = {}
     cares: dict[str, Any] = {}
@@ -250,14 +250,15 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
         site_in: dict[str, list] = {}
         care_in: dict[str, list] = {}
         outs: list = []
-        for item in routed:
-            stage, key, msg = item[1] if len(item) == 2 else item  # keyed or not
+        for stage, bundle in routed:  # the sequencer's output: one bundle per stage
             if stage == "site":
-                site_in.setdefault(key, []).append((key, msg))
+                for key, value in bundle:
+                    site_in.setdefault(key, []).append(value)
             elif stage == "care":
-                care_in.setdefault(key, []).append(msg)
+                for key, msg in bundle:
+                    care_in.setdefault(key, []).append(msg)
             else:
-                outs.append(msg)
+                outs += bundle
         t = pc()
         for key, values in site_in.items():
             logic = sites.get(key) or sites.setdefault(key, fl.SiteLogic(cfg, None))
@@ -294,7 +295,7 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
     t_all = pc()
     for i in range(0, len(lines), 1000):
         t = pc()
-        decoded = [decode_step(("simulator", line)) for line in lines[i:i + 1000]]
+        decoded = fl._decode_batch([("simulator", line) for line in lines[i:i + 1000]])
         cost["decode"] += pc() - t
         t = pc()
         routed, _ = seq.on_batch([d for d in decoded if isinstance(d, tuple)])
@@ -325,6 +326,7 @@ def _short(path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    tune_gc()  # as `forewarn run` does; both flows run in this process
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sites", type=int, default=300)
     ap.add_argument("--hours", type=float, default=6.0)

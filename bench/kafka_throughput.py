@@ -50,6 +50,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.kafka_publish import Topics, publish_lines
 from connectors.kafka_run import DEFAULT_LATENESS_S, ensure_topics
 from connectors.kafka_source import NEG_INF, stream_time
+from forewarn.runner import tune_gc
 from simulator import ScenarioConfig, simulate
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -93,6 +94,7 @@ def passthrough_main(bootstrap: str, prefix: str) -> None:
     from bytewax.dataflow import Dataflow
     from bytewax.testing import run_main
 
+    tune_gc()  # as the forewarn flow it is compared with
     topics = Topics(prefix)
     flow = Dataflow("passthrough")
     inp = kop.input("in", flow, brokers=[bootstrap], topics=topics.inputs, tail=False)

@@ -16,6 +16,7 @@ from bytewax.testing import run_main
 from bench.flow_throughput import DiscardSink
 from connectors.files import LinesSource
 from dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.runner import tune_gc
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
 
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--subscribers-per-cell", type=int, default=40)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
+    tune_gc()  # as `forewarn run` does
     lines = simulate(ScenarioConfig(sites=args.sites, hours=args.hours,
                                     subscribers_per_cell=args.subscribers_per_cell)).lines
     on, off = [], []

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from forewarn.runner import tune_gc
+
 # Modules that contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
     "forewarn.commands",
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    tune_gc()  # every command runs a flow or builds a large heap
     return int(args.func(args) or 0)
 
 

