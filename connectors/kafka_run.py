@@ -116,7 +116,7 @@ def ensure_recovery_dir(path: Path, partitions: int) -> Path:
 def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topics = CONTRACT_TOPICS,
                      durable: bool = False, lateness_s: float = DEFAULT_LATENESS_S,
                      exit_at_end: bool = False, dedupe_tail: int = DEFAULT_DEDUPE_TAIL,
-                     from_end: bool = False) -> Dataflow:
+                     from_end: bool = False, propensity: bytes | None = None) -> Dataflow:
     """The Forewarn dataflow wired to Kafka (see the module docs)."""
     source = KafkaMergeSource(config, topics.inputs, topics.ranks, exit_at_end=exit_at_end,
                               durable=durable, from_end=from_end)
@@ -127,7 +127,8 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                                   dedupe_tail),
     )
     return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
-                                                  lateness_s=lateness_s))
+                                                  lateness_s=lateness_s,
+                                                  propensity=propensity))
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -166,8 +167,10 @@ def _fail(message: object) -> int:
     return 2
 
 
-def run_kafka(args: argparse.Namespace, book: Rulebook) -> int:
-    """Run until stopped (or, with ``--exit-at-end``, until the input is read)."""
+def run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None = None) -> int:
+    """Run until stopped (or, with ``--exit-at-end``, until the input is read).
+
+    ``propensity`` warm-starts the model when there is no recovery snapshot yet."""
     try:
         config = config_from_args(args)
     except KafkaConfigError as exc:
@@ -199,7 +202,8 @@ def run_kafka(args: argparse.Namespace, book: Rulebook) -> int:
         recovery = RecoveryConfig(Path(args.recovery), timedelta(0))
     flow = build_kafka_flow(config, book, topics=topics, durable=recovery is not None,
                             lateness_s=args.lateness, exit_at_end=args.exit_at_end,
-                            dedupe_tail=args.dedupe_tail, from_end=args.from_end)
+                            dedupe_tail=args.dedupe_tail, from_end=args.from_end,
+                            propensity=propensity)
     log.info("kafka flow starting", extra={
         "bootstrap": config["bootstrap.servers"], "workers": args.workers,
         "process_id": args.process_id, "recovery": args.recovery,

@@ -41,6 +41,7 @@ from forewarn.model import Action
 from rules.rulebook import Budgets, Rulebook
 
 LAST_REPORT: dict = {}  # the model's progressive-validation figures at the end of a run
+LAST_MODEL: list[bytes] = []  # and its snapshot (warm start of a later run)
 
 
 def _order(item) -> tuple:
@@ -118,6 +119,7 @@ class Dispatcher:
         self._sweep()
         LAST_REPORT.clear()
         LAST_REPORT.update(self.model.report())
+        LAST_MODEL[:] = [self.model.to_bytes()]
         return []
 
     def admit(self, items: list, budgets: Budgets | None) -> list:

@@ -36,6 +36,7 @@ from bytewax.outputs import Sink
 
 from dataflows.care import SubscriberCare, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
+from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
@@ -60,6 +61,7 @@ class FlowConfig:
     tick_s: float = 15.0
     watch: RulebookWatcher | None = None  # hot reload: the rulebook in force per batch
     models: bool = True  # silent-failure detectors and the propensity model (issue 6)
+    propensity: bytes | None = None  # warm start: an earlier run's model snapshot
 
     def rulebook(self) -> Rulebook:
         return self.watch.current() if self.watch is not None else self.book
@@ -187,7 +189,12 @@ class DispatchLogic(StatefulBatchLogic):
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.dispatch: Dispatcher = pickle.loads(resume) if resume else Dispatcher()
+        if resume:
+            self.dispatch: Dispatcher = pickle.loads(resume)
+        elif cfg.propensity is not None:
+            self.dispatch = Dispatcher(model=PropensityModel.warm_start(cfg.propensity))
+        else:
+            self.dispatch = Dispatcher()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         return self.dispatch.handle(values, self.cfg.rulebook(), self.cfg.models), False

@@ -15,10 +15,13 @@ Pure logic, no Bytewax. Three pieces:
   :meth:`to_bytes` / :meth:`from_bytes` are its snapshot (~4 KB pickled).
 * :class:`ExposureBook` — delayed labels, one event at a time, per subscriber (it
   lives in the subscriber's state, a few tuples): an exposure at ``t`` is *positive*
-  when a complaint arrives in ``(t, t + horizon]``, *negative* once an event of the
-  subscriber later than ``t + horizon`` shows none came. Labels therefore use only
-  the past of the event that settles them: no future leakage, and the same labels at
-  any replay speed.
+  when a complaint arrives in ``(t, t + horizon]``, *negative* when none did. Every
+  label, positive or negative, is settled by the first event later than
+  ``t + horizon`` (not by the complaint): otherwise positives reach the model about an
+  hour before the negatives of the same outage (the learner drifts with the label
+  mix), and at the end of a run the exposures still inside their horizon would be
+  learnt and validated only when positive (survivorship). Labels use only the past of
+  the event that settles them: no future leakage, and the same labels at any speed.
 
 >>> f = CareFeatures("vip", "Premier", 30, "outage", 0.0, 120.0, True, 0, 0, 9)
 >>> m = PropensityModel()
@@ -26,7 +29,9 @@ Pure logic, no Bytewax. Three pieces:
 'p0'
 >>> book = ExposureBook()
 >>> book.expose(1000.0, f, 0.3, "p0")
->>> [x.label for x in book.complaint(1500.0)]
+>>> book.complaint(1500.0)  # remembered; settled when the horizon has passed
+[]
+>>> [x.label for x in book.expire(1000.0 + HORIZON_S + 1)]
 [True]
 """
 
@@ -97,6 +102,7 @@ class PropensityModel:
         self.positives = 0
         self.auc = metrics.ROCAUC(n_thresholds=50)
         self.log_loss = metrics.LogLoss()
+        self.warm_updates = self.warm_positives = 0  # learnt before this run (warm start)
 
     @property
     def version(self) -> str:
@@ -131,12 +137,14 @@ class PropensityModel:
 
     def report(self) -> dict:
         """Progressive metrics so far."""
+        n, pos = self.updates - self.warm_updates, self.positives - self.warm_positives
         return {
             "version": self.version,
-            "examples": self.updates,
-            "positive_rate": round(self.positives / self.updates, 4) if self.updates else None,
-            "roc_auc": round(float(self.auc.get()), 4) if self.updates > 1 else None,
-            "log_loss": round(float(self.log_loss.get()), 4) if self.updates > 1 else None,
+            "examples": n,
+            "warm_start_examples": self.warm_updates,
+            "positive_rate": round(pos / n, 4) if n else None,
+            "roc_auc": round(float(self.auc.get()), 4) if n > 1 else None,
+            "log_loss": round(float(self.log_loss.get()), 4) if n > 1 else None,
         }
 
     # -- snapshot -------------------------------------------------------------------------
@@ -144,13 +152,24 @@ class PropensityModel:
     def to_bytes(self) -> bytes:
         """Cheap snapshot: the pickled pipeline, counters and metrics (a few KB)."""
         return pickle.dumps((self.pipeline, self.updates, self.positives, self.auc,
-                             self.log_loss), protocol=pickle.HIGHEST_PROTOCOL)
+                             self.log_loss, self.warm_updates, self.warm_positives),
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PropensityModel:
         model = cls.__new__(cls)
-        (model.pipeline, model.updates, model.positives, model.auc,
-         model.log_loss) = pickle.loads(data)
+        (model.pipeline, model.updates, model.positives, model.auc, model.log_loss,
+         *warm) = pickle.loads(data)
+        model.warm_updates, model.warm_positives = warm or (0, 0)
+        return model
+
+    @classmethod
+    def warm_start(cls, data: bytes) -> PropensityModel:
+        """A model learnt elsewhere (an earlier day's snapshot) whose progressive figures
+        start afresh: the report then covers this run's exposures only."""
+        model = cls.from_bytes(data)
+        model.auc, model.log_loss = metrics.ROCAUC(n_thresholds=50), metrics.LogLoss()
+        model.warm_updates, model.warm_positives = model.updates, model.positives
         return model
 
     def __reduce__(self):  # copy.deepcopy / pickle go through the compact snapshot
@@ -193,33 +212,35 @@ class ExposureBook:
     horizon_s: float = HORIZON_S
     # (exposure time, features, score given, model version)
     pending: list[tuple[float, CareFeatures, float, str]] = field(default_factory=list)
+    complaints: list[float] = field(default_factory=list)  # times, while exposures pend
 
     def expose(self, at: float, features: CareFeatures, score: float, version: str) -> None:
         """Remember an exposure scored at ``at``."""
         self.pending.append((at, features, score, version))
 
     def complaint(self, at: float) -> list[Label]:
-        """A complaint at ``at``: exposures in ``[at - horizon, at)`` become positives,
-        older ones negatives. Returns the settled labels to learn from."""
+        """A complaint at ``at``: remembered for the pending exposures' labels (positive
+        when in ``(t, t + horizon]``); returns the labels ``at`` settles."""
+        if self.pending:
+            self.complaints.append(at)
+        return self.expire(at)
+
+    def expire(self, now: float) -> list[Label]:
+        """Event time of the subscriber reached ``now``: exposures whose horizon has passed
+        are settled, positive if a complaint came within it (call it on every event of
+        the subscriber, and on ticks: a label is settled by the first event past its
+        horizon)."""
+        if not self.pending or now <= self.pending[0][0] + self.horizon_s:
+            return []
         out, keep = [], []
         for item in self.pending:
-            t, features, score, version = item
-            if t < at <= t + self.horizon_s:
-                out.append(Label(features, True, score, t, version))
-            elif at > t + self.horizon_s:
-                out.append(Label(features, False, score, t, version))
+            t, f, s, v = item
+            if now > t + self.horizon_s:
+                hit = any(t < c <= t + self.horizon_s for c in self.complaints)
+                out.append(Label(f, hit, s, t, v))
             else:
                 keep.append(item)
         self.pending = keep
-        return out
-
-    def expire(self, now: float) -> list[Label]:
-        """Event time of the subscriber reached ``now``: exposures past the horizon
-        without a complaint are negatives (call it on every event of the subscriber,
-        and on ticks: a label is settled by the first event past its horizon)."""
-        if not self.pending or now <= self.pending[0][0] + self.horizon_s:
-            return []
-        out = [Label(f, False, s, t, v) for t, f, s, v in self.pending
-               if now > t + self.horizon_s]
-        self.pending = [item for item in self.pending if now <= item[0] + self.horizon_s]
+        first = min((t for t, *_ in keep), default=None)
+        self.complaints = [c for c in self.complaints if first is not None and c > first]
         return out

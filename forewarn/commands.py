@@ -12,7 +12,8 @@ from pathlib import Path
 
 import orjson
 
-from dataflows.dispatch import LAST_REPORT
+from dataflows.dispatch import LAST_MODEL, LAST_REPORT
+from dataflows.propensity import PropensityModel
 from forewarn import metrics
 from forewarn.logs import get_logger, setup_logging
 from forewarn.summary import format_table, summarize
@@ -32,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pace", type=float, default=0.0, metavar="SECONDS",
                    help="spread the replay over about SECONDS of wall time, so dashboards "
                         "watch it live (outputs are the same; default: as fast as it goes)")
+    p.add_argument("--warm-up-day", action=argparse.BooleanOptionalAction, default=True,
+                   help="first run another simulated day (seed+1000, half the sites) "
+                        "through the flow to warm-start the propensity model, as "
+                        "yesterday's model would in production (default: on)")
     _common(p)
     p.set_defaults(func=cmd_demo, log_level="WARNING")  # the table is the demo's output
 
@@ -76,6 +81,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
                    help="after the input ends, keep serving /metrics for up to SECONDS "
                         "(SIGINT/SIGTERM end it) so Prometheus scrapes the final values")
+    p.add_argument("--propensity-model", metavar="FILE",
+                   help="warm-start the complaint-propensity model from the "
+                        "propensity.model an earlier run wrote (a file Forewarn wrote: "
+                        "it is a pickle)")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
                             "error"], help="log level of the JSON logs on stderr (default INFO)")
@@ -87,6 +96,31 @@ def _book(args: argparse.Namespace):
     except RulebookError as exc:
         print(f"forewarn: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _propensity(args: argparse.Namespace) -> bytes | None:
+    """The ``--propensity-model`` snapshot, checked; exits 2 saying what is wrong."""
+    if not args.propensity_model:
+        return None
+    path = Path(args.propensity_model)
+    try:
+        data = path.read_bytes()
+        PropensityModel.from_bytes(data)
+    except OSError as exc:
+        print(f"forewarn: --propensity-model {path}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same
+        print(f"forewarn: --propensity-model {path}: not a propensity model snapshot "
+              f"({type(exc).__name__}); give the propensity.model a run wrote to its --out",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    return data
+
+
+def _save_model(out: Path) -> None:
+    """The run's propensity model, to warm-start a later run (``--propensity-model``)."""
+    if LAST_MODEL:
+        (out / "propensity.model").write_bytes(LAST_MODEL[0])
 
 
 def _serve_metrics(args: argparse.Namespace) -> None:
@@ -149,11 +183,15 @@ class Progress:
             self._thread.join()
         print(file=sys.stderr)
 
+    @staticmethod
+    def _counted() -> float:
+        return sum(s.value for m in metrics.EVENTS.collect() for s in m.samples
+                   if s.name.endswith("_total"))
+
     def _loop(self) -> None:
-        start = time.monotonic()
+        start, before = time.monotonic(), self._counted()  # a warm-up run counted too
         while not self._stop.wait(1.0):
-            done = sum(s.value for m in metrics.EVENTS.collect() for s in m.samples
-                       if s.name.endswith("_total"))
+            done = self._counted() - before
             rate = done / max(time.monotonic() - start, 1e-9)
             pct = f" {100 * done / self.total:5.1f}%" if self.total else ""
             print(f"\r  flow: {int(done):>9,} events{pct}  {rate:>9,.0f} ev/s",
@@ -161,6 +199,34 @@ class Progress:
 
 
 PACE_POLL_S = 0.1
+
+
+def _warm_up_day(args: argparse.Namespace, out: Path, warm: bytes | None) -> bytes:
+    """Run another simulated day (seed+1000, half the sites) through the flow in a child
+    process - its events must not count in this process's metrics - and return the
+    propensity model it leaves, as yesterday's model would be in production."""
+    import subprocess
+
+    from simulator import ScenarioConfig, simulate, write_scenario
+
+    day = ScenarioConfig(seed=args.seed + 1000, sites=max(1, args.sites // 2),
+                         hours=args.hours, subscribers_per_cell=args.subscribers_per_cell)
+    print(f"Warm-up day (seed {day.seed}, {day.sites} sites) for the propensity model ...",
+          file=sys.stderr)
+    write_scenario(simulate(day), out / "events.jsonl", out / "truth.jsonl")
+    cmd = [sys.executable, "-m", "forewarn.cli", "run", "--input", str(out / "events.jsonl"),
+           "--out", str(out), "--metrics-port", "-1", "--log-level", "ERROR",
+           "-w", str(args.workers)]
+    if args.rules:
+        cmd += ["--rules", args.rules]
+    if warm is not None:
+        cmd += ["--propensity-model", args.propensity_model]
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        print(f"forewarn demo: the warm-up day failed ({done.returncode}):\n{done.stderr}",
+              file=sys.stderr)
+        raise SystemExit(1)
+    return (out / "propensity.model").read_bytes()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -173,6 +239,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _serve_metrics(args)
+    warm = _propensity(args)
+    if args.warm_up_day:
+        warm = _warm_up_day(args, out / "warm-up", warm)
     t0 = time.monotonic()
     cfg = ScenarioConfig(seed=args.seed, sites=args.sites, hours=args.hours,
                          subscribers_per_cell=args.subscribers_per_cell)
@@ -189,10 +258,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             polls = max(args.pace / PACE_POLL_S, 1.0)
             source = LinesSource(sc.lines, batch=max(1, math.ceil(len(sc.lines) / polls)),
                                  pause_s=PACE_POLL_S)
-            run_to_dir(source, out, book, workers=args.workers)
+            run_to_dir(source, out, book, workers=args.workers, propensity=warm)
         else:
-            run_lines(sc.lines, out, book, workers=args.workers)
+            run_lines(sc.lines, out, book, workers=args.workers, propensity=warm)
     t2 = time.monotonic()
+    _save_model(out)
     summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1,
                         n_cells=sc.stats.get("cells"))
     summary["propensity"] = dict(LAST_REPORT)
@@ -217,7 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
         _serve_metrics(args)
         _run_started("kafka", None, book, args)
-        return run_kafka(args, book)
+        return run_kafka(args, book, propensity=_propensity(args))
     if not args.input or not args.out:
         print("forewarn run: give --input FILE... and --out DIR (or --bootstrap HOST:PORT)",
               file=sys.stderr)
@@ -242,7 +312,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _run_started("files", events_in, book, args)
     watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
-        run_files(args.input, out, book, workers=args.workers, watch=watch)
+        run_files(args.input, out, book, workers=args.workers, watch=watch,
+                  propensity=_propensity(args))
+    _save_model(out)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,
                         flow_seconds=time.monotonic() - t0)

@@ -58,21 +58,24 @@ def file_outputs(out_dir: Path) -> Outputs:
 
 
 def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
-               watch: RulebookWatcher | None = None) -> None:
+               watch: RulebookWatcher | None = None, propensity: bytes | None = None) -> None:
     """Run and write the three JSONL outputs, canonically ordered."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    execute(source, file_outputs(out_dir), FlowConfig(book=book, watch=watch), workers)
+    execute(source, file_outputs(out_dir),
+            FlowConfig(book=book, watch=watch, propensity=propensity), workers)
     for name, keys in OUTPUT_FILES.values():
         sort_jsonl(out_dir / name, keys)
 
 
 def run_files(paths: Sequence[str | Path], out_dir: Path, book: Rulebook,
-              workers: int = 1, watch: RulebookWatcher | None = None) -> None:
-    run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch)
+              workers: int = 1, watch: RulebookWatcher | None = None,
+              propensity: bytes | None = None) -> None:
+    run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch, propensity)
 
 
-def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: int = 1) -> None:
-    run_to_dir(LinesSource(lines), out_dir, book, workers)
+def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: int = 1,
+              propensity: bytes | None = None) -> None:
+    run_to_dir(LinesSource(lines), out_dir, book, workers, propensity=propensity)
 
 
 @dataclass

@@ -6,6 +6,8 @@ import copy
 import pickle
 import random
 
+import pytest
+
 from dataflows.propensity import CareFeatures, ExposureBook, PropensityModel, install, shared
 
 #: Stated floor on a stream whose complaints depend on what is known at exposure time.
@@ -49,7 +51,10 @@ def test_snapshot_round_trip_gives_the_same_predictions() -> None:
                   copy.deepcopy(model)):
         assert other.version == model.version
         probe = [_features(random.Random(seed))[0] for seed in range(20)]
-        assert [other.score(f) for f in probe] == [model.score(f) for f in probe]
+        # equal to the last bits or so: river's one-hot keeps seen values in sets, whose
+        # order after unpickling can change the summation order of the dot product
+        assert [other.score(f) for f in probe] == pytest.approx(
+            [model.score(f) for f in probe], rel=1e-12, abs=0)
         assert other.report() == model.report()
 
 
@@ -68,9 +73,13 @@ def test_delayed_labels_use_only_the_past() -> None:
     assert book.expire(8000.0) == []  # 1000 + 7200 not yet passed
     settled = book.expire(8201.0)
     assert [(x.at, x.label, x.version) for x in settled] == [(1000.0, False, "p0")]
-    # a complaint inside the horizon makes the pending exposure positive
-    assert [(x.at, x.label) for x in book.complaint(9000.0)] == [(5000.0, True)]
-    assert book.pending == []
+    # a complaint inside the horizon makes the pending exposure positive, settled (like
+    # the negatives) only once its horizon has passed: no class reaches the model first,
+    # and an exposure still inside its horizon at the end of a run is never learnt
+    assert book.complaint(9000.0) == [] and len(book.pending) == 1
+    assert book.expire(12200.0) == []
+    assert [(x.at, x.label) for x in book.expire(12201.0)] == [(5000.0, True)]
+    assert book.pending == [] and book.complaints == []
     # a complaint before (or at) the exposure says nothing about it
     book.expose(10000.0, f, 0.1, "p2")
     assert book.complaint(10000.0) == [] and len(book.pending) == 1
@@ -95,9 +104,11 @@ def test_dispatch_model_survives_a_recovery_snapshot_with_the_same_predictions()
         logic.on_batch([a])
         if i % 2:
             logic.on_batch([ComplaintSeen(f"S{i}", 1500.0 + i)])
-    assert logic.dispatch.model.updates > 0
+    logic.on_batch([ComplaintSeen("S0", 8230.0)])  # past the first horizons: they settle
+    assert logic.dispatch.model.updates > 0 and logic.dispatch.exposures
     resumed = DispatchLogic(cfg, logic.snapshot())
     assert isinstance(resumed.dispatch, Dispatcher)
     assert resumed.dispatch.model.version == logic.dispatch.model.version
-    assert resumed.dispatch.model.score(f) == logic.dispatch.model.score(f)
+    assert resumed.dispatch.model.score(f) == pytest.approx(logic.dispatch.model.score(f),
+                                                           rel=1e-12, abs=0)
     assert set(resumed.dispatch.exposures) == set(logic.dispatch.exposures)
