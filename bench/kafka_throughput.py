@@ -9,7 +9,11 @@ machine; flows run as ``forewarn run --bootstrap`` subprocesses, as in productio
    reading the output tails, bytewax start-up and shutdown) being the wall time of
    the same command on empty topics. The **pass-through** is Bytewax's own
    ``kop.input`` (``KafkaSource``, ``tail=False``) over the same input topics ->
-   ``KafkaSinkMessage`` -> ``kop.output`` to one topic, timed the same way.
+   ``KafkaSinkMessage`` -> ``kop.output`` to one topic, timed the same way. Each of
+   the four commands runs ``--repeat`` times, alternated, and medians are used: the
+   pass-through's processing time is small next to its fixed cost, so one run each
+   gave ratios from 0.07x to 0.29x on the same data. Use a scenario large enough for
+   processing to dominate (the command recorded in RESULTS.md).
 2. **Latency.** A fresh flow runs live; the scenario is published at a fixed rate
    (50 % of the measured saturation by default, and as fast as possible), while a
    consumer tails ``care.actions`` and ``noc.incidents`` and notes the wall time each
@@ -36,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -220,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snapshots", default="1,5,10",
                     help="snapshot intervals (s) for the recovery overhead runs")
     ap.add_argument("--lateness", type=float, default=DEFAULT_LATENESS_S)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timed runs of each flow, on empty and full topics (medians)")
     ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
     ap.add_argument("--passthrough-prefix", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -240,14 +247,19 @@ def main(argv: list[str] | None = None) -> int:
     full = _fresh(config, args.partitions, ("passthrough",))
     publish_lines(config, lines, topics=full)
 
-    base = _timed(_forewarn(args.bootstrap, empty, "--exit-at-end"))
-    wall = _timed(_forewarn(args.bootstrap, full, "--exit-at-end"))
-    res["forewarn"] = {"wall_s": wall, "fixed_s": base, "events_per_s": n / (wall - base)}
     pt_cmd = [sys.executable, "-m", "bench.kafka_throughput", "--bootstrap", args.bootstrap,
               "--passthrough-prefix"]
-    pbase = _timed([*pt_cmd, empty.prefix])
-    pwall = _timed([*pt_cmd, full.prefix])
+    runs: dict[str, list[float]] = {"base": [], "wall": [], "pbase": [], "pwall": []}
+    for _ in range(args.repeat):  # alternated, so drift on a shared machine hits both
+        runs["base"].append(_timed(_forewarn(args.bootstrap, empty, "--exit-at-end")))
+        runs["wall"].append(_timed(_forewarn(args.bootstrap, full, "--exit-at-end")))
+        runs["pbase"].append(_timed([*pt_cmd, empty.prefix]))
+        runs["pwall"].append(_timed([*pt_cmd, full.prefix]))
+    base, wall, pbase, pwall = (statistics.median(runs[k])
+                                for k in ("base", "wall", "pbase", "pwall"))
+    res["forewarn"] = {"wall_s": wall, "fixed_s": base, "events_per_s": n / (wall - base)}
     res["passthrough"] = {"wall_s": pwall, "fixed_s": pbase, "events_per_s": n / (pwall - pbase)}
+    res["runs"] = runs
     res["ratio"] = res["forewarn"]["events_per_s"] / res["passthrough"]["events_per_s"]
     print(json.dumps(res, indent=1), file=sys.stderr)
 
@@ -303,7 +315,8 @@ def _append(res: dict, args, argv) -> None:
 Machine: {model}, {os.cpu_count()} cores, Python {platform.python_version()}, local
 single-node Kafka (`forewarn broker`). Command:
 `python -m bench.kafka_throughput {' '.join(argv or sys.argv[1:])}`
-({res['records']:,} records, {res['partitions']} partitions per topic, 1 worker).
+({res['records']:,} records, {res['partitions']} partitions per topic, 1 worker; wall times
+are medians of {args.repeat} alternated runs).
 
 | flow | events/s (saturation) | wall s | fixed cost s |
 |---|---|---|---|
