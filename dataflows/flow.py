@@ -93,6 +93,7 @@ class SequenceLogic(StatefulBatchLogic):
         self.seq: Sequencer = pickle.loads(resume) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
         self.applied = cfg.book.digest
+        self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         t0 = time.perf_counter()
@@ -109,8 +110,17 @@ class SequenceLogic(StatefulBatchLogic):
         out = _bundle(out)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
+        if self.seq.late_by_kind != self.late_counted:
+            self._count_late()
         _SEQ_BATCH.observe(time.perf_counter() - t0)
         return out, False
+
+    def _count_late(self) -> None:
+        for kind, n in self.seq.late_by_kind.items():
+            new = n - self.late_counted.get(kind, 0)
+            if new > 0:
+                metrics.LATE_RECORDS.labels(source=metrics.TOPIC_FOR_TYPE[kind]).inc(new)
+        self.late_counted = dict(self.seq.late_by_kind)
 
     def on_eof(self) -> tuple[list, bool]:
         return _bundle(self.seq.finish()), False

@@ -65,6 +65,7 @@ class Sequencer:
     _seq: int = 0
     _next_tick: float = 0.0
     late: int = 0
+    late_by_kind: dict[str, int] = field(default_factory=dict)  # late records per type
 
     # -- input -----------------------------------------------------------------
 
@@ -123,8 +124,9 @@ class Sequencer:
 
     def _release(self, at: float, rec: Record, raw: bytes, source: str) -> list[Routed]:
         out: list[Routed] = []
-        if at < self.watermark:
+        if at < self.watermark:  # behind records already released: applied late
             self.late += 1
+            self.late_by_kind[rec.kind] = self.late_by_kind.get(rec.kind, 0) + 1
         elif at > self.watermark:
             self.watermark = at
             if at >= self._next_tick:

@@ -79,6 +79,10 @@ DEAD_LETTERS = Counter("forewarn_dead_letters", "Inputs sent to the dead-letter 
                        "by source topic and bounded reason code (including records decoded "
                        "but refused later: unknown cell, time out of range)",
                        ["source", "reason"])
+LATE_RECORDS = Counter("forewarn_late_records", "Input records that arrived after the "
+                       "reorder window (--lateness) had already passed their event time, "
+                       "by source topic: applied as of the flow's current event time, so "
+                       "outputs may differ from an in-order replay", ["source"])
 WATERMARK = Gauge("forewarn_watermark_timestamp_seconds",
                   "Event-time progress of the flow (every input before it is in)")
 
@@ -157,6 +161,7 @@ for _topic in OUTPUT_TOPICS:
 for _topic in TOPIC_FOR_TYPE.values():
     EVENTS.labels(source=_topic, outcome="accepted")
     EVENTS.labels(source=_topic, outcome="dead_letter")
+    LATE_RECORDS.labels(source=_topic)
 for _code in DEAD_LETTER_CODES:
     DEAD_LETTERS.labels(source="unknown", reason=_code)
 for _kind in ACTION_KINDS:

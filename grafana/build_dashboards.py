@@ -187,6 +187,12 @@ def sre() -> dict:
         panel("timeseries", "Dead letters by source and reason", [target(
             "sum by (source, reason) (rate(forewarn_dead_letters_total"
             f"{{{SEL}}}[$__rate_interval]))", "{{source}} {{reason}}")], unit="reqps"),
+        panel("timeseries", "Late records (beyond the reorder window) by source", [target(
+            "sum by (source) (rate(forewarn_late_records_total"
+            f"{{{SEL}}}[$__rate_interval]))", "{{source}}")], unit="reqps",
+            description="Records older than what the flow had already released: applied "
+            "as of its current event time, so impact judgements may differ from an "
+            "in-order replay. Raise --lateness or fix the producer's skew."),
         panel("stat", "Dead-letter ratio", [target(
             f"sum(increase(forewarn_dead_letters_total{{{SEL}}}[$__range])) / "
             f"sum(increase(forewarn_events_total{{{SEL}}}[$__range]))", "ratio")],

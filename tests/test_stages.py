@@ -66,6 +66,26 @@ def test_sequencer_reorders_within_lateness_and_ticks_active_sites():
     assert any(isinstance(m, Tick) and k == "S1" for _, k, m in out)
 
 
+def test_sequencer_counts_records_beyond_the_reorder_window_and_the_flow_exports_them():
+    from dataflows.flow import FlowConfig, SequenceLogic
+    from forewarn import metrics
+
+    logic = SequenceLogic(FlowConfig(book=BOOK, lateness_s=30), None)
+    logic.seq = seq_with_topology(lateness_s=30)
+    late = metrics.LATE_RECORDS.labels(source="oss.alarms")
+    before = late._value.get()
+    logic.on_batch([("f", b"", Location("U", "C1", t)) for t in (T0, T0 + 40, T0 + 100)])
+    assert logic.seq.watermark == T0 + 40  # released: up to T0 + 100 - 30
+    alarm = Alarm("A", T0 + 50, "major", "powerProblem", site_id="S1")  # still in time
+    logic.on_batch([("f", b"", alarm)])
+    assert logic.seq.late == 0
+    too_late = Alarm("B", T0 + 10, "major", "powerProblem", site_id="S1")  # behind T0 + 40
+    out, _ = logic.on_batch([("f", b"", too_late)])
+    assert logic.seq.late_by_kind == {"alarm": 1}
+    assert late._value.get() == before + 1
+    assert any(stage == "site" for stage, _ in out)  # applied (late), not dropped
+
+
 def test_sequencer_finish_flushes_and_ticks():
     s = seq_with_topology(lateness_s=100)
     s.feed(Alarm("A", T0, "major", "powerProblem", site_id="S1"), b"", "f")
