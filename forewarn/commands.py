@@ -189,7 +189,7 @@ class Progress:
                    if s.name.endswith("_total"))
 
     def _loop(self) -> None:
-        start, before = time.monotonic(), self._counted()  # a warm-up run counted too
+        start, before = time.monotonic(), self._counted()  # an earlier run in this process
         while not self._stop.wait(1.0):
             done = self._counted() - before
             rate = done / max(time.monotonic() - start, 1e-9)
@@ -278,6 +278,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     book = _book(args)
+    warm = _propensity(args)
     if args.bootstrap:
         try:
             from connectors.kafka_run import run_kafka
@@ -287,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
         _serve_metrics(args)
         _run_started("kafka", None, book, args)
-        return run_kafka(args, book, propensity=_propensity(args))
+        return run_kafka(args, book, propensity=warm)
     if not args.input or not args.out:
         print("forewarn run: give --input FILE... and --out DIR (or --bootstrap HOST:PORT)",
               file=sys.stderr)
@@ -312,8 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _run_started("files", events_in, book, args)
     watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
-        run_files(args.input, out, book, workers=args.workers, watch=watch,
-                  propensity=_propensity(args))
+        run_files(args.input, out, book, workers=args.workers, watch=watch, propensity=warm)
     _save_model(out)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,

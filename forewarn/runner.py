@@ -34,7 +34,7 @@ def tune_gc() -> None:
     The flow's state is a large, long-lived heap (positions, profiles, incidents)
     that holds almost no reference cycles; the default thresholds make the cyclic
     collector walk it again and again as state grows, which cost about a third of
-    the in-memory flow's time (`bench.flow_throughput`: ~30 k -> ~48 k events/s).
+    the in-memory flow's time (`bench.flow_throughput`: ~30 k -> ~55 k events/s).
     Objects alive at start (modules, the rulebook) are frozen out of collection.
     Reference counting still frees everything else at once.
     """
