@@ -356,10 +356,12 @@ class SiteHealth:
 
     def advance(self, now: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """Event time reached ``now``: silence verdicts that fell due, in time order."""
+        due = [health for health in self.cells.values() if health.silence_at <= now]
+        if not due:
+            return []
         out: list[Verdict] = []
-        for health in self.cells.values():
-            if health.silence_at <= now:
-                out += health.advance(now, p)
+        for health in due:
+            out += health.advance(now, p)
         out.sort(key=lambda v: (v.at, v.cell_id))
         return out
 

@@ -152,12 +152,13 @@ class Sequencer:
         return [("dead", None, dead_letter(raw, source, reason))]
 
     def _route(self, rec: Record, raw: bytes, source: str) -> list[Routed]:
-        if isinstance(rec, Location | Call):
+        kind = type(rec)
+        if kind is Location or kind is Call:  # most records: tested first
             site = self.cell_site.get(rec.cell_id)
             if site is None:
                 return self._unknown_cell(rec, raw, source, rec.cell_id)
             cell = self.cell_names[rec.cell_id]  # one shared string per cell in all state
-            if isinstance(rec, Location):
+            if kind is Location:
                 pos = Position(rec.subscriber_id, cell, rec.event_time)
                 return [("site", site, pos), ("care", rec.subscriber_id, pos)]
             # Known when the call ends: using end_time keeps "as of T" views exact.

@@ -109,17 +109,23 @@ class SiteCorrelator:
 
     def handle(self, msg: Any) -> list[Out]:
         """Apply one message from the sequencer; return what became due."""
+        if type(msg) is Position:  # most messages (every location and call): kept short
+            at = msg.at
+            out = self.advance(at) if at > self.clock or (
+                self.deadlines and self.deadlines[0][0] < at) else []
+            self._observe(msg)
+            if self.detect:
+                verdicts = self.health.position(msg.cell_id, at)
+                if verdicts:
+                    out += self._silent(verdicts)
+            return out
         at = getattr(msg, "at", None)
         if at is None and isinstance(msg, Alarm):
             at = msg.event_time
         out: list[Out] = []
         if at is not None:
             out += self.advance(at)
-        if isinstance(msg, Position):
-            self._observe(msg)
-            if self.detect:
-                out += self._silent(self.health.position(msg.cell_id, msg.at))
-        elif isinstance(msg, Alarm):
+        if isinstance(msg, Alarm):
             out += self._alarm(msg)
         elif isinstance(msg, Drop):
             self._schedule(msg.at + self.book.correlation.hold_down_s, "drop", msg)
