@@ -126,6 +126,12 @@ def _register_topics(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         default=-1,
         help="replicas per partition (default: the cluster's default.replication.factor)",
     )
+    create.add_argument(
+        "--topic-prefix",
+        default="",
+        metavar="PREFIX",
+        help="prefix of every topic name, as given to run/replay/simulate (default none)",
+    )
     create.set_defaults(func=_topics_create)
 
 
@@ -187,11 +193,15 @@ def _topics_create(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         created = topics.create_topics(
-            config, args.partitions, replication_factor=args.replication_factor
+            config,
+            args.partitions,
+            replication_factor=args.replication_factor,
+            prefix=args.topic_prefix,
         )
     except (KafkaConfigError, KafkaUnreachableError, KafkaException, TimeoutError) as exc:
         return _fail("topics create", exc)
-    existing = [spec.name for spec in topics.ALL_TOPICS if spec.name not in created]
+    names = [args.topic_prefix + spec.name for spec in topics.ALL_TOPICS]
+    existing = [name for name in names if name not in created]
     if created:
         print("created: " + ", ".join(created))
     if existing:

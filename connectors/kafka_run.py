@@ -27,7 +27,6 @@ import argparse
 import fcntl
 import logging
 import sys
-import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -35,8 +34,6 @@ from pathlib import Path
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.kafka_config import (
     KafkaConfigError,
@@ -52,7 +49,7 @@ from connectors.kafka_sink import (
     value_identity,
 )
 from connectors.kafka_source import KafkaMergeSource
-from connectors.topics import ALL_TOPICS, _wait_for_leaders
+from connectors.topics import create_topics
 from dataflows.flow import FlowConfig, Outputs, build_flow
 from rules.rulebook import Rulebook
 
@@ -76,19 +73,7 @@ DEFAULT_DEDUPE_TAIL = 20_000
 def ensure_topics(config: Mapping[str, str], topics: Topics, partitions: int = 1,
                   timeout: float = 30.0) -> list[str]:
     """Create the (prefixed) contract topics that do not exist; return those created."""
-    admin = AdminClient(dict(config))
-    new = [NewTopic(topics.prefix + s.name, num_partitions=partitions, replication_factor=-1,
-                    config=s.config) for s in ALL_TOPICS]
-    created = []
-    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
-        try:
-            fut.result()
-            created.append(name)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-    _wait_for_leaders(admin, topics.all, time.monotonic() + timeout)
-    return created
+    return create_topics(config, partitions, timeout=timeout, prefix=topics.prefix)
 
 
 def missing_topics(config: Mapping[str, str], topics: Topics) -> list[str]:

@@ -117,8 +117,12 @@ def create_topics(
     *,
     replication_factor: int = -1,
     timeout: float = 30.0,
+    prefix: str = "",
 ) -> list[str]:
     """Create every contract topic that does not exist yet; return the ones created.
+
+    ``prefix`` goes in front of every name (``forewarn run --topic-prefix``): several
+    flows, tests or benchmarks can share one cluster.
 
     Idempotent: topics that already exist are left as they are (their partition
     count and configs are not changed). ``config`` holds librdkafka client settings
@@ -135,7 +139,7 @@ def create_topics(
     admin = AdminClient(dict(config))
     new = [
         NewTopic(
-            spec.name,
+            prefix + spec.name,
             num_partitions=partitions,
             replication_factor=replication_factor,
             config=spec.config,
@@ -152,7 +156,8 @@ def create_topics(
                 continue
             raise KafkaException(exc.args[0]) from exc
         created.append(name)
-    _wait_for_leaders(admin, [spec.name for spec in ALL_TOPICS], time.monotonic() + timeout)
+    _wait_for_leaders(admin, [prefix + spec.name for spec in ALL_TOPICS],
+                      time.monotonic() + timeout)
     return created
 
 
