@@ -45,6 +45,8 @@ from rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 # Verdicts for time T may arrive after later observations (the site stage can
 # lag the direct path); this window is how far back "as of T" stays exact.
 KEEP_S = 7200.0
+#: :meth:`SubscriberCare._gate`'s answer when a rule's audience leaves the subscriber out.
+NOT_FOR_THEM = "not_for_them"
 _intern = sys.intern
 
 
@@ -237,11 +239,10 @@ class SubscriberCare:
         for rule in book.incident_rules("hold_down", facts.incident_kind):
             if not _triggers(rule, facts):
                 continue
-            why = "moved_away" if moved else self._blocked(rule, msg.at, book, facts.region)
-            if why is None and not self._audience(rule, facts.region):
+            why = self._gate(rule, msg.at, book, facts.region,
+                             first="moved_away" if moved else None, silence=facts)
+            if why is NOT_FOR_THEM:
                 continue
-            if why is None:
-                why = _silenced(book, facts, msg.at)
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
                                                  down):
                 why = "repeat_outage"  # the same cell again: flapping gets one notice at most
@@ -268,8 +269,8 @@ class SubscriberCare:
         for rule in book.incident_rules("resolved", facts.incident_kind):
             if not _triggers(rule, facts):
                 continue
-            why = self._blocked(rule, msg.at, book, facts.region, capped=False)
-            if why is None and not self._audience(rule, facts.region):
+            why = self._gate(rule, msg.at, book, facts.region, capped=False)
+            if why is NOT_FOR_THEM:
                 continue
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
@@ -288,11 +289,9 @@ class SubscriberCare:
         for rule in book.incident_rules("duration", facts.incident_kind):
             if rule.min_duration_s != msg.duration_s or not _triggers(rule, facts):
                 continue
-            why = self._blocked(rule, msg.at, book, facts.region)
-            if why is None and not self._audience(rule, facts.region):
+            why = self._gate(rule, msg.at, book, facts.region, silence=facts)
+            if why is NOT_FOR_THEM:
                 continue
-            if why is None:
-                why = _silenced(book, facts, msg.at)
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -320,11 +319,10 @@ class SubscriberCare:
             if len(drops) < rule.drop_count:
                 continue
             _, call_id, at, incident_id, area, region = drops[-1]
-            why = None
-            if self.last_apology_at is not None and at - self.last_apology_at < rule.cooldown_s:
-                why = "cooldown"
-            why = why or self._blocked(rule, at, book, region)
-            if why is None and not self._audience(rule, region):
+            cooling = self.last_apology_at is not None \
+                and at - self.last_apology_at < rule.cooldown_s
+            why = self._gate(rule, at, book, region, first="cooldown" if cooling else None)
+            if why is NOT_FOR_THEM:
                 continue
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, at))
@@ -344,6 +342,20 @@ class SubscriberCare:
             return False
         told_at, told_cells = self.last_notice
         return at - told_at <= window_s and any(c in cells for c in told_cells)
+
+    def _gate(self, rule: Rule, at: float, book: Rulebook, region: str | None, *,
+              first: str | None = None, capped: bool = True,
+              silence: IncidentFacts | None = None) -> str | None:
+        """Whether ``rule`` may act for this subscriber at ``at``: ``None`` if it may, a
+        suppression reason if not, :data:`NOT_FOR_THEM` if the rule's audience leaves
+        them out (nothing to record). Checked in order: ``first`` (a reason the caller
+        found), :meth:`_blocked`, the audience, then silences of ``silence``'s area."""
+        why = first or self._blocked(rule, at, book, region, capped)
+        if why is None and not self._audience(rule, region):
+            return NOT_FOR_THEM
+        if why is None and silence is not None:
+            why = _silenced(book, silence, at)
+        return why
 
     def _blocked(self, rule: Rule, at: float, book: Rulebook, region: str | None,
                  capped: bool = True) -> str | None:
