@@ -56,9 +56,8 @@ def _min_propensity(book: Rulebook, rule_id: str) -> float | None:
     except KeyError:
         return None
 
-MAX_DEFER_MINUTES = 24 * 60
 
-
+MAX_DEFER_MINUTES = 24 * 60  # a rate-limited send is deferred at most this far
 SWEEP_S = 600.0  # expire unlabelled exposures this often (event time)
 
 
