@@ -156,9 +156,12 @@ class SiteCorrelator:
     # -- records -------------------------------------------------------------------
 
     def _observe(self, pos: Position) -> None:
-        seen = self.members.get(pos.subscriber_id)
+        members, sid = self.members, pos.subscriber_id
+        seen = members.get(sid)
         if seen is None or seen[1] <= pos.at:
-            self.members[pos.subscriber_id] = (pos.cell_id, pos.at, pos.ref)
+            if seen is not None:
+                del members[sid]  # re-inserted at the end: members stay in last-seen order
+            members[sid] = (pos.cell_id, pos.at, pos.ref)
 
     def _maintenance(self, m: Maintenance) -> None:
         if m.op == "cancel":
@@ -451,9 +454,13 @@ class SiteCorrelator:
         """Forget positions too old to matter and finished outage history."""
         self._pruned_at = now
         horizon = now - self.book.correlation.position_max_age_s
-        stale = [s for s, (_, at, _) in self.members.items() if at < horizon]
-        for s in stale:
-            del self.members[s]
+        stale = []
+        for sid, (_, at, _) in self.members.items():  # oldest first (see _observe)
+            if at >= horizon:
+                break  # a late, older position further on waits for a later prune
+            stale.append(sid)
+        for sid in stale:
+            del self.members[sid]
         keep_from = now - max(self.book.correlation.flapping_window_s, 6 * 3600)
         for cell, hist in list(self.history.items()):
             hist[:] = [h for h in hist if h[1] is None or h[1] >= keep_from]
