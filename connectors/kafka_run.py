@@ -92,9 +92,9 @@ def ensure_recovery_dir(path: Path, partitions: int) -> Path:
             init_db_dir(path, partitions)
             log.info("recovery directory created", extra={"dir": str(path),
                                                           "partitions": partitions})
-        elif len(existing) < partitions:
-            log.warning("recovery directory has fewer partitions than workers", extra={
-                "dir": str(path), "partitions": len(existing), "workers": partitions})
+        elif len(existing) < partitions:  # e.g. one process's share (deploy/, init container)
+            log.info("recovery directory holds a share of the partitions", extra={
+                "dir": str(path), "partitions_here": len(existing), "partitions": partitions})
     return path
 
 
