@@ -42,7 +42,8 @@ def _argv(container: dict, env: dict[str, str]) -> list[str]:
     script = container["args"][0]
     assert script.lstrip().startswith("exec forewarn "), script
     shown = script.replace("exec forewarn ", "exec printf '%s\\0' ", 1)
-    done = subprocess.run(["/bin/sh", "-c", shown], env=env, capture_output=True, check=True)
+    done = subprocess.run(["/bin/sh", "-c", shown], capture_output=True, check=True,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
     return done.stdout.decode().split("\0")[:-1]
 
 
