@@ -53,8 +53,9 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.kafka_publish import Topics, publish_lines
-from connectors.kafka_run import DEFAULT_LATENESS_S, ensure_topics
+from connectors.kafka_run import DEFAULT_LATENESS_S
 from connectors.kafka_source import NEG_INF, stream_time
+from connectors.topics import create_topics
 from forewarn.runner import tune_gc
 from simulator import ScenarioConfig, simulate
 
@@ -64,7 +65,7 @@ QUIET_S = 15.0  # a latency run ends when no output has come for this long
 
 def _fresh(config: dict, partitions: int, extra: tuple[str, ...] = ()) -> Topics:
     topics = Topics(f"bench.{uuid.uuid4().hex[:8]}.")
-    ensure_topics(config, topics, partitions=partitions)
+    create_topics(config, partitions, prefix=topics.prefix)
     if extra:
         from confluent_kafka.admin import AdminClient, NewTopic
 

@@ -49,7 +49,6 @@ from connectors.kafka_sink import (
     value_identity,
 )
 from connectors.kafka_source import KafkaMergeSource
-from connectors.topics import create_topics
 from dataflows.flow import FlowConfig, Outputs, build_flow
 from rules.rulebook import Rulebook
 
@@ -58,7 +57,6 @@ __all__ = [
     "add_run_arguments",
     "build_kafka_flow",
     "ensure_recovery_dir",
-    "ensure_topics",
     "run_kafka",
 ]
 
@@ -68,12 +66,6 @@ DEFAULT_LATENESS_S = 2.0
 DEFAULT_SNAPSHOT_S = 5.0
 FAST_EPOCH_S = 0.25  # epoch without recovery (as in file mode)
 DEFAULT_DEDUPE_TAIL = 20_000
-
-
-def ensure_topics(config: Mapping[str, str], topics: Topics, partitions: int = 1,
-                  timeout: float = 30.0) -> list[str]:
-    """Create the (prefixed) contract topics that do not exist; return those created."""
-    return create_topics(config, partitions, timeout=timeout, prefix=topics.prefix)
 
 
 def missing_topics(config: Mapping[str, str], topics: Topics) -> list[str]:

@@ -15,7 +15,7 @@ import orjson
 from confluent_kafka import KafkaError, Producer
 
 from connectors.kafka_publish import Topics
-from connectors.kafka_run import ensure_topics
+from connectors.topics import create_topics
 from forewarn.runner import run_collect
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
@@ -49,7 +49,7 @@ def expected(cfg: ScenarioConfig = SCENARIO) -> Expected:
 def fresh_topics(config: Mapping[str, str], partitions: int = 1) -> Topics:
     """A new set of contract topics behind a unique prefix."""
     topics = Topics(unique_topic("t") + ".")
-    ensure_topics(config, topics, partitions=partitions)
+    create_topics(config, partitions, prefix=topics.prefix)
     return topics
 
 
