@@ -255,8 +255,8 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
                 for key, value in bundle:
                     site_in.setdefault(key, []).append(value)
             elif stage == "care":
-                for key, msg in bundle:
-                    care_in.setdefault(key, []).append(msg)
+                for key, msgs in bundle:
+                    care_in.setdefault(key, []).append(msgs)
             else:
                 outs += bundle
         t = pc()
@@ -266,14 +266,14 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
             logic.snapshot()  # one epoch per batch: releases the outbox on the next one
             for kind, msg in emitted:
                 if kind == "care":
-                    care_in.setdefault(msg.subscriber_id, []).append(msg)
+                    care_in.setdefault(cfg.care_key(msg.subscriber_id), []).append([msg])
                 else:
                     outs.append(msg)
         if eof:
             for logic in sites.values():
                 for kind, msg in logic.on_eof()[0]:
                     if kind == "care":
-                        care_in.setdefault(msg.subscriber_id, []).append(msg)
+                        care_in.setdefault(cfg.care_key(msg.subscriber_id), []).append([msg])
                     else:
                         outs.append(msg)
         cost["site"] += pc() - t
@@ -298,7 +298,7 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
         decoded = fl._decode_batch([("simulator", line) for line in lines[i:i + 1000]])
         cost["decode"] += pc() - t
         t = pc()
-        routed, _ = seq.on_batch([d for d in decoded if isinstance(d, tuple)])
+        routed, _ = seq.on_batch([batch for _, batch in decoded])
         cost["sequence"] += pc() - t
         deliver(routed)
     t = pc()

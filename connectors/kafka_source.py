@@ -13,11 +13,15 @@ live in the Bytewax recovery snapshot, as with ``KafkaSource``) and releases
 messages in a deterministic merge order ``(stream time, topic rank, partition,
 offset)``:
 
-* a message is released only when every topic partition either has a message
-  buffered or is known to be at its end (``enable.partition.eof``), so a topic
-  that has not been fetched yet holds the others back instead of being overtaken;
-  with all input already on the broker the order - and so the outputs - is the
-  same however fetches interleave, after any number of restarts;
+* a message is released only when every topic partition that is not known to be
+  at its end (``enable.partition.eof``) has shown a message that sorts after it,
+  so a topic that has not been fetched yet holds the others back instead of being
+  overtaken; with all input already on the broker the order - and so the
+  outputs - is the same however fetches interleave, after any number of restarts.
+  Each fetch releases, in one sort, everything that became safe (no per-message
+  heap); a partition's merge times are its running maximum, so a record behind
+  its own partition keeps its place there (the sequencer's reorder window and
+  late count take it from there);
 * stream time is read from the record (``event_time``, a call's ``end_time``, a
   KPI's period end, a subscriber's ``updated_at``). Timeless reference data
   (``cell``, ``maintenance``) applies at once; unreadable records and times more
@@ -27,11 +31,11 @@ offset)``:
   as they arrive; skew between producers is the sequencer's ``lateness_s``.
 
 The single reader costs input parallelism, which the flow does not have anyway:
-its sequencer is one key (global event-time order). Decoding happens after this
-source, on the same worker.
-
-Items are ``(Origin, value)``: :class:`Origin` is the topic name (a ``str``) that
-also carries partition and offset, so dead letters can say where they came from.
+its sequencer is one key (global event-time order). Each message is decoded here,
+once (its record gives the merge time): items are ``(source, value, record)``,
+``source`` being ``(topic, partition, offset)`` and ``record`` a domain record or
+a :class:`~forewarn.model.DeadLetter` whose source is an
+:class:`~forewarn.codec.Origin`, so dead letters say where they came from.
 
 >>> stream_time(b'{"type":"call","end_time":"2026-11-23T10:00:00Z"}')
 1795428000.0
@@ -41,18 +45,14 @@ also carries partition and offset, so dead letters can say where they came from.
 -inf
 >>> stream_time(b'not json') is None
 True
->>> o = Origin("oss.calls", 2, 41)
->>> o == "oss.calls", o.origin()
-(True, {'topic': 'oss.calls', 'partition': 2, 'offset': 41})
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 import uuid
-from collections import deque
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -68,7 +68,8 @@ from confluent_kafka import (
 )
 
 from forewarn import metrics
-from forewarn.codec import STREAM_TIME_FIELD, parse_time
+from forewarn.codec import STREAM_TIME_FIELD, Origin, decode_input, parse_time
+from forewarn.model import DeadLetter
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
 
@@ -81,23 +82,6 @@ MAX_PARSE_BYTES = 256 * 1024  # larger values are dead letters; not parsed for t
 TYPE_RANK = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3, "kpi": 4, "call": 5,
              "location": 6, "complaint": 7}
 TIMELESS = frozenset({"cell", "maintenance"})
-
-
-class Origin(str):
-    """A record's source name (its topic) that also knows partition and offset."""
-
-    def __new__(cls, topic: str, partition: int, offset: int) -> Origin:
-        self = super().__new__(cls, topic)
-        self.partition = partition
-        self.offset = offset
-        return self
-
-    def origin(self) -> dict:
-        """Fields added to a dead letter: ``topic``, ``partition``, ``offset``."""
-        return {"topic": str(self), "partition": self.partition, "offset": self.offset}
-
-    def __reduce__(self):  # pickled inside the sequencer's reorder buffer
-        return (Origin, (str(self), self.partition, self.offset))
 
 
 class TopicMissingError(RuntimeError):
@@ -132,26 +116,41 @@ def stream_time(value: bytes | None) -> float | None:
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
 
+#: A message's place in the merge: (merge time, topic rank, partition, offset).
+MergeKey = tuple[float, int, int, int]
+
 
 @dataclass(slots=True)
 class _Part:
-    """One topic partition being merged."""
+    """One topic partition being merged.
+
+    Its merge times are made non-decreasing (each is the running maximum of the
+    partition's stream times), so the buffer is sorted by :data:`MergeKey` and
+    the partition's future messages all come after ``bound()``.
+    """
 
     topic: str
     partition: int
     rank: int
     next_offset: int  # position to resume from (after the last released message)
-    buffer: deque = field(default_factory=deque)  # (merge key, offset, value)
+    keys: list[MergeKey] = field(default_factory=list)  # buffered, in offset order
+    items: list = field(default_factory=list)  # (source, value, record), as keys
     at_end: bool = False
-    last_key: float = NEG_INF
+    last_key: float = NEG_INF  # running maximum of merge times taken
     paused: bool = False
 
     @property
     def tp_id(self) -> str:
         return f"{self.topic}/{self.partition}"
 
+    def bound(self) -> MergeKey:
+        """Every message this partition has yet to give sorts after this."""
+        if self.keys:
+            return self.keys[-1]
+        return (self.last_key, self.rank, self.partition, self.next_offset - 1)
 
-class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
+
+class _MergePartition(StatefulSourcePartition[tuple, dict]):
     def __init__(self, config: Mapping[str, str], topics: Sequence[str], ranks: Sequence[int],
                  resume: dict | None, exit_at_end: bool, batch: int, durable: bool,
                  buffer_limit: int, starting_offset: int):
@@ -184,9 +183,11 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
                 self._parts[(topic, p)] = _Part(topic, p, rank, start)
         self._consumer.assign([TopicPartition(x.topic, x.partition, x.next_offset)
                                for x in self._parts.values()])
-        self._heap: list = []  # (key, rank, partition, offset, topic) of each non-empty head
-        self._blocked = set(self._parts)  # empty and not known to be at the end
-        self._progress: float | None = None  # highest merge key released
+        self._by_rank = {(p.rank, p.partition): p for p in self._parts.values()}
+        self._buffered = 0  # messages taken, not yet merged
+        self._ready: list = []  # merged, in order, not yet released
+        self._progress: float | None = None  # highest merge time released
+        self._first: float | None = None  # first merge time taken (until there is progress)
         self._caught_up_logged = False
         self._checked = time.monotonic()  # last watermark check (lag, lost EOF events)
         log.info("kafka input assigned", extra={
@@ -196,15 +197,17 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
 
     # -- Bytewax -------------------------------------------------------------------
 
-    def next_batch(self) -> list[tuple[Origin, bytes]]:
-        ready = self._heap and not self._blocked
-        msgs = self._consumer.consume(self._batch, 0 if ready else 0.05)
-        for msg in msgs:
-            self._take(msg)
-        out = self._release(self._batch)
+    def next_batch(self) -> list[tuple]:
+        wait = 0 if self._buffered or self._ready else 0.05
+        msgs = self._consumer.consume(self._batch, wait)
+        if msgs:
+            self._take(msgs)
+        if not self._ready and self._buffered:
+            self._ready = self._merge()
+        out = self._emit()
         if time.monotonic() - self._checked >= WATERMARK_CHECK_S:
             self._check_watermarks()
-        if not out and not self._heap and not self._blocked:
+        if not out and not self._buffered and all(p.at_end for p in self._parts.values()):
             if not self._caught_up_logged:
                 log.info("kafka input caught up", extra={"progress": self._progress})
                 self._caught_up_logged = True
@@ -236,83 +239,112 @@ class _MergePartition(StatefulSourcePartition[tuple[Origin, bytes], dict]):
                 return  # broker unreachable: try again later
             if high < 0:
                 continue  # no fetch response yet: unknown
-            behind = high - part.next_offset - len(part.buffer)
+            behind = high - part.next_offset - len(part.keys)
             metrics.CONSUMER_LAG.labels(topic=part.topic, partition=str(part.partition)).set(
                 max(high - part.next_offset, 0))
-            key = (part.topic, part.partition)
-            if key in self._blocked and not part.buffer and behind <= 0:
+            if not part.keys and behind <= 0:
                 part.at_end = True
-                self._blocked.discard(key)
 
     # -- merging ---------------------------------------------------------------------
 
-    def _take(self, msg) -> None:
-        err = msg.error()
+    def _take(self, msgs: list) -> None:
+        """Decode each message (once: its record gives the merge time) into its buffer."""
+        parts = self._parts
+        part: _Part | None = None
+        keys = items = None
+        touched: dict[int, _Part] = {}
+        taken = 0
+        ref = self._progress if self._progress is not None else self._first
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                self._error(msg, err)
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if part is None or part.partition != partition or part.topic != topic:
+                part = parts.get((topic, partition))
+                if part is None:  # pragma: no cover - only assigned partitions are fetched
+                    continue
+                keys, items, rank = part.keys, part.items, part.rank
+                touched[id(part)] = part
+            value = msg.value() or b""
+            source = (topic, partition, offset)
+            rec = decode_input(value, source)
+            last = part.last_key
+            if type(rec) is DeadLetter:
+                key = last  # unreadable: keeps its place in the partition
+            else:
+                key = rec.at
+                if key is None:
+                    key = NEG_INF
+                elif ref is None:
+                    self._first = ref = key
+                if key < last or (ref is not None and key > ref + MAX_AHEAD_S):
+                    key = last  # behind its partition, or absurdly far ahead: keeps its place
+            part.last_key = key
+            part.at_end = False
+            keys.append((key, rank, partition, offset))
+            items.append((source, value, rec))
+            taken += 1
+        self._buffered += taken
+        for part in touched.values():
+            if len(part.keys) >= self._limit and not part.paused:
+                self._consumer.pause([TopicPartition(part.topic, part.partition)])
+                part.paused = True
+
+    def _error(self, msg, err: KafkaError) -> None:
         part = self._parts.get((msg.topic(), msg.partition()))
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF and part is not None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            if part is not None:
                 part.at_end = True
-                if not part.buffer:
-                    self._blocked.discard((part.topic, part.partition))
-                return
-            if err.fatal():
-                raise RuntimeError(f"Kafka consumer failed: {err.str()}")
-            log.warning("kafka consumer error", extra={
-                "topic": msg.topic(), "partition": msg.partition(), "error": err.str()})
             return
-        if part is None:  # pragma: no cover - only assigned partitions are fetched
-            return
-        value = msg.value() or b""
-        key = stream_time(value)
-        if key is None:
-            key = part.last_key  # unreadable: keep its place
-        part.last_key = key
-        part.at_end = False
-        part.buffer.append((key, msg.offset(), value))
-        if len(part.buffer) == 1:
-            self._push_head(part)
-            self._blocked.discard((part.topic, part.partition))
-        if len(part.buffer) >= self._limit and not part.paused:
-            self._consumer.pause([TopicPartition(part.topic, part.partition)])
-            part.paused = True
+        if err.fatal():
+            raise RuntimeError(f"Kafka consumer failed: {err.str()}")
+        log.warning("kafka consumer error", extra={
+            "topic": msg.topic(), "partition": msg.partition(), "error": err.str()})
 
-    def _push_head(self, part: _Part) -> None:
-        key, offset, _ = part.buffer[0]
-        if self._progress is not None and key > self._progress + MAX_AHEAD_S:
-            key = self._progress  # absurdly far ahead: must not hold its partition back
-        heapq.heappush(self._heap, (key, part.rank, part.partition, offset, part.topic))
-
-    def _release(self, limit: int) -> list[tuple[Origin, bytes]]:
-        out: list[tuple[Origin, bytes]] = []
-        heap, parts, blocked = self._heap, self._parts, self._blocked
-        while heap and not blocked and len(out) < limit:
-            key, _, partition, offset, topic = heapq.heappop(heap)
-            part = parts[(topic, partition)]
-            _, _, value = part.buffer.popleft()
-            out.append((Origin(topic, partition, offset), value))
-            part.next_offset = offset + 1
-            if part.buffer:
-                self._push_head(part)
-            elif not part.at_end:
-                blocked.add((topic, partition))
-            if key != NEG_INF:
-                if self._progress is None:
-                    self._progress = key
-                    self._rekey()
-                    heap = self._heap
-                elif key > self._progress:
-                    self._progress = key
-            if part.paused and len(part.buffer) < self._limit // 2:
-                self._consumer.resume([TopicPartition(topic, partition)])
+    def _merge(self) -> list[tuple[MergeKey, tuple]]:
+        """Every buffered message that sorts before what any partition not at its end
+        may still give, in merge order: always a prefix of the total order, however
+        fetches interleave."""
+        bounds = [p.bound() for p in self._parts.values() if not p.at_end]
+        bound = min(bounds) if bounds else None
+        ready: list = []
+        for part in self._parts.values():
+            keys = part.keys
+            if not keys:
+                continue
+            n = len(keys) if bound is None else bisect_right(keys, bound)
+            if n == 0:
+                continue
+            ready.extend(zip(keys[:n], part.items[:n], strict=True))
+            del keys[:n], part.items[:n]
+            if part.paused and len(keys) < self._limit // 2:
+                self._consumer.resume([TopicPartition(part.topic, part.partition)])
                 part.paused = False
-        return out
+        self._buffered -= len(ready)
+        ready.sort(key=_first)
+        return ready
 
-    def _rekey(self) -> None:
-        """Once there is progress, heads pushed before it are checked for absurd times."""
-        heads = self._heap
-        self._heap = []
-        for _, _, partition, _, topic in heads:
-            self._push_head(self._parts[(topic, partition)])
+    def _emit(self) -> list[tuple]:
+        """The next batch of merged messages; input positions move past them only now,
+        so a snapshot never skips a message still waiting here."""
+        if not self._ready:
+            return []
+        batch, self._ready = self._ready[:self._batch], self._ready[self._batch:]
+        last: dict[tuple[int, int], int] = {}
+        for key, _ in batch:
+            last[key[1], key[2]] = key[3]
+        for (rank, partition), offset in last.items():
+            self._by_rank[rank, partition].next_offset = offset + 1
+        top = batch[-1][0][0]
+        if top != NEG_INF and (self._progress is None or top > self._progress):
+            self._progress = top
+        return [item for _, item in batch]
+
+
+def _first(pair: tuple) -> MergeKey:
+    return pair[0]
 
 
 def _log_client_error(err: KafkaError) -> None:
@@ -320,7 +352,7 @@ def _log_client_error(err: KafkaError) -> None:
     log.log(level, "kafka client error", extra={"error": err.str(), "code": err.name()})
 
 
-class KafkaMergeSource(FixedPartitionedSource[tuple[Origin, bytes], dict]):
+class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     """The contract's input topics as one event-time-merged, resumable partition.
 
     ``topics`` are the topic names in type order (``oss.topology`` first; see
@@ -335,6 +367,8 @@ class KafkaMergeSource(FixedPartitionedSource[tuple[Origin, bytes], dict]):
         self.config = dict(config)
         self.topics = list(topics)
         self.ranks = list(ranks) if ranks is not None else list(range(len(self.topics)))
+        if len(set(self.ranks)) != len(self.topics):
+            raise ValueError(f"one distinct rank per topic expected, got {self.ranks}")
         self.exit_at_end = exit_at_end
         self.batch = batch
         self.durable = durable

@@ -31,7 +31,6 @@ from dataflows.messages import (
     Escalation,
     Impact,
     IncidentFacts,
-    Position,
     Restored,
     evidence_ref,
 )
@@ -128,11 +127,17 @@ def quiet_until(at: float, tz: str, book: Rulebook) -> float | None:
     return wake.timestamp()
 
 
-_RANK = {Subscriber: 0, Position: 1, Complaint: 1}
+_RANK = {Subscriber: 0, Complaint: 1}
 
 
 def order_key(msg: Any) -> tuple[float, int]:
-    """Event time, then records before verdicts at the same time."""
+    """Event time, then records (profiles first) before verdicts at the same time.
+
+    >>> order_key(("U1", "C1", 60.0, None)), order_key(Complaint("K1", "U1", 60.0, "other"))
+    ((60.0, 1), (60.0, 1))
+    """
+    if type(msg) is tuple:  # a Position
+        return (msg[2], 1)
     return (msg.at, _RANK.get(type(msg), 2))
 
 
@@ -164,6 +169,9 @@ class SubscriberCare:
                 and not self.seen and not self.drops)
 
     def handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
+        if type(msg) is tuple:  # a Position
+            self.observe(msg[2], msg[1], msg[3])
+            return []
         if self.prev is not None and self.since is not None and self.since > msg.at \
                 and isinstance(msg, Impact | Restored | Escalation | DropNote):
             # A verdict about time T judged on the profile in force at T, even when a
@@ -177,9 +185,7 @@ class SubscriberCare:
         return self._handle(sid, msg, book)
 
     def _handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
-        if isinstance(msg, Position):
-            self._observe(msg)
-        elif isinstance(msg, Subscriber):
+        if isinstance(msg, Subscriber):
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
             else:
@@ -206,10 +212,14 @@ class SubscriberCare:
 
     # -- observations ------------------------------------------------------------
 
-    def _observe(self, pos: Position) -> None:
-        entry = (pos.at, pos.cell_id, pos.ref)
-        seen = self.seen + (entry,)
-        if len(seen) > 1 and seen[-2][0] > pos.at:
+    def observe(self, at: float, cell_id: str, ref: str | None) -> None:
+        """The subscriber was seen on ``cell_id`` at ``at`` (a :data:`Position`)."""
+        seen = self.seen
+        if not seen:
+            self.seen = ((at, cell_id, ref),)
+            return
+        seen = seen + ((at, cell_id, ref),)
+        if seen[-2][0] > at:
             seen = tuple(sorted(seen))
         cutoff = seen[-1][0] - KEEP_S
         drop = 0

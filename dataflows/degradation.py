@@ -187,6 +187,18 @@ class CellHealth:
 
     def observe_traffic(self, at: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """A subscriber was seen on the cell at ``at`` (a ``location``, or a call's end)."""
+        if at < self.silence_at and self.bin_start >= 0.0 and at < self.bin_start + p.bin_s \
+                and not self.open:
+            # Nothing due, no bin to close, no verdict open: the long path in short.
+            self.bin_count += 1
+            if at > self.last_seen:
+                self.last_seen = at
+            if self.bins >= p.warmup_bins and self.rate > 0 and not self.down:
+                self.silence_at = self.last_seen + max(p.min_silence_s,
+                                                       p.silence_k / (self.rate / p.bin_s))
+            else:
+                self.silence_at = math.inf
+            return _NONE
         out = self.advance(at, p)
         self._roll(at, p)
         self.bin_count += 1
@@ -325,11 +337,17 @@ class CellHealth:
                        0.0, reason, evidence)
 
 
+_NONE: list[Verdict] = []  # "no verdicts" on the short paths (callers never append to it)
+
+
 @dataclass(slots=True)
 class SiteHealth:
     """The silent-failure detectors of one site's cells (state of the site stage)."""
 
     cells: dict[str, CellHealth] = field(default_factory=dict)
+    # No cell's silence falls due before this (a lower bound: only an observation
+    # brings a cell's ``silence_at`` forward, and :meth:`position` lowers it then).
+    due_at: float = -math.inf
 
     def _cell(self, cell_id: str) -> CellHealth:
         health = self.cells.get(cell_id)
@@ -344,7 +362,12 @@ class SiteHealth:
 
     def position(self, cell_id: str, at: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """A subscriber seen on ``cell_id`` at ``at`` (location or call end)."""
-        return self.advance(at, p) + self._cell(cell_id).observe_traffic(at, p)
+        out = self.advance(at, p) if at >= self.due_at else _NONE
+        health = self.cells.get(cell_id) or self._cell(cell_id)
+        verdicts = health.observe_traffic(at, p)
+        if health.silence_at < self.due_at:
+            self.due_at = health.silence_at
+        return out + verdicts if verdicts else out
 
     def cell_down(self, cell_id: str, at: float) -> list[Verdict]:
         """An alarmed outage (or maintenance) took the cell down."""
@@ -356,13 +379,17 @@ class SiteHealth:
 
     def advance(self, now: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """Event time reached ``now``: silence verdicts that fell due, in time order."""
+        if now < self.due_at:
+            return []
         due = [health for health in self.cells.values() if health.silence_at <= now]
         if not due:
+            self.due_at = self.next_deadline()
             return []
         out: list[Verdict] = []
         for health in due:
             out += health.advance(now, p)
         out.sort(key=lambda v: (v.at, v.cell_id))
+        self.due_at = self.next_deadline()
         return out
 
     def next_deadline(self) -> float:

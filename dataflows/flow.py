@@ -23,9 +23,11 @@ from __future__ import annotations
 import copy
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zlib import crc32
 
 import bytewax.operators as op
 import orjson
@@ -40,7 +42,7 @@ from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
-from forewarn.codec import dead_letter, dead_letter_dict, decode, encode
+from forewarn.codec import dead_letter_dict, decode_input, encode
 from forewarn.logs import get_logger
 from forewarn.model import Action, DeadLetter, Incident
 from rules.reload import RulebookWatcher
@@ -49,8 +51,6 @@ from rules.rulebook import Rulebook
 CLOCK_KEY = "clock"
 DISPATCH_KEY = "dispatch"
 _log = get_logger("forewarn.flow")
-#: Inputs larger than this are dead letters ("too large") without being parsed.
-MAX_RECORD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,14 @@ class FlowConfig:
 
     def rulebook(self) -> Rulebook:
         return self.watch.current() if self.watch is not None else self.book
+
+    @property
+    def care_key(self) -> Callable[[str], str]:
+        """How subscribers map to care keys. Bytewax snapshots the whole state of every
+        key touched in an epoch: with recovery on, each subscriber is a key of its own
+        (a snapshot costs what changed); without, subscribers share 64 shards (no
+        snapshots, far fewer calls per batch)."""
+        return _own_key if self.durable else care_shard
 
 
 def _snapshot(state: Any, durable: bool) -> bytes | None:
@@ -96,6 +104,7 @@ class SequenceLogic(StatefulBatchLogic):
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
 
     def on_batch(self, values: list) -> tuple[list, bool]:
+        """``values``: lists of decoded items (one per input batch, see :func:`_decode_batch`)."""
         t0 = time.perf_counter()
         book = self.cfg.rulebook()
         if book.digest != self.applied:  # the known point where a reload takes effect
@@ -103,11 +112,15 @@ class SequenceLogic(StatefulBatchLogic):
             _log.info("rulebook in force", extra={"rulebook": book.name, "version": book.version,
                                                   "digest": book.digest,
                                                   "from_watermark": self.seq.watermark})
-        out: list = []
-        feed = self.seq.feed
-        for source, raw, rec in values:
-            out += feed(rec, raw, source)
-        out = _bundle(out)
+        routed: list = []
+        take = self.seq.take
+        for batch in values:
+            for item in batch:
+                if type(item) is DeadLetter:
+                    routed.append(("undecoded", None, item))
+                else:
+                    take(item[2], item[1], item[0], routed)
+        out = _bundle(routed, self.cfg.care_key)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
         if self.seq.late_by_kind != self.late_counted:
@@ -123,7 +136,7 @@ class SequenceLogic(StatefulBatchLogic):
         self.late_counted = dict(self.seq.late_by_kind)
 
     def on_eof(self) -> tuple[list, bool]:
-        return _bundle(self.seq.finish()), False
+        return _bundle(self.seq.finish(), self.cfg.care_key), False
 
     def snapshot(self) -> bytes | None:
         if self.cfg.durable:
@@ -162,14 +175,15 @@ class SiteLogic(StatefulBatchLogic):
         return ready
 
     def on_batch(self, values: list) -> tuple[list, bool]:
+        """``values``: ``(site_id, [message, ...])``, one per sequencer batch."""
         if self.site is None:
             self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book,
                                        detect=self.cfg.models)
         self.site.book = self.cfg.rulebook()
         out = self._release()
-        handle, epoch, outbox = self.site.handle, self.epoch, self.outbox
-        for _, msg in values:
-            for item in handle(msg):
+        epoch, outbox = self.epoch, self.outbox
+        for _, msgs in values:
+            for item in self.site.handle_batch(msgs):
                 if item[0] == "care":
                     outbox.append((epoch, item))
                 else:
@@ -217,75 +231,138 @@ class DispatchLogic(StatefulBatchLogic):
 
 
 class CareLogic(StatefulBatchLogic):
+    """The subscribers of one care key: a shard of them, or one (see :func:`care_shard`).
+
+    ``values`` are lists of messages (one per sequencer batch, one per verdict); a
+    batch is applied in event-time order, observations before verdicts at equal
+    times (:func:`~dataflows.care.order_key`).
+    """
+
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.care: SubscriberCare = pickle.loads(resume) if resume else SubscriberCare()
+        self.subscribers: dict[str, SubscriberCare] = pickle.loads(resume) if resume else {}
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        if len(values) > 1:
-            values.sort(key=order_key)
+        msgs = values[0] if len(values) == 1 else [m for msgs in values for m in msgs]
+        if len(msgs) > 1:
+            msgs = sorted(msgs, key=order_key)
         out: list = []
-        care, book = self.care, self.cfg.rulebook()
-        for msg in values:
-            out += care.handle(msg.subscriber_id, msg, book)
-        return out, care.empty()
+        subs, book = self.subscribers, self.cfg.rulebook()
+        for msg in msgs:
+            if type(msg) is tuple:  # a position: most messages
+                care = subs.get(msg[0])
+                if care is None:
+                    care = subs[msg[0]] = SubscriberCare()
+                care.observe(msg[2], msg[1], msg[3])
+                continue
+            sid = msg.subscriber_id
+            care = subs.get(sid)
+            if care is None:
+                care = subs[sid] = SubscriberCare()
+            out += care.handle(sid, msg, book)
+            if care.empty():
+                del subs[sid]
+        return out, not subs
 
     def snapshot(self) -> bytes | None:
-        return _snapshot(self.care, self.cfg.durable)
+        return _snapshot(self.subscribers, self.cfg.durable)
 
 
 # ---- stateless steps ---------------------------------------------------------------
 
 
-def _bundle(routed: list) -> list:
-    """One item per destination stage per batch (fewer per-item Python callbacks).
+def _bundle(routed: list, care_key: Callable[[str], str]) -> list:
+    """One item per destination stage per batch, holding one list of messages per key.
 
-    ``site`` carries ``(site_id, (site_id, msg))`` and ``care`` ``(subscriber_id, msg)``:
-    already keyed for their stateful steps.
+    ``("site", [(site_id, (site_id, [msg, ...])), ...])``, ``("care", [(care key,
+    [msg, ...]), ...])``, ``("dead", [DeadLetter, ...])``: already keyed for their
+    stateful steps, so Bytewax sees a few items per batch instead of one per message.
+    Dead letters the sequencer refused are counted here; ``undecoded`` ones were
+    counted when decoding failed.
     """
-    site, care, dead = [], [], []
+    sites: dict[str, list] = {}
+    cares: dict[str, list] = {}
+    dead = []
     for stage, key, msg in routed:
         if stage == "care":
-            care.append((key, msg))
+            key = care_key(key)
+            box = cares.get(key)
+            if box is None:
+                box = cares[key] = []
+            box.append(msg)
         elif stage == "site":
-            site.append((key, (key, msg)))
+            box = sites.get(key)
+            if box is None:
+                box = sites[key] = []
+            box.append(msg)
         else:
-            dead.append(msg)
+            dead.append(msg if stage == "undecoded" else _count_refused(msg))
     out = []
-    if site:
-        out.append(("site", site))
-    if care:
-        out.append(("care", care))
+    if sites:
+        out.append(("site", [(k, (k, v)) for k, v in sites.items()]))
+    if cares:
+        out.append(("care", list(cares.items())))
     if dead:
         out.append(("dead", dead))
     return out
 
 
-def _decode_batch(items: list[tuple[str, bytes]]) -> list:
-    """Decode a batch; count accepted records once per kind per batch."""
-    out = []
+#: Care keys without recovery: subscribers hashed into this many shards (crc32 of the
+#: id: the same on every process and run). A shard is one state for Bytewax, so a batch
+#: costs a few calls instead of one per subscriber touched.
+CARE_SHARDS = 64
+_SHARD_KEYS = tuple(f"care-{i:02d}" for i in range(CARE_SHARDS))
+
+
+def care_shard(subscriber_id: str) -> str:
+    """The care key of a subscriber when state is not snapshotted.
+
+    >>> care_shard("SUB0000001")
+    'care-...'
+    """
+    return _SHARD_KEYS[crc32(subscriber_id.encode()) % CARE_SHARDS]
+
+
+def _own_key(subscriber_id: str) -> str:
+    """The care key of a subscriber under recovery: their own (see FlowConfig.care_key)."""
+    return subscriber_id
+
+
+def _decode_batch(items: list) -> list:
+    """Decode an input batch into one item for the sequencer: ``[("clock", decoded)]``.
+
+    Items are ``(source, raw)``, or ``(source, raw, record)`` from a source that
+    decoded them already (the Kafka source needs each record's time to merge).
+    ``decoded`` holds ``(source, raw, record)`` and dead letters. Counted once per
+    kind per batch; the ingest clock notes the batch's latest stream time (every
+    record of a batch arrived at the same moment).
+    """
+    out: list = []
     counts: dict[str, int] = {}
-    note = metrics.INGEST.note
-    for source, raw in items:
-        if len(raw) > MAX_RECORD_BYTES:
-            out.append(dead_letter(raw, source, f"record too large: {len(raw)} bytes "
-                                                f"(limit {MAX_RECORD_BYTES})"))
-            continue
-        rec = decode(raw, source)
-        if isinstance(rec, DeadLetter):
-            out.append(rec)
+    latest = None
+    for item in items:
+        if len(item) == 3:
+            source, raw, rec = item
+        else:
+            source, raw = item
+            rec = decode_input(raw, source)
+        if type(rec) is DeadLetter:
+            out.append(_count_dead(rec))
             continue
         kind = rec.kind
         counts[kind] = counts.get(kind, 0) + 1
         at = rec.at
         if at is not None:
-            note(at)
+            if latest is None or at > latest:
+                latest = at
             if kind == "complaint":
                 metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
         out.append((source, raw, rec))
+    if latest is not None:
+        metrics.INGEST.note(latest)
     for kind, n in counts.items():
         _ACCEPTED[kind].inc(n)
-    return out
+    return [(CLOCK_KEY, out)] if out else []
 
 
 _ACCEPTED = {kind: metrics.EVENTS.labels(source=topic, outcome="accepted")
@@ -335,7 +412,7 @@ def _observe_latency(output: str, event_time: float) -> None:
 
 def _encode_dead(d: DeadLetter) -> tuple[str, bytes]:
     """``(source, line)``; a Kafka input's dead letter also names its topic/partition/offset."""
-    origin = getattr(d.source, "origin", None)  # connectors.kafka_source.Origin
+    origin = getattr(d.source, "origin", None)  # forewarn.codec.Origin
     if origin is None:
         return str(d.source), encode(d)
     return str(d.source), orjson.dumps({**dead_letter_dict(d), **origin()})
@@ -365,10 +442,8 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
     metrics.RUN_START.set(time.time())
     raw = op.input("input", flow, source)
-    decoded = op.flat_map_batch("decode", raw, _decode_batch)
-    bad_in = op.branch("valid", decoded, lambda x: isinstance(x, tuple))
-    to_clock = op.key_on("key_clock", bad_in.trues, lambda _: CLOCK_KEY)
-    routed = op.stateful_batch("sequence", to_clock, lambda r: SequenceLogic(cfg, r))
+    decoded = op.flat_map_batch("decode", raw, _decode_batch)  # one ("clock", batch) each
+    routed = op.stateful_batch("sequence", decoded, lambda r: SequenceLogic(cfg, r))
 
     def unbundle(stage: str):
         return lambda kv: kv[1][1] if kv[1][0] == stage else ()
@@ -380,7 +455,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     incidents = op.map("incident", site_split.falses, lambda r: _count_out(r[1]))
 
     care_from_seq = op.flat_map("to_care", routed, unbundle("care"))
-    verdicts = op.map("verdicts", site_split.trues, lambda r: (r[1].subscriber_id, r[1]))
+    care_key = cfg.care_key
+    verdicts = op.map("verdicts", site_split.trues,
+                      lambda r: (care_key(r[1].subscriber_id), [r[1]]))
     care_keyed = op.merge("care_in", care_from_seq, verdicts)
     care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
     to_dispatch = op.key_on("key_dispatch", op.map("unkey_care", care_out, lambda kv: kv[1]),
@@ -394,12 +471,7 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
             lambda x: ("suppressed", x) if isinstance(x, Suppressed) else None),
             outputs.suppressed)
 
-    dead = op.merge(
-        "dead",
-        op.map("count_dead", bad_in.falses, _count_dead),
-        op.map("count_refused", op.flat_map("seq_dead", routed, unbundle("dead")),
-               _count_refused),
-    )
+    dead = op.flat_map("seq_dead", routed, unbundle("dead"))
 
     def out(step: str, stream, sink: Sink, enc) -> None:
         op.output(step, op.map(f"encode_{step}", stream, enc), sink)

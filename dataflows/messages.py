@@ -1,8 +1,10 @@
 """Messages that travel between the flow's stages (not on the wire).
 
-The sequencer sends records and :class:`Tick` to sites and subscribers; a site
+The sequencer sends records, :data:`Position` and :class:`Tick` to sites and
+subscribers, grouped into one list per destination key per batch; a site
 sends :class:`Impact`, :class:`Restored`, :class:`Escalation` and
-:class:`DropNote` to subscribers. Every message knows its event time ``at``.
+:class:`DropNote` to subscribers. Every message knows its event time: ``at``,
+a position's third element.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ class Tick:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A subscriber seen on a cell (from a `location` or a `call`)."""
+#: A subscriber seen on a cell (from a `location` or a `call`):
+#: ``(subscriber_id, cell_id, at, ref)``, ``ref`` being the evidence ``"call:<id>"``
+#: or ``None`` for a location (see :func:`evidence_ref`). The one message that is
+#: a plain tuple: positions are most of the traffic, and a tuple costs a
+#: fraction of a frozen dataclass to build and to read.
+Position = tuple[str, str, float, str | None]
 
-    subscriber_id: str
-    cell_id: str
-    at: float
-    ref: str | None = None  # evidence: "call:<id>"; None for a location (see evidence_ref)
+
+def position(subscriber_id: str, cell_id: str, at: float, ref: str | None = None) -> Position:
+    """A :data:`Position`.
+
+    >>> position("U1", "C1", 60.0)
+    ('U1', 'C1', 60.0, None)
+    """
+    return (subscriber_id, cell_id, at, ref)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ progress. All decoded records pass one sequencer (a single key), which
 [('site', 'S1', Cell(cell_id='C1', site_id='S1', region=None, lat=None, lon=None, technology=None))]
 >>> [(stage, key) for stage, key, _ in seq.feed(Location("U1", "C1", 100.0), b"", "f")]
 [('site', 'S1'), ('care', 'U1')]
+>>> seq.feed(Location("U1", "C1", 160.0), b"", "f")[1]
+('care', 'U1', ('U1', 'C1', 160.0, None))
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflows.messages import Drop, Position, Tick
-from forewarn.codec import dead_letter, fmt_time
+from dataflows.messages import Drop, Tick
+from forewarn.codec import Source, dead_letter, fmt_time
 from forewarn.model import (
     Alarm,
     Call,
@@ -69,37 +71,49 @@ class Sequencer:
 
     # -- input -----------------------------------------------------------------
 
-    def feed(self, rec: Record, raw: bytes, source: str) -> list[Routed]:
+    def feed(self, rec: Record, raw: bytes, source: Source) -> list[Routed]:
         """Take one decoded record; return what is released by it."""
+        out: list[Routed] = []
+        self.take(rec, raw, source, out)
+        return out
+
+    def take(self, rec: Record, raw: bytes, source: Source, out: list[Routed]) -> None:
+        """:meth:`feed`, appending what is released to ``out`` (one list per batch)."""
         at = rec.at
         if at is None:
-            return self._route(rec, raw, source)
+            self._route(rec, raw, source, out)
+            return
         self._seq += 1
-        if self.watermark is None:
+        watermark = self.watermark
+        if watermark is None:
             self._pending.append((at, self._seq, rec, raw, source))
-            if len(self._pending) < self.warmup:
-                return []
-            return self._end_warmup()
-        if abs(at - self.watermark) > MAX_SKEW_S:
-            return [("dead", None, dead_letter(raw, source, _skew_reason(rec, at, self.watermark)))]
-        if self.lateness_s <= 0 and not self._pending:
-            return self._release(at, rec, raw, source)
-        heapq.heappush(self._pending, (at, self._seq, rec, raw, source))
-        out: list[Routed] = []
-        horizon = max(at - self.lateness_s, self.watermark)
-        while self._pending and self._pending[0][0] <= horizon:
-            t, _, r, rw, src = heapq.heappop(self._pending)
-            out += self._release(t, r, rw, src)
-        return out
+            if len(self._pending) >= self.warmup:
+                self._end_warmup(out)
+            return
+        if abs(at - watermark) > MAX_SKEW_S:
+            out.append(("dead", None, dead_letter(raw, source, _skew_reason(rec, at, watermark))))
+            return
+        pending = self._pending
+        if self.lateness_s <= 0 and not pending:
+            self._release(at, rec, raw, source, out)
+            return
+        horizon = max(at - self.lateness_s, watermark)
+        if at <= horizon and not pending:
+            self._release(at, rec, raw, source, out)  # nothing held: no heap round trip
+            return
+        heapq.heappush(pending, (at, self._seq, rec, raw, source))
+        while pending and pending[0][0] <= horizon:
+            t, _, r, rw, src = heapq.heappop(pending)
+            self._release(t, r, rw, src, out)
 
     def finish(self) -> list[Routed]:
         """End of input: release everything held, then a last tick to every active site."""
         out: list[Routed] = []
         if self.watermark is None and self._pending:
-            out += self._end_warmup()
+            self._end_warmup(out)
         while self._pending:
             t, _, r, rw, src = heapq.heappop(self._pending)
-            out += self._release(t, r, rw, src)
+            self._release(t, r, rw, src, out)
         if self.watermark is not None:
             tick = Tick(self.watermark)
             out += [("site", site, tick) for site in sorted(self.active_until)]
@@ -107,92 +121,94 @@ class Sequencer:
 
     # -- internals -----------------------------------------------------------------
 
-    def _end_warmup(self) -> list[Routed]:
+    def _end_warmup(self, out: list[Routed]) -> None:
         """Anchor the watermark at the median of the first records, robust to a bad one."""
         held = sorted(self._pending)
         self._pending = []
         self.watermark = held[len(held) // 2][0]
         self._next_tick = self.watermark + self.tick_s
-        out: list[Routed] = []
         for at, _, rec, raw, source in held:
             if abs(at - self.watermark) > MAX_SKEW_S:
                 out.append(("dead", None, dead_letter(raw, source,
                                                       _skew_reason(rec, at, self.watermark))))
             else:
-                out += self._release(at, rec, raw, source)
-        return out
+                self._release(at, rec, raw, source, out)
 
-    def _release(self, at: float, rec: Record, raw: bytes, source: str) -> list[Routed]:
-        out: list[Routed] = []
+    def _release(self, at: float, rec: Record, raw: bytes, source: Source,
+                 out: list[Routed]) -> None:
         if at < self.watermark:  # behind records already released: applied late
             self.late += 1
             self.late_by_kind[rec.kind] = self.late_by_kind.get(rec.kind, 0) + 1
         elif at > self.watermark:
             self.watermark = at
             if at >= self._next_tick:
-                out += self._ticks(at)
-        return out + self._route(rec, raw, source)
+                self._ticks(at, out)
+        self._route(rec, raw, source, out)
 
-    def _ticks(self, now: float) -> list[Routed]:
+    def _ticks(self, now: float, out: list[Routed]) -> None:
         self._next_tick = now + self.tick_s
         tick = Tick(now)
-        out: list[Routed] = []
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
                 del self.active_until[site]
             out.append(("site", site, tick))
-        return out
 
     def _activate(self, site: str, until: float) -> None:
         if self.active_until.get(site, 0.0) < until:
             self.active_until[site] = until
 
-    def _unknown_cell(self, rec: Record, raw: bytes, source: str, cell_id: str) -> list[Routed]:
+    def _unknown_cell(self, rec: Record, raw: bytes, source: Source, cell_id: str) -> Routed:
         reason = f"{rec.kind}.cell_id: unknown cell {cell_id!r} (no `cell` topology record)"
-        return [("dead", None, dead_letter(raw, source, reason))]
+        return ("dead", None, dead_letter(raw, source, reason))
 
-    def _route(self, rec: Record, raw: bytes, source: str) -> list[Routed]:
+    def _route(self, rec: Record, raw: bytes, source: Source, out: list[Routed]) -> None:
         kind = type(rec)
         if kind is Location or kind is Call:  # most records: tested first
             site = self.cell_site.get(rec.cell_id)
             if site is None:
-                return self._unknown_cell(rec, raw, source, rec.cell_id)
+                out.append(self._unknown_cell(rec, raw, source, rec.cell_id))
+                return
             cell = self.cell_names[rec.cell_id]  # one shared string per cell in all state
+            sid = rec.subscriber_id
             if kind is Location:
-                pos = Position(rec.subscriber_id, cell, rec.event_time)
-                return [("site", site, pos), ("care", rec.subscriber_id, pos)]
+                pos = (sid, cell, rec.event_time, None)
+                out.append(("site", site, pos))
+                out.append(("care", sid, pos))
+                return
             # Known when the call ends: using end_time keeps "as of T" views exact.
-            pos = Position(rec.subscriber_id, cell, rec.end_time, f"call:{rec.call_id}")
-            out: list[Routed] = [("site", site, pos), ("care", rec.subscriber_id, pos)]
+            pos = (sid, cell, rec.end_time, f"call:{rec.call_id}")
+            out.append(("site", site, pos))
+            out.append(("care", sid, pos))
             if rec.dropped:
-                out.append(("site", site, Drop(rec.subscriber_id, rec.cell_id, rec.call_id,
-                                               rec.end_time)))
+                out.append(("site", site, Drop(sid, rec.cell_id, rec.call_id, rec.end_time)))
                 self._activate(site, rec.end_time + DROP_HORIZON_S)
-            return out
-        if isinstance(rec, Subscriber | Complaint):
-            return [("care", rec.subscriber_id, rec)]
-        if isinstance(rec, Alarm):
-            return self._route_alarm(rec, raw, source)
-        if isinstance(rec, Kpi):
+            return
+        if kind is Subscriber or kind is Complaint:
+            out.append(("care", rec.subscriber_id, rec))
+        elif kind is Alarm:
+            out.append(self._route_alarm(rec, raw, source))
+        elif kind is Kpi:
             site = self.cell_site.get(rec.cell_id)
             if site is None:
-                return self._unknown_cell(rec, raw, source, rec.cell_id)
-            return [("site", site, rec)]
-        if isinstance(rec, Cell):
+                out.append(self._unknown_cell(rec, raw, source, rec.cell_id))
+            else:
+                out.append(("site", site, rec))
+        elif kind is Cell:
             old = self.cell_site.get(rec.cell_id)
             if old is not None and old != rec.site_id:
                 self.site_cells[old].discard(rec.cell_id)
             self.cell_site[rec.cell_id] = rec.site_id
             self.cell_names.setdefault(rec.cell_id, rec.cell_id)
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
-            return [("site", rec.site_id, rec)]
-        if isinstance(rec, Maintenance):
+            out.append(("site", rec.site_id, rec))
+        elif kind is Maintenance:
             sites = set(rec.site_ids)
             sites.update(self.cell_site[c] for c in rec.cell_ids if c in self.cell_site)
-            return [("site", s, rec) for s in sorted(sites)]
-        raise TypeError(f"sequencer cannot route {type(rec).__name__}")  # pragma: no cover
+            out += [("site", s, rec) for s in sorted(sites)]
+        else:  # pragma: no cover
+            raise TypeError(f"sequencer cannot route {type(rec).__name__}")
 
-    def _route_alarm(self, rec: Alarm, raw: bytes, source: str) -> list[Routed]:
+    def _route_alarm(self, rec: Alarm, raw: bytes, source: Source) -> Routed:
         if rec.cell_id is not None:
             site = self.cell_site.get(rec.cell_id)
             if site is None:
@@ -200,19 +216,19 @@ class Sequencer:
             if rec.site_id is not None and rec.site_id != site:
                 reason = (f"alarm.site_id: {rec.site_id!r} disagrees with topology "
                           f"(cell {rec.cell_id!r} is on site {site!r})")
-                return [("dead", None, dead_letter(raw, source, reason))]
+                return ("dead", None, dead_letter(raw, source, reason))
         else:
             site = rec.site_id
             if site not in self.site_cells:
                 reason = f"alarm.site_id: unknown site {site!r} (no `cell` topology record on it)"
-                return [("dead", None, dead_letter(raw, source, reason))]
+                return ("dead", None, dead_letter(raw, source, reason))
         alarms = self.open_alarms.setdefault(site, set())
         if rec.cleared:
             alarms.discard(rec.alarm_id)
         else:
             alarms.add(rec.alarm_id)
         self._activate(site, rec.event_time + ALARM_HORIZON_S)
-        return [("site", site, rec)]
+        return ("site", site, rec)
 
 
 def _skew_reason(rec: Record, at: float, watermark: float) -> str:

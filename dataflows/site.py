@@ -39,7 +39,6 @@ from dataflows.messages import (
     Escalation,
     Impact,
     IncidentFacts,
-    Position,
     Restored,
     Tick,
 )
@@ -109,16 +108,8 @@ class SiteCorrelator:
 
     def handle(self, msg: Any) -> list[Out]:
         """Apply one message from the sequencer; return what became due."""
-        if type(msg) is Position:  # most messages (every location and call): kept short
-            at = msg.at
-            out = self.advance(at) if at > self.clock or (
-                self.deadlines and self.deadlines[0][0] < at) else []
-            self._observe(msg)
-            if self.detect:
-                verdicts = self.health.position(msg.cell_id, at)
-                if verdicts:
-                    out += self._silent(verdicts)
-            return out
+        if type(msg) is tuple:  # a Position: most messages (every location and call)
+            return self.handle_batch((msg,))
         at = getattr(msg, "at", None)
         if at is None and isinstance(msg, Alarm):
             at = msg.event_time
@@ -140,6 +131,34 @@ class SiteCorrelator:
             out += self._silent(self.health.advance(msg.at))
         return out
 
+    def handle_batch(self, msgs: list | tuple) -> list[Out]:
+        """:meth:`handle` for each message in turn, with positions on a short path."""
+        out: list[Out] = []
+        members, deadlines = self.members, self.deadlines
+        position = self.health.position if self.detect else None
+        for msg in msgs:
+            if type(msg) is not tuple:
+                out += self.handle(msg)
+                continue
+            sid, cell, at, ref = msg
+            if deadlines and deadlines[0][0] < at:
+                out += self.advance(at)
+            elif at > self.clock:  # advance() with nothing due, inline
+                self.clock = at
+                if at - self._pruned_at >= PRUNE_EVERY_S:
+                    self._prune(at)
+            seen = members.get(sid)
+            if seen is None:
+                members[sid] = (cell, at, ref)
+            elif seen[1] <= at:
+                del members[sid]  # re-inserted at the end: members stay in last-seen order
+                members[sid] = (cell, at, ref)
+            if position is not None:
+                verdicts = position(cell, at)
+                if verdicts:
+                    out += self._silent(verdicts)
+        return out
+
     def advance(self, now: float) -> list[Out]:
         """Fire every deadline strictly before ``now``, in time order."""
         out: list[Out] = []
@@ -154,14 +173,6 @@ class SiteCorrelator:
         return out
 
     # -- records -------------------------------------------------------------------
-
-    def _observe(self, pos: Position) -> None:
-        members, sid = self.members, pos.subscriber_id
-        seen = members.get(sid)
-        if seen is None or seen[1] <= pos.at:
-            if seen is not None:
-                del members[sid]  # re-inserted at the end: members stay in last-seen order
-            members[sid] = (pos.cell_id, pos.at, pos.ref)
 
     def _maintenance(self, m: Maintenance) -> None:
         if m.op == "cancel":
@@ -455,7 +466,7 @@ class SiteCorrelator:
         self._pruned_at = now
         horizon = now - self.book.correlation.position_max_age_s
         stale = []
-        for sid, (_, at, _) in self.members.items():  # oldest first (see _observe)
+        for sid, (_, at, _) in self.members.items():  # oldest first (see handle_batch)
             if at >= horizon:
                 break  # a late, older position further on waits for a later prune
             stale.append(sid)

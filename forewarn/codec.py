@@ -45,6 +45,37 @@ from forewarn.model import (
 )
 
 RAW_LIMIT = 4096  # bytes of the offending input kept in a dead letter
+#: Inputs larger than this are dead letters ("too large") without being parsed.
+MAX_RECORD_BYTES = 256 * 1024
+
+
+class Origin(str):
+    """A record's source name (its Kafka topic) that also knows partition and offset.
+
+    Sources pass the cheap tuple ``(topic, partition, offset)`` along with a record;
+    :func:`dead_letter` makes an ``Origin`` of it only when the record is refused.
+
+    >>> o = Origin("oss.calls", 2, 41)
+    >>> o == "oss.calls", o.origin()
+    (True, {'topic': 'oss.calls', 'partition': 2, 'offset': 41})
+    """
+
+    def __new__(cls, topic: str, partition: int, offset: int) -> Origin:
+        self = super().__new__(cls, topic)
+        self.partition = partition
+        self.offset = offset
+        return self
+
+    def origin(self) -> dict:
+        """Fields added to a dead letter: ``topic``, ``partition``, ``offset``."""
+        return {"topic": str(self), "partition": self.partition, "offset": self.offset}
+
+    def __reduce__(self):  # pickled inside the sequencer's reorder buffer
+        return (Origin, (str(self), self.partition, self.offset))
+
+
+#: Where a record came from: a name (file, topic) or ``(topic, partition, offset)``.
+Source = str | tuple[str, int, int]
 
 
 class Invalid(ValueError):
@@ -359,45 +390,102 @@ _REASON_CODES = (
 )
 
 
-def dead_letter(raw: bytes, source: str, reason: str) -> DeadLetter:
+def dead_letter(raw: bytes, source: Source, reason: str) -> DeadLetter:
+    if type(source) is tuple:
+        source = Origin(*source)
     return DeadLetter(source=source, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
 
 
-def _fast(obj: dict) -> Location | Call | None:
-    """The common well-formed `location` and `call` without the per-field helpers.
+# Building a frozen dataclass goes through object.__setattr__ field by field; the two
+# records that are most of the traffic are built through their slots instead.
+_new = object.__new__
+_LOC = (Location.subscriber_id.__set__, Location.cell_id.__set__, Location.event_time.__set__)
+_CALL = tuple(getattr(Call, f).__set__ for f in ("call_id", "subscriber_id", "cell_id",
+                                                   "start_time", "end_time", "dropped",
+                                                   "cause_code"))
+_MINUTES: dict[str, float] = {}  # "2026-11-23T10:15:" -> POSIX seconds of that minute
+_SECONDS = {f"{i:02d}": float(i) for i in range(60)}
 
-    Returns None whenever anything is unusual; the full validator then decides.
+
+def _time_of(value: Any) -> float | None:
+    """:func:`parse_time` of a string, or None when it is not a valid time.
+
+    The canonical form ``YYYY-MM-DDTHH:MM:SSZ`` is read as its minute (cached) plus
+    its seconds; anything else goes through :func:`parse_time`.
+
+    >>> _time_of("2026-11-23T10:15:42Z") == parse_time("2026-11-23T10:15:42Z")
+    True
+    >>> _time_of("2026-11-23T10:15:60Z") is None, _time_of(7) is None
+    (True, True)
     """
-    typ = obj.get("type")
-    try:
-        if typ == "location":
-            sid, cell, t = obj["subscriber_id"], obj["cell_id"], obj["event_time"]
-            if type(sid) is str and type(cell) is str and type(t) is str and sid and cell:
-                return Location(sid, cell, parse_time(t))
-        elif typ == "call":
-            cid, sid, cell = obj["call_id"], obj["subscriber_id"], obj["cell_id"]
-            dropped, cause = obj["dropped"], obj.get("cause_code")
-            if (type(cid) is str and type(sid) is str and type(cell) is str and cid and sid
-                    and cell and type(dropped) is bool
-                    and (cause is None or (type(cause) is int and cause >= 0))):
-                start, end = parse_time(obj["start_time"]), parse_time(obj["end_time"])
-                if end >= start:
-                    return Call(cid, sid, cell, start, end, dropped, cause)
-    except (KeyError, TypeError, ValueError):
+    if type(value) is not str:
         return None
-    return None
+    if len(value) == 20 and value[19] == "Z":
+        sec = _SECONDS.get(value[17:19])
+        if sec is not None:
+            base = _MINUTES.get(value[:17])
+            if base is None:
+                try:
+                    base = parse_time(value[:17] + "00Z")
+                except ValueError:
+                    return None
+                if len(_MINUTES) >= 100_000:
+                    _MINUTES.clear()
+                _MINUTES[value[:17]] = base
+            return base + sec
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
 
 
-def decode(raw: bytes, source: str) -> Record | DeadLetter:
-    """One wire record -> a domain record, or a dead letter saying why."""
+def decode_input(raw: bytes, source: Source) -> Record | DeadLetter:
+    """:func:`decode`, but an input over :data:`MAX_RECORD_BYTES` is not even parsed."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return dead_letter(raw, source, f"record too large: {len(raw)} bytes "
+                                        f"(limit {MAX_RECORD_BYTES})")
+    return decode(raw, source)
+
+
+def decode(raw: bytes, source: Source) -> Record | DeadLetter:
+    """One wire record -> a domain record, or a dead letter saying why.
+
+    A well-formed ``location`` or ``call`` (most of the traffic) is checked inline;
+    anything unusual goes to the per-type decoders, which name the defect.
+    """
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return dead_letter(raw, source, f"not JSON: {exc.args[0] if exc.args else exc}")
     if type(obj) is dict:
-        rec = _fast(obj)
-        if rec is not None:
-            return rec
+        typ = obj.get("type")
+        if typ == "location":
+            sid, cell = obj.get("subscriber_id"), obj.get("cell_id")
+            at = _time_of(obj.get("event_time"))
+            if type(sid) is str and type(cell) is str and sid and cell and at is not None:
+                rec = _new(Location)
+                _LOC[0](rec, sid)
+                _LOC[1](rec, cell)
+                _LOC[2](rec, at)
+                return rec
+        elif typ == "call":
+            cid, sid, cell = obj.get("call_id"), obj.get("subscriber_id"), obj.get("cell_id")
+            dropped, cause = obj.get("dropped"), obj.get("cause_code")
+            start, end = _time_of(obj.get("start_time")), _time_of(obj.get("end_time"))
+            if (type(cid) is str and type(sid) is str and type(cell) is str and cid and sid
+                    and cell and type(dropped) is bool and start is not None
+                    and end is not None and end >= start
+                    and (cause is None or (type(cause) is int and cause >= 0))):
+                rec = _new(Call)
+                put = _CALL
+                put[0](rec, cid)
+                put[1](rec, sid)
+                put[2](rec, cell)
+                put[3](rec, start)
+                put[4](rec, end)
+                put[5](rec, dropped)
+                put[6](rec, cause)
+                return rec
     if not isinstance(obj, dict):
         return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}")
     typ = obj.get("type")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataflows.care import SubscriberCare, Suppressed, quiet_until
-from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Position, Restored, Tick
+from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Restored, Tick, position
 from dataflows.sequencer import Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn.codec import parse_time
@@ -61,7 +61,7 @@ def test_sequencer_reorders_within_lateness_and_ticks_active_sites():
     early = s.feed(Location("V", "D1", T0 + 5), b"", "f")
     assert early == []
     out = s.feed(Location("U", "C1", T0 + 60), b"", "f")
-    times = [m.at for st, _, m in out if st == "care"]
+    times = [m[2] for st, _, m in out if st == "care"]
     assert times == sorted(times)
     assert any(isinstance(m, Tick) and k == "S1" for _, k, m in out)
 
@@ -74,13 +74,13 @@ def test_sequencer_counts_records_beyond_the_reorder_window_and_the_flow_exports
     logic.seq = seq_with_topology(lateness_s=30)
     late = metrics.LATE_RECORDS.labels(source="oss.alarms")
     before = late._value.get()
-    logic.on_batch([("f", b"", Location("U", "C1", t)) for t in (T0, T0 + 40, T0 + 100)])
+    logic.on_batch([[("f", b"", Location("U", "C1", t)) for t in (T0, T0 + 40, T0 + 100)]])
     assert logic.seq.watermark == T0 + 40  # released: up to T0 + 100 - 30
     alarm = Alarm("A", T0 + 50, "major", "powerProblem", site_id="S1")  # still in time
-    logic.on_batch([("f", b"", alarm)])
+    logic.on_batch([[("f", b"", alarm)]])
     assert logic.seq.late == 0
     too_late = Alarm("B", T0 + 10, "major", "powerProblem", site_id="S1")  # behind T0 + 40
-    out, _ = logic.on_batch([("f", b"", too_late)])
+    out, _ = logic.on_batch([[("f", b"", too_late)]])
     assert logic.seq.late_by_kind == {"alarm": 1}
     assert late._value.get() == before + 1
     assert any(stage == "site" for stage, _ in out)  # applied (late), not dropped
@@ -110,9 +110,9 @@ def alarm(aid: str, at: float, cell: str | None = None, sev: str = "critical") -
 
 def test_site_hold_down_fans_out_impacts_with_fresh_positions_only():
     s = site()
-    s.handle(Position("U1", "C1", T0 - 600, "location:C1@x"))
-    s.handle(Position("U2", "C1", T0 - 4000, "location:C1@y"))  # stale
-    s.handle(Position("U3", "C2", T0 - 60, "location:C2@z"))  # other cell
+    s.handle(position("U1", "C1", T0 - 600, "location:C1@x"))
+    s.handle(position("U2", "C1", T0 - 4000, "location:C1@y"))  # stale
+    s.handle(position("U3", "C2", T0 - 60, "location:C2@z"))  # other cell
     assert s.handle(alarm("A", 0, "C1")) == []
     out = s.handle(Tick(T0 + 121))
     impacts = [m for kind, m in out if kind == "care"]
@@ -124,7 +124,7 @@ def test_site_hold_down_fans_out_impacts_with_fresh_positions_only():
 
 def test_site_deadline_at_exact_time_waits_for_later_input():
     s = site()
-    s.handle(Position("U1", "C1", T0 - 10, "r"))
+    s.handle(position("U1", "C1", T0 - 10, "r"))
     s.handle(alarm("A", 0, "C1"))
     assert [k for k, _ in s.handle(Tick(T0 + 120))] == ["incident"]  # group wait only
     out = s.handle(Alarm("A", T0 + 120, "cleared", "powerProblem", cell_id="C1"))
@@ -133,7 +133,7 @@ def test_site_deadline_at_exact_time_waits_for_later_input():
 
 def test_site_restore_sends_restored_to_impacted_and_resolves():
     s = site()
-    s.handle(Position("U1", "C1", T0 - 10, "r"))
+    s.handle(position("U1", "C1", T0 - 10, "r"))
     s.handle(alarm("A", 0))  # whole site
     s.handle(Tick(T0 + 200))
     out = s.handle(Alarm("A", T0 + 900, "cleared", "powerProblem", site_id="S1"))
@@ -157,7 +157,7 @@ def test_site_drop_note_names_the_explaining_outage_after_its_hold_down():
 def test_site_maintenance_windows_mark_planned_work():
     s = site()
     s.handle(Maintenance("W", "upsert", T0 - 60, T0 + 3600, cell_ids=("C1",)))
-    s.handle(Position("U1", "C1", T0 - 10, "r"))
+    s.handle(position("U1", "C1", T0 - 10, "r"))
     s.handle(alarm("A", 0, "C1"))
     out = s.handle(Tick(T0 + 200))
     assert not any(k == "care" for k, _ in out)
@@ -180,8 +180,8 @@ IMPACT = Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r"))
 def test_care_verifies_position_as_of_the_impact_time():
     c = SubscriberCare()
     c.handle("U", profile(), BOOK)
-    c.handle("U", Position("U", "C1", T0 - 30, "call:K"), BOOK)
-    c.handle("U", Position("U", "D9", T0 + 500, "location:D9@1"), BOOK)  # after the verdict time
+    c.handle("U", position("U", "C1", T0 - 30, "call:K"), BOOK)
+    c.handle("U", position("U", "D9", T0 + 500, "location:D9@1"), BOOK)  # after the verdict time
     out = c.handle("U", IMPACT, BOOK)
     assert isinstance(out[0], Action) and out[0].language == "fr" and "Zoé" in out[0].message
     assert out[0].channel == "sms" and out[0].evidence == ("alarm:A", "call:K")
@@ -193,17 +193,17 @@ def test_care_verifies_position_as_of_the_impact_time():
 def test_care_suppresses_moved_away_no_consent_and_unknown():
     moved = SubscriberCare()
     moved.handle("U", profile(), BOOK)
-    moved.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
-    moved.handle("U", Position("U", "C7", T0 + 30, "r"), BOOK)
+    moved.handle("U", position("U", "C1", T0 - 30, "r"), BOOK)
+    moved.handle("U", position("U", "C7", T0 + 30, "r"), BOOK)
     assert moved.handle("U", IMPACT, BOOK)[0].reason == "moved_away"
     unknown = SubscriberCare()
-    unknown.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
+    unknown.handle("U", position("U", "C1", T0 - 30, "r"), BOOK)
     out = unknown.handle("U", IMPACT, BOOK)
     assert isinstance(out[0], Suppressed) and out[0].reason == "unknown_subscriber"
     mute = SubscriberCare()
     mute.handle("U", Subscriber("U", "upsert", T0, timezone="UTC",
                                 channels=(Channel("sms", "+1", False),)), BOOK)
-    mute.handle("U", Position("U", "C1", T0 - 30, "r"), BOOK)
+    mute.handle("U", position("U", "C1", T0 - 30, "r"), BOOK)
     assert mute.handle("U", IMPACT, BOOK)[0].reason == "no_consent"
 
 
