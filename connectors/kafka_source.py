@@ -55,6 +55,7 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -68,7 +69,12 @@ from confluent_kafka import (
 )
 
 from forewarn import metrics
-from forewarn.codec import STREAM_TIME_FIELD, Origin, decode_input, parse_time
+from forewarn.codec import (
+    STREAM_TIME_FIELD,
+    Origin,
+    decode,
+    parse_time,
+)
 from forewarn.model import DeadLetter
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
@@ -115,6 +121,7 @@ def stream_time(value: bytes | None) -> float | None:
 
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
+_first = itemgetter(0)
 
 #: A message's place in the merge: (merge time, topic rank, partition, offset).
 MergeKey = tuple[float, int, int, int]
@@ -218,9 +225,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         return out
 
     def snapshot(self) -> dict:
+        """Input positions: each partition resumes at its first message not yet released."""
         if self._durable:
             metrics.SNAPSHOT_TIMESTAMP.set(time.time())
-        return {p.tp_id: p.next_offset for p in self._parts.values()}
+        positions = {(p.rank, p.partition): p.next_offset for p in self._parts.values()}
+        for key, _ in self._ready:  # merged, waiting here: read again after a restart
+            tp = (key[1], key[2])
+            if key[3] < positions[tp]:
+                positions[tp] = key[3]
+        return {self._by_rank[tp].tp_id: offset for tp, offset in positions.items()}
 
     def close(self) -> None:
         self._consumer.close()
@@ -269,7 +282,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
-            rec = decode_input(value, source)
+            rec = decode(value, source)
             last = part.last_key
             if type(rec) is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
@@ -318,33 +331,25 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             if n == 0:
                 continue
             ready.extend(zip(keys[:n], part.items[:n], strict=True))
+            part.next_offset = keys[n - 1][3] + 1
             del keys[:n], part.items[:n]
             if part.paused and len(keys) < self._limit // 2:
                 self._consumer.resume([TopicPartition(part.topic, part.partition)])
                 part.paused = False
         self._buffered -= len(ready)
-        ready.sort(key=_first)
+        ready.sort(key=_first)  # keys are unique: items are never compared
         return ready
 
     def _emit(self) -> list[tuple]:
-        """The next batch of merged messages; input positions move past them only now,
-        so a snapshot never skips a message still waiting here."""
+        """The next batch of merged messages (the rest wait in ``_ready``, which
+        :meth:`snapshot` takes into account)."""
         if not self._ready:
             return []
         batch, self._ready = self._ready[:self._batch], self._ready[self._batch:]
-        last: dict[tuple[int, int], int] = {}
-        for key, _ in batch:
-            last[key[1], key[2]] = key[3]
-        for (rank, partition), offset in last.items():
-            self._by_rank[rank, partition].next_offset = offset + 1
         top = batch[-1][0][0]
         if top != NEG_INF and (self._progress is None or top > self._progress):
             self._progress = top
         return [item for _, item in batch]
-
-
-def _first(pair: tuple) -> MergeKey:
-    return pair[0]
 
 
 def _log_client_error(err: KafkaError) -> None:

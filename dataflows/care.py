@@ -218,6 +218,9 @@ class SubscriberCare:
         if not seen:
             self.seen = ((at, cell_id, ref),)
             return
+        if seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
+            self.seen = seen + ((at, cell_id, ref),)  # in order, nothing falls out
+            return
         seen = seen + ((at, cell_id, ref),)
         if seen[-2][0] > at:
             seen = tuple(sorted(seen))

@@ -187,18 +187,6 @@ class CellHealth:
 
     def observe_traffic(self, at: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """A subscriber was seen on the cell at ``at`` (a ``location``, or a call's end)."""
-        if at < self.silence_at and self.bin_start >= 0.0 and at < self.bin_start + p.bin_s \
-                and not self.open:
-            # Nothing due, no bin to close, no verdict open: the long path in short.
-            self.bin_count += 1
-            if at > self.last_seen:
-                self.last_seen = at
-            if self.bins >= p.warmup_bins and self.rate > 0 and not self.down:
-                self.silence_at = self.last_seen + max(p.min_silence_s,
-                                                       p.silence_k / (self.rate / p.bin_s))
-            else:
-                self.silence_at = math.inf
-            return _NONE
         out = self.advance(at, p)
         self._roll(at, p)
         self.bin_count += 1
@@ -362,8 +350,25 @@ class SiteHealth:
 
     def position(self, cell_id: str, at: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """A subscriber seen on ``cell_id`` at ``at`` (location or call end)."""
+        health = self.cells.get(cell_id)
+        if health is None:
+            health = self._cell(cell_id)
+        elif at < self.due_at and at < health.bin_start + p.bin_s and health.bin_start >= 0.0 \
+                and not health.open:
+            # Most positions: nothing due, no traffic bin to close, no verdict open.
+            # CellHealth.observe_traffic's effect, without its general path.
+            health.bin_count += 1
+            if at > health.last_seen:
+                health.last_seen = at
+            if health.bins >= p.warmup_bins and health.rate > 0 and not health.down:
+                health.silence_at = health.last_seen + max(
+                    p.min_silence_s, p.silence_k / (health.rate / p.bin_s))
+                if health.silence_at < self.due_at:
+                    self.due_at = health.silence_at
+            else:
+                health.silence_at = math.inf
+            return _NONE
         out = self.advance(at, p) if at >= self.due_at else _NONE
-        health = self.cells.get(cell_id) or self._cell(cell_id)
         verdicts = health.observe_traffic(at, p)
         if health.silence_at < self.due_at:
             self.due_at = health.silence_at

@@ -42,7 +42,7 @@ from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
-from forewarn.codec import dead_letter_dict, decode_input, encode
+from forewarn.codec import dead_letter_dict, decode, encode
 from forewarn.logs import get_logger
 from forewarn.model import Action, DeadLetter, Incident
 from rules.reload import RulebookWatcher
@@ -114,13 +114,14 @@ class SequenceLogic(StatefulBatchLogic):
                                                   "from_watermark": self.seq.watermark})
         routed: list = []
         take = self.seq.take
+        late = self.seq.late
         for batch in values:
             for item in batch:
                 if type(item) is DeadLetter:
                     routed.append(("undecoded", None, item))
                 else:
                     take(item[2], item[1], item[0], routed)
-        out = _bundle(routed, self.cfg.care_key)
+        out = _bundle(routed, self.cfg.care_key, ordered=self.seq.late == late)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
         if self.seq.late_by_kind != self.late_counted:
@@ -243,9 +244,9 @@ class CareLogic(StatefulBatchLogic):
         self.subscribers: dict[str, SubscriberCare] = pickle.loads(resume) if resume else {}
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        msgs = values[0] if len(values) == 1 else [m for msgs in values for m in msgs]
-        if len(msgs) > 1:
-            msgs = sorted(msgs, key=order_key)
+        # One list is in order already (the sequencer's, or one verdict); several merge.
+        msgs = values[0] if len(values) == 1 else sorted(
+            (m for msgs in values for m in msgs), key=order_key)
         out: list = []
         subs, book = self.subscribers, self.cfg.rulebook()
         for msg in msgs:
@@ -271,7 +272,7 @@ class CareLogic(StatefulBatchLogic):
 # ---- stateless steps ---------------------------------------------------------------
 
 
-def _bundle(routed: list, care_key: Callable[[str], str]) -> list:
+def _bundle(routed: list, care_key: Callable[[str], str], ordered: bool = True) -> list:
     """One item per destination stage per batch, holding one list of messages per key.
 
     ``("site", [(site_id, (site_id, [msg, ...])), ...])``, ``("care", [(care key,
@@ -279,6 +280,10 @@ def _bundle(routed: list, care_key: Callable[[str], str]) -> list:
     stateful steps, so Bytewax sees a few items per batch instead of one per message.
     Dead letters the sequencer refused are counted here; ``undecoded`` ones were
     counted when decoding failed.
+
+    A subscriber's list is in :func:`~dataflows.care.order_key` order, which care
+    relies on: the sequencer releases in event-time order (records at equal times
+    commute for care), so only a batch with late records (``ordered=False``) sorts.
     """
     sites: dict[str, list] = {}
     cares: dict[str, list] = {}
@@ -301,6 +306,9 @@ def _bundle(routed: list, care_key: Callable[[str], str]) -> list:
     if sites:
         out.append(("site", [(k, (k, v)) for k, v in sites.items()]))
     if cares:
+        if not ordered:
+            for box in cares.values():
+                box.sort(key=order_key)
         out.append(("care", list(cares.items())))
     if dead:
         out.append(("dead", dead))
@@ -345,7 +353,7 @@ def _decode_batch(items: list) -> list:
             source, raw, rec = item
         else:
             source, raw = item
-            rec = decode_input(raw, source)
+            rec = decode(raw, source)
         if type(rec) is DeadLetter:
             out.append(_count_dead(rec))
             continue

@@ -439,20 +439,16 @@ def _time_of(value: Any) -> float | None:
         return None
 
 
-def decode_input(raw: bytes, source: Source) -> Record | DeadLetter:
-    """:func:`decode`, but an input over :data:`MAX_RECORD_BYTES` is not even parsed."""
-    if len(raw) > MAX_RECORD_BYTES:
-        return dead_letter(raw, source, f"record too large: {len(raw)} bytes "
-                                        f"(limit {MAX_RECORD_BYTES})")
-    return decode(raw, source)
-
-
 def decode(raw: bytes, source: Source) -> Record | DeadLetter:
     """One wire record -> a domain record, or a dead letter saying why.
 
     A well-formed ``location`` or ``call`` (most of the traffic) is checked inline;
-    anything unusual goes to the per-type decoders, which name the defect.
+    anything unusual goes to the per-type decoders, which name the defect. An input
+    over :data:`MAX_RECORD_BYTES` is not even parsed.
     """
+    if len(raw) > MAX_RECORD_BYTES:
+        return dead_letter(raw, source, f"record too large: {len(raw)} bytes "
+                                        f"(limit {MAX_RECORD_BYTES})")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
