@@ -192,7 +192,8 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                                for x in self._parts.values()])
         self._by_rank = {(p.rank, p.partition): p for p in self._parts.values()}
         self._buffered = 0  # messages taken, not yet merged
-        self._ready: list = []  # merged, in order, not yet released
+        self._ready: list = []  # merged, in order; released up to _ready_at
+        self._ready_at = 0
         self._progress: float | None = None  # highest merge time released
         self._first: float | None = None  # first merge time taken (until there is progress)
         self._caught_up_logged = False
@@ -205,12 +206,12 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
     # -- Bytewax -------------------------------------------------------------------
 
     def next_batch(self) -> list[tuple]:
-        wait = 0 if self._buffered or self._ready else 0.05
+        wait = 0 if self._buffered or self._ready_at < len(self._ready) else 0.05
         msgs = self._consumer.consume(self._batch, wait)
         if msgs:
             self._take(msgs)
-        if not self._ready and self._buffered:
-            self._ready = self._merge()
+        if self._ready_at >= len(self._ready) and self._buffered:
+            self._ready, self._ready_at = self._merge(), 0
         out = self._emit()
         if time.monotonic() - self._checked >= WATERMARK_CHECK_S:
             self._check_watermarks()
@@ -225,11 +226,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         return out
 
     def snapshot(self) -> dict:
-        """Input positions: each partition resumes at its first message not yet released."""
-        if self._durable:
-            metrics.SNAPSHOT_TIMESTAMP.set(time.time())
+        """Input positions: each partition resumes at its first message not yet released.
+
+        Bytewax asks at every epoch, with or without recovery; only with it is the
+        answer kept, so only then are merged messages still waiting looked at."""
+        if not self._durable:
+            return {}
+        metrics.SNAPSHOT_TIMESTAMP.set(time.time())
         positions = {(p.rank, p.partition): p.next_offset for p in self._parts.values()}
-        for key, _ in self._ready:  # merged, waiting here: read again after a restart
+        for key, _ in self._ready[self._ready_at:]:  # merged, waiting: read again after a restart
             tp = (key[1], key[2])
             if key[3] < positions[tp]:
                 positions[tp] = key[3]
@@ -343,9 +348,11 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
     def _emit(self) -> list[tuple]:
         """The next batch of merged messages (the rest wait in ``_ready``, which
         :meth:`snapshot` takes into account)."""
-        if not self._ready:
+        start = self._ready_at
+        if start >= len(self._ready):
             return []
-        batch, self._ready = self._ready[:self._batch], self._ready[self._batch:]
+        batch = self._ready[start:start + self._batch]
+        self._ready_at = start + len(batch)
         top = batch[-1][0][0]
         if top != NEG_INF and (self._progress is None or top > self._progress):
             self._progress = top

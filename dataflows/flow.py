@@ -44,7 +44,7 @@ from dataflows.site import SiteCorrelator
 from forewarn import metrics
 from forewarn.codec import dead_letter_dict, decode, encode
 from forewarn.logs import get_logger
-from forewarn.model import Action, DeadLetter, Incident
+from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location
 from rules.reload import RulebookWatcher
 from rules.rulebook import Rulebook
 
@@ -350,26 +350,28 @@ def _decode_batch(items: list) -> list:
     latest = None
     for item in items:
         if len(item) == 3:
-            source, raw, rec = item
+            rec = item[2]
         else:
-            source, raw = item
-            rec = decode(raw, source)
-        if type(rec) is DeadLetter:
+            rec = decode(item[1], item[0])
+            item = (item[0], item[1], rec)
+        kind = type(rec)
+        if kind is Location or kind is Call:  # most records
+            at = rec.event_time if kind is Location else rec.end_time
+        elif kind is DeadLetter:
             out.append(_count_dead(rec))
             continue
-        kind = rec.kind
-        counts[kind] = counts.get(kind, 0) + 1
-        at = rec.at
-        if at is not None:
-            if latest is None or at > latest:
-                latest = at
-            if kind == "complaint":
+        else:
+            at = rec.at
+            if kind is Complaint:
                 metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
-        out.append((source, raw, rec))
+        counts[kind] = counts.get(kind, 0) + 1
+        if at is not None and (latest is None or at > latest):
+            latest = at
+        out.append(item)
     if latest is not None:
         metrics.INGEST.note(latest)
     for kind, n in counts.items():
-        _ACCEPTED[kind].inc(n)
+        _ACCEPTED[kind.kind].inc(n)
     return [(CLOCK_KEY, out)] if out else []
 
 

@@ -79,7 +79,8 @@ class Sequencer:
 
     def take(self, rec: Record, raw: bytes, source: Source, out: list[Routed]) -> None:
         """:meth:`feed`, appending what is released to ``out`` (one list per batch)."""
-        at = rec.at
+        kind = type(rec)
+        at = rec.event_time if kind is Location else rec.end_time if kind is Call else rec.at
         if at is None:
             self._route(rec, raw, source, out)
             return
@@ -97,7 +98,9 @@ class Sequencer:
         if self.lateness_s <= 0 and not pending:
             self._release(at, rec, raw, source, out)
             return
-        horizon = max(at - self.lateness_s, watermark)
+        horizon = at - self.lateness_s
+        if horizon < watermark:
+            horizon = watermark
         if at <= horizon and not pending:
             self._release(at, rec, raw, source, out)  # nothing held: no heap round trip
             return
@@ -136,14 +139,37 @@ class Sequencer:
 
     def _release(self, at: float, rec: Record, raw: bytes, source: Source,
                  out: list[Routed]) -> None:
-        if at < self.watermark:  # behind records already released: applied late
+        watermark = self.watermark
+        if at < watermark:  # behind records already released: applied late
             self.late += 1
             self.late_by_kind[rec.kind] = self.late_by_kind.get(rec.kind, 0) + 1
-        elif at > self.watermark:
+        elif at > watermark:
             self.watermark = at
             if at >= self._next_tick:
                 self._ticks(at, out)
-        self._route(rec, raw, source, out)
+        kind = type(rec)
+        if kind is not Location and kind is not Call:
+            self._route(rec, raw, source, out)
+            return
+        # A position: most records, routed here rather than through _route.
+        site = self.cell_site.get(rec.cell_id)
+        if site is None:
+            out.append(self._unknown_cell(rec, raw, source, rec.cell_id))
+            return
+        cell = self.cell_names[rec.cell_id]  # one shared string per cell in all state
+        sid = rec.subscriber_id
+        if kind is Location:
+            pos = (sid, cell, at, None)
+            out.append(("site", site, pos))
+            out.append(("care", sid, pos))
+            return
+        # Known when the call ends: using end_time (its `at`) keeps "as of T" views exact.
+        pos = (sid, cell, at, f"call:{rec.call_id}")
+        out.append(("site", site, pos))
+        out.append(("care", sid, pos))
+        if rec.dropped:
+            out.append(("site", site, Drop(sid, rec.cell_id, rec.call_id, at)))
+            self._activate(site, at + DROP_HORIZON_S)
 
     def _ticks(self, now: float, out: list[Routed]) -> None:
         self._next_tick = now + self.tick_s
@@ -162,27 +188,8 @@ class Sequencer:
         return ("dead", None, dead_letter(raw, source, reason))
 
     def _route(self, rec: Record, raw: bytes, source: Source, out: list[Routed]) -> None:
+        """Records other than positions (those are routed in :meth:`_release`)."""
         kind = type(rec)
-        if kind is Location or kind is Call:  # most records: tested first
-            site = self.cell_site.get(rec.cell_id)
-            if site is None:
-                out.append(self._unknown_cell(rec, raw, source, rec.cell_id))
-                return
-            cell = self.cell_names[rec.cell_id]  # one shared string per cell in all state
-            sid = rec.subscriber_id
-            if kind is Location:
-                pos = (sid, cell, rec.event_time, None)
-                out.append(("site", site, pos))
-                out.append(("care", sid, pos))
-                return
-            # Known when the call ends: using end_time keeps "as of T" views exact.
-            pos = (sid, cell, rec.end_time, f"call:{rec.call_id}")
-            out.append(("site", site, pos))
-            out.append(("care", sid, pos))
-            if rec.dropped:
-                out.append(("site", site, Drop(sid, rec.cell_id, rec.call_id, rec.end_time)))
-                self._activate(site, rec.end_time + DROP_HORIZON_S)
-            return
         if kind is Subscriber or kind is Complaint:
             out.append(("care", rec.subscriber_id, rec))
         elif kind is Alarm:
