@@ -15,9 +15,9 @@ from /proc/self/status — the flow's state is all live then (at EOF Bytewax fre
   ``state / N`` for each N.
 * ``--breakdown N`` (default 100 k) runs one more child with tracemalloc and walks the
   live objects (``gc.get_objects``) at the hold: care state (``SubscriberCare`` and what
-  it owns), site membership (entries of ``SiteCorrelator.members``), Bytewax's Python
-  per-key object (``CareLogic``); the rest of the RSS is native (Bytewax's Rust per-key
-  state) and allocator overhead.
+  it owns), site membership (entries of ``SiteCorrelator.members``), the care keys'
+  Python objects (``CareLogic``: 64 shards, each with a dict of its subscribers); the
+  rest of the RSS is native (Bytewax's Rust per-key state) and allocator overhead.
 
     .venv/bin/python -m bench.state_memory                     # N = 0, 200k, 1M + breakdown
     .venv/bin/python -m bench.state_memory --subscribers 0 100000 --breakdown 20000
@@ -164,24 +164,12 @@ def _deep(obj: Any, seen: set[int], stop: tuple[type, ...] = ()) -> int:
     return size
 
 
-def _alloc_per(factory: Any, k: int = 20_000) -> float:
-    """Bytes tracemalloc sees allocated per object made by ``factory`` (tracing must be on)."""
-    import tracemalloc
-
-    gc.collect()
-    before = tracemalloc.get_traced_memory()[0]
-    keep = [factory() for _ in range(k)]
-    grown = tracemalloc.get_traced_memory()[0] - before - sys.getsizeof(keep)
-    del keep
-    return grown / k
-
-
 def breakdown(n: int) -> dict[str, Any]:
     """Bytes per subscriber by owner, from the live objects at the hold."""
     from dataflows.care import SubscriberCare
     from dataflows.flow import CareLogic, FlowConfig, SiteLogic
     from dataflows.site import SiteCorrelator
-    from rules.rulebook import Rulebook, load_rulebook
+    from rules.rulebook import Rulebook
 
     gc.collect()
     objs = gc.get_objects()
@@ -222,11 +210,11 @@ def breakdown(n: int) -> dict[str, Any]:
                    "entries (sub id str + (cell, at, ref) tuple, unshared parts)":
                        member_entries / n}
 
-    # Bytewax's per-key Python object: the StatefulBatchLogic instance (with its inline
-    # attribute values; reading ``__dict__`` would materialise a dict, so allocate fresh ones).
-    cfg = logics[0].cfg if logics else FlowConfig(book=load_rulebook())
-    wrapper = _alloc_per(lambda: CareLogic(cfg, None)) - _alloc_per(SubscriberCare)
-    out["bytewax_python"] = {"CareLogic instance (attribute values inline)": wrapper}
+    # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
+    # dict of its subscribers; per subscriber that is the dict's share.
+    shard_bytes = sum(sys.getsizeof(lg) + sys.getsizeof(lg.subscribers) for lg in logics)
+    out["bytewax_python"] = {f"{len(logics)} care shards (CareLogic + subscribers dict)":
+                             shard_bytes / n}
     out["site_logics"] = len(site_logics)
     return out
 

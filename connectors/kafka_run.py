@@ -97,11 +97,11 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
     """The Forewarn dataflow wired to Kafka (see the module docs)."""
     source = KafkaMergeSource(config, topics.inputs, topics.ranks, exit_at_end=exit_at_end,
                               durable=durable, from_end=from_end)
-    outputs = Outputs(
-        actions=KafkaOutSink(config, topics.actions, action_identity, dedupe_tail),
-        incidents=KafkaOutSink(config, topics.incidents, value_identity, dedupe_tail),
+    outputs = Outputs(  # with recovery, no batch returns before it is delivered
+        actions=KafkaOutSink(config, topics.actions, action_identity, dedupe_tail, durable),
+        incidents=KafkaOutSink(config, topics.incidents, value_identity, dedupe_tail, durable),
         dead_letters=KafkaOutSink(config, topics.dead_letters, dead_letter_identity,
-                                  dedupe_tail),
+                                  dedupe_tail, durable),
     )
     return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
                                                   lateness_s=lateness_s,

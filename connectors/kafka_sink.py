@@ -5,9 +5,12 @@ or that times out, just disappears. :class:`KafkaOutSink` instead
 
 * produces with ``enable.idempotence=true`` / ``acks=all`` (no duplicates or
   reordering from the producer's own retries);
-* waits, at the end of every batch, for the delivery report of every message -
-  Bytewax only completes an epoch (and its recovery snapshot) after the sink's
-  ``write_batch`` returned, so a snapshot never gets ahead of what the broker has;
+* with recovery (``flush_every_batch``), waits at the end of every batch for the
+  delivery report of every message - Bytewax only completes an epoch (and its
+  recovery snapshot) after the sink's ``write_batch`` returned, so a snapshot never
+  gets ahead of what the broker has. Without recovery there is no snapshot to get
+  ahead of: batches go out without waiting (the producer's ``linger.ms``), reports
+  are served as they come, and a failure surfaces at the next batch or at close;
 * counts each failed delivery in ``forewarn_kafka_delivery_failures{topic}``,
   logs it with its key and reason, produces retriable failures again, and raises
   :class:`DeliveryError` - stopping the flow - when a message still cannot be
@@ -141,7 +144,8 @@ def read_delivered(config: Mapping[str, str], topic: str, identity: Identity, ta
 
 class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
     def __init__(self, producer: Producer, topic: str, identity: Identity,
-                 delivered: set[str]):
+                 delivered: set[str], flush_every_batch: bool = True):
+        self._flush_every_batch = flush_every_batch
         self._producer = producer
         self._topic = topic
         self._identity = identity
@@ -171,8 +175,9 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
                     self.skipped += 1
                     continue
             self._produce(key.encode() if isinstance(key, str) else key, value)
-        self._producer.poll(0)
-        self._wait()
+        self._producer.poll(0)  # serves the delivery reports that have come
+        if self._flush_every_batch or self._failed:
+            self._wait()
 
     def _wait(self) -> None:
         """Flush; retry what failed retriably; raise if anything stays undelivered."""
@@ -198,7 +203,7 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
                 self._produce(key, value)
 
     def close(self) -> None:
-        self._producer.flush(30)
+        self._wait()  # everything delivered, or DeliveryError
 
 
 def _retriable(err: KafkaError) -> bool:
@@ -208,11 +213,15 @@ def _retriable(err: KafkaError) -> bool:
 
 class KafkaOutSink(DynamicSink[tuple[str, bytes]]):
     """One output topic; ``identity`` names an output for deduplication
-    (``None``: no deduplication); ``tail`` messages per partition are read at start."""
+    (``None``: no deduplication); ``tail`` messages per partition are read at start;
+    ``flush_every_batch`` waits for every delivery report before a batch returns (on
+    with recovery, see the module docs)."""
 
     def __init__(self, config: Mapping[str, str], topic: str,
-                 identity: Identity | None = value_identity, tail: int = 20_000):
+                 identity: Identity | None = value_identity, tail: int = 20_000,
+                 flush_every_batch: bool = True):
         self.config = dict(config)
+        self.flush_every_batch = flush_every_batch
         self.topic = topic
         self.identity = identity
         self.tail = tail
@@ -244,7 +253,7 @@ class KafkaOutSink(DynamicSink[tuple[str, bytes]]):
             **SAFE_PRODUCER,
         })
         return _Partition(producer, self.topic, self.identity or value_identity,
-                          self._delivered())
+                          self._delivered(), self.flush_every_batch)
 
 
 def _producer_error(err: KafkaError) -> None:

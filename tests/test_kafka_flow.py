@@ -239,3 +239,23 @@ def test_failed_delivery_is_counted_and_raised(kafka_config) -> None:  # noqa: F
     assert metrics.DELIVERY_FAILURES.labels(topic=topic)._value.get() == before + 1
     part.close()
     assert [r.value for r in records(kafka_config, topic)] == [b'{"ok": 1}']
+
+
+def test_without_recovery_a_failed_delivery_surfaces_at_close(kafka_config) -> None:  # noqa: F811
+    """Without recovery batches do not wait for their delivery reports; a refused
+    message is still counted and raised (at the latest when the sink closes)."""
+    topic = unique_topic("tiny")
+    create_topic(kafka_config, topic, topic_config={"max.message.bytes": "200"})
+    part = KafkaOutSink(kafka_config, topic, tail=0, flush_every_batch=False).build("s", 0, 1)
+    before = metrics.DELIVERY_FAILURES.labels(topic=topic)._value.get()
+    part.write_batch([("k", b'{"ok": 1}')])
+    with pytest.raises(DeliveryError, match=topic):
+        part.write_batch([("k", b'{"big": "' + b"x" * 1000 + b'"}')])
+        part.close()
+    # Unflushed, both may travel in one record batch, which the broker then refuses
+    # whole (max.message.bytes is a batch limit): whatever is not on the topic was
+    # counted and raised, nothing vanished.
+    failed = metrics.DELIVERY_FAILURES.labels(topic=topic)._value.get() - before
+    delivered = [r.value for r in records(kafka_config, topic)]
+    assert failed >= 1 and failed + len(delivered) == 2
+    assert delivered in ([], [b'{"ok": 1}'])
