@@ -9,7 +9,8 @@ machine; flows run as ``forewarn run --bootstrap`` subprocesses, as in productio
    reading the output tails, bytewax start-up and shutdown) being the wall time of
    the same command on empty topics. The **pass-through** is Bytewax's own
    ``kop.input`` (``KafkaSource``, ``tail=False``) over the same input topics ->
-   ``KafkaSinkMessage`` -> ``kop.output`` to one topic, timed the same way. Each of
+   ``KafkaSinkMessage`` -> ``kop.output`` to one topic, timed the same way, with the
+   same batch size as the Forewarn source. Each of
    the four commands runs ``--repeat`` times, alternated, and medians are used: the
    pass-through's processing time is small next to its fixed cost, so one run each
    gave ratios from 0.07x to 0.29x on the same data. Use a scenario large enough for
@@ -54,7 +55,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.kafka_publish import Topics, publish_lines
 from connectors.kafka_run import DEFAULT_LATENESS_S
-from connectors.kafka_source import NEG_INF, stream_time
+from connectors.kafka_source import BATCH, NEG_INF, stream_time
 from connectors.topics import create_topics
 from forewarn.runner import tune_gc
 from simulator import ScenarioConfig, simulate
@@ -104,7 +105,8 @@ def passthrough_main(bootstrap: str, prefix: str) -> None:
     tune_gc()  # as the forewarn flow it is compared with
     topics = Topics(prefix)
     flow = Dataflow("passthrough")
-    inp = kop.input("in", flow, brokers=[bootstrap], topics=topics.inputs, tail=False)
+    inp = kop.input("in", flow, brokers=[bootstrap], topics=topics.inputs, tail=False,
+                    batch_size=BATCH)  # the batch size of the Forewarn source
     op.inspect("errs", inp.errs, lambda _s, e: print(f"error: {e}", file=sys.stderr))
     out = op.map("to_sink", inp.oks, lambda m: KafkaSinkMessage(m.key, m.value))
     kop.output("out", out, brokers=[bootstrap], topic=prefix + "passthrough")

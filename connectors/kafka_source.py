@@ -121,6 +121,9 @@ def stream_time(value: bytes | None) -> float | None:
 
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
+#: Messages per batch, at most (a backlog; live, a batch is what has arrived). Downstream
+#: work per site and per care key is per batch: larger batches spread it thinner.
+BATCH = 5000
 _first = itemgetter(0)
 
 #: A message's place in the merge: (merge time, topic rank, partition, offset).
@@ -374,7 +377,7 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
 
     def __init__(self, config: Mapping[str, str], topics: Sequence[str],
                  ranks: Sequence[int] | None = None, *, exit_at_end: bool = False,
-                 batch: int = 1000, durable: bool = False, buffer_limit: int = 50_000,
+                 batch: int = BATCH, durable: bool = False, buffer_limit: int = 50_000,
                  from_end: bool = False):
         self.config = dict(config)
         self.topics = list(topics)
