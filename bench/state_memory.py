@@ -212,8 +212,8 @@ def breakdown(n: int) -> dict[str, Any]:
 
     # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
     # dict of its subscribers; per subscriber that is the dict's share.
-    shard_bytes = sum(sys.getsizeof(lg) + sys.getsizeof(lg.subscribers) for lg in logics)
-    out["bytewax_python"] = {f"{len(logics)} care shards (CareLogic + subscribers dict)":
+    shard_bytes = sum(sys.getsizeof(lg) + sys.getsizeof(lg.shard.subscribers) for lg in logics)
+    out["bytewax_python"] = {f"{len(logics)} care keys (CareLogic + its subscribers dict)":
                              shard_bytes / n}
     out["site_logics"] = len(site_logics)
     return out

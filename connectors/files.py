@@ -25,7 +25,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from forewarn.codec import STREAM_TIME_FIELD, parse_time
 
-BATCH = 1000
+BATCH = 5000  # lines per batch: work per site and per care key is per batch (as for Kafka)
 
 
 def _sort_key(line: bytes, previous: float) -> float:

@@ -50,6 +50,7 @@ True
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from bisect import bisect_right
@@ -75,7 +76,7 @@ from forewarn.codec import (
     decode,
     parse_time,
 )
-from forewarn.model import DeadLetter
+from forewarn.model import Call, DeadLetter, Location
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
 
@@ -276,6 +277,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         touched: dict[int, _Part] = {}
         taken = 0
         ref = self._progress if self._progress is not None else self._first
+        ahead = math.inf if ref is None else ref + MAX_AHEAD_S  # absurdly far beyond
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -295,12 +297,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             if type(rec) is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
             else:
-                key = rec.at
+                kind = type(rec)
+                key = rec.event_time if kind is Location else rec.end_time if kind is Call \
+                    else rec.at
                 if key is None:
                     key = NEG_INF
                 elif ref is None:
                     self._first = ref = key
-                if key < last or (ref is not None and key > ref + MAX_AHEAD_S):
+                    ahead = ref + MAX_AHEAD_S
+                if key < last or key > ahead:
                     key = last  # behind its partition, or absurdly far ahead: keeps its place
             part.last_key = key
             part.at_end = False

@@ -218,9 +218,6 @@ class SubscriberCare:
         if not seen:
             self.seen = ((at, cell_id, ref),)
             return
-        if seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
-            self.seen = seen + ((at, cell_id, ref),)  # in order, nothing falls out
-            return
         seen = seen + ((at, cell_id, ref),)
         if seen[-2][0] > at:
             seen = tuple(sorted(seen))
@@ -430,6 +427,48 @@ class SubscriberCare:
             segment=p.segment,
             features=features,
         )
+
+
+class CareShard:
+    """The care state of some subscribers (a shard of them, or one), by id.
+
+    >>> from rules.rulebook import load_rulebook
+    >>> shard = CareShard()
+    >>> shard.handle_batch([("U1", "C1", 60.0, None), ("U1", "C2", 90.0, None)], load_rulebook())
+    []
+    >>> shard.subscribers["U1"].seen
+    ((60.0, 'C1', None), (90.0, 'C2', None))
+    """
+
+    __slots__ = ("subscribers",)
+
+    def __init__(self) -> None:
+        self.subscribers: dict[str, SubscriberCare] = {}
+
+    def handle_batch(self, msgs: list, book: Rulebook) -> list[Action | Suppressed]:
+        """Apply messages in :func:`order_key` order; return what they make due."""
+        out: list[Action | Suppressed] = []
+        subs = self.subscribers
+        for msg in msgs:
+            if type(msg) is tuple:  # a Position: most messages, on a short path
+                sid, cell, at, ref = msg
+                care = subs.get(sid)
+                if care is None:
+                    care = subs[sid] = SubscriberCare()
+                seen = care.seen
+                if seen and seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
+                    care.seen = seen + ((at, cell, ref),)  # in order, nothing falls out
+                else:
+                    care.observe(at, cell, ref)
+                continue
+            sid = msg.subscriber_id
+            care = subs.get(sid)
+            if care is None:
+                care = subs[sid] = SubscriberCare()
+            out += care.handle(sid, msg, book)
+            if care.empty():
+                del subs[sid]
+        return out
 
 
 def _triggers(rule: Rule, facts: IncidentFacts) -> bool:

@@ -41,7 +41,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from dataflows.care import SubscriberCare, Suppressed, order_key
+from dataflows.care import CareShard, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
 from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Sequencer
@@ -237,41 +237,25 @@ class DispatchLogic(StatefulBatchLogic):
 
 
 class CareLogic(StatefulBatchLogic):
-    """The subscribers of one care key: a shard of them, or one (see :func:`care_shard`).
+    """One care key's :class:`~dataflows.care.CareShard`: a shard of the subscribers,
+    or one subscriber with recovery (see :func:`care_shard`).
 
-    ``values`` are lists of messages (one per sequencer batch, one per verdict); a
-    batch is applied in event-time order, observations before verdicts at equal
-    times (:func:`~dataflows.care.order_key`).
+    ``values`` are lists of messages (one per sequencer batch, one per verdict), each
+    in :func:`~dataflows.care.order_key` order already; several are merged.
     """
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.subscribers: dict[str, SubscriberCare] = pickle.loads(resume) if resume else {}
+        self.shard: CareShard = pickle.loads(resume) if resume else CareShard()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        # One list is in order already (the sequencer's, or one verdict); several merge.
         msgs = values[0] if len(values) == 1 else sorted(
             (m for msgs in values for m in msgs), key=order_key)
-        out: list = []
-        subs, book = self.subscribers, self.cfg.rulebook()
-        for msg in msgs:
-            if type(msg) is tuple:  # a position: most messages
-                care = subs.get(msg[0])
-                if care is None:
-                    care = subs[msg[0]] = SubscriberCare()
-                care.observe(msg[2], msg[1], msg[3])
-                continue
-            sid = msg.subscriber_id
-            care = subs.get(sid)
-            if care is None:
-                care = subs[sid] = SubscriberCare()
-            out += care.handle(sid, msg, book)
-            if care.empty():
-                del subs[sid]
-        return out, not subs
+        out = self.shard.handle_batch(msgs, self.cfg.rulebook())
+        return out, not self.shard.subscribers
 
     def snapshot(self) -> bytes | None:
-        return _snapshot(self.subscribers, self.cfg.durable)
+        return _snapshot(self.shard, self.cfg.durable)
 
 
 # ---- stateless steps ---------------------------------------------------------------

@@ -108,8 +108,14 @@ class SiteCorrelator:
 
     def handle(self, msg: Any) -> list[Out]:
         """Apply one message from the sequencer; return what became due."""
-        if type(msg) is tuple:  # a Position: most messages (every location and call)
+        kind = type(msg)
+        if kind is tuple:  # a Position: most messages (every location and call)
             return self.handle_batch((msg,))
+        if kind is Tick:  # next most: every active site, every tick_s of event time
+            out = self.advance(msg.at)
+            if self.detect:
+                out += self._silent(self.health.advance(msg.at))
+            return out
         at = getattr(msg, "at", None)
         if at is None and isinstance(msg, Alarm):
             at = msg.event_time
@@ -127,8 +133,6 @@ class SiteCorrelator:
             self._maintenance(msg)
         elif isinstance(msg, Kpi) and self.detect:
             out += self._silent(self.health.kpi(msg))
-        elif isinstance(msg, Tick) and self.detect:
-            out += self._silent(self.health.advance(msg.at))
         return out
 
     def handle_batch(self, msgs: list | tuple) -> list[Out]:
