@@ -1,9 +1,9 @@
 """Throughput of the whole Forewarn flow against a Bytewax pass-through (issue 2, item 8).
 
 Both flows read the SAME simulator lines from memory (``connectors.files.LinesSource``,
-batches of 1000), run on one worker (``run_main``) with the same epoch interval, and
-write to a discarding sink, so neither input nor output I/O is measured. They run
-alternately, ``--repeat`` times each; the best and the median are reported.
+batches of ``connectors.files.BATCH``), run on one worker (``run_main``) with the same
+epoch interval, and write to a discarding sink, so neither input nor output I/O is
+measured. They run alternately, ``--repeat`` times each; the best and the median are reported.
 
 * **forewarn**: ``dataflows.flow.build_flow`` with the default rulebook — decode,
   sequencer, site correlation, subscriber care, metrics, encoding of the outputs.
@@ -48,7 +48,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from connectors.files import LinesSource
+from connectors.files import BATCH, LinesSource
 from dataflows.flow import FlowConfig, Outputs, build_flow
 from forewarn.runner import tune_gc
 from rules.rulebook import load_rulebook
@@ -231,7 +231,7 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
 
     Drives the same ``StatefulBatchLogic`` classes the flow uses (``SequenceLogic``,
     ``SiteLogic``, ``CareLogic``) and its decode step in plain Python loops, batch by
-    batch (1000 lines), grouping by key as Bytewax does. What the flow takes beyond the
+    batch (``BATCH`` lines), grouping by key as Bytewax does. What the flow takes beyond the
     sum is Bytewax (scheduling, exchange, keying) and the per-item operator shims
     (map / filter_map / key_on / branch callbacks).
     """
@@ -293,9 +293,9 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
 
     gc.collect()
     t_all = pc()
-    for i in range(0, len(lines), 1000):
+    for i in range(0, len(lines), BATCH):
         t = pc()
-        decoded = fl._decode_batch([("simulator", line) for line in lines[i:i + 1000]])
+        decoded = fl._decode_batch([("simulator", line) for line in lines[i:i + BATCH]])
         cost["decode"] += pc() - t
         t = pc()
         routed, _ = seq.on_batch([batch for _, batch in decoded])
@@ -400,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             flow_s = min(cpu["forewarn"])
             loop = cost.pop("total")
             stages = sum(cost.values())
-            print(f"\n== the flow's stage logic outside Bytewax (same batches of 1000), CPU "
+            print(f"\n== the flow's stage logic outside Bytewax (same batches of {BATCH}), CPU "
                   f"time, vs the flow's best {flow_s:.2f} s CPU")
             for k, v in cost.items():
                 print(f"  {k:26s} {v:6.2f} s {100 * v / flow_s:5.1f} %  "
