@@ -125,7 +125,7 @@ WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clo
 #: Messages per batch, at most (a backlog; live, a batch is what has arrived). Downstream
 #: work per site and per care key is per batch: larger batches spread it thinner.
 BATCH = 5000
-_first = itemgetter(0)
+_merge_key = itemgetter(0)  # of a (MergeKey, item) pair
 
 #: A message's place in the merge: (merge time, topic rank, partition, offset).
 MergeKey = tuple[float, int, int, int]
@@ -350,7 +350,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 self._consumer.resume([TopicPartition(part.topic, part.partition)])
                 part.paused = False
         self._buffered -= len(ready)
-        ready.sort(key=_first)  # keys are unique: items are never compared
+        ready.sort(key=_merge_key)  # keys are unique: items are never compared
         return ready
 
     def _emit(self) -> list[tuple]:
