@@ -71,6 +71,7 @@ from confluent_kafka import (
 
 from forewarn import metrics
 from forewarn.codec import (
+    MAX_RECORD_BYTES,
     STREAM_TIME_FIELD,
     Origin,
     decode,
@@ -84,7 +85,6 @@ log = logging.getLogger("forewarn.kafka.source")
 
 NEG_INF = float("-inf")
 MAX_AHEAD_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is bad
-MAX_PARSE_BYTES = 256 * 1024  # larger values are dead letters; not parsed for their time
 #: Rank of each record type at equal stream time (reference data first), as the simulator.
 TYPE_RANK = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3, "kpi": 4, "call": 5,
              "location": 6, "complaint": 7}
@@ -98,7 +98,7 @@ class TopicMissingError(RuntimeError):
 def stream_time(value: bytes | None) -> float | None:
     """Merge time of one message: its stream time, ``-inf`` for timeless reference
     data, ``None`` when unreadable (it keeps its place in its partition)."""
-    if not value or len(value) > MAX_PARSE_BYTES:
+    if not value or len(value) > MAX_RECORD_BYTES:  # a dead letter, not parsed
         return None
     try:
         obj = orjson.loads(value)
