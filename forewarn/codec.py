@@ -439,6 +439,67 @@ def _time_of(value: Any) -> float | None:
         return None
 
 
+_SUBSCRIBER = tuple(getattr(Subscriber, f).__set__ for f in (
+    "subscriber_id", "op", "updated_at", "language", "timezone", "segment", "channels",
+    "name", "plan", "tenure_months", "tags", "preferred_channels"))
+_CHANNEL = (Channel.name.__set__, Channel.address.__set__, Channel.consent.__set__)
+
+
+def _strings(value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
+    """A list of non-empty strings (absent: empty), as :func:`_str_list` takes it, else
+    None; with ``allowed``, each must be one of them."""
+    if value is None:
+        return ()
+    if type(value) is not list:
+        return None
+    for v in value:
+        if type(v) is not str or not v or (allowed is not None and v not in allowed):
+            return None
+    return tuple(value)
+
+
+def _fast_subscriber(o: dict) -> Subscriber | None:
+    """A well-formed subscriber upsert, or None for anything :func:`_subscriber` may
+    refuse or read differently (it then decides, and names the defect)."""
+    sid, at = o.get("subscriber_id"), _time_of(o.get("updated_at"))
+    language, tz, segment = o.get("language"), o.get("timezone"), o.get("segment")
+    name, plan, tenure = o.get("name"), o.get("plan"), o.get("tenure_months")
+    raw_channels = o.get("channels")
+    if (o.get("op") != "upsert" or type(sid) is not str or not sid or at is None
+            or type(language) is not str or not language or type(tz) is not str or not tz
+            or segment not in SEGMENTS or type(raw_channels) is not dict
+            or (name is not None and (type(name) is not str or not name))
+            or (plan is not None and (type(plan) is not str or not plan))
+            or (tenure is not None and (type(tenure) is not int or tenure < 0))):
+        return None
+    tags = _strings(o.get("tags"))
+    preferred = _strings(o.get("preferred_channels"), CHANNEL_NAMES)
+    if tags is None or preferred is None:
+        return None
+    try:
+        zone(tz)
+    except (ValueError, KeyError, OSError):
+        return None
+    channels = []
+    for cname, spec in raw_channels.items():
+        if cname not in CHANNEL_NAMES or type(spec) is not dict:
+            return None
+        address, consent = spec.get("address"), spec.get("consent")
+        if type(address) is not str or not address or type(consent) is not bool:
+            return None
+        channel = _new(Channel)
+        _CHANNEL[0](channel, cname)
+        _CHANNEL[1](channel, address)
+        _CHANNEL[2](channel, consent)
+        channels.append(channel)
+    rec = _new(Subscriber)
+    for put, value in zip(_SUBSCRIBER, (sid, "upsert", at, language, tz, segment,
+                                        tuple(channels), name, plan, tenure, tags, preferred),
+                          strict=True):
+        put(rec, value)
+    return rec
+
+
 def decode(raw: bytes, source: Source) -> Record | DeadLetter:
     """One wire record -> a domain record, or a dead letter saying why.
 
@@ -481,6 +542,10 @@ def decode(raw: bytes, source: Source) -> Record | DeadLetter:
                 put[4](rec, end)
                 put[5](rec, dropped)
                 put[6](rec, cause)
+                return rec
+        elif typ == "subscriber":
+            rec = _fast_subscriber(obj)
+            if rec is not None:
                 return rec
     if not isinstance(obj, dict):
         return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}")
