@@ -218,6 +218,9 @@ class SubscriberCare:
         if not seen:
             self.seen = ((at, cell_id, ref),)
             return
+        if seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
+            self.seen = seen + ((at, cell_id, ref),)  # in order, nothing falls out
+            return
         seen = seen + ((at, cell_id, ref),)
         if seen[-2][0] > at:
             seen = tuple(sorted(seen))
@@ -451,15 +454,10 @@ class CareShard:
         subs = self.subscribers
         for msg in msgs:
             if type(msg) is tuple:  # a Position: most messages, on a short path
-                sid, cell, at, ref = msg
-                care = subs.get(sid)
+                care = subs.get(msg[0])
                 if care is None:
-                    care = subs[sid] = SubscriberCare()
-                seen = care.seen
-                if seen and seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
-                    care.seen = seen + ((at, cell, ref),)  # in order, nothing falls out
-                else:
-                    care.observe(at, cell, ref)
+                    care = subs[msg[0]] = SubscriberCare()
+                care.observe(msg[2], msg[1], msg[3])
                 continue
             sid = msg.subscriber_id
             care = subs.get(sid)

@@ -193,12 +193,17 @@ class CellHealth:
         self.last_seen = max(self.last_seen, at)
         if SLEEPING in self.open:
             out.append(self._resolve(SLEEPING, at, "traffic_back"))
+        self.arm_silence(p)
+        return out
+
+    def arm_silence(self, p: HealthParams = DEFAULT) -> None:
+        """After an observation: when the silence since ``last_seen`` becomes evidence
+        (never while the traffic model is warming up, empty, or the cell is down)."""
         if self.bins >= p.warmup_bins and self.rate > 0 and not self.down:
             lam = self.rate / p.bin_s
             self.silence_at = self.last_seen + max(p.min_silence_s, p.silence_k / lam)
         else:
             self.silence_at = math.inf
-        return out
 
     def advance(self, now: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """Event time has reached ``now``: open a sleeping verdict if the silence is due."""
@@ -360,13 +365,9 @@ class SiteHealth:
             health.bin_count += 1
             if at > health.last_seen:
                 health.last_seen = at
-            if health.bins >= p.warmup_bins and health.rate > 0 and not health.down:
-                health.silence_at = health.last_seen + max(
-                    p.min_silence_s, p.silence_k / (health.rate / p.bin_s))
-                if health.silence_at < self.due_at:
-                    self.due_at = health.silence_at
-            else:
-                health.silence_at = math.inf
+            health.arm_silence(p)
+            if health.silence_at < self.due_at:
+                self.due_at = health.silence_at
             return _NONE
         out = self.advance(at, p) if at >= self.due_at else _NONE
         verdicts = health.observe_traffic(at, p)

@@ -134,12 +134,10 @@ def _time(obj: dict, typ: str, name: str) -> float:
     value = _req(obj, typ, name)
     if not isinstance(value, str):
         raise Invalid(f"{typ}.{name}: expected an RFC 3339 time string, got {_show(value)}")
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise Invalid(
-            f"{typ}.{name}: expected an RFC 3339 time with offset, got {_show(value)}"
-        ) from None
+    at = _time_of(value)
+    if at is None:
+        raise Invalid(f"{typ}.{name}: expected an RFC 3339 time with offset, got {_show(value)}")
+    return at
 
 
 def _num(obj: dict, typ: str, name: str, required: bool = True) -> float | None:
@@ -173,11 +171,10 @@ def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...], required: bo
 
 def _str_list(obj: dict, typ: str, name: str) -> tuple[str, ...]:
     value = obj.get(name)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    strings = _strings(value)
+    if strings is None:
         raise Invalid(f"{typ}.{name}: expected a list of strings, got {_show(value)}")
-    return tuple(value)
+    return strings
 
 
 def _show(value: Any) -> str:
