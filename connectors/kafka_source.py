@@ -217,6 +217,9 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         if self._ready_at >= len(self._ready) and self._buffered:
             self._ready, self._ready_at = self._merge(), 0
         out = self._emit()
+        if not out and self._buffered and self._settle_ends():
+            self._ready, self._ready_at = self._merge(), 0
+            out = self._emit()
         if time.monotonic() - self._checked >= WATERMARK_CHECK_S:
             self._check_watermarks()
         if not out and not self._buffered and all(p.at_end for p in self._parts.values()):
@@ -246,6 +249,27 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
 
     def close(self) -> None:
         self._consumer.close()
+
+    def _settle_ends(self) -> bool:
+        """Mark drained partitions at their end from their cached high watermark.
+
+        The merge waits on every partition not known to be at its end; a partition that
+        gave all it had (the topology, typically) learns it only from its EOF event,
+        which can come a second after its data. When the merge is held back, each empty
+        partition is looked at now (a local read, no broker round trip). True if one
+        was found at its end."""
+        settled = False
+        for part in self._parts.values():
+            if part.at_end or part.keys or part.next_offset < 0:
+                continue
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(part.topic, part.partition), cached=True)
+            except KafkaException:
+                return settled
+            if 0 <= high <= part.next_offset:
+                part.at_end = settled = True
+        return settled
 
     def _check_watermarks(self) -> None:
         """Consumer lag per partition, and unblock a drained partition whose EOF event

@@ -83,9 +83,23 @@ class Suppressed:
 _PROFILES: dict[tuple, Profile] = {}  # profiles are few shapes: share one object per shape
 
 
+_PROFILE_OF: dict[tuple, Profile] = {}  # the inputs of profile_of -> its answer
+
+
 def profile_of(sub: Subscriber, default_order: tuple[str, ...]) -> Profile:
     """The care-relevant profile (everything but the name), shared between subscribers."""
-    consented = {c.name for c in sub.channels if c.consent}
+    consent = tuple(c.name for c in sub.channels if c.consent)
+    inputs = (sub.language, sub.timezone, sub.segment, consent, sub.preferred_channels,
+              default_order, sub.plan, sub.tags, sub.tenure_months)
+    known = _PROFILE_OF.get(inputs)
+    if known is None:
+        if len(_PROFILE_OF) >= 100_000:  # a bound; shapes are normally a few thousand
+            _PROFILE_OF.clear()
+        known = _PROFILE_OF[inputs] = _profile(sub, set(consent), default_order)
+    return known
+
+
+def _profile(sub: Subscriber, consented: set[str], default_order: tuple[str, ...]) -> Profile:
     order = list(dict.fromkeys(sub.preferred_channels + default_order))
     key = (sub.language, sub.timezone, sub.segment,
            tuple(c for c in order if c in consented), sub.plan or "", sub.tags,

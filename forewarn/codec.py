@@ -490,18 +490,62 @@ def _fast_subscriber(o: dict) -> Subscriber | None:
         _CHANNEL[2](channel, consent)
         channels.append(channel)
     rec = _new(Subscriber)
-    for put, value in zip(_SUBSCRIBER, (sid, "upsert", at, language, tz, segment,
-                                        tuple(channels), name, plan, tenure, tags, preferred),
-                          strict=True):
-        put(rec, value)
+    put = _SUBSCRIBER
+    put[0](rec, sid)
+    put[1](rec, "upsert")
+    put[2](rec, at)
+    put[3](rec, language)
+    put[4](rec, tz)
+    put[5](rec, segment)
+    put[6](rec, tuple(channels))
+    put[7](rec, name)
+    put[8](rec, plan)
+    put[9](rec, tenure)
+    put[10](rec, tags)
+    put[11](rec, preferred)
+    return rec
+
+
+_KPI = tuple(getattr(Kpi, f).__set__ for f in (
+    "cell_id", "period_start", "period_s", "call_attempts", "dropped_calls",
+    "rrc_success_rate", "dl_throughput_mbps", "active_users"))
+_NUMBER = (int, float)  # exact types, as orjson gives them: a bool is not a number here
+
+
+def _fast_kpi(o: dict) -> Kpi | None:
+    """A well-formed KPI record, or None for anything :func:`_kpi` may refuse (it then
+    decides, and names the defect)."""
+    cell, start, period = o.get("cell_id"), _time_of(o.get("period_start")), o.get("period_s")
+    attempts, dropped, users = o.get("call_attempts"), o.get("dropped_calls"), \
+        o.get("active_users")
+    rrc, dl = o.get("rrc_success_rate"), o.get("dl_throughput_mbps")
+    if (type(cell) is not str or not cell or start is None
+            or type(period) not in _NUMBER or period <= 0
+            or type(attempts) is not int or attempts < 0
+            or type(dropped) is not int or dropped < 0
+            or (rrc is not None and type(rrc) not in _NUMBER)
+            or (dl is not None and type(dl) not in _NUMBER)
+            or (users is not None and (type(users) is not int or users < 0))):
+        return None
+    rec = _new(Kpi)
+    put = _KPI
+    put[0](rec, cell)
+    put[1](rec, start)
+    put[2](rec, float(period))
+    put[3](rec, attempts)
+    put[4](rec, dropped)
+    put[5](rec, rrc)
+    put[6](rec, dl)
+    put[7](rec, users)
     return rec
 
 
 def decode(raw: bytes, source: Source) -> Record | DeadLetter:
     """One wire record -> a domain record, or a dead letter saying why.
 
-    A well-formed ``location`` or ``call`` (most of the traffic) is checked inline;
-    anything unusual goes to the per-type decoders, which name the defect. An input
+    A well-formed ``location`` or ``call`` (most of the traffic) is checked inline, a
+    well-formed ``subscriber`` upsert or ``kpi`` on a short path; anything unusual goes
+    to the per-type decoders, which name the defect. An input
     over :data:`MAX_RECORD_BYTES` is not even parsed.
     """
     if len(raw) > MAX_RECORD_BYTES:
@@ -542,6 +586,10 @@ def decode(raw: bytes, source: Source) -> Record | DeadLetter:
                 return rec
         elif typ == "subscriber":
             rec = _fast_subscriber(obj)
+            if rec is not None:
+                return rec
+        elif typ == "kpi":
+            rec = _fast_kpi(obj)
             if rec is not None:
                 return rec
     if not isinstance(obj, dict):

@@ -132,3 +132,41 @@ def test_the_subscriber_short_path_reads_what_the_validator_reads() -> None:
             assert fast == slow and hash(fast) == hash(slow), obj
         elif slow is not None:  # the validator's own: deletes, and upserts it had to read
             assert slow.op == "delete" or obj in [{**base, **v} for v in variants], obj
+
+
+def test_the_kpi_short_path_reads_what_the_validator_reads() -> None:
+    """Every simulated KPI line, and each defect a KPI can have, decodes to what the
+    per-field validator makes of it; the short path takes only well-formed records."""
+    from forewarn.codec import Invalid, _fast_kpi, _kpi
+    from simulator import ScenarioConfig, simulate
+
+    objs = []
+    for line in simulate(ScenarioConfig(sites=20, hours=2)).lines:
+        if b'"kpi"' in line:
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                objs.append(obj)
+    base = next(o for o in objs if o.get("type") == "kpi" and _fast_kpi(o) is not None)
+    variants = [
+        {"cell_id": ""}, {"cell_id": 7}, {"cell_id": None}, {"period_start": "yesterday"},
+        {"period_start": "2026-11-23T10:15:00+01:00"}, {"period_s": 0}, {"period_s": True},
+        {"period_s": 60.5}, {"call_attempts": -1}, {"call_attempts": 1.0},
+        {"dropped_calls": False}, {"rrc_success_rate": "high"}, {"rrc_success_rate": None},
+        {"dl_throughput_mbps": True}, {"active_users": -3}, {"active_users": None},
+    ]
+    took = 0
+    for obj in objs + [{**base, **v} for v in variants]:
+        fast = _fast_kpi(obj)
+        try:
+            slow = _kpi(obj)
+        except Invalid:
+            slow = None
+        if fast is not None:
+            took += 1
+            assert fast == slow and hash(fast) == hash(slow), obj
+        else:  # refused, or a valid form only the validator reads (an offset time)
+            assert slow is None or obj["period_start"].endswith("+01:00"), obj
+    assert took >= len(objs) // 2
