@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import pickle
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -105,6 +106,8 @@ class SequenceLogic(StatefulBatchLogic):
         self.cfg = cfg
         self.seq: Sequencer = pickle.loads(resume) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
+        if not isinstance(self.seq._pending, deque):  # a snapshot from before session 4
+            self.seq._pending = deque(sorted(self.seq._pending))
         self.applied = cfg.book.digest
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
 

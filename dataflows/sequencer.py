@@ -25,7 +25,8 @@ progress. All decoded records pass one sequencer (a single key), which
 
 from __future__ import annotations
 
-import heapq
+from bisect import insort
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,8 @@ class Sequencer:
     site_cells: dict[str, set[str]] = field(default_factory=dict)
     open_alarms: dict[str, set[str]] = field(default_factory=dict)  # site -> alarm ids
     active_until: dict[str, float] = field(default_factory=dict)  # site -> event time
-    _pending: list = field(default_factory=list)  # warm-up, then the reorder heap
+    # warm-up records, then the reorder buffer: (at, seq, record, raw, source), sorted
+    _pending: deque = field(default_factory=deque)
     _seq: int = 0
     _next_tick: float = 0.0
     late: int = 0
@@ -104,9 +106,13 @@ class Sequencer:
         if at <= horizon and not pending:
             self._release(at, rec, raw, source, out)  # nothing held: no heap round trip
             return
-        heapq.heappush(pending, (at, self._seq, rec, raw, source))
+        held = (at, self._seq, rec, raw, source)
+        if not pending or pending[-1][0] <= at:
+            pending.append(held)  # in order (the common case): no search
+        else:
+            insort(pending, held)  # late within the window: its place (the buffer is short)
         while pending and pending[0][0] <= horizon:
-            t, _, r, rw, src = heapq.heappop(pending)
+            t, _, r, rw, src = pending.popleft()
             self._release(t, r, rw, src, out)
 
     def finish(self) -> list[Routed]:
@@ -115,7 +121,7 @@ class Sequencer:
         if self.watermark is None and self._pending:
             self._end_warmup(out)
         while self._pending:
-            t, _, r, rw, src = heapq.heappop(self._pending)
+            t, _, r, rw, src = self._pending.popleft()
             self._release(t, r, rw, src, out)
         if self.watermark is not None:
             tick = Tick(self.watermark)
@@ -127,7 +133,7 @@ class Sequencer:
     def _end_warmup(self, out: list[Routed]) -> None:
         """Anchor the watermark at the median of the first records, robust to a bad one."""
         held = sorted(self._pending)
-        self._pending = []
+        self._pending = deque()
         self.watermark = held[len(held) // 2][0]
         self._next_tick = self.watermark + self.tick_s
         for at, _, rec, raw, source in held:
