@@ -34,8 +34,8 @@ machine; flows run as ``forewarn run --bootstrap`` subprocesses, as in productio
    broker, fetch, merge, flow, sink flush with ``acks=all``, consumer fetch. (The
    sequencer ticks every 15 s of event time; at the rates here that is a few ms of
    wall time, and is included.)
-3. **Recovery overhead.** Saturation throughput with ``--recovery`` at several
-   ``--snapshot-interval`` values.
+3. **Recovery overhead.** The marginal rate (as in 1., one round) with ``--recovery`` at
+   several ``--snapshot-interval`` values.
 
     .venv/bin/forewarn broker start --port 9092
     .venv/bin/python -m bench.kafka_throughput --bootstrap 127.0.0.1:9092
