@@ -259,3 +259,44 @@ def test_without_recovery_a_failed_delivery_surfaces_at_close(kafka_config) -> N
     delivered = [r.value for r in records(kafka_config, topic)]
     assert failed >= 1 and failed + len(delivered) == 2
     assert delivered in ([], [b'{"ok": 1}'])
+
+
+def test_a_drained_partition_is_settled_from_its_watermark(kafka_config) -> None:  # noqa: F811
+    """The merge does not wait for a drained partition's EOF event: once everything up
+    to its high watermark was released, the partition counts as at its end."""
+    from confluent_kafka import OFFSET_BEGINNING
+
+    from connectors.kafka_source import _MergePartition
+    from tests.kafka_helpers import produce_lines
+
+    cells, moves = unique_topic("cells"), unique_topic("moves")
+    create_topic(kafka_config, cells)
+    create_topic(kafka_config, moves)
+    produce_lines(kafka_config, cells, [
+        f'{{"type":"cell","cell_id":"C{i}","site_id":"S1"}}' for i in range(3)])
+    produce_lines(kafka_config, moves, [
+        f'{{"type":"location","subscriber_id":"U1","cell_id":"C1",'
+        f'"event_time":"2026-11-23T10:0{i}:00Z"}}' for i in range(2)])
+
+    def source() -> _MergePartition:
+        return _MergePartition(kafka_config, [cells, moves], [0, 6], None, exit_at_end=False,
+                               batch=100, durable=False, buffer_limit=1000,
+                               starting_offset=OFFSET_BEGINNING)
+
+    fresh = source()
+    try:  # nothing read yet: nothing can be known to be at its end
+        assert fresh._settle_ends() is False
+    finally:
+        fresh.close()
+    part = source()
+    try:
+        got: list = []
+        wait_until(lambda: got.extend(part.next_batch()) or len(got) >= 5, 30,
+                   "all five records released")
+        topology = part._parts[(cells, 0)]
+        assert topology.next_offset == 3 and not topology.keys
+        topology.at_end = False  # as though its EOF event had not come yet
+        assert part._settle_ends() is True
+        assert topology.at_end
+    finally:
+        part.close()
