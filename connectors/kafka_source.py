@@ -154,6 +154,11 @@ class _Part:
     def tp_id(self) -> str:
         return f"{self.topic}/{self.partition}"
 
+    def drained(self, high: int) -> bool:
+        """Nothing buffered and nothing left below the high watermark ``high``
+        (negative: unknown): at its end, as an EOF event would say."""
+        return not self.keys and 0 <= high <= self.next_offset
+
     def bound(self) -> MergeKey:
         """Every message this partition has yet to give sorts after this."""
         if self.keys:
@@ -260,36 +265,38 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         was found at its end."""
         settled = False
         for part in self._parts.values():
-            if part.at_end or part.keys or part.next_offset < 0:
+            if part.at_end or part.keys:
                 continue
             try:
-                _, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(part.topic, part.partition), cached=True)
+                high = self._cached_high(part)
             except KafkaException:
                 return settled
-            if 0 <= high <= part.next_offset:
+            if part.drained(high):
                 part.at_end = settled = True
         return settled
 
     def _check_watermarks(self) -> None:
         """Consumer lag per partition, and unblock a drained partition whose EOF event
-        was lost (e.g. across a broker restart): at the high watermark is at the end."""
+        was lost (e.g. across a broker restart)."""
         self._checked = time.monotonic()
         for part in self._parts.values():
-            tp = TopicPartition(part.topic, part.partition)
             try:
-                # cached: the high watermark of the last fetch response (no broker round
-                # trip, which would wait behind in-flight fetches)
-                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                high = self._cached_high(part)
             except KafkaException:
                 return  # broker unreachable: try again later
             if high < 0:
                 continue  # no fetch response yet: unknown
-            behind = high - part.next_offset - len(part.keys)
             metrics.CONSUMER_LAG.labels(topic=part.topic, partition=str(part.partition)).set(
                 max(high - part.next_offset, 0))
-            if not part.keys and behind <= 0:
+            if part.drained(high):
                 part.at_end = True
+
+    def _cached_high(self, part: _Part) -> int:
+        """The high watermark of the partition's last fetch response (no broker round
+        trip, which would wait behind in-flight fetches); negative when unknown."""
+        _, high = self._consumer.get_watermark_offsets(
+            TopicPartition(part.topic, part.partition), cached=True)
+        return high
 
     # -- merging ---------------------------------------------------------------------
 
