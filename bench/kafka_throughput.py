@@ -296,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     res["ratio"] = res["forewarn"]["events_per_s"] / res["passthrough"]["events_per_s"]
     res["cpu_ratio"] = (res["passthrough"]["cpu_us_per_event"]
                         / res["forewarn"]["cpu_us_per_event"])
+    # each round's own ratio: its two flows ran within seconds of each other
+    res["round_ratios"] = sorted(
+        (pw[0] - ph[0]) / (w[0] - h[0]) for h, w, ph, pw in
+        zip(runs["half"], runs["whole"], runs["phalf"], runs["pwhole"], strict=True))
     print(json.dumps(res, indent=1), file=sys.stderr)
 
     res["recovery"] = []
@@ -362,7 +366,8 @@ are medians of {args.repeat} alternated runs).
 | bytewax Kafka pass-through | {_row(pt)} |
 
 Forewarn / pass-through: **{res['ratio']:.2f}x** events/s (goal >= 0.5x); CPU per event,
-pass-through / Forewarn: {res['cpu_ratio']:.2f}x.
+pass-through / Forewarn: {res['cpu_ratio']:.2f}x. Each round's own ratio (its four runs
+within half a minute): {', '.join(f'{r:.2f}' for r in res['round_ratios'])}.
 
 Event-to-output latency (actions and incidents; excludes hold-down, group wait and
 the {args.lateness:g} s reorder window - see the module docstring):
