@@ -13,7 +13,9 @@ machine; flows run as ``forewarn run --bootstrap`` subprocesses, as in productio
    ``KafkaSinkMessage`` -> ``kop.output`` to one topic, timed the same way, with the
    same batch size as the Forewarn source. Each of the four commands runs
    ``--repeat`` times, alternated; the rate comes from the median of each round's
-   whole-minus-half difference.
+   whole-minus-half difference. Forewarn runs with ``--dedupe-tail 0``: on these
+   reused topics reading its outputs' tails would skip every output of the earlier
+   rounds, and time spent reading them would count as processing.
 
    (Until session 4 the fixed cost was the wall time on *empty* topics. That is unfair
    to the flow with the shorter start: on empty topics the pass-through's 24 consumers
