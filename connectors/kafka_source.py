@@ -32,8 +32,9 @@ offset)``:
 
 The single reader costs input parallelism, which the flow does not have anyway:
 its sequencer is one key (global event-time order). Each message is decoded here,
-once (its record gives the merge time): items are ``(source, value, record)``,
-``source`` being ``(topic, partition, offset)`` and ``record`` a domain record or
+once (its record gives the merge time): items are ``(source, value, record, at)``,
+``source`` being ``(topic, partition, offset)``, ``at`` the record's stream time
+(``None`` if timeless) and ``record`` a domain record or
 a :class:`~forewarn.model.DeadLetter` whose source is an
 :class:`~forewarn.codec.Origin`, so dead letters say where they came from.
 
@@ -77,7 +78,7 @@ from forewarn.codec import (
     decode,
     parse_time,
 )
-from forewarn.model import Call, DeadLetter, Location
+from forewarn.model import DeadLetter, stream_at
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
 
@@ -145,7 +146,7 @@ class _Part:
     rank: int
     next_offset: int  # position to resume from (after the last released message)
     keys: list[MergeKey] = field(default_factory=list)  # buffered, in offset order
-    items: list = field(default_factory=list)  # (source, value, record), as keys
+    items: list = field(default_factory=list)  # (source, value, record, at), as keys
     at_end: bool = False
     last_key: float = NEG_INF  # running maximum of merge times taken
     paused: bool = False
@@ -326,11 +327,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             rec = decode(value, source)
             last = part.last_key
             if type(rec) is DeadLetter:
+                at = None
                 key = last  # unreadable: keeps its place in the partition
             else:
-                kind = type(rec)
-                key = rec.event_time if kind is Location else rec.end_time if kind is Call \
-                    else rec.at
+                at = key = stream_at(rec)
                 if key is None:
                     key = NEG_INF
                 elif ref is None:
@@ -341,7 +341,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             part.last_key = key
             part.at_end = False
             keys.append((key, rank, partition, offset))
-            items.append((source, value, rec))
+            items.append((source, value, rec, at))
             taken += 1
         self._buffered += taken
         for part in touched.values():

@@ -2,7 +2,7 @@
 
 ::
 
-    source (source, raw) or (source, raw, record)   the Kafka source decodes itself
+    source (source, raw) or (source, raw, record, at)   the Kafka source decodes itself
       -> decode (per batch) ........... one ("clock", [record | DeadLetter, ...]) item
       -> sequence   [key: "clock"]       event-time order, topology, ticks; per batch
            |                             one list of messages per destination key
@@ -50,7 +50,7 @@ from dataflows.site import SiteCorrelator
 from forewarn import metrics
 from forewarn.codec import dead_letter_dict, decode, encode
 from forewarn.logs import get_logger
-from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location
+from forewarn.model import Action, Complaint, DeadLetter, Incident, stream_at
 from rules.reload import RulebookWatcher
 from rules.rulebook import Rulebook
 
@@ -128,7 +128,7 @@ class SequenceLogic(StatefulBatchLogic):
                 if type(item) is DeadLetter:
                     routed.append(("undecoded", None, item))
                 else:
-                    take(item[2], item[1], item[0], routed)
+                    take(item[2], item[1], item[0], item[3], routed)
         out = _bundle(routed, self.cfg.care_key, ordered=self.seq.late == late)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
@@ -331,9 +331,10 @@ def _own_key(subscriber_id: str) -> str:
 def _decode_batch(items: list) -> list:
     """Decode an input batch into one item for the sequencer: ``[("clock", decoded)]``.
 
-    Items are ``(source, raw)``, or ``(source, raw, record)`` from a source that
+    Items are ``(source, raw)``, or ``(source, raw, record, at)`` from a source that
     decoded them already (the Kafka source needs each record's time to merge).
-    ``decoded`` holds ``(source, raw, record)`` and dead letters. Counted once per
+    ``decoded`` holds ``(source, raw, record, at)`` (``at``: :func:`stream_at`, read
+    once here for the sequencer) and dead letters. Counted once per
     kind per batch; the ingest clock notes the batch's latest stream time (every
     record of a batch arrived at the same moment).
     """
@@ -341,21 +342,18 @@ def _decode_batch(items: list) -> list:
     counts: dict[str, int] = {}
     latest = None
     for item in items:
-        if len(item) == 3:
-            rec = item[2]
+        if len(item) == 4:
+            rec, at = item[2], item[3]
         else:
             rec = decode(item[1], item[0])
-            item = (item[0], item[1], rec)
+            at = None if type(rec) is DeadLetter else stream_at(rec)
+            item = (item[0], item[1], rec, at)
         kind = type(rec)
-        if kind is Location or kind is Call:  # most records
-            at = rec.event_time if kind is Location else rec.end_time
-        elif kind is DeadLetter:
+        if kind is DeadLetter:
             out.append(_count_dead(rec))
             continue
-        else:
-            at = rec.at
-            if kind is Complaint:
-                metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
+        if kind is Complaint:
+            metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
         counts[kind] = counts.get(kind, 0) + 1
         if at is not None and (latest is None or at > latest):
             latest = at

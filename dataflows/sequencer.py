@@ -42,6 +42,7 @@ from forewarn.model import (
     Maintenance,
     Record,
     Subscriber,
+    stream_at,
 )
 
 MAX_SKEW_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is invalid
@@ -76,13 +77,13 @@ class Sequencer:
     def feed(self, rec: Record, raw: bytes, source: Source) -> list[Routed]:
         """Take one decoded record; return what is released by it."""
         out: list[Routed] = []
-        self.take(rec, raw, source, out)
+        self.take(rec, raw, source, stream_at(rec), out)
         return out
 
-    def take(self, rec: Record, raw: bytes, source: Source, out: list[Routed]) -> None:
-        """:meth:`feed`, appending what is released to ``out`` (one list per batch)."""
-        kind = type(rec)
-        at = rec.event_time if kind is Location else rec.end_time if kind is Call else rec.at
+    def take(self, rec: Record, raw: bytes, source: Source, at: float | None,
+             out: list[Routed]) -> None:
+        """:meth:`feed`, given the record's :func:`~forewarn.model.stream_at`, appending
+        what is released to ``out`` (one list per batch)."""
         if at is None:
             self._route(rec, raw, source, out)
             return

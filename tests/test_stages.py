@@ -7,7 +7,16 @@ from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Restored, 
 from dataflows.sequencer import Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn.codec import parse_time
-from forewarn.model import Action, Alarm, Cell, Channel, Location, Maintenance, Subscriber
+from forewarn.model import (
+    Action,
+    Alarm,
+    Cell,
+    Channel,
+    Location,
+    Maintenance,
+    Subscriber,
+    stream_at,
+)
 from rules.rulebook import load_rulebook
 
 BOOK = load_rulebook()
@@ -66,6 +75,11 @@ def test_sequencer_reorders_within_lateness_and_ticks_active_sites():
     assert any(isinstance(m, Tick) and k == "S1" for _, k, m in out)
 
 
+def decoded(*recs) -> list[tuple]:
+    """Records as the decode step hands them to the sequencer (source, raw, record, at)."""
+    return [("f", b"", r, stream_at(r)) for r in recs]
+
+
 def test_sequencer_counts_records_beyond_the_reorder_window_and_the_flow_exports_them():
     from dataflows.flow import FlowConfig, SequenceLogic
     from forewarn import metrics
@@ -74,13 +88,13 @@ def test_sequencer_counts_records_beyond_the_reorder_window_and_the_flow_exports
     logic.seq = seq_with_topology(lateness_s=30)
     late = metrics.LATE_RECORDS.labels(source="oss.alarms")
     before = late._value.get()
-    logic.on_batch([[("f", b"", Location("U", "C1", t)) for t in (T0, T0 + 40, T0 + 100)]])
+    logic.on_batch([decoded(*(Location("U", "C1", t) for t in (T0, T0 + 40, T0 + 100)))])
     assert logic.seq.watermark == T0 + 40  # released: up to T0 + 100 - 30
     alarm = Alarm("A", T0 + 50, "major", "powerProblem", site_id="S1")  # still in time
-    logic.on_batch([[("f", b"", alarm)]])
+    logic.on_batch([decoded(alarm)])
     assert logic.seq.late == 0
     too_late = Alarm("B", T0 + 10, "major", "powerProblem", site_id="S1")  # behind T0 + 40
-    out, _ = logic.on_batch([[("f", b"", too_late)]])
+    out, _ = logic.on_batch([decoded(too_late)])
     assert logic.seq.late_by_kind == {"alarm": 1}
     assert late._value.get() == before + 1
     assert any(stage == "site" for stage, _ in out)  # applied (late), not dropped
