@@ -45,7 +45,7 @@ from bytewax.outputs import Sink
 from dataflows.care import CareShard, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
 from dataflows.propensity import PropensityModel
-from dataflows.sequencer import Sequencer
+from dataflows.sequencer import Routes, Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
 from forewarn.codec import dead_letter_dict, decode, encode
@@ -108,8 +108,12 @@ class SequenceLogic(StatefulBatchLogic):
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
         if not isinstance(self.seq._pending, deque):  # a snapshot from before session 4
             self.seq._pending = deque(sorted(self.seq._pending))
+        if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
+            self.seq._pending = deque((src, raw, rec, at)
+                                      for at, _, rec, raw, src in self.seq._pending)
         self.applied = cfg.book.digest
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
+        self.care_keys: dict[str, str] = {}  # subscriber -> care shard, remembered
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         """``values``: lists of decoded items (one per input batch, see :func:`_decode_batch`)."""
@@ -120,22 +124,20 @@ class SequenceLogic(StatefulBatchLogic):
             _log.info("rulebook in force", extra={"rulebook": book.name, "version": book.version,
                                                   "digest": book.digest,
                                                   "from_watermark": self.seq.watermark})
-        routed: list = []
-        take = self.seq.take
         late = self.seq.late
-        for batch in values:
-            for item in batch:
-                if type(item) is DeadLetter:
-                    routed.append(("undecoded", None, item))
-                else:
-                    take(item[2], item[1], item[0], item[3], routed)
-        out = _bundle(routed, self.cfg.care_key, ordered=self.seq.late == late)
+        routes = self._routes()
+        self.seq.take_batch(values, routes)
+        out = _bundle(routes, ordered=self.seq.late == late)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
         if self.seq.late_by_kind != self.late_counted:
             self._count_late()
         _SEQ_BATCH.observe(time.perf_counter() - t0)
         return out, False
+
+    def _routes(self) -> Routes:
+        care_key = self.cfg.care_key
+        return Routes(care_key, None if care_key is _own_key else self.care_keys)
 
     def _count_late(self) -> None:
         for kind, n in self.seq.late_by_kind.items():
@@ -145,7 +147,9 @@ class SequenceLogic(StatefulBatchLogic):
         self.late_counted = dict(self.seq.late_by_kind)
 
     def on_eof(self) -> tuple[list, bool]:
-        return _bundle(self.seq.finish(), self.cfg.care_key), False
+        routes = self._routes()
+        self.seq.finish(routes)
+        return _bundle(routes), False
 
     def snapshot(self) -> bytes | None:
         if self.cfg.durable:
@@ -264,46 +268,31 @@ class CareLogic(StatefulBatchLogic):
 # ---- stateless steps ---------------------------------------------------------------
 
 
-def _bundle(routed: list, care_key: Callable[[str], str], ordered: bool = True) -> list:
+def _bundle(routes: Routes, ordered: bool = True) -> list:
     """One item per destination stage per batch, holding one list of messages per key.
 
     ``("site", [(site_id, (site_id, [msg, ...])), ...])``, ``("care", [(care key,
     [msg, ...]), ...])``, ``("dead", [DeadLetter, ...])``: already keyed for their
     stateful steps, so Bytewax sees a few items per batch instead of one per message.
-    Dead letters the sequencer refused are counted here; ``undecoded`` ones were
-    counted when decoding failed.
+    Dead letters the sequencer refused are counted here; decoding's were counted
+    when decoding failed.
 
     A subscriber's list is in :func:`~dataflows.care.order_key` order, which care
     relies on: the sequencer releases in event-time order (records at equal times
     commute for care), so only a batch with late records (``ordered=False``) sorts.
     """
-    sites: dict[str, list] = {}
-    cares: dict[str, list] = {}
-    dead = []
-    for stage, key, msg in routed:
-        if stage == "care":
-            key = care_key(key)
-            box = cares.get(key)
-            if box is None:
-                box = cares[key] = []
-            box.append(msg)
-        elif stage == "site":
-            box = sites.get(key)
-            if box is None:
-                box = sites[key] = []
-            box.append(msg)
-        else:
-            dead.append(msg if stage == "undecoded" else _count_refused(msg))
     out = []
-    if sites:
-        out.append(("site", [(k, (k, v)) for k, v in sites.items()]))
-    if cares:
+    if routes.sites:
+        out.append(("site", [(k, (k, v)) for k, v in routes.sites.items()]))
+    if routes.cares:
         if not ordered:
-            for box in cares.values():
+            for box in routes.cares.values():
                 box.sort(key=order_key)
-        out.append(("care", list(cares.items())))
-    if dead:
-        out.append(("dead", dead))
+        out.append(("care", list(routes.cares.items())))
+    if routes.dead:
+        for d in routes.refused:
+            _count_refused(d)
+        out.append(("dead", routes.dead))
     return out
 
 

@@ -8,7 +8,8 @@ progress. All decoded records pass one sequencer (a single key), which
 * dead-letters records more than 7 days from the watermark, and records on
   cells or sites the topology does not know;
 * routes each record to the stage keys that need it — a site (by the cell's
-  topology) and/or a subscriber — as ``(stage, key, message)``;
+  topology) and/or a subscriber — into :class:`Routes`, one list of messages
+  per destination key per batch;
 * sends :class:`Tick` to sites with pending deadlines whenever the watermark
   moves ``tick_s`` on, so group waits, hold-downs and 4 h escalations fire
   on event time at any replay speed.
@@ -21,13 +22,22 @@ progress. All decoded records pass one sequencer (a single key), which
 [('site', 'S1'), ('care', 'U1')]
 >>> seq.feed(Location("U1", "C1", 160.0), b"", "f")[1]
 ('care', 'U1', ('U1', 'C1', 160.0, None))
+
+A batch as the flow hands it over (items ``(source, raw, record, at)``):
+
+>>> out = Routes()
+>>> seq.take_batch([[("f", b"", Location("U2", "C1", 170.0), 170.0)]], out)
+>>> out.sites, out.cares
+({'S1': [('U2', 'C1', 170.0, None)]}, {'U2': [('U2', 'C1', 170.0, None)]})
 """
 
 from __future__ import annotations
 
 from bisect import insort
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from dataflows.messages import Drop, Tick
@@ -37,6 +47,7 @@ from forewarn.model import (
     Call,
     Cell,
     Complaint,
+    DeadLetter,
     Kpi,
     Location,
     Maintenance,
@@ -50,6 +61,70 @@ ALARM_HORIZON_S = 5 * 3600  # a site with alarm activity needs ticks this long (
 DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of drop notes)
 
 Routed = tuple[str, Any, Any]  # (stage, key, message): stage in site | care | dead
+#: A record as the decode step hands it over: ``(source, raw, record, at)``, ``at``
+#: its :func:`~forewarn.model.stream_at`. Held records keep this shape.
+Item = tuple[Source, bytes, Record, float | None]
+_at_of = itemgetter(3)  # an Item's stream time
+CARE_KEYS_KEPT = 500_000  # care keys remembered per subscriber (cleared when full)
+
+
+def _own(subscriber_id: str) -> str:
+    return subscriber_id
+
+
+@dataclass(slots=True)
+class Routes:
+    """What the sequencer released in one batch, grouped by destination key.
+
+    ``sites`` and ``cares`` hold one list of messages per site / care key, in
+    release order; ``care_key`` maps a subscriber to their care key (their id by
+    default), remembered in ``care_keys``; ``dead`` holds every dead letter in
+    order, ``refused`` those the sequencer itself refused (the decode step's were
+    counted when they failed). The lists are what the next stages take, so a
+    batch costs a few Bytewax items, not one per message.
+    """
+
+    care_key: Callable[[str], str] = _own
+    care_keys: dict[str, str] | None = None  # None: the care key is the subscriber id
+    sites: dict[str, list] = field(default_factory=dict)
+    cares: dict[str, list] = field(default_factory=dict)
+    dead: list = field(default_factory=list)
+    refused: list = field(default_factory=list)
+
+    def site(self, site_id: str, msg: Any) -> None:
+        box = self.sites.get(site_id)
+        if box is None:
+            box = self.sites[site_id] = []
+        box.append(msg)
+
+    def care(self, subscriber_id: str, msg: Any) -> None:
+        key = self._care_key(subscriber_id)
+        box = self.cares.get(key)
+        if box is None:
+            box = self.cares[key] = []
+        box.append(msg)
+
+    def _care_key(self, subscriber_id: str) -> str:
+        memo = self.care_keys
+        if memo is None:
+            return subscriber_id
+        key = memo.get(subscriber_id)
+        if key is None:
+            if len(memo) >= CARE_KEYS_KEPT:
+                memo.clear()
+            key = memo[subscriber_id] = self.care_key(subscriber_id)
+        return key
+
+    def refuse(self, dead: DeadLetter) -> None:
+        self.dead.append(dead)
+        self.refused.append(dead)
+
+    def triples(self) -> list[Routed]:
+        """``(stage, key, message)`` for each message: sites, then subscribers, then
+        dead letters (order is kept per key, not across keys)."""
+        return ([("site", k, m) for k, box in self.sites.items() for m in box]
+                + [("care", k, m) for k, box in self.cares.items() for m in box]
+                + [("dead", None, d) for d in self.dead])
 
 
 @dataclass(slots=True)
@@ -65,9 +140,9 @@ class Sequencer:
     site_cells: dict[str, set[str]] = field(default_factory=dict)
     open_alarms: dict[str, set[str]] = field(default_factory=dict)  # site -> alarm ids
     active_until: dict[str, float] = field(default_factory=dict)  # site -> event time
-    # warm-up records, then the reorder buffer: (at, seq, record, raw, source), sorted
+    # warm-up records, then the reorder buffer: Items, sorted by stream time (stable)
     _pending: deque = field(default_factory=deque)
-    _seq: int = 0
+    _seq: int = 0  # records taken
     _next_tick: float = 0.0
     late: int = 0
     late_by_kind: dict[str, int] = field(default_factory=dict)  # late records per type
@@ -76,137 +151,179 @@ class Sequencer:
 
     def feed(self, rec: Record, raw: bytes, source: Source) -> list[Routed]:
         """Take one decoded record; return what is released by it."""
-        out: list[Routed] = []
+        out = Routes()
+        self._seq += 1
         self.take(rec, raw, source, stream_at(rec), out)
-        return out
+        return out.triples()
+
+    def take_batch(self, batches: Iterable[list], out: Routes) -> None:
+        """Take lists of :data:`Item` and dead letters (decoding's), in arrival order.
+
+        The same releases as :meth:`take` for each in turn, but a run of records in
+        order (the common case: not behind the watermark or the buffer, within 7
+        days) is held as it comes and released once, at its end: taking record
+        ``i`` would release everything up to ``max(watermark, at_i - lateness)``,
+        and for records in order the last of those bounds covers the others.
+        """
+        pending = self._pending
+        top = None  # stream time of the last record of the current run in order
+        for batch in batches:
+            self._seq += len(batch)
+            for item in batch:
+                if type(item) is DeadLetter:
+                    out.dead.append(item)
+                    continue
+                at = item[3]
+                watermark = self.watermark
+                if (at is not None and watermark is not None and at >= watermark
+                        and at - watermark <= MAX_SKEW_S and (not pending or pending[-1][3] <= at)):
+                    pending.append(item)
+                    top = at
+                    continue
+                if top is not None:  # the run ends: release what it made due
+                    self._release_to(self._horizon(top), out)
+                    top = None
+                self.take(item[2], item[1], item[0], at, out)
+        if top is not None:
+            self._release_to(self._horizon(top), out)
 
     def take(self, rec: Record, raw: bytes, source: Source, at: float | None,
-             out: list[Routed]) -> None:
-        """:meth:`feed`, given the record's :func:`~forewarn.model.stream_at`, appending
-        what is released to ``out`` (one list per batch)."""
+             out: Routes) -> None:
+        """:meth:`feed`, given the record's :func:`~forewarn.model.stream_at`, routing
+        what is released into ``out``."""
         if at is None:
             self._route(rec, raw, source, out)
             return
-        self._seq += 1
         watermark = self.watermark
+        pending = self._pending
         if watermark is None:
-            self._pending.append((at, self._seq, rec, raw, source))
-            if len(self._pending) >= self.warmup:
+            pending.append((source, raw, rec, at))
+            if len(pending) >= self.warmup:
                 self._end_warmup(out)
             return
         if abs(at - watermark) > MAX_SKEW_S:
-            out.append(("dead", None, dead_letter(raw, source, _skew_reason(rec, at, watermark))))
+            out.refuse(dead_letter(raw, source, _skew_reason(rec, at, watermark)))
             return
-        pending = self._pending
-        if self.lateness_s <= 0 and not pending:
-            self._release(at, rec, raw, source, out)
-            return
-        horizon = at - self.lateness_s
-        if horizon < watermark:
-            horizon = watermark
-        if at <= horizon and not pending:
-            self._release(at, rec, raw, source, out)  # nothing held: no heap round trip
-            return
-        held = (at, self._seq, rec, raw, source)
-        if not pending or pending[-1][0] <= at:
+        held = (source, raw, rec, at)
+        if not pending or pending[-1][3] <= at:
             pending.append(held)  # in order (the common case): no search
         else:
-            insort(pending, held)  # late within the window: its place (the buffer is short)
-        while pending and pending[0][0] <= horizon:
-            t, _, r, rw, src = pending.popleft()
-            self._release(t, r, rw, src, out)
+            insort(pending, held, key=_at_of)  # late within the window: its place
+        self._release_to(self._horizon(at), out)  # without a window: this one, late or not
 
-    def finish(self) -> list[Routed]:
+    def finish(self, out: Routes) -> None:
         """End of input: release everything held, then a last tick to every active site."""
-        out: list[Routed] = []
         if self.watermark is None and self._pending:
             self._end_warmup(out)
-        while self._pending:
-            t, _, r, rw, src = self._pending.popleft()
-            self._release(t, r, rw, src, out)
+        self._release_to(float("inf"), out)
         if self.watermark is not None:
             tick = Tick(self.watermark)
-            out += [("site", site, tick) for site in sorted(self.active_until)]
-        return out
+            for site in sorted(self.active_until):
+                out.site(site, tick)
 
     # -- internals -----------------------------------------------------------------
 
-    def _end_warmup(self, out: list[Routed]) -> None:
+    def _horizon(self, at: float) -> float:
+        """What taking a record at ``at`` makes due: everything up to here."""
+        horizon = at - self.lateness_s
+        return horizon if horizon > self.watermark else self.watermark
+
+    def _end_warmup(self, out: Routes) -> None:
         """Anchor the watermark at the median of the first records, robust to a bad one."""
-        held = sorted(self._pending)
-        self._pending = deque()
-        self.watermark = held[len(held) // 2][0]
+        held = sorted(self._pending, key=_at_of)
+        self.watermark = held[len(held) // 2][3]
         self._next_tick = self.watermark + self.tick_s
-        for at, _, rec, raw, source in held:
+        self._pending.clear()  # the same deque: take_batch holds it
+        for item in held:
+            at = item[3]
             if abs(at - self.watermark) > MAX_SKEW_S:
-                out.append(("dead", None, dead_letter(raw, source,
-                                                      _skew_reason(rec, at, self.watermark))))
+                out.refuse(dead_letter(item[1], item[0], _skew_reason(item[2], at,
+                                                                        self.watermark)))
             else:
-                self._release(at, rec, raw, source, out)
+                self._pending.append(item)
+        self._release_to(float("inf"), out)
 
-    def _release(self, at: float, rec: Record, raw: bytes, source: Source,
-                 out: list[Routed]) -> None:
+    def _release_to(self, horizon: float, out: Routes) -> None:
+        """Release every held record at or before ``horizon``, in order.
+
+        Positions (most records) are routed here, inline; the rest by :meth:`_route`."""
+        pending = self._pending
+        if not pending or pending[0][3] > horizon:
+            return
+        cell_site, cell_names = self.cell_site, self.cell_names
+        sites, cares, memo = out.sites, out.cares, out.care_keys
         watermark = self.watermark
-        if at < watermark:  # behind records already released: applied late
-            self.late += 1
-            self.late_by_kind[rec.kind] = self.late_by_kind.get(rec.kind, 0) + 1
-        elif at > watermark:
-            self.watermark = at
-            if at >= self._next_tick:
-                self._ticks(at, out)
-        kind = type(rec)
-        if kind is not Location and kind is not Call:
-            self._route(rec, raw, source, out)
-            return
-        # A position: most records, routed here rather than through _route.
-        site = self.cell_site.get(rec.cell_id)
-        if site is None:
-            out.append(self._unknown_cell(rec, raw, source, rec.cell_id))
-            return
-        cell = self.cell_names[rec.cell_id]  # one shared string per cell in all state
-        sid = rec.subscriber_id
-        if kind is Location:
-            pos = (sid, cell, at, None)
-            out.append(("site", site, pos))
-            out.append(("care", sid, pos))
-            return
-        # Known when the call ends: using end_time (its `at`) keeps "as of T" views exact.
-        pos = (sid, cell, at, f"call:{rec.call_id}")
-        out.append(("site", site, pos))
-        out.append(("care", sid, pos))
-        if rec.dropped:
-            out.append(("site", site, Drop(sid, rec.cell_id, rec.call_id, at)))
-            self._activate(site, at + DROP_HORIZON_S)
+        while pending and pending[0][3] <= horizon:
+            source, raw, rec, at = pending.popleft()
+            if at < watermark:  # behind records already released: applied late
+                self.late += 1
+                self.late_by_kind[rec.kind] = self.late_by_kind.get(rec.kind, 0) + 1
+            elif at > watermark:
+                self.watermark = watermark = at
+                if at >= self._next_tick:
+                    self._ticks(at, out)
+            kind = type(rec)
+            if kind is not Location and kind is not Call:
+                self._route(rec, raw, source, out)
+                continue
+            site = cell_site.get(rec.cell_id)
+            if site is None:
+                out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
+                continue
+            cell = cell_names[rec.cell_id]  # one shared string per cell in all state
+            sid = rec.subscriber_id
+            if kind is Location:
+                pos = (sid, cell, at, None)
+            else:  # known when the call ends: using end_time (its `at`) keeps "as of T" exact
+                pos = (sid, cell, at, f"call:{rec.call_id}")
+            box = sites.get(site)
+            if box is None:
+                box = sites[site] = []
+            box.append(pos)
+            if memo is None:
+                key = sid
+            else:
+                key = memo.get(sid)
+                if key is None:
+                    key = out._care_key(sid)
+            box = cares.get(key)
+            if box is None:
+                box = cares[key] = []
+            box.append(pos)
+            if kind is Call and rec.dropped:
+                sites[site].append(Drop(sid, rec.cell_id, rec.call_id, at))
+                self._activate(site, at + DROP_HORIZON_S)
 
-    def _ticks(self, now: float, out: list[Routed]) -> None:
+    def _ticks(self, now: float, out: Routes) -> None:
         self._next_tick = now + self.tick_s
         tick = Tick(now)
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
                 del self.active_until[site]
-            out.append(("site", site, tick))
+            out.site(site, tick)
 
     def _activate(self, site: str, until: float) -> None:
         if self.active_until.get(site, 0.0) < until:
             self.active_until[site] = until
 
-    def _unknown_cell(self, rec: Record, raw: bytes, source: Source, cell_id: str) -> Routed:
+    def _unknown_cell(self, rec: Record, raw: bytes, source: Source, cell_id: str
+                      ) -> DeadLetter:
         reason = f"{rec.kind}.cell_id: unknown cell {cell_id!r} (no `cell` topology record)"
-        return ("dead", None, dead_letter(raw, source, reason))
+        return dead_letter(raw, source, reason)
 
-    def _route(self, rec: Record, raw: bytes, source: Source, out: list[Routed]) -> None:
-        """Records other than positions (those are routed in :meth:`_release`)."""
+    def _route(self, rec: Record, raw: bytes, source: Source, out: Routes) -> None:
+        """Records other than positions (those are routed in :meth:`_release_to`)."""
         kind = type(rec)
         if kind is Subscriber or kind is Complaint:
-            out.append(("care", rec.subscriber_id, rec))
+            out.care(rec.subscriber_id, rec)
         elif kind is Alarm:
-            out.append(self._route_alarm(rec, raw, source))
+            self._route_alarm(rec, raw, source, out)
         elif kind is Kpi:
             site = self.cell_site.get(rec.cell_id)
             if site is None:
-                out.append(self._unknown_cell(rec, raw, source, rec.cell_id))
+                out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
             else:
-                out.append(("site", site, rec))
+                out.site(site, rec)
         elif kind is Cell:
             old = self.cell_site.get(rec.cell_id)
             if old is not None and old != rec.site_id:
@@ -214,35 +331,39 @@ class Sequencer:
             self.cell_site[rec.cell_id] = rec.site_id
             self.cell_names.setdefault(rec.cell_id, rec.cell_id)
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
-            out.append(("site", rec.site_id, rec))
+            out.site(rec.site_id, rec)
         elif kind is Maintenance:
             sites = set(rec.site_ids)
             sites.update(self.cell_site[c] for c in rec.cell_ids if c in self.cell_site)
-            out += [("site", s, rec) for s in sorted(sites)]
+            for s in sorted(sites):
+                out.site(s, rec)
         else:  # pragma: no cover
             raise TypeError(f"sequencer cannot route {type(rec).__name__}")
 
-    def _route_alarm(self, rec: Alarm, raw: bytes, source: Source) -> Routed:
+    def _route_alarm(self, rec: Alarm, raw: bytes, source: Source, out: Routes) -> None:
         if rec.cell_id is not None:
             site = self.cell_site.get(rec.cell_id)
             if site is None:
-                return self._unknown_cell(rec, raw, source, rec.cell_id)
+                out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
+                return
             if rec.site_id is not None and rec.site_id != site:
                 reason = (f"alarm.site_id: {rec.site_id!r} disagrees with topology "
                           f"(cell {rec.cell_id!r} is on site {site!r})")
-                return ("dead", None, dead_letter(raw, source, reason))
+                out.refuse(dead_letter(raw, source, reason))
+                return
         else:
             site = rec.site_id
             if site not in self.site_cells:
                 reason = f"alarm.site_id: unknown site {site!r} (no `cell` topology record on it)"
-                return ("dead", None, dead_letter(raw, source, reason))
+                out.refuse(dead_letter(raw, source, reason))
+                return
         alarms = self.open_alarms.setdefault(site, set())
         if rec.cleared:
             alarms.discard(rec.alarm_id)
         else:
             alarms.add(rec.alarm_id)
         self._activate(site, rec.event_time + ALARM_HORIZON_S)
-        return ("site", site, rec)
+        out.site(site, rec)
 
 
 def _skew_reason(rec: Record, at: float, watermark: float) -> str:

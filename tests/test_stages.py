@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataflows.care import SubscriberCare, Suppressed, quiet_until
 from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Restored, Tick, position
-from dataflows.sequencer import Sequencer
+from dataflows.sequencer import Routes, Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn.codec import parse_time
 from forewarn.model import (
@@ -103,9 +103,12 @@ def test_sequencer_counts_records_beyond_the_reorder_window_and_the_flow_exports
 def test_sequencer_finish_flushes_and_ticks():
     s = seq_with_topology(lateness_s=100)
     s.feed(Alarm("A", T0, "major", "powerProblem", site_id="S1"), b"", "f")
-    out = s.finish()
-    assert ("site", "S1") in [(st, k) for st, k, _ in out]
-    assert isinstance(out[-1][2], Tick)
+    assert s.feed(Location("U", "C1", T0 + 50), b"", "f") == []  # held: within the window
+    routes = Routes()
+    s.finish(routes)
+    # the tick its release makes due (every tick_s), the position, the last tick
+    assert routes.sites["S1"] == [Tick(T0 + 50), ("U", "C1", T0 + 50, None), Tick(T0 + 50)]
+    assert routes.cares == {"U": [("U", "C1", T0 + 50, None)]}
 
 
 # ---- site ------------------------------------------------------------------------
