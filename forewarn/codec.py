@@ -402,13 +402,16 @@ _CALL = tuple(getattr(Call, f).__set__ for f in ("call_id", "subscriber_id", "ce
                                                    "cause_code"))
 _MINUTES: dict[str, float] = {}  # "2026-11-23T10:15:" -> POSIX seconds of that minute
 _SECONDS = {f"{i:02d}": float(i) for i in range(60)}
+_TIMES: dict[str, float] = {}  # canonical time strings read lately -> POSIX seconds
+_TIMES_KEPT = 200_000  # a stream's recent seconds; cleared when full
 
 
 def _time_of(value: Any) -> float | None:
     """:func:`parse_time` of a string, or None when it is not a valid time.
 
     The canonical form ``YYYY-MM-DDTHH:MM:SSZ`` is read as its minute (cached) plus
-    its seconds; anything else goes through :func:`parse_time`.
+    its seconds, and remembered whole (a stream's events share their recent seconds);
+    anything else goes through :func:`parse_time`.
 
     >>> _time_of("2026-11-23T10:15:42Z") == parse_time("2026-11-23T10:15:42Z")
     True
@@ -417,6 +420,9 @@ def _time_of(value: Any) -> float | None:
     """
     if type(value) is not str:
         return None
+    at = _TIMES.get(value)
+    if at is not None:
+        return at
     if len(value) == 20 and value[19] == "Z":
         sec = _SECONDS.get(value[17:19])
         if sec is not None:
@@ -429,7 +435,10 @@ def _time_of(value: Any) -> float | None:
                 if len(_MINUTES) >= 100_000:
                     _MINUTES.clear()
                 _MINUTES[value[:17]] = base
-            return base + sec
+            if len(_TIMES) >= _TIMES_KEPT:
+                _TIMES.clear()
+            at = _TIMES[value] = base + sec
+            return at
     try:
         return parse_time(value)
     except ValueError:
