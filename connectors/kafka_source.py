@@ -32,7 +32,8 @@ offset)``:
 
 The single reader costs input parallelism, which the flow does not have anyway:
 its sequencer is one key (global event-time order). Each message is decoded here,
-once (its record gives the merge time): items are ``(source, value, record, at)``,
+once (its record gives the merge time), and counted: each batch is one
+:class:`~dataflows.messages.Decoded`, its items ``(source, value, record, at)``,
 ``source`` being ``(topic, partition, offset)``, ``at`` the record's stream time
 (``None`` if timeless) and ``record`` a domain record or
 a :class:`~forewarn.model.DeadLetter` whose source is an
@@ -70,6 +71,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from dataflows.messages import Decoded
 from forewarn import metrics
 from forewarn.codec import (
     MAX_RECORD_BYTES,
@@ -78,7 +80,7 @@ from forewarn.codec import (
     decode,
     parse_time,
 )
-from forewarn.model import DeadLetter, stream_at
+from forewarn.model import Complaint, DeadLetter, stream_at
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
 
@@ -202,6 +204,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                                for x in self._parts.values()])
         self._by_rank = {(p.rank, p.partition): p for p in self._parts.values()}
         self._buffered = 0  # messages taken, not yet merged
+        self._tally = Decoded()  # what was decoded since the last batch went out
         self._ready: list = []  # merged, in order; released up to _ready_at
         self._ready_at = 0
         self._progress: float | None = None  # highest merge time released
@@ -302,48 +305,67 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
     # -- merging ---------------------------------------------------------------------
 
     def _take(self, msgs: list) -> None:
-        """Decode each message (once: its record gives the merge time) into its buffer."""
+        """Decode each message (once: its record gives the merge time) into its buffer,
+        and tally it for the decode step (:class:`~dataflows.messages.Decoded`)."""
         parts = self._parts
         part: _Part | None = None
         keys = items = None
+        rank = 0
+        last = NEG_INF
         touched: dict[int, _Part] = {}
-        taken = 0
+        tally = self._tally
+        accepted = tally.accepted
+        latest = tally.latest
         ref = self._progress if self._progress is not None else self._first
         ahead = math.inf if ref is None else ref + MAX_AHEAD_S  # absurdly far beyond
         for msg in msgs:
             err = msg.error()
             if err is not None:
+                if part is not None:  # an EOF changes its partition: look it up again
+                    part.last_key, part = last, None
                 self._error(msg, err)
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if part is None or part.partition != partition or part.topic != topic:
+                if part is not None:
+                    part.last_key = last
                 part = parts.get((topic, partition))
                 if part is None:  # pragma: no cover - only assigned partitions are fetched
                     continue
-                keys, items, rank = part.keys, part.items, part.rank
+                keys, items, rank, last = part.keys, part.items, part.rank, part.last_key
+                part.at_end = False
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
             rec = decode(value, source)
-            last = part.last_key
-            if type(rec) is DeadLetter:
-                at = None
+            kind = type(rec)
+            if kind is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
+                tally.dead.append(rec)
+                keys.append((key, rank, partition, offset))
+                items.append(rec)  # the decode step's dead letters are bare too
+                continue
+            accepted[kind] = accepted.get(kind, 0) + 1
+            at = key = stream_at(rec)
+            if key is None:
+                key = NEG_INF
             else:
-                at = key = stream_at(rec)
-                if key is None:
-                    key = NEG_INF
-                elif ref is None:
+                if ref is None:
                     self._first = ref = key
                     ahead = ref + MAX_AHEAD_S
-                if key < last or key > ahead:
-                    key = last  # behind its partition, or absurdly far ahead: keeps its place
-            part.last_key = key
-            part.at_end = False
+                if latest is None or key > latest:
+                    latest = key
+                if kind is Complaint:
+                    tally.complaints.append(rec)
+            if key < last or key > ahead:
+                key = last  # behind its partition, or absurdly far ahead: keeps its place
+            last = key
             keys.append((key, rank, partition, offset))
             items.append((source, value, rec, at))
-            taken += 1
-        self._buffered += taken
+        if part is not None:
+            part.last_key = last
+        tally.latest = latest
+        self._buffered = sum(len(p.keys) for p in parts.values())
         for part in touched.values():
             if len(part.keys) >= self._limit and not part.paused:
                 self._consumer.pause([TopicPartition(part.topic, part.partition)])
@@ -395,7 +417,9 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         top = batch[-1][0][0]
         if top != NEG_INF and (self._progress is None or top > self._progress):
             self._progress = top
-        return [item for _, item in batch]
+        out, self._tally = self._tally, Decoded()
+        out.items = [item for _, item in batch]
+        return [out]
 
 
 def _log_client_error(err: KafkaError) -> None:

@@ -227,16 +227,12 @@ class SubscriberCare:
     # -- observations ------------------------------------------------------------
 
     def observe(self, at: float, cell_id: str, ref: str | None) -> None:
-        """The subscriber was seen on ``cell_id`` at ``at`` (a :data:`Position`)."""
-        seen = self.seen
-        if not seen:
-            self.seen = ((at, cell_id, ref),)
-            return
-        if seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
-            self.seen = seen + ((at, cell_id, ref),)  # in order, nothing falls out
-            return
-        seen = seen + ((at, cell_id, ref),)
-        if seen[-2][0] > at:
+        """The subscriber was seen on ``cell_id`` at ``at`` (a :data:`Position`).
+
+        (:meth:`CareShard.handle_batch` appends a position itself when it is in order
+        and nothing falls out of the window: most positions.)"""
+        seen = self.seen + ((at, cell_id, ref),)
+        if len(seen) > 1 and seen[-2][0] > at:
             seen = tuple(sorted(seen))
         cutoff = seen[-1][0] - KEEP_S
         drop = 0
@@ -471,7 +467,12 @@ class CareShard:
                 care = subs.get(msg[0])
                 if care is None:
                     care = subs[msg[0]] = SubscriberCare()
-                care.observe(msg[2], msg[1], msg[3])
+                seen = care.seen
+                at = msg[2]
+                if seen and seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
+                    care.seen = seen + ((at, msg[1], msg[3]),)  # in order, nothing falls out
+                else:
+                    care.observe(at, msg[1], msg[3])
                 continue
             sid = msg.subscriber_id
             care = subs.get(sid)

@@ -2,7 +2,7 @@
 
 ::
 
-    source (source, raw) or (source, raw, record, at)   the Kafka source decodes itself
+    source (source, raw), or a Decoded batch             the Kafka source decodes itself
       -> decode (per batch) ........... one ("clock", [record | DeadLetter, ...]) item
       -> sequence   [key: "clock"]       event-time order, topology, ticks; per batch
            |                             one list of messages per destination key
@@ -44,6 +44,7 @@ from bytewax.outputs import Sink
 
 from dataflows.care import CareShard, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
+from dataflows.messages import Decoded
 from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer
 from dataflows.site import SiteCorrelator
@@ -320,38 +321,50 @@ def _own_key(subscriber_id: str) -> str:
 def _decode_batch(items: list) -> list:
     """Decode an input batch into one item for the sequencer: ``[("clock", decoded)]``.
 
-    Items are ``(source, raw)``, or ``(source, raw, record, at)`` from a source that
-    decoded them already (the Kafka source needs each record's time to merge).
-    ``decoded`` holds ``(source, raw, record, at)`` (``at``: :func:`stream_at`, read
-    once here for the sequencer) and dead letters. Counted once per
-    kind per batch; the ingest clock notes the batch's latest stream time (every
-    record of a batch arrived at the same moment).
+    Items are ``(source, raw)``, or a :class:`~dataflows.messages.Decoded` batch from
+    a source that decoded them already (the Kafka source needs each record's time to
+    merge). ``decoded`` holds ``(source, raw, record, at)`` (``at``: :func:`stream_at`,
+    read once here for the sequencer) and dead letters. Counted once per kind per
+    batch; the ingest clock notes the batch's latest stream time (every record of a
+    batch arrived at the same moment).
     """
     out: list = []
-    counts: dict[str, int] = {}
+    counts: dict[type, int] = {}
     latest = None
     for item in items:
-        if len(item) == 4:
-            rec, at = item[2], item[3]
-        else:
-            rec = decode(item[1], item[0])
-            at = None if type(rec) is DeadLetter else stream_at(rec)
-            item = (item[0], item[1], rec, at)
+        if type(item) is Decoded:
+            _count_decoded(item)
+            out += item.items
+            continue
+        rec = decode(item[1], item[0])
         kind = type(rec)
         if kind is DeadLetter:
             out.append(_count_dead(rec))
             continue
+        at = stream_at(rec)
         if kind is Complaint:
             metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
         counts[kind] = counts.get(kind, 0) + 1
         if at is not None and (latest is None or at > latest):
             latest = at
-        out.append(item)
+        out.append((item[0], item[1], rec, at))
     if latest is not None:
         metrics.INGEST.note(latest)
     for kind, n in counts.items():
         _ACCEPTED[kind.kind].inc(n)
     return [(CLOCK_KEY, out)] if out else []
+
+
+def _count_decoded(batch: Decoded) -> None:
+    """Count what a source decoded (its tally), as :func:`_decode_batch` counts its own."""
+    for d in batch.dead:
+        _count_dead(d)
+    for rec in batch.complaints:
+        metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, stream_at(rec))
+    for kind, n in batch.accepted.items():
+        _ACCEPTED[kind.kind].inc(n)
+    if batch.latest is not None:
+        metrics.INGEST.note(batch.latest)
 
 
 _ACCEPTED = {kind: metrics.EVENTS.labels(source=topic, outcome="accepted")

@@ -9,7 +9,7 @@ a position's third element.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +113,20 @@ def evidence_ref(at: float, cell_id: str, ref: str | None) -> str:
     'location:C1@1795428900'
     """
     return ref if ref is not None else f"location:{cell_id}@{int(at)}"
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A batch its source decoded already (the Kafka source must, to merge by time).
+
+    ``items``: ``(source, raw, record, at)`` and dead letters, in order; the tally
+    of what the source decoded since its last batch, which the decode step counts:
+    accepted records per type, ``dead`` letters and ``complaints`` among them, and
+    the ``latest`` stream time seen.
+    """
+
+    items: list = field(default_factory=list)
+    accepted: dict[type, int] = field(default_factory=dict)
+    dead: list = field(default_factory=list)
+    complaints: list = field(default_factory=list)
+    latest: float | None = None

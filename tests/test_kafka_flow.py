@@ -291,8 +291,8 @@ def test_a_drained_partition_is_settled_from_its_watermark(kafka_config) -> None
     part = source()
     try:
         got: list = []
-        wait_until(lambda: got.extend(part.next_batch()) or len(got) >= 5, 30,
-                   "all five records released")
+        wait_until(lambda: got.extend(i for b in part.next_batch() for i in b.items)
+                   or len(got) >= 5, 30, "all five records released")
         topology = part._parts[(cells, 0)]
         assert topology.next_offset == 3 and not topology.keys
         topology.at_end = False  # as though its EOF event had not come yet
