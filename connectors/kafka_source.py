@@ -126,8 +126,12 @@ def stream_time(value: bytes | None) -> float | None:
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
 #: Messages per batch, at most (a backlog; live, a batch is what has arrived). Downstream
-#: work per site and per care key is per batch: larger batches spread it thinner.
-BATCH = 5000
+#: work per site and per care key is per batch: larger batches spread it thinner (on a
+#: 24 h backlog, 20 k against 5 k: 19 % less CPU in four paired rounds; 1 k: 25 % more).
+BATCH = 20_000
+#: Messages per ``consume()`` call (a batch takes several): a larger call costs more per
+#: message (0.80-0.84 us at 20 k against 0.46-0.70 us at 1-5 k, 1 M messages read).
+FETCH = 5000
 _merge_key = itemgetter(0)  # of a (MergeKey, item) pair
 
 #: A message's place in the merge: (merge time, topic rank, partition, offset).
@@ -220,9 +224,14 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
 
     def next_batch(self) -> list[tuple]:
         wait = 0 if self._buffered or self._ready_at < len(self._ready) else 0.05
-        msgs = self._consumer.consume(self._batch, wait)
-        if msgs:
-            self._take(msgs)
+        fetch = min(self._batch, FETCH)
+        for _ in range(max(1, self._batch // fetch)):  # up to a batch, while there is more
+            msgs = self._consumer.consume(fetch, wait)
+            if msgs:
+                self._take(msgs)
+            if len(msgs) < fetch:
+                break
+            wait = 0
         if self._ready_at >= len(self._ready) and self._buffered:
             self._ready, self._ready_at = self._merge(), 0
         out = self._emit()
