@@ -77,10 +77,10 @@ from forewarn.codec import (
     MAX_RECORD_BYTES,
     STREAM_TIME_FIELD,
     Origin,
-    decode,
+    decode_input,
     parse_time,
 )
-from forewarn.model import Complaint, DeadLetter, stream_at
+from forewarn.model import Call, Complaint, DeadLetter, Location, stream_at
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
 
@@ -346,16 +346,20 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
-            rec = decode(value, source)
+            rec = decode_input(value, source)
             kind = type(rec)
-            if kind is DeadLetter:
+            if kind is tuple:  # a position (most messages): kind_of() and stream_at(), inline
+                kind = Location if rec[3] is None else Call
+                at = key = rec[2]
+            elif kind is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
                 tally.dead.append(rec)
                 keys.append((key, rank, partition, offset))
                 items.append(rec)  # the decode step's dead letters are bare too
                 continue
+            else:
+                at = key = stream_at(rec)
             accepted[kind] = accepted.get(kind, 0) + 1
-            at = key = stream_at(rec)
             if key is None:
                 key = NEG_INF
             else:

@@ -49,9 +49,9 @@ from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
-from forewarn.codec import dead_letter_dict, decode, encode
+from forewarn.codec import dead_letter_dict, decode_input, encode
 from forewarn.logs import get_logger
-from forewarn.model import Action, Complaint, DeadLetter, Incident, stream_at
+from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location, stream_at
 from rules.reload import RulebookWatcher
 from rules.rulebook import Rulebook
 
@@ -336,12 +336,16 @@ def _decode_batch(items: list) -> list:
             _count_decoded(item)
             out += item.items
             continue
-        rec = decode(item[1], item[0])
+        rec = decode_input(item[1], item[0])
         kind = type(rec)
-        if kind is DeadLetter:
+        if kind is tuple:  # a position (most records): kind_of() and stream_at(), inline
+            kind = Location if rec[3] is None else Call
+            at = rec[2]
+        elif kind is DeadLetter:
             out.append(_count_dead(rec))
             continue
-        at = stream_at(rec)
+        else:
+            at = stream_at(rec)
         if kind is Complaint:
             metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
         counts[kind] = counts.get(kind, 0) + 1

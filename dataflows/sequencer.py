@@ -33,6 +33,7 @@ A batch as the flow hands it over (items ``(source, raw, record, at)``):
 
 from __future__ import annotations
 
+import sys
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -53,6 +54,7 @@ from forewarn.model import (
     Maintenance,
     Record,
     Subscriber,
+    kind_of,
     stream_at,
 )
 
@@ -257,25 +259,32 @@ class Sequencer:
             source, raw, rec, at = pending.popleft()
             if at < watermark:  # behind records already released: applied late
                 self.late += 1
-                self.late_by_kind[rec.kind] = self.late_by_kind.get(rec.kind, 0) + 1
+                kind = kind_of(rec).kind
+                self.late_by_kind[kind] = self.late_by_kind.get(kind, 0) + 1
             elif at > watermark:
                 self.watermark = watermark = at
                 if at >= self._next_tick:
                     self._ticks(at, out)
             kind = type(rec)
-            if kind is not Location and kind is not Call:
+            if kind is tuple:  # a position the decoder made: most records, as they are
+                site = cell_site.get(rec[1])
+                if site is None:
+                    out.refuse(self._unknown_cell(rec, raw, source, rec[1]))
+                    continue
+                pos = rec
+                sid = rec[0]
+            elif kind is Location or kind is Call:
+                site = cell_site.get(rec.cell_id)
+                if site is None:
+                    out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
+                    continue
+                cell = cell_names[rec.cell_id]  # one shared string per cell in all state
+                sid = rec.subscriber_id
+                # a call is known when it ends: its end_time (`at`) keeps "as of T" exact
+                pos = (sid, cell, at, None if kind is Location else f"call:{rec.call_id}")
+            else:
                 self._route(rec, raw, source, out)
                 continue
-            site = cell_site.get(rec.cell_id)
-            if site is None:
-                out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
-                continue
-            cell = cell_names[rec.cell_id]  # one shared string per cell in all state
-            sid = rec.subscriber_id
-            if kind is Location:
-                pos = (sid, cell, at, None)
-            else:  # known when the call ends: using end_time (its `at`) keeps "as of T" exact
-                pos = (sid, cell, at, f"call:{rec.call_id}")
             box = sites.get(site)
             if box is None:
                 box = sites[site] = []
@@ -306,9 +315,10 @@ class Sequencer:
         if self.active_until.get(site, 0.0) < until:
             self.active_until[site] = until
 
-    def _unknown_cell(self, rec: Record, raw: bytes, source: Source, cell_id: str
+    def _unknown_cell(self, rec: Record | tuple, raw: bytes, source: Source, cell_id: str
                       ) -> DeadLetter:
-        reason = f"{rec.kind}.cell_id: unknown cell {cell_id!r} (no `cell` topology record)"
+        reason = (f"{kind_of(rec).kind}.cell_id: unknown cell {cell_id!r} "
+                  f"(no `cell` topology record)")
         return dead_letter(raw, source, reason)
 
     def _route(self, rec: Record, raw: bytes, source: Source, out: Routes) -> None:
@@ -329,7 +339,7 @@ class Sequencer:
             if old is not None and old != rec.site_id:
                 self.site_cells[old].discard(rec.cell_id)
             self.cell_site[rec.cell_id] = rec.site_id
-            self.cell_names.setdefault(rec.cell_id, rec.cell_id)
+            self.cell_names.setdefault(rec.cell_id, sys.intern(rec.cell_id))  # as decoded
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
             out.site(rec.site_id, rec)
         elif kind is Maintenance:
@@ -366,6 +376,6 @@ class Sequencer:
         out.site(site, rec)
 
 
-def _skew_reason(rec: Record, at: float, watermark: float) -> str:
-    return (f"{rec.kind}: event time {fmt_time(at)} is more than 7 days from the stream's "
+def _skew_reason(rec: Record | tuple, at: float, watermark: float) -> str:
+    return (f"{kind_of(rec).kind}: event time {fmt_time(at)} is more than 7 days from the stream's "
             f"progress ({fmt_time(watermark)})")

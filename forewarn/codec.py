@@ -15,6 +15,7 @@ Location(subscriber_id='S1', cell_id='C1', event_time=1795428900.0)
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -393,13 +394,10 @@ def dead_letter(raw: bytes, source: Source, reason: str) -> DeadLetter:
     return DeadLetter(source=source, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
 
 
-# Building a frozen dataclass goes through object.__setattr__ field by field; the two
-# records that are most of the traffic are built through their slots instead.
+# Building a frozen dataclass goes through object.__setattr__ field by field; the
+# records on short paths are built through their slots instead.
 _new = object.__new__
-_LOC = (Location.subscriber_id.__set__, Location.cell_id.__set__, Location.event_time.__set__)
-_CALL = tuple(getattr(Call, f).__set__ for f in ("call_id", "subscriber_id", "cell_id",
-                                                   "start_time", "end_time", "dropped",
-                                                   "cause_code"))
+_intern = sys.intern
 _MINUTES: dict[str, float] = {}  # "2026-11-23T10:15:" -> POSIX seconds of that minute
 _SECONDS = {f"{i:02d}": float(i) for i in range(60)}
 _TIMES: dict[str, float] = {}  # canonical time strings read lately -> POSIX seconds
@@ -552,48 +550,66 @@ def _fast_kpi(o: dict) -> Kpi | None:
 def decode(raw: bytes, source: Source) -> Record | DeadLetter:
     """One wire record -> a domain record, or a dead letter saying why.
 
-    A well-formed ``location`` or ``call`` (most of the traffic) is checked inline, a
-    well-formed ``subscriber`` upsert or ``kpi`` on a short path; anything unusual goes
-    to the per-type decoders, which name the defect. An input
-    over :data:`MAX_RECORD_BYTES` is not even parsed.
+    A well-formed ``subscriber`` upsert or ``kpi`` goes a short path; anything else to
+    the per-type decoders, which name the defect. An input over
+    :data:`MAX_RECORD_BYTES` is not even parsed. (The flow reads its input with
+    :func:`decode_input`.)
     """
-    if len(raw) > MAX_RECORD_BYTES:
-        return dead_letter(raw, source, f"record too large: {len(raw)} bytes "
-                                        f"(limit {MAX_RECORD_BYTES})")
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return dead_letter(raw, source, f"not JSON: {exc.args[0] if exc.args else exc}")
+    obj = _parse(raw, source)
+    if type(obj) is DeadLetter:
+        return obj
+    return _decode_obj(obj, raw, source)
+
+
+def decode_input(raw: bytes, source: Source) -> Record | tuple | DeadLetter:
+    """:func:`decode` as the flow reads its input: a well-formed ``location`` or call
+    that was not dropped (most of the traffic) comes out as the
+    :data:`~dataflows.messages.Position` it stands for, ``(subscriber_id, cell_id,
+    at, ref)``, checked inline, with its cell id interned (one string per cell in all
+    state); anything else as :func:`decode` gives it.
+
+    >>> decode_input(b'{"type":"location","subscriber_id":"S1","cell_id":"C1",'
+    ...              b'"event_time":"2026-11-23T10:00:00Z"}', "oss.locations")
+    ('S1', 'C1', 1795428000.0, None)
+    """
+    obj = _parse(raw, source)
+    if type(obj) is DeadLetter:
+        return obj
     if type(obj) is dict:
         typ = obj.get("type")
         if typ == "location":
             sid, cell = obj.get("subscriber_id"), obj.get("cell_id")
             at = _time_of(obj.get("event_time"))
             if type(sid) is str and type(cell) is str and sid and cell and at is not None:
-                rec = _new(Location)
-                _LOC[0](rec, sid)
-                _LOC[1](rec, cell)
-                _LOC[2](rec, at)
-                return rec
+                return (sid, _intern(cell), at, None)
         elif typ == "call":
             cid, sid, cell = obj.get("call_id"), obj.get("subscriber_id"), obj.get("cell_id")
             dropped, cause = obj.get("dropped"), obj.get("cause_code")
             start, end = _time_of(obj.get("start_time")), _time_of(obj.get("end_time"))
-            if (type(cid) is str and type(sid) is str and type(cell) is str and cid and sid
-                    and cell and type(dropped) is bool and start is not None
+            if (dropped is False and type(cid) is str and type(sid) is str
+                    and type(cell) is str and cid and sid and cell and start is not None
                     and end is not None and end >= start
                     and (cause is None or (type(cause) is int and cause >= 0))):
-                rec = _new(Call)
-                put = _CALL
-                put[0](rec, cid)
-                put[1](rec, sid)
-                put[2](rec, cell)
-                put[3](rec, start)
-                put[4](rec, end)
-                put[5](rec, dropped)
-                put[6](rec, cause)
-                return rec
-        elif typ == "subscriber":
+                # known when the call ends: its end_time keeps "as of T" views exact
+                return (sid, _intern(cell), end, f"call:{cid}")
+    return _decode_obj(obj, raw, source)
+
+
+def _parse(raw: bytes, source: Source) -> Any:
+    """The JSON value of an input, or a dead letter (too large, not JSON)."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return dead_letter(raw, source, f"record too large: {len(raw)} bytes "
+                                        f"(limit {MAX_RECORD_BYTES})")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return dead_letter(raw, source, f"not JSON: {exc.args[0] if exc.args else exc}")
+
+
+def _decode_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
+    if type(obj) is dict:
+        typ = obj.get("type")
+        if typ == "subscriber":
             rec = _fast_subscriber(obj)
             if rec is not None:
                 return rec

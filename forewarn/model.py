@@ -193,19 +193,37 @@ class Complaint:
 Record = Cell | Alarm | Location | Call | Kpi | Subscriber | Maintenance | Complaint
 
 
-def stream_at(rec: Record) -> float | None:
-    """``rec.at``, read straight from its field for the two records that are most of
-    the traffic (a property call costs more than the rest of a location's routing).
+def stream_at(rec: Record | tuple) -> float | None:
+    """``rec.at``, read straight from its field for the records that are most of the
+    traffic (a property call costs more than the rest of a location's routing); a
+    position the flow's decoder made, ``(subscriber_id, cell_id, at, ref)``, has it third.
 
     >>> stream_at(Location("U1", "C1", 60.0)), stream_at(Cell("C1", "S1"))
     (60.0, None)
+    >>> stream_at(("U1", "C1", 60.0, None))
+    60.0
     """
     kind = type(rec)
+    if kind is tuple:
+        return rec[2]
     if kind is Location:
         return rec.event_time
     if kind is Call:
         return rec.end_time
     return rec.at
+
+
+def kind_of(rec: Record | tuple) -> type:
+    """The record type of a decoded input: a position the flow's decoder made counts as
+    the ``location`` or ``call`` it came from (a call's has a ``ref``).
+
+    >>> kind_of(("U1", "C1", 60.0, "call:K1")).kind, kind_of(Cell("C1", "S1")).kind
+    ('call', 'cell')
+    """
+    kind = type(rec)
+    if kind is tuple:
+        return Location if rec[3] is None else Call
+    return kind
 
 
 # ---- outputs -------------------------------------------------------------

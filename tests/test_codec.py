@@ -170,3 +170,36 @@ def test_the_kpi_short_path_reads_what_the_validator_reads() -> None:
         else:  # refused, or a valid form only the validator reads (an offset time)
             assert slow is None or obj["period_start"].endswith("+01:00"), obj
     assert took >= len(objs) // 2
+
+
+def test_the_flow_reads_positions_as_the_validator_reads_them() -> None:
+    """Every simulated location and call line, and each defect they can have, gives
+    through :func:`decode_input` the position the validated record stands for (or the
+    same record or dead letter as :func:`decode`)."""
+    from dataflows.messages import position
+    from forewarn.codec import decode_input
+    from forewarn.model import DeadLetter, Location
+    from simulator import ScenarioConfig, simulate
+
+    lines = [line for line in simulate(ScenarioConfig(sites=20, hours=2)).lines
+             if b'"location"' in line or b'"call"' in line]
+    loc = orjson.loads(next(line for line in lines if line.startswith(b'{"type":"location"')))
+    call = orjson.loads(next(line for line in lines if line.startswith(b'{"type":"call"')))
+    defects = [{"subscriber_id": ""}, {"subscriber_id": 5}, {"cell_id": None}, {"cell_id": ""},
+               {"event_time": "2026-11-23T10:15:60Z"}, {"event_time": "2026-11-23T11:15:00+01:00"},
+               {"end_time": "2026-11-23T00:00:00Z"}, {"dropped": "false"}, {"dropped": True},
+               {"dropped": None}, {"cause_code": -1}, {"cause_code": 1.5}, {"call_id": ""}]
+    extra = [orjson.dumps({**base, **d}) for base in (loc, call) for d in defects]
+    took = 0
+    for line in lines + extra:
+        fast, slow = decode_input(line, "t"), decode(line, "t")
+        if type(fast) is tuple:
+            took += 1
+            ref = None if isinstance(slow, Location) else f"call:{slow.call_id}"
+            assert fast == position(slow.subscriber_id, slow.cell_id, slow.at, ref), line
+            assert not getattr(slow, "dropped", False), line
+        elif isinstance(slow, DeadLetter):
+            assert isinstance(fast, DeadLetter) and fast.reason == slow.reason, line
+        else:  # a dropped call, or a valid form only the validator reads (an offset time)
+            assert fast == slow, line
+    assert took >= len(lines) // 2
