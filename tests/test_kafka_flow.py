@@ -294,7 +294,7 @@ def test_a_drained_partition_is_settled_from_its_watermark(kafka_config) -> None
         wait_until(lambda: got.extend(i for b in part.next_batch() for i in b.items)
                    or len(got) >= 5, 30, "all five records released")
         topology = part._parts[(cells, 0)]
-        assert topology.next_offset == 3 and not topology.keys
+        assert topology.next_offset == 3 and not topology.entries
         topology.at_end = False  # as though its EOF event had not come yet
         assert part._settle_ends() is True
         assert topology.at_end
