@@ -46,7 +46,7 @@ from dataflows.care import CareShard, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
 from dataflows.messages import Decoded
 from dataflows.propensity import PropensityModel
-from dataflows.sequencer import Routes, Sequencer
+from dataflows.sequencer import Routes, Sequencer, own_key
 from dataflows.site import SiteCorrelator
 from forewarn import metrics
 from forewarn.codec import dead_letter_dict, decode_input, encode
@@ -79,7 +79,7 @@ class FlowConfig:
         key touched in an epoch: with recovery on, each subscriber is a key of its own
         (a snapshot costs what changed); without, subscribers share 64 shards (no
         snapshots, far fewer calls per batch)."""
-        return _own_key if self.durable else care_shard
+        return own_key if self.durable else care_shard
 
 
 def _snapshot(state: Any, durable: bool) -> bytes | None:
@@ -138,7 +138,7 @@ class SequenceLogic(StatefulBatchLogic):
 
     def _routes(self) -> Routes:
         care_key = self.cfg.care_key
-        return Routes(care_key, None if care_key is _own_key else self.care_keys)
+        return Routes(care_key, None if care_key is own_key else self.care_keys)
 
     def _count_late(self) -> None:
         for kind, n in self.seq.late_by_kind.items():
@@ -311,11 +311,6 @@ def care_shard(subscriber_id: str) -> str:
     'care-...'
     """
     return _SHARD_KEYS[crc32(subscriber_id.encode()) % CARE_SHARDS]
-
-
-def _own_key(subscriber_id: str) -> str:
-    """The care key of a subscriber under recovery: their own (see FlowConfig.care_key)."""
-    return subscriber_id
 
 
 def _decode_batch(items: list) -> list:

@@ -70,7 +70,8 @@ _at_of = itemgetter(3)  # an Item's stream time
 CARE_KEYS_KEPT = 500_000  # care keys remembered per subscriber (cleared when full)
 
 
-def _own(subscriber_id: str) -> str:
+def own_key(subscriber_id: str) -> str:
+    """A subscriber's care key when each is a key of their own: their id."""
     return subscriber_id
 
 
@@ -86,7 +87,7 @@ class Routes:
     batch costs a few Bytewax items, not one per message.
     """
 
-    care_key: Callable[[str], str] = _own
+    care_key: Callable[[str], str] = own_key
     care_keys: dict[str, str] | None = None  # None: the care key is the subscriber id
     sites: dict[str, list] = field(default_factory=dict)
     cares: dict[str, list] = field(default_factory=dict)
