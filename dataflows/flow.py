@@ -324,7 +324,8 @@ def _decode_batch(items: list) -> list:
     batch arrived at the same moment).
     """
     out: list = []
-    counts: dict[type, int] = {}
+    own = Decoded()  # the tally of what this step decodes itself, as a source's
+    accepted = own.accepted
     latest = None
     for item in items:
         if type(item) is Decoded:
@@ -337,25 +338,24 @@ def _decode_batch(items: list) -> list:
             kind = Location if rec[3] is None else Call
             at = rec[2]
         elif kind is DeadLetter:
-            out.append(_count_dead(rec))
+            own.dead.append(rec)
+            out.append(rec)
             continue
         else:
             at = stream_at(rec)
-        if kind is Complaint:
-            metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, at)
-        counts[kind] = counts.get(kind, 0) + 1
+            if kind is Complaint:
+                own.complaints.append(rec)
+        accepted[kind] = accepted.get(kind, 0) + 1
         if at is not None and (latest is None or at > latest):
             latest = at
         out.append((item[0], item[1], rec, at))
-    if latest is not None:
-        metrics.INGEST.note(latest)
-    for kind, n in counts.items():
-        _ACCEPTED[kind.kind].inc(n)
+    own.latest = latest
+    _count_decoded(own)
     return [(CLOCK_KEY, out)] if out else []
 
 
 def _count_decoded(batch: Decoded) -> None:
-    """Count what a source decoded (its tally), as :func:`_decode_batch` counts its own."""
+    """Count a tally of decoded inputs: a source's, or :func:`_decode_batch`'s own."""
     for d in batch.dead:
         _count_dead(d)
     for rec in batch.complaints:
