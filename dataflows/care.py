@@ -6,9 +6,12 @@ callback at 4 h, dropped-call apologies. It applies the contract's policy:
 one contact per incident, the apology cooldown, consent and channel
 preference, quiet hours (defer), unknown or deleted subscribers get nothing.
 
-Inputs arrive from two stages; within a batch they are applied in event-time
-order (observations before site verdicts at equal times), and positions keep a
-short history so a verdict for time T is judged on what was known at T.
+Inputs arrive from two stages: profiles and complaints from the sequencer,
+verdicts from the sites (an epoch later, so the profile in force at a verdict's
+time is here before it). Within a batch they are applied in event-time order
+(records before verdicts at equal times). Positions never come here: a site
+judges where a subscriber was at a verdict's time T, on its own stream in event
+order, and says so in the verdict (``Impact.seen``, ``Impact.moved``).
 
 >>> from rules.rulebook import load_rulebook
 >>> book = load_rulebook()
@@ -36,14 +39,9 @@ from dataflows.messages import (
 )
 from dataflows.propensity import CareFeatures
 from forewarn.codec import zone
-from forewarn.metrics import VERDICT_FALLBACK
 from forewarn.model import Action, Complaint, Subscriber
 from rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 
-# Observations kept: those within KEEP_S of the newest, plus the one before.
-# Verdicts for time T may arrive after later observations (the site stage can
-# lag the direct path); this window is how far back "as of T" stays exact.
-KEEP_S = 7200.0
 #: :meth:`SubscriberCare._gate`'s answer when a rule's audience leaves the subscriber out.
 NOT_FOR_THEM = "not_for_them"
 _intern = sys.intern
@@ -147,18 +145,16 @@ _RANK = {Subscriber: 0, Complaint: 1}
 def order_key(msg: Any) -> tuple[float, int]:
     """Event time, then records (profiles first) before verdicts at the same time.
 
-    >>> order_key(("U1", "C1", 60.0, None)), order_key(Complaint("K1", "U1", 60.0, "other"))
-    ((60.0, 1), (60.0, 1))
+    >>> order_key(Complaint("K1", "U1", 60.0, "other"))
+    (60.0, 1)
     """
-    if type(msg) is tuple:  # a Position
-        return (msg[2], 1)
     return (msg.at, _RANK.get(type(msg), 2))
 
 
 class SubscriberCare:
     """All care state of one subscriber."""
 
-    __slots__ = ("profile", "name", "since", "prev", "deleted_at", "known_since", "seen",
+    __slots__ = ("profile", "name", "since", "prev", "deleted_at", "known_since",
                  "notified", "last_notice", "drops", "last_apology_at", "complaints", "contacts")
 
     def __init__(self) -> None:
@@ -168,7 +164,6 @@ class SubscriberCare:
         self.prev: tuple | None = None  # (profile, name) before the last update
         self.deleted_at: float | None = None
         self.known_since: float | None = None
-        self.seen: tuple[tuple, ...] = ()  # (at, cell, call ref or None), oldest first
         # incident -> [notice time, escalated durations]; None until the first notice
         self.notified: dict[str, list] | None = None
         self.last_notice: tuple[float, tuple[str, ...]] | None = None  # (at, cells)
@@ -178,14 +173,16 @@ class SubscriberCare:
         self.complaints = 0
         self.contacts: tuple[float, ...] = ()  # action times in the last day (contact cap)
 
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            if name != "seen":  # a position history, in snapshots from before session 6
+                setattr(self, name, value)
+
     def empty(self) -> bool:
         return (self.profile is None and self.deleted_at is None and not self.notified
-                and not self.seen and not self.drops)
+                and not self.drops and not self.complaints)
 
     def handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
-        if type(msg) is tuple:  # a Position
-            self.observe(msg[2], msg[1], msg[3])
-            return []
         if self.prev is not None and self.since is not None and self.since > msg.at \
                 and isinstance(msg, Impact | Restored | Escalation | DropNote):
             # A verdict about time T judged on the profile in force at T, even when a
@@ -224,28 +221,6 @@ class SubscriberCare:
             return self._drop(sid, msg, book)
         return []
 
-    # -- observations ------------------------------------------------------------
-
-    def observe(self, at: float, cell_id: str, ref: str | None) -> None:
-        """The subscriber was seen on ``cell_id`` at ``at`` (a :data:`Position`).
-
-        (:meth:`CareShard.handle_batch` appends a position itself when it is in order
-        and nothing falls out of the window: most positions.)"""
-        seen = self.seen + ((at, cell_id, ref),)
-        if len(seen) > 1 and seen[-2][0] > at:
-            seen = tuple(sorted(seen))
-        cutoff = seen[-1][0] - KEEP_S
-        drop = 0
-        while drop + 1 < len(seen) and seen[drop + 1][0] <= cutoff:
-            drop += 1
-        self.seen = seen[drop:]
-
-    def _latest_at(self, at: float) -> tuple[float, str, str] | None:
-        for entry in reversed(self.seen):
-            if entry[0] <= at:
-                return entry
-        return None
-
     # -- verdicts ------------------------------------------------------------------
 
     def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[Action | Suppressed]:
@@ -254,11 +229,8 @@ class SubscriberCare:
         if self.notified and facts.incident_id in self.notified:
             return out  # one contact per incident
         down = dict(facts.down_cells)
-        latest = self._latest_at(msg.at)
-        if latest is None or latest[0] < msg.seen[0]:
-            latest = msg.seen  # our history no longer reaches back: the site's view
-            VERDICT_FALLBACK.inc()
-        moved = latest[1] not in down or latest[0] > down[latest[1]]
+        latest = msg.seen  # their latest position at msg.at, on a down cell, unless moved
+        moved = getattr(msg, "moved", False)  # (Impacts pickled before session 6: False)
         for rule in book.incident_rules("hold_down", facts.incident_kind):
             if not _triggers(rule, facts):
                 continue
@@ -445,12 +417,13 @@ class SubscriberCare:
 class CareShard:
     """The care state of some subscribers (a shard of them, or one), by id.
 
+    >>> from forewarn.model import Complaint
     >>> from rules.rulebook import load_rulebook
     >>> shard = CareShard()
-    >>> shard.handle_batch([("U1", "C1", 60.0, None), ("U1", "C2", 90.0, None)], load_rulebook())
-    []
-    >>> shard.subscribers["U1"].seen
-    ((60.0, 'C1', None), (90.0, 'C2', None))
+    >>> shard.handle_batch([Complaint("K1", "U1", 60.0, "other")], load_rulebook())
+    [ComplaintSeen(subscriber_id='U1', at=60.0)]
+    >>> shard.subscribers["U1"].complaints
+    1
     """
 
     __slots__ = ("subscribers",)
@@ -463,17 +436,6 @@ class CareShard:
         out: list[Action | Suppressed] = []
         subs = self.subscribers
         for msg in msgs:
-            if type(msg) is tuple:  # a Position: most messages, on a short path
-                care = subs.get(msg[0])
-                if care is None:
-                    care = subs[msg[0]] = SubscriberCare()
-                seen = care.seen
-                at = msg[2]
-                if seen and seen[-1][0] <= at and (len(seen) == 1 or seen[1][0] > at - KEEP_S):
-                    care.seen = seen + ((at, msg[1], msg[3]),)  # in order, nothing falls out
-                else:
-                    care.observe(at, msg[1], msg[3])
-                continue
             sid = msg.subscriber_id
             care = subs.get(sid)
             if care is None:

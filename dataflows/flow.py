@@ -99,6 +99,8 @@ def _thaw_site(blob: bytes, book: Rulebook) -> tuple[SiteCorrelator | None, list
     site, pending = pickle.loads(blob)
     if site is not None:
         site.book = book
+        if not hasattr(site, "away"):  # a snapshot from before session 6
+            site.away = {}
     return site, pending
 
 
@@ -113,6 +115,8 @@ class SequenceLogic(StatefulBatchLogic):
             self.seq._pending = deque((src, raw, rec, at)
                                       for at, _, rec, raw, src in self.seq._pending)
         self.applied = cfg.book.digest
+        if not hasattr(self.seq, "last_site"):  # a snapshot from before session 6: moves
+            self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
         self.care_keys: dict[str, str] = {}  # subscriber -> care shard, remembered
 

@@ -1,10 +1,10 @@
 """Messages that travel between the flow's stages (not on the wire).
 
-The sequencer sends records, :data:`Position` and :class:`Tick` to sites and
-subscribers, grouped into one list per destination key per batch; a site
-sends :class:`Impact`, :class:`Restored`, :class:`Escalation` and
-:class:`DropNote` to subscribers. Every message knows its event time: ``at``,
-a position's third element.
+The sequencer sends records, :data:`Position`, :class:`Left` and :class:`Tick`
+to sites, and profiles and complaints to subscribers, grouped into one list per
+destination key per batch; a site sends :class:`Impact`, :class:`Restored`,
+:class:`Escalation` and :class:`DropNote` to subscribers. Every message knows
+its event time: ``at``, a position's third element.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ def position(subscriber_id: str, cell_id: str, at: float, ref: str | None = None
     ('U1', 'C1', 60.0, None)
     """
     return (subscriber_id, cell_id, at, ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """Sequencer says: a subscriber last seen on this site was seen on another at ``at``.
+
+    Sent once per move, to the site they left; the site then knows that its latest
+    view of them is no longer their latest anywhere (:attr:`Impact.moved`)."""
+
+    subscriber_id: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,7 @@ class Impact:
     facts: IncidentFacts
     at: float
     seen: tuple[float, str, str | None]  # the site's latest observation: (at, cell, ref)
+    moved: bool = False  # seen on another site since then (and at or before ``at``)
 
 
 @dataclass(frozen=True, slots=True)

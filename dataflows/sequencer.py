@@ -7,9 +7,12 @@ progress. All decoded records pass one sequencer (a single key), which
   derives the *watermark*: every input before it has been released;
 * dead-letters records more than 7 days from the watermark, and records on
   cells or sites the topology does not know;
-* routes each record to the stage keys that need it — a site (by the cell's
-  topology) and/or a subscriber — into :class:`Routes`, one list of messages
-  per destination key per batch;
+* routes each record to the stage key that needs it — a site (by the cell's
+  topology) or a subscriber — into :class:`Routes`, one list of messages per
+  destination key per batch. Positions go to their cell's site only; when a
+  subscriber turns up on another site, the site they left gets a
+  :class:`~dataflows.messages.Left` (so a site knows whether its view of them is
+  still their latest anywhere, and subscriber state needs no position history);
 * sends :class:`Tick` to sites with pending deadlines whenever the watermark
   moves ``tick_s`` on, so group waits, hold-downs and 4 h escalations fire
   on event time at any replay speed.
@@ -18,17 +21,18 @@ progress. All decoded records pass one sequencer (a single key), which
 >>> seq = Sequencer(warmup=1)
 >>> seq.feed(Cell(cell_id="C1", site_id="S1"), b"", "f")
 [('site', 'S1', Cell(cell_id='C1', site_id='S1', region=None, lat=None, lon=None, technology=None))]
->>> [(stage, key) for stage, key, _ in seq.feed(Location("U1", "C1", 100.0), b"", "f")]
-[('site', 'S1'), ('care', 'U1')]
->>> seq.feed(Location("U1", "C1", 160.0), b"", "f")[1]
-('care', 'U1', ('U1', 'C1', 160.0, None))
+>>> _ = seq.feed(Cell(cell_id="C2", site_id="S2"), b"", "f")
+>>> seq.feed(Location("U1", "C1", 100.0), b"", "f")
+[('site', 'S1', ('U1', 'C1', 100.0, None))]
+>>> seq.feed(Location("U1", "C2", 160.0), b"", "f")
+[('site', 'S2', ('U1', 'C2', 160.0, None)), ('site', 'S1', Left(subscriber_id='U1', at=160.0))]
 
 A batch as the flow hands it over (items ``(source, raw, record, at)``):
 
 >>> out = Routes()
 >>> seq.take_batch([[("f", b"", Location("U2", "C1", 170.0), 170.0)]], out)
 >>> out.sites, out.cares
-({'S1': [('U2', 'C1', 170.0, None)]}, {'U2': [('U2', 'C1', 170.0, None)]})
+({'S1': [('U2', 'C1', 170.0, None)]}, {})
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from dataflows.messages import Drop, Tick
+from dataflows.messages import Drop, Left, Tick
 from forewarn.codec import Source, dead_letter, fmt_time
 from forewarn.model import (
     Alarm,
@@ -143,6 +147,9 @@ class Sequencer:
     site_cells: dict[str, set[str]] = field(default_factory=dict)
     open_alarms: dict[str, set[str]] = field(default_factory=dict)  # site -> alarm ids
     active_until: dict[str, float] = field(default_factory=dict)  # site -> event time
+    # each subscriber's latest position: its site, and its time
+    last_site: dict[str, str] = field(default_factory=dict)
+    last_at: dict[str, float] = field(default_factory=dict)
     # warm-up records, then the reorder buffer: Items, sorted by stream time (stable)
     _pending: deque = field(default_factory=deque)
     _seq: int = 0  # records taken
@@ -254,11 +261,12 @@ class Sequencer:
         if not pending or pending[0][3] > horizon:
             return
         cell_site, cell_names = self.cell_site, self.cell_names
-        sites, cares, memo = out.sites, out.cares, out.care_keys
+        sites, last_site, last_at = out.sites, self.last_site, self.last_at
         watermark = self.watermark
         while pending and pending[0][3] <= horizon:
             source, raw, rec, at = pending.popleft()
-            if at < watermark:  # behind records already released: applied late
+            late = at < watermark
+            if late:  # behind records already released: applied late
                 self.late += 1
                 kind = kind_of(rec).kind
                 self.late_by_kind[kind] = self.late_by_kind.get(kind, 0) + 1
@@ -290,16 +298,19 @@ class Sequencer:
             if box is None:
                 box = sites[site] = []
             box.append(pos)
-            if memo is None:
-                key = sid
+            before = last_site.get(sid)
+            if late and before is not None and at < last_at[sid]:  # not their latest
+                if before != site:  # this site's view of them is out of date already
+                    sites[site].append(Left(sid, last_at[sid]))
             else:
-                key = memo.get(sid)
-                if key is None:
-                    key = out._care_key(sid)
-            box = cares.get(key)
-            if box is None:
-                box = cares[key] = []
-            box.append(pos)
+                last_at[sid] = at
+                if before != site:  # on another site than last time: tell the one left
+                    last_site[sid] = site
+                    if before is not None:
+                        box = sites.get(before)
+                        if box is None:
+                            box = sites[before] = []
+                        box.append(Left(sid, at))
             if kind is Call and rec.dropped:
                 sites[site].append(Drop(sid, rec.cell_id, rec.call_id, at))
                 self._activate(site, at + DROP_HORIZON_S)

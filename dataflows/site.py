@@ -39,6 +39,7 @@ from dataflows.messages import (
     Escalation,
     Impact,
     IncidentFacts,
+    Left,
     Restored,
     Tick,
 )
@@ -88,6 +89,9 @@ class SiteCorrelator:
     cells: dict[str, None] = field(default_factory=dict)
     region: str | None = None
     members: dict[str, tuple[str, float, str]] = field(default_factory=dict)  # sub -> cell,at,ref
+    # members seen on another site since: sub -> (their members entry, first time seen
+    # elsewhere after it); stale, and ignored, once a newer position here replaces it
+    away: dict[str, tuple[tuple[str, float, str], float]] = field(default_factory=dict)
     alarm_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)  # open outage alarms
     alarm_causes: dict[str, str] = field(default_factory=dict)
     down: dict[str, set[str]] = field(default_factory=dict)  # cell -> its open outage alarms
@@ -115,6 +119,15 @@ class SiteCorrelator:
             out = self.advance(msg.at)
             if self.detect:
                 out += self._silent(self.health.advance(msg.at))
+            return out
+        if kind is Left:  # about another site: fire what is due before it, no clock move
+            out = self._fire_due(msg.at)
+            sid = msg.subscriber_id
+            entry = self.members.get(sid)
+            if entry is not None and entry[1] <= msg.at:  # not newer here (a late Left)
+                known = self.away.get(sid)
+                if known is None or known[0] is not entry or msg.at < known[1]:
+                    self.away[sid] = (entry, msg.at)  # first seen elsewhere since entry
             return out
         at = getattr(msg, "at", None)
         if at is None and isinstance(msg, Alarm):
@@ -164,16 +177,20 @@ class SiteCorrelator:
         return out
 
     def advance(self, now: float) -> list[Out]:
-        """Fire every deadline strictly before ``now``, in time order."""
+        """Fire every deadline strictly before ``now``, in time order; the clock is ``now``."""
+        out = self._fire_due(now)
+        if now > self.clock:
+            self.clock = now
+            if now - self._pruned_at >= PRUNE_EVERY_S:
+                self._prune(now)
+        return out
+
+    def _fire_due(self, now: float) -> list[Out]:
         out: list[Out] = []
         while self.deadlines and self.deadlines[0][0] < now:
             at, _, kind, ref = heapq.heappop(self.deadlines)
             self.clock = max(self.clock, at)
             out += self._fire(at, kind, ref)
-        if now > self.clock:
-            self.clock = now
-            if now - self._pruned_at >= PRUNE_EVERY_S:
-                self._prune(now)
         return out
 
     # -- records -------------------------------------------------------------------
@@ -349,13 +366,17 @@ class SiteCorrelator:
         inc.facts = facts = self._facts(inc)
         out: list[Out] = []
         if affected:
-            for sub, (cell, seen_at, ref) in self.members.items():
+            away = self.away
+            for sub, entry in self.members.items():
+                cell, seen_at, ref = entry
                 since = affected.get(cell)
                 if since is None or seen_at > since or since - seen_at > max_age:
                     continue
                 if sub not in inc.impacted:
                     inc.impacted[sub] = None
-                    out.append(("care", Impact(sub, facts, at, (seen_at, cell, ref))))
+                    left = away.get(sub)
+                    moved = left is not None and left[0] is entry and left[1] <= at
+                    out.append(("care", Impact(sub, facts, at, (seen_at, cell, ref), moved)))
         status = "open" if not inc.opened else "updated"
         inc.opened = True
         return [("incident", self._record(inc, status, at))] + out
@@ -476,6 +497,8 @@ class SiteCorrelator:
             stale.append(sid)
         for sid in stale:
             del self.members[sid]
+        members = self.members
+        self.away = {sid: a for sid, a in self.away.items() if members.get(sid) is a[0]}
         keep_from = now - max(self.book.correlation.flapping_window_s, 6 * 3600)
         for cell, hist in list(self.history.items()):
             hist[:] = [h for h in hist if h[1] is None or h[1] >= keep_from]

@@ -459,9 +459,3 @@ def serve(port: int, addr: str = "127.0.0.1") -> int:
     _served[bound] = server
     return bound
 
-
-VERDICT_FALLBACK = Counter(
-    "forewarn_verdict_history_fallback",
-    "Impacts judged on the site's view because the subscriber's position history no "
-    "longer reached back to the verdict time (the stages drifted more than 2 h of event "
-    "time apart; shorten the epoch / snapshot interval)")

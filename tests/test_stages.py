@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataflows.care import SubscriberCare, Suppressed, quiet_until
-from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Restored, Tick, position
+from dataflows.messages import (
+    Drop,
+    DropNote,
+    Impact,
+    IncidentFacts,
+    Left,
+    Restored,
+    Tick,
+    position,
+)
 from dataflows.sequencer import Routes, Sequencer
-from dataflows.site import SiteCorrelator
+from dataflows.site import PRUNE_EVERY_S, SiteCorrelator
 from forewarn.codec import parse_time
 from forewarn.model import (
     Action,
@@ -37,11 +46,35 @@ def seq_with_topology(**kw) -> Sequencer:
 def test_sequencer_routes_by_topology_and_dead_letters_unknown_cells():
     s = seq_with_topology()
     out = s.feed(Location("U", "C2", T0), b"raw", "f")
-    assert [(st, k) for st, k, _ in out] == [("site", "S1"), ("care", "U")]
+    assert [(st, k) for st, k, _ in out] == [("site", "S1")]  # positions: their site only
     dead = s.feed(Location("U", "ZZ", T0), b"raw", "f")
     assert dead[0][0] == "dead" and "unknown cell 'ZZ'" in dead[0][2].reason
     alarm = Alarm("A", T0, "major", "powerProblem", site_id="NOPE")
     assert s.feed(alarm, b"", "f")[0][0] == "dead"
+
+
+def test_sequencer_tells_the_site_a_subscriber_left():
+    s = seq_with_topology()
+    s.feed(Location("U", "C1", T0), b"", "f")
+    assert s.feed(Location("U", "C2", T0 + 10), b"", "f") == [  # same site: nothing to tell
+        ("site", "S1", ("U", "C2", T0 + 10, None))]
+    out = s.feed(Location("U", "D1", T0 + 20), b"", "f")
+    assert out == [("site", "S2", ("U", "D1", T0 + 20, None)), ("site", "S1", Left("U", T0 + 20))]
+    assert s.feed(Location("U", "D1", T0 + 30), b"", "f")[1:] == []  # once per move
+
+
+def test_sequencer_a_late_position_is_not_a_move_when_a_newer_one_is_known():
+    s = seq_with_topology()
+    s.feed(Location("U", "D1", T0 + 60), b"", "f")
+    # older than their latest (on S2): S1's view of them is out of date at once
+    out = s.feed(Location("U", "C1", T0), b"", "f")
+    assert out == [("site", "S1", ("U", "C1", T0, None)), ("site", "S1", Left("U", T0 + 60))]
+    assert s.last_site["U"] == "S2" and s.last_at["U"] == T0 + 60
+    # late, but newer than anything known of them: a move like any other
+    s.feed(Location("V", "D1", T0 + 90), b"", "f")
+    s.feed(Location("W", "C1", T0), b"", "f")
+    out = s.feed(Location("U", "C1", T0 + 70), b"", "f")
+    assert out == [("site", "S1", ("U", "C1", T0 + 70, None)), ("site", "S2", Left("U", T0 + 70))]
 
 
 def test_sequencer_rejects_times_more_than_7_days_from_progress():
@@ -70,8 +103,9 @@ def test_sequencer_reorders_within_lateness_and_ticks_active_sites():
     early = s.feed(Location("V", "D1", T0 + 5), b"", "f")
     assert early == []
     out = s.feed(Location("U", "C1", T0 + 60), b"", "f")
-    times = [m[2] for st, _, m in out if st == "care"]
-    assert times == sorted(times)
+    for site in ("S1", "S2"):  # each site's positions in event-time order
+        times = [m[2] for _, k, m in out if k == site and type(m) is tuple]
+        assert times and times == sorted(times)
     assert any(isinstance(m, Tick) and k == "S1" for _, k, m in out)
 
 
@@ -108,7 +142,7 @@ def test_sequencer_finish_flushes_and_ticks():
     s.finish(routes)
     # the tick its release makes due (every tick_s), the position, the last tick
     assert routes.sites["S1"] == [Tick(T0 + 50), ("U", "C1", T0 + 50, None), Tick(T0 + 50)]
-    assert routes.cares == {"U": [("U", "C1", T0 + 50, None)]}
+    assert routes.cares == {}
 
 
 # ---- site ------------------------------------------------------------------------
@@ -137,6 +171,32 @@ def test_site_hold_down_fans_out_impacts_with_fresh_positions_only():
     assert impacts[0].at == T0 + 120 and impacts[0].facts.evidence == ("alarm:A",)
     incident = [m for kind, m in out if kind == "incident"]
     assert incident[-1].impacted_subscribers == 1
+
+
+def test_site_impact_says_whether_the_subscriber_was_seen_elsewhere_by_then():
+    s = site()
+    for sid in ("U1", "U2", "U3", "U4"):
+        s.handle(position(sid, "C1", T0 - 60, "r"))
+    s.handle(Left("U1", T0 + 30))  # on another site after the alarm, before the hold-down
+    s.handle(Left("U2", T0 + 30))
+    s.handle(position("U2", "C1", T0 + 40, "r"))  # ... and back: this site's view is newer
+    s.handle(Left("U4", T0 - 90))  # older than this site's view (a late Left): ignored
+    s.handle(Alarm("A", T0 + 20, "critical", "powerProblem", cell_id="C1"))
+    out = s.handle(Left("U3", T0 + 141))  # after the hold-down time: not for it (it fires first)
+    moved = {m.subscriber_id: m.moved for kind, m in out if kind == "care"}
+    assert moved == {"U1": True, "U3": False, "U4": False}  # U2's newest is after the alarm
+    s.handle(Tick(T0 + PRUNE_EVERY_S + 4000))  # members too old to matter are forgotten
+    assert not s.members and not s.away
+
+
+def test_site_a_late_alarm_judges_moves_by_time():
+    s = site()
+    s.handle(position("U1", "C1", T0 - 60, "r"))
+    s.handle(Left("U1", T0 + 500))  # seen elsewhere long after the outage below began
+    s.handle(Tick(T0 + 600))
+    s.handle(alarm("A", 0, "C1"))  # late: applied behind the site's clock
+    out = s.handle(Tick(T0 + 700))
+    assert [(m.subscriber_id, m.moved) for kind, m in out if kind == "care"] == [("U1", False)]
 
 
 def test_site_deadline_at_exact_time_waits_for_later_input():
@@ -194,12 +254,10 @@ FACTS = IncidentFacts("INC-1", "outage", "S1", "North", T0, (("C1", T0),), ("ala
 IMPACT = Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r"))
 
 
-def test_care_verifies_position_as_of_the_impact_time():
+def test_care_acts_on_the_sites_view_of_the_subscriber():
     c = SubscriberCare()
     c.handle("U", profile(), BOOK)
-    c.handle("U", position("U", "C1", T0 - 30, "call:K"), BOOK)
-    c.handle("U", position("U", "D9", T0 + 500, "location:D9@1"), BOOK)  # after the verdict time
-    out = c.handle("U", IMPACT, BOOK)
+    out = c.handle("U", Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "call:K")), BOOK)
     assert isinstance(out[0], Action) and out[0].language == "fr" and "Zoé" in out[0].message
     assert out[0].channel == "sms" and out[0].evidence == ("alarm:A", "call:K")
     assert c.handle("U", IMPACT, BOOK) == []  # once per incident
@@ -210,17 +268,14 @@ def test_care_verifies_position_as_of_the_impact_time():
 def test_care_suppresses_moved_away_no_consent_and_unknown():
     moved = SubscriberCare()
     moved.handle("U", profile(), BOOK)
-    moved.handle("U", position("U", "C1", T0 - 30, "r"), BOOK)
-    moved.handle("U", position("U", "C7", T0 + 30, "r"), BOOK)
-    assert moved.handle("U", IMPACT, BOOK)[0].reason == "moved_away"
+    away = Impact("U", FACTS, T0 + 120, (T0 - 30, "C1", "r"), moved=True)
+    assert moved.handle("U", away, BOOK)[0].reason == "moved_away"
     unknown = SubscriberCare()
-    unknown.handle("U", position("U", "C1", T0 - 30, "r"), BOOK)
     out = unknown.handle("U", IMPACT, BOOK)
     assert isinstance(out[0], Suppressed) and out[0].reason == "unknown_subscriber"
     mute = SubscriberCare()
     mute.handle("U", Subscriber("U", "upsert", T0, timezone="UTC",
                                 channels=(Channel("sms", "+1", False),)), BOOK)
-    mute.handle("U", position("U", "C1", T0 - 30, "r"), BOOK)
     assert mute.handle("U", IMPACT, BOOK)[0].reason == "no_consent"
 
 
