@@ -14,8 +14,8 @@ from simulator import ScenarioConfig, simulate
 def scenario():
     # 6 h over 24 sites: enough subscribers move between sites around outages that a
     # verdict judged on anything but the site's ordered stream shows (until session 6,
-    # care judged moves on a 2 h position history that a fast replay outran: 246
-    # actions in the slow replay below against 226 at full speed)
+    # care judged moves on a 2 h position history that a fast replay outran: 226
+    # actions in the slow replay below against 246 at full speed)
     return simulate(ScenarioConfig(seed=11, sites=24, hours=6.0, subscribers_per_cell=12))
 
 
