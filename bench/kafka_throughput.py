@@ -89,6 +89,19 @@ def _fresh(config: dict, partitions: int, extra: tuple[str, ...] = ()) -> Topics
     return topics
 
 
+def _drop(config: dict, *topics: Topics) -> None:
+    """Delete a run's topics (with its pass-through output): a broker that outlives the
+    run (``~/.cache/forewarn``) would otherwise keep every run's copy of the scenario."""
+    from confluent_kafka.admin import AdminClient
+
+    names = [n for t in topics for n in (*t.all, t.prefix + "passthrough")]
+    admin = AdminClient(config)
+    existing = admin.list_topics(timeout=30).topics
+    doomed = [n for n in names if n in existing]
+    for fut in admin.delete_topics(doomed, operation_timeout=60).values() if doomed else ():
+        fut.result()
+
+
 def _forewarn(bootstrap: str, topics: Topics, *extra: str) -> list[str]:
     return [sys.executable, "-m", "forewarn.cli", "run", "--bootstrap", bootstrap,
             "--topic-prefix", topics.prefix, "--metrics-port", "-1", "--log-level", "WARNING",
@@ -223,6 +236,7 @@ def _latency_run(bootstrap: str, config: dict, lines: list[bytes], rate: float,
     proc.kill()
     proc.wait()
     tail.stop()
+    _drop(config, topics)
     lat = sorted(_latencies(lines, sent, [a for a in tail.arrivals
                                            if a[1].get("type") in ("action", "incident")],
                             lateness))
@@ -330,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         _latency_run(args.bootstrap, config, lines, 0.0, args.partitions, args.lateness),
     ]
     print(json.dumps(res["latency"], indent=1), file=sys.stderr)
+    _drop(config, half, full)
     if not args.no_append:
         _append(res, args, argv)
     print(json.dumps(res, indent=1))

@@ -15,7 +15,8 @@ from /proc/self/status — the flow's state is all live then (at EOF Bytewax fre
   ``state / N`` for each N.
 * ``--breakdown N`` (default 100 k) runs one more child with tracemalloc and walks the
   live objects (``gc.get_objects``) at the hold: care state (``SubscriberCare`` and what
-  it owns), site membership (entries of ``SiteCorrelator.members``), the care keys'
+  it owns), site membership (entries of ``SiteCorrelator.members``), the sequencer's
+  latest site and time per subscriber (``Sequencer.last_site``/``last_at``), the care keys'
   Python objects (``CareLogic``: 64 shards, each with a dict of its subscribers); the
   rest of the RSS is native (Bytewax's Rust per-key state) and allocator overhead.
 
@@ -168,6 +169,7 @@ def breakdown(n: int) -> dict[str, Any]:
     """Bytes per subscriber by owner, from the live objects at the hold."""
     from dataflows.care import SubscriberCare
     from dataflows.flow import CareLogic, FlowConfig, SiteLogic
+    from dataflows.sequencer import Sequencer
     from dataflows.site import SiteCorrelator
     from rules.rulebook import Rulebook
 
@@ -177,6 +179,7 @@ def breakdown(n: int) -> dict[str, Any]:
     logics = [o for o in objs if type(o) is CareLogic]
     sites = [o for o in objs if type(o) is SiteCorrelator]
     site_logics = [o for o in objs if type(o) is SiteLogic]
+    sequencers = [o for o in objs if type(o) is Sequencer]
     del objs
     shared = (Rulebook, FlowConfig)  # configuration, shared by all keys
     seen: set[int] = set()
@@ -185,13 +188,11 @@ def breakdown(n: int) -> dict[str, Any]:
 
     # Care state, part by part (shared interned strings are counted once, by the first).
     parts = {"SubscriberCare object": 0, "profile (Profile + channels + strings)": 0,
-             "seen positions (tuple, entries, ref str, time)": 0, "notified dict": 0,
-             "other care fields": 0}
+             "notified dict": 0, "other care fields": 0}
     for c in cares:
         parts["SubscriberCare object"] += sys.getsizeof(c)
         seen.add(id(c))
         parts["profile (Profile + channels + strings)"] += _deep(c.profile, seen, shared)
-        parts["seen positions (tuple, entries, ref str, time)"] += _deep(c.seen, seen, shared)
         parts["notified dict"] += _deep(c.notified, seen, shared)
         for f in ("deleted_at", "last_notice", "drops", "last_apology_at", "complaints"):
             parts["other care fields"] += _deep(getattr(c, f, None), seen, shared)
@@ -209,6 +210,13 @@ def breakdown(n: int) -> dict[str, Any]:
     out["site"] = {"members dict slots": member_dicts / n,
                    "entries (sub id str + (cell, at, ref) tuple, unshared parts)":
                        member_entries / n}
+
+    # The sequencer's latest site and time of each subscriber (keys and times are
+    # mostly the members' own objects, counted above; the rest is counted here).
+    latest = sum(sys.getsizeof(q.last_site) + sys.getsizeof(q.last_at) for q in sequencers)
+    latest += sum(_deep(k, seen) + _deep(v, seen) for q in sequencers
+                  for d in (q.last_site, q.last_at) for k, v in d.items())
+    out["sequencer"] = {"latest site + time (dict slots, unshared parts)": latest / n}
 
     # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
     # dict of its subscribers; per subscriber that is the dict's share.
@@ -319,8 +327,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="seconds the source holds the flow open after the input "
                          f"(> the {EPOCH_S:g} s epoch)")
     ap.add_argument("--positions", type=int, default=1,
-                    help="locations per subscriber (same cell, within 30 min: care keeps "
-                         "them all as its as-of-T history)")
+                    help="locations per subscriber (same cell, within 30 min; the site "
+                         "keeps the latest of each)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--with-breakdown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bytewax-only", action="store_true", help=argparse.SUPPRESS)
@@ -372,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  live: {bd['care_objects']:,d} SubscriberCare, {bd['care_logics']:,d} "
               f"CareLogic, {bd['members']:,d} site members in {bd['sites']} sites")
         total = 0.0
-        for group in ("care", "site", "bytewax_python"):
+        for group in ("care", "site", "sequencer", "bytewax_python"):
             for k, v in bd[group].items():
                 total += v
                 print(f"  {group:15s} {k:58s} {v:7.1f} B")

@@ -6,16 +6,18 @@
       -> decode (per batch) ........... one ("clock", [record | DeadLetter, ...]) item
       -> sequence   [key: "clock"]       event-time order, topology, ticks; per batch
            |                             one list of messages per destination key
-           |-> site     [key: site_id]   incidents, hold-down, silent failures, fan-out
-           |                             -> incidents; verdicts released an epoch later
+           |-> site     [key: site_id]   positions, moves, incidents, hold-down, silent
+           |                             failures, fan-out -> incidents; verdicts released
+           |                             an epoch later
            |-> care     [key: care_shard(subscriber_id), or subscriber_id with recovery]
-           |                             <- also fed by site: the actions
+           |                             profiles, complaints; fed by site: verdicts -> actions
       -> dispatch   [key: "dispatch"]    propensity score, budgets
       -> actions | incidents | dead letters (decoding's and the sequencer's)
 
 Positions (every location and call, most of the traffic) travel as plain tuples
-(:data:`~dataflows.messages.Position`) and every stage has a short path for them;
-Bytewax sees a few items per input batch, not one per record.
+(:data:`~dataflows.messages.Position`) to their cell's site only, and every stage
+on their way has a short path for them; Bytewax sees a few items per input batch,
+not one per record.
 
 Snapshots: Bytewax calls ``snapshot()`` for every touched key at the end of
 every epoch, even without recovery. Without recovery we return ``None``;

@@ -311,3 +311,32 @@ def test_care_apology_is_the_same_whatever_order_two_sites_notes_arrive_in():
         results.append([(x.action_id, x.event_time, x.evidence[:2], x.message) for x in out])
     assert results[0] == results[1] and len(results[0]) == 1
     assert results[0][0][1] == T0 + 720 and results[0][0][2] == ("call:K1", "call:K2")
+
+
+def test_state_snapshotted_before_session_6_loads():
+    """Snapshots from before positions left care: care's position history is dropped,
+    the site's away map and the sequencer's latest sites start empty."""
+    import pickle
+
+    from dataflows.flow import FlowConfig, SequenceLogic, _freeze_site, _thaw_site
+
+    old = SubscriberCare.__new__(SubscriberCare)  # as pickle rebuilds a session 5 one
+    old.__setstate__((None, {"profile": None, "complaints": 2, "notified": None,
+                             "drops": (), "deleted_at": None,
+                             "seen": ((T0, "C1", None),)}))
+    assert old.complaints == 2 and not hasattr(old, "seen")
+    again = pickle.loads(pickle.dumps(old))
+    assert again.complaints == 2 and not again.empty()
+
+    s = site()
+    s.handle(position("U1", "C1", T0, "r"))
+    del s.away  # a SiteCorrelator pickled by session 5 has no such slot
+    thawed, _ = _thaw_site(_freeze_site(s, []), BOOK)
+    assert thawed.away == {} and "U1" in thawed.members
+
+    seq = seq_with_topology()
+    del seq.last_site, seq.last_at
+    logic = SequenceLogic(FlowConfig(book=BOOK), pickle.dumps(seq))
+    out, _ = logic.on_batch([decoded(Location("U", "C1", T0), Location("U", "D1", T0 + 5))])
+    sites = dict(out[0][1])
+    assert sites["S1"][1][-1] == Left("U", T0 + 5)
