@@ -64,7 +64,7 @@ log = logging.getLogger("forewarn.kafka")
 
 DEFAULT_LATENESS_S = 2.0
 DEFAULT_SNAPSHOT_S = 5.0
-FAST_EPOCH_S = 0.25  # epoch without recovery (as in file mode)
+FAST_EPOCH_S = 0.1  # epoch without recovery: a verdict waits up to one for release
 DEFAULT_DEDUPE_TAIL = 20_000
 
 
