@@ -170,8 +170,8 @@ class SiteLogic(StatefulBatchLogic):
     A verdict for time T is decided the moment the site's event time passes T,
     but it is *released* only in a later Bytewax epoch than the one it was
     decided in. Bytewax applies a stateful step's input in epoch order, so by
-    the time a subscriber sees the verdict it has every observation the
-    sequencer sent before it, on whichever worker — the same outputs with any
+    the time a subscriber sees the verdict it has every record (profile, complaint)
+    the sequencer sent before it, on whichever worker — the same outputs with any
     worker count. ``snapshot()`` is Bytewax's end-of-epoch call for every key
     touched in the epoch, so it is where the epoch counter moves on.
     """
