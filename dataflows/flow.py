@@ -120,7 +120,6 @@ class SequenceLogic(StatefulBatchLogic):
         if not hasattr(self.seq, "last_site"):  # a snapshot from before session 6: moves
             self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
-        self.care_keys: dict[str, str] = {}  # subscriber -> care shard, remembered
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         """``values``: lists of decoded items (one per input batch, see :func:`_decode_batch`)."""
@@ -143,8 +142,7 @@ class SequenceLogic(StatefulBatchLogic):
         return out, False
 
     def _routes(self) -> Routes:
-        care_key = self.cfg.care_key
-        return Routes(care_key, None if care_key is own_key else self.care_keys)
+        return Routes(self.cfg.care_key)
 
     def _count_late(self) -> None:
         for kind, n in self.seq.late_by_kind.items():

@@ -71,7 +71,6 @@ Routed = tuple[str, Any, Any]  # (stage, key, message): stage in site | care | d
 #: its :func:`~forewarn.model.stream_at`. Held records keep this shape.
 Item = tuple[Source, bytes, Record, float | None]
 _at_of = itemgetter(3)  # an Item's stream time
-CARE_KEYS_KEPT = 500_000  # care keys remembered per subscriber (cleared when full)
 
 
 def own_key(subscriber_id: str) -> str:
@@ -85,14 +84,13 @@ class Routes:
 
     ``sites`` and ``cares`` hold one list of messages per site / care key, in
     release order; ``care_key`` maps a subscriber to their care key (their id by
-    default), remembered in ``care_keys``; ``dead`` holds every dead letter in
+    default); ``dead`` holds every dead letter in
     order, ``refused`` those the sequencer itself refused (the decode step's were
     counted when they failed). The lists are what the next stages take, so a
     batch costs a few Bytewax items, not one per message.
     """
 
     care_key: Callable[[str], str] = own_key
-    care_keys: dict[str, str] | None = None  # None: the care key is the subscriber id
     sites: dict[str, list] = field(default_factory=dict)
     cares: dict[str, list] = field(default_factory=dict)
     dead: list = field(default_factory=list)
@@ -105,22 +103,11 @@ class Routes:
         box.append(msg)
 
     def care(self, subscriber_id: str, msg: Any) -> None:
-        key = self._care_key(subscriber_id)
+        key = self.care_key(subscriber_id)
         box = self.cares.get(key)
         if box is None:
             box = self.cares[key] = []
         box.append(msg)
-
-    def _care_key(self, subscriber_id: str) -> str:
-        memo = self.care_keys
-        if memo is None:
-            return subscriber_id
-        key = memo.get(subscriber_id)
-        if key is None:
-            if len(memo) >= CARE_KEYS_KEPT:
-                memo.clear()
-            key = memo[subscriber_id] = self.care_key(subscriber_id)
-        return key
 
     def refuse(self, dead: DeadLetter) -> None:
         self.dead.append(dead)
