@@ -53,10 +53,14 @@ class Topics:
         return self.prefix + TOPIC_FOR_TYPE[record_type]
 
     @property
+    def input_types(self) -> list[str]:
+        """Input record types in merge-rank order (topology first)."""
+        return sorted((s.record_type for s in INPUT_TOPICS), key=TYPE_RANK.__getitem__)
+
+    @property
     def inputs(self) -> list[str]:
-        """Input topics in merge-rank order (topology first)."""
-        types = sorted((s.record_type for s in INPUT_TOPICS), key=TYPE_RANK.__getitem__)
-        return [self.of(t) for t in types]
+        """Input topics in merge-rank order (topology first), one per :attr:`input_types`."""
+        return [self.of(t) for t in self.input_types]
 
     @property
     def ranks(self) -> list[int]:

@@ -96,7 +96,7 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                      from_end: bool = False, propensity: bytes | None = None) -> Dataflow:
     """The Forewarn dataflow wired to Kafka (see the module docs)."""
     source = KafkaMergeSource(config, topics.inputs, topics.ranks, exit_at_end=exit_at_end,
-                              durable=durable, from_end=from_end)
+                              durable=durable, from_end=from_end, types=topics.input_types)
     outputs = Outputs(  # with recovery, no batch returns before it is delivered
         actions=KafkaOutSink(config, topics.actions, action_identity, dedupe_tail, durable),
         incidents=KafkaOutSink(config, topics.incidents, value_identity, dedupe_tail, durable),

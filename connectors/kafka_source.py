@@ -24,9 +24,14 @@ offset)``:
   late count take it from there);
 * stream time is read from the record (``event_time``, a call's ``end_time``, a
   KPI's period end, a subscriber's ``updated_at``). Timeless reference data
-  (``cell``, ``maintenance``) applies at once; unreadable records and times more
-  than 7 days ahead of the merge keep their place in their partition (the flow
-  dead-letters them);
+  (``cell``, ``maintenance``) applies at once; unreadable records, records of a
+  type that does not belong on their topic (dead letters, code ``wrong_topic``),
+  and times more than 7 days ahead of the merge keep their place in their
+  partition (the flow dead-letters them). A record more than
+  :data:`PARTITION_JUMP_S` past its partition's running maximum keeps its place
+  too unless the next records of its partition agree (a lone bad clock must not
+  hold the rest of its partition back behind it); the sequencer decides what
+  such a record means for event time;
 * in live operation every partition is normally at its end, and messages go on
   as they arrive; skew between producers is the sequencer's ``lateness_s``.
 
@@ -74,13 +79,26 @@ from confluent_kafka import (
 from dataflows.messages import Decoded
 from forewarn import metrics
 from forewarn.codec import (
+    MAX_PERIOD_S,
     MAX_RECORD_BYTES,
     STREAM_TIME_FIELD,
     Origin,
     decode_input,
     parse_time,
 )
-from forewarn.model import Call, Complaint, DeadLetter, Location, stream_at
+from forewarn.codec import dead_letter
+from forewarn.model import (
+    Alarm,
+    Call,
+    Cell,
+    Complaint,
+    DeadLetter,
+    Kpi,
+    Location,
+    Maintenance,
+    Subscriber,
+    stream_at,
+)
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
 
@@ -92,6 +110,14 @@ MAX_AHEAD_S = 7 * 24 * 3600  # contract: further than this from the stream's pro
 TYPE_RANK = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3, "kpi": 4, "call": 5,
              "location": 6, "complaint": 7}
 TIMELESS = frozenset({"cell", "maintenance"})
+#: Each input record type's decoded class (a position the decoder made counts as the
+#: location or call it came from).
+RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
+                                    Maintenance, Complaint)}
+#: A record further than this past its partition's running maximum keeps its place in
+#: the partition unless PARTITION_JUMP_RUN records in a row agree.
+PARTITION_JUMP_S = 900.0
+PARTITION_JUMP_RUN = 3
 
 
 class TopicMissingError(RuntimeError):
@@ -113,7 +139,8 @@ def stream_time(value: bytes | None) -> float | None:
     try:
         if typ == "kpi":
             period = obj.get("period_s")
-            if isinstance(period, bool) or not isinstance(period, int | float):
+            if isinstance(period, bool) or not isinstance(period, int | float) \
+                    or not 0 < period <= MAX_PERIOD_S:
                 return None
             return parse_time(obj["period_start"]) + period
         name = STREAM_TIME_FIELD.get(typ) if isinstance(typ, str) else None
@@ -158,6 +185,8 @@ class _Part:
     at_end: bool = False
     last_key: float = NEG_INF  # running maximum of merge times taken
     paused: bool = False
+    expects: type | None = None  # the record class its topic carries (None: any)
+    jumps: int = 0  # records in a row just taken far past last_key
 
     @property
     def tp_id(self) -> str:
@@ -178,7 +207,8 @@ class _Part:
 class _MergePartition(StatefulSourcePartition[tuple, dict]):
     def __init__(self, config: Mapping[str, str], topics: Sequence[str], ranks: Sequence[int],
                  resume: dict | None, exit_at_end: bool, batch: int, durable: bool,
-                 buffer_limit: int, starting_offset: int):
+                 buffer_limit: int, starting_offset: int,
+                 types: Sequence[str] | None = None):
         self._exit_at_end = exit_at_end
         self._batch = batch
         self._durable = durable
@@ -196,7 +226,9 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         self._consumer = Consumer(settings)
         resume = resume or {}
         self._parts: dict[tuple[str, int], _Part] = {}
-        for topic, rank in zip(topics, ranks, strict=True):
+        expects = ([RECORD_CLASS[t] for t in types] if types is not None
+                   else [None] * len(topics))
+        for topic, rank, expect in zip(topics, ranks, expects, strict=True):
             meta = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
             if meta is None or meta.error is not None or not meta.partitions:
                 raise TopicMissingError(
@@ -205,7 +237,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                     f"with `forewarn topics create --bootstrap HOST:PORT`")
             for p in sorted(meta.partitions):
                 start = resume.get(f"{topic}/{p}", starting_offset)
-                self._parts[(topic, p)] = _Part(topic, p, rank, start)
+                self._parts[(topic, p)] = _Part(topic, p, rank, start, expects=expect)
         self._consumer.assign([TopicPartition(x.topic, x.partition, x.next_offset)
                                for x in self._parts.values()])
         self._by_rank = {(p.rank, p.partition): p for p in self._parts.values()}
@@ -323,6 +355,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         entries = None
         rank = 0
         last = NEG_INF
+        expect = None
         touched: dict[int, _Part] = {}
         tally = self._tally
         accepted = tally.accepted
@@ -343,7 +376,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 part = parts.get((topic, partition))
                 if part is None:  # pragma: no cover - only assigned partitions are fetched
                     continue
-                entries, rank, last = part.entries, part.rank, part.last_key
+                entries, rank, last, expect = part.entries, part.rank, part.last_key, part.expects
                 part.at_end = False
                 touched[id(part)] = part
             value = msg.value() or b""
@@ -353,12 +386,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             if kind is tuple:  # a position (most messages): kind_of() and stream_at(), inline
                 kind = Location if rec[3] is None else Call
                 at = key = rec[2]
-            elif kind is DeadLetter:
+            if kind is not expect and expect is not None and kind is not DeadLetter:
+                rec = _wrong_topic(value, source, kind, expect)
+                kind = DeadLetter
+            if kind is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
                 tally.dead.append(rec)
                 entries.append((key, rank, partition, offset, rec))  # bare, as the decode step's
                 continue
-            else:
+            elif type(rec) is not tuple:
                 at = key = stream_at(rec)
             accepted[kind] = accepted.get(kind, 0) + 1
             if key is None:
@@ -373,6 +409,14 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                     tally.complaints.append(rec)
             if key < last or key > ahead:
                 key = last  # behind its partition, or absurdly far ahead: keeps its place
+            elif key - last > PARTITION_JUMP_S and last != NEG_INF:
+                part.jumps += 1  # far past its partition: believed once the next agree
+                if part.jumps < PARTITION_JUMP_RUN:
+                    key = last
+                else:
+                    part.jumps = 0
+            elif part.jumps:
+                part.jumps = 0
             last = key
             entries.append((key, rank, partition, offset, (source, value, rec, at)))
         if part is not None:
@@ -435,6 +479,12 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         return [out]
 
 
+def _wrong_topic(value: bytes, source: tuple, kind: type, expect: type) -> DeadLetter:
+    return dead_letter(value, source, f"{kind.kind}: record type {kind.kind!r} on topic "
+                       f"{source[0]!r}, which carries only {expect.kind!r} records "
+                       f"(wrong topic)")
+
+
 def _log_client_error(err: KafkaError) -> None:
     level = logging.ERROR if err.fatal() else logging.WARNING
     log.log(level, "kafka client error", extra={"error": err.str(), "code": err.name()})
@@ -445,13 +495,15 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
 
     ``topics`` are the topic names in type order (``oss.topology`` first; see
     :data:`TYPE_RANK`); ``exit_at_end`` ends the input once every partition is
-    read to its end (backfills, tests); ``durable`` sets the snapshot gauge.
+    read to its end (backfills, tests); ``durable`` sets the snapshot gauge;
+    ``types``, one record type per topic, makes any other type read from a topic a
+    dead letter (code ``wrong_topic``).
     """
 
     def __init__(self, config: Mapping[str, str], topics: Sequence[str],
                  ranks: Sequence[int] | None = None, *, exit_at_end: bool = False,
                  batch: int = BATCH, durable: bool = False, buffer_limit: int = 50_000,
-                 from_end: bool = False):
+                 from_end: bool = False, types: Sequence[str] | None = None):
         self.config = dict(config)
         self.topics = list(topics)
         self.ranks = list(ranks) if ranks is not None else list(range(len(self.topics)))
@@ -462,6 +514,9 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
         self.durable = durable
         self.buffer_limit = buffer_limit
         self.starting_offset = OFFSET_END if from_end else OFFSET_BEGINNING
+        self.types = list(types) if types is not None else None
+        if self.types is not None and len(self.types) != len(self.topics):
+            raise ValueError(f"one record type per topic expected, got {self.types}")
 
     def list_parts(self) -> list[str]:
         return ["kafka"]
@@ -469,4 +524,4 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     def build_part(self, step_id: str, for_part: str, resume_state: dict | None):
         return _MergePartition(self.config, self.topics, self.ranks, resume_state,
                                self.exit_at_end, self.batch, self.durable, self.buffer_limit,
-                               self.starting_offset)
+                               self.starting_offset, self.types)

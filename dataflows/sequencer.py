@@ -7,6 +7,11 @@ progress. All decoded records pass one sequencer (a single key), which
   derives the *watermark*: every input before it has been released;
 * dead-letters records more than 7 days from the watermark, and records on
   cells or sites the topology does not know;
+* holds records far *ahead* of the stream (more than ``ahead_s`` past its
+  progress): one such record must not move event time for everybody else (see
+  :meth:`Sequencer.take`); they are released when the stream reaches them, or
+  when the stream as a whole has jumped, and are dead-lettered (``future``) if
+  it never does;
 * routes each record to the stage key that needs it — a site (by the cell's
   topology) or a subscriber — into :class:`Routes`, one list of messages per
   destination key per batch. Positions go to their cell's site only; when a
@@ -41,7 +46,7 @@ import sys
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from operator import itemgetter
 from typing import Any
 
@@ -63,6 +68,16 @@ from forewarn.model import (
 )
 
 MAX_SKEW_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is invalid
+#: A record more than this past the stream's progress is *ahead*: held, not applied.
+AHEAD_S = 900.0
+#: This many ahead records in a row, with no record in between inside the stream's
+#: progress, mean the stream itself jumped (a feed back after a gap), not a few bad clocks.
+AHEAD_QUORUM = 32
+#: At the end of input, a held record is applied when the gap before it is one the
+#: stream's own rate explains: fewer than this many records would have been expected
+#: in it (a sparse stream has long quiet spells; a busy one does not).
+AHEAD_EXPECTED = 1000.0
+AHEAD_HELD_MAX = 10_000  # held records at most; past it the farthest goes to dead letters
 ALARM_HORIZON_S = 5 * 3600  # a site with alarm activity needs ticks this long (4 h escalations)
 DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of drop notes)
 
@@ -143,6 +158,24 @@ class Sequencer:
     _next_tick: float = 0.0
     late: int = 0
     late_by_kind: dict[str, int] = field(default_factory=dict)  # late records per type
+    ahead_s: float = AHEAD_S
+    # records held ahead of the stream: Items sorted by stream time
+    ahead: list = field(default_factory=list)
+    _ahead_run: list = field(default_factory=list)  # stream times of ahead records in a row
+    _timed: int = 0  # timed records taken within the stream's progress (its rate)
+    _anchor: float | None = None  # the first watermark
+
+    def __setstate__(self, state: tuple) -> None:
+        """Restore a snapshot; fields it does not have (an older format) get their
+        defaults."""
+        _, slots = state
+        for f in fields(self):
+            if f.name in slots:
+                setattr(self, f.name, slots[f.name])
+            elif f.default_factory is not MISSING:
+                setattr(self, f.name, f.default_factory())
+            elif f.default is not MISSING:
+                setattr(self, f.name, f.default)
 
     # -- input -----------------------------------------------------------------
 
@@ -164,6 +197,8 @@ class Sequencer:
         """
         pending = self._pending
         top = None  # stream time of the last record of the current run in order
+        reach = self.lateness_s + self.ahead_s  # past watermark + reach: ahead
+        run_from = 0  # len(pending) when the run began
         for batch in batches:
             self._seq += len(batch)
             for item in batch:
@@ -173,16 +208,18 @@ class Sequencer:
                 at = item[3]
                 watermark = self.watermark
                 if (at is not None and watermark is not None and at >= watermark
-                        and at - watermark <= MAX_SKEW_S and (not pending or pending[-1][3] <= at)):
+                        and at - watermark <= reach and (not pending or pending[-1][3] <= at)):
+                    if top is None:
+                        run_from = len(pending)
                     pending.append(item)
                     top = at
                     continue
                 if top is not None:  # the run ends: release what it made due
-                    self._release_to(self._horizon(top), out)
+                    self._end_run(len(pending) - run_from, top, out)
                     top = None
                 self.take(item[2], item[1], item[0], at, out)
         if top is not None:
-            self._release_to(self._horizon(top), out)
+            self._end_run(len(pending) - run_from, top, out)
 
     def take(self, rec: Record, raw: bytes, source: Source, at: float | None,
              out: Routes) -> None:
@@ -201,18 +238,99 @@ class Sequencer:
         if abs(at - watermark) > MAX_SKEW_S:
             out.refuse(dead_letter(raw, source, _skew_reason(rec, at, watermark)))
             return
-        held = (source, raw, rec, at)
+        item = (source, raw, rec, at)
+        if at - watermark > self.lateness_s + self.ahead_s:
+            self._hold_ahead(item, out)
+            return
+        self._timed += 1
+        self._ahead_run.clear()
+        self._admit(item, out)
+        if self.ahead:
+            self._catch_up(out)
+
+    def _admit(self, item: Item, out: Routes) -> None:
+        """Put a timed record in the reorder buffer and release what it makes due."""
+        pending = self._pending
+        at = item[3]
         if not pending or pending[-1][3] <= at:
-            pending.append(held)  # in order (the common case): no search
+            pending.append(item)  # in order (the common case): no search
         else:
-            insort(pending, held, key=_at_of)  # late within the window: its place
+            insort(pending, item, key=_at_of)  # late within the window: its place
         self._release_to(self._horizon(at), out)  # without a window: this one, late or not
+
+    def _end_run(self, n: int, top: float, out: Routes) -> None:
+        """A run of ``n`` records in order, the last at ``top``, ends: release what it
+        made due (records inside the stream's progress end a run of ahead ones)."""
+        self._timed += n
+        self._ahead_run.clear()
+        self._release_to(self._horizon(top), out)
+        if self.ahead:
+            self._catch_up(out)
+
+    # -- records ahead of the stream -----------------------------------------------------
+    #
+    # The watermark follows the records, so one record stamped days ahead (a bad clock, a
+    # hostile producer) would fire every pending timer: hold-downs, 4 h escalations,
+    # silence verdicts. A record more than ``ahead_s`` past the stream's progress is held
+    # instead. It is applied when the stream reaches it; or when AHEAD_QUORUM records in a
+    # row are all ahead (the stream as a whole moved on: a feed back after a gap); or, at
+    # the end of input, when the stream's own rate explains the gap before it (a sparse
+    # stream). Anything else is a dead letter, code ``future``. All of it depends only on
+    # the order of the records, so every replay speed and batch size gives the same.
+
+    def _hold_ahead(self, item: Item, out: Routes) -> None:
+        insort(self.ahead, item, key=_at_of)
+        if len(self.ahead) > AHEAD_HELD_MAX:
+            far = self.ahead.pop()
+            out.refuse(self._future(far, "more records were held ahead than the limit"))
+        run = self._ahead_run
+        run.append(item[3])
+        if len(run) >= AHEAD_QUORUM:  # the stream jumped: follow it to its middle
+            middle = sorted(run)[len(run) // 2]
+            run.clear()
+            self._release_ahead(middle + self.ahead_s, out)
+
+    def _catch_up(self, out: Routes) -> None:
+        """Apply held records the stream has come within reach of."""
+        self._release_ahead(self.watermark + self.lateness_s + self.ahead_s, out)
+
+    def _release_ahead(self, bound: float, out: Routes) -> None:
+        ahead = self.ahead
+        while ahead and ahead[0][3] <= bound:
+            item = ahead.pop(0)
+            self._timed += 1
+            self._admit(item, out)
+            bound = max(bound, self.watermark + self.lateness_s + self.ahead_s)
+
+    def _settle_ahead(self, out: Routes) -> None:
+        """End of input: apply each held record (in time order) whose gap the stream's rate
+        explains, dead-letter the rest."""
+        anchor = self._anchor if self._anchor is not None else self.watermark
+        span = max(self.watermark - anchor, 3600.0)
+        rate = self._timed / span  # records per second of stream time
+        while self.ahead:
+            item = self.ahead.pop(0)
+            gap = item[3] - self.watermark
+            if gap <= self.ahead_s or rate * gap <= AHEAD_EXPECTED:
+                self._admit(item, out)
+                self._release_to(float("inf"), out)
+            else:
+                out.refuse(self._future(item, "the stream never reached it"))
+
+    def _future(self, item: Item, why: str) -> DeadLetter:
+        source, raw, rec, at = item
+        reason = (f"{kind_of(rec).kind}: event time {fmt_time(at)} is "
+                  f"{_span(at - self.watermark)} ahead of the stream's progress "
+                  f"({fmt_time(self.watermark)}); held, and {why}")
+        return dead_letter(raw, source, reason)
 
     def finish(self, out: Routes) -> None:
         """End of input: release everything held, then a last tick to every active site."""
         if self.watermark is None and self._pending:
             self._end_warmup(out)
         self._release_to(float("inf"), out)
+        if self.ahead:
+            self._settle_ahead(out)
         if self.watermark is not None:
             tick = Tick(self.watermark)
             for site in sorted(self.active_until):
@@ -228,15 +346,19 @@ class Sequencer:
     def _end_warmup(self, out: Routes) -> None:
         """Anchor the watermark at the median of the first records, robust to a bad one."""
         held = sorted(self._pending, key=_at_of)
-        self.watermark = held[len(held) // 2][3]
+        self.watermark = self._anchor = held[len(held) // 2][3]
         self._next_tick = self.watermark + self.tick_s
         self._pending.clear()  # the same deque: take_batch holds it
+        reach = self.watermark + self.lateness_s + self.ahead_s
         for item in held:
             at = item[3]
             if abs(at - self.watermark) > MAX_SKEW_S:
                 out.refuse(dead_letter(item[1], item[0], _skew_reason(item[2], at,
                                                                         self.watermark)))
+            elif at > reach:
+                insort(self.ahead, item, key=_at_of)
             else:
+                self._timed += 1
                 self._pending.append(item)
         self._release_to(float("inf"), out)
 
@@ -370,6 +492,16 @@ class Sequencer:
             alarms.add(rec.alarm_id)
         self._activate(site, rec.event_time + ALARM_HORIZON_S)
         out.site(site, rec)
+
+
+def _span(seconds: float) -> str:
+    """A duration for a reason text: ``'3 days 2 h'``, ``'42 min'``."""
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} days {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def _skew_reason(rec: Record | tuple, at: float, watermark: float) -> str:

@@ -15,6 +15,7 @@ Location(subscriber_id='S1', cell_id='C1', event_time=1795428900.0)
 from __future__ import annotations
 
 import base64
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -86,22 +87,60 @@ class Invalid(ValueError):
 # ---- time ------------------------------------------------------------------
 
 
+#: RFC 3339's date-time (section 5.6), nothing more: Python's ``fromisoformat`` also
+#: takes ISO 8601 forms the contract does not (a space for ``T``, week dates, basic
+#: format, seconds in the offset, no offset).
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:[Zz]|[+-]\d\d:\d\d)",
+                      re.ASCII)
+#: Times outside these bounds are refused: every later sum and format stays finite
+#: (9999-12-31T23:59:59-01:00 is in year 10000 in UTC).
+MIN_TIME = 0.0  # 1970-01-01T00:00:00Z
+MAX_TIME = 253_402_214_400.0  # 9999-12-31T00:00:00Z
+#: The longest KPI period accepted (a day); its end is the record's stream time.
+MAX_PERIOD_S = 86_400.0
+
+
 @lru_cache(maxsize=65536)
 def parse_time(text: str) -> float:
-    """RFC 3339 with an offset -> POSIX seconds.
+    """RFC 3339 with an offset -> POSIX seconds; ``ValueError`` for any other form or
+    a time outside 1970-9999.
 
     >>> parse_time("2026-11-23T11:15:00+01:00") == parse_time("2026-11-23T10:15:00Z")
     True
+    >>> for bad in ("2026-11-23 10:15:00Z", "2026-W48-1T10:15:00Z", "2026-11-23T10:15:00",
+    ...             "2026-11-23T10:15:00+01:00:30", "9999-12-31T23:59:59-01:00"):
+    ...     try:
+    ...         parse_time(bad)
+    ...     except ValueError:
+    ...         pass
+    ...     else:
+    ...         print("accepted", bad)
     """
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        raise ValueError("no UTC offset")
-    return dt.timestamp()
+    if not _RFC3339.fullmatch(text):
+        raise ValueError("not an RFC 3339 date-time")
+    dot = text.find(".", 19)
+    if dot > 0:  # fromisoformat reads at most microseconds
+        end = dot + 1
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        text = text[:min(end, dot + 7)] + text[end:]
+    ts = datetime.fromisoformat(text[:10] + "T" + text[11:].upper()).timestamp()
+    if not MIN_TIME <= ts <= MAX_TIME:
+        raise ValueError("outside 1970-9999")
+    return ts
 
 
 def fmt_time(ts: float) -> str:
-    """POSIX seconds -> RFC 3339 UTC ('Z'), milliseconds only when needed."""
-    dt = datetime.fromtimestamp(ts, UTC)
+    """POSIX seconds -> RFC 3339 UTC ('Z'), milliseconds only when needed. Never
+    raises: a time no calendar holds is shown as its number of seconds.
+
+    >>> fmt_time(1e308)
+    '1e+308 s'
+    """
+    try:
+        dt = datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"{ts!r} s"
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -248,8 +287,9 @@ def _call(o: dict) -> Call:
 def _kpi(o: dict) -> Kpi:
     t = "kpi"
     period_s = _num(o, t, "period_s")
-    if period_s <= 0:
-        raise Invalid(f"kpi.period_s: expected a positive number, got {period_s}")
+    if not 0 < period_s <= MAX_PERIOD_S:
+        raise Invalid(f"kpi.period_s: expected a positive number of seconds up to "
+                      f"{MAX_PERIOD_S:.0f}, got {_show(period_s)}")
     return Kpi(
         cell_id=_str(o, t, "cell_id"),
         period_start=_time(o, t, "period_start"),
@@ -380,6 +420,8 @@ _REASON_CODES = (
     ("expected one of", "bad_enum"),
     ("RFC 3339", "bad_time"),
     ("days from the stream", "time_out_of_range"),
+    ("ahead of the stream's progress", "future"),
+    ("(wrong topic)", "wrong_topic"),
     ("unknown cell", "unknown_cell"),
     ("unknown site", "unknown_site"),
     ("too large", "too_large"),
@@ -527,7 +569,7 @@ def _fast_kpi(o: dict) -> Kpi | None:
         o.get("active_users")
     rrc, dl = o.get("rrc_success_rate"), o.get("dl_throughput_mbps")
     if (type(cell) is not str or not cell or start is None
-            or type(period) not in _NUMBER or period <= 0
+            or type(period) not in _NUMBER or not 0 < period <= MAX_PERIOD_S
             or type(attempts) is not int or attempts < 0
             or type(dropped) is not int or dropped < 0
             or (rrc is not None and type(rrc) not in _NUMBER)
@@ -689,12 +731,24 @@ def incident_dict(i: Incident) -> dict:
 
 
 def dead_letter_dict(d: DeadLetter) -> dict:
+    """A dead letter's output record; ``raw`` as text when it is UTF-8 (a cut at
+    :data:`RAW_LIMIT` inside a character drops that character's first bytes), else
+    base64.
+
+    >>> dead_letter_dict(dead_letter(("x" * 4095 + "é").encode(), "f", "r"))["raw_encoding"]
+    'utf-8'
+    """
+    raw_bytes = d.raw
     try:
-        raw = d.raw.decode("utf-8")
+        raw = raw_bytes.decode("utf-8")
         encoding = "utf-8"
-    except UnicodeDecodeError:
-        raw = base64.b64encode(d.raw).decode("ascii")
-        encoding = "base64"
+    except UnicodeDecodeError as exc:
+        cut = (len(raw_bytes) == RAW_LIMIT and exc.reason == "unexpected end of data"
+               and exc.start >= RAW_LIMIT - 3)
+        if cut:  # the limit fell inside a character: keep the text before it
+            raw, encoding = raw_bytes[:exc.start].decode("utf-8"), "utf-8"
+        else:
+            raw, encoding = base64.b64encode(raw_bytes).decode("ascii"), "base64"
     return {
         "type": "dead_letter",
         "source": d.source,

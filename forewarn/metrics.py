@@ -68,7 +68,7 @@ SUPPRESS_REASONS = ("moved_away", "no_consent", "unknown_subscriber", "deleted_s
                     "cooldown", "repeat_outage")
 DEAD_LETTER_CODES = ("not_json", "not_object", "unknown_type", "missing_field", "bad_enum",
                      "bad_time", "time_out_of_range", "unknown_cell", "unknown_site",
-                     "too_large", "bad_type", "bad_value")
+                     "too_large", "bad_type", "bad_value", "future", "wrong_topic")
 STEPS = ("sequence", "care")
 
 # ---- inputs ------------------------------------------------------------------------
