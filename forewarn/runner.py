@@ -68,6 +68,7 @@ def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
     execute(source, file_outputs(out_dir),
             FlowConfig(book=book, watch=watch, propensity=propensity), workers)
     for name, keys in OUTPUT_FILES.values():
+        (out_dir / name).touch()  # an output with nothing in it is an empty file, not none
         sort_jsonl(out_dir / name, keys)
 
 
