@@ -83,10 +83,10 @@ from forewarn.codec import (
     MAX_RECORD_BYTES,
     STREAM_TIME_FIELD,
     Origin,
+    dead_letter,
     decode_input,
     parse_time,
 )
-from forewarn.codec import dead_letter
 from forewarn.model import (
     Alarm,
     Call,

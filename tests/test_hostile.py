@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer
-from forewarn.codec import decode, decode_input, dead_letter_dict, parse_time
+from forewarn.codec import dead_letter_dict, decode, decode_input, parse_time
 from forewarn.model import DeadLetter, stream_at
 from forewarn.runner import run_collect
 from rules.rulebook import load_rulebook
