@@ -28,10 +28,10 @@ offset)``:
   type that does not belong on their topic (dead letters, code ``wrong_topic``),
   and times more than 7 days ahead of the merge keep their place in their
   partition (the flow dead-letters them). A record more than
-  :data:`PARTITION_JUMP_S` past its partition's running maximum keeps its place
-  too unless the next records of its partition agree (a lone bad clock must not
-  hold the rest of its partition back behind it); the sequencer decides what
-  such a record means for event time;
+  :data:`PARTITION_JUMP_S` past its partition's running maximum that the next
+  record of its partition contradicts (it falls back that far) keeps its place
+  too, so a lone bad clock does not hold the rest of its partition back behind
+  it; the sequencer decides what such a record means for event time;
 * in live operation every partition is normally at its end, and messages go on
   as they arrive; skew between producers is the sequencer's ``lateness_s``.
 
@@ -114,10 +114,9 @@ TIMELESS = frozenset({"cell", "maintenance"})
 #: location or call it came from).
 RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
                                     Maintenance, Complaint)}
-#: A record further than this past its partition's running maximum keeps its place in
-#: the partition unless PARTITION_JUMP_RUN records in a row agree.
+#: A record this far past its partition's running maximum, followed by one this far
+#: behind it, was one bad clock: it keeps its place in the partition (see _undo_jump).
 PARTITION_JUMP_S = 900.0
-PARTITION_JUMP_RUN = 3
 
 
 class TopicMissingError(RuntimeError):
@@ -186,7 +185,7 @@ class _Part:
     last_key: float = NEG_INF  # running maximum of merge times taken
     paused: bool = False
     expects: type | None = None  # the record class its topic carries (None: any)
-    jumps: int = 0  # records in a row just taken far past last_key
+    jump_from: float | None = None  # last_key before the latest record leapt past it
 
     @property
     def tp_id(self) -> str:
@@ -408,15 +407,16 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 if kind is Complaint:
                     tally.complaints.append(rec)
             if key < last or key > ahead:
-                key = last  # behind its partition, or absurdly far ahead: keeps its place
-            elif key - last > PARTITION_JUMP_S and last != NEG_INF:
-                part.jumps += 1  # far past its partition: believed once the next agree
-                if part.jumps < PARTITION_JUMP_RUN:
-                    key = last
+                if key < last - PARTITION_JUMP_S and part.jump_from is not None:
+                    last = _undo_jump(part)  # the jump before this was one bad record
+                    if key < last:
+                        key = last
                 else:
-                    part.jumps = 0
-            elif part.jumps:
-                part.jumps = 0
+                    key = last  # behind its partition, or absurdly far ahead: keeps its place
+            elif key - last > PARTITION_JUMP_S and last != NEG_INF:
+                part.jump_from = last  # undone if the partition's next records fall back
+            elif part.jump_from is not None:
+                part.jump_from = None
             last = key
             entries.append((key, rank, partition, offset, (source, value, rec, at)))
         if part is not None:
@@ -477,6 +477,21 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         out, self._tally = self._tally, Decoded()
         out.items = [entry[4] for entry in batch]
         return [out]
+
+
+def _undo_jump(part: _Part) -> float:
+    """The partition's latest leap forward was one record ahead of its stream: the
+    entries still buffered since it go back to the merge time before it (they stay
+    sorted). Returns that time, the partition's running maximum again."""
+    base = part.jump_from
+    part.jump_from = None
+    entries = part.entries
+    i = len(entries)
+    while i and entries[i - 1][0] > base:
+        i -= 1
+    for j in range(i, len(entries)):
+        entries[j] = (base, *entries[j][1:])
+    return base
 
 
 def _wrong_topic(value: bytes, source: tuple, kind: type, expect: type) -> DeadLetter:
