@@ -136,6 +136,7 @@ class SequenceLogic(StatefulBatchLogic):
         out = _bundle(routes, ordered=self.seq.late == late)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
+        metrics.HELD_AHEAD.set(len(self.seq.ahead))
         if self.seq.late_by_kind != self.late_counted:
             self._count_late()
         _SEQ_BATCH.observe(time.perf_counter() - t0)
@@ -154,6 +155,7 @@ class SequenceLogic(StatefulBatchLogic):
     def on_eof(self) -> tuple[list, bool]:
         routes = self._routes()
         self.seq.finish(routes)
+        metrics.HELD_AHEAD.set(len(self.seq.ahead))
         return _bundle(routes), False
 
     def snapshot(self) -> bytes | None:

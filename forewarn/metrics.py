@@ -79,6 +79,9 @@ DEAD_LETTERS = Counter("forewarn_dead_letters", "Inputs sent to the dead-letter 
                        "by source topic and bounded reason code (including records decoded "
                        "but refused later: unknown cell, time out of range)",
                        ["source", "reason"])
+HELD_AHEAD = Gauge("forewarn_records_held_ahead", "Input records held because their event "
+                   "time is far ahead of the stream's progress: applied when the stream reaches "
+                   "them, dead letters (reason future) if it never does; they move no timer")
 LATE_RECORDS = Counter("forewarn_late_records", "Input records that arrived after the "
                        "reorder window (--lateness) had already passed their event time, "
                        "by source topic: applied as of the flow's current event time, so "

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer
+from forewarn import metrics
 from forewarn.codec import dead_letter_dict, decode, decode_input, parse_time
 from forewarn.model import DeadLetter, stream_at
 from forewarn.runner import run_collect
@@ -57,12 +58,21 @@ def test_a_record_days_ahead_fires_no_timer(day, reference, where: str, pace: st
     the middle case sends thousands of extra actions)."""
     at = {"start": 3000, "middle": len(day.lines) // 2, "end": len(day.lines)}[where]
     speed = {"fast": {}, "slow": {"batch": 41, "pause_s": 0.0005, "epoch_s": 0.01}}[pace]
+    counted = _future_counted()
     got = canonical(run_collect(_with(day.lines, FUTURE, at), load_rulebook(), **speed))
+    assert _future_counted() == counted + 1
+    assert metrics.HELD_AHEAD._value.get() == 0  # none left held at the end
     assert got["actions"] == reference["actions"]
     assert got["incidents"] == reference["incidents"]
     [dead] = _new_dead(got, reference)
     assert dead["code"] == "future" and dead["raw"] == FUTURE.decode()
     assert "3 days 0 h ahead of the stream's progress (2026-11-23T12:00:00Z)" in dead["reason"]
+
+
+def _future_counted() -> float:
+    return sum(sample.value for family in metrics.DEAD_LETTERS.collect()
+               for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels["reason"] == "future")
 
 
 def test_a_gap_in_the_whole_stream_is_followed(day) -> None:
