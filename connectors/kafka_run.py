@@ -49,6 +49,7 @@ from connectors.kafka_sink import (
     value_identity,
 )
 from connectors.kafka_source import KafkaMergeSource
+from connectors.topics import copartition_problem, partition_counts
 from dataflows.flow import FlowConfig, Outputs, build_flow
 from rules.rulebook import Rulebook
 
@@ -168,6 +169,9 @@ def run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None
         return _fail(f"topics missing on {config['bootstrap.servers']}: {', '.join(missing)}; "
                      f"create them with `forewarn topics create --bootstrap "
                      f"{config['bootstrap.servers']}`")
+    problem = copartition_problem(partition_counts(config, topics.inputs))
+    if problem:
+        return _fail(f"{problem} (on {config['bootstrap.servers']})")
     recovery = None
     if args.recovery:
         total = args.workers * (len(addresses) if addresses else 1)

@@ -44,6 +44,7 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from connectors.topics import PARTITIONER
 from forewarn import metrics
 
 __all__ = [
@@ -60,7 +61,9 @@ log = logging.getLogger("forewarn.kafka.sink")
 Identity = Callable[[bytes], str | None]
 
 #: Producer settings that make delivery safe; user settings cannot weaken them.
-SAFE_PRODUCER = {"enable.idempotence": "true", "acks": "all"}
+#: Settings every Forewarn producer forces: no loss or duplication on retries, and the
+#: contract's partitioner (Java's murmur2), so keys land where other producers put them.
+SAFE_PRODUCER = {"enable.idempotence": "true", "acks": "all", "partitioner": PARTITIONER}
 RETRY_ROUNDS = 3
 
 

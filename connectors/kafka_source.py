@@ -76,6 +76,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
 from dataflows.messages import Decoded
 from forewarn import metrics
 from forewarn.codec import (
@@ -117,6 +118,8 @@ RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber
 #: A record this far past its partition's running maximum, followed by one this far
 #: behind it, was one bad clock: it keeps its place in the partition (see _undo_jump).
 PARTITION_JUMP_S = 900.0
+#: One consumed message in this many is checked for co-partitioning (a hash of its key).
+COPARTITION_SAMPLE = 64
 
 
 class TopicMissingError(RuntimeError):
@@ -239,6 +242,12 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 self._parts[(topic, p)] = _Part(topic, p, rank, start, expects=expect)
         self._consumer.assign([TopicPartition(x.topic, x.partition, x.next_offset)
                                for x in self._parts.values()])
+        # subscriber-keyed topics: their partition count, for the co-partitioning check
+        counts: dict[str, int] = {}
+        for part in self._parts.values():
+            counts[part.topic] = counts.get(part.topic, 0) + 1
+        self._keyed = {p.topic: (counts[p.topic], p.expects) for p in self._parts.values()
+                       if p.expects is not None and p.expects.kind in SUBSCRIBER_KEYED}
         self._by_rank = {(p.rank, p.partition): p for p in self._parts.values()}
         self._buffered = 0  # messages taken, not yet merged
         self._tally = Decoded()  # what was decoded since the last batch went out
@@ -262,6 +271,8 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             msgs = self._consumer.consume(fetch, wait)
             if msgs:
                 self._take(msgs)
+                if self._keyed:
+                    _check_copartitioning(msgs[::COPARTITION_SAMPLE], self._keyed)
             if len(msgs) < fetch:
                 break
             wait = 0
@@ -477,6 +488,26 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         out, self._tally = self._tally, Decoded()
         out.items = [entry[4] for entry in batch]
         return [out]
+
+
+def _check_copartitioning(msgs: list, keyed: Mapping[str, tuple[int, type]]) -> None:
+    """Count sampled subscriber-keyed messages that break co-partitioning: keyed by
+    something other than their subscriber id, or on another partition than the
+    contract's partitioner puts their key on (a producer using another partitioner,
+    or topics repartitioned since)."""
+    for msg in msgs:
+        spec = keyed.get(msg.topic())
+        if spec is None or msg.error() is not None:
+            continue
+        key, value = msg.key(), msg.value()
+        try:
+            sid = orjson.loads(value).get("subscriber_id") if value else None
+        except (orjson.JSONDecodeError, AttributeError):
+            continue  # not a record: the flow dead-letters it
+        if not isinstance(sid, str) or not sid:
+            continue
+        if key != sid.encode() or partition_for(key, spec[0]) != msg.partition():
+            metrics.COPARTITION_VIOLATIONS.labels(source=TOPIC_FOR_TYPE[spec[1].kind]).inc()
 
 
 def _undo_jump(part: _Part) -> float:

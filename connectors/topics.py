@@ -111,6 +111,84 @@ def key_for(record: Mapping[str, object]) -> bytes | None:
     return None
 
 
+#: The producer partitioner of the contract: Java's default (murmur2 of the key), which
+#: librdkafka calls ``murmur2_random`` (its own default, ``consistent_random``, differs).
+PARTITIONER = "murmur2_random"
+#: Input record types keyed by subscriber: one subscriber's records must share a
+#: partition index across these topics (co-partitioning).
+SUBSCRIBER_KEYED = frozenset({"location", "call", "subscriber", "complaint"})
+
+
+def murmur2(key: bytes) -> int:
+    """Kafka's murmur2 hash of a key (``org.apache.kafka.common.utils.Utils.murmur2``),
+    as a signed 32-bit int.
+
+    >>> [murmur2(k) for k in (b"21", b"foobar", b"abc")]
+    [-973932308, -790332482, 479470107]
+    """
+    m, r = 0x5BD1E995, 24
+    length = len(key)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    n4 = length & ~3
+    for i in range(0, n4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = length & 3
+    if rest == 3:
+        h ^= key[n4 + 2] << 16
+    if rest >= 2:
+        h ^= key[n4 + 1] << 8
+    if rest >= 1:
+        h ^= key[n4]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Java's default partitioner (librdkafka ``murmur2_random``) gives a
+    keyed message: ``toPositive(murmur2(key)) % partitions``.
+
+    >>> partition_for(b"SUB000001", 1)
+    0
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partition_counts(config: Mapping[str, str], names: list[str],
+                     timeout: float = 10.0) -> dict[str, int]:
+    """Partition count of each existing topic in ``names`` (missing ones are left out)."""
+    metadata = AdminClient(dict(config)).list_topics(timeout=timeout)
+    return {name: len(metadata.topics[name].partitions) for name in names
+            if name in metadata.topics and metadata.topics[name].error is None}
+
+
+def copartition_problem(counts: Mapping[str, int]) -> str | None:
+    """What is wrong when input topics do not all have one partition count, else None.
+
+    >>> copartition_problem({"oss.locations": 3, "oss.calls": 3}) is None
+    True
+    >>> problem = copartition_problem({"oss.locations": 3, "oss.calls": 1, "oss.alarms": 3})
+    >>> problem.split("; ")[1]
+    'recreate oss.calls with 3 partitions'
+    """
+    if len(set(counts.values())) <= 1:
+        return None
+    values = sorted(counts.values())
+    usual = max(set(values), key=values.count)
+    odd = sorted(name for name, n in counts.items() if n != usual)
+    by_count = sorted(counts.items(), key=lambda item: (item[1], item[0]))
+    shown = ", ".join(f"{name} {n}" for name, n in by_count)
+    return (f"input topics must all have the same number of partitions (one subscriber's "
+            f"records share a partition index), got {shown}; recreate {', '.join(odd)} with "
+            f"{usual} partitions")
+
+
 def create_topics(
     config: Mapping[str, str],
     partitions: int = 1,

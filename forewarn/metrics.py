@@ -79,6 +79,10 @@ DEAD_LETTERS = Counter("forewarn_dead_letters", "Inputs sent to the dead-letter 
                        "by source topic and bounded reason code (including records decoded "
                        "but refused later: unknown cell, time out of range)",
                        ["source", "reason"])
+COPARTITION_VIOLATIONS = Counter(
+    "forewarn_copartition_violations", "Sampled subscriber-keyed input messages (1 in 64 "
+    "consumed) keyed by something other than their subscriber id, or on another partition "
+    "than the contract's partitioner (Java's murmur2) puts their key on", ["source"])
 HELD_AHEAD = Gauge("forewarn_records_held_ahead", "Input records held because their event "
                    "time is far ahead of the stream's progress: applied when the stream reaches "
                    "them, dead letters (reason future) if it never does; they move no timer")
@@ -167,6 +171,8 @@ for _topic in TOPIC_FOR_TYPE.values():
     LATE_RECORDS.labels(source=_topic)
 for _code in DEAD_LETTER_CODES:
     DEAD_LETTERS.labels(source="unknown", reason=_code)
+for _type in ("location", "call", "subscriber", "complaint"):  # keyed by subscriber
+    COPARTITION_VIOLATIONS.labels(source=TOPIC_FOR_TYPE[_type])
 for _kind in ACTION_KINDS:
     for _why in SUPPRESS_REASONS:
         SUPPRESSED.labels(kind=_kind, reason=_why)
