@@ -498,28 +498,31 @@ class Publisher:
 
     def _isolate(self) -> None:
         """Send the records of refused batches again, one at a time: deliver the good,
-        dead-letter those refused alone."""
+        dead-letter those refused alone. When publishing must stop meanwhile, the
+        records not settled yet count as not delivered."""
         while self._refused and self.report.stopped is None:
             self._wait()
             refused, self._refused = self._refused, []
-            for source, number, topic, key, value, _ in refused:
+            for i, (source, number, topic, key, value, _) in enumerate(refused):
+                if self.report.stopped is not None:
+                    self.report.failed.update(r[2] for r in refused[i:])
+                    return
                 answer: list[KafkaError | None] = []
                 err = self._send(topic, value, key,
                                  lambda e, _m, answer=answer: answer.append(e))
                 if err is None:
                     self._wait()
-                    err = answer[0] if answer else None
-                    if err is None and answer:
+                    if not answer or answer[0] is not None and (
+                            answer[0].code() not in PER_RECORD_ERRORS):
+                        self._fail(answer[0] if answer else KafkaError(
+                            KafkaError._TIMED_OUT, "no delivery report"), topic)
+                        continue
+                    err = answer[0]
+                    if err is None:
                         self.report.by_topic[topic] += 1
                         self.report.retried_alone += 1
                         continue
-                    if err is not None and err.code() not in PER_RECORD_ERRORS:
-                        self._fail(err, topic)
-                        return
-                if err is not None:
-                    self._dead_letter(value, source, number, _refusal(err, topic))
-                if self.report.stopped is not None:
-                    return
+                self._dead_letter(value, source, number, _refusal(err, topic))
         self._wait()
 
     def flush(self) -> PublishReport:
