@@ -1,8 +1,12 @@
 """``forewarn replay``: publish recorded JSONL to the contract's topics by ``type``.
 
 Several files are merged by stream time (each file keeps its own order), as
-``forewarn run --input`` reads them. See :mod:`connectors.kafka_publish` for
-what happens to lines without an input type.
+``forewarn run --input`` reads them. A line that cannot be published as it is
+(no input type, no message key, too large, refused by the broker) becomes a dead
+letter with its file and line, and publishing goes on (see
+:mod:`connectors.kafka_publish`). At the end a report says what was delivered per
+topic, what went to dead letters and why, and what failed; the exit status is 0
+only when every good record was delivered.
 """
 
 from __future__ import annotations
@@ -11,16 +15,23 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connectors.kafka_config import add_arguments
+
+if TYPE_CHECKING:
+    from connectors.kafka_publish import PublishReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "replay", help="publish recorded JSONL to the Kafka topics by type",
         description="Publish JSONL records to the contract's input topics, each to the topic "
-        "of its `type`, keyed as the contract says. Lines that are not an input record go "
-        "to the dead-letter topic (and are counted).")
+        "of its `type`, keyed as the contract says. A line that cannot be published as it "
+        "is (not an input record, no key, too large, refused by the broker) goes to the "
+        "dead-letter topic with its line number, and publishing goes on. Exit status 0: "
+        "every good record was delivered; 1: some were not (the report says which "
+        "topic and why); 2: nothing was published (no broker, no topics, bad settings).")
     p.add_argument("files", nargs="+", metavar="FILE", type=Path, help="JSONL files")
     add_arguments(p)
     add_pacing_arguments(p)
@@ -39,8 +50,6 @@ def add_pacing_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from confluent_kafka import KafkaException
-
     from connectors.files import merge_by_time
     from connectors.kafka_config import (
         KafkaConfigError,
@@ -48,7 +57,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         check_reachable,
         config_from_args,
     )
-    from connectors.kafka_publish import Publisher, Topics, paced
+    from connectors.kafka_publish import Publisher, PublishError, Topics, paced
 
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:
@@ -57,10 +66,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         check_reachable(config)
-    except (KafkaConfigError, KafkaUnreachableError) as exc:
+        pub = Publisher(config, Topics(args.topic_prefix))
+    except (KafkaConfigError, KafkaUnreachableError, PublishError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
-    pub = Publisher(config, Topics(args.topic_prefix))
     streams, line_numbers = [], {}
     for path in args.files:
         numbered = [(n, line.rstrip(b"\r\n")) for n, line in
@@ -77,12 +86,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
             seen[name] += 1
             pub.publish(line, name, line_numbers[name][seen[name] - 1])
         report = pub.flush()
-    except (KafkaException, TimeoutError) as exc:
+    except PublishError as exc:
+        report = pub.abort()
+        report.seconds = time.monotonic() - began
+        print(f"replay: {report_text(report)}", file=sys.stderr)
         print(f"replay: publishing failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("replay: interrupted", file=sys.stderr)
         return 130
     report.seconds = time.monotonic() - began
-    print(f"replay: {report.summary()}", file=sys.stderr)
+    print(f"replay: {report_text(report)}", file=sys.stderr)
     return 0
+
+
+def report_text(report: PublishReport) -> str:
+    """A publish report for the terminal (see ``PublishReport.summary``)."""
+    return report.summary().replace("\n", "\n  ")

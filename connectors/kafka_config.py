@@ -196,7 +196,8 @@ def check_reachable(config: Mapping[str, str], timeout: float = 10.0) -> Cluster
             last = f"; last client log: {handler.lines[-1]}" if handler.lines else ""
             raise KafkaUnreachableError(
                 f"no Kafka broker answered at {config.get('bootstrap.servers')} within "
-                f"{timeout:g} s ({exc.args[0].str()}){last}"
+                f"{timeout:g} s ({exc.args[0].str()}): is a broker up there? check --bootstrap "
+                f"(SASL/TLS settings go in --config FILE or -X key=value){last}"
             ) from exc
     finally:
         logger.removeHandler(handler)

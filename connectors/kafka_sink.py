@@ -12,7 +12,8 @@ or that times out, just disappears. :class:`KafkaOutSink` instead
   ahead of: batches go out without waiting (the producer's ``linger.ms``), reports
   are served as they come, and a failure surfaces at the next batch or at close;
 * counts each failed delivery in ``forewarn_kafka_delivery_failures{topic}``,
-  logs it with its key and reason, produces retriable failures again, and raises
+  logs it with its topic, partition and reason (never its key: a subscriber id),
+  produces retriable failures again, and raises
   :class:`DeliveryError` - stopping the flow - when a message still cannot be
   delivered. Restarted on the same ``--recovery`` directory, the flow resumes
   from its last snapshot and produces those outputs again: late, never lost;
@@ -153,12 +154,13 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
         self._topic = topic
         self._identity = identity
         self._delivered = delivered
-        self._failed: list[tuple[KafkaError, bytes | None, bytes]] = []
+        # (error, key, value, partition) of each failed delivery
+        self._failed: list[tuple[KafkaError, bytes | None, bytes, int]] = []
         self.skipped = 0
 
     def _report(self, err: KafkaError | None, msg) -> None:
         if err is not None:
-            self._failed.append((err, msg.key(), msg.value()))
+            self._failed.append((err, msg.key(), msg.value(), msg.partition()))
 
     def _produce(self, key: bytes | None, value: bytes) -> None:
         while True:
@@ -192,17 +194,18 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
                 return
             failed, self._failed = self._failed, []
             metrics.DELIVERY_FAILURES.labels(topic=self._topic).inc(len(failed))
-            err = failed[0][0]
+            err, partition = failed[0][0], failed[0][3]
+            retriable = all(_retriable(f[0]) for f in failed)
             log.error("kafka delivery failed", extra={
-                "topic": self._topic, "failed": len(failed), "error": err.str(),
-                "code": err.name(), "key": (failed[0][1] or b"").decode(errors="replace"),
-                "retry": round_ < RETRY_ROUNDS and all(_retriable(e) for e, _, _ in failed)})
-            if round_ == RETRY_ROUNDS or not all(_retriable(e) for e, _, _ in failed):
+                "topic": self._topic, "partition": partition, "failed": len(failed),
+                "error": err.str(), "code": err.name(),
+                "retry": round_ < RETRY_ROUNDS and retriable})
+            if round_ == RETRY_ROUNDS or not retriable:
                 raise DeliveryError(
                     f"{len(failed)} message(s) to {self._topic} not delivered: {err.str()} "
                     f"({err.name()}); the flow stops so that they are not lost - fix the "
                     f"cause and restart it on the same --recovery directory")
-            for _, key, value in failed:
+            for _, key, value, _ in failed:
                 self._produce(key, value)
 
     def close(self) -> None:

@@ -196,11 +196,13 @@ def create_topics(
     replication_factor: int = -1,
     timeout: float = 30.0,
     prefix: str = "",
+    topic_config: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create every contract topic that does not exist yet; return the ones created.
 
     ``prefix`` goes in front of every name (``forewarn run --topic-prefix``): several
-    flows, tests or benchmarks can share one cluster.
+    flows, tests or benchmarks can share one cluster. ``topic_config`` adds topic-level
+    configs to every topic (for example ``{"max.message.bytes": "200000"}``).
 
     Idempotent: topics that already exist are left as they are (their partition
     count and configs are not changed). ``config`` holds librdkafka client settings
@@ -220,7 +222,7 @@ def create_topics(
             prefix + spec.name,
             num_partitions=partitions,
             replication_factor=replication_factor,
-            config=spec.config,
+            config={**spec.config, **dict(topic_config or {})},
         )
         for spec in ALL_TOPICS
     ]

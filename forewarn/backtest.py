@@ -145,9 +145,31 @@ def compare(a: dict, b: dict) -> dict:
     }
 
 
+def labels(a: dict, b: dict | None = None) -> list[str]:
+    """Column heads: ``name vN``, plus each rulebook's directory when name and
+    version alone do not tell the two apart (and ``a``/``b`` when neither does).
+
+    >>> book = lambda src: {"rulebook": {"name": "default", "version": 1, "source": src}}
+    >>> labels(book("rules/default/rulebook.yaml"))
+    ['default v1']
+    >>> labels(book("rules/default/rulebook.yaml"), book("/tmp/try/rulebook.yaml"))
+    ['default v1 (rules/default)', 'default v1 (/tmp/try)']
+    >>> labels(book("r/rulebook.yaml"), book("r/rulebook.yaml"))
+    ['default v1 (r, a)', 'default v1 (r, b)']
+    """
+    cols = [a] + ([b] if b else [])
+    heads = [f"{c['rulebook']['name']} v{c['rulebook']['version']}" for c in cols]
+    if len(set(heads)) == len(heads):
+        return heads
+    dirs = [str(Path(c["rulebook"]["source"]).parent) for c in cols]
+    if len(set(dirs)) < len(dirs):
+        dirs = [f"{d}, {tag}" for d, tag in zip(dirs, "ab", strict=False)]
+    return [f"{h} ({d})" for h, d in zip(heads, dirs, strict=True)]
+
+
 def format_report(a: dict, b: dict | None = None) -> str:
     cols = [a] + ([b] if b else [])
-    head = ["", *(f"{c['rulebook']['name']} v{c['rulebook']['version']}" for c in cols)]
+    head = ["", *labels(a, b)]
     rows: list[list[str]] = [head]
 
     def row(label: str, get) -> None:

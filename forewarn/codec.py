@@ -412,6 +412,7 @@ def reason_code(reason: str) -> str:
 
 
 _REASON_CODES = (
+    ("refused by the broker", "refused"),  # a publisher's: the broker's own reason
     ("not JSON", "not_json"),
     ("expected a JSON object", "not_object"),
     ("type: expected one of", "unknown_type"),

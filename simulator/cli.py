@@ -92,20 +92,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace, cfg: ScenarioConfig) -> int:
     """``--bootstrap``: publish the events to the contract topics (truth to ``--truth``)."""
-    from confluent_kafka import KafkaException
-
+    from connectors.kafka_cli import report_text
     from connectors.kafka_config import (
         KafkaConfigError,
         KafkaUnreachableError,
         check_reachable,
         config_from_args,
     )
-    from connectors.kafka_publish import Topics, publish_lines
+    from connectors.kafka_publish import Publisher, PublishError, Topics, publish_lines
 
     try:
         config = config_from_args(args)
         check_reachable(config)
-    except (KafkaConfigError, KafkaUnreachableError) as exc:
+        pub = Publisher(config, Topics(args.topic_prefix))
+    except (KafkaConfigError, KafkaUnreachableError, PublishError) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
     began = time.perf_counter()
@@ -118,13 +118,14 @@ def _publish(args: argparse.Namespace, cfg: ScenarioConfig) -> int:
           + (f" at {args.speed:g}x real time" if args.speed > 0 else "")
           + (f" at {args.rate:g}/s" if args.rate > 0 else ""), file=sys.stderr)
     try:
-        report = publish_lines(config, sc.lines, topics=Topics(args.topic_prefix),
-                               source="simulator", speed=args.speed, rate=args.rate)
-    except (KafkaException, TimeoutError) as exc:
+        report = publish_lines(config, sc.lines, topics=pub.topics, source="simulator",
+                               speed=args.speed, rate=args.rate, publisher=pub)
+    except PublishError as exc:
+        print(f"simulate: {report_text(exc.report)}", file=sys.stderr)
         print(f"simulate: publishing failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("simulate: interrupted", file=sys.stderr)
         return 130
-    print(f"simulate: {report.summary()}", file=sys.stderr)
+    print(f"simulate: {report_text(report)}", file=sys.stderr)
     return 0

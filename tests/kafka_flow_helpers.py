@@ -46,10 +46,12 @@ def expected(cfg: ScenarioConfig = SCENARIO) -> Expected:
                     got.dead_letters)
 
 
-def fresh_topics(config: Mapping[str, str], partitions: int = 1) -> Topics:
-    """A new set of contract topics behind a unique prefix."""
+def fresh_topics(config: Mapping[str, str], partitions: int = 1,
+                 topic_config: Mapping[str, str] | None = None) -> Topics:
+    """A new set of contract topics behind a unique prefix (``topic_config``: extra
+    topic-level configs, e.g. ``max.message.bytes``)."""
     topics = Topics(unique_topic("t") + ".")
-    create_topics(config, partitions, prefix=topics.prefix)
+    create_topics(config, partitions, prefix=topics.prefix, topic_config=topic_config)
     return topics
 
 

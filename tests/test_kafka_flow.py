@@ -4,6 +4,7 @@ a broker restart, and delivery failures that are surfaced instead of lost."""
 from __future__ import annotations
 
 import doctest
+import logging
 import subprocess
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Pat
         "--sites", "10", "--hours", "3", "--subscribers-per-cell", "8"),
         capture_output=True, text=True, timeout=120)
     assert sim.returncode == 0, sim.stderr
-    assert "without an input type sent to the dead-letter topic" in sim.stderr
+    assert "dead letters: " in sim.stderr and "failed: none" in sim.stderr
     run_flow(flow_cmd(bootstrap, topics, "-w", "2", "--exit-at-end"), tmp_path / "flow.log")
     _check_outputs(kafka_config, topics)
     dead = values(kafka_config, topics.dead_letters)
@@ -239,6 +240,30 @@ def test_failed_delivery_is_counted_and_raised(kafka_config) -> None:  # noqa: F
     assert metrics.DELIVERY_FAILURES.labels(topic=topic)._value.get() == before + 1
     part.close()
     assert [r.value for r in records(kafka_config, topic)] == [b'{"ok": 1}']
+
+
+def test_the_sink_logs_a_failed_delivery_without_its_key(kafka_config) -> None:  # noqa: F811
+    """A failed delivery is logged with topic, partition and error, never the message
+    key (a subscriber id)."""
+    topic = unique_topic("tiny")
+    create_topic(kafka_config, topic, topic_config={"max.message.bytes": "200"})
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logger = logging.getLogger("forewarn.kafka.sink")
+    logger.addHandler(handler)
+    try:
+        part = KafkaOutSink(kafka_config, topic, tail=0).build("step", 0, 1)
+        with pytest.raises(DeliveryError):
+            part.write_batch([("SUB004711", b'{"big": "' + b"x" * 1000 + b'"}')])
+        part.close()
+    finally:
+        logger.removeHandler(handler)
+    [failed] = [r for r in logged if r.getMessage() == "kafka delivery failed"]
+    fields = {k: v for k, v in vars(failed).items() if k not in logging.makeLogRecord({}).__dict__}
+    assert fields["topic"] == topic and fields["partition"] == 0
+    assert fields["code"] == "MSG_SIZE_TOO_LARGE"
+    assert "SUB004711" not in repr(vars(failed))
 
 
 def test_without_recovery_a_failed_delivery_surfaces_at_close(kafka_config) -> None:  # noqa: F811

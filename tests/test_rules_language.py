@@ -249,7 +249,7 @@ def test_hot_reload_applies_valid_changes_and_refuses_invalid_ones(tmp_path):
     assert watcher.current().version == 2
 
 
-def test_backtest_reports_and_compares(tmp_path):
+def test_backtest_reports_and_compares(tmp_path, capsys):
     s = Scenario().site("S1", region="north").site("S2")
     s.subscriber("V", segment="vip").subscriber("C")
     s = long_outage(s, ["V", "C"])
@@ -273,3 +273,8 @@ def test_backtest_reports_and_compares(tmp_path):
                  str(events), "--json", str(out)]) == 0
     doc = orjson.loads(out.read_bytes())
     assert doc["differences"]["only_in_b"] == 1
+    # both rulebooks are "default v1": their directories tell the columns apart
+    printed = capsys.readouterr().out
+    head = printed.splitlines()[0]
+    assert f"default v1 ({DEFAULT_DIR})" in head and f"default v1 ({new})" in head
+    assert f"1 only with default v1 ({new})" in printed
