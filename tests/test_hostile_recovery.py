@@ -288,6 +288,9 @@ def _hostile() -> Iterator[tuple[str, bytes]]:
     # a class's state set by BUILD (attribute injection into a global)
     yield "BUILD on a class", (b"\x80\x04\x8c\x0bcollections\x8c\x05deque\x93}"
                                b"\x8c\x03foo\x8c\x03bar\x73b.")
+    # items set on a class (SETITEMS on a global), then its state (BUILD)
+    yield "SETITEMS on a class", (b"\x80\x04\x8c\x0bcollections\x8c\x05deque\x93("
+                                  b"\x8c\x01a\x8c\x01bu}b.")
     # REDUCE on something the pickle built rather than named
     yield "computed callable", b"\x80\x04\x8c\x0bcollections\x8c\x05deque\x93)R)R."
     yield "extension code", b"\x80\x04\x82\x01)R."
