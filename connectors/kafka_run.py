@@ -183,48 +183,60 @@ class StopRequested(BaseException):  # noqa: N818 - a request, like KeyboardInte
     so that it stops its workers (without a panic) and returns this to the caller."""
 
 
+_STOPPED = threading.Event()  # set once a requested stop has completed
+
+
 def _on_stop_signal(signum: int, _frame: object) -> None:
     name = signal.Signals(signum).name
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: see _watchdog
         signal.signal(sig, signal.SIG_IGN)
+    _STOPPED.clear()
     threading.Thread(target=_watchdog, args=(name,), daemon=True).start()
     raise StopRequested(name)
 
 
 def _watchdog(name: str) -> None:
     """Workers stuck (a delivery that cannot complete): exit anyway after the grace time."""
-    time.sleep(STOP_GRACE_S)
+    if _STOPPED.wait(STOP_GRACE_S):
+        return
     log.error("workers did not stop in time; exiting", extra={
         "signal": name, "grace_s": STOP_GRACE_S})
     logging.shutdown()
     os._exit(1)
 
 
-def _run_until_stopped(flow: Dataflow, args: argparse.Namespace, addresses: list[str] | None,
-                       epoch_s: float, recovery: RecoveryConfig | None) -> int:
-    """Run ``flow`` until it ends or SIGINT/SIGTERM; 0 either way.
+def _run_flow(flow: Dataflow, args: argparse.Namespace, addresses: list[str] | None,
+              epoch_s: float, recovery: RecoveryConfig | None) -> None:
+    """Run ``flow`` until it ends (or a signal raises :class:`StopRequested`).
 
     ``addresses`` is never None for Bytewax here: with it ``cli_main`` takes its
     cluster path even for one worker, where the main thread watches for signals while
     the workers run (its single-worker path turns a signal into a panic)."""
-    handlers = {sig: signal.signal(sig, _on_stop_signal)
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
-                 addresses=addresses or [], epoch_interval=timedelta(seconds=epoch_s),
-                 recovery_config=recovery)
-    except StopRequested as stop:
-        log.info("kafka flow stopped", extra={"signal": str(stop)})
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    return 0
+    cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
+             addresses=addresses or [], epoch_interval=timedelta(seconds=epoch_s),
+             recovery_config=recovery)
 
 
 def run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None = None) -> int:
     """Run until stopped (or, with ``--exit-at-end``, until the input is read).
 
-    ``propensity`` warm-starts the model when there is no recovery snapshot yet."""
+    SIGINT and SIGTERM, at any point (the recovery check of a large store takes a
+    while), stop it with one log line and 0. ``propensity`` warm-starts the model when
+    there is no recovery snapshot yet."""
+    handlers = {sig: signal.signal(sig, _on_stop_signal)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run_kafka(args, book, propensity)
+    except StopRequested as stop:
+        _STOPPED.set()
+        log.info("kafka flow stopped", extra={"signal": str(stop)})
+        return 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None) -> int:
     try:
         config = config_from_args(args)
     except KafkaConfigError as exc:
@@ -268,4 +280,5 @@ def run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None
     # SiteLogic): short without recovery; with it, the snapshot interval (a trade-off).
     epoch_s = args.snapshot_interval if recovery is not None else min(
         args.snapshot_interval, FAST_EPOCH_S)
-    return _run_until_stopped(flow, args, addresses, epoch_s, recovery)
+    _run_flow(flow, args, addresses, epoch_s, recovery)
+    return 0
