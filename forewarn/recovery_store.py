@@ -103,8 +103,10 @@ class StoreReport:
 def check_permissions(directory: Path) -> None:
     """Refuse a directory, or a database file in it, that group or others may write.
 
-    >>> import tempfile; d = Path(tempfile.mkdtemp()); d.chmod(0o775)
-    >>> check_permissions(d)
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     Path(tmp).chmod(0o775)
+    ...     check_permissions(Path(tmp))
     Traceback (most recent call last):
     ...
     forewarn.recovery_store.RecoveryStoreError: recovery directory ... is writable by ...

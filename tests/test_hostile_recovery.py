@@ -169,6 +169,20 @@ def test_missing_partition_is_refused(store: Store, tmp_path: Path) -> None:
     assert "7 of its 8 partitions" in refusal
 
 
+def test_torn_last_write_is_accepted(store: Store) -> None:
+    """A write cut short at the end of a WAL is what a crash leaves: not a refusal."""
+    wal = _largest_wal(store.dir)
+    os.truncate(wal, wal.stat().st_size - 1000)
+    assert wal_lost_commits(wal) is None
+    check_store(store.dir)
+
+
+def test_doubled_partition_is_refused(store: Store) -> None:
+    shutil.copy(store.dir / "part-1.sqlite3", store.dir / "part-1 (copy).sqlite3")
+    with pytest.raises(RecoveryStoreError, match=r"are both partition 1 of 8"):
+        check_store(store.dir)
+
+
 def test_partition_restored_from_an_older_backup_is_refused(store: Store) -> None:
     """A partition as a backup taken at epoch 1 has it, put back among newer ones."""
     victim = store.dir / "part-4.sqlite3"
