@@ -17,6 +17,11 @@ What is allowed (derived from the snapshots of real recovery runs):
 * ``getattr(cls, name)`` only as the reference to one of :data:`ALLOWED_METHODS`
   (a ``classmethod`` pickles that way: ``PropensityModel.from_bytes``).
 
+A field of a new library type in a stage's state (a ``datetime``, a numpy scalar) is
+refused until its class is added to :data:`LIBRARY_GLOBALS`:
+``tests/test_hostile_recovery.py::test_real_snapshots_pass_the_pickle_check`` and
+``tests/test_kafka_recovery.py`` (whose restarts are checked) fail until it is.
+
 REDUCE and NEWOBJ may only call a global named by the pickle itself (never an
 object the pickle built), BUILD may not set state on a global (a class or
 function), and extension codes and persistent ids are refused. The bytes that

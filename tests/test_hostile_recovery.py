@@ -335,6 +335,24 @@ def test_the_propensity_model_pickle_passes_and_loads() -> None:
     assert isinstance(loads(blob), PropensityModel)
 
 
+def test_crafted_propensity_model_file_is_refused_and_never_runs(tmp_path: Path,
+                                                                  capsys) -> None:
+    """``--propensity-model`` reads a pickle from a file: the same allowlist applies."""
+    from forewarn.cli import main
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "propensity.model"
+    evil.write_bytes(pickle.dumps(_Payload(f"touch {marker}")))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(expected().lines[0] + b"\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--input", str(events), "--out", str(tmp_path / "out"), "--metrics-port",
+              "-1", "--propensity-model", str(evil)])
+    assert exit_.value.code == 2
+    assert f"--propensity-model {evil}: not a propensity model snapshot" in capsys.readouterr().err
+    assert not marker.exists()
+
+
 # ---- stopping ---------------------------------------------------------------------------
 
 
