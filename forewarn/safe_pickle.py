@@ -27,6 +27,10 @@ object the pickle built), BUILD may not set state on a global (a class or
 function), and extension codes and persistent ids are refused. The bytes that
 Forewarn's snapshots hold (a pickle inside Bytewax's pickle, and the propensity
 model's pickled pipeline inside that) are checked the same way, recursively.
+
+A stage's snapshot is versioned bytes (:func:`dump_state`, :data:`SNAPSHOT_FORMAT`):
+``b"forewarn-state:" + bytes([format]) + pickle``; a format this Forewarn does not
+read is refused at the start, not met by a failing unpickle in a worker.
 """
 
 from __future__ import annotations
@@ -42,11 +46,14 @@ from typing import Any
 
 __all__ = [
     "ALLOWED_METHODS",
+    "SNAPSHOT_FORMAT",
     "LIBRARY_GLOBALS",
     "STATE_MODULES",
     "UnsafePickle",
     "allowed_globals",
     "check_pickle",
+    "dump_state",
+    "load_state",
     "loads",
 ]
 
@@ -253,8 +260,10 @@ def check_pickle(data: bytes, _depth: int = 0) -> None:
             _generic(op, stack, pop, pop_mark)
     else:
         raise UnsafePickle("it has no STOP opcode (truncated)")
-    if len(stack) == 1 and stack[0].kind == "bytes" and _looks_like_pickle(stack[0].value):
-        _nested(stack[0].value, _depth, "the pickled bytes it holds")
+    if len(stack) == 1 and stack[0].kind == "bytes":
+        inner = _state_pickle(stack[0].value)
+        if inner is not None:
+            _nested(inner, _depth, "the state it holds")
 
 
 def _ops(data: bytes) -> Iterator[tuple[pickletools.OpcodeInfo, Any]]:
@@ -337,6 +346,48 @@ def _nested(data: bytes, depth: int, where: str) -> None:
 def _looks_like_pickle(data: bytes) -> bool:
     """Protocol 2+ pickles start with PROTO; Forewarn writes the highest protocol."""
     return len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= pickle.HIGHEST_PROTOCOL
+
+
+# ---- Forewarn's snapshot format --------------------------------------------------------
+
+#: Version of what a stage's ``snapshot()`` returns: :data:`_MAGIC`, this number as one
+#: byte, then a pickle of the stage's state object. Snapshots without the header (written
+#: before it existed) are that pickle alone, and still load.
+SNAPSHOT_FORMAT = 1
+_MAGIC = b"forewarn-state:"
+
+
+def dump_state(state: Any) -> bytes:
+    """A stage's state as snapshot bytes (format :data:`SNAPSHOT_FORMAT`).
+
+    >>> dump_state({"a": 1})[:16]
+    b'forewarn-state:\\x01'
+    """
+    return _MAGIC + bytes([SNAPSHOT_FORMAT]) + pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+
+
+def load_state(blob: bytes) -> Any:
+    """What :func:`dump_state` wrote (or an unversioned pickle), read with :func:`loads`.
+
+    >>> load_state(dump_state({"a": (1, 2)}))
+    {'a': (1, 2)}
+    """
+    inner = _state_pickle(blob)
+    if inner is None:
+        raise UnsafePickle("not a Forewarn state snapshot")
+    return loads(inner)
+
+
+def _state_pickle(blob: bytes) -> bytes | None:
+    """The pickle inside snapshot bytes; None if they are not a snapshot; UnsafePickle
+    for a format this Forewarn does not read."""
+    if blob.startswith(_MAGIC):
+        version = blob[len(_MAGIC)] if len(blob) > len(_MAGIC) else None
+        if version != SNAPSHOT_FORMAT:
+            raise UnsafePickle(f"it is state snapshot format {version}; this Forewarn reads "
+                               f"format {SNAPSHOT_FORMAT} (a different version wrote it)")
+        return blob[len(_MAGIC) + 1:]
+    return blob if _looks_like_pickle(blob) else None
 
 
 # ---- the restricted loader -------------------------------------------------------------

@@ -22,7 +22,7 @@ import pytest
 
 from connectors.kafka_publish import Topics, publish_lines
 from forewarn.recovery_store import RecoveryStoreError, check_store, wal_lost_commits
-from forewarn.safe_pickle import UnsafePickle, check_pickle, loads
+from forewarn.safe_pickle import UnsafePickle, check_pickle, load_state, loads
 from tests.kafka_flow_helpers import (
     expected,
     flow_cmd,
@@ -225,7 +225,7 @@ def _plant(directory: Path, step: str, blob: bytes) -> Path:
     raise AssertionError(f"no snapshot of {step} in {directory}")
 
 
-@pytest.mark.parametrize("layer", ["bytewax", "forewarn"])
+@pytest.mark.parametrize("layer", ["bytewax", "forewarn"])  # (unversioned: still read)
 def test_crafted_pickle_is_refused_and_never_runs(store: Store, tmp_path: Path,
                                                   layer: str) -> None:
     marker = tmp_path / "pwned"
@@ -284,8 +284,9 @@ def test_real_snapshots_pass_the_pickle_check(killed_store: Store) -> None:
                                        "WHERE ser_change IS NOT NULL"):
             check_pickle(blob)
             value = pickle.loads(blob)  # trusted here: written by this test's own run
-            if isinstance(value, bytes):
-                loads(value)
+            if step != "forewarn.input":  # a stage's state: versioned bytes
+                assert value.startswith(b"forewarn-state:\x01"), value[:20]
+                load_state(value)
             steps.add(step)
         conn.close()
     assert {"forewarn.sequence", "forewarn.site", "forewarn.care", "forewarn.dispatch",
@@ -309,6 +310,9 @@ def _hostile() -> Iterator[tuple[str, bytes]]:
     yield "computed callable", b"\x80\x04\x8c\x0bcollections\x8c\x05deque\x93)R)R."
     yield "extension code", b"\x80\x04\x82\x01)R."
     yield "nested", pickle.dumps(pickle.dumps(_Reduce(os.system, ("true",))))
+    yield "in a state snapshot", pickle.dumps(
+        b"forewarn-state:\x01" + pickle.dumps(_Reduce(os.system, ("true",))))
+    yield "unknown state format", pickle.dumps(b"forewarn-state:\x09" + pickle.dumps(1))
     yield "truncated", pickle.dumps({"a": 1})[:-1]
 
 
