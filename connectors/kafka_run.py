@@ -12,7 +12,14 @@ its partitions are created on first use (``--recovery-partitions``, default
 the larger of 8 and the worker count: rescaling above it needs a new directory).
 After a crash, a restart on the same directory resumes from the last snapshot;
 outputs since then are produced again and skipped by the sinks when already
-delivered (see docs/kafka.md).
+delivered (see docs/kafka.md). Before Bytewax opens the directory,
+:func:`forewarn.recovery_store.check_store` checks it (permissions, every partition
+readable and present, consistent epochs, every snapshot pickle) and the run is
+refused, naming the file and what to do, when anything is off.
+
+Stopping: SIGINT (Ctrl-C) or SIGTERM stops the workers where they are, as a crash
+would (recovery resumes from the last snapshot; without it a restart reads the
+topics again and the sinks skip what was delivered), logs one line and exits 0.
 
 Scale-out: ``-w N`` worker threads; ``-i K -a "host0:port;host1:port"`` for
 processes (the same arguments on every process but ``-i``).
@@ -26,7 +33,11 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -51,6 +62,7 @@ from connectors.kafka_sink import (
 from connectors.kafka_source import KafkaMergeSource
 from connectors.topics import copartition_problem, partition_counts
 from dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.recovery_store import RecoveryStoreError, check_store, secure_new_dir
 from rules.rulebook import Rulebook
 
 __all__ = [
@@ -58,6 +70,7 @@ __all__ = [
     "add_run_arguments",
     "build_kafka_flow",
     "ensure_recovery_dir",
+    "prepare_recovery",
     "run_kafka",
 ]
 
@@ -67,6 +80,7 @@ DEFAULT_LATENESS_S = 2.0
 DEFAULT_SNAPSHOT_S = 5.0
 FAST_EPOCH_S = 0.1  # epoch without recovery: a verdict waits up to one for release
 DEFAULT_DEDUPE_TAIL = 20_000
+STOP_GRACE_S = 30.0  # after SIGINT/SIGTERM, the workers get this long to stop
 
 
 def missing_topics(config: Mapping[str, str], topics: Topics) -> list[str]:
@@ -76,19 +90,39 @@ def missing_topics(config: Mapping[str, str], topics: Topics) -> list[str]:
 
 
 def ensure_recovery_dir(path: Path, partitions: int) -> Path:
-    """Create ``path`` and its recovery partitions unless they exist (process-safe)."""
-    path.mkdir(parents=True, exist_ok=True)
+    """Create ``path`` and its recovery partitions unless they exist (process-safe).
+
+    What it creates is writable by this user only (whatever the umask): the store is
+    trusted storage (snapshots are pickles)."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
     with open(path / ".forewarn-init.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         existing = sorted(path.glob("part-*.sqlite3"))
         if not existing:
             init_db_dir(path, partitions)
+            secure_new_dir(path)
             log.info("recovery directory created", extra={"dir": str(path),
                                                           "partitions": partitions})
         elif len(existing) < partitions:  # e.g. one process's share (deploy/, init container)
             log.info("recovery directory holds a share of the partitions", extra={
                 "dir": str(path), "partitions_here": len(existing), "partitions": partitions})
     return path
+
+
+def prepare_recovery(path: Path, partitions: int, *, complete: bool = True) -> None:
+    """Create the directory if new, then check it before Bytewax opens it.
+
+    ``complete``: one process holds every partition (with ``-a``, each holds a share).
+    Raises :class:`~forewarn.recovery_store.RecoveryStoreError` (the message says which
+    file, what is wrong and what to do) or ``OSError``."""
+    ensure_recovery_dir(path, partitions)
+    began = time.monotonic()
+    report = check_store(path, complete=complete)
+    log.info("recovery directory checked", extra={
+        "dir": str(path), "partitions_here": len(report.partitions),
+        "resume_epoch": report.resume_epoch, "snapshots_checked": report.snapshots_checked,
+        "seconds": round(time.monotonic() - began, 3)})
 
 
 def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topics = CONTRACT_TOPICS,
@@ -145,10 +179,65 @@ def _fail(message: object) -> int:
     return 2
 
 
+class StopRequested(BaseException):  # noqa: N818 - a request, like KeyboardInterrupt
+    """SIGINT or SIGTERM: raised in the main thread, where Bytewax checks for signals,
+    so that it stops its workers (without a panic) and returns this to the caller."""
+
+
+_STOPPED = threading.Event()  # set once a requested stop has completed
+
+
+def _on_stop_signal(signum: int, _frame: object) -> None:
+    name = signal.Signals(signum).name
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: see _watchdog
+        signal.signal(sig, signal.SIG_IGN)
+    _STOPPED.clear()
+    threading.Thread(target=_watchdog, args=(name,), daemon=True).start()
+    raise StopRequested(name)
+
+
+def _watchdog(name: str) -> None:
+    """Workers stuck (a delivery that cannot complete): exit anyway after the grace time."""
+    if _STOPPED.wait(STOP_GRACE_S):
+        return
+    log.error("workers did not stop in time; exiting", extra={
+        "signal": name, "grace_s": STOP_GRACE_S})
+    logging.shutdown()
+    os._exit(1)
+
+
+def _run_flow(flow: Dataflow, args: argparse.Namespace, addresses: list[str] | None,
+              epoch_s: float, recovery: RecoveryConfig | None) -> None:
+    """Run ``flow`` until it ends (or a signal raises :class:`StopRequested`).
+
+    ``addresses`` is never None for Bytewax here: with it ``cli_main`` takes its
+    cluster path even for one worker, where the main thread watches for signals while
+    the workers run (its single-worker path turns a signal into a panic)."""
+    cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
+             addresses=addresses or [], epoch_interval=timedelta(seconds=epoch_s),
+             recovery_config=recovery)
+
+
 def run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None = None) -> int:
     """Run until stopped (or, with ``--exit-at-end``, until the input is read).
 
-    ``propensity`` warm-starts the model when there is no recovery snapshot yet."""
+    SIGINT and SIGTERM, at any point (the recovery check of a large store takes a
+    while), stop it with one log line and 0. ``propensity`` warm-starts the model when
+    there is no recovery snapshot yet."""
+    handlers = {sig: signal.signal(sig, _on_stop_signal)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run_kafka(args, book, propensity)
+    except StopRequested as stop:
+        _STOPPED.set()
+        log.info("kafka flow stopped", extra={"signal": str(stop)})
+        return 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None) -> int:
     try:
         config = config_from_args(args)
     except KafkaConfigError as exc:
@@ -177,9 +266,11 @@ def run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None
         total = args.workers * (len(addresses) if addresses else 1)
         parts = args.recovery_partitions or max(8, total)
         try:
-            ensure_recovery_dir(Path(args.recovery), parts)
+            prepare_recovery(Path(args.recovery), parts, complete=addresses is None)
+        except RecoveryStoreError as exc:
+            return _fail(exc)
         except OSError as exc:
-            return _fail(f"cannot create recovery directory {args.recovery}: {exc}")
+            return _fail(f"cannot prepare recovery directory {args.recovery}: {exc}")
         recovery = RecoveryConfig(Path(args.recovery), timedelta(0))
     flow = build_kafka_flow(config, book, topics=topics, durable=recovery is not None,
                             lateness_s=args.lateness, exit_at_end=args.exit_at_end,
@@ -193,7 +284,5 @@ def run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | None
     # SiteLogic): short without recovery; with it, the snapshot interval (a trade-off).
     epoch_s = args.snapshot_interval if recovery is not None else min(
         args.snapshot_interval, FAST_EPOCH_S)
-    cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
-             addresses=addresses, epoch_interval=timedelta(seconds=epoch_s),
-             recovery_config=recovery)
+    _run_flow(flow, args, addresses, epoch_s, recovery)
     return 0

@@ -22,13 +22,14 @@ not one per record.
 Snapshots: Bytewax calls ``snapshot()`` for every touched key at the end of
 every epoch, even without recovery. Without recovery we return ``None``;
 with it, a pickled copy (immutable bytes, no per-epoch deep copy of live
-objects).
+objects, versioned: :func:`forewarn.safe_pickle.dump_state`). Resuming reads them
+back with :func:`forewarn.safe_pickle.load_state`, which resolves only the classes
+Forewarn's state is made of.
 """
 
 from __future__ import annotations
 
 import copy
-import pickle
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,7 +51,7 @@ from dataflows.messages import Decoded
 from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer, own_key
 from dataflows.site import SiteCorrelator
-from forewarn import metrics
+from forewarn import metrics, safe_pickle
 from forewarn.codec import dead_letter_dict, decode_input, encode
 from forewarn.logs import get_logger
 from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location, stream_at
@@ -86,7 +87,7 @@ class FlowConfig:
 
 def _snapshot(state: Any, durable: bool) -> bytes | None:
     """Immutable bytes of a step's state when recovery is on; nothing otherwise."""
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL) if durable else None
+    return safe_pickle.dump_state(state) if durable else None
 
 
 def _freeze_site(site: SiteCorrelator | None, pending: list) -> bytes:
@@ -94,11 +95,11 @@ def _freeze_site(site: SiteCorrelator | None, pending: list) -> bytes:
     frozen = copy.copy(site)
     if frozen is not None:
         frozen.book = None
-    return pickle.dumps((frozen, pending), protocol=pickle.HIGHEST_PROTOCOL)
+    return safe_pickle.dump_state((frozen, pending))
 
 
 def _thaw_site(blob: bytes, book: Rulebook) -> tuple[SiteCorrelator | None, list]:
-    site, pending = pickle.loads(blob)
+    site, pending = safe_pickle.load_state(blob)
     if site is not None:
         site.book = book
         if not hasattr(site, "away"):  # a snapshot from before session 6
@@ -109,7 +110,7 @@ def _thaw_site(blob: bytes, book: Rulebook) -> tuple[SiteCorrelator | None, list
 class SequenceLogic(StatefulBatchLogic):
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.seq: Sequencer = pickle.loads(resume) if resume else Sequencer(
+        self.seq: Sequencer = safe_pickle.load_state(resume) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
         if not isinstance(self.seq._pending, deque):  # a snapshot from before session 4
             self.seq._pending = deque(sorted(self.seq._pending))
@@ -234,7 +235,7 @@ class DispatchLogic(StatefulBatchLogic):
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
         if resume:
-            self.dispatch: Dispatcher = pickle.loads(resume)
+            self.dispatch: Dispatcher = safe_pickle.load_state(resume)
         elif cfg.propensity is not None:
             self.dispatch = Dispatcher(model=PropensityModel.warm_start(cfg.propensity))
         else:
@@ -260,7 +261,7 @@ class CareLogic(StatefulBatchLogic):
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.shard: CareShard = pickle.loads(resume) if resume else CareShard()
+        self.shard: CareShard = safe_pickle.load_state(resume) if resume else CareShard()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         msgs = values[0] if len(values) == 1 else sorted(

@@ -45,6 +45,8 @@ from typing import NamedTuple
 
 from river import compose, linear_model, metrics, optim, preprocessing
 
+from forewarn import safe_pickle
+
 HORIZON_S = 2 * 3600.0
 CATEGORICAL = ("segment", "plan", "trigger")
 NUMERIC = ("tenure", "lost_h_24h", "outage_min", "site", "drops", "contacts", "age_min")
@@ -159,7 +161,7 @@ class PropensityModel:
     def from_bytes(cls, data: bytes) -> PropensityModel:
         model = cls.__new__(cls)
         (model.pipeline, model.updates, model.positives, model.auc, model.log_loss,
-         *warm) = pickle.loads(data)
+         *warm) = safe_pickle.loads(data)  # river classes only: it may come from a file
         model.warm_updates, model.warm_positives = warm or (0, 0)
         return model
 
