@@ -28,10 +28,12 @@ offset)``:
   type that does not belong on their topic (dead letters, code ``wrong_topic``),
   and times more than 7 days ahead of the merge keep their place in their
   partition (the flow dead-letters them). A record more than
-  :data:`PARTITION_JUMP_S` past its partition's running maximum that the next
-  record of its partition contradicts (it falls back that far) keeps its place
-  too, so a lone bad clock does not hold the rest of its partition back behind
-  it; the sequencer decides what such a record means for event time;
+  :data:`PARTITION_JUMP_S` past its partition's running maximum that a later
+  record of its partition contradicts (it falls back that far, before
+  :data:`PARTITION_JUMP_CONFIRM` records in line with the leap came) keeps its
+  place too, so a few bad clocks do not hold the rest of their partition back
+  behind them; until then the partition holds the merge at the time before the
+  leap. The sequencer decides what such records mean for event time;
 * in live operation every partition is normally at its end, and messages go on
   as they arrive; skew between producers is the sequencer's ``lateness_s``.
 
@@ -116,8 +118,10 @@ TIMELESS = frozenset({"cell", "maintenance"})
 RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
                                     Maintenance, Complaint)}
 #: A record this far past its partition's running maximum, followed by one this far
-#: behind it, was one bad clock: it keeps its place in the partition (see _undo_jump).
+#: behind it, was a bad clock: it keeps its place in the partition (see _undo_jump).
 PARTITION_JUMP_S = 900.0
+#: ... unless this many records follow it in line first: the partition really moved on.
+PARTITION_JUMP_CONFIRM = 8
 #: One consumed message in this many is checked for co-partitioning (a hash of its key).
 COPARTITION_SAMPLE = 64
 
@@ -188,7 +192,22 @@ class _Part:
     last_key: float = NEG_INF  # running maximum of merge times taken
     paused: bool = False
     expects: type | None = None  # the record class its topic carries (None: any)
-    jump_from: float | None = None  # last_key before the latest record leapt past it
+    jump_from: float | None = None  # last_key before an unconfirmed leap forward
+    jump_offset: int = 0  # the offset of the record that leapt
+    jump_seen: int = 0  # records since, in line with it
+
+    def leap(self, before: float, offset: int) -> None:
+        """A record far past the partition's running maximum: unconfirmed until
+        :data:`PARTITION_JUMP_CONFIRM` records follow in line with it (a later leap
+        keeps the first one's base)."""
+        if self.jump_from is None:
+            self.jump_from, self.jump_offset = before, offset
+        self.jump_seen = 0
+
+    def confirm(self) -> None:
+        self.jump_seen += 1
+        if self.jump_seen >= PARTITION_JUMP_CONFIRM:
+            self.jump_from = None
 
     @property
     def tp_id(self) -> str:
@@ -200,7 +219,11 @@ class _Part:
         return not self.entries and 0 <= high <= self.next_offset
 
     def bound(self) -> MergeKey:
-        """Every message this partition has yet to give sorts after this."""
+        """Every message this partition has yet to give sorts after this. While its
+        latest leap forward is unconfirmed, that message may yet go back to the time
+        before the leap (:func:`_undo_jump`), and so may the ones after it."""
+        if self.jump_from is not None:
+            return (self.jump_from, self.rank, self.partition, self.jump_offset - 1)
         if self.entries:
             return _merge_key(self.entries[-1])
         return (self.last_key, self.rank, self.partition, self.next_offset - 1)
@@ -417,17 +440,18 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                     latest = key
                 if kind is Complaint:
                     tally.complaints.append(rec)
-            if key < last or key > ahead:
-                if key < last - PARTITION_JUMP_S and part.jump_from is not None:
-                    last = _undo_jump(part)  # the jump before this was one bad record
-                    if key < last:
-                        key = last
-                else:
-                    key = last  # behind its partition, or absurdly far ahead: keeps its place
+            if part.jump_from is not None and NEG_INF < key < last - PARTITION_JUMP_S:
+                last = _undo_jump(part)  # it falls back: the leap before it was bad clocks
+                if key < last:
+                    key = last
+            elif key < last or key > ahead:
+                key = last  # behind its partition, or absurdly far ahead: keeps its place
+                if part.jump_from is not None:
+                    part.confirm()
             elif key - last > PARTITION_JUMP_S and last != NEG_INF:
-                part.jump_from = last  # undone if the partition's next records fall back
+                part.leap(last, offset)  # undone if the partition's next records fall back
             elif part.jump_from is not None:
-                part.jump_from = None
+                part.confirm()
             last = key
             entries.append((key, rank, partition, offset, (source, value, rec, at)))
         if part is not None:
@@ -511,7 +535,7 @@ def _check_copartitioning(msgs: list, keyed: Mapping[str, tuple[int, type]]) -> 
 
 
 def _undo_jump(part: _Part) -> float:
-    """The partition's latest leap forward was one record ahead of its stream: the
+    """The partition's unconfirmed leap forward was records ahead of its stream: the
     entries still buffered since it go back to the merge time before it (they stay
     sorted). Returns that time, the partition's running maximum again."""
     base = part.jump_from

@@ -65,11 +65,13 @@ def test_hostile_records_on_kafka_change_nothing_across_restarts(kafka_config,  
         (topics.of("subscriber"), b"SUB000001", ALARM),  # an alarm on bss.subscribers
         (topics.of("alarm"), b"SITE0001", LOCATION),  # a location on oss.alarms
         (topics.of("location"), b"SUB000001", SUBSCRIBER),  # a deletion on oss.locations
-        (topics.of("location"), b"SUB000001", _future("SUB000001")),
+        # days ahead: two in a row on one partition, one on another (murmur2: 2, 2, 0)
         (topics.of("location"), b"SUB000002", _future("SUB000002")),
+        (topics.of("location"), b"SUB000072", _future("SUB000072")),
+        (topics.of("location"), b"SUB000001", _future("SUB000001")),
         *[(topics.prefix + t, k, v) for t, k, v in POISON],
     ]
-    spots = produce(kafka_config, hostile)
+    spots = produce(kafka_config, hostile, {"partitioner": "murmur2_random"})
     assert len({p for t, p, _ in spots if t == topics.of("location")}) >= 2  # two partitions
     publish_lines(kafka_config, exp.lines[half:], topics=topics)
 
@@ -84,7 +86,7 @@ def test_hostile_records_on_kafka_change_nothing_across_restarts(kafka_config,  
         == sorted(exp.incidents)
     dead = {d["raw"]: d for d in values(kafka_config, topics.dead_letters) if "offset" in d}
     codes = [dead[value.decode()]["code"] for _, _, value in hostile]
-    assert codes == ["wrong_topic"] * 3 + ["future"] * 2 + ["bad_time", "bad_type"]
+    assert codes == ["wrong_topic"] * 3 + ["future"] * 3 + ["bad_time", "bad_type"]
     assert "which carries only 'subscriber' records" in dead[ALARM.decode()]["reason"]
     where = {(d["topic"], d["partition"], d["offset"]) for d in dead.values()}
     assert set(spots) <= where
