@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS, SEVERITIES
 from rules.safe_yaml import CODES, YamlRefused, compose_limited, read_limited
@@ -264,7 +265,8 @@ class _Checker:
 
 
 def _plain(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
+    """The Python value of a node (safe_yaml already refused what would not convert)."""
+    return SafeConstructor().construct_document(node)
 
 
 def _mapping(node: yaml.Node | None) -> dict[str, yaml.Node]:

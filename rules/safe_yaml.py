@@ -190,9 +190,9 @@ def check_events(text: str, file: Path) -> None:
     documents = 0
     line = 1
 
-    def stop(code: str, path: str, what: str) -> YamlRefused:
+    def stop(code: str, what: str, where: str | None = None) -> YamlRefused:
         found = [p for _, p in problems]
-        return YamlRefused(code, [*found, f"{file}:{line}: {path}: {what}"])
+        return YamlRefused(code, [*found, f"{file}:{line}: {where or _path(stack)}: {what}"])
 
     try:
         for ev in yaml.parse(text, Loader=_LOADER):
@@ -200,8 +200,8 @@ def check_events(text: str, file: Path) -> None:
             if isinstance(ev, DocumentStartEvent):
                 documents += 1
                 if documents > 1:
-                    raise stop("not_yaml", "(file)", "more than one YAML document (---); a "
-                               "rulebook is one document")
+                    raise stop("not_yaml", "more than one YAML document (---); a rulebook "
+                               "is one document", "(file)")
                 continue
             if isinstance(ev, MappingEndEvent | SequenceEndEvent):
                 frame = stack.pop()
@@ -213,18 +213,18 @@ def check_events(text: str, file: Path) -> None:
                 continue  # stream and document ends
             parent = stack[-1] if stack else None
             if parent is not None and parent.mapping and parent.expect_key:
-                where = _path(stack)
                 if not isinstance(ev, ScalarEvent):
-                    raise stop("complex_key", where, "a key must be plain text, not a list, a "
+                    raise stop("complex_key", "a key must be plain text, not a list, a "
                                "mapping or an alias; write the key out as text")
                 if ev.value == "<<" and ev.implicit[0]:
-                    raise stop("complex_key", where, "merge keys (<<) are not supported; "
+                    raise stop("complex_key", "merge keys (<<) are not supported; "
                                "write the keys out (an alias may stand for a whole value)")
                 if ev.tag not in (None, "!") and ev.tag != _T + "str":
-                    raise stop("unsafe_tag", where, f"tag {ev.tag} on a key; keys are plain "
+                    raise stop("unsafe_tag", f"tag {ev.tag} on a key; keys are plain "
                                "text: remove the tag")
-                key_path = f"{where}.{ev.value}" if where != "(top)" else ev.value
                 if ev.value in parent.seen:
+                    where = _path(stack)
+                    key_path = f"{where}.{ev.value}" if where != "(top)" else ev.value
                     problems.append(("duplicate_key", f"{file}:{line}: {key_path}: key given "
                                      f"twice (first at line {parent.seen[ev.value]}); "
                                      "keep one and merge what the two say"))
@@ -235,33 +235,32 @@ def check_events(text: str, file: Path) -> None:
                     anchors[ev.anchor] = 1
                 expanded += 1
                 continue
-            where = _path(stack)
             if isinstance(ev, AliasEvent):
                 if ev.anchor not in anchors:
-                    raise stop("not_yaml", where, f"alias *{ev.anchor} does not follow a "
+                    raise stop("not_yaml", f"alias *{ev.anchor} does not follow a "
                                f"complete &{ev.anchor} (an alias may not point into its own "
                                "anchor or ahead of it)")
                 expanded += anchors[ev.anchor]
             else:
                 if ev.tag not in (None, "!") and ev.tag not in PLAIN_TAGS:
-                    raise stop("unsafe_tag", where, f"tag {ev.tag} is not allowed; a rulebook "
+                    raise stop("unsafe_tag", f"tag {ev.tag} is not allowed; a rulebook "
                                "holds plain data (text, numbers, lists, mappings): remove the "
                                "tag")
                 expanded += 1
                 if isinstance(ev, ScalarEvent):
                     bad = _scalar_problem(ev)
                     if bad is not None:
-                        problems.append((bad[0], f"{file}:{line}: {where}: {bad[1]}"))
+                        problems.append((bad[0], f"{file}:{line}: {_path(stack)}: {bad[1]}"))
                     if ev.anchor is not None:
                         anchors[ev.anchor] = 1
                 else:
                     if len(stack) >= MAX_DEPTH:
-                        raise stop("too_deep", where, f"nested more than {MAX_DEPTH} levels "
+                        raise stop("too_deep", f"nested more than {MAX_DEPTH} levels "
                                    "deep; a rulebook needs at most 6")
                     stack.append(_Frame(isinstance(ev, MappingStartEvent), expanded,
                                         ev.anchor))
             if expanded > MAX_NODES:
-                raise stop("too_many_nodes", where, f"more than {MAX_NODES} values once "
+                raise stop("too_many_nodes", f"more than {MAX_NODES} values once "
                            "aliases are expanded (nested aliases multiply); write the "
                            "values out or use fewer aliases")
             if not isinstance(ev, SequenceStartEvent | MappingStartEvent):
