@@ -29,7 +29,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS, SEVERITIES
-from rules.safe_yaml import CODES, YamlRefused, compose_limited, read_limited
+from rules.safe_yaml import CODES, MAX_PROBLEMS, YamlRefused, compose_limited, read_limited
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "eta"})
@@ -253,15 +253,27 @@ class Rulebook:
 
 
 class _Checker:
-    """Walks YAML nodes so every complaint can name file:line and key."""
+    """Walks YAML nodes so every complaint can name file:line and key.
+
+    Keeps the first ``MAX_PROBLEMS`` (a hostile file can hold thousands) and counts the rest.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.problems: list[str] = []
+        self.more = 0
 
     def fail(self, node: yaml.Node | None, key: str, msg: str) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.more += 1
+            return
         line = node.start_mark.line + 1 if node is not None else 1
         self.problems.append(f"{self.path}:{line}: {key}: {msg}")
+
+    def all(self) -> list[str]:
+        tail = [f"{self.path}:1: (file): {self.more} more problem(s) not shown; fix these "
+                "first"] if self.more else []
+        return self.problems + tail
 
 
 def _plain(node: yaml.Node) -> Any:
@@ -714,7 +726,9 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         flapping_stable_s=num(flap_node, flap, "stable_s", "correlation.flapping", 600.0),
     )
     if correlation.group_wait_s >= correlation.hold_down_s:
-        ck.fail(corr_node, "correlation.group_wait_s", "expected less than hold_down_s")
+        ck.fail(corr.get("group_wait_s", corr_node), "correlation.group_wait_s",
+                f"expected less than hold_down_s ({_amount(correlation.hold_down_s)}), got "
+                f"{_amount(correlation.group_wait_s)}: alarms are grouped before notices go")
     qnode, quiet = _section(ck, top, "quiet_hours", {"start", "end", "defer"})
     q_start = _clock(ck, quiet.get("start", qnode), _plain(quiet["start"]) if "start" in quiet
                      else None, "quiet_hours.start")
@@ -750,7 +764,7 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     budgets = _budgets(ck, top.get("budgets"))
     silences = _silences(ck, top.get("silences"))
     if ck.problems:
-        raise RulebookError(ck.problems)
+        raise RulebookError(ck.all())
     return Rulebook(
         name=name, version=version, correlation=correlation, quiet_start_min=q_start,
         quiet_end_min=q_end, defer_kinds=frozenset(defer), channel_order=tuple(order),

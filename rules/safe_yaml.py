@@ -69,6 +69,8 @@ MAX_DEPTH = 20
 MAX_NODES = 100_000
 #: No count, duration or budget in a rulebook comes near this; beyond it, a typo.
 MAX_NUMBER = 10**15
+#: Problems reported from one file before giving up (a hostile file may hold thousands).
+MAX_PROBLEMS = 100
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _T = "tag:yaml.org,2002:"
@@ -94,11 +96,14 @@ def read_limited(file: Path) -> bytes:
     def refuse(code: str, what: str) -> YamlRefused:
         return YamlRefused(code, [f"{file}:1: (file): {what}"])
 
+    special = refuse("unreadable", "not a regular file; give the path of rulebook.yaml or of "
+                     "its directory")
     try:
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            raise special  # before open(): opening a FIFO would wait for a writer
         with open(file, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise refuse("unreadable", "not a regular file; give the path of "
-                             "rulebook.yaml or of its directory")
+                raise special  # replaced between the two looks
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise refuse("unreadable", "no such rulebook file (expected DIR/rulebook.yaml)") \
@@ -190,6 +195,12 @@ def check_events(text: str, file: Path) -> None:
     documents = 0
     line = 1
 
+    def note(code: str, what: str, where: str) -> None:
+        problems.append((code, f"{file}:{line}: {where}: {what}"))
+        if len(problems) >= MAX_PROBLEMS:
+            raise YamlRefused(problems[0][0], [p for _, p in problems] + [
+                f"{file}:{line}: (file): stopped after {MAX_PROBLEMS} problems; fix these first"])
+
     def stop(code: str, what: str, where: str | None = None) -> YamlRefused:
         found = [p for _, p in problems]
         return YamlRefused(code, [*found, f"{file}:{line}: {where or _path(stack)}: {what}"])
@@ -224,10 +235,9 @@ def check_events(text: str, file: Path) -> None:
                                "text: remove the tag")
                 if ev.value in parent.seen:
                     where = _path(stack)
-                    key_path = f"{where}.{ev.value}" if where != "(top)" else ev.value
-                    problems.append(("duplicate_key", f"{file}:{line}: {key_path}: key given "
-                                     f"twice (first at line {parent.seen[ev.value]}); "
-                                     "keep one and merge what the two say"))
+                    note("duplicate_key", f"key given twice (first at line "
+                         f"{parent.seen[ev.value]}); keep one and merge what the two say",
+                         f"{where}.{ev.value}" if where != "(top)" else ev.value)
                 else:
                     parent.seen[ev.value] = line
                 parent.key, parent.expect_key = ev.value, False
@@ -250,7 +260,7 @@ def check_events(text: str, file: Path) -> None:
                 if isinstance(ev, ScalarEvent):
                     bad = _scalar_problem(ev)
                     if bad is not None:
-                        problems.append((bad[0], f"{file}:{line}: {_path(stack)}: {bad[1]}"))
+                        note(bad[0], bad[1], _path(stack))
                     if ev.anchor is not None:
                         anchors[ev.anchor] = 1
                 else:
