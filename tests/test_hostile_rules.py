@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink
 from prometheus_client import REGISTRY
@@ -262,8 +263,16 @@ def test_non_utf8_files_are_refused_with_the_line(tmp_path):
     assert load_rulebook(tmp_path).version == 1
 
 
+@pytest.fixture(params=["libyaml", "python"])
+def loader(request, monkeypatch):
+    """Both YAML parsers PyYAML may use: libyaml when built with it, else pure Python."""
+    if request.param == "python":
+        monkeypatch.setattr("rules.safe_yaml._LOADER", yaml.SafeLoader)
+    return request.param
+
+
 @pytest.mark.parametrize("nest", ["flow", "block"])
-def test_deep_nesting_is_refused_quickly(tmp_path, nest):
+def test_deep_nesting_is_refused_quickly(tmp_path, nest, loader):
     if nest == "flow":
         deep = "deep: " + "[" * 5000 + "]" * 5000 + "\n"
     else:  # as deep as the size limit allows in block style
@@ -283,7 +292,7 @@ def _laughs(levels: int = 9, width: int = 10) -> str:
     return "\n".join(out) + f"\n      en: *l{levels}\n"
 
 
-def test_billion_laughs_in_a_template_is_refused_fast_with_little_memory(tmp_path):
+def test_billion_laughs_in_a_template_is_refused_fast_with_little_memory(tmp_path, loader):
     text = edited(('      en: "Hi $name, sorry about your dropped calls',
                    _laughs() + '      fr: "Hi $name, sorry about your dropped calls'))
     tracemalloc.start()
