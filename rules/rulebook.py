@@ -41,6 +41,9 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ID_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 #: The longest message text a template may hold (an email body; an SMS is 160).
 MAX_TEMPLATE_CHARS = 5000
+#: Rules in one rulebook (the default has 6). Checking overlaps compares every pair:
+#: 500 rules take ~0.5 s, which a hot reload spends inside a batch.
+MAX_RULES = 500
 # Channels that reach the phone through its serving cell (useless while it is down).
 CELL_CHANNELS = frozenset({"push", "sms"})
 
@@ -745,6 +748,10 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     rule_nodes: dict[str, yaml.Node] = {}
     if not isinstance(rules_node, yaml.SequenceNode):
         ck.fail(rules_node or root, "rules", "expected a list of rules")
+    elif len(rules_node.value) > MAX_RULES:  # checking overlaps is quadratic in rules
+        raise RulebookError([f"{file}:{rules_node.start_mark.line + 1}: rules: "
+                             f"{len(rules_node.value)} rules; at most {MAX_RULES}: merge rules "
+                             "that differ only in audience"], "too_large")
     else:
         seen: dict[str, int] = {}
         for i, rnode in enumerate(rules_node.value):

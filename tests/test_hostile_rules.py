@@ -24,7 +24,7 @@ from dataflows.flow import FlowConfig, Outputs
 from forewarn.cli import main
 from forewarn.runner import execute
 from rules.reload import REFUSAL_CODES, RulebookWatcher
-from rules.rulebook import DEFAULT_DIR, RANGES, RulebookError, load_rulebook
+from rules.rulebook import DEFAULT_DIR, MAX_RULES, RANGES, RulebookError, load_rulebook
 from rules.safe_yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from tests.builders import Scenario
 
@@ -175,6 +175,18 @@ def test_every_range_is_enforced_at_both_ends(tmp_path):
             problems = refused(tmp_path, _with_value(key, bad), "invalid")
             assert any(re.sub(r"\[[^\]]*\]", "", m["key"]) in (key, f"{key}.sms")
                        and m["what"].startswith("expected") for m in problems), (key, bad)
+
+
+def test_too_many_rules_are_refused_before_comparing_every_pair(tmp_path):
+    rule = ("  - {id: r%d, version: 1, owner: o, description: d, action: apology, templates: "
+            "{en: x}, trigger: {dropped_calls: {count: 2, window_s: 60}}, "
+            "audience: {plan: [p%d]}}\n")
+    text = DEFAULT_TEXT + "".join(rule % (i, i) for i in range(MAX_RULES))
+    t0 = time.process_time()
+    (m,) = refused(tmp_path, text, "too_large")
+    assert time.process_time() - t0 < 2.0
+    assert m["key"] == "rules" and int(m["line"]) == line_of(text, "  - id: outage-notice")
+    assert f"{MAX_RULES + 6} rules; at most {MAX_RULES}" in m["what"]
 
 
 def test_problems_are_capped_not_endless(tmp_path):
