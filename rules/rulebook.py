@@ -21,7 +21,7 @@ import re
 import reprlib
 import string
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -588,9 +588,7 @@ def _audiences_may_meet(a: Audience, b: Audience) -> bool:
 def _time(ck: _Checker, node, m: dict, key: str, where: str) -> float:
     text = _get(ck, node, m, key, where, (str, datetime))
     try:
-        if isinstance(text, datetime):  # YAML's own timestamps: naive ones are UTC
-            return (text if text.tzinfo else text.replace(tzinfo=UTC)).timestamp()
-        dt = datetime.fromisoformat(text or "")
+        dt = text if isinstance(text, datetime) else datetime.fromisoformat(text or "")
         if dt.tzinfo is None:
             raise ValueError
         return dt.timestamp()

@@ -172,7 +172,8 @@ def _scalar_problem(event: ScalarEvent) -> tuple[str, str] | None:
     try:
         value = getattr(SafeConstructor(), method)(ScalarNode(tag, event.value))
     except Exception:  # noqa: BLE001 - any conversion failure of this one scalar is the answer
-        return "bad_number", f"not a valid {kind[2:]}: {event.value!r}"
+        example = "2026-11-23T10:00:00Z" if kind == "a date/time" else "120 or 0.5"
+        return "bad_number", f"not a valid {kind[2:]}: {event.value!r}; write it as {example}"
     if isinstance(value, float) and not math.isfinite(value):
         return "bad_number", (f"{event.value!r} is not a finite number; NaN and infinities "
                               "are not allowed: give a number")

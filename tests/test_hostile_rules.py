@@ -177,6 +177,16 @@ def test_every_range_is_enforced_at_both_ends(tmp_path):
                        and m["what"].startswith("expected") for m in problems), (key, bad)
 
 
+@pytest.mark.parametrize("start", ["2026-11-23 00:00:00", '"2026-11-23T00:00:00"',
+                                   "2026-02-30T00:00:00Z"])
+def test_silence_times_need_a_real_date_and_an_offset(tmp_path, start):
+    text = edited(("\nrules:\n", f"\nsilences:\n  - {{id: s, start: {start}, end: "
+                   "2026-11-24T00:00:00Z, regions: [north]}\nrules:\n"))
+    code = "bad_number" if "02-30" in start else "invalid"
+    (m,) = refused(tmp_path, text, code)
+    assert m["key"] == "silences[0].start" and int(m["line"]) == line_of(text, "id: s,")
+
+
 def test_too_many_rules_are_refused_before_comparing_every_pair(tmp_path):
     rule = ("  - {id: r%d, version: 1, owner: o, description: d, action: apology, templates: "
             "{en: x}, trigger: {dropped_calls: {count: 2, window_s: 60}}, "
