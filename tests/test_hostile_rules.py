@@ -578,7 +578,7 @@ def _outage(s: Scenario, sid: str, site: str, at: float) -> Scenario:
     return s
 
 
-def test_running_flow_refuses_hostile_rulebooks_and_keeps_its_rules(tmp_path):
+def test_running_flow_refuses_hostile_rulebooks_and_keeps_its_rules(tmp_path, rule_logs):
     """A flow watching its rules dir: hostile rulebooks written over the live one are
     refused while they stay in place (observed through the metric), actions go on under
     the running rules, and a valid change afterwards still applies."""
@@ -644,3 +644,5 @@ def test_running_flow_refuses_hostile_rulebooks_and_keeps_its_rules(tmp_path):
     assert notices == {"U": 1, "W": 1, "X": 2}
     assert [seen[c] for c in hostile] == [(1, 1), (2, 1), (3, 1), (4, 1)]
     assert watcher.reloads == 1 and file_refused() == 0 and not marker.exists()
+    refusals = [r for r in rule_logs if r.getMessage().startswith("rulebook change refused")]
+    assert [r.reason for r in refusals] == list(hostile)
