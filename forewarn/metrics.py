@@ -144,6 +144,11 @@ SNAPSHOT_TIMESTAMP = Gauge("forewarn_recovery_snapshot_timestamp_seconds",
 RECOVERY_ENABLED = Gauge("forewarn_recovery_enabled", "1 when state is snapshotted for "
                          "recovery (run --recovery), else 0")
 RULEBOOK = Gauge("forewarn_rulebook_version", "Version of the active rulebook", ["rulebook"])
+RULEBOOK_RELOADS = Counter("forewarn_rulebook_reloads", "Changes of the watched rulebook file "
+                           "(run --rules DIR): applied (reason none), or refused by bounded "
+                           "reason code while the running rulebook stays", ["outcome", "reason"])
+RULEBOOK_REFUSED = Gauge("forewarn_rulebook_file_refused", "1 while the watched rulebook file "
+                         "holds a change that was refused (the flow runs an older rulebook)")
 BUILD = Gauge("forewarn_build_info", "Build information", ["version", "python", "bytewax"])
 RUN_START = Gauge("forewarn_run_start_timestamp_seconds", "Wall time the flow started")
 RUN_FINISHED = Gauge("forewarn_run_finished_timestamp_seconds", "Wall time the flow reached "

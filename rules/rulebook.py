@@ -1,8 +1,11 @@
 """The rulebook: care teams' rules as typed data, loaded from YAML and checked.
 
 Every problem is reported with ``file:line``, the key, what was expected and
-what was found; nothing half-valid is ever returned. The language is
-documented in ``docs/rules.md``.
+what was found; nothing half-valid is ever returned, and no input raises
+anything but :class:`RulebookError`. The file is first read within limits and
+as plain data only (:mod:`rules.safe_yaml`: size, depth, alias expansion, tags,
+duplicate keys, finite numbers), then every value is checked for type and range
+(:data:`RANGES`). The language is documented in ``docs/rules.md``.
 
 >>> book = load_rulebook()
 >>> book.version, [r.id for r in book.rules][:2]
@@ -13,6 +16,9 @@ documented in ``docs/rules.md``.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import reprlib
 import string
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,23 +26,77 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS, SEVERITIES
+from rules.safe_yaml import CODES, MAX_PROBLEMS, YamlRefused, compose_limited, read_limited
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "eta"})
 TRIGGER_POINTS = ("hold_down", "resolved", "duration")
 SCOPES = ("cell", "site")
 DEFAULT_LANGUAGE = "en"
+#: Rule ids and the rulebook's name go into metric labels, logs and action ids.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ID_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+#: The longest message text a template may hold (an email body; an SMS is 160).
+MAX_TEMPLATE_CHARS = 5000
+#: Rules in one rulebook (the default has 6). Checking overlaps compares every pair:
+#: 500 rules take ~0.5 s, which a hot reload spends inside a batch.
+MAX_RULES = 500
 # Channels that reach the phone through its serving cell (useless while it is down).
 CELL_CHANNELS = frozenset({"push", "sms"})
 
 
-class RulebookError(ValueError):
-    """A rulebook that cannot be used; ``problems`` lists each defect."""
+HOUR, DAY = 3600.0, 86400.0
+#: The range of every number in a rulebook: (lowest, highest, lowest itself excluded).
+#: Keys are paths with list positions left out. Durations are seconds of event time;
+#: docs/rules.md ("Limits") says why each bound is where it is.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "version": (0, 2**31 - 1, False),
+    "correlation.group_wait_s": (0, HOUR, False),
+    "correlation.hold_down_s": (0, DAY, True),
+    "correlation.position_max_age_s": (0, DAY, True),
+    "correlation.flapping.outages": (2, 100, False),
+    "correlation.flapping.window_s": (0, DAY, True),
+    "correlation.flapping.stable_s": (0, DAY, True),
+    "rules.version": (0, 2**31 - 1, False),
+    "rules.trigger.min_duration_s": (0, 7 * DAY, True),
+    "rules.trigger.dropped_calls.count": (1, 100, False),
+    "rules.trigger.dropped_calls.window_s": (0, DAY, True),
+    "rules.limits.cooldown_s": (0, 30 * DAY, False),
+    "rules.audience.tenure_months.min": (0, 1200, False),
+    "rules.audience.tenure_months.max": (0, 1200, False),
+    "rules.audience.complaints.min": (0, 10_000, False),
+    "rules.audience.min_propensity": (0, 1, False),
+    "rules.offer.amount_gb": (0, 1000, True),
+    "limits.max_contacts_per_day": (1, 100, False),
+    "budgets.compensation_per_day": (0, 10**9, False),
+    "budgets.per_minute": (1, 10**7, False),
+}
+#: Values shown in error messages are cut short (a hostile value may be huge).
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 60, 60, 4, 4, 2
 
-    def __init__(self, problems: list[str]):
+
+def _show(value: Any) -> str:
+    return _SHOW.repr(value)
+
+
+#: Why a rulebook is refused: a file refused before its contents are checked
+#: (:data:`rules.safe_yaml.CODES`), or ``invalid`` contents (type, range, reference).
+ERROR_CODES = (*CODES, "invalid")
+
+
+class RulebookError(ValueError):
+    """A rulebook that cannot be used; ``problems`` lists each defect.
+
+    ``code`` (one of :data:`ERROR_CODES`) classifies the first one.
+    """
+
+    def __init__(self, problems: list[str], code: str = "invalid"):
         self.problems = problems
+        self.code = code
         super().__init__("invalid rulebook:\n  " + "\n  ".join(problems))
 
 
@@ -196,19 +256,32 @@ class Rulebook:
 
 
 class _Checker:
-    """Walks YAML nodes so every complaint can name file:line and key."""
+    """Walks YAML nodes so every complaint can name file:line and key.
+
+    Keeps the first ``MAX_PROBLEMS`` (a hostile file can hold thousands) and counts the rest.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.problems: list[str] = []
+        self.more = 0
 
     def fail(self, node: yaml.Node | None, key: str, msg: str) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.more += 1
+            return
         line = node.start_mark.line + 1 if node is not None else 1
         self.problems.append(f"{self.path}:{line}: {key}: {msg}")
 
+    def all(self) -> list[str]:
+        tail = [f"{self.path}:1: (file): {self.more} more problem(s) not shown; fix these "
+                "first"] if self.more else []
+        return self.problems + tail
+
 
 def _plain(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
+    """The Python value of a node (safe_yaml already refused what would not convert)."""
+    return SafeConstructor().construct_document(node)
 
 
 def _mapping(node: yaml.Node | None) -> dict[str, yaml.Node]:
@@ -230,12 +303,38 @@ def _get(ck: _Checker, parent: yaml.Node | None, m: dict, key: str, where: str, 
             ck.fail(node, f"{where}.{key}".lstrip("."), "required value missing (null)")
         return None
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        value = float(value)  # safe_yaml bounds every number, so this cannot overflow
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
-        ck.fail(node, f"{where}.{key}".lstrip("."), f"expected {name}, got {value!r}")
+        ck.fail(node, f"{where}.{key}".lstrip("."), f"expected {name}, got {_show(value)}")
         return None
     return value
+
+
+def _num(ck: _Checker, parent: yaml.Node | None, m: dict, key: str, where: str, typ,
+         default: Any = None, required: bool = False, rng: str | None = None) -> Any:
+    """A number within its :data:`RANGES` entry (``default`` when absent or wrong).
+
+    The entry is ``rng``, or the path without list positions: ``rules[x].limits.cooldown_s``
+    is ``rules.limits.cooldown_s``.
+    """
+    value = _get(ck, parent, m, key, where, typ, required)
+    if value is None:
+        return default
+    path = f"{where}.{key}".lstrip(".")
+    lo, hi, open_lo = RANGES[rng or re.sub(r"\[[^\]]*\]", "", path)]
+    if value != value or value < lo or (open_lo and value == lo) or value > hi:
+        low = f"more than {_amount(lo)}" if open_lo else f"at least {_amount(lo)}"
+        high = _amount(hi) + (f" s ({_amount(hi / DAY)} days)" if key.endswith("_s") and
+                              hi >= 2 * DAY else " s" if key.endswith("_s") else "")
+        ck.fail(m[key], path, f"expected {low} and at most {high}, got {_show(value)} "
+                "(see Limits in docs/rules.md)")
+        return default
+    return value
+
+
+def _amount(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _choices(ck: _Checker, parent, m: dict, key: str, where: str, allowed, lower=False
@@ -249,11 +348,13 @@ def _choices(ck: _Checker, parent, m: dict, key: str, where: str, allowed, lower
     out = []
     for v in values:
         if not isinstance(v, str):
-            ck.fail(node, f"{where}.{key}", f"expected a string or a list of strings, got {v!r}")
+            ck.fail(node, f"{where}.{key}",
+                    f"expected a string or a list of strings, got {_show(v)}")
             continue
         v = v.lower() if lower else v
         if allowed is not None and v not in allowed:
-            ck.fail(node, f"{where}.{key}", f"expected among {', '.join(allowed)}, got {v!r}")
+            ck.fail(node, f"{where}.{key}", f"expected among {', '.join(allowed)}, "
+                    f"got {_show(v)}")
             continue
         out.append(v)
     return tuple(out)
@@ -273,7 +374,7 @@ def _clock(ck: _Checker, node, text: str | None, key: str) -> int:
             return hh * 60 + mm
     except ValueError:
         pass
-    ck.fail(node, key, f"expected a local time HH:MM, got {text!r}")
+    ck.fail(node, key, f"expected a local time HH:MM (quoted: \"22:00\"), got {_show(text)}")
     return 0
 
 
@@ -288,24 +389,28 @@ def _audience(ck: _Checker, node, where: str) -> Audience:
         return Audience()
     _unknown_keys(ck, node, m, where, {"segment", "plan", "tags", "region", "language",
                                        "tenure_months", "complaints", "min_propensity"})
-    floor = _get(ck, node, m, "min_propensity", where, float, False)
-    if floor is not None and not 0.0 <= floor <= 1.0:
-        ck.fail(m["min_propensity"], f"{where}.min_propensity",
-                f"expected a probability between 0 and 1, got {floor}")
+    floor = _num(ck, node, m, "min_propensity", where, float)
     tenure = _mapping(m.get("tenure_months"))
     complaints = _mapping(m.get("complaints"))
+    for name, sub, known in (("tenure_months", tenure, {"min", "max"}),
+                             ("complaints", complaints, {"min"})):
+        if sub:
+            _unknown_keys(ck, m[name], sub, f"{where}.{name}", known)
+    tenure_min = _num(ck, m.get("tenure_months"), tenure, "min", f"{where}.tenure_months", int)
+    tenure_max = _num(ck, m.get("tenure_months"), tenure, "max", f"{where}.tenure_months", int)
+    if tenure_min is not None and tenure_max is not None and tenure_min > tenure_max:
+        ck.fail(m["tenure_months"], f"{where}.tenure_months",
+                f"min {tenure_min} is above max {tenure_max}: no one would match")
     return Audience(
         segments=_choices(ck, node, m, "segment", where, SEGMENTS),
         plans=_choices(ck, node, m, "plan", where, None),
         tags=_choices(ck, node, m, "tags", where, None),
         regions=_choices(ck, node, m, "region", where, None, lower=True),
         languages=_choices(ck, node, m, "language", where, None),
-        tenure_min=_get(ck, m.get("tenure_months"), tenure, "min", f"{where}.tenure_months",
-                        int, False),
-        tenure_max=_get(ck, m.get("tenure_months"), tenure, "max", f"{where}.tenure_months",
-                        int, False),
-        complaints_min=_get(ck, m.get("complaints"), complaints, "min", f"{where}.complaints",
-                            int, False),
+        tenure_min=tenure_min,
+        tenure_max=tenure_max,
+        complaints_min=_num(ck, m.get("complaints"), complaints, "min", f"{where}.complaints",
+                            int),
         min_propensity=floor,
     )
 
@@ -317,15 +422,18 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         ck.fail(node, where, "expected a mapping with id, version, trigger, action, templates")
         return None
     rid = _get(ck, node, m, "id", where, str)
+    if rid is not None and not ID_PATTERN.fullmatch(rid):
+        ck.fail(m["id"], f"{where}.id", f"expected {ID_RULE}, got {_show(rid)}")
+        rid = None
     where = f"rules[{rid or index}]"
     _unknown_keys(ck, node, m, where, RULE_KEYS)
-    version = _get(ck, node, m, "version", where, int)
+    version = _num(ck, node, m, "version", where, int, required=True)
     owner = _get(ck, node, m, "owner", where, str)
     description = _get(ck, node, m, "description", where, str)
     action = _get(ck, node, m, "action", where, str)
     if action is not None and action not in ACTION_KINDS:
         ck.fail(m["action"], f"{where}.action",
-                f"expected one of {', '.join(ACTION_KINDS)}, got {action!r}")
+                f"expected one of {', '.join(ACTION_KINDS)}, got {_show(action)}")
     templates = _templates(ck, node, m, where)
     trig_node = m.get("trigger")
     trig = _mapping(trig_node)
@@ -344,9 +452,9 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         at = _get(ck, trig_node, trig, "at", tw, str)
         if at is not None and at not in TRIGGER_POINTS:
             ck.fail(trig["at"], f"{tw}.at", f"expected one of {', '.join(TRIGGER_POINTS)}, "
-                    f"got {at!r}")
+                    f"got {_show(at)}")
         if at == "duration":
-            min_duration = _get(ck, trig_node, trig, "min_duration_s", tw, float) or 0.0
+            min_duration = _num(ck, trig_node, trig, "min_duration_s", tw, float, 0.0, True)
         elif "min_duration_s" in trig:
             ck.fail(trig["min_duration_s"], f"{tw}.min_duration_s",
                     "only meaningful with `at: duration`")
@@ -356,22 +464,23 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         _unknown_keys(ck, trig_node, trig, tw, {"dropped_calls"})
         dc_node = trig["dropped_calls"]
         dc = _mapping(dc_node)
-        drop_count = _get(ck, dc_node, dc, "count", f"{tw}.dropped_calls", int) or 0
-        drop_window = _get(ck, dc_node, dc, "window_s", f"{tw}.dropped_calls", float) or 0.0
-        if dc and drop_count < 1:
-            ck.fail(dc_node, f"{tw}.dropped_calls.count", "expected at least 1")
+        if not dc:
+            ck.fail(dc_node, f"{tw}.dropped_calls", "expected a mapping {count, window_s}")
+        _unknown_keys(ck, dc_node, dc, f"{tw}.dropped_calls", {"count", "window_s"})
+        drop_count = _num(ck, dc_node, dc, "count", f"{tw}.dropped_calls", int, 0, True)
+        drop_window = _num(ck, dc_node, dc, "window_s", f"{tw}.dropped_calls", float, 0.0,
+                           True)
     else:
         ck.fail(trig_node, tw, "expected `incident` or `dropped_calls`")
     audience = _audience(ck, m.get("audience"), f"{where}.audience")
-    offer = _get(ck, node, m, "offer", where, dict, False)
+    offer = _offer(ck, m.get("offer"), f"{where}.offer")
     if action == "compensation" and offer is None:
         ck.fail(node, f"{where}.offer", "a compensation rule needs an offer")
     cooldown = 0.0
     if "limits" in m:
         lim = _mapping(m["limits"])
         _unknown_keys(ck, m["limits"], lim, f"{where}.limits", {"cooldown_s"})
-        cooldown = _get(ck, m["limits"], lim, "cooldown_s", f"{where}.limits", float,
-                        False) or 0.0
+        cooldown = _num(ck, m["limits"], lim, "cooldown_s", f"{where}.limits", float, 0.0)
     policy = ChannelPolicy()
     if "channels" in m:
         cm = _mapping(m["channels"])
@@ -391,6 +500,29 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
     )
 
 
+def _offer(ck: _Checker, node: yaml.Node | None, where: str) -> dict | None:
+    """A flat mapping of plain values (it is copied into actions and rendered as $offer)."""
+    if node is None:
+        return None
+    m = _mapping(node)
+    value = _plain(node)
+    if not m or not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        ck.fail(node, where, "expected a mapping of names to values such as {kind: "
+                f"data_credit, amount_gb: 5}}, got {_show(value)}")
+        return None
+    for key, vnode in m.items():
+        v = value.get(key)
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            continue
+        if not isinstance(v, int | float):
+            ck.fail(vnode, f"{where}.{key}", f"expected text or a number, got {_show(v)}")
+        elif key == "amount_gb":
+            _num(ck, node, m, key, where, float)
+        elif v < 0:
+            ck.fail(vnode, f"{where}.{key}", f"expected a number of at least 0, got {v:g}")
+    return value
+
+
 def _templates(ck: _Checker, node, m: dict, where: str) -> dict[str, str] | None:
     tnode = m.get("templates")
     tm = _mapping(tnode)
@@ -402,7 +534,11 @@ def _templates(ck: _Checker, node, m: dict, where: str) -> dict[str, str] | None
         text = _plain(text_node)
         key = f"{where}.templates.{lang}"
         if not isinstance(text, str) or not text.strip():
-            ck.fail(text_node, key, f"expected message text, got {text!r}")
+            ck.fail(text_node, key, f"expected message text, got {_show(text)}")
+            continue
+        if len(text) > MAX_TEMPLATE_CHARS:
+            ck.fail(text_node, key, f"message of {len(text)} characters; at most "
+                    f"{MAX_TEMPLATE_CHARS} (the longest an email body should be)")
             continue
         tpl = string.Template(text)
         if not tpl.is_valid():
@@ -451,17 +587,15 @@ def _audiences_may_meet(a: Audience, b: Audience) -> bool:
 
 def _time(ck: _Checker, node, m: dict, key: str, where: str) -> float:
     text = _get(ck, node, m, key, where, (str, datetime))
-    if isinstance(text, datetime):
-        return text.timestamp() if text.tzinfo else text.replace(tzinfo=None).timestamp()
     try:
-        dt = datetime.fromisoformat(text or "")
+        dt = text if isinstance(text, datetime) else datetime.fromisoformat(text or "")
         if dt.tzinfo is None:
             raise ValueError
         return dt.timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         if text is not None:
             ck.fail(m.get(key), f"{where}.{key}",
-                    f"expected an RFC 3339 time with offset, got {text!r}")
+                    f"expected an RFC 3339 time with offset, got {_show(text)}")
         return 0.0
 
 
@@ -495,24 +629,26 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
     if node is None:
         return None
     m = _mapping(node)
+    if not isinstance(node, yaml.MappingNode):
+        ck.fail(node, "budgets", "expected a mapping (see Budgets in docs/rules.md)")
     _unknown_keys(ck, node, m, "budgets", {"compensation_per_day", "per_minute",
                                            "priority_segments", "reserve_share"})
     per_minute: dict[str, int] = {}
     pm_node = m.get("per_minute")
-    for chan, vnode in _mapping(pm_node).items():
-        v = _plain(vnode)
+    pm = _mapping(pm_node)
+    for chan, vnode in pm.items():
         if chan not in CHANNEL_NAMES:
             ck.fail(vnode, f"budgets.per_minute.{chan}",
                     f"expected a channel among {', '.join(CHANNEL_NAMES)}")
-        elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            ck.fail(vnode, f"budgets.per_minute.{chan}", f"expected a positive integer, got {v!r}")
-        else:
-            per_minute[chan] = v
+        elif (n := _num(ck, pm_node, pm, chan, "budgets.per_minute", int,
+                        rng="budgets.per_minute")) is not None:
+            per_minute[chan] = n
     share = _get(ck, node, m, "reserve_share", "budgets", float, False)
     if share is not None and not 0 <= share < 1:
-        ck.fail(m["reserve_share"], "budgets.reserve_share", f"expected 0 <= x < 1, got {share}")
+        ck.fail(m["reserve_share"], "budgets.reserve_share",
+                f"expected 0 <= x < 1, got {_show(share)}")
     return Budgets(
-        compensation_per_day=_get(ck, node, m, "compensation_per_day", "budgets", int, False),
+        compensation_per_day=_num(ck, node, m, "compensation_per_day", "budgets", int),
         per_minute=per_minute,
         priority_segments=_choices(ck, node, m, "priority_segments", "budgets", SEGMENTS)
         or ("vip", "business"),
@@ -525,44 +661,60 @@ TOP_KEYS = {"rulebook", "version", "correlation", "quiet_hours", "channels", "li
 
 
 def load_rulebook(path: str | Path | None = None) -> Rulebook:
-    """Load ``rulebook.yaml`` from a directory (or a file); raise RulebookError."""
+    """Load ``rulebook.yaml`` from a directory (or a file); raise RulebookError.
+
+    Reads at most :data:`rules.safe_yaml.MAX_BYTES` (+1) bytes, whatever the file is.
+    """
     path = Path(path) if path is not None else DEFAULT_DIR
     file = path / "rulebook.yaml" if path.is_dir() else path
-    if not file.exists():
-        raise RulebookError([f"{file}: no such rulebook file (expected DIR/rulebook.yaml)"])
-    text = file.read_text(encoding="utf-8")
-    return parse_rulebook(text, file)
+    try:
+        data = read_limited(file)
+    except YamlRefused as exc:
+        raise RulebookError(exc.problems, exc.code) from None
+    return parse_rulebook(data, file)
 
 
-def parse_rulebook(text: str, file: Path) -> Rulebook:
-    import hashlib
+def _section(ck: _Checker, top: dict, key: str, known: set[str]) -> tuple[Any, dict]:
+    """A top-level mapping (or nested one, ``key`` with dots), checked for unknown keys."""
+    node, parent = None, top
+    for part in key.split("."):
+        node = parent.get(part)
+        parent = _mapping(node)
+    if node is not None and not isinstance(node, yaml.MappingNode):
+        ck.fail(node, key, f"expected a mapping of {', '.join(sorted(known))}")
+    _unknown_keys(ck, node, parent, key, known)
+    return node, parent
 
+
+def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
+    """Check a rulebook's text (bytes as read from ``file``); raise RulebookError."""
+    raw = data.encode() if isinstance(data, str) else data
     ck = _Checker(file)
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise RulebookError([f"{file}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) \
-            from None
+        root = compose_limited(raw, file)
+    except YamlRefused as exc:
+        raise RulebookError(exc.problems, exc.code) from None
     top = _mapping(root)
     if not top:
-        raise RulebookError([f"{file}:1: expected a mapping with rulebook, version, rules"])
+        raise RulebookError([f"{file}:1: (top): expected a mapping with rulebook, version, "
+                             "rules"])
     _unknown_keys(ck, root, top, "", TOP_KEYS)
     name = _get(ck, root, top, "rulebook", "", str)
-    version = _get(ck, root, top, "version", "", int)
-    corr_node = top.get("correlation")
-    corr = _mapping(corr_node)
+    if name is not None and not ID_PATTERN.fullmatch(name):
+        ck.fail(top["rulebook"], "rulebook", f"expected {ID_RULE}, got {_show(name)}")
+    version = _num(ck, root, top, "version", "", int, required=True)
+    corr_node, corr = _section(ck, top, "correlation", {
+        "outage_severities", "outage_causes", "group_wait_s", "hold_down_s",
+        "position_max_age_s", "flapping"})
     if corr_node is None:
         ck.fail(root, "correlation", "required key missing")
     sev = _choices(ck, corr_node, corr, "outage_severities", "correlation", SEVERITIES)
     causes = _choices(ck, corr_node, corr, "outage_causes", "correlation", None)
-    flap_node = corr.get("flapping")
-    flap = _mapping(flap_node)
+    flap_node, flap = _section(ck, top, "correlation.flapping",
+                               {"outages", "window_s", "stable_s"})
 
     def num(node, m, key, where, default, typ=float):
-        value = _get(ck, node, m, key, where, typ, False)
-        return default if value is None else value
+        return _num(ck, node, m, key, where, typ, default)
 
     correlation = Correlation(
         outage_severities=frozenset(sev),
@@ -575,27 +727,29 @@ def parse_rulebook(text: str, file: Path) -> Rulebook:
         flapping_stable_s=num(flap_node, flap, "stable_s", "correlation.flapping", 600.0),
     )
     if correlation.group_wait_s >= correlation.hold_down_s:
-        ck.fail(corr_node, "correlation.group_wait_s", "expected less than hold_down_s")
-    qnode = top.get("quiet_hours")
-    quiet = _mapping(qnode)
+        ck.fail(corr.get("group_wait_s", corr_node), "correlation.group_wait_s",
+                f"expected less than hold_down_s ({_amount(correlation.hold_down_s)}), got "
+                f"{_amount(correlation.group_wait_s)}: alarms are grouped before notices go")
+    qnode, quiet = _section(ck, top, "quiet_hours", {"start", "end", "defer"})
     q_start = _clock(ck, quiet.get("start", qnode), _plain(quiet["start"]) if "start" in quiet
                      else None, "quiet_hours.start")
     q_end = _clock(ck, quiet.get("end", qnode), _plain(quiet["end"]) if "end" in quiet else None,
                    "quiet_hours.end")
     defer = _choices(ck, qnode, quiet, "defer", "quiet_hours", ACTION_KINDS)
-    cnode = top.get("channels")
-    chans = _mapping(cnode)
+    cnode, chans = _section(ck, top, "channels", {"default_order"})
     order = _choices(ck, cnode, chans, "default_order", "channels", CHANNEL_NAMES) \
         or CHANNEL_NAMES
-    lnode = top.get("limits")
-    limits = _mapping(lnode)
-    inode = top.get("inhibit")
-    inhibit = _mapping(inode)
+    lnode, limits = _section(ck, top, "limits", {"max_contacts_per_day"})
+    inode, inhibit = _section(ck, top, "inhibit", {"apology_when_notified"})
     rules_node = top.get("rules")
     rules: list[Rule] = []
     rule_nodes: dict[str, yaml.Node] = {}
     if not isinstance(rules_node, yaml.SequenceNode):
         ck.fail(rules_node or root, "rules", "expected a list of rules")
+    elif len(rules_node.value) > MAX_RULES:  # checking overlaps is quadratic in rules
+        raise RulebookError([f"{file}:{rules_node.start_mark.line + 1}: rules: "
+                             f"{len(rules_node.value)} rules; at most {MAX_RULES}: merge rules "
+                             "that differ only in audience"], "too_large")
     else:
         seen: dict[str, int] = {}
         for i, rnode in enumerate(rules_node.value):
@@ -610,17 +764,17 @@ def parse_rulebook(text: str, file: Path) -> Rulebook:
             rule_nodes[rule.id] = rnode
             rules.append(rule)
         _overlaps(ck, rules, rule_nodes)
-    max_contacts = _get(ck, lnode, limits, "max_contacts_per_day", "limits", int, False)
+    max_contacts = _num(ck, lnode, limits, "max_contacts_per_day", "limits", int)
     apology_inhibit = _get(ck, inode, inhibit, "apology_when_notified", "inhibit", bool, False)
     budgets = _budgets(ck, top.get("budgets"))
     silences = _silences(ck, top.get("silences"))
     if ck.problems:
-        raise RulebookError(ck.problems)
+        raise RulebookError(ck.all())
     return Rulebook(
         name=name, version=version, correlation=correlation, quiet_start_min=q_start,
         quiet_end_min=q_end, defer_kinds=frozenset(defer), channel_order=tuple(order),
         rules=tuple(rules), source=str(file), max_contacts_per_day=max_contacts,
         inhibit_apology_when_notified=True if apology_inhibit is None else apology_inhibit,
         budgets=budgets, silences=silences,
-        digest=hashlib.sha256(text.encode()).hexdigest()[:12],
+        digest=hashlib.sha256(raw).hexdigest()[:12],
     )
