@@ -1,4 +1,4 @@
-"""Throughput of the whole Forewarn flow against a Bytewax pass-through (issue 2, item 8).
+"""Throughput of the whole Forewarn flow against a Bytewax pass-through.
 
 Both flows read the SAME simulator lines from memory (``connectors.files.LinesSource``,
 batches of ``connectors.files.BATCH``), run on one worker (``run_main``) with the same

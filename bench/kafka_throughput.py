@@ -1,4 +1,4 @@
-"""Kafka -> flow -> Kafka: throughput, event-to-action latency, recovery overhead (issue 3, item 7).
+"""Kafka -> flow -> Kafka: throughput, event-to-action latency, recovery overhead.
 
 Everything runs against a real local broker (``forewarn broker start``) on this
 machine; flows run as ``forewarn run --bootstrap`` subprocesses, as in production.
@@ -20,7 +20,7 @@ machine; flows run as ``forewarn run --bootstrap`` subprocesses, as in productio
    reused topics reading its outputs' tails would skip every output of the earlier
    rounds, and time spent reading them would count as processing.
 
-   (Until session 4 the fixed cost was the wall time on *empty* topics. That is unfair
+   (Taking the fixed cost as the wall time on *empty* topics would be unfair
    to the flow with the shorter start: on empty topics the pass-through's 24 consumers
    wait ~1 s for their first fetches, a wait that overlaps its processing when there
    is data, so its "processing time" came out below its own main thread's CPU time.)

@@ -1,4 +1,4 @@
-"""Throughput of the whole flow with the models (issue 6) on and off, in one run.
+"""Throughput of the whole flow with the models on and off, in one run.
 
 Run: ``.venv/bin/python -m bench.models_cost [--sites N --hours H --subscribers-per-cell N
 --repeat K]``. Both variants run the real flow (in memory, discarding sinks) over the

@@ -1,4 +1,4 @@
-"""Memory held in flow state per subscriber (issue 2, item 8; goal <= 300 bytes at 1 M).
+"""Memory held in flow state per subscriber (goal <= 300 bytes at 1 M).
 
 Input, generated lazily (nothing is held): ~2,500 cells (834 sites x 3), then one
 ``subscriber`` upsert per subscriber, then one ``location`` per subscriber on a cell

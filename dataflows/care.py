@@ -175,7 +175,7 @@ class SubscriberCare:
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         for name, value in state[1].items():
-            if name != "seen":  # a position history, in snapshots from before session 6
+            if name != "seen":  # a position history, in an older snapshot format
                 setattr(self, name, value)
 
     def empty(self) -> bool:
@@ -230,7 +230,7 @@ class SubscriberCare:
             return out  # one contact per incident
         down = dict(facts.down_cells)
         latest = msg.seen  # their latest position at msg.at, on a down cell, unless moved
-        moved = getattr(msg, "moved", False)  # (Impacts pickled before session 6: False)
+        moved = getattr(msg, "moved", False)  # (Impacts of an older format: False)
         for rule in book.incident_rules("hold_down", facts.incident_kind):
             if not _triggers(rule, facts):
                 continue

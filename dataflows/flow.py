@@ -70,7 +70,7 @@ class FlowConfig:
     lateness_s: float = 0.0  # reorder window for out-of-order inputs (Kafka partitions)
     tick_s: float = 15.0
     watch: RulebookWatcher | None = None  # hot reload: the rulebook in force per batch
-    models: bool = True  # silent-failure detectors and the propensity model (issue 6)
+    models: bool = True  # silent-failure detectors and the propensity model
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
 
     def rulebook(self) -> Rulebook:
@@ -102,7 +102,7 @@ def _thaw_site(blob: bytes, book: Rulebook) -> tuple[SiteCorrelator | None, list
     site, pending = safe_pickle.load_state(blob)
     if site is not None:
         site.book = book
-        if not hasattr(site, "away"):  # a snapshot from before session 6
+        if not hasattr(site, "away"):  # an older snapshot format: no moves kept
             site.away = {}
     return site, pending
 
@@ -112,13 +112,13 @@ class SequenceLogic(StatefulBatchLogic):
         self.cfg = cfg
         self.seq: Sequencer = safe_pickle.load_state(resume) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
-        if not isinstance(self.seq._pending, deque):  # a snapshot from before session 4
+        if not isinstance(self.seq._pending, deque):  # an older format: a heap
             self.seq._pending = deque(sorted(self.seq._pending))
         if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
             self.seq._pending = deque((src, raw, rec, at)
                                       for at, _, rec, raw, src in self.seq._pending)
         self.applied = cfg.book.digest
-        if not hasattr(self.seq, "last_site"):  # a snapshot from before session 6: moves
+        if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves
             self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
 
