@@ -43,6 +43,7 @@ from dataflows.messages import (
     Restored,
     Tick,
 )
+from dataflows.state import restore_fields
 from forewarn.model import Alarm, Cell, Incident, Kpi, Maintenance
 from rules.rulebook import Rulebook
 
@@ -111,6 +112,9 @@ class SiteCorrelator:
     # members whose entry is a first observation on a down cell within the group wait
     # after it went down (the contract counts them as impacted): sub -> that entry
     first_after: dict[str, tuple[str, float, str | None]] = field(default_factory=dict)
+
+    def __setstate__(self, state: Any) -> None:
+        restore_fields(self, state)  # snapshots from before a field was added load too
 
     # -- entry point -------------------------------------------------------------
 
