@@ -26,6 +26,8 @@ from pathlib import Path
 
 import orjson
 
+from forewarn.codec import parse_time
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -47,6 +49,8 @@ MATRIX = (
     Scenario("s12-100s-24h", 12, 100, 24),
     Scenario("s13-100s-72h-weekend", 13, 100, 72, start="2026-11-20T18:00:00Z"),
     Scenario("s14-300s-24h", 14, 300, 24),
+    Scenario("s15-100s-72h", 15, 100, 72),  # held out: not looked at while tuning
+    Scenario("demo-s7-300s-6h", 7, 300, 6),  # the demo's scenario (daytime only)
 )
 
 
@@ -67,18 +71,33 @@ def run(sc: Scenario, root: Path, tag: str) -> dict:
     out = d / tag
     _forewarn(["run", "--input", str(events), "--out", str(out), "--truth", str(truth)])
     summary = orjson.loads((out / "summary.json").read_bytes())
-    return figures(sc, summary, out)
+    return figures(sc, summary, out, truth)
 
 
-def figures(sc: Scenario, summary: dict, out: Path) -> dict:
+def figures(sc: Scenario, summary: dict, out: Path, truth: Path) -> dict:
     q, sf = summary["quality"], summary.get("silent_failures", {})
-    notices = deferred = 0
+    notices, held = 0, {}  # deferred silent-failure notices: subscriber -> (at, send_after)
     with (out / "actions.jsonl").open("rb") as fh:
         for line in fh:
             a = orjson.loads(line)
             if a["kind"] == "outage_notice" and a["rule_id"] == "silent-failure-notice":
                 notices += 1
-                deferred += a.get("send_after") is not None
+                if a.get("send_after"):
+                    held[a["subscriber_id"]] = (parse_time(a["event_time"]),
+                                                parse_time(a["send_after"]))
+    # The cost of deferring: would-be complainers whose complaint falls between the
+    # notice's time and its send_after (reached at once, missed when deferred).
+    missed = 0
+    if held:
+        with truth.open("rb") as fh:
+            for line in fh:
+                t = orjson.loads(line)
+                if t.get("type") != "truth_impact" or t["subscriber_id"] not in held:
+                    continue
+                at, after = held[t["subscriber_id"]]
+                c = t.get("complaint_time")
+                missed += c is not None and at <= parse_time(c) < after
+    waits = sorted(after - at for at, after in held.values())
     sleeping = sf.get("sleeping", {})
     return {
         "scenario": sc.name,
@@ -93,7 +112,9 @@ def figures(sc: Scenario, summary: dict, out: Path) -> dict:
         "sleeping_delay_max_min": (round(sleeping["delay_max_s"] / 60, 1)
                                    if sleeping.get("delay_max_s") is not None else None),
         "silent_notices": notices,
-        "silent_notices_deferred": deferred,
+        "silent_notices_deferred": len(held),
+        "deferred_wait_median_h": round(waits[len(waits) // 2] / 3600, 1) if waits else None,
+        "complaints_before_deferred_notice": missed,
     }
 
 
@@ -103,7 +124,9 @@ COLUMNS = (("scenario", "scenario"), ("precision", "notice precision"),
            ("detection_precision", "det. precision"),
            ("false_alarms_per_healthy_cell_day", "false/healthy cell-day"),
            ("sleeping_found", "sleeping found"), ("sleeping_delay_max_min", "max delay min"),
-           ("silent_notices", "silent notices"), ("silent_notices_deferred", "deferred"))
+           ("silent_notices", "silent notices"), ("silent_notices_deferred", "deferred"),
+           ("deferred_wait_median_h", "deferred wait h"),
+           ("complaints_before_deferred_notice", "complaints before deferred"))
 
 
 def markdown(rows: list[dict]) -> str:

@@ -219,7 +219,9 @@ class CellHealth:
         # Traffic is learnt again as soon as the cell is up (the re-registrations that
         # follow an outage are clumped; the dispersion must know it before verdicts
         # resume after the grace period).
-        if not (self.down or self.bin_start < self.up_at or SLEEPING in self.open):
+        # (A bin that ends after the return is all after it: nothing is seen while down.)
+        if not (self.down or self.bin_start + p.bin_s <= self.up_at
+                or SLEEPING in self.open):
             x = float(self.bin_count)
             if self.bins == 0:
                 self.rate, self.rate_sq = x, x * x

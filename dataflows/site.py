@@ -500,6 +500,7 @@ class SiteCorrelator:
             region=self.region,
             scope=self._scope(inc),
             causes=tuple(inc.causes),
+            confirmed=not (inc.kind == "degradation" and inc.detector == "silence"),
         )
 
     def _scope(self, inc: OpenIncident) -> str:

@@ -116,6 +116,9 @@ class Rule:
     drop_count: int = 0  # dropped-call rules
     drop_window_s: float = 0.0
     cooldown_s: float = 0.0
+    # no second action of this rule to a subscriber about the same cell within this
+    # time (incident rules: a silent-failure verdict that reopens is the same problem)
+    cell_cooldown_s: float = 0.0
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -165,6 +168,9 @@ class Rulebook:
     budgets: Budgets | None = None
     silences: tuple[Silence, ...] = ()
     digest: str = ""
+    # kinds deferred to the end of quiet hours when the incident is an unconfirmed
+    # silent failure (a sleeping cell found by its silence alone)
+    defer_unconfirmed_kinds: frozenset[str] = frozenset()
     _by_id: dict[str, Rule] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -366,12 +372,17 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
     offer = _get(ck, node, m, "offer", where, dict, False)
     if action == "compensation" and offer is None:
         ck.fail(node, f"{where}.offer", "a compensation rule needs an offer")
-    cooldown = 0.0
+    cooldown = cell_cooldown = 0.0
     if "limits" in m:
         lim = _mapping(m["limits"])
-        _unknown_keys(ck, m["limits"], lim, f"{where}.limits", {"cooldown_s"})
+        _unknown_keys(ck, m["limits"], lim, f"{where}.limits", {"cooldown_s", "cell_cooldown_s"})
         cooldown = _get(ck, m["limits"], lim, "cooldown_s", f"{where}.limits", float,
                         False) or 0.0
+        cell_cooldown = _get(ck, m["limits"], lim, "cell_cooldown_s", f"{where}.limits", float,
+                             False) or 0.0
+        if cell_cooldown and not kinds:
+            ck.fail(m["limits"], f"{where}.limits.cell_cooldown_s",
+                    "only incident rules act about a cell: remove it or use cooldown_s")
     policy = ChannelPolicy()
     if "channels" in m:
         cm = _mapping(m["channels"])
@@ -388,6 +399,7 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         templates=templates, incident_kinds=kinds, at=at, min_duration_s=min_duration,
         scopes=scopes, causes=causes, audience=audience, channels=policy, offer=offer,
         drop_count=drop_count, drop_window_s=drop_window, cooldown_s=cooldown,
+        cell_cooldown_s=cell_cooldown,
     )
 
 
@@ -583,6 +595,8 @@ def parse_rulebook(text: str, file: Path) -> Rulebook:
     q_end = _clock(ck, quiet.get("end", qnode), _plain(quiet["end"]) if "end" in quiet else None,
                    "quiet_hours.end")
     defer = _choices(ck, qnode, quiet, "defer", "quiet_hours", ACTION_KINDS)
+    defer_unconfirmed = _choices(ck, qnode, quiet, "defer_unconfirmed", "quiet_hours",
+                                 ACTION_KINDS)
     cnode = top.get("channels")
     chans = _mapping(cnode)
     order = _choices(ck, cnode, chans, "default_order", "channels", CHANNEL_NAMES) \
@@ -623,4 +637,5 @@ def parse_rulebook(text: str, file: Path) -> Rulebook:
         inhibit_apology_when_notified=True if apology_inhibit is None else apology_inhibit,
         budgets=budgets, silences=silences,
         digest=hashlib.sha256(text.encode()).hexdigest()[:12],
+        defer_unconfirmed_kinds=frozenset(defer_unconfirmed),
     )
