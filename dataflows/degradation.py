@@ -18,7 +18,10 @@ Two detectors, chosen on the simulated data (``python -m bench.models`` measures
     report every 54 min, so a healthy cell's traffic never stops for long; a sleeping
     one's does at once. After the cell was down, its phones' updates are bunched and
     leave a gap as long as the outage every 54 min (:meth:`CellHealth._bunched`): for
-    the rest of the night such a gap is no evidence.
+    the rest of the night such a gap is no evidence. Each cell also learns what its
+    hours look like (mean positions per bin by UTC hour, weekdays and weekends apart,
+    ~300 bytes): when the coming hour is usually much quieter than the current rate
+    (the evening's decline), the rate it expects is capped (:meth:`CellHealth._expected`).
   - *KPI collapse*: ``active_users`` (or, without it, ``call_attempts``) far below the
     cell's own EW mean, with an RRC success rate below its EW mean by ``rrc_z`` standard
     deviations.
@@ -47,6 +50,7 @@ instead of ~1 KB with four river objects, and copies in microseconds.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +76,9 @@ class HealthParams:
     periodic_update_s: float = 3240.0  # T3412: an idle phone reports at least this often
     sync_margin_s: float = 300.0
     sync_hold_s: float = 8 * 3600.0  # how long restored phones' update phases stay bunched
+    profile_alpha: float = 0.05  # EW weight of a bin in its hour-of-week slot (~1.5 days)
+    profile_min_bins: int = 12  # bins a slot needs (an hour) before it is trusted
+    profile_slack: float = 2.0  # the profile caps the rate only when this much quieter
     collapse_ratio: float = 0.15  # active users / attempts below this share of their mean
     min_users: float = 4.0  # mean active users (or attempts) needed to judge a collapse
     rrc_z: float = 3.0
@@ -113,6 +120,16 @@ class Verdict:
     evidence: tuple[str, ...] = ()
 
 
+def _slot(t: float) -> int:
+    """Hour-of-week slot of a time: UTC hour, + 24 on Saturdays and Sundays.
+
+    >>> _slot(1795392000.0), _slot(1795392000.0 - 86400 + 3 * 3600)  # Mon 00:00, Sun 03:00
+    (0, 27)
+    """
+    day, hour = divmod(int(t // 3600), 24)
+    return hour + (24 if (day + 3) % 7 >= 5 else 0)  # 1970-01-01 was a Thursday
+
+
 def kpi_ref(cell_id: str, period_start: float) -> str:
     """Evidence reference of a KPI period.
 
@@ -140,6 +157,11 @@ class CellHealth:
     bins: int = 0
     rate: float = 0.0  # EW mean of positions per bin
     rate_sq: float = 0.0  # EW mean of its square (dispersion of the counts)
+    # What each hour looks like on this cell: mean positions per bin by UTC hour, for
+    # weekdays (slots 0-23) and weekends (24-47), and how many bins each slot has learnt.
+    profile: array | None = None
+    profile_bins: array | None = None
+    expect: float = 1.0  # the profile's rate for the coming hour / ``rate`` (at most 1)
     last_seen: float = -1.0
     silence_at: float = math.inf  # when the silence becomes evidence
     # KPIs
@@ -232,8 +254,44 @@ class CellHealth:
             self.rate *= decay
             self.rate_sq *= decay
             self.bins += n
+            self._learn_profile(x, n, p)
         self.bin_start += n * p.bin_s
         self.bin_count = 0
+        self.expect = self._expected(self.bin_start, p)
+
+    def _learn_profile(self, x: float, n: int, p: HealthParams) -> None:
+        """The bin at ``bin_start`` held ``x`` positions, the ``n - 1`` after it none."""
+        if self.profile is None:
+            self.profile, self.profile_bins = array("f", bytes(4 * 48)), array("B", bytes(48))
+        prof, seen, a = self.profile, self.profile_bins, p.profile_alpha
+        assert seen is not None
+        t = self.bin_start
+        for k in range(min(n, 2 * 288)):  # empty bins beyond two days teach nothing new
+            i = _slot(t + k * p.bin_s)
+            value = x if k == 0 else 0.0
+            prof[i] = value if seen[i] == 0 else a * value + (1 - a) * prof[i]
+            if seen[i] < 255:
+                seen[i] += 1
+
+    def _expected(self, now: float, p: HealthParams) -> float:
+        """How much of ``rate`` the cell's learnt hours say to expect from ``now`` on.
+
+        The EW rate lags behind the evening's decline; the profile of the hour starting
+        now and of the next one (the quieter of the two), times ``profile_slack`` (an
+        hour differs from the same hour yesterday by that much without anything wrong),
+        caps it. 1 while unlearnt.
+        """
+        if self.profile is None or self.rate <= 0:
+            return 1.0
+        low = math.inf
+        for t in (now, now + 3600.0):
+            i = _slot(t)
+            if self.profile_bins[i] < p.profile_min_bins:  # type: ignore[index]
+                i = (i + 24) % 48  # the other kind of day, same hour
+                if self.profile_bins[i] < p.profile_min_bins:  # type: ignore[index]
+                    return 1.0
+            low = min(low, self.profile[i])
+        return min(1.0, p.profile_slack * low / self.rate)
 
     def observe_traffic(self, at: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """A subscriber was seen on the cell at ``at`` (a ``location``, or a call's end)."""
@@ -277,7 +335,7 @@ class CellHealth:
         mean = self.rate
         d = (self.rate_sq - mean * mean) / mean if mean > 0 else 1.0
         scale = math.log(d) / (d - 1) if d > 1.0 + 1e-9 else 1.0
-        return mean * scale / p.bin_s
+        return mean * scale * self.expect / p.bin_s
 
     def advance(self, now: float, p: HealthParams = DEFAULT) -> list[Verdict]:
         """Event time has reached ``now``: open a sleeping verdict if the silence is due."""

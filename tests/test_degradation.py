@@ -83,7 +83,7 @@ def test_detector_state_survives_a_restart(failing) -> None:
             b.record(r)
     assert a.verdicts[before:] == b.verdicts and b.verdicts
     sizes = [len(pickle.dumps(h)) for s in a.sites.values() for h in s.cells.values()]
-    assert max(sizes) < 1024, max(sizes)
+    assert max(sizes) < 1280, max(sizes)  # ~300 B of it the hour-of-week profile
 
 
 def test_ew_statistics_match_river() -> None:
@@ -280,3 +280,22 @@ def test_an_unconfirmed_silent_failure_waits_for_the_subscribers_morning() -> No
     out = care.handle("U", Impact("U", _sleeping(3, "C3", day, confirmed=False), day,
                                   (day - 1000, "C3", None)), book)
     assert [(a.action_kind, a.send_after) for a in out] == [("outage_notice", None)]
+
+
+def test_each_cell_learns_what_its_hours_look_like() -> None:
+    """A busy Monday and quiet night, then Tuesday: at 22:00 the EW rate still says busy,
+    the profile says the coming hours are a tenth of it (capped with the 2x slack); by
+    day it says nothing; a Saturday, never seen, falls back to the weekday's hour."""
+    h, t = CellHealth("C1"), DAY0  # Monday 00:00 UTC
+    while t < DAY0 + 86400 + 22 * 3600:
+        busy = 6 <= (t - DAY0) / 3600 % 24 < 22
+        for k in range(10 if busy else 1):
+            h.observe_traffic(t + 1 + k)
+        t += 300
+    assert h.profile is not None and len(pickle.dumps(h)) < 1280
+    assert h.rate > 9  # Tuesday 22:00: the EW rate has not seen the night yet
+    assert h.expect == pytest.approx(2 * 1 / h.rate, rel=0.05)  # ~0.2
+    assert h._expected(DAY0 + 86400 + 12 * 3600, DEFAULT) == 1.0  # midday
+    saturday_evening = DAY0 + 5 * 86400 + 22 * 3600
+    assert h._expected(saturday_evening, DEFAULT) == pytest.approx(h.expect, rel=0.01)
+    assert CellHealth("C2")._expected(DAY0, DEFAULT) == 1.0  # nothing learnt: no cap
