@@ -86,7 +86,7 @@ class HealthParams:
     prior_calls: float = 400.0
     drop_factor: float = 5.0  # p1 = max(drop_factor * p0, min_p1)
     min_p1: float = 0.08  # cell-edge callers alone drift to 2-4 %: aim above them
-    drop_h: float = 9.0  # drop CUSUM threshold (nats)
+    drop_h: float = 8.0  # drop CUSUM threshold (nats)
     # One period adds at most this to the drop CUSUM: drops come in bursts (a cell-edge
     # caller who redials and drops again), so only a rise sustained over periods counts.
     drop_llr_cap: float = 2.5
