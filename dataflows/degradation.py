@@ -162,6 +162,7 @@ class CellHealth:
     profile: array | None = None
     profile_bins: array | None = None
     expect: float = 1.0  # the profile's rate for the coming hour / ``rate`` (at most 1)
+    lam: float = 0.0  # silence_rate(), kept from the last closed bin (0: not yet known)
     last_seen: float = -1.0
     silence_at: float = math.inf  # when the silence becomes evidence
     # KPIs
@@ -242,9 +243,13 @@ class CellHealth:
         # follow an outage are clumped; the dispersion must know it before verdicts
         # resume after the grace period).
         # (A bin that ends after the return is all after it: nothing is seen while down.)
-        if not (self.down or self.bin_start + p.bin_s <= self.up_at
-                or SLEEPING in self.open):
-            x = float(self.bin_count)
+        x = float(self.bin_count)
+        alarmed = self.down or self.bin_start + p.bin_s <= self.up_at
+        if not alarmed:
+            # The hours are learnt even under a sleeping verdict: a cell nobody uses at
+            # night is flagged on its first night and must learn that this is normal.
+            self._learn_profile(x, n, p)
+        if not (alarmed or SLEEPING in self.open):
             if self.bins == 0:
                 self.rate, self.rate_sq = x, x * x
             else:
@@ -254,10 +259,10 @@ class CellHealth:
             self.rate *= decay
             self.rate_sq *= decay
             self.bins += n
-            self._learn_profile(x, n, p)
         self.bin_start += n * p.bin_s
         self.bin_count = 0
         self.expect = self._expected(self.bin_start, p)
+        self.lam = self.silence_rate(p)  # once per bin, not per position
 
     def _learn_profile(self, x: float, n: int, p: HealthParams) -> None:
         """The bin at ``bin_start`` held ``x`` positions, the ``n - 1`` after it none."""
@@ -311,7 +316,10 @@ class CellHealth:
             least = p.min_silence_s
             if self.last_seen < self.sync_until:
                 least = max(least, self.sync_gap)
-            self.silence_at = self.last_seen + max(least, p.silence_k / self.silence_rate(p))
+            lam = self.lam if self.lam > 0 else self.silence_rate(p)
+            # (0 when the coming hours are learnt as empty: then silence is no evidence)
+            self.silence_at = self.last_seen + max(least, p.silence_k / lam) if lam > 0 \
+                else math.inf
         else:
             self.silence_at = math.inf
 

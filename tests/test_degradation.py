@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from dataclasses import replace
 
@@ -299,3 +300,20 @@ def test_each_cell_learns_what_its_hours_look_like() -> None:
     saturday_evening = DAY0 + 5 * 86400 + 22 * 3600
     assert h._expected(saturday_evening, DEFAULT) == pytest.approx(h.expect, rel=0.01)
     assert CellHealth("C2")._expected(DAY0, DEFAULT) == 1.0  # nothing learnt: no cap
+
+
+def test_hours_learnt_as_empty_make_silence_no_evidence() -> None:
+    """A cell nobody uses at night (an office, a stadium) is flagged on its first night,
+    with nothing learnt yet; from then on its empty hours are expected (and nothing
+    divides by zero)."""
+    h, t, opened = CellHealth("C1"), DAY0 + 8 * 3600, []
+    while t < DAY0 + 3 * 86400:
+        if 8 <= (t - DAY0) / 3600 % 24 < 20:
+            for k in range(5):
+                opened += [v for v in h.observe_traffic(t + 1 + k) if v.status == "open"]
+        t += 300
+        opened += [v for v in h.advance(t) if v.status == "open"]
+    nights = sorted({int((v.at - DAY0) // 86400) for v in opened})
+    assert nights == [0], opened  # the first night only
+    h.observe_traffic(DAY0 + 3 * 86400 + 19.9 * 3600)
+    assert h.expect == 0.0 and h.silence_at == math.inf
