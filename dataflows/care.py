@@ -155,7 +155,8 @@ class SubscriberCare:
     """All care state of one subscriber."""
 
     __slots__ = ("profile", "name", "since", "prev", "deleted_at", "known_since",
-                 "notified", "last_notice", "drops", "last_apology_at", "complaints", "contacts")
+                 "notified", "last_notice", "drops", "last_apology_at", "complaints", "contacts",
+                 "cell_notices")
 
     def __init__(self) -> None:
         self.profile: Profile | None = None
@@ -172,8 +173,11 @@ class SubscriberCare:
         self.last_apology_at: float | None = None
         self.complaints = 0
         self.contacts: tuple[float, ...] = ()  # action times in the last day (contact cap)
+        # rules with a cell cooldown: rule id -> (last action time, its cells)
+        self.cell_notices: dict[str, tuple[float, tuple[str, ...]]] | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        self.__init__()  # type: ignore[misc]  # slots a snapshot predates get their default
         for name, value in state[1].items():
             if name != "seen":  # a position history, in an older snapshot format
                 setattr(self, name, value)
@@ -241,25 +245,39 @@ class SubscriberCare:
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
                                                  down):
                 why = "repeat_outage"  # the same cell again: flapping gets one notice at most
+            if why is None and rule.cell_cooldown_s and self._cell_cooling(rule, msg.at, down):
+                why = "cell_cooldown"  # a verdict that reopened: the same problem
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
             evidence = facts.evidence + (evidence_ref(*latest),)
             trigger = "sleeping" if facts.incident_kind == "degradation" else "outage"
+            wake = None
+            if not facts.confirmed and rule.action in book.defer_unconfirmed_kinds:
+                wake = quiet_until(msg.at, self.profile.timezone, book)  # type: ignore[union-attr]
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
                                  msg.at, facts.area, book, cell_down=True,
                                  exposure=(trigger, msg.at - facts.start_time,
-                                           facts.scope == "site", msg.at - latest[0])))
+                                           facts.scope == "site", msg.at - latest[0]),
+                                 send_after=wake))
             if self.notified is None:
                 self.notified = {}
-            self.notified[facts.incident_id] = [msg.at, []]
+            # [notice time, escalated durations, deferred to (or None)]
+            self.notified[facts.incident_id] = [msg.at, [], wake]
             self.last_notice = (msg.at, tuple(down))
+            if rule.cell_cooldown_s:
+                if self.cell_notices is None:
+                    self.cell_notices = {}
+                self.cell_notices[rule.id] = (msg.at, tuple(down))
         return out
 
     def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[Action | Suppressed]:
         facts = msg.facts
-        if not self.notified or self.notified.pop(facts.incident_id, None) is None:
+        told = self.notified.pop(facts.incident_id, None) if self.notified else None
+        if told is None:
             return []  # restored notices go to those who were told of the outage
+        # A notice deferred to the morning: the restored notice goes no earlier than it.
+        wake = told[2] if len(told) > 2 and told[2] is not None and told[2] > msg.at else None
         out: list[Action | Suppressed] = []
         for rule in book.incident_rules("resolved", facts.incident_kind):
             if not _triggers(rule, facts):
@@ -271,7 +289,7 @@ class SubscriberCare:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
-                                 facts.evidence, msg.at, facts.area, book))
+                                 facts.evidence, msg.at, facts.area, book, send_after=wake))
         return out
 
     def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[Action | Suppressed]:
@@ -338,6 +356,15 @@ class SubscriberCare:
         told_at, told_cells = self.last_notice
         return at - told_at <= window_s and any(c in cells for c in told_cells)
 
+    def _cell_cooling(self, rule: Rule, at: float, cells: dict[str, float]) -> bool:
+        """Did ``rule`` act for them about one of these cells less than its
+        ``cell_cooldown_s`` ago?"""
+        last = self.cell_notices.get(rule.id) if self.cell_notices else None
+        if last is None:
+            return False
+        told_at, told_cells = last
+        return at - told_at < rule.cell_cooldown_s and any(c in cells for c in told_cells)
+
     def _gate(self, rule: Rule, at: float, book: Rulebook, region: str | None, *,
               first: str | None = None, capped: bool = True,
               silence: IncidentFacts | None = None) -> str | None:
@@ -377,7 +404,10 @@ class SubscriberCare:
 
     def _act(self, sid: str, rule: Rule, incident: str | None, basis: str,
              evidence: tuple[str, ...], at: float, area: str, book: Rulebook,
-             cell_down: bool = False, exposure: tuple | None = None) -> Action:
+             cell_down: bool = False, exposure: tuple | None = None,
+             send_after: float | None = None) -> Action:
+        """The action of ``rule``; ``send_after`` when the caller deferred it (quiet
+        hours otherwise apply to the rulebook's ``quiet_hours.defer`` kinds)."""
         p = self.profile
         assert p is not None
         features = None
@@ -390,7 +420,8 @@ class SubscriberCare:
                 drops_24h=len(self.drops), contacts_24h=sum(
                     1 for t in self.contacts if t > at - 86400.0),
                 hour=local.hour, position_age_s=age_s)
-        send_after = quiet_until(at, p.timezone, book) if rule.action in book.defer_kinds else None
+        if send_after is None and rule.action in book.defer_kinds:
+            send_after = quiet_until(at, p.timezone, book)
         offer = rule.offer
         fields = {"name": self.name or "there", "area": area, "plan": p.plan,
                   "incident_id": incident or "", "offer": _offer_text(offer)}

@@ -71,6 +71,8 @@ class IncidentFacts:
     region: str | None = None
     scope: str = "cell"
     causes: tuple[str, ...] = ()
+    # False for a silent failure known from its silence alone (no KPI confirms it yet)
+    confirmed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,10 +43,12 @@ from dataflows.messages import (
     Restored,
     Tick,
 )
+from dataflows.state import restore_fields
 from forewarn.model import Alarm, Cell, Incident, Kpi, Maintenance
 from rules.rulebook import Rulebook
 
 Out = tuple[str, Any]  # ("care", message) | ("incident", Incident)
+KEEP, FIRST = "keep", "first"  # SiteCorrelator._after_start's answers
 PRUNE_EVERY_S = 600.0
 
 
@@ -107,6 +109,12 @@ class SiteCorrelator:
     clock: float = 0.0
     _seq: int = 0
     _pruned_at: float = 0.0
+    # members whose entry is a first observation on a down cell within the group wait
+    # after it went down (the contract counts them as impacted): sub -> that entry
+    first_after: dict[str, tuple[str, float, str | None]] = field(default_factory=dict)
+
+    def __setstate__(self, state: Any) -> None:
+        restore_fields(self, state)  # snapshots from before a field was added load too
 
     # -- entry point -------------------------------------------------------------
 
@@ -151,7 +159,7 @@ class SiteCorrelator:
     def handle_batch(self, msgs: list | tuple) -> list[Out]:
         """:meth:`handle` for each message in turn, with positions on a short path."""
         out: list[Out] = []
-        members, deadlines = self.members, self.deadlines
+        members, deadlines, down = self.members, self.deadlines, self.down
         position = self.health.position if self.detect else None
         for msg in msgs:
             if type(msg) is not tuple:
@@ -165,16 +173,52 @@ class SiteCorrelator:
                 if at - self._pruned_at >= PRUNE_EVERY_S:
                     self._prune(at)
             seen = members.get(sid)
-            if seen is None:
+            after = self._after_start(sid, seen, cell, at) if down and cell in down else None
+            if after is KEEP:
+                pass  # their position at the start stands: the outage ended this call
+            elif seen is None:
                 members[sid] = (cell, at, ref)
             elif seen[1] <= at:
                 del members[sid]  # re-inserted at the end: members stay in last-seen order
                 members[sid] = (cell, at, ref)
+            if after is FIRST:
+                self.first_after[sid] = members[sid]
             if position is not None:
                 verdicts = position(cell, at)
                 if verdicts:
                     out += self._silent(verdicts)
         return out
+
+    def _after_start(self, sid: str, seen: tuple[str, float, str | None] | None, cell: str,
+                     at: float) -> str | None:
+        """``sid`` observed on down ``cell`` at ``at``, ``seen`` being their entry here:
+        :data:`KEEP` if ``seen`` stays in place (the observation is not recorded),
+        :data:`FIRST` if the observation counts as one at the start, else None.
+
+        The contract's *impacted*: observations after the start on an affected cell
+        (calls cut by the outage itself) keep a subscriber impacted, and so does a first
+        observation on an affected cell within the group wait after the start. The first
+        kind keeps ``seen`` when it places them on a down cell at or before it went
+        down, fresh enough to count, and they have not been seen elsewhere since
+        (recording the later observation would make them look like someone who arrived
+        after the start); the second is noted in :attr:`first_after` for the hold-down.
+        """
+        since = self._down_since(cell)
+        if since is None or at <= since:
+            return None
+        corr = self.book.correlation
+        if seen is not None:
+            before = self._down_since(seen[0])
+            if before is not None and before - corr.position_max_age_s <= seen[1] <= before:
+                known = self.away.get(sid)
+                # seen elsewhere since, and back on a down cell: not a first observation
+                return KEEP if known is None or known[0] is not seen else None
+        return FIRST if at <= since + corr.group_wait_s else None
+
+    def _down_since(self, cell: str) -> float | None:
+        """When ``cell`` went down in its open incident (None: it is up)."""
+        inc = self.incidents.get(self.cell_incident.get(cell, ""))
+        return inc.down.get(cell) if inc is not None else None
 
     def advance(self, now: float) -> list[Out]:
         """Fire every deadline strictly before ``now``, in time order; the clock is ``now``."""
@@ -366,12 +410,14 @@ class SiteCorrelator:
         inc.facts = facts = self._facts(inc)
         out: list[Out] = []
         if affected:
-            away = self.away
+            away, first_after = self.away, self.first_after
             for sub, entry in self.members.items():
                 cell, seen_at, ref = entry
                 since = affected.get(cell)
-                if since is None or seen_at > since or since - seen_at > max_age:
+                if since is None or since - seen_at > max_age:
                     continue
+                if seen_at > since and first_after.get(sub) is not entry:
+                    continue  # arrived after the start (see _after_start)
                 if sub not in inc.impacted:
                     inc.impacted[sub] = None
                     left = away.get(sub)
@@ -454,6 +500,7 @@ class SiteCorrelator:
             region=self.region,
             scope=self._scope(inc),
             causes=tuple(inc.causes),
+            confirmed=not (inc.kind == "degradation" and inc.detector == "silence"),
         )
 
     def _scope(self, inc: OpenIncident) -> str:
@@ -499,6 +546,11 @@ class SiteCorrelator:
             del self.members[sid]
         members = self.members
         self.away = {sid: a for sid, a in self.away.items() if members.get(sid) is a[0]}
+        if self.first_after:  # needed until the hold-down of the outage they were seen in
+            corr = self.book.correlation
+            until = now - corr.hold_down_s - corr.group_wait_s
+            self.first_after = {sid: e for sid, e in self.first_after.items()
+                                if members.get(sid) is e and e[1] >= until}
         keep_from = now - max(self.book.correlation.flapping_window_s, 6 * 3600)
         for cell, hist in list(self.history.items()):
             hist[:] = [h for h in hist if h[1] is None or h[1] >= keep_from]

@@ -65,7 +65,7 @@ TOPIC_FOR_TYPE = {
 OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter")
 SCOPES = ("cell", "site")
 SUPPRESS_REASONS = ("moved_away", "no_consent", "unknown_subscriber", "deleted_subscriber",
-                    "cooldown", "repeat_outage")
+                    "cooldown", "repeat_outage", "cell_cooldown")
 DEAD_LETTER_CODES = ("not_json", "not_object", "unknown_type", "missing_field", "bad_enum",
                      "bad_time", "time_out_of_range", "unknown_cell", "unknown_site",
                      "too_large", "bad_type", "bad_value", "future", "wrong_topic")
@@ -209,7 +209,8 @@ def declare_rulebook(book: Any) -> None:
                                        rule=rule.id)
             if "amount_gb" in rule.offer:
                 COMPENSATION_BYTES.labels(rule=rule.id)
-        if rule.action in getattr(book, "defer_kinds", ()):
+        if rule.action in getattr(book, "defer_kinds", ()) \
+                or rule.action in getattr(book, "defer_unconfirmed_kinds", ()):
             DEFERRED.labels(kind=rule.action, reason="quiet_hours")
 
 

@@ -65,6 +65,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "rules.trigger.dropped_calls.count": (1, 100, False),
     "rules.trigger.dropped_calls.window_s": (0, DAY, True),
     "rules.limits.cooldown_s": (0, 30 * DAY, False),
+    "rules.limits.cell_cooldown_s": (0, 30 * DAY, False),
     "rules.audience.tenure_months.min": (0, 1200, False),
     "rules.audience.tenure_months.max": (0, 1200, False),
     "rules.audience.complaints.min": (0, 10_000, False),
@@ -176,6 +177,9 @@ class Rule:
     drop_count: int = 0  # dropped-call rules
     drop_window_s: float = 0.0
     cooldown_s: float = 0.0
+    # no second action of this rule to a subscriber about the same cell within this
+    # time (incident rules: a silent-failure verdict that reopens is the same problem)
+    cell_cooldown_s: float = 0.0
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -225,6 +229,9 @@ class Rulebook:
     budgets: Budgets | None = None
     silences: tuple[Silence, ...] = ()
     digest: str = ""
+    # kinds deferred to the end of quiet hours when the incident is an unconfirmed
+    # silent failure (a sleeping cell found by its silence alone)
+    defer_unconfirmed_kinds: frozenset[str] = frozenset()
     _by_id: dict[str, Rule] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -476,11 +483,16 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
     offer = _offer(ck, m.get("offer"), f"{where}.offer")
     if action == "compensation" and offer is None:
         ck.fail(node, f"{where}.offer", "a compensation rule needs an offer")
-    cooldown = 0.0
+    cooldown = cell_cooldown = 0.0
     if "limits" in m:
         lim = _mapping(m["limits"])
-        _unknown_keys(ck, m["limits"], lim, f"{where}.limits", {"cooldown_s"})
+        _unknown_keys(ck, m["limits"], lim, f"{where}.limits", {"cooldown_s", "cell_cooldown_s"})
         cooldown = _num(ck, m["limits"], lim, "cooldown_s", f"{where}.limits", float, 0.0)
+        cell_cooldown = _num(ck, m["limits"], lim, "cell_cooldown_s", f"{where}.limits", float,
+                             0.0)
+        if cell_cooldown and not kinds:
+            ck.fail(m["limits"], f"{where}.limits.cell_cooldown_s",
+                    "only incident rules act about a cell: remove it or use cooldown_s")
     policy = ChannelPolicy()
     if "channels" in m:
         cm = _mapping(m["channels"])
@@ -497,6 +509,7 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         templates=templates, incident_kinds=kinds, at=at, min_duration_s=min_duration,
         scopes=scopes, causes=causes, audience=audience, channels=policy, offer=offer,
         drop_count=drop_count, drop_window_s=drop_window, cooldown_s=cooldown,
+        cell_cooldown_s=cell_cooldown,
     )
 
 
@@ -730,12 +743,14 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         ck.fail(corr.get("group_wait_s", corr_node), "correlation.group_wait_s",
                 f"expected less than hold_down_s ({_amount(correlation.hold_down_s)}), got "
                 f"{_amount(correlation.group_wait_s)}: alarms are grouped before notices go")
-    qnode, quiet = _section(ck, top, "quiet_hours", {"start", "end", "defer"})
+    qnode, quiet = _section(ck, top, "quiet_hours", {"start", "end", "defer", "defer_unconfirmed"})
     q_start = _clock(ck, quiet.get("start", qnode), _plain(quiet["start"]) if "start" in quiet
                      else None, "quiet_hours.start")
     q_end = _clock(ck, quiet.get("end", qnode), _plain(quiet["end"]) if "end" in quiet else None,
                    "quiet_hours.end")
     defer = _choices(ck, qnode, quiet, "defer", "quiet_hours", ACTION_KINDS)
+    defer_unconfirmed = _choices(ck, qnode, quiet, "defer_unconfirmed", "quiet_hours",
+                                 ACTION_KINDS)
     cnode, chans = _section(ck, top, "channels", {"default_order"})
     order = _choices(ck, cnode, chans, "default_order", "channels", CHANNEL_NAMES) \
         or CHANNEL_NAMES
@@ -777,4 +792,5 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         inhibit_apology_when_notified=True if apology_inhibit is None else apology_inhibit,
         budgets=budgets, silences=silences,
         digest=hashlib.sha256(raw).hexdigest()[:12],
+        defer_unconfirmed_kinds=frozenset(defer_unconfirmed),
     )

@@ -152,6 +152,31 @@ def test_no_apology_for_drops_inside_an_outage_they_were_told_of():
     assert r.kinds("U0") == ["outage_notice"]
 
 
+def test_calls_cut_by_the_outage_after_its_start_keep_the_subscriber_impacted():
+    """Dropped calls on the down cell after the start are the outage itself: notice,
+    restored notice, no apology (with or without an earlier position there)."""
+    s = base()
+    s.seen("U0", "S1-C1", 1)  # on the cell before; only cut calls after the start
+    s.alarm("A1", 10, cell="S1-C1")
+    s.call("K1", "U0", "S1-C1", 10 + 4 / 60, dropped=True)
+    s.call("K2", "U0", "S1-C1", 10 + 40 / 60, dropped=True)
+    # never seen before: the first observation on the cell is a cut call in the group wait
+    s.call("K3", "U1", "S1-C1", 10 + 5 / 60, dropped=True)
+    s.call("K4", "U1", "S1-C1", 10 + 50 / 60, dropped=True)
+    # seen on an up cell after the cut calls: no longer impacted, so the drops count
+    s.seen("U2", "S1-C1", 2)
+    s.call("K5", "U2", "S1-C1", 10 + 5 / 60, dropped=True)
+    s.call("K6", "U2", "S1-C1", 10 + 30 / 60, dropped=True)
+    s.seen("U2", "S1-C2", 11)
+    s.clear("A1", 40, cell="S1-C1").tick(50)
+    r = s.run()
+    assert r.kinds("U0") == ["outage_notice", "restored_notice"]
+    assert r.kinds("U1") == ["outage_notice", "restored_notice"]
+    assert r.kinds("U2") == ["apology"]
+    notice = [a for a in r.of("outage_notice") if a["subscriber_id"] == "U0"][0]
+    assert notice["event_time"] == ts(12)
+
+
 def test_maintenance_window_suppresses_notices_and_apologies():
     s = base()
     s.maintenance("W1", 5, 120, sites=["S1"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from dataclasses import replace
 
 import pytest
 
 from bench.models import _Replay, _valid, silent_quality, ts
-from dataflows.degradation import CellHealth, SiteHealth, _ew
+from dataflows.degradation import DEFAULT, CellHealth, SiteHealth, _ew
 from forewarn.model import Kpi
 from simulator import ScenarioConfig, simulate
 
@@ -83,7 +84,7 @@ def test_detector_state_survives_a_restart(failing) -> None:
             b.record(r)
     assert a.verdicts[before:] == b.verdicts and b.verdicts
     sizes = [len(pickle.dumps(h)) for s in a.sites.values() for h in s.cells.values()]
-    assert max(sizes) < 1024, max(sizes)
+    assert max(sizes) < 1280, max(sizes)  # ~300 B of it the hour-of-week profile
 
 
 def test_ew_statistics_match_river() -> None:
@@ -109,3 +110,210 @@ def test_sleeping_cell_from_kpis_alone() -> None:
     down = site.cell_down("C1", 9000.0)
     assert [(x.kind, x.status, x.reason) for x in down] == [("sleeping", "resolved", "outage")]
     assert isinstance(site.cells["C1"], CellHealth)
+
+
+# ---- nights: what a quiet cell looks like ----------------------------------------------
+
+P = 3240.0  # periodic update interval (T3412, 54 min)
+DAY0 = 1795392000.0  # 2026-11-23T00:00:00Z
+
+
+def _cell_life(rng, t0: float, t1: float, phones: int, call_rate_per_h, *, asleep_at=None,
+               outage=None) -> list[tuple[float, str, object]]:
+    """Events of one cell ``C1``: ``("pos", t)``, ``("kpi", Kpi)``, ``("down"/"up", t)``.
+
+    ``phones`` idle phones send a periodic update every ``P`` with random phases (those
+    whose update fell due during ``outage`` report when it ends, bunching them); calls
+    end at a Poisson rate ``call_rate_per_h(t)``; from ``asleep_at`` nothing is seen and
+    the KPIs say nobody is served.
+    """
+    ev: list[tuple[float, str, object]] = []
+    for _ in range(phones):
+        t = t0 + rng.uniform(0, P)
+        while t < t1:
+            if outage and (outage[0] <= t < outage[1] or t >= outage[1] > t - P
+                           and rng.random() < 0.3):
+                t = outage[1] + rng.uniform(5, 60)  # reports on its return (due, or 30 %)
+            ev.append((t, "pos", t))
+            t += P
+    t = t0
+    while True:
+        t += rng.expovariate(max(call_rate_per_h(t), 1e-6) / 3600)
+        if t >= t1:
+            break
+        if not (outage and outage[0] <= t < outage[1]):
+            ev.append((t, "pos", t))
+    if outage:
+        ev += [(outage[0], "down", outage[0]), (outage[1], "up", outage[1])]
+    k = t0 - t0 % 900 + 900
+    while k + 900 <= t1:
+        sleeping = asleep_at is not None and k + 900 > asleep_at
+        if not (outage and outage[0] < k + 900 and k < outage[1] + 900):
+            ev.append((k + 900, "kpi", Kpi("C1", k, 900.0, 0 if sleeping else 6, 0,
+                                          rng.uniform(0.55, 0.85) if sleeping
+                                          else rng.uniform(0.985, 0.999), None,
+                                          0 if sleeping else phones)))
+        k += 900
+    if asleep_at is not None:
+        ev = [e for e in ev if e[1] != "pos" or e[0] < asleep_at]
+    return sorted(ev, key=lambda e: (e[0], e[1]))
+
+
+def _verdicts(events, params=None) -> list:
+    p = params or DEFAULT
+    site, out = SiteHealth(), []
+    for _, kind, x in events:
+        if kind == "pos":
+            out += site.position("C1", x, p)
+        elif kind == "kpi":
+            out += site.kpi(x, p)
+        elif kind == "down":
+            out += site.cell_down("C1", x)
+        else:
+            site.cell_up("C1", x, p)
+    return [v for v in out if v.status == "open"]
+
+
+def _diurnal(t: float) -> float:
+    """Calls ending per hour on the cell: busy by day, almost none at night."""
+    hour = (t - DAY0) / 3600 % 24
+    return 60.0 if 8 <= hour < 20 else 20.0 if 6 <= hour < 8 or 20 <= hour < 23 else 0.5
+
+
+def test_a_quiet_night_after_an_outage_is_not_a_sleeping_cell() -> None:
+    """After a 25-minute outage at 23:00 the phones' updates are bunched: each 54 minutes
+    the night repeats a 25-minute gap. Not a silent failure; without the bunching rule
+    the same night is flagged (so the test can fail)."""
+    import random
+
+    rng = random.Random(5)
+    outage = (DAY0 + 23 * 3600, DAY0 + 23 * 3600 + 1500)
+    events = _cell_life(rng, DAY0 + 12 * 3600, DAY0 + 31 * 3600, 40, _diurnal, outage=outage)
+    assert _verdicts(events) == []
+    # ... though a Poisson test on the night's mean rate would call its gaps a collapse
+    night = [t for t, kind, _ in events if kind == "pos" and t >= outage[1] + 1800]
+    per_s = len(night) / (night[-1] - night[0])
+    longest = max(b - a for a, b in zip(night, night[1:], strict=False))
+    assert per_s * longest > DEFAULT.silence_k, (per_s * 300, longest)
+
+
+@pytest.mark.parametrize("hour", [3.0, 14.0])
+def test_a_sleeping_cell_is_found_by_night_and_by_day(hour: float) -> None:
+    import random
+
+    rng = random.Random(int(hour))
+    asleep = DAY0 + 24 * 3600 + hour * 3600 + 420
+    events = _cell_life(rng, DAY0 + 12 * 3600, asleep + 3 * 3600, 40, _diurnal,
+                        asleep_at=asleep)
+    verdicts = _verdicts(events)
+    assert [v for v in verdicts if v.at < asleep] == []  # a whole day and night before: quiet
+    # (an RRC degradation may open first at the KPI period; sleeping supersedes it)
+    sleeping = [v for v in verdicts if v.kind == "sleeping"]
+    assert sleeping, verdicts
+    delay = sleeping[0].at - asleep
+    assert delay <= (16 * 60 if hour == 14.0 else 30 * 60), (sleeping[0], delay)
+
+
+# ---- silent-failure notices: once per cell problem and night, quiet hours ----------------
+
+
+def _care():
+    from dataflows.care import SubscriberCare
+    from forewarn.model import Channel, Subscriber
+    from rules.rulebook import load_rulebook
+
+    care, book = SubscriberCare(), load_rulebook()
+    care.handle("U", Subscriber("U", "upsert", DAY0, language="en", timezone="Europe/London",
+                                segment="consumer", channels=(Channel("sms", "+44", True),)),
+                book)
+    return care, book
+
+
+def _sleeping(n: int, cell: str, at: float, confirmed: bool = True):
+    from dataflows.messages import IncidentFacts
+
+    return IncidentFacts(f"DEG-{cell}-{n}", "degradation", "S1", "North", at - 900,
+                         ((cell, at - 900),), (f"traffic:{cell}@{int(at)}",),
+                         confirmed=confirmed)
+
+
+def test_one_silent_failure_notice_per_cell_problem_however_often_it_reopens() -> None:
+    from dataflows.care import Suppressed
+    from dataflows.messages import Impact, Restored
+
+    care, book = _care()
+    kinds = []
+    t = DAY0 + 10 * 3600
+    for n in range(4):  # a flapping verdict: open 10 min, closed 44 min, four times
+        facts = _sleeping(n, "C1", t + n * P)
+        for msg in (Impact("U", facts, facts.start_time + 900, (facts.start_time - 60, "C1",
+                                                                None)),
+                    Restored("U", facts, facts.start_time + 1500)):
+            kinds += [(a.reason if isinstance(a, Suppressed) else a.action_kind)
+                      for a in care.handle("U", msg, book)]
+    assert kinds == ["outage_notice", "restored_notice"] + ["cell_cooldown"] * 3
+    other = _sleeping(9, "C2", t + 4 * P)  # another cell: another problem
+    out = care.handle("U", Impact("U", other, other.start_time + 900,
+                                  (other.start_time - 60, "C2", None)), book)
+    assert [a.action_kind for a in out] == ["outage_notice"]
+    later = _sleeping(10, "C1", t + 13 * 3600)  # the same cell the next day
+    out = care.handle("U", Impact("U", later, later.start_time + 900,
+                                  (later.start_time - 60, "C1", None)), book)
+    assert [a.action_kind for a in out] == ["outage_notice"]
+
+
+def test_an_unconfirmed_silent_failure_waits_for_the_subscribers_morning() -> None:
+    from dataflows.messages import Impact, Restored
+    from forewarn.codec import parse_time
+
+    care, book = _care()
+    night = parse_time("2026-11-23T23:30:00Z")  # 23:30 in London
+    facts = _sleeping(1, "C1", night, confirmed=False)
+    notice = care.handle("U", Impact("U", facts, night, (night - 1000, "C1", None)), book)
+    restored = care.handle("U", Restored("U", facts, night + 3600), book)
+    morning = parse_time("2026-11-24T08:00:00Z")
+    assert [(a.action_kind, a.send_after) for a in notice + restored] == [
+        ("outage_notice", morning), ("restored_notice", morning)]
+    confirmed = _sleeping(2, "C2", night)  # the KPIs said so too: at once
+    out = care.handle("U", Impact("U", confirmed, night, (night - 1000, "C2", None)), book)
+    assert [(a.action_kind, a.send_after) for a in out] == [("outage_notice", None)]
+    day = parse_time("2026-11-24T14:00:00Z")  # unconfirmed by day: at once
+    out = care.handle("U", Impact("U", _sleeping(3, "C3", day, confirmed=False), day,
+                                  (day - 1000, "C3", None)), book)
+    assert [(a.action_kind, a.send_after) for a in out] == [("outage_notice", None)]
+
+
+def test_each_cell_learns_what_its_hours_look_like() -> None:
+    """A busy Monday and quiet night, then Tuesday: at 22:00 the EW rate still says busy,
+    the profile says the coming hours are a tenth of it (capped with the 2x slack); by
+    day it says nothing; a Saturday, never seen, falls back to the weekday's hour."""
+    h, t = CellHealth("C1"), DAY0  # Monday 00:00 UTC
+    while t < DAY0 + 86400 + 22 * 3600:
+        busy = 6 <= (t - DAY0) / 3600 % 24 < 22
+        for k in range(10 if busy else 1):
+            h.observe_traffic(t + 1 + k)
+        t += 300
+    assert h.profile is not None and len(pickle.dumps(h)) < 1280
+    assert h.rate > 9  # Tuesday 22:00: the EW rate has not seen the night yet
+    assert h.expect == pytest.approx(2 * 1 / h.rate, rel=0.05)  # ~0.2
+    assert h._expected(DAY0 + 86400 + 12 * 3600, DEFAULT) == 1.0  # midday
+    saturday_evening = DAY0 + 5 * 86400 + 22 * 3600
+    assert h._expected(saturday_evening, DEFAULT) == pytest.approx(h.expect, rel=0.01)
+    assert CellHealth("C2")._expected(DAY0, DEFAULT) == 1.0  # nothing learnt: no cap
+
+
+def test_hours_learnt_as_empty_make_silence_no_evidence() -> None:
+    """A cell nobody uses at night (an office, a stadium) is flagged on its first night,
+    with nothing learnt yet; from then on its empty hours are expected (and nothing
+    divides by zero)."""
+    h, t, opened = CellHealth("C1"), DAY0 + 8 * 3600, []
+    while t < DAY0 + 3 * 86400:
+        if 8 <= (t - DAY0) / 3600 % 24 < 20:
+            for k in range(5):
+                opened += [v for v in h.observe_traffic(t + 1 + k) if v.status == "open"]
+        t += 300
+        opened += [v for v in h.advance(t) if v.status == "open"]
+    nights = sorted({int((v.at - DAY0) // 86400) for v in opened})
+    assert nights == [0], opened  # the first night only
+    h.observe_traffic(DAY0 + 3 * 86400 + 19.9 * 3600)
+    assert h.expect == 0.0 and h.silence_at == math.inf

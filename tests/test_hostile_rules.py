@@ -148,6 +148,8 @@ def _with_value(key: str, value: float) -> str:
         return edited((consumer, consumer[:-1] + f", {field}}}"))
     if key == "rules.limits.cooldown_s":
         return edited(("cooldown_s: 86400", f"cooldown_s: {v}"))
+    if key == "rules.limits.cell_cooldown_s":
+        return edited(("cell_cooldown_s: 43200", f"cell_cooldown_s: {v}"))
     if key == "rules.offer.amount_gb":
         return edited(("amount_gb: 5,", f"amount_gb: {v},"))
     if key == "limits.max_contacts_per_day":
