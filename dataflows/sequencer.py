@@ -46,11 +46,12 @@ import sys
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
 from dataflows.messages import Drop, Left, Tick
+from dataflows.state import restore_fields
 from forewarn.codec import Source, dead_letter, fmt_time
 from forewarn.model import (
     Alarm,
@@ -166,16 +167,7 @@ class Sequencer:
     _anchor: float | None = None  # the first watermark
 
     def __setstate__(self, state: tuple) -> None:
-        """Restore a snapshot; fields it does not have (an older format) get their
-        defaults."""
-        _, slots = state
-        for f in fields(self):
-            if f.name in slots:
-                setattr(self, f.name, slots[f.name])
-            elif f.default_factory is not MISSING:
-                setattr(self, f.name, f.default_factory())
-            elif f.default is not MISSING:
-                setattr(self, f.name, f.default)
+        restore_fields(self, state)  # an older format's missing fields get their defaults
 
     # -- input -----------------------------------------------------------------
 
