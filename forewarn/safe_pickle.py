@@ -77,6 +77,8 @@ LIBRARY_GLOBALS = frozenset({
     "builtins.complex", "builtins.bytearray", "builtins.slice", "builtins.range",
     "collections.deque", "collections.OrderedDict", "collections.defaultdict",
     "collections.Counter", "functools.partial",
+    # the silence detector's hour profile (compact typed arrays: typecode and bytes)
+    "array.array", "array._array_reconstructor",
     "river.compose.pipeline.Pipeline", "river.compose.union.TransformerUnion",
     "river.compose.select.Select", "river.preprocessing.one_hot.OneHotEncoder",
     "river.preprocessing.scale.StandardScaler",
