@@ -83,6 +83,23 @@ class Scenario:
             rec["cell_ids"] = cells
         return self.add(**rec)
 
+    def cancel(self, window_id: str, start: float, end: float, *,
+               sites: list[str] | None = None, cells: list[str] | None = None) -> Scenario:
+        """A maintenance window's ``cancel`` (the contract wants its times and scope too)."""
+        self.maintenance(window_id, start, end, sites=sites, cells=cells)
+        rec = orjson.loads(self.lines[-1])
+        rec["op"] = "cancel"
+        self.lines[-1] = orjson.dumps(rec)
+        return self
+
+    def kpi(self, cell: str, start: float, *, attempts: int, users: int, rrc: float,
+            drops: int = 0, period_min: float = 15) -> Scenario:
+        """A cell's KPI period of ``period_min`` minutes from minute ``start``."""
+        return self.add(type="kpi", cell_id=cell, period_start=ts(start),
+                        period_s=period_min * 60, call_attempts=attempts, dropped_calls=drops,
+                        rrc_success_rate=rrc, dl_throughput_mbps=5.0 if users else 0.0,
+                        active_users=users)
+
     def tick(self, at: float) -> Scenario:
         """Time passes: an unrelated observation far away moves the stream on."""
         return self.seen("ZZ-clock", "FAR-C1", at)
