@@ -5,6 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from connectors.kafka_source import stream_time
+from forewarn.codec import parse_time
 from forewarn.runner import Collected, run_collect
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
@@ -66,8 +68,24 @@ def test_propensity_scores_are_in_the_evidence(scenario):
 
 
 def test_action_ids_are_unique_and_event_times_are_event_time(scenario, reference):
+    """Every action is stamped with the event time its rule made it due, read from the
+    incidents it belongs to; none with a wall-clock time or outside the input's span."""
     actions = [orjson.loads(a) for a in reference["actions"]]
     assert len({a["action_id"] for a in actions}) == len(actions)
-    first, last = scenario.lines[0], scenario.lines[-1]
-    assert first and last
-    assert all(a["event_time"].startswith("2026-11-23") for a in actions)
+    times = [t for line in scenario.lines
+             if (t := stream_time(line)) is not None and t != float("-inf")]
+    span = (min(times), max(times))
+    assert all(span[0] <= parse_time(a["event_time"]) <= span[1] for a in actions)
+    incidents = [orjson.loads(i) for i in reference["incidents"]]
+    kind = {i["incident_id"]: i["kind"] for i in incidents}
+    start = {i["incident_id"]: parse_time(i["start_time"]) for i in incidents}
+    ended = {i["incident_id"]: i["end_time"] for i in incidents if i["status"] == "resolved"}
+    hold_down = load_rulebook().correlation.hold_down_s
+    notices = [a for a in actions if a["kind"] == "outage_notice"
+               and kind.get(a["incident_id"]) == "outage"]
+    restored = [a for a in actions if a["kind"] == "restored_notice"]
+    assert len(notices) >= 10 and len(restored) >= 10
+    for a in notices:  # at the outage's start plus the hold-down
+        assert parse_time(a["event_time"]) == start[a["incident_id"]] + hold_down, a
+    for a in restored:  # when the incident resolved
+        assert a["event_time"] == ended[a["incident_id"]], a
