@@ -1,4 +1,4 @@
-"""Crash recovery on a REAL broker: kill -9 the flow at random points, restart it on
+"""Crash recovery on a REAL broker: kill -9 the flow at seeded random points, restart it on
 the same recovery directory; no action is lost or doubled, and an incident that
 opened before a crash and cleared after it still gets its restored notices."""
 
@@ -27,6 +27,8 @@ from tests.kafka_flow_helpers import (
 )
 from tests.kafka_helpers import kafka_broker, kafka_config  # noqa: F401  (fixtures)
 
+KILL_SEED = 20261123  # the default kill schedule's seed
+
 
 def _split_at(lines: list[bytes], t: float) -> int:
     """Index of the first line whose stream time (carried forward) reaches ``t``."""
@@ -50,7 +52,9 @@ def _resumed(log: Path) -> list[int]:
 
 
 def test_kill_9_three_times_loses_and_doubles_nothing(kafka_config, tmp_path: Path) -> None:  # noqa: F811
-    seed = int(os.environ.get("FOREWARN_TEST_SEED", random.randrange(1 << 30)))
+    # kill points from a seeded generator: a failure names its seed, and the same seed
+    # replays the same schedule (FOREWARN_TEST_SEED=N to try others)
+    seed = int(os.environ.get("FOREWARN_TEST_SEED", KILL_SEED))
     rng = random.Random(seed)
     exp = expected()
     topics = fresh_topics(kafka_config, partitions=2)

@@ -44,9 +44,19 @@ MODE_SPECIFIC = {
 SYNTHETIC = {"up"}  # made by Prometheus itself, not exported
 METRIC_RE = re.compile(r"\b((?:forewarn|bytewax|process)_[a-zA-Z0-9_]+|up)\b(?!\s*\()")
 
-needs_prometheus = pytest.mark.skipif(
-    not (shutil.which("prometheus") and shutil.which("promtool")),
-    reason="prometheus/promtool not installed (make prometheus)")
+
+
+@pytest.fixture
+def prometheus_tools() -> None:
+    """Fail, never skip, when the real components are missing: say how to install them."""
+    missing = [t for t in ("prometheus", "promtool") if not shutil.which(t)]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} not on PATH: install Debian's package with "
+                    "`apt-get install prometheus` as root (`make test` does it when root)",
+                    pytrace=False)
+
+
+needs_prometheus = pytest.mark.usefixtures("prometheus_tools")
 
 
 # ---- what the dashboards and rules ask for ----------------------------------------
