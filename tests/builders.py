@@ -12,6 +12,23 @@ from rules.rulebook import Rulebook, load_rulebook
 BASE = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 10:00 London (UTC+0 in November)
 
 
+#: Evidence that depends on the order the one online propensity model learnt in, which
+#: batching, worker count and restarts vary; every other field of an action does not.
+MODEL_EVIDENCE = ("propensity:", "model:")
+
+
+def comparable(action: dict | bytes) -> bytes:
+    """An action as canonical JSON without its model evidence, for comparing whole
+    records between runs (ids, kinds, channels, times, send_after, offers, messages).
+
+    >>> comparable(b'{"action_id":"a","evidence":["alarm:A1","propensity:0.5","model:p3"]}')
+    b'{"action_id":"a","evidence":["alarm:A1"]}'
+    """
+    a = orjson.loads(action) if isinstance(action, bytes) else dict(action)
+    a["evidence"] = [e for e in a["evidence"] if not e.startswith(MODEL_EVIDENCE)]
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS)
+
+
 def ts(minutes: float = 0, seconds: float = 0) -> str:
     return (BASE + timedelta(minutes=minutes, seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 

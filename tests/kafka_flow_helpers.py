@@ -19,6 +19,7 @@ from connectors.topics import create_topics
 from forewarn.runner import run_collect
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
+from tests.builders import comparable
 from tests.kafka_helpers import consume_all, unique_topic
 
 #: Small but complete: site and cell outages, a blip, a flap, maintenance, bad lines.
@@ -35,6 +36,19 @@ class Expected:
     @property
     def action_ids(self) -> set[str]:
         return {a["action_id"] for a in self.actions}
+
+    @property
+    def comparable_actions(self) -> list[bytes]:
+        """Whole actions, sorted, model evidence aside (:func:`tests.builders.comparable`)."""
+        return sorted(comparable(a) for a in self.actions)
+
+
+def whole_record_diff(got: list[bytes], want: list[bytes], n: int = 3) -> str:
+    """What differs between two sorted lists of records, for an assertion message."""
+    extra = sorted(set(got) - set(want))
+    missing = sorted(set(want) - set(got))
+    return (f"{len(got)} records, {len(want)} expected; {len(missing)} missing, e.g. "
+            f"{missing[:n]}; {len(extra)} unexpected, e.g. {extra[:n]}")
 
 
 @lru_cache(maxsize=4)

@@ -10,6 +10,7 @@ from forewarn.codec import parse_time
 from forewarn.runner import Collected, run_collect
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
+from tests.builders import comparable
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +22,10 @@ def scenario():
     return simulate(ScenarioConfig(seed=11, sites=24, hours=6.0, subscribers_per_cell=12))
 
 
-MODEL_EVIDENCE = ("propensity:", "model:")
-
-
 def canonical(c: Collected) -> dict[str, list[bytes]]:
     """Outputs in a canonical order; the propensity score is set aside (see below)."""
     out = {k: sorted(getattr(c, k)) for k in ("incidents", "dead_letters")}
-    actions = []
-    for line in c.actions:
-        a = orjson.loads(line)
-        a["evidence"] = [e for e in a["evidence"] if not e.startswith(MODEL_EVIDENCE)]
-        actions.append(orjson.dumps(a))
-    out["actions"] = sorted(actions)
+    out["actions"] = sorted(comparable(line) for line in c.actions)
     return out
 
 

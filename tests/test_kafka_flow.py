@@ -17,6 +17,7 @@ from connectors import broker
 from connectors.kafka_publish import Topics, publish_lines
 from connectors.kafka_sink import DeliveryError, KafkaOutSink
 from forewarn import metrics
+from tests.builders import comparable
 from tests.kafka_flow_helpers import (
     expected,
     flow_cmd,
@@ -29,6 +30,7 @@ from tests.kafka_flow_helpers import (
     tail,
     values,
     wait_until,
+    whole_record_diff,
 )
 from tests.kafka_helpers import (  # noqa: F401  (fixtures)
     create_topic,
@@ -49,8 +51,9 @@ def test_doctests(module) -> None:
 def _check_outputs(config, topics: Topics) -> None:
     exp = expected()
     actions = records(config, topics.actions)
-    got = [orjson.loads(r.value) for r in actions]
-    assert sorted(a["action_id"] for a in got) == sorted(exp.action_ids)  # no dups either
+    # whole records: ids, kinds, channels, event times, send_after, offers, messages
+    got = sorted(comparable(r.value) for r in actions)
+    assert got == exp.comparable_actions, whole_record_diff(got, exp.comparable_actions)
     assert all(r.key == orjson.loads(r.value)["subscriber_id"].encode() for r in actions)
     incidents = records(config, topics.incidents)
     assert sorted(r.value for r in incidents) == sorted(exp.incidents)
@@ -218,6 +221,9 @@ def test_broker_restart_while_the_flow_runs(tmp_path: Path) -> None:
                                  f"{tail(tmp_path / 'flow.log', 80)}") from None
         assert proc.poll() is None, tail(tmp_path / "flow.log")
         assert sorted(got) == sorted(exp.action_ids)
+        whole = sorted(comparable(r.value) for r in records(config, topics.actions))
+        assert whole == exp.comparable_actions, whole_record_diff(whole,
+                                                                  exp.comparable_actions)
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
