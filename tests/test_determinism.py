@@ -16,9 +16,9 @@ from tests.builders import comparable
 @pytest.fixture(scope="module")
 def scenario():
     # 6 h over 24 sites: enough subscribers move between sites around outages that a
-    # verdict judged on anything but the site's ordered stream shows (until session 6,
-    # care judged moves on a 2 h position history that a fast replay outran: 226
-    # actions in the slow replay below against 246 at full speed)
+    # verdict judged on anything but the site's ordered stream shows (judged on a 2 h
+    # position history in the care stage, a fast replay outran it: 226 actions in the
+    # slow replay below against 246 at full speed)
     return simulate(ScenarioConfig(seed=11, sites=24, hours=6.0, subscribers_per_cell=12))
 
 

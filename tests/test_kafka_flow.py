@@ -19,7 +19,9 @@ from connectors.kafka_sink import DeliveryError, KafkaOutSink
 from forewarn import metrics
 from tests.builders import comparable
 from tests.kafka_flow_helpers import (
+    Expected,
     expected,
+    expected_every_rule,
     flow_cmd,
     forewarn_cmd,
     fresh_topics,
@@ -48,8 +50,8 @@ def test_doctests(module) -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-def _check_outputs(config, topics: Topics) -> None:
-    exp = expected()
+def _check_outputs(config, topics: Topics, exp: Expected | None = None) -> None:
+    exp = exp or expected()
     actions = records(config, topics.actions)
     # whole records: ids, kinds, channels, event times, send_after, offers, messages
     got = sorted(comparable(r.value) for r in actions)
@@ -78,8 +80,10 @@ def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Pat
 
 
 def test_two_processes_give_the_same_actions(kafka_config, tmp_path: Path) -> None:  # noqa: F811
+    """Two processes on a scenario where every default rule acts: the same whole actions."""
+    exp = expected_every_rule()
     topics = fresh_topics(kafka_config, partitions=2)
-    publish_lines(kafka_config, expected().lines, topics=topics)
+    publish_lines(kafka_config, exp.lines, topics=topics)
     bootstrap = kafka_config["bootstrap.servers"]
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     procs = [start_flow(flow_cmd(bootstrap, topics, "-i", str(i), "-a", addresses,
@@ -92,7 +96,7 @@ def test_two_processes_give_the_same_actions(kafka_config, tmp_path: Path) -> No
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    _check_outputs(kafka_config, topics)
+    _check_outputs(kafka_config, topics, exp)
 
 
 def _bad_records(topics: Topics) -> list[tuple[str, bytes | None, bytes | None]]:
