@@ -137,6 +137,7 @@ def test_dropped_call_burst_gets_one_apology_and_the_24h_limit():
     first, second = apologies
     assert first["event_time"] == ts(42)  # second drop + hold-down
     assert first["evidence"][:2] == ["call:K1", "call:K2"]  # then propensity, model
+    assert "the network around South" in first["message"]  # the drops' region
     assert second["event_time"] == ts(24 * 60 + 122)
 
 
