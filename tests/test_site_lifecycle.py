@@ -108,3 +108,28 @@ def test_incident_ids_are_utc_whatever_the_machines_time_zone(monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_an_outage_cleared_within_the_group_wait_is_opened_and_resolved_at_once():
+    s = Scenario().site("S1", region="north").site("S2")
+    s.subscriber("U0").seen("U0", "S1-C1", 1)
+    s.alarm("A1", 10, cell="S1-C1").clear("A1", 10.5, cell="S1-C1").tick(20)
+    r = s.run()
+    inc = "INC-S1-20261123T101000"
+    assert records(r) == [
+        (inc, "open", "outage", ts(10.5), ["S1-C1"], None, ["alarm:A1"]),
+        (inc, "resolved", "outage", ts(10.5), ["S1-C1"], ts(10.5), ["alarm:A1"])]
+    assert {i["region"] for i in r.incidents} == {"north"}
+    assert r.actions == []
+
+
+def test_notices_name_the_sites_region_as_the_area():
+    s = Scenario().site("S1", region="north-east").site("S2")
+    s.subscriber("U0").seen("U0", "S1-C1", 1)
+    s.alarm("A1", 10, cell="S1-C1").clear("A1", 20, cell="S1-C1").tick(30)
+    r = s.run()
+    assert [a["message"] for a in r.actions] == [
+        "Hi Name U0, we know about a network problem around North-East and are fixing it. "
+        "Sorry for the trouble.",
+        "Hi Name U0, service around North-East is back. Thank you for your patience."]
+    assert {i["region"] for i in r.incidents} == {"north-east"}
