@@ -53,7 +53,7 @@ test: $(STAMP) prometheus kafka-tools
 MUTANTS ?=
 mutation: $(STAMP)
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children $${MUTATION_JOBS:-1} $(MUTANTS)
+	$(BIN)/mutmut run --max-children $${MUTATION_JOBS:-1} $(foreach m,$(MUTANTS),'$(m)')
 	$(BIN)/mutmut results
 
 bench: $(STAMP)
