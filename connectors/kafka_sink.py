@@ -173,6 +173,7 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
 
     def write_batch(self, items: list[tuple[str, bytes]]) -> None:
         delivered = self._delivered
+        skipped = self.skipped
         for key, value in items:
             if delivered:
                 ident = self._identity(value)
@@ -180,6 +181,10 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
                     self.skipped += 1
                     continue
             self._produce(key.encode() if isinstance(key, str) else key, value)
+        if self.skipped != skipped:  # what a restart re-emitted, seen and dropped (counts)
+            log.info("re-emitted outputs dropped", extra={
+                "topic": self._topic, "dropped": self.skipped - skipped,
+                "dropped_total": self.skipped})
         self._producer.poll(0)  # serves the delivery reports that have come
         if self._flush_every_batch or self._failed:
             self._wait()

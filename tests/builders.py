@@ -12,6 +12,23 @@ from rules.rulebook import Rulebook, load_rulebook
 BASE = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 10:00 London (UTC+0 in November)
 
 
+#: Evidence that depends on the order the one online propensity model learnt in, which
+#: batching, worker count and restarts vary; every other field of an action does not.
+MODEL_EVIDENCE = ("propensity:", "model:")
+
+
+def comparable(action: dict | bytes) -> bytes:
+    """An action as canonical JSON without its model evidence, for comparing whole
+    records between runs (ids, kinds, channels, times, send_after, offers, messages).
+
+    >>> comparable(b'{"action_id":"a","evidence":["alarm:A1","propensity:0.5","model:p3"]}')
+    b'{"action_id":"a","evidence":["alarm:A1"]}'
+    """
+    a = orjson.loads(action) if isinstance(action, bytes) else dict(action)
+    a["evidence"] = [e for e in a["evidence"] if not e.startswith(MODEL_EVIDENCE)]
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS)
+
+
 def ts(minutes: float = 0, seconds: float = 0) -> str:
     return (BASE + timedelta(minutes=minutes, seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -82,6 +99,23 @@ class Scenario:
         if cells:
             rec["cell_ids"] = cells
         return self.add(**rec)
+
+    def cancel(self, window_id: str, start: float, end: float, *,
+               sites: list[str] | None = None, cells: list[str] | None = None) -> Scenario:
+        """A maintenance window's ``cancel`` (the contract wants its times and scope too)."""
+        self.maintenance(window_id, start, end, sites=sites, cells=cells)
+        rec = orjson.loads(self.lines[-1])
+        rec["op"] = "cancel"
+        self.lines[-1] = orjson.dumps(rec)
+        return self
+
+    def kpi(self, cell: str, start: float, *, attempts: int, users: int, rrc: float,
+            drops: int = 0, period_min: float = 15) -> Scenario:
+        """A cell's KPI period of ``period_min`` minutes from minute ``start``."""
+        return self.add(type="kpi", cell_id=cell, period_start=ts(start),
+                        period_s=period_min * 60, call_attempts=attempts, dropped_calls=drops,
+                        rrc_success_rate=rrc, dl_throughput_mbps=5.0 if users else 0.0,
+                        active_users=users)
 
     def tick(self, at: float) -> Scenario:
         """Time passes: an unrelated observation far away moves the stream on."""

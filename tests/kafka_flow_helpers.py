@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import subprocess
 import sys
@@ -15,10 +16,12 @@ import orjson
 from confluent_kafka import KafkaError, Producer
 
 from connectors.kafka_publish import Topics
+from connectors.kafka_source import stream_time
 from connectors.topics import create_topics
 from forewarn.runner import run_collect
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
+from tests.builders import Scenario, comparable
 from tests.kafka_helpers import consume_all, unique_topic
 
 #: Small but complete: site and cell outages, a blip, a flap, maintenance, bad lines.
@@ -36,11 +39,76 @@ class Expected:
     def action_ids(self) -> set[str]:
         return {a["action_id"] for a in self.actions}
 
+    @property
+    def comparable_actions(self) -> list[bytes]:
+        """Whole actions, sorted, model evidence aside (:func:`tests.builders.comparable`)."""
+        return sorted(comparable(a) for a in self.actions)
+
+
+def whole_record_diff(got: list[bytes], want: list[bytes], n: int = 3) -> str:
+    """What differs between two sorted lists of records, for an assertion message."""
+    extra = sorted(set(got) - set(want))
+    missing = sorted(set(want) - set(got))
+    return (f"{len(got)} records, {len(want)} expected; {len(missing)} missing, e.g. "
+            f"{missing[:n]}; {len(extra)} unexpected, e.g. {extra[:n]}")
+
 
 @lru_cache(maxsize=4)
 def expected(cfg: ScenarioConfig = SCENARIO) -> Expected:
     """The scenario's lines and what the in-memory flow makes of them."""
     lines = simulate(cfg).lines
+    got = run_collect(lines, load_rulebook())
+    return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
+                    got.dead_letters)
+
+
+#: Six hours from 09:30 with every default rule in it: the simulator's outages, flapping,
+#: maintenance and silent failures, plus :func:`every_rule_block` (10:00-14:30).
+EVERY_RULE = ScenarioConfig(seed=3, sites=10, hours=6.0, subscribers_per_cell=8,
+                            start="2026-11-23T09:30:00Z")
+
+
+def every_rule_block() -> list[bytes]:
+    """Hand-made records on two sites of their own that the default rulebook answers with
+    every kind of action: a 4 h outage (compensation, one deferred by quiet hours, and a
+    care callback), dropped-call apologies (one deferred, one held back by the cooldown),
+    an outage in a maintenance window (nothing) and a flapping cell (one notice)."""
+    s = Scenario().site("R1", region="west").site("R2", region="east")
+    s.subscriber("RC").subscriber("RV", segment="vip")
+    s.subscriber("RT", tz="Asia/Tokyo")  # 14:10 UTC is 23:10 there
+    s.subscriber("RA", tz="America/New_York")  # 10:20 UTC is 05:20 there
+    s.subscriber("RM").subscriber("RF")
+    for sid in ("RC", "RV", "RT"):
+        s.seen(sid, "R1-C1", 1)
+    s.maintenance("RW1", 5, 120, cells=["R2-C2"]).seen("RM", "R2-C2", 6)
+    s.alarm("RA1", 10, cell="R1-C1")  # 10:10 - 14:30: past 4 h
+    s.call("RK1", "RA", "R2-C1", 20, dropped=True).call("RK2", "RA", "R2-C1", 25, dropped=True)
+    s.alarm("RA2", 30, cell="R2-C2").clear("RA2", 50, cell="R2-C2")  # planned work
+    s.call("RK3", "RA", "R2-C1", 60, dropped=True).call("RK4", "RA", "R2-C1", 65, dropped=True)
+    s.seen("RF", "R2-C3", 125)
+    for n in range(4):  # four 3-minute outages in 20 minutes: flapping
+        s.alarm(f"RF{n}", 130 + 5 * n, cell="R2-C3").clear(f"RF{n}", 133 + 5 * n, cell="R2-C3")
+    s.clear("RA1", 270, cell="R1-C1")
+    return s.lines
+
+
+def _merged(*streams: list[bytes]) -> list[bytes]:
+    """Streams merged by stream time (carried forward over timeless or unreadable lines)."""
+    def keyed(i: int, lines: list[bytes]):
+        last = float("-inf")
+        for n, line in enumerate(lines):
+            at = stream_time(line)
+            if at is not None and at > last:
+                last = at
+            yield last, i, n, line
+
+    return [line for *_, line in heapq.merge(*(keyed(i, x) for i, x in enumerate(streams)))]
+
+
+@lru_cache(maxsize=1)
+def expected_every_rule() -> Expected:
+    """:data:`EVERY_RULE` with :func:`every_rule_block` merged in, run in memory."""
+    lines = _merged(simulate(EVERY_RULE).lines, every_rule_block())
     got = run_collect(lines, load_rulebook())
     return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
                     got.dead_letters)

@@ -14,8 +14,10 @@ Use from a test module::
 One broker serves the whole pytest session, however many modules import the
 fixtures (it is shared at module level and stopped after the last user). The
 first run assembles Kafka with Maven (see :mod:`connectors.broker`), needing Java
-17+, ``mvn`` and Maven Central. ``FOREWARN_SKIP_KAFKA_TESTS=1`` skips these tests
-instead (for machines without Java; CI should not set it).
+17+, ``mvn`` and Maven Central (``make test`` installs Java and Maven when run as
+root); without them these tests fail and say how to install them.
+``FOREWARN_SKIP_KAFKA_TESTS=1`` skips them instead, on purpose (``.ci/run`` fails
+on any skipped test).
 
 Topics on the shared broker outlive a test: prefer :func:`unique_topic` names,
 or read only what your test wrote. The ``contract_topics`` fixture creates the
@@ -270,9 +272,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.Br
     if os.environ.get("FOREWARN_SKIP_KAFKA_TESTS") == "1":
         pytest.skip("FOREWARN_SKIP_KAFKA_TESTS=1")
     if _shared is None:
-        _shared = broker.start(
-            free_port(), tmp_path_factory.mktemp("kafka-broker"), die_with_parent=True
-        )
+        try:
+            _shared = broker.start(
+                free_port(), tmp_path_factory.mktemp("kafka-broker"), die_with_parent=True
+            )
+        except broker.BrokerError as exc:  # says what is missing and how to install it
+            pytest.fail(f"no Kafka broker for the Kafka tests: {exc}", pytrace=False)
     _users += 1
     try:
         yield _shared

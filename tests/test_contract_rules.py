@@ -137,6 +137,7 @@ def test_dropped_call_burst_gets_one_apology_and_the_24h_limit():
     first, second = apologies
     assert first["event_time"] == ts(42)  # second drop + hold-down
     assert first["evidence"][:2] == ["call:K1", "call:K2"]  # then propensity, model
+    assert "the network around South" in first["message"]  # the drops' region
     assert second["event_time"] == ts(24 * 60 + 122)
 
 
@@ -190,6 +191,23 @@ def test_maintenance_window_suppresses_notices_and_apologies():
     assert inc["maintenance_window"] == "W1"
 
 
+def test_cancelled_maintenance_window_suppresses_nothing():
+    s = base()
+    s.maintenance("W1", 5, 120, sites=["S1"]).maintenance("W2", 5, 120, sites=["S2"])
+    s.cancel("W1", 5, 120, sites=["S1"])  # S1's planned work is called off; S2's stands
+    s.seen("U0", "S1-C1", 1).seen("U2", "S2-C1", 1)
+    s.call("K1", "U1", "S1-C2", 20, dropped=True).call("K2", "U1", "S1-C2", 25, dropped=True)
+    s.alarm("A1", 10, cell="S1-C1").alarm("A2", 10, cell="S2-C1")
+    s.clear("A1", 60, cell="S1-C1").clear("A2", 60, cell="S2-C1").tick(130)
+    r = s.run()
+    assert r.kinds("U0") == ["outage_notice", "restored_notice"]
+    assert r.kinds("U1") == ["apology"]
+    assert r.kinds("U2") == []  # W2 still holds
+    opened = {i["site_id"]: i for i in r.incidents if i["status"] == "open"}
+    assert opened["S1"]["maintenance_window"] is None
+    assert opened["S2"]["maintenance_window"] == "W2"
+
+
 def test_consent_and_channel_preference():
     s = Scenario().site("S1").site("S2")
     s.subscriber("P", channels={"sms": {"address": "+44", "consent": True},
@@ -226,6 +244,42 @@ def test_quiet_hours_defer_apology_and_compensation_in_local_time_not_notices():
     assert apology["IN"]["send_after"] is None
 
 
+def test_quiet_hours_defer_compensation_to_local_morning_but_never_notices():
+    s = Scenario().site("S1").site("S2")
+    # The outage starts at 16:40 UTC: 22:10 in Kolkata (quiet), 16:40 in London.
+    s.subscriber("IN", tz="Asia/Kolkata").subscriber("UK", tz="Europe/London")
+    for sid in ("IN", "UK"):
+        s.seen(sid, "S1-C1", 395)
+    s.alarm("A1", 400, cell="S1-C1").tick(400 + 241)
+    s.clear("A1", 400 + 250, cell="S1-C1").tick(400 + 260)
+    r = s.run()
+    assert r.kinds("IN") == r.kinds("UK") == ["outage_notice", "compensation",
+                                              "restored_notice"]
+    by = {(a["subscriber_id"], a["kind"]): a for a in r.actions}
+    # 20:40 UTC is 02:10 in Kolkata: the credit waits for 08:00 there (02:30 UTC)
+    assert by["IN", "compensation"]["event_time"] == ts(400 + 240)
+    assert by["IN", "compensation"]["send_after"] == "2026-11-24T02:30:00Z"
+    assert by["UK", "compensation"]["send_after"] is None  # 20:40 in London
+    # notices go at once, quiet hours or not (22:12 and 02:20 in Kolkata)
+    assert by["IN", "outage_notice"]["send_after"] is None
+    assert by["IN", "restored_notice"]["send_after"] is None
+
+
+def test_compensation_is_once_per_incident_so_a_second_day_brings_another():
+    s = Scenario().site("S1").site("S2")
+    s.subscriber("C", segment="consumer")
+    for day in (0, 24 * 60):
+        s.seen("C", "S1-C1", day + 1)
+        s.alarm(f"A{day}", day + 10, cell="S1-C1").tick(day + 10 + 241)
+        s.clear(f"A{day}", day + 10 + 250, cell="S1-C1").tick(day + 10 + 260)
+    r = s.run()
+    comp = r.of("compensation")
+    assert [(a["event_time"], a["incident_id"]) for a in comp] == [
+        (ts(10 + 240), "INC-S1-20261123T101000"),
+        (ts(24 * 60 + 10 + 240), "INC-S1-20261124T101000")]
+    assert len({a["action_id"] for a in comp}) == 2
+
+
 def test_deleted_and_unknown_subscribers_get_nothing():
     s = base(n_subs=2)
     s.seen("U0", "S1-C1", 1).seen("U1", "S1-C1", 1).seen("GHOST", "S1-C1", 1)
@@ -247,6 +301,26 @@ def test_flapping_cell_is_one_flapping_incident_and_one_notice_at_most():
     kinds = {i["incident_id"]: i["kind"] for i in r.incidents}
     assert list(kinds.values()).count("flapping") == 1
     assert r.kinds("U0").count("outage_notice") == 1
+
+
+def flaps(outages: int) -> Scenario:
+    """``outages`` outages of 3 minutes on one cell, one every 5 minutes (within 30 min)."""
+    s = base()
+    s.seen("U0", "S1-C1", 1)
+    for n in range(outages):
+        t = 10.0 + 5 * n
+        s.alarm(f"F{n}", t, cell="S1-C1").clear(f"F{n}", t + 3, cell="S1-C1")
+    return s.tick(10 + 5 * outages + 30)
+
+
+def test_three_outages_in_30_minutes_are_not_flapping_four_are():
+    three = flaps(3).run()
+    assert sorted(i["kind"] for i in three.incidents if i["status"] == "open") == [
+        "outage"] * 3
+    four = flaps(4).run()
+    opened = [i for i in four.incidents if i["status"] == "open"]
+    assert [i["kind"] for i in opened] == ["outage"] * 3 + ["flapping"]
+    assert opened[-1]["start_time"] == ts(25)  # the fourth outage's start
 
 
 def test_dead_letters_carry_reason_and_never_stop_the_flow():
@@ -271,4 +345,6 @@ def test_dead_letters_carry_reason_and_never_stop_the_flow():
 def test_action_ids_are_deterministic():
     s = base()
     s.seen("U0", "S1-C1", 1).alarm("A1", 10, cell="S1-C1").tick(20)
-    assert [a["action_id"] for a in s.run().actions] == [a["action_id"] for a in s.run().actions]
+    first, second = s.run().actions, s.run().actions
+    assert [a["kind"] for a in first] == ["outage_notice"]
+    assert [a["action_id"] for a in first] == [a["action_id"] for a in second]

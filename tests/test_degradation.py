@@ -13,6 +13,8 @@ from bench.models import _Replay, _valid, silent_quality, ts
 from dataflows.degradation import DEFAULT, CellHealth, SiteHealth, _ew
 from forewarn.model import Kpi
 from simulator import ScenarioConfig, simulate
+from tests.builders import Scenario
+from tests.builders import ts as wire_ts
 
 #: Stated limits (bench/RESULTS.md has the full-size figures).
 SLEEPING_MAX_DELAY_S = 20 * 60
@@ -317,3 +319,38 @@ def test_hours_learnt_as_empty_make_silence_no_evidence() -> None:
     assert nights == [0], opened  # the first night only
     h.observe_traffic(DAY0 + 3 * 86400 + 19.9 * 3600)
     assert h.expect == 0.0 and h.silence_at == math.inf
+
+
+def test_the_flow_opens_a_degradation_incident_and_notifies_a_sleeping_cells_users() -> None:
+    """Through the real dataflow: a cell whose KPIs collapse without any alarm opens a
+    `degradation` incident and its users get the silent-failure notice; traffic coming
+    back resolves it and they are told."""
+    s = Scenario().site("S1").site("S2")
+    s.subscriber("U0").subscriber("U1")
+    s.seen("U0", "S1-C1", 100).seen("U1", "S1-C2", 100)  # U1 is on a healthy cell
+    for k in range(8):  # two hours of healthy periods: the detectors' baseline
+        for cell in ("S1-C1", "S1-C2"):
+            s.kpi(cell, 15 * k, attempts=8, users=40, rrc=0.99 + 0.001 * (k % 3))
+    s.kpi("S1-C1", 120, attempts=0, users=0, rrc=0.7)  # asleep: nobody, RRC collapsed
+    s.kpi("S1-C2", 120, attempts=8, users=40, rrc=0.99)
+    s.tick(140)
+    s.seen("U0", "S1-C1", 150).tick(160)  # traffic back on the cell
+    r = s.run()
+    inc_id = "DEG-S1-C1-20261123T114500"  # onset: one period before the empty one
+    opened = [i for i in r.incidents if i["status"] == "open"]
+    assert [(i["incident_id"], i["kind"], i["silent_kind"], i["detector"], i["cell_ids"])
+            for i in opened] == [(inc_id, "degradation", "sleeping", "kpi_collapse",
+                                  ["S1-C1"])]
+    assert opened[0]["event_time"] == wire_ts(135)  # the end of the empty period
+    assert opened[0]["evidence"] == ["kpi:S1-C1@1795435200"]
+    resolved = [i for i in r.incidents if i["status"] == "resolved"]
+    assert [(i["incident_id"], i["detector"], i["end_time"]) for i in resolved] == [
+        (inc_id, "traffic_back", wire_ts(150))]
+    assert r.kinds("U1") == []
+    assert r.kinds("U0") == ["outage_notice", "restored_notice"]
+    notice, restored = r.actions
+    assert (notice["rule_id"], notice["incident_id"], notice["event_time"]) == (
+        "silent-failure-notice", inc_id, wire_ts(135))
+    assert notice["evidence"][:2] == ["kpi:S1-C1@1795435200", "location:S1-C1@1795434000"]
+    assert "found a network problem" in notice["message"]
+    assert (restored["incident_id"], restored["event_time"]) == (inc_id, wire_ts(150))

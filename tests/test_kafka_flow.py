@@ -18,8 +18,11 @@ from connectors import broker
 from connectors.kafka_publish import Topics, publish_lines
 from connectors.kafka_sink import DeliveryError, KafkaOutSink
 from forewarn import metrics
+from tests.builders import comparable
 from tests.kafka_flow_helpers import (
+    Expected,
     expected,
+    expected_every_rule,
     flow_cmd,
     forewarn_cmd,
     fresh_topics,
@@ -30,6 +33,7 @@ from tests.kafka_flow_helpers import (
     tail,
     values,
     wait_until,
+    whole_record_diff,
 )
 from tests.kafka_helpers import (  # noqa: F401  (fixtures)
     create_topic,
@@ -47,11 +51,12 @@ def test_doctests(module) -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-def _check_outputs(config, topics: Topics) -> None:
-    exp = expected()
+def _check_outputs(config, topics: Topics, exp: Expected | None = None) -> None:
+    exp = exp or expected()
     actions = records(config, topics.actions)
-    got = [orjson.loads(r.value) for r in actions]
-    assert sorted(a["action_id"] for a in got) == sorted(exp.action_ids)  # no dups either
+    # whole records: ids, kinds, channels, event times, send_after, offers, messages
+    got = sorted(comparable(r.value) for r in actions)
+    assert got == exp.comparable_actions, whole_record_diff(got, exp.comparable_actions)
     assert all(r.key == orjson.loads(r.value)["subscriber_id"].encode() for r in actions)
     incidents = records(config, topics.incidents)
     assert sorted(r.value for r in incidents) == sorted(exp.incidents)
@@ -76,8 +81,10 @@ def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Pat
 
 
 def test_two_processes_give_the_same_actions(kafka_config, tmp_path: Path) -> None:  # noqa: F811
+    """Two processes on a scenario where every default rule acts: the same whole actions."""
+    exp = expected_every_rule()
     topics = fresh_topics(kafka_config, partitions=2)
-    publish_lines(kafka_config, expected().lines, topics=topics)
+    publish_lines(kafka_config, exp.lines, topics=topics)
     bootstrap = kafka_config["bootstrap.servers"]
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     procs = [start_flow(flow_cmd(bootstrap, topics, "-i", str(i), "-a", addresses,
@@ -90,7 +97,7 @@ def test_two_processes_give_the_same_actions(kafka_config, tmp_path: Path) -> No
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    _check_outputs(kafka_config, topics)
+    _check_outputs(kafka_config, topics, exp)
 
 
 def _bad_records(topics: Topics) -> list[tuple[str, bytes | None, bytes | None]]:
@@ -219,6 +226,9 @@ def test_broker_restart_while_the_flow_runs(tmp_path: Path) -> None:
                                  f"{tail(tmp_path / 'flow.log', 80)}") from None
         assert proc.poll() is None, tail(tmp_path / "flow.log")
         assert sorted(got) == sorted(exp.action_ids)
+        whole = sorted(comparable(r.value) for r in records(config, topics.actions))
+        assert whole == exp.comparable_actions, whole_record_diff(whole,
+                                                                  exp.comparable_actions)
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()

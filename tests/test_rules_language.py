@@ -149,6 +149,21 @@ def test_compensation_budget_and_rate_budget_with_priority(tmp_path):
     assert deferred == [ts(13), ts(14), ts(15)]
 
 
+def test_compensation_budget_is_per_utc_day(tmp_path):
+    """A day's budget spent does not spend the next day's."""
+    book = load_rulebook(book_with(tmp_path, top="budgets:\n  compensation_per_day: 1\n"))
+    s = Scenario().site("S1").site("S2")
+    s.subscriber("C1").subscriber("C2")
+    for day in (0, 24 * 60):
+        s.seen("C1", "S1-C1", day + 1).seen("C2", "S1-C1", day + 1)
+        s.alarm(f"A{day}", day + 10, cell="S1-C1").tick(day + 10 + 241)
+        s.clear(f"A{day}", day + 10 + 245, cell="S1-C1").tick(day + 10 + 250)
+    r = s.run(book)
+    days = [a["event_time"][:10] for a in r.of("compensation")]
+    assert days == ["2026-11-23", "2026-11-24"]
+    assert len(r.of("outage_notice")) == 4  # the budget holds back credits only
+
+
 def test_silence_suppresses_matching_incidents_only(tmp_path):
     top = ('silences:\n  - {id: storm, start: "2026-11-23T00:00:00Z", '
            'end: "2026-11-24T00:00:00Z", regions: [north], comment: press release}\n')

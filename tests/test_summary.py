@@ -1,0 +1,110 @@
+"""`summary.json`: the contract's fields and the quality figures (forewarn/summary.py),
+on hand-made truth with answers worked out by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from forewarn.cli import main
+from forewarn.summary import quality, read_jsonl
+from tests.builders import Scenario, ts
+
+
+def truth_line(**rec) -> bytes:
+    return orjson.dumps(rec)
+
+
+def impact(sub: str, complaint: float | None, *, lost=(0, 60), **extra) -> bytes:
+    """Subscriber ``sub`` without service from minute lost[0] to lost[1] on S1-C1."""
+    rec = dict(type="truth_impact", subscriber_id=sub, cell_id="S1-C1", lost_from=ts(lost[0]),
+               lost_to=ts(lost[1]), complaint_time=None if complaint is None else ts(complaint),
+               contactable=True, at_start=True, observed_cell_at_start="S1-C1",
+               observed_age_s=600)
+    rec.update(extra)
+    return truth_line(**rec)
+
+
+#: Nine cases, one line each; the expected figures below are worked out from them.
+TRUTH = [
+    impact("A", 40),                        # told at 10:02, would complain 10:40: a hit
+    impact("I", 12),                        # told at 10:02, would complain 10:12: a hit
+    impact("B", 30),                        # told at 10:35, after the complaint: a miss
+    impact("C", 50, at_start=False),        # walked in later: a miss the rules cannot see
+    impact("D", 45, planned=True),          # planned work: neither reachable nor a miss
+    impact("E", 20, contactable=False),     # no consented channel: not reachable
+    impact("F", None),                      # never complains: only precision and messages
+    truth_line(type="truth_drop_burst", subscriber_id="G", cell_id="S2-C1",
+               first_drop=ts(120), complaint_time=ts(170)),  # apology at 12:10: a hit
+    truth_line(type="truth_cell_outage", cell_id="S1-C1", start_time=ts(0), end_time=ts(60)),
+]
+
+
+def action(sub: str, kind: str, minute: float) -> dict:
+    return {"subscriber_id": sub, "kind": kind, "event_time": ts(minute)}
+
+
+ACTIONS = [
+    action("A", "outage_notice", 2), action("A", "restored_notice", 60),
+    action("B", "outage_notice", 35),
+    action("F", "outage_notice", 2),
+    action("I", "outage_notice", 2),
+    action("H", "outage_notice", 2),  # H was never without service: a false notice
+    action("G", "apology", 130),
+]
+
+
+def test_quality_figures_on_a_hand_made_truth_file(tmp_path: Path) -> None:
+    path = tmp_path / "truth.jsonl"
+    path.write_bytes(b"\n".join(TRUTH) + b"\n")
+    q = quality(ACTIONS, read_jsonl(path))
+    assert q["would_be_complainers"] == 7  # A B C D E G I (F never complains)
+    assert q["reachable_complainers"] == 5  # A B C G I: D planned, E unreachable
+    assert q["planned_maintenance_complainers"] == 1
+    assert q["recall_before_complaint"] == 0.6  # A G I of A B C G I
+    assert q["recall_all"] == round(3 / 7, 4)
+    assert q["missed_by_cause"] == {"observed_on_cell": 1, "entered_outage_area_later": 1}
+    assert q["recall_knowable"] == 0.75  # C's miss is not the rules' to catch
+    assert q["precision"] == 0.8 and q["outage_notices_checked"] == 5  # H's was false
+    assert q["median_lead_s"] == 38 * 60  # leads: I 10 min, A 38 min, G 40 min
+    assert q["messages_per_impacted"] == 1.25  # A 2, B 1, F 1, I 1
+
+
+def test_quality_allows_a_notice_5_minutes_before_the_truths_start_not_more() -> None:
+    truth = [orjson.loads(impact("A", 40)), orjson.loads(impact("B", 40))]
+    q = quality([action("A", "outage_notice", -5), action("B", "outage_notice", -5.5)], truth)
+    assert q["recall_before_complaint"] == 0.5
+    assert q["precision"] == 0.0  # neither was without service yet at notice time
+
+
+def test_summary_json_holds_the_contracts_fields(tmp_path: Path, capsys) -> None:
+    """`forewarn run --truth` on files: the counts are those of the outputs it wrote."""
+    s = Scenario().site("S1").site("S2").site("FAR", cells=1)  # FAR: tick()'s cell
+    s.subscriber("A").subscriber("C", segment="vip")
+    s.seen("A", "S1-C1", 1).seen("C", "S1-C1", 1)
+    s.call("K1", "G", "S2-C1", 20, dropped=True)
+    s.raw(b"{not json").raw(b'{"type": "alarm"}')
+    s.alarm("A1", 10, cell="S1-C1").tick(10 + 241)
+    s.clear("A1", 10 + 250, cell="S1-C1").tick(10 + 260)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(s.lines) + b"\n")
+    truth = tmp_path / "truth.jsonl"
+    truth.write_bytes(impact("A", 40, lost=(10, 260)) + b"\n"
+                      + impact("C", 11, lost=(10, 260)) + b"\n")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(events), "--out", str(out), "--truth", str(truth),
+                 "--metrics-port", "-1"]) == 0
+    assert "recall before complaint" in capsys.readouterr().out
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["events_in"] == len(s.lines)
+    assert summary["dead_letters"] == 2 == len(read_jsonl(out / "dead_letters.jsonl"))
+    assert summary["incidents"] == 1
+    assert summary["actions"] == {"outage_notice": 2, "restored_notice": 2, "apology": 0,
+                                  "compensation": 1, "care_callback": 1}
+    q = summary["quality"]
+    # A told at 10:12, complains 10:40; C complains at 10:11, inside the hold-down
+    assert q["recall_before_complaint"] == 0.5
+    assert q["median_lead_s"] == 28 * 60.0
+    assert q["precision"] == 1.0
+    assert q["messages_per_impacted"] == 3.0  # notice, compensation or callback, restored
