@@ -411,7 +411,7 @@ def _markdown(res: dict) -> str:
         return "–" if x is None else f"{x / 60:.1f} min"
 
     return "\n".join([
-        "## Models (issue 6)",
+        "## Models",
         "",
         f"`python -m bench.models --write` — scenario seed {scn['seed']}, {scn['sites']} sites "
         f"({scn['cells']} cells), {scn['hours']} h, {scn['events']:,} events; detectors and "
@@ -461,11 +461,11 @@ def _markdown(res: dict) -> str:
 
 
 def write_results(res: dict, path: Path | None = None) -> None:
-    """Replace (or append) the ``## Models (issue 6)`` section, leaving the rest alone."""
+    """Replace (or append) the ``## Models`` section, leaving the rest alone."""
     path = path or Path(__file__).with_name("RESULTS.md")
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     section = _markdown(res)
-    head = "## Models (issue 6)"
+    head = "## Models"
     if head in text:
         a = text.index(head)
         b = text.find("\n## ", a + len(head))

@@ -207,7 +207,7 @@ def format_table(s: dict) -> str:
     return "\n".join(lines)
 
 
-# ---- silent failures (issue 6) -------------------------------------------------------
+# ---- silent failures -------------------------------------------------------------------
 
 MATCH_BEFORE_S = 900.0  # a detection may precede the truth start by one KPI period
 MATCH_AFTER_S = 1800.0

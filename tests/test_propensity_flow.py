@@ -1,4 +1,4 @@
-"""Propensity AUC floor in the flow, on the simulator (issue: "above a stated floor")."""
+"""Propensity AUC floor in the flow, on the simulator (a stated floor)."""
 
 from __future__ import annotations
 

@@ -320,7 +320,7 @@ def test_state_snapshotted_before_session_6_loads():
 
     from dataflows.flow import FlowConfig, SequenceLogic, _freeze_site, _thaw_site
 
-    old = SubscriberCare.__new__(SubscriberCare)  # as pickle rebuilds a session 5 one
+    old = SubscriberCare.__new__(SubscriberCare)  # as pickle rebuilds one of an older format
     old.__setstate__((None, {"profile": None, "complaints": 2, "notified": None,
                              "drops": (), "deleted_at": None,
                              "seen": ((T0, "C1", None),)}))
@@ -330,7 +330,7 @@ def test_state_snapshotted_before_session_6_loads():
 
     s = site()
     s.handle(position("U1", "C1", T0, "r"))
-    del s.away  # a SiteCorrelator pickled by session 5 has no such slot
+    del s.away  # a SiteCorrelator of an older format has no such slot
     thawed, _ = _thaw_site(_freeze_site(s, []), BOOK)
     assert thawed.away == {} and "U1" in thawed.members
 
