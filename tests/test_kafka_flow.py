@@ -17,6 +17,7 @@ import connectors.kafka_source
 from connectors import broker
 from connectors.kafka_publish import Topics, publish_lines
 from connectors.kafka_sink import DeliveryError, KafkaOutSink
+from dataflows.sequencer import AHEAD_QUORUM
 from forewarn import metrics
 from tests.builders import comparable
 from tests.kafka_flow_helpers import (
@@ -186,11 +187,12 @@ def test_broker_restart_while_the_flow_runs(tmp_path: Path) -> None:
     try:
         topics = fresh_topics(config)
         exp = expected()
-        # a last far-away observation moves event time past every deadline, so a
-        # flow that never reaches end of input still emits everything
-        tail_lines = [b'{"type":"cell","cell_id":"FAR-C1","site_id":"FAR"}',
-                      b'{"type":"location","subscriber_id":"ZZ","cell_id":"FAR-C1",'
-                      b'"event_time":"2026-11-24T12:00:00Z"}']
+        # far-away observations a day later move event time past every deadline, so a
+        # flow that never reaches end of input still emits everything: enough of them in
+        # a row (AHEAD_QUORUM) that the stream itself has moved on, not one bad clock
+        tail_lines = [b'{"type":"cell","cell_id":"FAR-C1","site_id":"FAR"}'] + [
+            b'{"type":"location","subscriber_id":"ZZ","cell_id":"FAR-C1",'
+            b'"event_time":"2026-11-24T12:00:%02dZ"}' % i for i in range(AHEAD_QUORUM + 8)]
         half = len(exp.lines) // 2
         publish_lines(config, exp.lines[:half], topics=topics)  # read in order at start
         proc = start_flow(flow_cmd(info.bootstrap, topics, "--lateness", "900",
