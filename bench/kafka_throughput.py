@@ -69,6 +69,8 @@ from connectors.kafka_publish import Topics, publish_lines
 from connectors.kafka_run import DEFAULT_LATENESS_S
 from connectors.kafka_source import NEG_INF, stream_time
 from connectors.topics import create_topics
+from dataflows.sequencer import AHEAD_QUORUM
+from forewarn.codec import fmt_time
 from forewarn.runner import tune_gc
 from simulator import ScenarioConfig, simulate
 
@@ -218,9 +220,11 @@ def _latency_run(bootstrap: str, config: dict, lines: list[bytes], rate: float,
     drain = threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True)
     drain.start()
     sent: list[float] = []
-    far = [b'{"type":"cell","cell_id":"BENCH-FAR","site_id":"BENCH"}',
-           b'{"type":"location","subscriber_id":"ZZ","cell_id":"BENCH-FAR",'
-           b'"event_time":"2100-01-01T00:00:00Z"}']
+    # a run of records a day after the scenario (one alone would be held as a bad clock)
+    later = max(t for t in map(stream_time, lines) if t is not None) + 86400
+    far = [b'{"type":"cell","cell_id":"BENCH-FAR","site_id":"BENCH"}'] + [
+        orjson.dumps({"type": "location", "subscriber_id": "ZZ", "cell_id": "BENCH-FAR",
+                      "event_time": fmt_time(later + i)}) for i in range(AHEAD_QUORUM + 8)]
     report = publish_lines(config, lines, topics=topics, rate=rate, sent_at=sent)
     publish_lines(config, far, topics=topics)  # moves event time on: flushes the end
     expected = _count_outputs(lines)
