@@ -231,7 +231,7 @@ class Sequencer:
             out.refuse(dead_letter(raw, source, _skew_reason(rec, at, watermark)))
             return
         item = (source, raw, rec, at)
-        if at - watermark > self.lateness_s + self.ahead_s:
+        if at - self._front() > self.ahead_s:
             self._hold_ahead(item, out)
             return
         self._timed += 1
@@ -282,9 +282,16 @@ class Sequencer:
             run.clear()
             self._release_ahead(middle + self.ahead_s, out)
 
+    def _front(self) -> float:
+        """The stream's progress: the latest record taken (the reorder buffer's last),
+        at least the watermark plus the reorder window."""
+        front = self.watermark + self.lateness_s
+        pending = self._pending
+        return pending[-1][3] if pending and pending[-1][3] > front else front
+
     def _catch_up(self, out: Routes) -> None:
         """Apply held records the stream has come within reach of."""
-        self._release_ahead(self.watermark + self.lateness_s + self.ahead_s, out)
+        self._release_ahead(self._front() + self.ahead_s, out)
 
     def _release_ahead(self, bound: float, out: Routes) -> None:
         ahead = self.ahead
@@ -292,7 +299,7 @@ class Sequencer:
             item = ahead.pop(0)
             self._timed += 1
             self._admit(item, out)
-            bound = max(bound, self.watermark + self.lateness_s + self.ahead_s)
+            bound = max(bound, self._front() + self.ahead_s)
 
     def _settle_ahead(self, out: Routes) -> None:
         """End of input: apply each held record (in time order) whose gap the stream's rate
