@@ -37,11 +37,53 @@ def _sort_key(line: bytes, previous: float) -> float:
         return previous
 
 
+#: A line this far past its file's running maximum that a later line falls back from
+#: (that far), before LEAP_CONFIRM lines in line with it came, keeps its place: one bad
+#: clock must not hold the rest of its file back behind the other files.
+LEAP_S = 900.0
+LEAP_CONFIRM = 8
+
+
 def _keyed(name: str, lines: Iterable[bytes]) -> Iterator[tuple[float, str, bytes]]:
+    """``(merge time, name, line)``: the running maximum of the file's stream times,
+    except that a leap far ahead stays unconfirmed until :data:`LEAP_CONFIRM` lines
+    follow in line with it, and is undone (its lines keep the time before it) when a
+    line falls back.
+
+    >>> t = lambda s: b'{"type":"location","event_time":"2026-01-01T%sZ"}' % s.encode()
+    >>> [k - 1767225600 for k, _, _ in _keyed("a", [t("00:00:00"), t("09:00:00"),
+    ...                                             t("00:00:05")])]
+    [0.0, 0.0, 5.0]
+    """
     last = float("-inf")
+    held: list[tuple[float, bytes]] = []  # lines since an unconfirmed leap
+    top = last  # the leap's running maximum
+    agree = 0  # timed lines since the leap, in line with it
     for line in lines:
-        last = max(last, _sort_key(line, last))
+        at = _sort_key(line, float("nan"))  # NaN: timeless or unreadable, keeps its place
+        if held:
+            if at < top - LEAP_S:  # falls back: the leap was bad clocks, they keep their place
+                yield from ((last, name, held_line) for _, held_line in held)
+                held.clear()
+            else:
+                held.append((at, line))
+                if at == at:
+                    top, agree = max(top, at), agree + 1
+                if agree >= LEAP_CONFIRM:  # the file really moved on
+                    for held_at, held_line in held:
+                        last = max(last, held_at) if held_at == held_at else last
+                        yield last, name, held_line
+                    held.clear()
+                continue
+        if at == at and last != float("-inf") and at - last > LEAP_S:
+            held.append((at, line))
+            top, agree = at, 0
+            continue
+        last = max(last, at) if at == at else last
         yield last, name, line
+    for held_at, held_line in held:  # the end of the file: nothing contradicted them
+        last = max(last, held_at) if held_at == held_at else last
+        yield last, name, held_line
 
 
 def merge_by_time(inputs: Sequence[tuple[str, Iterable[bytes]]]) -> Iterator[tuple[str, bytes]]:

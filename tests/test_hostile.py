@@ -18,7 +18,7 @@ from forewarn.model import DeadLetter, stream_at
 from forewarn.runner import run_collect
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
-from tests.builders import Scenario
+from tests.builders import Scenario, comparable
 from tests.test_determinism import canonical
 
 FUTURE = orjson.dumps({"type": "location", "subscriber_id": "SUB000011",
@@ -291,3 +291,28 @@ def test_generated_hostile_records_in_a_whole_run(day, reference, hostile) -> No
     undecodable = sum(type(decode(h, "f")) is DeadLetter for h in hostile)
     assert undecodable > 100
     assert len(_new_dead(got, reference)) >= undecodable
+
+
+def test_a_record_days_ahead_in_one_of_several_files_holds_nothing_back(day, tmp_path) -> None:
+    """``forewarn run --input A B`` merges the files by time: a record days ahead in A
+    keeps its place there instead of pushing the rest of A behind all of B."""
+    from forewarn.runner import run_files
+
+    alarms = [x for x in day.lines if b'"type":"alarm"' in x or b'"type":"maintenance"' in x]
+    rest = [x for x in day.lines if x not in set(alarms)]
+    (tmp_path / "b.jsonl").write_bytes(b"".join(x + b"\n" for x in alarms))
+    outputs = {}
+    for name, lines in (("clean", rest), ("hostile", _with(rest, FUTURE, len(rest) // 3))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.jsonl").write_bytes(b"".join(x + b"\n" for x in lines))
+        run_files([tmp_path / name / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / name / "out",
+                  load_rulebook())
+        outputs[name] = {f: sorted(comparable(x) if f == "actions" else x for x in
+                                   (tmp_path / name / "out" / f"{f}.jsonl").read_bytes()
+                                   .splitlines())
+                         for f in ("actions", "incidents", "dead_letters")}
+    assert outputs["hostile"]["actions"] == outputs["clean"]["actions"]
+    assert outputs["hostile"]["incidents"] == outputs["clean"]["incidents"]
+    [extra] = [x for x in outputs["hostile"]["dead_letters"]
+               if x not in outputs["clean"]["dead_letters"]]
+    assert orjson.loads(extra)["code"] == "future"
