@@ -23,6 +23,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from dataflows.sequencer import AHEAD_S
 from forewarn.codec import STREAM_TIME_FIELD, parse_time
 
 BATCH = 5000  # lines per batch: work per site and per care key is per batch (as for Kafka)
@@ -37,10 +38,12 @@ def _sort_key(line: bytes, previous: float) -> float:
         return previous
 
 
-#: A line this far past its file's running maximum that a later line falls back from
-#: (that far), before LEAP_CONFIRM lines in line with it came, keeps its place: one bad
-#: clock must not hold the rest of its file back behind the other files.
-LEAP_S = 900.0
+#: A record this far past its input's running maximum (a file; a Kafka partition in
+#: :mod:`connectors.kafka_source`) that a later record falls back from (that far), before
+#: LEAP_CONFIRM timed records in line with it came, keeps its place in the merge: one bad
+#: clock must not hold the rest of its input back behind the others. As far as the
+#: sequencer calls a record ahead of the stream.
+LEAP_S = AHEAD_S
 LEAP_CONFIRM = 8
 
 

@@ -28,9 +28,9 @@ offset)``:
   type that does not belong on their topic (dead letters, code ``wrong_topic``),
   and times more than 7 days ahead of the merge keep their place in their
   partition (the flow dead-letters them). A record more than
-  :data:`PARTITION_JUMP_S` past its partition's running maximum that a later
+  :data:`LEAP_S` past its partition's running maximum that a later
   record of its partition contradicts (it falls back that far, before
-  :data:`PARTITION_JUMP_CONFIRM` records in line with the leap came) keeps its
+  :data:`LEAP_CONFIRM` records in line with the leap came) keeps its
   place too, so a few bad clocks do not hold the rest of their partition back
   behind them; until then the partition holds the merge at the time before the
   leap. The sequencer decides what such records mean for event time;
@@ -78,6 +78,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from connectors.files import LEAP_CONFIRM, LEAP_S
 from connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
 from dataflows.messages import Decoded
 from forewarn import metrics
@@ -117,11 +118,6 @@ TIMELESS = frozenset({"cell", "maintenance"})
 #: location or call it came from).
 RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
                                     Maintenance, Complaint)}
-#: A record this far past its partition's running maximum, followed by one this far
-#: behind it, was a bad clock: it keeps its place in the partition (see _undo_jump).
-PARTITION_JUMP_S = 900.0
-#: ... unless this many records follow it in line first: the partition really moved on.
-PARTITION_JUMP_CONFIRM = 8
 #: One consumed message in this many is checked for co-partitioning (a hash of its key).
 COPARTITION_SAMPLE = 64
 
@@ -198,7 +194,7 @@ class _Part:
 
     def leap(self, before: float, offset: int) -> None:
         """A record far past the partition's running maximum: unconfirmed until
-        :data:`PARTITION_JUMP_CONFIRM` records follow in line with it (a later leap
+        :data:`LEAP_CONFIRM` records follow in line with it (a later leap
         keeps the first one's base)."""
         if self.jump_from is None:
             self.jump_from, self.jump_offset = before, offset
@@ -206,7 +202,7 @@ class _Part:
 
     def confirm(self) -> None:
         self.jump_seen += 1
-        if self.jump_seen >= PARTITION_JUMP_CONFIRM:
+        if self.jump_seen >= LEAP_CONFIRM:
             self.jump_from = None
 
     @property
@@ -440,15 +436,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                     latest = key
                 if kind is Complaint:
                     tally.complaints.append(rec)
-            if part.jump_from is not None and NEG_INF < key < last - PARTITION_JUMP_S:
+            if part.jump_from is not None and NEG_INF < key < last - LEAP_S:
                 last = _undo_jump(part)  # it falls back: the leap before it was bad clocks
                 if key < last:
                     key = last
             elif key < last or key > ahead:
+                if part.jump_from is not None and NEG_INF < key < last:
+                    part.confirm()  # timed and not far behind: in line with the leap
                 key = last  # behind its partition, or absurdly far ahead: keeps its place
-                if part.jump_from is not None:
-                    part.confirm()
-            elif key - last > PARTITION_JUMP_S and last != NEG_INF:
+            elif key - last > LEAP_S and last != NEG_INF:
                 part.leap(last, offset)  # undone if the partition's next records fall back
             elif part.jump_from is not None:
                 part.confirm()
