@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dataflows.messages import (
+    HOLD_DOWN,
+    REAPPEARED,
     DropNote,
     Escalation,
     Impact,
@@ -235,7 +237,9 @@ class SubscriberCare:
         down = dict(facts.down_cells)
         latest = msg.seen  # their latest position at msg.at, on a down cell, unless moved
         moved = getattr(msg, "moved", False)  # (Impacts of an older format: False)
-        for rule in book.incident_rules("hold_down", facts.incident_kind):
+        trigger_at = getattr(msg, "trigger", HOLD_DOWN)
+        back = trigger_at == REAPPEARED  # service is back: nothing follows this action
+        for rule in book.incident_rules(trigger_at, facts.incident_kind):
             if not _triggers(rule, facts):
                 continue
             why = self._gate(rule, msg.at, book, facts.region,
@@ -256,10 +260,12 @@ class SubscriberCare:
             if not facts.confirmed and rule.action in book.defer_unconfirmed_kinds:
                 wake = quiet_until(msg.at, self.profile.timezone, book)  # type: ignore[union-attr]
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
-                                 msg.at, facts.area, book, cell_down=True,
+                                 msg.at, facts.area, book, cell_down=not back,
                                  exposure=(trigger, msg.at - facts.start_time,
                                            facts.scope == "site", msg.at - latest[0]),
                                  send_after=wake))
+            if back:
+                continue  # the incident is over: no restored notice, no escalation
             if self.notified is None:
                 self.notified = {}
             # [notice time, escalated durations, deferred to (or None)]

@@ -118,6 +118,7 @@ class SequenceLogic(StatefulBatchLogic):
             self.seq._pending = deque((src, raw, rec, at)
                                       for at, _, rec, raw, src in self.seq._pending)
         self.applied = cfg.book.digest
+        self.seq.configure(cfg.rulebook())
         if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves
             self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
@@ -128,6 +129,7 @@ class SequenceLogic(StatefulBatchLogic):
         book = self.cfg.rulebook()
         if book.digest != self.applied:  # the known point where a reload takes effect
             self.applied = book.digest
+            self.seq.configure(book)
             _log.info("rulebook in force", extra={"rulebook": book.name, "version": book.version,
                                                   "digest": book.digest,
                                                   "from_watermark": self.seq.watermark})

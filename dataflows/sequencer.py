@@ -48,11 +48,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataflows.messages import Drop, Left, Tick
+from dataflows.nearby import NearbyWatch
 from dataflows.state import restore_fields
 from forewarn.codec import Source, dead_letter, fmt_time
+
+if TYPE_CHECKING:
+    from rules.rulebook import Rulebook
 from forewarn.model import (
     Alarm,
     Call,
@@ -165,9 +169,21 @@ class Sequencer:
     _ahead_run: list = field(default_factory=list)  # stream times of ahead records in a row
     _timed: int = 0  # timed records taken within the stream's progress (its rate)
     _anchor: float | None = None  # the first watermark
+    # around outages (walk_in / reappeared rules): off (None) or (nearest sites to watch,
+    # how long after the last clear, outage severities, outage causes), from the rulebook
+    near_cfg: tuple | None = None
+    nearby: NearbyWatch = field(default_factory=NearbyWatch)
+    outage_open: dict[str, set[str]] = field(default_factory=dict)  # site -> outage alarms
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
+
+    def configure(self, book: Rulebook) -> None:
+        """What of the rulebook the sequencer needs: whether and how to watch around
+        outages (:mod:`dataflows.nearby`)."""
+        corr = book.correlation
+        self.near_cfg = (corr.nearby_sites, corr.reappear_s, corr.outage_severities,
+                         corr.outage_causes) if book.watches_nearby else None
 
     # -- input -----------------------------------------------------------------
 
@@ -419,9 +435,14 @@ class Sequencer:
             if kind is Call and rec.dropped:
                 sites[site].append(Drop(sid, rec.cell_id, rec.call_id, at))
                 self._activate(site, at + DROP_HORIZON_S)
+            nearby = self.nearby
+            if nearby.near_of or nearby.followed:  # some site is down: who is around it
+                nearby.heard(sid, site, at, sites)
 
     def _ticks(self, now: float, out: Routes) -> None:
         self._next_tick = now + self.tick_s
+        if self.nearby.watches:
+            self.nearby.expire(now)
         tick = Tick(now)
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
@@ -458,6 +479,7 @@ class Sequencer:
             self.cell_site[rec.cell_id] = rec.site_id
             self.cell_names.setdefault(rec.cell_id, sys.intern(rec.cell_id))  # as decoded
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
+            self.nearby.place(rec.site_id, rec.lat, rec.lon)
             out.site(rec.site_id, rec)
         elif kind is Maintenance:
             sites = set(rec.site_ids)
@@ -491,6 +513,26 @@ class Sequencer:
             alarms.add(rec.alarm_id)
         self._activate(site, rec.event_time + ALARM_HORIZON_S)
         out.site(site, rec)
+        if self.near_cfg is not None:
+            self._watch(site, rec, out)
+
+    def _watch(self, site: str, rec: Alarm, out: Routes) -> None:
+        """Start or end the watch around ``site`` as its outage alarms open and clear."""
+        k, linger_s, severities, causes = self.near_cfg  # type: ignore[misc]
+        outage = self.outage_open.get(site)
+        if rec.cleared:
+            if outage and rec.alarm_id in outage:
+                outage.discard(rec.alarm_id)
+                if not outage:
+                    del self.outage_open[site]
+                    self.nearby.stop(site, rec.event_time, linger_s)
+        elif rec.severity in severities and rec.probable_cause in causes:
+            if outage is None:
+                outage = self.outage_open[site] = set()
+            if not outage:
+                self.nearby.start(site, rec.event_time, k, self.last_site, self.last_at,
+                                  out.sites)
+            outage.add(rec.alarm_id)
 
 
 def _span(seconds: float) -> str:

@@ -62,6 +62,7 @@ STATE_MODULES = (
     "forewarn.model",
     "forewarn.codec",
     "dataflows.messages",
+    "dataflows.nearby",
     "dataflows.sequencer",
     "dataflows.site",
     "dataflows.care",

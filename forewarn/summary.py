@@ -70,10 +70,22 @@ def _t(s: str | None) -> float | None:
     return parse_time(s) if s else None
 
 
+#: What reaches a subscriber about an outage they are in: an outage notice, or an apology
+#: that names an incident (after its restoration, or for calls it cut). For a
+#: dropped-call burst: an apology or an outage notice.
+OUTAGE_KINDS = ("outage_notice", "apology@incident")
+BURST_KINDS = ("outage_notice", "apology", "apology@incident")
+
+
+def _kind(a: dict) -> str:
+    """An action's kind, ``apology@incident`` for an apology about an incident."""
+    return "apology@incident" if a["kind"] == "apology" and a.get("incident_id") else a["kind"]
+
+
 def quality(actions: list[dict], truth: list[dict]) -> dict:
     by_sub: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for a in actions:
-        by_sub[a["subscriber_id"]].append((parse_time(a["event_time"]), a["kind"]))
+        by_sub[a["subscriber_id"]].append((parse_time(a["event_time"]), _kind(a)))
     for lst in by_sub.values():
         lst.sort()
     impacts = [t for t in truth if t.get("type") == "truth_impact"]
@@ -83,8 +95,8 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
     leads: list[float] = []
     eligible = hit_eligible = total = hit_total = planned = 0
     misses: Counter[str] = Counter()
-    cases = [(t, t["lost_from"], ("outage_notice",), bool(t.get("planned"))) for t in impacts]
-    cases += [(t, t["first_drop"], ("apology", "outage_notice"), False) for t in bursts]
+    cases = [(t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned"))) for t in impacts]
+    cases += [(t, t["first_drop"], BURST_KINDS, False) for t in bursts]
     for t, began, kinds, is_planned in cases:
         complaint = _t(t.get("complaint_time"))
         if complaint is None:
@@ -117,6 +129,14 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
 
     impacted_told = {t["subscriber_id"] for t in impacts} & set(by_sub)
     msgs = sum(len(by_sub[s]) for s in impacted_told)
+    impacts_of: dict[str, list[dict]] = defaultdict(list)
+    for t in impacts:
+        impacts_of[t["subscriber_id"]].append(t)
+    truths = [_true_contact(a, lost, impacts_of, bursts) for a in actions]
+    by_rule: dict[str, list[bool]] = defaultdict(list)
+    for a, ok in zip(actions, truths, strict=True):
+        if a.get("rule_id") and _kind(a) in OUTAGE_KINDS:
+            by_rule[a["rule_id"]].append(ok)
     return {
         "recall_before_complaint": _ratio(hit_eligible, eligible),
         "recall_all": _ratio(hit_total, total),
@@ -130,7 +150,49 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         "recall_knowable": _ratio(hit_eligible, hit_eligible + sum(
             n for cause, n in misses.items() if cause in KNOWABLE)),
         "messages_per_impacted": _ratio(msgs, len(impacted_told)),
+        "false_contact_share": _ratio(truths.count(False), len(truths)),
+        "precision_by_rule": {rule: {"sent": len(oks), "precision": _ratio(sum(oks), len(oks))}
+                              for rule, oks in sorted(by_rule.items())},
     }
+
+
+def _incident_place(incident_id: str) -> tuple[str, str, float] | None:
+    """What an incident id names: ``("site_id" | "cell_id", id, start)``.
+
+    >>> _incident_place("INC-SITE0001-20261123T101500")
+    ('site_id', 'SITE0001', 1795428900.0)
+    """
+    prefix, _, rest = incident_id.partition("-")
+    place, _, stamp = rest.rpartition("-")
+    if prefix not in ("INC", "DEG") or not place or len(stamp) != 15:
+        return None
+    start = parse_time(f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:"
+                       f"{stamp[13:15]}Z")
+    return ("site_id" if prefix == "INC" else "cell_id", place, start)
+
+
+def _true_contact(a: dict, lost: dict[str, list[tuple[float, float]]],
+                  impacts_of: dict[str, list[dict]], bursts: list[dict]) -> bool:
+    """Did this action reach someone who really had the trouble it speaks of?
+
+    An outage notice: without service at its time. Anything else about an incident
+    (restored notice, compensation, callback, apology): lost service at the incident's
+    site (or cell) between its start and the action. A dropped-call apology: within a
+    burst of their dropped calls (first drop to 30 min after the last). Other actions
+    count as true.
+    """
+    sub, at, kind = a["subscriber_id"], parse_time(a["event_time"]), _kind(a)
+    if kind == "outage_notice":
+        return any(lo <= at <= hi for lo, hi in lost.get(sub, ()))
+    place = _incident_place(a["incident_id"]) if a.get("incident_id") else None
+    if place is not None:
+        key, where, start = place
+        return any(t.get(key) == where and parse_time(t["lost_from"]) <= at
+                   and parse_time(t["lost_to"]) >= start for t in impacts_of.get(sub, ()))
+    if kind == "apology":
+        return any(t["subscriber_id"] == sub and parse_time(t["first_drop"]) - 300 <= at
+                   <= parse_time(t.get("last_drop") or t["first_drop"]) + 1800 for t in bursts)
+    return True
 
 
 KNOWABLE = ("observed_on_cell", "drop_burst")

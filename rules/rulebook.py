@@ -33,7 +33,15 @@ from rules.safe_yaml import CODES, MAX_PROBLEMS, YamlRefused, compose_limited, r
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "eta"})
-TRIGGER_POINTS = ("hold_down", "resolved", "duration")
+#: When an incident rule acts: ``hold_down`` (the impacted, at the hold-down), ``resolved``,
+#: ``duration`` (the incident's age reaches ``min_duration_s``), ``walk_in`` (someone last
+#: heard near the outage has been silent past ``correlation.nearby.silence_s``: inside the
+#: hole) and ``reappeared`` (someone unheard during the outage is back on a restored cell
+#: within ``correlation.nearby.reappear_s`` of its restoration).
+TRIGGER_POINTS = ("hold_down", "resolved", "duration", "walk_in", "reappeared")
+#: Trigger points that need the subscribers around an outage watched (the sequencer
+#: sends a down site what it hears of them).
+NEARBY_TRIGGERS = frozenset({"walk_in", "reappeared"})
 SCOPES = ("cell", "site")
 DEFAULT_LANGUAGE = "en"
 #: Rule ids and the rulebook's name go into metric labels, logs and action ids.
@@ -60,6 +68,9 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "correlation.flapping.outages": (2, 100, False),
     "correlation.flapping.window_s": (0, DAY, True),
     "correlation.flapping.stable_s": (0, DAY, True),
+    "correlation.nearby.sites": (1, 50, False),
+    "correlation.nearby.silence_s": (0, DAY, True),
+    "correlation.nearby.reappear_s": (0, 6 * HOUR, True),
     "rules.version": (0, 2**31 - 1, False),
     "rules.trigger.min_duration_s": (0, 7 * DAY, True),
     "rules.trigger.dropped_calls.count": (1, 100, False),
@@ -111,6 +122,18 @@ class Correlation:
     flapping_outages: int = 4
     flapping_window_s: float = 1800.0
     flapping_stable_s: float = 600.0
+    # around an outage (walk_in / reappeared triggers): the nearest sites watched, the
+    # silence that says "inside the hole" (3GPP T3412, the phones' periodic update timer,
+    # 54 min + 4 min: the network's implicit detach; + 10 min for a call in progress: a
+    # call is reported at its end), and how soon after restoration a return counts as
+    # coming back from it
+    nearby_sites: int = 8
+    silence_s: float = 4080.0
+    reappear_s: float = 600.0
+
+    def is_outage(self, severity: str, probable_cause: str) -> bool:
+        """Does an alarm of this severity and cause mean the cell carries no traffic?"""
+        return severity in self.outage_severities and probable_cause in self.outage_causes
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +265,11 @@ class Rulebook:
 
     def incident_rules(self, at: str, incident_kind: str) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.at == at and incident_kind in r.incident_kinds)
+
+    @property
+    def watches_nearby(self) -> bool:
+        """Does a rule act on walk-ins or reappearances (subscribers around an outage)?"""
+        return any(r.at in NEARBY_TRIGGERS for r in self.rules)
 
     def drop_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.drop_count)
@@ -718,13 +746,15 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     version = _num(ck, root, top, "version", "", int, required=True)
     corr_node, corr = _section(ck, top, "correlation", {
         "outage_severities", "outage_causes", "group_wait_s", "hold_down_s",
-        "position_max_age_s", "flapping"})
+        "position_max_age_s", "flapping", "nearby"})
     if corr_node is None:
         ck.fail(root, "correlation", "required key missing")
     sev = _choices(ck, corr_node, corr, "outage_severities", "correlation", SEVERITIES)
     causes = _choices(ck, corr_node, corr, "outage_causes", "correlation", None)
     flap_node, flap = _section(ck, top, "correlation.flapping",
                                {"outages", "window_s", "stable_s"})
+    near_node, near = _section(ck, top, "correlation.nearby",
+                               {"sites", "silence_s", "reappear_s"})
 
     def num(node, m, key, where, default, typ=float):
         return _num(ck, node, m, key, where, typ, default)
@@ -738,6 +768,9 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         flapping_outages=num(flap_node, flap, "outages", "correlation.flapping", 4, int),
         flapping_window_s=num(flap_node, flap, "window_s", "correlation.flapping", 1800.0),
         flapping_stable_s=num(flap_node, flap, "stable_s", "correlation.flapping", 600.0),
+        nearby_sites=num(near_node, near, "sites", "correlation.nearby", 8, int),
+        silence_s=num(near_node, near, "silence_s", "correlation.nearby", 4080.0),
+        reappear_s=num(near_node, near, "reappear_s", "correlation.nearby", 600.0),
     )
     if correlation.group_wait_s >= correlation.hold_down_s:
         ck.fail(corr.get("group_wait_s", corr_node), "correlation.group_wait_s",

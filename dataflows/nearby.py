@@ -1,0 +1,214 @@
+"""Who is around an outage: the watch behind the ``walk_in`` and ``reappeared`` triggers.
+
+The contract's *impacted* are the subscribers whose latest position is on a cell when
+it goes down. Two kinds of people it cannot see lose service too:
+
+* **walk-ins**: someone who moves into a dead site's area after the outage began (or
+  moved there before it, unobserved) reports nothing: out of coverage, their phone is
+  silent. The network itself treats a phone it has not heard from for the periodic
+  update timer (3GPP T3412, 54 min by default) plus 4 minutes as detached. A subscriber
+  last heard on one of the sites nearest an outage who then stays silent that long
+  while it lasts is most likely inside the hole.
+* **reappearances**: someone unheard during a short outage who turns up on one of its
+  cells within minutes of its restoration was probably in it: phones re-register when
+  coverage returns.
+
+Two halves, because the two facts live in different places:
+
+* :class:`NearbyWatch`, in the sequencer (it sees every position): while a site has an
+  open outage alarm (and for ``reappear_s`` after the last clears), it forwards to that
+  site a :class:`~dataflows.messages.Near` for each position heard on one of its
+  ``nearby_sites`` nearest sites, and for each later position of those subscribers
+  anywhere. When the watch starts, the subscribers last heard on those sites are sent
+  at once, from the sequencer's latest-site table. Nothing is forwarded, and each
+  position costs one truthiness test, while no site is down.
+* :class:`Surroundings`, in the site: the latest ``Near`` of each subscriber, in
+  last-heard order, so that the silent ones are at the front.
+
+>>> watch = NearbyWatch()
+>>> watch.place("S1", 0.0, 0.0); watch.place("S2", 0.0, 0.01); watch.place("S3", 0.0, 1.0)
+>>> sites: dict = {}
+>>> watch.start("S1", 65.0, 1, {"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}, sites)
+>>> sites
+{'S1': [Near(subscriber_id='U1', site_id='S2', at=50.0, near=True)]}
+>>> watch.heard("U1", "S3", 70.0, sites)  # heard farther away: S1 learns it
+>>> sites["S1"][-1]
+Near(subscriber_id='U1', site_id='S3', at=70.0, near=False)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from dataflows.messages import Near
+from dataflows.state import restore_fields
+
+#: A watch ends this long after it began even if its alarm stays open (a stuck alarm
+#: must not make a site follow everyone who passes by for weeks; by then the people
+#: around a long outage have been found or have gone).
+MAX_WATCH_S = 12 * 3600.0
+
+
+@dataclass(slots=True)
+class NearbyWatch:
+    """The sequencer's side: which sites are down, and whom each one follows."""
+
+    site_xy: dict[str, tuple[float, float]] = field(default_factory=dict)  # site -> lat, lon
+    # watching site -> [its nearest sites, when the watch began, when it ends (None:
+    # while an outage alarm is open)]
+    watches: dict[str, list] = field(default_factory=dict)
+    near_of: dict[str, list[str]] = field(default_factory=dict)  # site -> sites watching it
+    followed: dict[str, list[str]] = field(default_factory=dict)  # subscriber -> watching sites
+    followers: dict[str, dict[str, None]] = field(default_factory=dict)  # site -> subscribers
+
+    def __setstate__(self, state: tuple) -> None:
+        restore_fields(self, state)
+
+    def place(self, site: str, lat: float | None, lon: float | None) -> None:
+        """Where a site is (its first cell with coordinates)."""
+        if lat is not None and lon is not None and site not in self.site_xy:
+            self.site_xy[site] = (lat, lon)
+
+    def nearest(self, site: str, k: int) -> tuple[str, ...]:
+        """The ``k`` sites nearest ``site`` (distance, then id: the same on every run).
+
+        >>> w = NearbyWatch()
+        >>> for s, lon in (("A", 0.0), ("B", 0.2), ("C", 0.1), ("D", 0.1)): w.place(s, 0.0, lon)
+        >>> w.nearest("A", 2)
+        ('C', 'D')
+        """
+        xy = self.site_xy.get(site)
+        if xy is None:
+            return ()
+        lat0, lon0 = xy
+        shrink = math.cos(math.radians(lat0))
+        ranked = sorted(((lat - lat0) ** 2 + ((lon - lon0) * shrink) ** 2, s)
+                        for s, (lat, lon) in self.site_xy.items() if s != site)
+        return tuple(s for _, s in ranked[:k])
+
+    def start(self, site: str, at: float, k: int, last_site: dict[str, str],
+              last_at: dict[str, float], sites: dict[str, list]) -> None:
+        """An outage alarm opened on ``site`` at ``at``: follow who is around it (if not
+        already)."""
+        watch = self.watches.get(site)
+        if watch is not None:
+            watch[2] = None  # open again: the watch lasts while it is
+            return
+        near = self.nearest(site, k)
+        self.watches[site] = [near, at, None]
+        for n in near:
+            self.near_of.setdefault(n, []).append(site)
+        nearset = set(near)
+        box = sites.setdefault(site, [])
+        around = sorted((last_at[sid], sid, s) for sid, s in last_site.items() if s in nearset)
+        for at, sid, s in around:  # oldest first: the site keeps them in last-heard order
+            box.append(Near(sid, s, at, True))
+            self._follow(sid, site)
+
+    def stop(self, site: str, at: float, linger_s: float) -> None:
+        """``site``'s last outage alarm cleared at ``at``: watch ``linger_s`` longer."""
+        watch = self.watches.get(site)
+        if watch is not None:
+            watch[2] = at + linger_s
+
+    def heard(self, sid: str, site: str, at: float, sites: dict[str, list]) -> None:
+        """A position of ``sid`` on ``site``: tell the sites that follow them or watch it."""
+        told: list[str] | None = self.near_of.get(site)
+        if told is not None:
+            for watcher in told:
+                sites.setdefault(watcher, []).append(Near(sid, site, at, True))
+                self._follow(sid, watcher)
+        follows = self.followed.get(sid)
+        if follows is not None:
+            for watcher in follows:
+                if watcher != site and (told is None or watcher not in told):
+                    sites.setdefault(watcher, []).append(Near(sid, site, at, False))
+
+    def expire(self, now: float) -> None:
+        """End watches past their end (or :data:`MAX_WATCH_S` old)."""
+        for site, (near, began, until) in list(self.watches.items()):
+            if (until is not None and until < now) or now - began > MAX_WATCH_S:
+                del self.watches[site]
+                for n in near:
+                    watching = self.near_of[n]
+                    watching.remove(site)
+                    if not watching:
+                        del self.near_of[n]
+                for sid in self.followers.pop(site, ()):
+                    follows = self.followed[sid]
+                    follows.remove(site)
+                    if not follows:
+                        del self.followed[sid]
+
+    def _follow(self, sid: str, site: str) -> None:
+        followers = self.followers.setdefault(site, {})
+        if sid not in followers:
+            followers[sid] = None
+            self.followed.setdefault(sid, []).append(site)
+
+
+@dataclass(slots=True)
+class Surroundings:
+    """The site's side: the latest of each subscriber heard around it, oldest first.
+
+    ``heard[sid] = (site, at)``; a subscriber heard farther away, or on this site (its
+    own positions), is dropped: neither a walk-in nor a reappearance candidate.
+
+    >>> s = Surroundings()
+    >>> s.near(Near("U2", "S2", 40.0)); s.near(Near("U1", "S2", 50.0))
+    >>> s.silent_since(45.0, 0.0)  # heard at or before 45 and not since
+    [('U2', 'S2', 40.0)]
+    >>> s.near(Near("U1", "S9", 60.0, near=False)); s.heard
+    {}
+    """
+
+    heard: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def __setstate__(self, state: tuple) -> None:
+        restore_fields(self, state)
+
+    def near(self, msg: Near) -> None:
+        heard = self.heard
+        known = heard.get(msg.subscriber_id)
+        if known is not None:
+            if known[1] > msg.at:
+                return  # a late position: their latest stands
+            del heard[msg.subscriber_id]  # re-inserted at the end: last-heard order
+        if msg.near:
+            heard[msg.subscriber_id] = (msg.site_id, msg.at)
+
+    def here(self, sid: str, at: float) -> tuple[str, float] | None:
+        """``sid`` heard on this site at ``at``: forget them; their latest before, if newer
+        knowledge does not replace it (a late position)."""
+        known = self.heard.get(sid)
+        if known is not None and known[1] <= at:
+            del self.heard[sid]
+        return known
+
+    def silent_since(self, upto: float, from_: float) -> list[tuple[str, str, float]]:
+        """Take out everyone last heard at or before ``upto``: ``(sid, site, at)``, oldest
+        first; those heard before ``from_`` are dropped without being returned."""
+        out = []
+        heard = self.heard
+        while heard:
+            sid, (site, at) = next(iter(heard.items()))
+            if at > upto:
+                break
+            del heard[sid]
+            if at >= from_:
+                out.append((sid, site, at))
+        return out
+
+    def front(self) -> float | None:
+        """When the subscriber heard least recently was heard."""
+        return next(iter(self.heard.values()))[1] if self.heard else None
+
+    def forget_before(self, at: float) -> None:
+        """Drop everyone last heard before ``at`` (too long ago to matter)."""
+        heard = self.heard
+        while heard:
+            sid, (_, when) = next(iter(heard.items()))
+            if when >= at:
+                break
+            del heard[sid]
