@@ -1,0 +1,212 @@
+"""Around an outage: walk-ins and reappearances (dataflows/nearby.py), through the flow.
+
+Sites are placed on a line: S1 (the one that goes down), S2 next to it, then eight
+others further along, so S2 is among S1's eight nearest sites and S11 is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from dataflows.messages import Near
+from dataflows.nearby import MAX_WATCH_S, NearbyWatch
+from dataflows.sequencer import Routes, Sequencer
+from forewarn import safe_pickle
+from forewarn.model import Alarm, Cell, Location
+from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, parse_rulebook
+from tests.builders import Scenario, ts
+
+SILENCE_MIN = load_rulebook().correlation.silence_s / 60  # 68 min
+
+
+def without_walk_ins() -> Rulebook:
+    book = load_rulebook()
+    return replace(book, rules=tuple(r for r in book.rules if r.id != "walk-in-notice"),
+                   _by_id={})
+
+
+def around() -> Scenario:
+    s = Scenario()
+    for i in range(1, 12):  # S1 ... S11, 0.01 degree (~1 km) apart
+        s.site(f"S{i}", cells=2, place=(51.5, -0.1 + 0.01 * (i - 1)))
+    for sid in ("U1", "U2", "U3", "U4", "U5", "U6", "U7"):
+        s.subscriber(sid)
+    return s
+
+
+def test_a_neighbour_silent_past_the_detach_time_during_an_outage_is_told_then_restored():
+    s = around()
+    s.seen("U1", "S2-C1", 0)     # heard next door, then silent: walked into S1's outage
+    s.seen("U2", "S2-C1", 0)     # heard next door, and again 54 min later: in service
+    s.seen("U3", "S11-C1", 0)    # heard far away, then silent: not near this outage
+    s.seen("U4", "S2-C2", -80)   # silent since long before the outage: says nothing of it
+    s.seen("U5", "S1-C1", 3)     # on the site when it goes down: the contract's impacted
+    s.alarm("A1", 5, site="S1")
+    s.seen("U2", "S2-C1", 54)
+    s.clear("A1", 120, site="S1")
+    s.tick(130)
+    r = s.run()
+    assert sorted(r.subscribers("outage_notice")) == ["U1", "U5"]
+    walk = next(a for a in r.of("outage_notice") if a["subscriber_id"] == "U1")
+    assert walk["rule_id"] == "walk-in-notice" and walk["incident_id"] == "INC-S1-20261123T100500"
+    assert walk["event_time"] == ts(SILENCE_MIN)  # last heard at 10:00, silent since
+    assert any(e.startswith("last_heard:S2@") for e in walk["evidence"])
+    assert "if you are around" in walk["message"]
+    assert sorted(r.subscribers("restored_notice")) == ["U1", "U5"]
+    restored = next(a for a in r.of("restored_notice") if a["subscriber_id"] == "U1")
+    assert restored["event_time"] == ts(120)
+    opened = [i for i in r.incidents if i["incident_id"] == "INC-S1-20261123T100500"]
+    assert opened[-1]["impacted_subscribers"] == 2  # the walk-in counts for the NOC too
+
+
+def test_no_walk_in_once_the_outage_is_over_in_planned_work_or_without_the_rule():
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1").clear("A1", 60, site="S1")  # over before U1 is overdue
+    s.seen("U2", "S2-C1", 0)
+    s.maintenance("W1", 100, 300, sites=["S3"])
+    s.seen("U3", "S4-C1", 100)
+    s.alarm("A2", 110, site="S3")  # planned: nobody is told, walk-in or not
+    s.tick(260)
+    r = s.run()
+    assert "U1" not in r.subscribers("outage_notice")
+    assert "U3" not in r.subscribers("outage_notice")
+    no_walk = s.run(book=without_walk_ins())
+    assert no_walk.actions == [a for a in r.actions if a["rule_id"] != "walk-in-notice"]
+
+
+def test_a_late_call_from_a_neighbour_keeps_them_out_of_the_outage():
+    """A call is reported when it ends: one that ended before the silence ran out shows
+    the phone was in service, so no notice."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.seen("U2", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1")
+    # in a call 10:55-11:07 next door: the periodic update (10:54) fell inside it
+    s.call("K1", "U1", "S3-C1", SILENCE_MIN - 1, length_s=12 * 60)
+    s.tick(120)
+    s.clear("A1", 125, site="S1")
+    r = s.run()
+    assert r.subscribers("outage_notice") == {"U2"}  # U2 stayed silent: a walk-in
+
+
+APOLOGY = """
+  - id: back-after-outage-apology
+    version: 1
+    owner: care-operations
+    description: Unheard during an outage, back on its cells soon after the restoration.
+    trigger: {incident: [outage], at: reappeared}
+    action: apology
+    templates:
+      en: "Hi $name, sorry if the network problem around $area caught you."
+"""
+
+
+def with_apology() -> Rulebook:
+    """The default rulebook plus a rule on reappearances."""
+    default = DEFAULT_DIR / "rulebook.yaml"
+    text = default.read_text()
+    cut = text.index("  - id: restored-notice")
+    return parse_rulebook(text[:cut] + APOLOGY.lstrip("\n") + "\n" + text[cut:], default)
+
+
+def test_someone_unheard_during_a_short_outage_back_on_its_cells_gets_an_apology():
+    s = around()
+    s.seen("U6", "S2-C1", -20)   # heard next door before, unheard during, back after
+    s.seen("U7", "S2-C1", -20)
+    s.alarm("A1", 5, site="S1")
+    s.seen("U7", "S2-C1", 15)    # heard during the outage: not caught in it
+    s.clear("A1", 30, site="S1")
+    s.seen("U6", "S1-C2", 33).seen("U7", "S1-C2", 33)
+    s.seen("U1", "S1-C1", 50)    # back too late (after reappear_s): no apology
+    s.tick(60)
+    r = s.run(book=with_apology())
+    assert r.subscribers("apology") == {"U6"}
+    a = r.of("apology")[0]
+    assert a["rule_id"] == "back-after-outage-apology" and a["event_time"] == ts(33)
+    assert a["incident_id"] == "INC-S1-20261123T100500"
+    assert "location:S1-C2@" in " ".join(a["evidence"])
+    assert r.of("restored_notice") == []  # nobody was told of the outage: nothing restored
+    assert s.run().of("apology") == []  # the default rulebook has no such rule
+
+
+def test_nearby_rulebook_terms_are_checked_with_their_key():
+    default = DEFAULT_DIR / "rulebook.yaml"
+    text = default.read_text()
+    assert load_rulebook().correlation.silence_s == 4080
+    bad = text.replace("    sites: 8 ", "    sites: 0 ")
+    with pytest.raises(RulebookError) as err:
+        parse_rulebook(bad, default)
+    assert "correlation.nearby.sites" in str(err.value)
+    typo = text.replace("    silence_s: 4080", "    silense_s: 4080")
+    with pytest.raises(RulebookError) as err:
+        parse_rulebook(typo, default)
+    assert "silense_s" in str(err.value)
+
+
+# ---- the sequencer's watch, without Bytewax ---------------------------------------------
+
+
+def sequencer() -> Sequencer:
+    seq = Sequencer(warmup=1)
+    seq.configure(load_rulebook())
+    for i in range(1, 12):
+        for c in (1, 2):
+            seq.feed(Cell(f"S{i}-C{c}", f"S{i}", lat=51.5, lon=-0.1 + 0.01 * (i - 1)), b"", "f")
+    return seq
+
+
+def near_of(out: Routes, site: str) -> list[Near]:
+    return [m for m in out.sites.get(site, ()) if type(m) is Near]
+
+
+def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
+    seq = sequencer()
+    out = Routes()
+    seq.take_batch([[("f", b"", Location("U1", "S2-C1", 100.0), 100.0),
+                     ("f", b"", Location("U2", "S11-C1", 100.0), 100.0)]], out)
+    assert near_of(out, "S1") == []  # nothing is down: nothing forwarded
+    out = Routes()
+    alarm = Alarm("A1", 200.0, "critical", "transmitterFailure", site_id="S1")
+    seq.take_batch([[("f", b"", alarm, 200.0),
+                     ("f", b"", Location("U3", "S3-C1", 210.0), 210.0),
+                     ("f", b"", Location("U1", "S11-C2", 220.0), 220.0)]], out)
+    assert near_of(out, "S1") == [Near("U1", "S2", 100.0), Near("U3", "S3", 210.0),
+                                  Near("U1", "S11", 220.0, near=False)]
+    assert seq.nearby.nearest("S1", 8) == tuple(f"S{i}" for i in range(2, 10))
+    # a snapshot carries the watch
+    again = safe_pickle.load_state(safe_pickle.dump_state(seq))
+    assert again.nearby.followed == {"U1": ["S1"], "U3": ["S1"]}
+    cleared = Alarm("A1", 300.0, "cleared", "transmitterFailure", site_id="S1")
+    reappear = load_rulebook().correlation.reappear_s
+    out = Routes()
+    seq.take_batch([[("f", b"", cleared, 300.0),
+                     ("f", b"", Location("U9", "S2-C1", 300.0 + reappear + 60), 300 + reappear
+                      + 60)]], out)
+    assert seq.nearby.watches == {} and seq.nearby.followed == {}
+    assert near_of(out, "S1") == []
+
+
+def test_a_stuck_alarm_ends_its_watch_after_twelve_hours():
+    w = NearbyWatch()
+    for s, lon in (("S1", 0.0), ("S2", 0.01)):
+        w.place(s, 0.0, lon)
+    w.start("S1", 0.0, 8, {"U1": "S2"}, {"U1": 0.0}, {})
+    w.expire(MAX_WATCH_S)
+    assert "S1" in w.watches
+    w.expire(MAX_WATCH_S + 1)
+    assert w.watches == {} and w.near_of == {} and w.followed == {} and w.followers == {}
+
+
+def test_without_a_walk_in_or_reappeared_rule_nothing_is_followed():
+    seq = Sequencer(warmup=1)
+    seq.configure(without_walk_ins())
+    for i in (1, 2):
+        seq.feed(Cell(f"S{i}-C1", f"S{i}", lat=0.0, lon=0.01 * i), b"", "f")
+    seq.feed(Location("U1", "S2-C1", 100.0), b"", "f")
+    routed = seq.feed(Alarm("A1", 200.0, "critical", "transmitterFailure", site_id="S1"),
+                      b"", "f")
+    assert [m for _, _, m in routed if type(m) is Near] == []
+    assert seq.nearby.watches == {}
