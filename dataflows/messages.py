@@ -48,6 +48,14 @@ class Left:
 
 
 @dataclass(frozen=True, slots=True)
+class Watch:
+    """Sequencer says: from ``at`` it follows who is around this site (an outage alarm
+    opened); the :class:`Near` messages that follow replace what the site heard before."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Near:
     """Sequencer says: a subscriber around this site's outage was heard on ``site_id`` at
     ``at`` (:mod:`dataflows.nearby`).

@@ -30,7 +30,7 @@ Two halves, because the two facts live in different places:
 >>> sites: dict = {}
 >>> watch.start("S1", 65.0, 1, {"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}, sites)
 >>> sites
-{'S1': [Near(subscriber_id='U1', site_id='S2', at=50.0, near=True)]}
+{'S1': [Watch(at=65.0), Near(subscriber_id='U1', site_id='S2', at=50.0, near=True)]}
 >>> watch.heard("U1", "S3", 70.0, sites)  # heard farther away: S1 learns it
 >>> sites["S1"][-1]
 Near(subscriber_id='U1', site_id='S3', at=70.0, near=False)
@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from dataflows.messages import Near
+from dataflows.messages import Near, Watch
 from dataflows.state import restore_fields
 
 #: A watch ends this long after it began even if its alarm stays open (a stuck alarm
@@ -101,6 +101,7 @@ class NearbyWatch:
             self.near_of.setdefault(n, []).append(site)
         nearset = set(near)
         box = sites.setdefault(site, [])
+        box.append(Watch(at))  # what the site heard in an earlier watch is out of date
         around = sorted((last_at[sid], sid, s) for sid, s in last_site.items() if s in nearset)
         for at, sid, s in around:  # oldest first: the site keeps them in last-heard order
             box.append(Near(sid, s, at, True))

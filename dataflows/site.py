@@ -52,6 +52,7 @@ from dataflows.messages import (
     Near,
     Restored,
     Tick,
+    Watch,
 )
 from dataflows.nearby import Surroundings
 from dataflows.state import restore_fields
@@ -149,6 +150,10 @@ class SiteCorrelator:
             self.around.near(msg)
             if self._walk_at is None:
                 self._schedule_walk(msg.at)
+            return out
+        if kind is Watch:  # a new watch: forget who was heard around in an earlier one
+            out = self._fire_due(msg.at)
+            self.around.heard.clear()
             return out
         if kind is Left:  # about another site: fire what is due before it, no clock move
             out = self._fire_due(msg.at)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from dataflows.messages import Near
+from dataflows.messages import Near, Watch
 from dataflows.nearby import MAX_WATCH_S, NearbyWatch
 from dataflows.sequencer import Routes, Sequencer
 from forewarn import safe_pickle
@@ -158,8 +158,8 @@ def sequencer() -> Sequencer:
     return seq
 
 
-def near_of(out: Routes, site: str) -> list[Near]:
-    return [m for m in out.sites.get(site, ()) if type(m) is Near]
+def near_of(out: Routes, site: str) -> list[Near | Watch]:
+    return [m for m in out.sites.get(site, ()) if type(m) in (Near, Watch)]
 
 
 def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
@@ -173,7 +173,7 @@ def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
     seq.take_batch([[("f", b"", alarm, 200.0),
                      ("f", b"", Location("U3", "S3-C1", 210.0), 210.0),
                      ("f", b"", Location("U1", "S11-C2", 220.0), 220.0)]], out)
-    assert near_of(out, "S1") == [Near("U1", "S2", 100.0), Near("U3", "S3", 210.0),
+    assert near_of(out, "S1") == [Watch(200.0), Near("U1", "S2", 100.0), Near("U3", "S3", 210.0),
                                   Near("U1", "S11", 220.0, near=False)]
     assert seq.nearby.nearest("S1", 8) == tuple(f"S{i}" for i in range(2, 10))
     # a snapshot carries the watch
@@ -210,3 +210,18 @@ def test_without_a_walk_in_or_reappeared_rule_nothing_is_followed():
                       b"", "f")
     assert [m for _, _, m in routed if type(m) is Near] == []
     assert seq.nearby.watches == {}
+
+
+def test_what_a_site_heard_in_an_earlier_watch_does_not_make_a_walk_in_later():
+    """U1 was around S1's first outage, then went far away once nobody followed them:
+    S1's second outage must not count them in on what it heard the first time."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1").clear("A1", 10, site="S1")  # a watch, over by 10:20
+    s.seen("U1", "S11-C1", 40)   # far away, unfollowed: S1 never hears of it
+    s.seen("U1", "S11-C1", 94)
+    s.alarm("A2", 100, site="S1")
+    s.seen("U1", "S11-C1", 148)
+    s.clear("A2", 170, site="S1")
+    s.tick(180)
+    assert "U1" not in s.run().subscribers("outage_notice")
