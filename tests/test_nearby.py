@@ -218,10 +218,9 @@ def test_what_a_site_heard_in_an_earlier_watch_does_not_make_a_walk_in_later():
     s = around()
     s.seen("U1", "S2-C1", 0)
     s.alarm("A1", 5, site="S1").clear("A1", 10, site="S1")  # a watch, over by 10:20
-    s.seen("U1", "S11-C1", 40)   # far away, unfollowed: S1 never hears of it
-    s.seen("U1", "S11-C1", 94)
-    s.alarm("A2", 100, site="S1")
-    s.seen("U1", "S11-C1", 148)
-    s.clear("A2", 170, site="S1")
-    s.tick(180)
+    s.seen("U1", "S11-C1", 25)   # far away, unfollowed: S1 never hears of it
+    s.alarm("A2", 50, site="S1")
+    s.seen("U1", "S11-C1", 79)
+    s.clear("A2", 85, site="S1")
+    s.tick(90)
     assert "U1" not in s.run().subscribers("outage_notice")
