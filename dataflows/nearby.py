@@ -18,10 +18,11 @@ Two halves, because the two facts live in different places:
 * :class:`NearbyWatch`, in the sequencer (it sees every position): while a site has an
   open outage alarm (and for ``reappear_s`` after the last clears), it forwards to that
   site a :class:`~dataflows.messages.Near` for each position heard on one of its
-  ``nearby_sites`` nearest sites, and for each later position of those subscribers
-  anywhere. When the watch starts, the subscribers last heard on those sites are sent
-  at once, from the sequencer's latest-site table. Nothing is forwarded, and each
-  position costs one truthiness test, while no site is down.
+  ``nearby_sites`` nearest sites (one site counts each subscriber: the nearest down
+  one), and tells it when they are heard elsewhere. When the watch starts, the
+  subscribers last heard on those sites are sent at once, from the sequencer's
+  latest-site table. Nothing is forwarded, and each position costs one truthiness
+  test, while no site is down.
 * :class:`Surroundings`, in the site: the latest ``Near`` of each subscriber, in
   last-heard order, so that the silent ones are at the front.
 
@@ -31,9 +32,9 @@ Two halves, because the two facts live in different places:
 >>> watch.start("S1", 65.0, 1, {"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}, sites)
 >>> sites
 {'S1': [Watch(at=65.0), Near(subscriber_id='U1', site_id='S2', at=50.0, near=True)]}
->>> watch.heard("U1", "S3", 70.0, sites)  # heard farther away: S1 learns it
->>> sites["S1"][-1]
-Near(subscriber_id='U1', site_id='S3', at=70.0, near=False)
+>>> watch.heard("U1", "S3", 70.0, sites)  # heard farther away: S1 lets them go
+>>> sites["S1"][-1], watch.followed
+(Near(subscriber_id='U1', site_id='S3', at=70.0, near=False), {})
 """
 
 from __future__ import annotations
@@ -52,14 +53,22 @@ MAX_WATCH_S = 12 * 3600.0
 
 @dataclass(slots=True)
 class NearbyWatch:
-    """The sequencer's side: which sites are down, and whom each one follows."""
+    """The sequencer's side: which sites are down, and whom each one follows.
+
+    A subscriber is counted by one watching site at a time, the *owner* of the site they
+    were last heard on: that site itself if it is down (they are its own, impacted or
+    not), else the nearest watching site (distance, then id). So someone around two
+    outages, or inside one and near another, is one walk-in candidate, not two, and
+    which site counts them depends only on the records.
+    """
 
     site_xy: dict[str, tuple[float, float]] = field(default_factory=dict)  # site -> lat, lon
     # watching site -> [its nearest sites, when the watch began, when it ends (None:
     # while an outage alarm is open)]
     watches: dict[str, list] = field(default_factory=dict)
-    near_of: dict[str, list[str]] = field(default_factory=dict)  # site -> sites watching it
-    followed: dict[str, list[str]] = field(default_factory=dict)  # subscriber -> watching sites
+    # site -> the sites watching it, nearest first: [(squared distance, watching site)]
+    near_of: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    followed: dict[str, str] = field(default_factory=dict)  # subscriber -> the site counting them
     followers: dict[str, dict[str, None]] = field(default_factory=dict)  # site -> subscribers
 
     def __setstate__(self, state: tuple) -> None:
@@ -70,22 +79,34 @@ class NearbyWatch:
         if lat is not None and lon is not None and site not in self.site_xy:
             self.site_xy[site] = (lat, lon)
 
-    def nearest(self, site: str, k: int) -> tuple[str, ...]:
-        """The ``k`` sites nearest ``site`` (distance, then id: the same on every run).
+    def ranked(self, site: str, k: int) -> list[tuple[float, str]]:
+        """The ``k`` sites nearest ``site``: ``(squared distance, site)``, nearest first
+        (then by id: the same on every run).
 
         >>> w = NearbyWatch()
         >>> for s, lon in (("A", 0.0), ("B", 0.2), ("C", 0.1), ("D", 0.1)): w.place(s, 0.0, lon)
-        >>> w.nearest("A", 2)
-        ('C', 'D')
+        >>> [s for _, s in w.ranked("A", 2)]
+        ['C', 'D']
         """
         xy = self.site_xy.get(site)
         if xy is None:
-            return ()
+            return []
         lat0, lon0 = xy
         shrink = math.cos(math.radians(lat0))
-        ranked = sorted(((lat - lat0) ** 2 + ((lon - lon0) * shrink) ** 2, s)
-                        for s, (lat, lon) in self.site_xy.items() if s != site)
-        return tuple(s for _, s in ranked[:k])
+        return sorted(((lat - lat0) ** 2 + ((lon - lon0) * shrink) ** 2, s)
+                      for s, (lat, lon) in self.site_xy.items() if s != site)[:k]
+
+    def nearest(self, site: str, k: int) -> tuple[str, ...]:
+        """The ids of :meth:`ranked`."""
+        return tuple(s for _, s in self.ranked(site, k))
+
+    def owner(self, site: str) -> str | None:
+        """Who counts someone heard on ``site``: the site itself if it is watched (down),
+        else the nearest site watching it."""
+        if site in self.watches:
+            return site
+        watching = self.near_of.get(site)
+        return watching[0][1] if watching else None
 
     def start(self, site: str, at: float, k: int, last_site: dict[str, str],
               last_at: dict[str, float], sites: dict[str, list]) -> None:
@@ -95,17 +116,17 @@ class NearbyWatch:
         if watch is not None:
             watch[2] = None  # open again: the watch lasts while it is
             return
-        near = self.nearest(site, k)
-        self.watches[site] = [near, at, None]
-        for n in near:
-            self.near_of.setdefault(n, []).append(site)
-        nearset = set(near)
-        box = sites.setdefault(site, [])
-        box.append(Watch(at))  # what the site heard in an earlier watch is out of date
-        around = sorted((last_at[sid], sid, s) for sid, s in last_site.items() if s in nearset)
-        for at, sid, s in around:  # oldest first: the site keeps them in last-heard order
-            box.append(Near(sid, s, at, True))
-            self._follow(sid, site)
+        ranked = self.ranked(site, k)
+        self.watches[site] = [tuple(s for _, s in ranked), at, None]
+        for dist, n in ranked:
+            watching = self.near_of.setdefault(n, [])
+            watching.append((dist, site))
+            watching.sort()
+        sites.setdefault(site, []).append(Watch(at))  # an earlier watch's news is stale
+        mine = {n for _, n in ranked if self.owner(n) == site} | {site}
+        around = sorted((last_at[sid], sid, s) for sid, s in last_site.items() if s in mine)
+        for when, sid, s in around:  # oldest first: the site keeps them in last-heard order
+            self._claim(sid, s, when, site, sites)
 
     def stop(self, site: str, at: float, linger_s: float) -> None:
         """``site``'s last outage alarm cleared at ``at``: watch ``linger_s`` longer."""
@@ -114,17 +135,30 @@ class NearbyWatch:
             watch[2] = at + linger_s
 
     def heard(self, sid: str, site: str, at: float, sites: dict[str, list]) -> None:
-        """A position of ``sid`` on ``site``: tell the sites that follow them or watch it."""
-        told: list[str] | None = self.near_of.get(site)
-        if told is not None:
-            for watcher in told:
-                sites.setdefault(watcher, []).append(Near(sid, site, at, True))
-                self._follow(sid, watcher)
-        follows = self.followed.get(sid)
-        if follows is not None:
-            for watcher in follows:
-                if watcher != site and (told is None or watcher not in told):
-                    sites.setdefault(watcher, []).append(Near(sid, site, at, False))
+        """A position of ``sid`` on ``site``: tell the site that counts them now, and the
+        one that did before if another (it lets them go)."""
+        owner = self.owner(site)
+        if owner is not None:
+            self._claim(sid, site, at, owner, sites)
+        else:
+            self._release(sid, site, at, sites)
+
+    def _claim(self, sid: str, site: str, at: float, owner: str,
+               sites: dict[str, list]) -> None:
+        before = self.followed.get(sid)
+        if before is not None and before != owner:
+            self._release(sid, site, at, sites)
+        if owner != site:  # a down site hears its own positions directly
+            sites.setdefault(owner, []).append(Near(sid, site, at, True))
+            self.followed[sid] = owner
+            self.followers.setdefault(owner, {})[sid] = None
+
+    def _release(self, sid: str, site: str, at: float, sites: dict[str, list]) -> None:
+        before = self.followed.pop(sid, None)
+        if before is not None:
+            del self.followers[before][sid]
+            if before != site:
+                sites.setdefault(before, []).append(Near(sid, site, at, False))
 
     def expire(self, now: float) -> None:
         """End watches past their end (or :data:`MAX_WATCH_S` old)."""
@@ -132,21 +166,13 @@ class NearbyWatch:
             if (until is not None and until < now) or now - began > MAX_WATCH_S:
                 del self.watches[site]
                 for n in near:
-                    watching = self.near_of[n]
-                    watching.remove(site)
-                    if not watching:
+                    watching = [w for w in self.near_of[n] if w[1] != site]
+                    if watching:
+                        self.near_of[n] = watching
+                    else:
                         del self.near_of[n]
                 for sid in self.followers.pop(site, ()):
-                    follows = self.followed[sid]
-                    follows.remove(site)
-                    if not follows:
-                        del self.followed[sid]
-
-    def _follow(self, sid: str, site: str) -> None:
-        followers = self.followers.setdefault(site, {})
-        if sid not in followers:
-            followers[sid] = None
-            self.followed.setdefault(sid, []).append(site)
+                    del self.followed[sid]
 
 
 @dataclass(slots=True)

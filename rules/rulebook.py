@@ -124,11 +124,11 @@ class Correlation:
     flapping_stable_s: float = 600.0
     # around an outage (walk_in / reappeared triggers): the nearest sites watched, the
     # silence that says "inside the hole" (3GPP T3412, the phones' periodic update timer,
-    # 54 min + 4 min: the network's implicit detach; + 10 min for a call in progress: a
+    # 54 min + 4 min: the network's implicit detach; + 15 min for a call in progress: a
     # call is reported at its end), and how soon after restoration a return counts as
     # coming back from it
     nearby_sites: int = 8
-    silence_s: float = 4080.0
+    silence_s: float = 4380.0
     reappear_s: float = 600.0
 
     def is_outage(self, severity: str, probable_cause: str) -> bool:
@@ -769,7 +769,7 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         flapping_window_s=num(flap_node, flap, "window_s", "correlation.flapping", 1800.0),
         flapping_stable_s=num(flap_node, flap, "stable_s", "correlation.flapping", 600.0),
         nearby_sites=num(near_node, near, "sites", "correlation.nearby", 8, int),
-        silence_s=num(near_node, near, "silence_s", "correlation.nearby", 4080.0),
+        silence_s=num(near_node, near, "silence_s", "correlation.nearby", 4380.0),
         reappear_s=num(near_node, near, "reappear_s", "correlation.nearby", 600.0),
     )
     if correlation.group_wait_s >= correlation.hold_down_s:

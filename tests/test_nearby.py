@@ -18,7 +18,7 @@ from forewarn.model import Alarm, Cell, Location
 from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, parse_rulebook
 from tests.builders import Scenario, ts
 
-SILENCE_MIN = load_rulebook().correlation.silence_s / 60  # 68 min
+SILENCE_MIN = load_rulebook().correlation.silence_s / 60  # 73 min
 
 
 def without_walk_ins() -> Rulebook:
@@ -75,6 +75,23 @@ def test_no_walk_in_once_the_outage_is_over_in_planned_work_or_without_the_rule(
     assert "U3" not in r.subscribers("outage_notice")
     no_walk = s.run(book=without_walk_ins())
     assert no_walk.actions == [a for a in r.actions if a["rule_id"] != "walk-in-notice"]
+
+
+def test_one_site_counts_each_subscriber_around_two_outages():
+    """U1, silent next to two outages, is counted by the nearer (one notice, not two);
+    U2, on S4 when it went down, is S4's own, not a walk-in at its neighbour S1."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)     # S2 is next to S1, three sites from S4
+    s.seen("U2", "S4-C1", 0)
+    s.alarm("A4", 4, site="S4")
+    s.alarm("A1", 5, site="S1")
+    s.tick(SILENCE_MIN + 5)
+    s.clear("A1", SILENCE_MIN + 10, site="S1").clear("A4", SILENCE_MIN + 10, site="S4")
+    r = s.run()
+    notices = sorted((a["subscriber_id"], a["incident_id"], a["rule_id"])
+                     for a in r.of("outage_notice"))
+    assert notices == [("U1", "INC-S1-20261123T100500", "walk-in-notice"),
+                       ("U2", "INC-S4-20261123T100400", "outage-notice")]
 
 
 def test_a_late_call_from_a_neighbour_keeps_them_out_of_the_outage():
@@ -135,12 +152,12 @@ def test_someone_unheard_during_a_short_outage_back_on_its_cells_gets_an_apology
 def test_nearby_rulebook_terms_are_checked_with_their_key():
     default = DEFAULT_DIR / "rulebook.yaml"
     text = default.read_text()
-    assert load_rulebook().correlation.silence_s == 4080
+    assert load_rulebook().correlation.silence_s == 4380
     bad = text.replace("    sites: 8 ", "    sites: 0 ")
     with pytest.raises(RulebookError) as err:
         parse_rulebook(bad, default)
     assert "correlation.nearby.sites" in str(err.value)
-    typo = text.replace("    silence_s: 4080", "    silense_s: 4080")
+    typo = text.replace("    silence_s: 4380", "    silense_s: 4380")
     with pytest.raises(RulebookError) as err:
         parse_rulebook(typo, default)
     assert "silense_s" in str(err.value)
@@ -178,7 +195,7 @@ def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
     assert seq.nearby.nearest("S1", 8) == tuple(f"S{i}" for i in range(2, 10))
     # a snapshot carries the watch
     again = safe_pickle.load_state(safe_pickle.dump_state(seq))
-    assert again.nearby.followed == {"U1": ["S1"], "U3": ["S1"]}
+    assert again.nearby.followed == {"U3": "S1"}  # U1 went far away: let go
     cleared = Alarm("A1", 300.0, "cleared", "transmitterFailure", site_id="S1")
     reappear = load_rulebook().correlation.reappear_s
     out = Routes()
