@@ -32,6 +32,7 @@ from typing import Any
 from dataflows.messages import (
     HOLD_DOWN,
     REAPPEARED,
+    WALK_IN,
     DropNote,
     Escalation,
     Impact,
@@ -238,7 +239,10 @@ class SubscriberCare:
         latest = msg.seen  # their latest position at msg.at, on a down cell, unless moved
         moved = getattr(msg, "moved", False)  # (Impacts of an older format: False)
         trigger_at = getattr(msg, "trigger", HOLD_DOWN)
-        back = trigger_at == REAPPEARED  # service is back: nothing follows this action
+        back = trigger_at == REAPPEARED  # service is back
+        # walk-ins and reappearances are not the contract's impacted: nothing follows
+        # their action (no restored notice, no escalation), so nothing is kept for it
+        untold = back or trigger_at == WALK_IN
         for rule in book.incident_rules(trigger_at, facts.incident_kind):
             if not _triggers(rule, facts):
                 continue
@@ -264,8 +268,8 @@ class SubscriberCare:
                                  exposure=(trigger, msg.at - facts.start_time,
                                            facts.scope == "site", msg.at - latest[0]),
                                  send_after=wake))
-            if back:
-                continue  # the incident is over: no restored notice, no escalation
+            if untold:
+                continue
             if self.notified is None:
                 self.notified = {}
             # [notice time, escalated durations, deferred to (or None)]

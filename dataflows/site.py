@@ -15,8 +15,8 @@ the subscribers they impact:
   outages until it has been up ``flapping_stable_s``;
 * **walk-ins** — someone last heard on a nearby site (:mod:`dataflows.nearby`) who
   stays silent past ``nearby.silence_s`` while an outage lasts is most likely inside
-  it: an :class:`Impact` with trigger ``walk_in`` (then restored, escalated, like the
-  others);
+  it: an :class:`Impact` with trigger ``walk_in`` (not the contract's impacted: no
+  restored notice or escalation follows, and the NOC's count leaves them out);
 * **reappearances** — someone unheard during an outage who is back on one of its
   cells within ``nearby.reappear_s`` of its restoration: an :class:`Impact` with
   trigger ``reappeared`` (no restored notice follows: service is back);
@@ -91,6 +91,7 @@ class OpenIncident:
     detector: str | None = None
     opened: bool = False
     impacted: dict[str, None] = field(default_factory=dict)  # subscribers sent an Impact
+    walked_in: dict[str, None] = field(default_factory=dict)  # found inside it later
     facts: IncidentFacts | None = None
 
 
@@ -405,7 +406,7 @@ class SiteCorrelator:
         if inc.facts is not None and not inc.planned and inc.kind != "degradation" \
                 and self.book.watches_nearby:
             self.recent[inc.id] = (at + self.book.correlation.reappear_s, inc.facts, inc.start,
-                                   at, frozenset(inc.ever), dict(inc.impacted))
+                                   at, frozenset(inc.ever), {**inc.impacted, **inc.walked_in})
         del self.incidents[inc.id]
         for cell in inc.ever:
             if self.cell_incident.get(cell) == inc.id:
@@ -514,9 +515,9 @@ class SiteCorrelator:
         silence = self.book.correlation.silence_s
         out: list[Out] = []
         for sid, site, heard_at in self.around.silent_since(at - silence, inc.start - silence):
-            if sid in inc.impacted:
+            if sid in inc.impacted or sid in inc.walked_in:
                 continue
-            inc.impacted[sid] = None
+            inc.walked_in[sid] = None  # not the contract's impacted: no restored notice
             seen = (heard_at, site, f"last_heard:{site}@{int(heard_at)}")
             out.append(("care", Impact(sid, inc.facts, at, seen, False, WALK_IN)))
         self._schedule_walk(at)

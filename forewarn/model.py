@@ -27,7 +27,8 @@ SEGMENTS = ("consumer", "business", "vip")
 CHANNEL_NAMES = ("push", "sms", "email")
 DEFAULT_CHANNEL_ORDER = ("push", "sms", "email")
 COMPLAINT_CATEGORIES = ("no_service", "dropped_calls", "slow_data", "other")
-ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "care_callback")
+ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "care_callback",
+                "area_notice")
 INCIDENT_KINDS = ("outage", "flapping", "degradation")
 
 

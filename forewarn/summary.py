@@ -51,7 +51,7 @@ def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
         "incidents_by_kind": dict(sorted(inc_kinds.items())),
         "actions": {k: by_kind.get(k, 0) for k in
                     ("outage_notice", "restored_notice", "apology", "compensation",
-                     "care_callback")},
+                     "care_callback", "area_notice")},
         "actions_total": len(actions),
         "deferred": sum(1 for a in actions if a.get("send_after")),
         "actions_by_channel": dict(sorted(Counter(a["channel"] for a in actions).items())),
@@ -70,10 +70,10 @@ def _t(s: str | None) -> float | None:
     return parse_time(s) if s else None
 
 
-#: What reaches a subscriber about an outage they are in: an outage notice, or an apology
-#: that names an incident (after its restoration, or for calls it cut). For a
-#: dropped-call burst: an apology or an outage notice.
-OUTAGE_KINDS = ("outage_notice", "apology@incident")
+#: What reaches a subscriber about an outage they are in: an outage notice, an area notice
+#: (a walk-in), or an apology that names an incident (after its restoration, or for calls
+#: it cut). For a dropped-call burst: an apology or an outage notice.
+OUTAGE_KINDS = ("outage_notice", "area_notice", "apology@incident")
 BURST_KINDS = ("outage_notice", "apology", "apology@incident")
 
 
@@ -175,14 +175,14 @@ def _true_contact(a: dict, lost: dict[str, list[tuple[float, float]]],
                   impacts_of: dict[str, list[dict]], bursts: list[dict]) -> bool:
     """Did this action reach someone who really had the trouble it speaks of?
 
-    An outage notice: without service at its time. Anything else about an incident
+    An outage or area notice: without service at its time. Anything else about an incident
     (restored notice, compensation, callback, apology): lost service at the incident's
     site (or cell) between its start and the action. A dropped-call apology: within a
     burst of their dropped calls (first drop to 30 min after the last). Other actions
     count as true.
     """
     sub, at, kind = a["subscriber_id"], parse_time(a["event_time"]), _kind(a)
-    if kind == "outage_notice":
+    if kind in ("outage_notice", "area_notice"):
         return any(lo <= at <= hi for lo, hi in lost.get(sub, ()))
     place = _incident_place(a["incident_id"]) if a.get("incident_id") else None
     if place is not None:
