@@ -101,7 +101,7 @@ def test_summary_json_holds_the_contracts_fields(tmp_path: Path, capsys) -> None
     assert summary["dead_letters"] == 2 == len(read_jsonl(out / "dead_letters.jsonl"))
     assert summary["incidents"] == 1
     assert summary["actions"] == {"outage_notice": 2, "restored_notice": 2, "apology": 0,
-                                  "compensation": 1, "care_callback": 1}
+                                  "compensation": 1, "care_callback": 1, "area_notice": 0}
     q = summary["quality"]
     # A told at 10:12, complains 10:40; C complains at 10:11, inside the hold-down
     assert q["recall_before_complaint"] == 0.5
