@@ -243,6 +243,10 @@ def format_table(s: dict) -> str:
              or "none"),
             ("precision of outage notices", f"{pct(q['precision'])} "
              f"of {q['outage_notices_checked']}"),
+            *([("precision of area notices (walk-ins)",
+                f"{pct(walk['precision'])} of {walk['sent']}")]
+              if (walk := q.get("precision_by_rule", {}).get("walk-in-notice")) else []),
+            ("false contacts (share of all actions)", pct(q.get("false_contact_share"))),
             ("median lead before complaint",
              "n/a" if q["median_lead_s"] is None else f"{q['median_lead_s'] / 60:.1f} min"),
             ("messages per impacted subscriber", str(q["messages_per_impacted"])),
