@@ -81,6 +81,10 @@ class Suppressed:
     at: float
 
 
+#: What care sends on to dispatch.
+CareOut = Action | Suppressed | ComplaintSeen
+
+
 _PROFILES: dict[tuple, Profile] = {}  # profiles are few shapes: share one object per shape
 
 
@@ -189,7 +193,7 @@ class SubscriberCare:
         return (self.profile is None and self.deleted_at is None and not self.notified
                 and not self.drops and not self.complaints)
 
-    def handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
+    def handle(self, sid: str, msg: Any, book: Rulebook) -> list[CareOut]:
         if self.prev is not None and self.since is not None and self.since > msg.at \
                 and isinstance(msg, Impact | Restored | Escalation | DropNote):
             # A verdict about time T judged on the profile in force at T, even when a
@@ -202,7 +206,7 @@ class SubscriberCare:
                 self.profile, self.name = current
         return self._handle(sid, msg, book)
 
-    def _handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
+    def _handle(self, sid: str, msg: Any, book: Rulebook) -> list[CareOut]:
         if isinstance(msg, Subscriber):
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
@@ -230,9 +234,9 @@ class SubscriberCare:
 
     # -- verdicts ------------------------------------------------------------------
 
-    def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[Action | Suppressed]:
+    def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         if self.notified and facts.incident_id in self.notified:
             return out  # one contact per incident
         down = dict(facts.down_cells)
@@ -281,14 +285,14 @@ class SubscriberCare:
                 self.cell_notices[rule.id] = (msg.at, tuple(down))
         return out
 
-    def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[Action | Suppressed]:
+    def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
         told = self.notified.pop(facts.incident_id, None) if self.notified else None
         if told is None:
             return []  # restored notices go to those who were told of the outage
         # A notice deferred to the morning: the restored notice goes no earlier than it.
         wake = told[2] if len(told) > 2 and told[2] is not None and told[2] > msg.at else None
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         for rule in book.incident_rules("resolved", facts.incident_kind):
             if not _triggers(rule, facts):
                 continue
@@ -302,13 +306,13 @@ class SubscriberCare:
                                  facts.evidence, msg.at, facts.area, book, send_after=wake))
         return out
 
-    def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[Action | Suppressed]:
+    def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
         told = self.notified.get(facts.incident_id) if self.notified else None
         if told is None or msg.duration_s in told[1]:
             return []  # once per incident, subscriber and duration; only to those told
         told[1].append(msg.duration_s)
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         for rule in book.incident_rules("duration", facts.incident_kind):
             if rule.min_duration_s != msg.duration_s or not _triggers(rule, facts):
                 continue
@@ -324,13 +328,13 @@ class SubscriberCare:
                                            0.0)))
         return out
 
-    def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[Action | Suppressed]:
+    def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[CareOut]:
         if msg.in_maintenance:
             return []  # planned work
         if book.inhibit_apology_when_notified and msg.incident_id \
                 and self.notified and msg.incident_id in self.notified:
             return []  # inhibited: an outage they were told about explains it
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         for rule in book.drop_rules():
             # Notes from different sites may arrive out of drop-time order: keep them
             # sorted and let the latest drop of a burst trigger it, so the apology (its
@@ -472,9 +476,9 @@ class CareShard:
     def __init__(self) -> None:
         self.subscribers: dict[str, SubscriberCare] = {}
 
-    def handle_batch(self, msgs: list, book: Rulebook) -> list[Action | Suppressed]:
+    def handle_batch(self, msgs: list, book: Rulebook) -> list[CareOut]:
         """Apply messages in :func:`order_key` order; return what they make due."""
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         subs = self.subscribers
         for msg in msgs:
             sid = msg.subscriber_id

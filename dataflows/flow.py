@@ -94,7 +94,7 @@ def _freeze_site(site: SiteCorrelator | None, pending: list) -> bytes:
     """A site and its unreleased verdicts, without the rulebook (configuration)."""
     frozen = copy.copy(site)
     if frozen is not None:
-        frozen.book = None
+        frozen.book = None  # type: ignore[assignment]  # given back on resume (_thaw_site)
     return safe_pickle.dump_state((frozen, pending))
 
 
@@ -291,7 +291,7 @@ def _bundle(routes: Routes, ordered: bool = True) -> list:
     relies on: the sequencer releases in event-time order (records at equal times
     commute for care), so only a batch with late records (``ordered=False``) sorts.
     """
-    out = []
+    out: list[tuple[str, list]] = []
     if routes.sites:
         out.append(("site", [(k, (k, v)) for k, v in routes.sites.items()]))
     if routes.cares:
@@ -341,7 +341,7 @@ def _decode_batch(items: list) -> list:
             _count_decoded(item)
             out += item.items
             continue
-        rec = decode_input(item[1], item[0])
+        rec: Any = decode_input(item[1], item[0])  # dispatched on its type just below
         kind = type(rec)
         if kind is tuple:  # a position (most records): kind_of() and stream_at(), inline
             kind = Location if rec[3] is None else Call
@@ -368,7 +368,7 @@ def _count_decoded(batch: Decoded) -> None:
     for d in batch.dead:
         _count_dead(d)
     for rec in batch.complaints:
-        metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, stream_at(rec))
+        metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, rec.event_time)
     for kind, n in batch.accepted.items():
         _ACCEPTED[kind.kind].inc(n)
     if batch.latest is not None:

@@ -10,6 +10,7 @@ its event time: ``at``, a position's third element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ class Decoded:
     """
 
     items: list = field(default_factory=list)
-    accepted: dict[type, int] = field(default_factory=dict)
+    accepted: dict[Any, int] = field(default_factory=dict)  # record type -> count
     dead: list = field(default_factory=list)
     complaints: list = field(default_factory=list)
     latest: float | None = None

@@ -89,7 +89,8 @@ DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of dro
 Routed = tuple[str, Any, Any]  # (stage, key, message): stage in site | care | dead
 #: A record as the decode step hands it over: ``(source, raw, record, at)``, ``at``
 #: its :func:`~forewarn.model.stream_at`. Held records keep this shape.
-Item = tuple[Source, bytes, Record, float | None]
+Item = tuple[Source, bytes, Any, float | None]  # the record: Record, or a position tuple
+Timed = tuple[Source, bytes, Any, float]  # an Item with a stream time (all held ones)
 _at_of = itemgetter(3)  # an Item's stream time
 
 
@@ -256,7 +257,7 @@ class Sequencer:
         if self.ahead:
             self._catch_up(out)
 
-    def _admit(self, item: Item, out: Routes) -> None:
+    def _admit(self, item: Timed, out: Routes) -> None:
         """Put a timed record in the reorder buffer and release what it makes due."""
         pending = self._pending
         at = item[3]
@@ -286,7 +287,7 @@ class Sequencer:
     # stream). Anything else is a dead letter, code ``future``. All of it depends only on
     # the order of the records, so every replay speed and batch size gives the same.
 
-    def _hold_ahead(self, item: Item, out: Routes) -> None:
+    def _hold_ahead(self, item: Timed, out: Routes) -> None:
         insort(self.ahead, item, key=_at_of)
         if len(self.ahead) > AHEAD_HELD_MAX:
             far = self.ahead.pop()
@@ -301,6 +302,7 @@ class Sequencer:
     def _front(self) -> float:
         """The stream's progress: the latest record taken (the reorder buffer's last),
         at least the watermark plus the reorder window."""
+        assert self.watermark is not None  # called only after the warm-up
         front = self.watermark + self.lateness_s
         pending = self._pending
         return pending[-1][3] if pending and pending[-1][3] > front else front
@@ -320,20 +322,24 @@ class Sequencer:
     def _settle_ahead(self, out: Routes) -> None:
         """End of input: apply each held record (in time order) whose gap the stream's rate
         explains, dead-letter the rest."""
-        anchor = self._anchor if self._anchor is not None else self.watermark
-        span = max(self.watermark - anchor, 3600.0)
+        watermark = self.watermark
+        if watermark is None:  # nothing taken past the warm-up: nothing held either
+            return
+        anchor = self._anchor if self._anchor is not None else watermark
+        span = max(watermark - anchor, 3600.0)
         rate = self._timed / span  # records per second of stream time
         while self.ahead:
             item = self.ahead.pop(0)
-            gap = item[3] - self.watermark
+            gap = item[3] - watermark
             if gap <= self.ahead_s or rate * gap <= AHEAD_EXPECTED:
                 self._admit(item, out)
                 self._release_to(float("inf"), out)
             else:
                 out.refuse(self._future(item, "the stream never reached it"))
 
-    def _future(self, item: Item, why: str) -> DeadLetter:
+    def _future(self, item: Timed, why: str) -> DeadLetter:
         source, raw, rec, at = item
+        assert self.watermark is not None  # records are held only after the warm-up
         reason = (f"{kind_of(rec).kind}: event time {fmt_time(at)} is "
                   f"{_span(at - self.watermark)} ahead of the stream's progress "
                   f"({fmt_time(self.watermark)}); held, and {why}")
@@ -356,7 +362,8 @@ class Sequencer:
     def _horizon(self, at: float) -> float:
         """What taking a record at ``at`` makes due: everything up to here."""
         horizon = at - self.lateness_s
-        return horizon if horizon > self.watermark else self.watermark
+        watermark = self.watermark
+        return horizon if watermark is None or horizon > watermark else watermark
 
     def _end_warmup(self, out: Routes) -> None:
         """Anchor the watermark at the median of the first records, robust to a bad one."""
@@ -392,8 +399,8 @@ class Sequencer:
             late = at < watermark
             if late:  # behind records already released: applied late
                 self.late += 1
-                kind = kind_of(rec).kind
-                self.late_by_kind[kind] = self.late_by_kind.get(kind, 0) + 1
+                name = kind_of(rec).kind
+                self.late_by_kind[name] = self.late_by_kind.get(name, 0) + 1
             elif at > watermark:
                 self.watermark = watermark = at
                 if at >= self._next_tick:
@@ -461,18 +468,17 @@ class Sequencer:
 
     def _route(self, rec: Record, raw: bytes, source: Source, out: Routes) -> None:
         """Records other than positions (those are routed in :meth:`_release_to`)."""
-        kind = type(rec)
-        if kind is Subscriber or kind is Complaint:
+        if isinstance(rec, Subscriber | Complaint):
             out.care(rec.subscriber_id, rec)
-        elif kind is Alarm:
+        elif isinstance(rec, Alarm):
             self._route_alarm(rec, raw, source, out)
-        elif kind is Kpi:
+        elif isinstance(rec, Kpi):
             site = self.cell_site.get(rec.cell_id)
             if site is None:
                 out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
             else:
                 out.site(site, rec)
-        elif kind is Cell:
+        elif isinstance(rec, Cell):
             old = self.cell_site.get(rec.cell_id)
             if old is not None and old != rec.site_id:
                 self.site_cells[old].discard(rec.cell_id)
@@ -481,7 +487,7 @@ class Sequencer:
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
             self.nearby.place(rec.site_id, rec.lat, rec.lon)
             out.site(rec.site_id, rec)
-        elif kind is Maintenance:
+        elif isinstance(rec, Maintenance):
             sites = set(rec.site_ids)
             sites.update(self.cell_site[c] for c in rec.cell_ids if c in self.cell_site)
             for s in sorted(sites):

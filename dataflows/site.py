@@ -142,7 +142,7 @@ class SiteCorrelator:
         if kind is tuple:  # a Position: most messages (every location and call)
             return self.handle_batch((msg,))
         if kind is Tick:  # next most: every active site, every tick_s of event time
-            out = self.advance(msg.at)
+            out: list[Out] = self.advance(msg.at)
             if self.detect:
                 out += self._silent(self.health.advance(msg.at))
             return out
@@ -168,7 +168,7 @@ class SiteCorrelator:
         at = getattr(msg, "at", None)
         if at is None and isinstance(msg, Alarm):
             at = msg.event_time
-        out: list[Out] = []
+        out = []
         if at is not None:
             out += self.advance(at)
         if isinstance(msg, Alarm):

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, overload
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -62,18 +62,21 @@ class Origin(str):
     (True, {'topic': 'oss.calls', 'partition': 2, 'offset': 41})
     """
 
+    part: int  # the partition (``str.partition`` is a method of the name)
+    offset: int
+
     def __new__(cls, topic: str, partition: int, offset: int) -> Origin:
         self = super().__new__(cls, topic)
-        self.partition = partition
+        self.part = partition
         self.offset = offset
         return self
 
     def origin(self) -> dict:
         """Fields added to a dead letter: ``topic``, ``partition``, ``offset``."""
-        return {"topic": str(self), "partition": self.partition, "offset": self.offset}
+        return {"topic": str(self), "partition": self.part, "offset": self.offset}
 
     def __reduce__(self):  # pickled inside the sequencer's reorder buffer
-        return (Origin, (str(self), self.partition, self.offset))
+        return (Origin, (str(self), self.part, self.offset))
 
 
 #: Where a record came from: a name (file, topic) or ``(topic, partition, offset)``.
@@ -161,6 +164,10 @@ def _req(obj: dict, typ: str, name: str) -> Any:
     return value
 
 
+@overload
+def _str(obj: dict, typ: str, name: str, required: Literal[True] = True) -> str: ...
+@overload
+def _str(obj: dict, typ: str, name: str, required: Literal[False]) -> str | None: ...
 def _str(obj: dict, typ: str, name: str, required: bool = True) -> str | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
@@ -180,6 +187,10 @@ def _time(obj: dict, typ: str, name: str) -> float:
     return at
 
 
+@overload
+def _num(obj: dict, typ: str, name: str, required: Literal[True] = True) -> float: ...
+@overload
+def _num(obj: dict, typ: str, name: str, required: Literal[False]) -> float | None: ...
 def _num(obj: dict, typ: str, name: str, required: bool = True) -> float | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
@@ -189,6 +200,10 @@ def _num(obj: dict, typ: str, name: str, required: bool = True) -> float | None:
     return value
 
 
+@overload
+def _int(obj: dict, typ: str, name: str, required: Literal[True] = True) -> int: ...
+@overload
+def _int(obj: dict, typ: str, name: str, required: Literal[False]) -> int | None: ...
 def _int(obj: dict, typ: str, name: str, required: bool = True) -> int | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
@@ -200,7 +215,14 @@ def _int(obj: dict, typ: str, name: str, required: bool = True) -> int | None:
     return value
 
 
-def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...], required: bool = True):
+@overload
+def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
+          required: Literal[True] = True) -> str: ...
+@overload
+def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
+          required: Literal[False]) -> str | None: ...
+def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
+          required: bool = True) -> str | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
         return None
@@ -432,9 +454,8 @@ _REASON_CODES = (
 
 
 def dead_letter(raw: bytes, source: Source, reason: str) -> DeadLetter:
-    if type(source) is tuple:
-        source = Origin(*source)
-    return DeadLetter(source=source, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
+    name = Origin(*source) if isinstance(source, tuple) else source
+    return DeadLetter(source=name, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
 
 
 # Building a frozen dataclass goes through object.__setattr__ field by field; the
@@ -486,10 +507,11 @@ def _time_of(value: Any) -> float | None:
         return None
 
 
+# Slot descriptors' setters: the fast paths fill a record's slots without __init__.
 _SUBSCRIBER = tuple(getattr(Subscriber, f).__set__ for f in (
     "subscriber_id", "op", "updated_at", "language", "timezone", "segment", "channels",
     "name", "plan", "tenure_months", "tags", "preferred_channels"))
-_CHANNEL = (Channel.name.__set__, Channel.address.__set__, Channel.consent.__set__)
+_CHANNEL = tuple(getattr(Channel, f).__set__ for f in ("name", "address", "consent"))
 
 
 def _strings(value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
@@ -570,7 +592,7 @@ def _fast_kpi(o: dict) -> Kpi | None:
         o.get("active_users")
     rrc, dl = o.get("rrc_success_rate"), o.get("dl_throughput_mbps")
     if (type(cell) is not str or not cell or start is None
-            or type(period) not in _NUMBER or not 0 < period <= MAX_PERIOD_S
+            or type(period) not in _NUMBER or not 0 < period <= MAX_PERIOD_S  # type: ignore[operator]
             or type(attempts) is not int or attempts < 0
             or type(dropped) is not int or dropped < 0
             or (rrc is not None and type(rrc) not in _NUMBER)
@@ -581,7 +603,7 @@ def _fast_kpi(o: dict) -> Kpi | None:
     put = _KPI
     put[0](rec, cell)
     put[1](rec, start)
-    put[2](rec, float(period))
+    put[2](rec, float(period))  # type: ignore[arg-type]  # a number: checked above
     put[3](rec, attempts)
     put[4](rec, dropped)
     put[5](rec, rrc)
@@ -653,13 +675,13 @@ def _decode_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
     if type(obj) is dict:
         typ = obj.get("type")
         if typ == "subscriber":
-            rec = _fast_subscriber(obj)
-            if rec is not None:
-                return rec
+            sub = _fast_subscriber(obj)
+            if sub is not None:
+                return sub
         elif typ == "kpi":
-            rec = _fast_kpi(obj)
-            if rec is not None:
-                return rec
+            kpi = _fast_kpi(obj)
+            if kpi is not None:
+                return kpi
     if not isinstance(obj, dict):
         return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}")
     typ = obj.get("type")

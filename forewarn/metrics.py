@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -384,7 +385,7 @@ class FlowObserver:
 
     # -- exported gauges ---------------------------------------------------------------
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         self.settle()
         with self._lock:
             items = list(self.open.values())

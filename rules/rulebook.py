@@ -477,7 +477,9 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
                 "expected a mapping (incident: ... or dropped_calls: ...)")
         return None
     kinds: tuple[str, ...] = ()
-    at, min_duration, scopes, causes = None, 0.0, (), ()
+    at, min_duration = None, 0.0
+    scopes: tuple[str, ...] = ()
+    causes: tuple[str, ...] = ()
     drop_count, drop_window = 0, 0.0
     tw = f"{where}.trigger"
     if "incident" in trig:
