@@ -24,6 +24,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows.sequencer import AHEAD_S
+from forewarn import tmf681
 from forewarn.codec import STREAM_TIME_FIELD, parse_time
 
 BATCH = 5000  # lines per batch: work per site and per care key is per batch (as for Kafka)
@@ -211,6 +212,7 @@ def sort_jsonl(path: Path, key_fields: tuple[str, ...]) -> int:
     if not path.exists():
         return 0
     rows = [orjson.loads(line) for line in read_lines(path)]
-    rows.sort(key=lambda r: tuple(str(r.get(k) or "") for k in key_fields))
+    rows.sort(key=lambda r: tuple(str((tmf681.to_contract(r) if tmf681.is_message(r) else r)
+                                      .get(k) or "") for k in key_fields))
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return len(rows)

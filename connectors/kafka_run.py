@@ -128,7 +128,8 @@ def prepare_recovery(path: Path, partitions: int, *, complete: bool = True) -> N
 def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topics = CONTRACT_TOPICS,
                      durable: bool = False, lateness_s: float = DEFAULT_LATENESS_S,
                      exit_at_end: bool = False, dedupe_tail: int = DEFAULT_DEDUPE_TAIL,
-                     from_end: bool = False, propensity: bytes | None = None) -> Dataflow:
+                     from_end: bool = False, propensity: bytes | None = None,
+                     action_format: str = "contract") -> Dataflow:
     """The Forewarn dataflow wired to Kafka (see the module docs)."""
     source = KafkaMergeSource(config, topics.inputs, topics.ranks, exit_at_end=exit_at_end,
                               durable=durable, from_end=from_end, types=topics.input_types)
@@ -140,7 +141,8 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
     )
     return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
                                                   lateness_s=lateness_s,
-                                                  propensity=propensity))
+                                                  propensity=propensity,
+                                                  action_format=action_format))
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -275,7 +277,8 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
     flow = build_kafka_flow(config, book, topics=topics, durable=recovery is not None,
                             lateness_s=args.lateness, exit_at_end=args.exit_at_end,
                             dedupe_tail=args.dedupe_tail, from_end=args.from_end,
-                            propensity=propensity)
+                            propensity=propensity,
+                            action_format=getattr(args, "action_format", "contract"))
     log.info("kafka flow starting", extra={
         "bootstrap": config["bootstrap.servers"], "workers": args.workers,
         "process_id": args.process_id, "recovery": args.recovery,

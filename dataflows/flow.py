@@ -51,7 +51,7 @@ from dataflows.messages import Decoded
 from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer, own_key
 from dataflows.site import SiteCorrelator
-from forewarn import metrics, safe_pickle
+from forewarn import metrics, safe_pickle, tmf681
 from forewarn.codec import dead_letter_dict, decode_input, encode
 from forewarn.logs import get_logger
 from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location, stream_at
@@ -72,6 +72,7 @@ class FlowConfig:
     watch: RulebookWatcher | None = None  # hot reload: the rulebook in force per batch
     models: bool = True  # silent-failure detectors and the propensity model
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
+    action_format: str = "contract"  # or "tmf681": TMF681 CommunicationMessages
 
     def rulebook(self) -> Rulebook:
         return self.watch.current() if self.watch is not None else self.book
@@ -486,7 +487,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     def out(step: str, stream, sink: Sink, enc) -> None:
         op.output(step, op.map(f"encode_{step}", stream, enc), sink)
 
-    out("actions_out", actions, outputs.actions, lambda a: (a.subscriber_id, encode(a)))
+    encode_action = tmf681.encode if cfg.action_format == "tmf681" else encode
+    out("actions_out", actions, outputs.actions,
+        lambda a: (a.subscriber_id, encode_action(a)))
     out("incidents_out", incidents, outputs.incidents, lambda i: (i.incident_id, encode(i)))
     out("dead_letters_out", dead, outputs.dead_letters, _encode_dead)
     return flow

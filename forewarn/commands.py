@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", help="simulator ground truth, to measure quality")
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="run on Kafka instead of files")
     p.add_argument("--recovery", metavar="DIR", help="Bytewax recovery directory (Kafka mode)")
+    p.add_argument("--action-format", choices=("contract", "tmf681"), default="contract",
+                   help="actions as the contract's records (default) or as TM Forum TMF681 "
+                        "CommunicationMessages (docs/tmf681.md)")
     _common(p)
     try:
         from connectors.kafka_run import add_run_arguments
@@ -313,7 +316,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _run_started("files", events_in, book, args)
     watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
-        run_files(args.input, out, book, workers=args.workers, watch=watch, propensity=warm)
+        run_files(args.input, out, book, workers=args.workers, watch=watch, propensity=warm,
+                  action_format=args.action_format)
     _save_model(out)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,

@@ -62,11 +62,13 @@ def file_outputs(out_dir: Path) -> Outputs:
 
 
 def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
-               watch: RulebookWatcher | None = None, propensity: bytes | None = None) -> None:
+               watch: RulebookWatcher | None = None, propensity: bytes | None = None,
+               action_format: str = "contract") -> None:
     """Run and write the three JSONL outputs, canonically ordered."""
     out_dir.mkdir(parents=True, exist_ok=True)
     execute(source, file_outputs(out_dir),
-            FlowConfig(book=book, watch=watch, propensity=propensity), workers)
+            FlowConfig(book=book, watch=watch, propensity=propensity,
+                       action_format=action_format), workers)
     for name, keys in OUTPUT_FILES.values():
         (out_dir / name).touch()  # an output with nothing in it is an empty file, not none
         sort_jsonl(out_dir / name, keys)
@@ -74,8 +76,9 @@ def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
 
 def run_files(paths: Sequence[str | Path], out_dir: Path, book: Rulebook,
               workers: int = 1, watch: RulebookWatcher | None = None,
-              propensity: bytes | None = None) -> None:
-    run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch, propensity)
+              propensity: bytes | None = None, action_format: str = "contract") -> None:
+    run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch, propensity,
+               action_format)
 
 
 def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: int = 1,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from forewarn import tmf681
 from forewarn.codec import parse_time
 
 
@@ -37,7 +38,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
               flow_seconds: float | None = None, n_cells: int | None = None) -> dict:
-    actions = read_jsonl(out / "actions.jsonl")
+    actions = [tmf681.to_contract(a) if tmf681.is_message(a) else a
+               for a in read_jsonl(out / "actions.jsonl")]
     incidents = read_jsonl(out / "incidents.jsonl")
     dead = read_jsonl(out / "dead_letters.jsonl")
     by_kind = Counter(a["kind"] for a in actions)
