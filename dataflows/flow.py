@@ -113,6 +113,13 @@ class SequenceLogic(StatefulBatchLogic):
         self.cfg = cfg
         self.seq: Sequencer = safe_pickle.load_state(resume) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
+        if resume and (self.seq.lateness_s, self.seq.tick_s) != (cfg.lateness_s, cfg.tick_s):
+            # configuration is the command line's, not the snapshot's (the watermark never
+            # goes back: a shorter window releases sooner, a longer one holds more)
+            _log.info("reorder window and tick changed on resume", extra={
+                "lateness_s": cfg.lateness_s, "was_lateness_s": self.seq.lateness_s,
+                "tick_s": cfg.tick_s, "was_tick_s": self.seq.tick_s})
+            self.seq.lateness_s, self.seq.tick_s = cfg.lateness_s, cfg.tick_s
         if not isinstance(self.seq._pending, deque):  # an older format: a heap
             self.seq._pending = deque(sorted(self.seq._pending))
         if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)

@@ -15,6 +15,7 @@ from dataflows.messages import (
 )
 from dataflows.sequencer import Routes, Sequencer
 from dataflows.site import PRUNE_EVERY_S, SiteCorrelator
+from forewarn import safe_pickle
 from forewarn.codec import parse_time
 from forewarn.model import (
     Action,
@@ -342,3 +343,14 @@ def test_state_with_care_position_history_loads():
     out, _ = logic.on_batch([decoded(Location("U", "C1", T0), Location("U", "D1", T0 + 5))])
     sites = dict(out[0][1])
     assert sites["S1"][1][-1] == Left("U", T0 + 5)
+
+
+def test_a_resumed_sequencer_takes_the_reorder_window_from_the_command_line():
+    """`--lateness` given to a resumed run wins over the value in the snapshot."""
+    from dataflows.flow import FlowConfig, SequenceLogic
+
+    old = seq_with_topology(lateness_s=30, tick_s=10)
+    blob = safe_pickle.dump_state(old)
+    logic = SequenceLogic(FlowConfig(book=BOOK, lateness_s=5, tick_s=15), blob)
+    assert (logic.seq.lateness_s, logic.seq.tick_s) == (5, 15)
+    assert logic.seq.cell_site == old.cell_site  # the state itself is the snapshot's
