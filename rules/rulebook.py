@@ -127,7 +127,7 @@ class Correlation:
     # 54 min + 4 min: the network's implicit detach; + 15 min for a call in progress: a
     # call is reported at its end), and how soon after restoration a return counts as
     # coming back from it
-    nearby_sites: int = 8
+    nearby_sites: int = 16
     silence_s: float = 4380.0
     reappear_s: float = 600.0
 
@@ -770,7 +770,7 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         flapping_outages=num(flap_node, flap, "outages", "correlation.flapping", 4, int),
         flapping_window_s=num(flap_node, flap, "window_s", "correlation.flapping", 1800.0),
         flapping_stable_s=num(flap_node, flap, "stable_s", "correlation.flapping", 600.0),
-        nearby_sites=num(near_node, near, "sites", "correlation.nearby", 8, int),
+        nearby_sites=num(near_node, near, "sites", "correlation.nearby", 16, int),
         silence_s=num(near_node, near, "silence_s", "correlation.nearby", 4380.0),
         reappear_s=num(near_node, near, "reappear_s", "correlation.nearby", 600.0),
     )

@@ -1,7 +1,8 @@
 """Around an outage: walk-ins and reappearances (dataflows/nearby.py), through the flow.
 
-Sites are placed on a line: S1 (the one that goes down), S2 next to it, then eight
-others further along, so S2 is among S1's eight nearest sites and S11 is not.
+Sites are placed on a line: S1 (the one that goes down), S2 next to it, then the
+others further along, so S2 is among S1's `nearby.sites` nearest sites and FAR, the
+last, is not.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, 
 from tests.builders import Scenario, ts
 
 SILENCE_MIN = load_rulebook().correlation.silence_s / 60  # 73 min
+NEAREST = load_rulebook().correlation.nearby_sites
+LAST = NEAREST + 3  # sites S1 ... S{LAST}
+FAR = f"S{LAST}"  # not among S1's nearest
 
 
 def without_walk_ins() -> Rulebook:
@@ -29,7 +33,7 @@ def without_walk_ins() -> Rulebook:
 
 def around() -> Scenario:
     s = Scenario()
-    for i in range(1, 12):  # S1 ... S11, 0.01 degree (~1 km) apart
+    for i in range(1, LAST + 1):  # 0.01 degree (~1 km) apart
         s.site(f"S{i}", cells=2, place=(51.5, -0.1 + 0.01 * (i - 1)))
     for sid in ("U1", "U2", "U3", "U4", "U5", "U6", "U7"):
         s.subscriber(sid)
@@ -40,7 +44,7 @@ def test_a_neighbour_silent_past_the_detach_time_during_an_outage_is_told_then_r
     s = around()
     s.seen("U1", "S2-C1", 0)     # heard next door, then silent: walked into S1's outage
     s.seen("U2", "S2-C1", 0)     # heard next door, and again 54 min later: in service
-    s.seen("U3", "S11-C1", 0)    # heard far away, then silent: not near this outage
+    s.seen("U3", f"{FAR}-C1", 0)  # heard far away, then silent: not near this outage
     s.seen("U4", "S2-C2", -80)   # silent since long before the outage: says nothing of it
     s.seen("U5", "S1-C1", 3)     # on the site when it goes down: the contract's impacted
     s.alarm("A1", 5, site="S1")
@@ -152,7 +156,7 @@ def test_nearby_rulebook_terms_are_checked_with_their_key():
     default = DEFAULT_DIR / "rulebook.yaml"
     text = default.read_text()
     assert load_rulebook().correlation.silence_s == 4380
-    bad = text.replace("    sites: 8 ", "    sites: 0 ")
+    bad = text.replace("    sites: 16 ", "    sites: 0  ")
     with pytest.raises(RulebookError) as err:
         parse_rulebook(bad, default)
     assert "correlation.nearby.sites" in str(err.value)
@@ -168,7 +172,7 @@ def test_nearby_rulebook_terms_are_checked_with_their_key():
 def sequencer() -> Sequencer:
     seq = Sequencer(warmup=1)
     seq.configure(load_rulebook())
-    for i in range(1, 12):
+    for i in range(1, LAST + 1):
         for c in (1, 2):
             seq.feed(Cell(f"S{i}-C{c}", f"S{i}", lat=51.5, lon=-0.1 + 0.01 * (i - 1)), b"", "f")
     return seq
@@ -182,16 +186,16 @@ def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
     seq = sequencer()
     out = Routes()
     seq.take_batch([[("f", b"", Location("U1", "S2-C1", 100.0), 100.0),
-                     ("f", b"", Location("U2", "S11-C1", 100.0), 100.0)]], out)
+                     ("f", b"", Location("U2", f"{FAR}-C1", 100.0), 100.0)]], out)
     assert near_of(out, "S1") == []  # nothing is down: nothing forwarded
     out = Routes()
     alarm = Alarm("A1", 200.0, "critical", "transmitterFailure", site_id="S1")
     seq.take_batch([[("f", b"", alarm, 200.0),
                      ("f", b"", Location("U3", "S3-C1", 210.0), 210.0),
-                     ("f", b"", Location("U1", "S11-C2", 220.0), 220.0)]], out)
+                     ("f", b"", Location("U1", f"{FAR}-C2", 220.0), 220.0)]], out)
     assert near_of(out, "S1") == [Watch(200.0), Near("U1", "S2", 100.0), Near("U3", "S3", 210.0),
-                                  Near("U1", "S11", 220.0, near=False)]
-    assert seq.nearby.nearest("S1", 8) == tuple(f"S{i}" for i in range(2, 10))
+                                  Near("U1", FAR, 220.0, near=False)]
+    assert seq.nearby.nearest("S1", NEAREST) == tuple(f"S{i}" for i in range(2, NEAREST + 2))
     # a snapshot carries the watch
     again = safe_pickle.load_state(safe_pickle.dump_state(seq))
     assert again.nearby.followed == {"U3": "S1"}  # U1 went far away: let go
@@ -234,9 +238,9 @@ def test_what_a_site_heard_in_an_earlier_watch_does_not_make_a_walk_in_later():
     s = around()
     s.seen("U1", "S2-C1", 0)
     s.alarm("A1", 5, site="S1").clear("A1", 10, site="S1")  # a watch, over by 10:20
-    s.seen("U1", "S11-C1", 25)   # far away, unfollowed: S1 never hears of it
+    s.seen("U1", f"{FAR}-C1", 25)  # far away, unfollowed: S1 never hears of it
     s.alarm("A2", 50, site="S1")
-    s.seen("U1", "S11-C1", 79)
+    s.seen("U1", f"{FAR}-C1", 79)
     s.clear("A2", 85, site="S1")
     s.tick(90)
     assert s.run().of("area_notice") == []
