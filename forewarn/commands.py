@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from dataflows.dispatch import LAST_MODEL, LAST_REPORT
+from dataflows.flow import RunResults
 from dataflows.propensity import PropensityModel
 from forewarn import metrics
 from forewarn.logs import get_logger, setup_logging
@@ -117,10 +117,10 @@ def _propensity(args: argparse.Namespace) -> bytes | None:
     return data
 
 
-def _save_model(out: Path) -> None:
+def _save_model(out: Path, results: RunResults) -> None:
     """The run's propensity model, to warm-start a later run (``--propensity-model``)."""
-    if LAST_MODEL:
-        (out / "propensity.model").write_bytes(LAST_MODEL[0])
+    if results.model is not None:
+        (out / "propensity.model").write_bytes(results.model)
 
 
 def _serve_metrics(args: argparse.Namespace) -> None:
@@ -258,14 +258,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             polls = max(args.pace / PACE_POLL_S, 1.0)
             source = LinesSource(sc.lines, batch=max(1, math.ceil(len(sc.lines) / polls)),
                                  pause_s=PACE_POLL_S)
-            run_to_dir(source, out, book, workers=args.workers, propensity=warm)
+            results = run_to_dir(source, out, book, workers=args.workers, propensity=warm)
         else:
-            run_lines(sc.lines, out, book, workers=args.workers, propensity=warm)
+            results = run_lines(sc.lines, out, book, workers=args.workers, propensity=warm)
     t2 = time.monotonic()
-    _save_model(out)
+    _save_model(out, results)
     summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1,
                         n_cells=sc.stats.get("cells"))
-    summary["propensity"] = dict(LAST_REPORT)
+    summary["propensity"] = dict(results.report)
     _run_finished("demo", summary, t2 - t1)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))
@@ -313,12 +313,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     _run_started("files", events_in, book, args)
     watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
-        run_files(args.input, out, book, workers=args.workers, watch=watch, propensity=warm)
-    _save_model(out)
+        results = run_files(args.input, out, book, workers=args.workers, watch=watch,
+                            propensity=warm)
+    _save_model(out, results)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,
                         flow_seconds=time.monotonic() - t0)
-    summary["propensity"] = dict(LAST_REPORT)
+    summary["propensity"] = dict(results.report)
     _run_finished("files", summary, time.monotonic() - t0)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))
