@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import signal
 import sys
@@ -201,12 +202,13 @@ class Progress:
 PACE_POLL_S = 0.1
 
 
-def _warm_up_day(args: argparse.Namespace, out: Path, warm: bytes | None) -> bytes:
-    """Run another simulated day (seed+1000, half the sites) through the flow in a child
-    process - its events must not count in this process's metrics - and return the
-    propensity model it leaves, as yesterday's model would be in production."""
-    import subprocess
-
+def _warm_up_day(args: argparse.Namespace, book, out: Path, warm: bytes | None) -> bytes | None:
+    """Run another simulated day (seed+1000, half the sites) through the flow, as
+    `forewarn run --input` would, and return the propensity model it leaves, as
+    yesterday's model would be in production. Its events must not count in this
+    process's metrics: they are zeroed after it (:func:`forewarn.metrics.reset`), and
+    its logs are held to errors."""
+    from forewarn.runner import run_files
     from simulator import ScenarioConfig, simulate, write_scenario
 
     day = ScenarioConfig(seed=args.seed + 1000, sites=max(1, args.sites // 2),
@@ -214,19 +216,17 @@ def _warm_up_day(args: argparse.Namespace, out: Path, warm: bytes | None) -> byt
     print(f"Warm-up day (seed {day.seed}, {day.sites} sites) for the propensity model ...",
           file=sys.stderr)
     write_scenario(simulate(day), out / "events.jsonl", out / "truth.jsonl")
-    cmd = [sys.executable, "-m", "forewarn.cli", "run", "--input", str(out / "events.jsonl"),
-           "--out", str(out), "--metrics-port", "-1", "--log-level", "ERROR",
-           "-w", str(args.workers)]
-    if args.rules:
-        cmd += ["--rules", args.rules]
-    if warm is not None:
-        cmd += ["--propensity-model", args.propensity_model]
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        print(f"forewarn demo: the warm-up day failed ({done.returncode}):\n{done.stderr}",
-              file=sys.stderr)
-        raise SystemExit(1)
-    return (out / "propensity.model").read_bytes()
+    root = logging.getLogger("forewarn")
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        results = run_files([out / "events.jsonl"], out, book, workers=args.workers,
+                            propensity=warm)
+    finally:
+        root.setLevel(level)
+        metrics.reset()
+    _save_model(out, results)
+    return results.model
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -238,10 +238,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     book = _book(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _serve_metrics(args)
     warm = _propensity(args)
     if args.warm_up_day:
-        warm = _warm_up_day(args, out / "warm-up", warm)
+        warm = _warm_up_day(args, book, out / "warm-up", warm)
+    _serve_metrics(args)  # after the warm-up day: /metrics shows the demo's run only
     t0 = time.monotonic()
     cfg = ScenarioConfig(seed=args.seed, sites=args.sites, hours=args.hours,
                          subscribers_per_cell=args.subscribers_per_cell)
