@@ -13,13 +13,18 @@ from pathlib import Path
 
 import orjson
 
+from connectors.files import LinesSource
+from connectors.kafka_run import add_run_arguments, run_kafka
 from dataflows.flow import RunResults
 from dataflows.propensity import PropensityModel
 from forewarn import metrics
+from forewarn.backtest import compare, format_report, run_backtest
 from forewarn.logs import get_logger, setup_logging
-from forewarn.summary import format_table, summarize
+from forewarn.runner import run_files, run_lines, run_to_dir
+from forewarn.summary import format_table, read_jsonl, summarize
 from rules.reload import RulebookWatcher
 from rules.rulebook import RulebookError, load_rulebook
+from simulator import ScenarioConfig, simulate, write_scenario
 
 log = get_logger("forewarn.cli")
 
@@ -48,12 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="run on Kafka instead of files")
     p.add_argument("--recovery", metavar="DIR", help="Bytewax recovery directory (Kafka mode)")
     _common(p)
-    try:
-        from connectors.kafka_run import add_run_arguments
-    except ModuleNotFoundError:
-        pass
-    else:
-        add_run_arguments(p)
+    add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backtest", help="what a rulebook would have done on recorded events")
@@ -208,9 +208,6 @@ def _warm_up_day(args: argparse.Namespace, book, out: Path, warm: bytes | None) 
     yesterday's model would be in production. Its events must not count in this
     process's metrics: they are zeroed after it (:func:`forewarn.metrics.reset`), and
     its logs are held to errors."""
-    from forewarn.runner import run_files
-    from simulator import ScenarioConfig, simulate, write_scenario
-
     day = ScenarioConfig(seed=args.seed + 1000, sites=max(1, args.sites // 2),
                          hours=args.hours, subscribers_per_cell=args.subscribers_per_cell)
     print(f"Warm-up day (seed {day.seed}, {day.sites} sites) for the propensity model ...",
@@ -230,10 +227,6 @@ def _warm_up_day(args: argparse.Namespace, book, out: Path, warm: bytes | None) 
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from connectors.files import LinesSource
-    from forewarn.runner import run_lines, run_to_dir
-    from simulator import ScenarioConfig, simulate, write_scenario
-
     setup_logging(args.log_level)
     book = _book(args)
     out = Path(args.out)
@@ -280,12 +273,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     book = _book(args)
     warm = _propensity(args)
     if args.bootstrap:
-        try:
-            from connectors.kafka_run import run_kafka
-        except ModuleNotFoundError:
-            print("forewarn run --bootstrap: Kafka mode is not available in this build",
-                  file=sys.stderr)
-            return 2
         _serve_metrics(args)
         _run_started("kafka", None, book, args)
         return run_kafka(args, book, propensity=warm)
@@ -293,9 +280,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("forewarn run: give --input FILE... and --out DIR (or --bootstrap HOST:PORT)",
               file=sys.stderr)
         return 2
-    from forewarn.runner import run_files
-    from forewarn.summary import read_jsonl
-
     missing = [p for p in args.input if not Path(p).is_file()]
     if missing:
         print(f"forewarn run: input file(s) not found: {', '.join(missing)}", file=sys.stderr)
@@ -341,9 +325,6 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from forewarn.backtest import compare, format_report, run_backtest
-    from forewarn.summary import read_jsonl
-
     missing = [p for p in args.events if not Path(p).is_file()]
     if missing:
         print(f"forewarn backtest: event file(s) not found: {', '.join(missing)}",
