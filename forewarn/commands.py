@@ -23,7 +23,7 @@ from forewarn.logs import get_logger, setup_logging
 from forewarn.runner import run_files, run_lines, run_to_dir
 from forewarn.summary import format_table, read_jsonl, summarize
 from rules.reload import RulebookWatcher
-from rules.rulebook import RulebookError, load_rulebook
+from rules.rulebook import Rulebook, RulebookError, load_rulebook
 from simulator import ScenarioConfig, simulate, write_scenario
 
 log = get_logger("forewarn.cli")
@@ -202,7 +202,8 @@ class Progress:
 PACE_POLL_S = 0.1
 
 
-def _warm_up_day(args: argparse.Namespace, book, out: Path, warm: bytes | None) -> bytes | None:
+def _warm_up_day(args: argparse.Namespace, book: Rulebook, out: Path,
+                 warm: bytes | None) -> bytes | None:
     """Run another simulated day (seed+1000, half the sites) through the flow, as
     `forewarn run --input` would, and return the propensity model it leaves, as
     yesterday's model would be in production. Its events must not count in this
