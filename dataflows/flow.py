@@ -33,7 +33,7 @@ import copy
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zlib import crc32
@@ -63,6 +63,18 @@ DISPATCH_KEY = "dispatch"
 _log = get_logger("forewarn.flow")
 
 
+@dataclass(slots=True)
+class RunResults:
+    """What a run leaves besides its outputs, filled at the end of its input: the
+    propensity model's snapshot (to warm-start a later run) and the model's
+    progressive-validation figures. One per run, handed in through :class:`FlowConfig`;
+    with several workers, the one holding the dispatch key fills it. Left empty when no
+    action reached dispatch (no model was made)."""
+
+    model: bytes | None = None
+    report: dict = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class FlowConfig:
     book: Rulebook
@@ -73,6 +85,7 @@ class FlowConfig:
     models: bool = True  # silent-failure detectors and the propensity model
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
     action_format: str = "contract"  # or "tmf681": TMF681 CommunicationMessages
+    results: RunResults | None = field(default=None, compare=False)  # filled at EOF
 
     def rulebook(self) -> Rulebook:
         return self.watch.current() if self.watch is not None else self.book
@@ -255,7 +268,11 @@ class DispatchLogic(StatefulBatchLogic):
         return self.dispatch.handle(values, self.cfg.rulebook(), self.cfg.models), False
 
     def on_eof(self) -> tuple[list, bool]:
-        return self.dispatch.finish(), False
+        out = self.dispatch.finish()
+        if self.cfg.results is not None:
+            self.cfg.results.report = self.dispatch.model.report()
+            self.cfg.results.model = self.dispatch.model.to_bytes()
+        return out, False
 
     def snapshot(self) -> bytes | None:
         return _snapshot(self.dispatch, self.cfg.durable)

@@ -134,13 +134,6 @@ class Routes:
         self.dead.append(dead)
         self.refused.append(dead)
 
-    def triples(self) -> list[Routed]:
-        """``(stage, key, message)`` for each message: sites, then subscribers, then
-        dead letters (order is kept per key, not across keys)."""
-        return ([("site", k, m) for k, box in self.sites.items() for m in box]
-                + [("care", k, m) for k, box in self.cares.items() for m in box]
-                + [("dead", None, d) for d in self.dead])
-
 
 @dataclass(slots=True)
 class Sequencer:
@@ -189,11 +182,15 @@ class Sequencer:
     # -- input -----------------------------------------------------------------
 
     def feed(self, rec: Record, raw: bytes, source: Source) -> list[Routed]:
-        """Take one decoded record; return what is released by it."""
+        """Take one decoded record; return what is released by it: ``(stage, key,
+        message)`` for sites, then subscribers, then dead letters (order is kept per
+        key, not across keys)."""
         out = Routes()
         self._seq += 1
         self.take(rec, raw, source, stream_at(rec), out)
-        return out.triples()
+        return ([("site", k, m) for k, box in out.sites.items() for m in box]
+                + [("care", k, m) for k, box in out.cares.items() for m in box]
+                + [("dead", None, d) for d in out.dead])
 
     def take_batch(self, batches: Iterable[list], out: Routes) -> None:
         """Take lists of :data:`Item` and dead letters (decoding's), in arrival order.

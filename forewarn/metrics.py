@@ -230,10 +230,15 @@ class IngestClock:
     KEEP = 100_000
 
     def __init__(self) -> None:
-        self._at: list[float] = []
-        self._wall: list[float] = []
-        self._last = float("-inf")
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every stream time seen (see :func:`reset`)."""
+        with self._lock:
+            self._at: list[float] = []
+            self._wall: list[float] = []
+            self._last = float("-inf")
 
     def note(self, at: float, wall: float | None = None) -> None:
         if at < self._last + self.GRAIN_S:
@@ -287,11 +292,16 @@ class FlowObserver:
     SETTLE_AFTER_S = 60.0  # wall time a complaint waits for notices still in flight
 
     def __init__(self) -> None:
-        self.open: dict[str, _Open] = {}
-        self._noticed: OrderedDict[str, None] = OrderedDict()
-        self._told_at: OrderedDict[str, tuple[float, ...]] = OrderedDict()
-        self._complaints: deque[tuple[float, float, str, str]] = deque()
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every incident, notice and complaint seen (see :func:`reset`)."""
+        with self._lock:
+            self.open: dict[str, _Open] = {}
+            self._noticed: OrderedDict[str, None] = OrderedDict()
+            self._told_at: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+            self._complaints: deque[tuple[float, float, str, str]] = deque()
 
     # -- inputs from the flow ----------------------------------------------------------
 
@@ -435,6 +445,30 @@ class FlowObserver:
 
 OBSERVER = FlowObserver()
 REGISTRY.register(OBSERVER)
+
+
+
+def reset() -> None:
+    """Zero every Forewarn series of this process, as if no flow had run in it.
+
+    For a run that must not show in /metrics (the demo's warm-up day): run it, then
+    call this, while no flow runs. Series stay exported (at 0), children bound at
+    import (e.g. in :mod:`dataflows.flow`) stay the ones exported; the build
+    information stays; the open incidents, notices and complaints the observer
+    holds and the ingest clock are forgotten.
+    """
+    for metric in _FLOW_METRICS:
+        children = list(metric._metrics.values()) if metric._labelnames else [metric]
+        for child in children:
+            # prometheus_client has no public reset for a histogram (a counter's
+            # reset() does the same); re-initialising a child's values keeps the object.
+            child._metric_init()
+    OBSERVER.reset()
+    INGEST.reset()
+
+
+_FLOW_METRICS = tuple(m for m in list(globals().values())
+                      if isinstance(m, Counter | Gauge | Histogram) and m is not BUILD)
 
 _INC_TIME = re.compile(r"-(\d{8}T\d{6})$")
 

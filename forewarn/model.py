@@ -282,6 +282,3 @@ class DeadLetter:
     reason: str
     raw: bytes
     code: str = "invalid"  # bounded reason class, safe as a metric label
-
-
-Output = Action | Incident | DeadLetter
