@@ -129,7 +129,7 @@ class SequenceLogic(StatefulBatchLogic):
         if resume and (self.seq.lateness_s, self.seq.tick_s) != (cfg.lateness_s, cfg.tick_s):
             # configuration is the command line's, not the snapshot's (the watermark never
             # goes back: a shorter window releases sooner, a longer one holds more)
-            _log.info("reorder window and tick changed on resume", extra={
+            _log.warning("reorder window and tick changed on resume", extra={
                 "lateness_s": cfg.lateness_s, "was_lateness_s": self.seq.lateness_s,
                 "tick_s": cfg.tick_s, "was_tick_s": self.seq.tick_s})
             self.seq.lateness_s, self.seq.tick_s = cfg.lateness_s, cfg.tick_s

@@ -51,9 +51,11 @@ class Left:
 @dataclass(frozen=True, slots=True)
 class Watch:
     """Sequencer says: from ``at`` it follows who is around this site (an outage alarm
-    opened); the :class:`Near` messages that follow replace what the site heard before."""
+    opened); the :class:`Near` messages that follow replace what the site heard before.
+    ``ended``: it stopped following them at ``at``: what the site heard is out of date."""
 
     at: float
+    ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)

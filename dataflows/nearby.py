@@ -160,8 +160,11 @@ class NearbyWatch:
             if before != site:
                 sites.setdefault(before, []).append(Near(sid, site, at, False))
 
-    def expire(self, now: float) -> None:
-        """End watches past their end (or :data:`MAX_WATCH_S` old)."""
+    def expire(self, now: float, last_site: dict[str, str], last_at: dict[str, float],
+               sites: dict[str, list]) -> None:
+        """End watches past their end (or :data:`MAX_WATCH_S` old): the site forgets who
+        it heard around (a :class:`~dataflows.messages.Watch` that ended), and those it
+        followed go to the site that counts them now, if another still watches."""
         for site, (near, began, until) in list(self.watches.items()):
             if (until is not None and until < now) or now - began > MAX_WATCH_S:
                 del self.watches[site]
@@ -171,8 +174,13 @@ class NearbyWatch:
                         self.near_of[n] = watching
                     else:
                         del self.near_of[n]
+                sites.setdefault(site, []).append(Watch(now, ended=True))
                 for sid in self.followers.pop(site, ()):
                     del self.followed[sid]
+                    where = last_site.get(sid)
+                    owner = self.owner(where) if where is not None else None
+                    if owner is not None and where is not None:
+                        self._claim(sid, where, last_at[sid], owner, sites)
 
 
 @dataclass(slots=True)

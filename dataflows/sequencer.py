@@ -168,6 +168,10 @@ class Sequencer:
     near_cfg: tuple | None = None
     nearby: NearbyWatch = field(default_factory=NearbyWatch)
     outage_open: dict[str, set[str]] = field(default_factory=dict)  # site -> outage alarms
+    # maintenance windows: id -> (start, end, their sites, their cells); an outage inside
+    # one is planned work, with no customer action: nobody is followed around it
+    windows: dict[str, tuple[float, float, frozenset[str], frozenset[str]]] = field(
+        default_factory=dict)
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
@@ -436,17 +440,17 @@ class Sequencer:
                     last_site[sid] = site
                     if before is not None:  # (a move: ~8 % of positions, off the hot path)
                         out.site(before, Left(sid, at))
+                nearby = self.nearby
+                if nearby.near_of or nearby.followed:  # some site is down: who is around
+                    nearby.heard(sid, site, at, sites)  # (their latest position only)
             if kind is Call and rec.dropped:
                 sites[site].append(Drop(sid, rec.cell_id, rec.call_id, at))
                 self._activate(site, at + DROP_HORIZON_S)
-            nearby = self.nearby
-            if nearby.near_of or nearby.followed:  # some site is down: who is around it
-                nearby.heard(sid, site, at, sites)
 
     def _ticks(self, now: float, out: Routes) -> None:
         self._next_tick = now + self.tick_s
         if self.nearby.watches:
-            self.nearby.expire(now)
+            self.nearby.expire(now, self.last_site, self.last_at, out.sites)
         tick = Tick(now)
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
@@ -485,6 +489,11 @@ class Sequencer:
             self.nearby.place(rec.site_id, rec.lat, rec.lon)
             out.site(rec.site_id, rec)
         elif isinstance(rec, Maintenance):
+            if rec.op == "cancel":
+                self.windows.pop(rec.window_id, None)
+            else:
+                self.windows[rec.window_id] = (rec.start_time, rec.end_time,
+                                               frozenset(rec.site_ids), frozenset(rec.cell_ids))
             sites = set(rec.site_ids)
             sites.update(self.cell_site[c] for c in rec.cell_ids if c in self.cell_site)
             for s in sorted(sites):
@@ -516,26 +525,43 @@ class Sequencer:
             alarms.add(rec.alarm_id)
         self._activate(site, rec.event_time + ALARM_HORIZON_S)
         out.site(site, rec)
-        if self.near_cfg is not None:
+        if rec.cleared:  # (clears whether or not a rule watches now: a reload may change it)
+            self._unwatch(site, rec)
+        elif self.near_cfg is not None:
             self._watch(site, rec, out)
 
-    def _watch(self, site: str, rec: Alarm, out: Routes) -> None:
-        """Start or end the watch around ``site`` as its outage alarms open and clear."""
-        k, linger_s, severities, causes = self.near_cfg  # type: ignore[misc]
+    def _unwatch(self, site: str, rec: Alarm) -> None:
+        """An alarm cleared: when it was the site's last open outage alarm, its watch ends
+        ``reappear_s`` later."""
         outage = self.outage_open.get(site)
-        if rec.cleared:
-            if outage and rec.alarm_id in outage:
-                outage.discard(rec.alarm_id)
-                if not outage:
-                    del self.outage_open[site]
-                    self.nearby.stop(site, rec.event_time, linger_s)
-        elif rec.severity in severities and rec.probable_cause in causes:
+        if outage and rec.alarm_id in outage:
+            outage.discard(rec.alarm_id)
+            if not outage:
+                del self.outage_open[site]
+                linger_s = self.near_cfg[1] if self.near_cfg is not None else 0.0
+                self.nearby.stop(site, rec.event_time, linger_s)
+
+    def _watch(self, site: str, rec: Alarm, out: Routes) -> None:
+        """Start (or keep) the watch around ``site`` when an outage alarm opens on it."""
+        k, _, severities, causes = self.near_cfg  # type: ignore[misc]
+        outage = self.outage_open.get(site)
+        if rec.severity in severities and rec.probable_cause in causes:
+            if self._planned(site, rec):
+                return  # maintenance: no customer action, nobody to follow
             if outage is None:
                 outage = self.outage_open[site] = set()
-            if not outage:
-                self.nearby.start(site, rec.event_time, k, self.last_site, self.last_at,
-                                  out.sites)
+            self.nearby.start(site, rec.event_time, k, self.last_site, self.last_at, out.sites)
             outage.add(rec.alarm_id)
+
+    def _planned(self, site: str, rec: Alarm) -> bool:
+        """Is this outage alarm inside a maintenance window covering its cell or site?"""
+        at, cells = rec.event_time, self.site_cells.get(site, set())
+        for start, end, w_sites, w_cells in self.windows.values():
+            if start <= at <= end and (site in w_sites or (
+                    rec.cell_id in w_cells if rec.cell_id is not None
+                    else bool(cells) and cells <= w_cells)):
+                return True
+        return False
 
 
 def _span(seconds: float) -> str:

@@ -94,6 +94,9 @@ class OpenIncident:
     walked_in: dict[str, None] = field(default_factory=dict)  # found inside it later
     facts: IncidentFacts | None = None
 
+    def __setstate__(self, state: Any) -> None:
+        restore_fields(self, state)  # snapshots from before a field was added load too
+
 
 @dataclass(slots=True)
 class SiteCorrelator:
@@ -150,9 +153,9 @@ class SiteCorrelator:
             out = self._fire_due(msg.at)
             self.around.near(msg)
             if self._walk_at is None:
-                self._schedule_walk(msg.at)
+                self._schedule_walk(max(msg.at, self.clock))
             return out
-        if kind is Watch:  # a new watch: forget who was heard around in an earlier one
+        if kind is Watch:  # a watch begins or ends: who was heard around before is stale
             out = self._fire_due(msg.at)
             self.around.heard.clear()
             return out
@@ -404,7 +407,7 @@ class SiteCorrelator:
         facts = inc.facts or self._facts(inc)
         out += [("care", Restored(sub, facts, at)) for sub in inc.impacted]
         if inc.facts is not None and not inc.planned and inc.kind != "degradation" \
-                and self.book.watches_nearby:
+                and self.book.acts_at(REAPPEARED):
             self.recent[inc.id] = (at + self.book.correlation.reappear_s, inc.facts, inc.start,
                                    at, frozenset(inc.ever), {**inc.impacted, **inc.walked_in})
         del self.incidents[inc.id]
@@ -660,6 +663,9 @@ class SiteCorrelator:
         for wid, (_, end, _) in list(self.windows.items()):
             if end < now - 24 * 3600:
                 del self.windows[wid]
+        if self.recent:  # resolved incidents past their reappearance window
+            silence = self.book.correlation.silence_s
+            self.recent = {i: r for i, r in self.recent.items() if r[0] >= now - silence}
         if self.around.heard:  # heard longer ago than any outage here could still use
             starts = [inc.start for inc in self.incidents.values()]
             starts += [r[2] for r in self.recent.values()]

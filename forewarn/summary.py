@@ -95,11 +95,12 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
 
     # Recall before complaint.
     leads: list[float] = []
-    eligible = hit_eligible = total = hit_total = planned = 0
+    eligible = hit_eligible = total = hit_total = planned = hit_contract = 0
     misses: Counter[str] = Counter()
-    cases = [(t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned"))) for t in impacts]
-    cases += [(t, t["first_drop"], BURST_KINDS, False) for t in bursts]
-    for t, began, kinds, is_planned in cases:
+    cases = [(t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
+             for t in impacts]
+    cases += [(t, t["first_drop"], BURST_KINDS, False, BURST_KINDS) for t in bursts]
+    for t, began, kinds, is_planned, contract_kinds in cases:
         complaint = _t(t.get("complaint_time"))
         if complaint is None:
             continue
@@ -114,6 +115,8 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         if not t.get("contactable", True):
             continue
         eligible += 1
+        hit_contract += any(k in contract_kinds and start <= at < complaint
+                            for at, k in by_sub.get(t["subscriber_id"], ()))
         if first is not None:
             hit_eligible += 1
             leads.append(complaint - first)
@@ -142,6 +145,8 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
     return {
         "recall_before_complaint": _ratio(hit_eligible, eligible),
         "recall_all": _ratio(hit_total, total),
+        # the same counting only the contract's actions (an outage notice for an outage)
+        "recall_contract_actions": _ratio(hit_contract, eligible),
         "would_be_complainers": total,
         "reachable_complainers": eligible,
         "planned_maintenance_complainers": planned,

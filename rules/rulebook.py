@@ -271,6 +271,10 @@ class Rulebook:
         """Does a rule act on walk-ins or reappearances (subscribers around an outage)?"""
         return any(r.at in NEARBY_TRIGGERS for r in self.rules)
 
+    def acts_at(self, at: str) -> bool:
+        """Does some incident rule act at trigger point ``at``?"""
+        return any(r.at == at for r in self.rules)
+
     def drop_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.drop_count)
 
@@ -495,6 +499,10 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         elif "min_duration_s" in trig:
             ck.fail(trig["min_duration_s"], f"{tw}.min_duration_s",
                     "only meaningful with `at: duration`")
+        if at in NEARBY_TRIGGERS and "degradation" in kinds:
+            ck.fail(trig["incident"], f"{tw}.incident",
+                    f"`at: {at}` acts only for outages (a silent failure has no alarm to "
+                    "watch around): list outage and/or flapping")
         scopes = _choices(ck, trig_node, trig, "scope", tw, SCOPES)
         causes = _choices(ck, trig_node, trig, "probable_cause", tw, None)
     elif "dropped_calls" in trig:

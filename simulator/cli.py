@@ -91,7 +91,16 @@ def run(args: argparse.Namespace) -> int:
         return _publish(args, cfg)
     truth = args.truth or args.out.with_name("truth.jsonl")
     began = time.perf_counter()
-    sc = simulate(cfg)
+    try:
+        sc = simulate(cfg)
+    except ValueError as exc:  # a storm where the network has no such region
+        print(f"simulate: {exc}; choose another --storm region or more --sites",
+              file=sys.stderr)
+        return 2
+    if cfg.storm_region is not None and not sc.stats["outages"]["storm"]:
+        print("simulate: the storm hit no site inside the scenario (it starts too late, "
+              "or every site of the region was down already): give an earlier "
+              "--storm-start or more --hours", file=sys.stderr)
     write_scenario(sc, args.out, truth)
     print(_summary(sc.stats, args.out, truth, time.perf_counter() - began), file=sys.stderr)
     return 0

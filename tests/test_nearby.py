@@ -15,7 +15,7 @@ from dataflows.messages import Near, Watch
 from dataflows.nearby import MAX_WATCH_S, NearbyWatch
 from dataflows.sequencer import Routes, Sequencer
 from forewarn import safe_pickle
-from forewarn.model import Alarm, Cell, Location
+from forewarn.model import Alarm, Cell, Location, Maintenance
 from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, parse_rulebook
 from tests.builders import Scenario, ts
 
@@ -206,7 +206,7 @@ def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
                      ("f", b"", Location("U9", "S2-C1", 300.0 + reappear + 60), 300 + reappear
                       + 60)]], out)
     assert seq.nearby.watches == {} and seq.nearby.followed == {}
-    assert near_of(out, "S1") == []
+    assert near_of(out, "S1") == [Watch(300.0 + reappear + 60, ended=True)]  # forget them
 
 
 def test_a_stuck_alarm_ends_its_watch_after_twelve_hours():
@@ -214,10 +214,78 @@ def test_a_stuck_alarm_ends_its_watch_after_twelve_hours():
     for s, lon in (("S1", 0.0), ("S2", 0.01)):
         w.place(s, 0.0, lon)
     w.start("S1", 0.0, 8, {"U1": "S2"}, {"U1": 0.0}, {})
-    w.expire(MAX_WATCH_S)
-    assert "S1" in w.watches
-    w.expire(MAX_WATCH_S + 1)
+    sites: dict = {}
+    w.expire(MAX_WATCH_S, {"U1": "S2"}, {"U1": 0.0}, sites)
+    assert "S1" in w.watches and sites == {}
+    w.expire(MAX_WATCH_S + 1, {"U1": "S2"}, {"U1": 0.0}, sites)
     assert w.watches == {} and w.near_of == {} and w.followed == {} and w.followers == {}
+    assert sites == {"S1": [Watch(MAX_WATCH_S + 1, ended=True)]}  # the site forgets them
+
+
+def test_the_end_of_a_watch_hands_its_subscribers_to_the_next_down_site():
+    """U1, next to S2 and S3 (both down), is S2's (nearer); when S2's watch ends first,
+    S3 counts them, with the time they were last heard."""
+    w = NearbyWatch()
+    for s, lon in (("S2", 0.0), ("N", 0.01), ("S3", 0.03)):
+        w.place(s, 0.0, lon)
+    sites: dict = {}
+    w.start("S3", 0.0, 8, {"U1": "N"}, {"U1": 5.0}, sites)
+    w.start("S2", 10.0, 8, {"U1": "N"}, {"U1": 5.0}, sites)
+    assert w.followed == {"U1": "S2"}
+    w.stop("S2", 20.0, 0.0)
+    sites = {}
+    w.expire(30.0, {"U1": "N"}, {"U1": 5.0}, sites)
+    assert w.followed == {"U1": "S3"}
+    assert sites == {"S2": [Watch(30.0, ended=True)], "S3": [Near("U1", "N", 5.0)]}
+
+
+def test_a_watch_that_outlives_twelve_hours_makes_no_walk_in_of_those_still_heard():
+    """Someone heard next door every 30 min during a 16 h outage is never a walk-in, even
+    after the sequencer stops following them (the site forgets what it heard)."""
+    s = around()
+    s.alarm("A1", 5, site="S1")
+    for minute in range(0, 16 * 60, 30):
+        s.seen("U1", "S2-C1", minute)
+    s.clear("A1", 16 * 60 + 5, site="S1").tick(16 * 60 + 20)
+    assert s.run().of("area_notice") == []
+
+
+def test_a_late_position_does_not_make_someone_far_away_a_walk_in():
+    """U1's latest position is far away; a late record of them next door, older than it,
+    must not count them around the outage again."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1")
+    s.seen("U1", f"{FAR}-C1", 20)
+    s.seen("U1", "S2-C1", 10)    # late: behind their latest
+    s.clear("A1", 120, site="S1").tick(130)
+    assert s.run().of("area_notice") == []
+
+
+def test_no_one_is_followed_around_planned_work():
+    """An outage inside a maintenance window starts no watch: nobody around it can be
+    taken from a real outage nearby, and planned work notifies nobody."""
+    seq = sequencer()
+    out = Routes()
+    window = Maintenance("W1", "upsert", 100.0, 400.0, site_ids=("S1",))
+    seq.take_batch([[("f", b"", window, None),
+                     ("f", b"", Location("U1", "S2-C1", 150.0), 150.0),
+                     ("f", b"", Alarm("A1", 200.0, "critical", "powerProblem", site_id="S1"),
+                      200.0)]], out)
+    assert seq.nearby.watches == {} and near_of(out, "S1") == []
+
+
+def test_a_snapshot_of_an_open_incident_from_before_walk_ins_loads():
+    """An OpenIncident pickled without the walk-in field gets its default on load."""
+    from dataflows.site import OpenIncident
+
+    inc = OpenIncident(id="INC-S1-1", kind="outage", start=0.0)
+    old_state = {f: getattr(inc, f) for f in inc.__slots__ if f != "walked_in"}
+    restored = OpenIncident.__new__(OpenIncident)
+    restored.__setstate__((None, old_state))
+    assert restored.walked_in == {} and restored.id == "INC-S1-1"
+    again = safe_pickle.load_state(safe_pickle.dump_state(inc))
+    assert again.walked_in == {} and again.start == 0.0
 
 
 def test_without_a_walk_in_or_reappeared_rule_nothing_is_followed():
