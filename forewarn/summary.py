@@ -97,8 +97,9 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
     leads: list[float] = []
     eligible = hit_eligible = total = hit_total = planned = hit_contract = 0
     misses: Counter[str] = Counter()
-    cases = [(t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
-             for t in impacts]
+    cases: list[tuple[dict, str, tuple[str, ...], bool, tuple[str, ...]]] = [
+        (t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
+        for t in impacts]
     cases += [(t, t["first_drop"], BURST_KINDS, False, BURST_KINDS) for t in bursts]
     for t, began, kinds, is_planned, contract_kinds in cases:
         complaint = _t(t.get("complaint_time"))
