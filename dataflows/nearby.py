@@ -161,10 +161,11 @@ class NearbyWatch:
                 sites.setdefault(before, []).append(Near(sid, site, at, False))
 
     def expire(self, now: float, last_site: dict[str, str], last_at: dict[str, float],
-               sites: dict[str, list]) -> None:
+               sites: dict[str, list], silence_s: float = float("inf")) -> None:
         """End watches past their end (or :data:`MAX_WATCH_S` old): the site forgets who
         it heard around (a :class:`~dataflows.messages.Watch` that ended), and those it
-        followed go to the site that counts them now, if another still watches."""
+        followed go to the site that counts them now, if another still watches, unless
+        their silence is older than ``silence_s`` (the site that had them judged it)."""
         for site, (near, began, until) in list(self.watches.items()):
             if (until is not None and until < now) or now - began > MAX_WATCH_S:
                 del self.watches[site]
@@ -179,7 +180,8 @@ class NearbyWatch:
                     del self.followed[sid]
                     where = last_site.get(sid)
                     owner = self.owner(where) if where is not None else None
-                    if owner is not None and where is not None:
+                    if owner is not None and where is not None \
+                            and last_at[sid] + silence_s > now:
                         self._claim(sid, where, last_at[sid], owner, sites)
 
 
@@ -211,7 +213,11 @@ class Surroundings:
                 return  # a late position: their latest stands
             del heard[msg.subscriber_id]  # re-inserted at the end: last-heard order
         if msg.near:
+            last = next(reversed(heard.values()), None) if heard else None
             heard[msg.subscriber_id] = (msg.site_id, msg.at)
+            if last is not None and last[1] > msg.at:  # older than the newest (rare: a
+                # watch handed them over): keep the oldest first
+                self.heard = dict(sorted(heard.items(), key=lambda kv: kv[1][1]))
 
     def here(self, sid: str, at: float) -> tuple[str, float] | None:
         """``sid`` heard on this site at ``at``: forget them; their latest before, if newer

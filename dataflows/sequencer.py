@@ -181,7 +181,7 @@ class Sequencer:
         outages (:mod:`dataflows.nearby`)."""
         corr = book.correlation
         self.near_cfg = (corr.nearby_sites, corr.reappear_s, corr.outage_severities,
-                         corr.outage_causes) if book.watches_nearby else None
+                         corr.outage_causes, corr.silence_s) if book.watches_nearby else None
 
     # -- input -----------------------------------------------------------------
 
@@ -450,7 +450,8 @@ class Sequencer:
     def _ticks(self, now: float, out: Routes) -> None:
         self._next_tick = now + self.tick_s
         if self.nearby.watches:
-            self.nearby.expire(now, self.last_site, self.last_at, out.sites)
+            silence = self.near_cfg[4] if self.near_cfg is not None else 0.0
+            self.nearby.expire(now, self.last_site, self.last_at, out.sites, silence)
         tick = Tick(now)
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
@@ -543,7 +544,7 @@ class Sequencer:
 
     def _watch(self, site: str, rec: Alarm, out: Routes) -> None:
         """Start (or keep) the watch around ``site`` when an outage alarm opens on it."""
-        k, _, severities, causes = self.near_cfg  # type: ignore[misc]
+        k, _, severities, causes, _ = self.near_cfg  # type: ignore[misc]
         outage = self.outage_open.get(site)
         if rec.severity in severities and rec.probable_cause in causes:
             if self._planned(site, rec):

@@ -151,9 +151,7 @@ class SiteCorrelator:
             return out
         if kind is Near:  # heard around this site: fire what is due before it, no clock move
             out = self._fire_due(msg.at)
-            self.around.near(msg)
-            if self._walk_at is None:
-                self._schedule_walk(max(msg.at, self.clock))
+            self._near(msg)
             return out
         if kind is Watch:  # a watch begins or ends: who was heard around before is stale
             out = self._fire_due(msg.at)
@@ -195,6 +193,11 @@ class SiteCorrelator:
         heard = self.around.heard
         for msg in msgs:
             if type(msg) is not tuple:
+                if type(msg) is Near and not (deadlines and deadlines[0][0] < msg.at):
+                    # heard around this site (during an outage, the next most frequent
+                    # message): nothing due before it, so just note it
+                    self._near(msg)
+                    continue
                 out += self.handle(msg)
                 continue
             sid, cell, at, ref = msg
@@ -498,6 +501,16 @@ class SiteCorrelator:
                     and inc.kind != "degradation" and (best is None or inc.start < best.start):
                 best = inc
         return best
+
+    def _near(self, msg: Near) -> None:
+        """Note who was heard around; check for walk-ins when one is due (no later than
+        the pending check: one heard long ago, handed over by a watch that ended, may be
+        due before it)."""
+        self.around.near(msg)
+        if msg.near and (self._walk_at is None
+                         or msg.at + self.book.correlation.silence_s < self._walk_at):
+            self._walk_at = None
+            self._schedule_walk(max(msg.at, self.clock))
 
     def _schedule_walk(self, now: float) -> None:
         """Check for walk-ins when the one heard least recently becomes overdue."""
