@@ -108,8 +108,11 @@ class NamingRule:
         if m is None:
             return None
         groups = {k: v for k, v in m.groupdict().items() if v is not None}
-        cell = self.cell.format_map(groups) if self.cell else groups.get("cell")
-        site = self.site.format_map(groups) if self.site else groups.get("site")
+        try:
+            cell = self.cell.format_map(groups) if self.cell else groups.get("cell")
+            site = self.site.format_map(groups) if self.site else groups.get("site")
+        except KeyError:  # a template's group took no part in this match
+            return None
         if not cell and not site:
             return None
         return cell or None, site or None
@@ -123,6 +126,10 @@ class FeedSpec:
     causes: Mapping[str, str] = field(default_factory=dict)
     objects: tuple[str, ...] = ()
     unmapped: str = "dead_letter"
+    targets: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", frozenset(self.causes.values()))
 
     def cause(self, *names: str | None) -> str | None:
         """The probable cause of the first name the table maps; a name that is itself
@@ -131,7 +138,7 @@ class FeedSpec:
         for name in names:
             if name is not None and name in causes:
                 return causes[name]
-        targets = set(causes.values())
+        targets = self.targets
         for name in names:
             if name is not None and name in targets:
                 return name
@@ -444,8 +451,11 @@ def stream_time(obj: Any) -> float | None:
         alarm = obj["event"].get("alarm")
         if not isinstance(alarm, dict):
             return None
-        for key in ("alarmClearedTime", "alarmChangedTime", "alarmRaisedTime"):
-            at = _time_of(alarm.get(key))
+        keys = [alarm.get("alarmClearedTime"), alarm.get("alarmChangedTime")]
+        if obj.get("eventType") != "AlarmCreateEvent":  # a change's time (as _tmf642)
+            keys.append(obj.get("eventTime"))
+        for value in (*keys, alarm.get("alarmRaisedTime")):
+            at = _time_of(value)
             if at is not None:
                 return at
     return None

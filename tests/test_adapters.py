@@ -14,11 +14,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from forewarn.adapters import ves_alarm_id
+from forewarn.adapters import translate, ves_alarm_id
 from forewarn.cli import main
-from forewarn.codec import decode, fmt_time
-from forewarn.model import Alarm
+from forewarn.codec import Expanded, decode, fmt_time
+from forewarn.model import Alarm, DeadLetter
 from forewarn.runner import run_collect
 from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, parse_rulebook
 from simulator import ScenarioConfig, simulate
@@ -475,3 +477,55 @@ def test_forewarn_run_reads_ves_and_tmf642_files_beside_contract_files(tmp_path)
     assert (out / "dead_letters.jsonl").read_bytes() == b""
     assert normalised(got_actions) == normalised(want.actions, ids)
     assert normalised(got_incidents) == normalised(want.incidents, ids)
+
+
+# ---- hostile feed events ---------------------------------------------------------------------
+
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1),
+                     st.floats(allow_nan=False, allow_infinity=False),
+                     st.sampled_from(["", "S1-C1", "SITE1", "CRITICAL", "NORMAL", "fault", "LOS",
+                                      "cleared", "ClearAlarmEvent", "AlarmCreateEvent",
+                                      "2026-11-23T10:00:00Z", "x" * 300, "S1/sector-9"]))
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+_VES_KEYS = ["domain", "sourceName", "lastEpochMicrosec", "alarmInterfaceA", "sourceId"]
+_FAULT_KEYS = ["alarmCondition", "eventSeverity", "specificProblem", "alarmInterfaceA"]
+_TMF_KEYS = ["id", "perceivedSeverity", "probableCause", "specificProblem", "alarmedObject",
+             "alarmRaisedTime", "alarmClearedTime", "alarmChangedTime", "state", "alarmType"]
+
+
+def _partial(keys: list[str]):
+    return st.dictionaries(st.sampled_from(keys), _values, max_size=len(keys))
+
+
+_ves_events = st.fixed_dictionaries({"commonEventHeader": _partial(_VES_KEYS) | _values,
+                                     "faultFields": _partial(_FAULT_KEYS) | _values})
+_feed_events = st.one_of(
+    st.builds(lambda e: {"event": e}, _ves_events),
+    st.builds(lambda es: {"eventList": es}, st.lists(_ves_events | _values, max_size=4) | _values),
+    st.builds(lambda t, a, when: {"eventType": t, "eventTime": when, "event": {"alarm": a}},
+              st.sampled_from(["AlarmCreateEvent", "ClearAlarmEvent", "AlarmDeleteEvent",
+                               "AlarmAttributeValueChangeEvent", "x"]),
+              _partial(_TMF_KEYS) | _values, _values))
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(_feed_events)
+def test_any_feed_event_is_an_alarm_or_dead_letters_never_an_exception(obj):
+    raw = orjson.dumps(obj)
+    naming = "    - {match: '(?P<site>S\\d+)(/sector-(?P<n>\\d))?', cell: '{site}-C{n}'}\n" + NAMING
+    rb = _templated_book(naming)
+    got = translate(obj, raw, "f", rb.adapters)
+    items = [r for _, r in got] if type(got) is Expanded else [got]
+    assert items and all(isinstance(r, Alarm | DeadLetter) for r in items)
+    for r in items:
+        if isinstance(r, DeadLetter):
+            assert r.code != "invalid" and r.reason
+
+
+@cache
+def _templated_book(naming: str) -> Rulebook:
+    return parse_rulebook(rulebook_text(naming=naming), Path("r.yaml"))
