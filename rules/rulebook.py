@@ -718,31 +718,58 @@ MAX_NAMING_RULES = 100
 MAX_PATTERN = 500
 
 
-def _nested_repeat(items: Any, inside: bool = False) -> bool:
-    """Does a parsed pattern repeat something that itself repeats, as ``(a+)+`` does
-    (exponential backtracking on a name that almost matches)?"""
+#: Unbounded repetitions one naming pattern may hold: each more multiplies the worst
+#: case by the name's length (4 of them take a second on a 256-character name).
+MAX_PATTERN_REPEATS = 3
+
+
+def _children(op: Any, av: Any) -> list:
+    """The sub-patterns of a parsed node (none for a literal, set, anchor ...)."""
+    if op is sre.SUBPATTERN:
+        return [av[3]]
+    if op is sre.BRANCH:
+        return list(av[1])
+    if op in (sre.ASSERT, sre.ASSERT_NOT):
+        return [av[1]]
+    if op is sre.ATOMIC_GROUP:
+        return [av]
+    if op is sre.GROUPREF_EXISTS:
+        return [c for c in av[1:] if c is not None]
+    return []
+
+
+def _repeats(items: Any) -> int:
+    """Unbounded repetitions along the longest path through a parsed pattern."""
+    n = 0
     for op, av in items:
         if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
-            _, hi, body = av
-            many = hi is sre.MAXREPEAT or hi > 1
-            if (many and inside) or _nested_repeat(body, inside or many):
-                return True
-            continue
-        if op is sre.SUBPATTERN:
-            children = [av[3]]
+            n += (av[1] is sre.MAXREPEAT) + _repeats(av[2])
         elif op is sre.BRANCH:
-            children = av[1]
-        elif op in (sre.ASSERT, sre.ASSERT_NOT):
-            children = [av[1]]
-        elif op is sre.ATOMIC_GROUP:
-            children = [av]
-        elif op is sre.GROUPREF_EXISTS:
-            children = [c for c in av[1:] if c is not None]
+            n += max(_repeats(b) for b in av[1])
         else:
-            continue
-        if any(_nested_repeat(c, inside) for c in children):
-            return True
-    return False
+            n += sum(_repeats(c) for c in _children(op, av))
+    return n
+
+
+def _slow_pattern(items: Any, inside: bool = False) -> str | None:
+    """Why a parsed pattern could backtrack for seconds on a name that almost matches
+    (a repetition inside a repetition, an alternation inside one, too many in a row),
+    or None."""
+    if not inside and _repeats(items) > MAX_PATTERN_REPEATS:
+        return f"more than {MAX_PATTERN_REPEATS} unbounded repetitions (* + {{n,}}) in a row"
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            many = av[1] is sre.MAXREPEAT or av[1] > 1
+            if many and inside:
+                return "a repetition inside a repetition (such as (a+)+)"
+            why = _slow_pattern(av[2], inside or many)
+        elif op is sre.BRANCH and inside:
+            return "an alternation inside a repetition (such as (a|ab)+)"
+        else:
+            why = next((w for c in _children(op, av) if (w := _slow_pattern(c, inside))), None)
+        if why:
+            return why
+    return None
 
 
 def _template_fields(ck: _Checker, node, text: Any, key: str, groups: set[str]) -> str | None:
@@ -795,14 +822,13 @@ def _naming(ck: _Checker, node) -> tuple[NamingRule, ...]:
             continue
         try:
             compiled = re.compile(pattern)
-            nested = _nested_repeat(sre.parse(pattern).data)
+            slow = _slow_pattern(sre.parse(pattern).data)
         except re.error as exc:
             ck.fail(pnode, f"{w}.match", f"not a valid regular expression: {exc}")
             continue
-        if nested:
-            ck.fail(pnode, f"{w}.match", "a repetition inside a repetition (such as (a+)+) "
-                    "can take exponential time on a name that almost matches; repeat one "
-                    "level only")
+        if slow:
+            ck.fail(pnode, f"{w}.match", f"{slow} can take seconds or more on a name that "
+                    "almost matches, for every alarm; write it without")
             continue
         groups = set(compiled.groupindex)
         templates: dict[str, str | None] = {}

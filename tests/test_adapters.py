@@ -392,7 +392,12 @@ def line_of(text: str, needle: str) -> int:
 BAD_TABLES = [
     ("    - match: '(?P<cell>(CELL|ABC)+'\n", "adapters.naming[0].match",
      "not a valid regular expression"),
-    ("    - match: '(?P<cell>(\\w+-?)+)'\n", "adapters.naming[0].match", "exponential"),
+    ("    - match: '(?P<cell>(\\w+-?)+)'\n", "adapters.naming[0].match",
+     "a repetition inside a repetition"),
+    ("    - match: '(?P<cell>(CELL|CELL-)+)'\n", "adapters.naming[0].match",
+     "an alternation inside a repetition"),
+    ("    - match: '(?P<cell>\\w*-\\w*-\\w*-\\w+)'\n", "adapters.naming[0].match",
+     "more than 3 unbounded repetitions"),
     ("    - match: '(?P<x>\\w+)'\n", "adapters.naming[0].match", "named group"),
     ("    - {match: '(?P<x>\\w+)', cell: '{x}-{y}'}\n", "adapters.naming[0].cell",
      "{y} are not named groups"),
