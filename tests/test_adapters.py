@@ -534,3 +534,36 @@ def test_any_feed_event_is_an_alarm_or_dead_letters_never_an_exception(obj):
 @cache
 def _templated_book(naming: str) -> Rulebook:
     return parse_rulebook(rulebook_text(naming=naming), Path("r.yaml"))
+
+
+# ---- fixtures: whole events as the feeds send them -------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_fixture_events_decode_to_the_alarms_they_stand_for():
+    """ONAP VES 7.1 fault events (every header and fault field, a batch with a clear) and
+    TMF642 notifications (create, change, clear) as files hold them."""
+    from forewarn.codec import decode_input
+
+    ad = book().adapters
+    got = []
+    for name in ("ves-fault.jsonl", "tmf642-alarms.jsonl"):
+        for line in (FIXTURES / name).read_bytes().splitlines():
+            rec = decode_input(line, name, ad)
+            got += [r for _, r in rec] if type(rec) is Expanded else [rec]
+    assert [(a.alarm_id, a.cell_id, a.site_id, a.severity, a.probable_cause, fmt_time(a.at))
+            for a in got] == [
+        ("ves:CELL0001-1|RRU-1/port-2|LOS", "CELL0001-1", None, "critical", "lossOfSignal",
+         "2026-11-23T10:15:00Z"),
+        ("ves:SITE0002|powerFail", None, "SITE0002", "major", "powerProblem",
+         "2026-11-23T10:17:00Z"),
+        ("ves:CELL0001-1|RRU-1/port-2|LOS", "CELL0001-1", None, "cleared", "lossOfSignal",
+         "2026-11-23T10:18:00Z"),
+        ("ALM-9001", "CELL0003-2", None, "critical", "transmitterFailure",
+         "2026-11-23T10:15:00Z"),
+        ("ALM-9001", "CELL0003-2", None, "major", "transmitterFailure", "2026-11-23T10:16:00Z"),
+        ("ALM-9001", "CELL0003-2", None, "cleared", "transmitterFailure",
+         "2026-11-23T10:40:00Z"),
+    ]
+    assert {a.adapter for a in got} == {"ves", "tmf642"}
