@@ -82,10 +82,12 @@ from connectors.files import LEAP_CONFIRM, LEAP_S
 from connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
 from dataflows.messages import Decoded
 from forewarn import metrics
+from forewarn.adapters import Adapters
 from forewarn.codec import (
     MAX_PERIOD_S,
     MAX_RECORD_BYTES,
     STREAM_TIME_FIELD,
+    Expanded,
     Origin,
     dead_letter,
     decode_input,
@@ -120,6 +122,11 @@ RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber
                                     Maintenance, Complaint)}
 #: One consumed message in this many is checked for co-partitioning (a hash of its key).
 COPARTITION_SAMPLE = 64
+
+
+class _Many(list):
+    """The items a message that stood for several records decoded to (a VES batch): one
+    entry in the merge, its items handed on in order (:meth:`_MergePartition._emit`)."""
 
 
 class TopicMissingError(RuntimeError):
@@ -229,8 +236,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
     def __init__(self, config: Mapping[str, str], topics: Sequence[str], ranks: Sequence[int],
                  resume: dict | None, exit_at_end: bool, batch: int, durable: bool,
                  buffer_limit: int, starting_offset: int,
-                 types: Sequence[str] | None = None):
+                 types: Sequence[str] | None = None, adapters: Adapters | None = None):
         self._exit_at_end = exit_at_end
+        self._adapters = adapters
+        self._many = 0  # _Many entries taken and not yet emitted
         self._batch = batch
         self._durable = durable
         self._limit = buffer_limit
@@ -410,8 +419,11 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
-            rec = decode_input(value, source)
+            rec = decode_input(value, source, self._adapters)
             kind = type(rec)
+            if kind is Expanded:  # an operator's batch (VES eventList): one entry
+                last, latest = self._take_many(part, rec, source, last, latest, ahead)
+                continue
             if kind is tuple:  # a position (most messages): kind_of() and stream_at(), inline
                 kind = Location if rec[3] is None else Call
                 at = key = rec[2]
@@ -458,6 +470,33 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             if len(part.entries) >= self._limit and not part.paused:
                 self._consumer.pause([TopicPartition(part.topic, part.partition)])
                 part.paused = True
+
+    def _take_many(self, part: _Part, many: Expanded, source: tuple, last: float,
+                   latest: float | None, ahead: float) -> tuple[float, float | None]:
+        """A message that stands for several records: one merge entry, at its latest
+        record's time (or its place in the partition, as any message behind it or far
+        ahead); each record checked for the topic and counted. Returns the partition's
+        running maximum and the tally's latest time."""
+        tally, expect = self._tally, part.expects
+        items = _Many()
+        top = None
+        for raw, rec in many:
+            if type(rec) is not DeadLetter and expect is not None and type(rec) is not expect:
+                rec = _wrong_topic(raw, source, type(rec), expect)
+            if type(rec) is DeadLetter:
+                tally.dead.append(rec)
+                items.append(rec)
+                continue
+            at = stream_at(rec)
+            tally.accepted[type(rec)] = tally.accepted.get(type(rec), 0) + 1
+            if at is not None:
+                top = at if top is None or at > top else top
+                latest = at if latest is None or at > latest else latest
+            items.append((source, raw, rec, at))
+        key = last if top is None or top < last or top > ahead else top
+        part.entries.append((key, part.rank, part.partition, source[2], items))
+        self._many += 1
+        return key, latest
 
     def _error(self, msg, err: KafkaError) -> None:
         part = self._parts.get((msg.topic(), msg.partition()))
@@ -507,6 +546,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             self._progress = top
         out, self._tally = self._tally, Decoded()
         out.items = [entry[4] for entry in batch]
+        if self._many:  # a message that stood for several records: its items, in order
+            flat: list = []
+            for item in out.items:
+                if type(item) is _Many:
+                    flat += item
+                    self._many -= 1
+                else:
+                    flat.append(item)
+            out.items = flat
         return [out]
 
 
@@ -563,14 +611,17 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     :data:`TYPE_RANK`); ``exit_at_end`` ends the input once every partition is
     read to its end (backfills, tests); ``durable`` sets the snapshot gauge;
     ``types``, one record type per topic, makes any other type read from a topic a
-    dead letter (code ``wrong_topic``).
+    dead letter (code ``wrong_topic``); ``adapters`` maps operators' alarm feed events
+    (VES, TMF642; a VES batch is one merge entry at its latest event's time).
     """
 
     def __init__(self, config: Mapping[str, str], topics: Sequence[str],
                  ranks: Sequence[int] | None = None, *, exit_at_end: bool = False,
                  batch: int = BATCH, durable: bool = False, buffer_limit: int = 50_000,
-                 from_end: bool = False, types: Sequence[str] | None = None):
+                 from_end: bool = False, types: Sequence[str] | None = None,
+                 adapters: Adapters | None = None):
         self.config = dict(config)
+        self.adapters = adapters  # operators' alarm feeds (VES, TMF642): the rulebook's
         self.topics = list(topics)
         self.ranks = list(ranks) if ranks is not None else list(range(len(self.topics)))
         if len(set(self.ranks)) != len(self.topics):
@@ -590,4 +641,4 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     def build_part(self, step_id: str, for_part: str, resume_state: dict | None):
         return _MergePartition(self.config, self.topics, self.ranks, resume_state,
                                self.exit_at_end, self.batch, self.durable, self.buffer_limit,
-                               self.starting_offset, self.types)
+                               self.starting_offset, self.types, self.adapters)

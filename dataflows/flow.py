@@ -52,7 +52,8 @@ from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer, own_key
 from dataflows.site import SiteCorrelator
 from forewarn import metrics, safe_pickle, tmf681
-from forewarn.codec import dead_letter_dict, decode_input, encode
+from forewarn.adapters import Adapters
+from forewarn.codec import Expanded, dead_letter_dict, decode_input, encode
 from forewarn.logs import get_logger
 from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location, stream_at
 from rules.reload import RulebookWatcher
@@ -347,8 +348,11 @@ def care_shard(subscriber_id: str) -> str:
     return _SHARD_KEYS[crc32(subscriber_id.encode()) % CARE_SHARDS]
 
 
-def _decode_batch(items: list) -> list:
+def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
     """Decode an input batch into one item for the sequencer: ``[("clock", decoded)]``.
+
+    ``adapters``: the rulebook's tables for operators' alarm feeds (VES, TMF642);
+    a VES batch stands for several records, each with its own raw event.
 
     Items are ``(source, raw)``, or a :class:`~dataflows.messages.Decoded` batch from
     a source that decoded them already (the Kafka source needs each record's time to
@@ -366,7 +370,7 @@ def _decode_batch(items: list) -> list:
             _count_decoded(item)
             out += item.items
             continue
-        rec: Any = decode_input(item[1], item[0])  # dispatched on its type just below
+        rec: Any = decode_input(item[1], item[0], adapters)  # dispatched on its type below
         kind = type(rec)
         if kind is tuple:  # a position (most records): kind_of() and stream_at(), inline
             kind = Location if rec[3] is None else Call
@@ -374,6 +378,18 @@ def _decode_batch(items: list) -> list:
         elif kind is DeadLetter:
             own.dead.append(rec)
             out.append(rec)
+            continue
+        elif kind is Expanded:  # an operator's batch of alarms (VES eventList)
+            for raw, one in rec:
+                if type(one) is DeadLetter:
+                    own.dead.append(one)
+                    out.append(one)
+                    continue
+                accepted[type(one)] = accepted.get(type(one), 0) + 1
+                at = one.at
+                if latest is None or at > latest:
+                    latest = at
+                out.append((item[0], raw, one, at))
             continue
         else:
             at = stream_at(rec)
@@ -477,7 +493,8 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
     metrics.RUN_START.set(time.time())
     raw = op.input("input", flow, source)
-    decoded = op.flat_map_batch("decode", raw, _decode_batch)  # one ("clock", batch) each
+    decoded = op.flat_map_batch(  # one ("clock", batch) each
+        "decode", raw, lambda items: _decode_batch(items, cfg.rulebook().adapters))
     routed = op.stateful_batch("sequence", decoded, lambda r: SequenceLogic(cfg, r))
 
     def unbundle(stage: str):

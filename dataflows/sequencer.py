@@ -520,6 +520,13 @@ class Sequencer:
                 out.refuse(dead_letter(raw, source, reason))
                 return
         alarms = self.open_alarms.setdefault(site, set())
+        if rec.cleared and rec.alarm_id not in alarms and getattr(rec, "adapter", None):
+            # an operator's feed (VES, TMF642): a clear must follow its raise; a contract
+            # record's clear of an unknown alarm is a no-op, as it always was
+            reason = (f"alarm {rec.alarm_id!r}: a clear of an alarm that is not open on "
+                      f"site {site!r} (clear without raise)")
+            out.refuse(dead_letter(raw, source, reason))
+            return
         if rec.cleared:
             alarms.discard(rec.alarm_id)
         else:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -45,6 +45,9 @@ from forewarn.model import (
     Record,
     Subscriber,
 )
+
+if TYPE_CHECKING:
+    from forewarn.adapters import Adapters
 
 RAW_LIMIT = 4096  # bytes of the offending input kept in a dead letter
 #: Inputs larger than this are dead letters ("too large") without being parsed.
@@ -81,6 +84,11 @@ class Origin(str):
 
 #: Where a record came from: a name (file, topic) or ``(topic, partition, offset)``.
 Source = str | tuple[str, int, int]
+
+
+class Expanded(list):
+    """One input that stands for several records (a VES ``eventList`` batch): its
+    ``(raw, record or DeadLetter)`` pairs, in order (:mod:`forewarn.adapters`)."""
 
 
 class Invalid(ValueError):
@@ -434,7 +442,13 @@ def reason_code(reason: str) -> str:
 
 
 _REASON_CODES = (
-    ("refused by the broker", "refused"),  # a publisher's: the broker's own reason
+    ("refused by the broker", "refused"),
+    # operators' feeds (forewarn.adapters)
+    ("mapping (see docs/adapters.md)", "no_adapter"),
+    ("(unsupported event)", "unsupported_event"),
+    ("(unknown source name)", "unknown_source"),
+    ("(unknown condition)", "unknown_condition"),
+    ("(clear without raise)", "clear_without_raise"),  # a publisher's: the broker's own reason
     ("not JSON", "not_json"),
     ("expected a JSON object", "not_object"),
     ("type: expected one of", "unknown_type"),
@@ -626,12 +640,16 @@ def decode(raw: bytes, source: Source) -> Record | DeadLetter:
     return _decode_obj(obj, raw, source)
 
 
-def decode_input(raw: bytes, source: Source) -> Record | tuple | DeadLetter:
+def decode_input(raw: bytes, source: Source, adapters: Adapters | None = None
+                 ) -> Record | tuple | DeadLetter | Expanded:
     """:func:`decode` as the flow reads its input: a well-formed ``location`` or call
     that was not dropped (most of the traffic) comes out as the
     :data:`~dataflows.messages.Position` it stands for, ``(subscriber_id, cell_id,
     at, ref)``, checked inline, with its cell id interned (one string per cell in all
-    state); anything else as :func:`decode` gives it.
+    state); anything else as :func:`decode` gives it, except that an object without
+    ``type`` that is an operator's alarm feed event (VES, TMF642) is mapped through
+    ``adapters`` (the rulebook's tables: :func:`forewarn.adapters.translate`) to an
+    alarm, a dead letter or, for a VES batch, an :class:`Expanded` list.
 
     >>> decode_input(b'{"type":"location","subscriber_id":"S1","cell_id":"C1",'
     ...              b'"event_time":"2026-11-23T10:00:00Z"}', "oss.locations")
@@ -657,6 +675,12 @@ def decode_input(raw: bytes, source: Source) -> Record | tuple | DeadLetter:
                     and (cause is None or (type(cause) is int and cause >= 0))):
                 # known when the call ends: its end_time keeps "as of T" views exact
                 return (sid, _intern(cell), end, f"call:{cid}")
+        elif typ is None:
+            from forewarn.adapters import translate  # an operator's feed: off the hot path
+
+            fed = translate(obj, raw, source, adapters)
+            if fed is not None:
+                return fed
     return _decode_obj(obj, raw, source)
 
 

@@ -64,6 +64,8 @@ class Alarm:
     specific_problem: str | None = None
     managed_object: str | None = None
     additional_text: str | None = None
+    #: the feed it was mapped from (``ves``, ``tmf642``: forewarn.adapters), None: a record
+    adapter: str | None = None
 
     @property
     def at(self) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import re._parser as sre  # the pattern's tree: repetitions inside repetitions are refused
 import reprlib
 import string
 from dataclasses import dataclass, field
@@ -28,6 +29,16 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from forewarn.adapters import (
+    DEFAULT_OBJECTS,
+    FEEDS,
+    MAX_NAME,
+    OBJECT_FIELDS,
+    UNMAPPED,
+    Adapters,
+    FeedSpec,
+    NamingRule,
+)
 from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS, SEVERITIES
 from rules.safe_yaml import CODES, MAX_PROBLEMS, YamlRefused, compose_limited, read_limited
 
@@ -255,6 +266,8 @@ class Rulebook:
     # kinds deferred to the end of quiet hours when the incident is an unconfirmed
     # silent failure (a sleeping cell found by its silence alone)
     defer_unconfirmed_kinds: frozenset[str] = frozenset()
+    # operators' alarm feeds (VES, TMF642): mapping tables; None: none read
+    adapters: Adapters | None = None
     _by_id: dict[str, Rule] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -707,8 +720,197 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
     )
 
 
+#: Entries in one causes table, naming rules, and characters in one pattern, at most.
+MAX_CAUSES = 5000
+MAX_NAMING_RULES = 100
+MAX_PATTERN = 500
+
+
+#: Unbounded repetitions one naming pattern may hold: each more multiplies the worst
+#: case by the name's length (4 of them take a second on a 256-character name).
+MAX_PATTERN_REPEATS = 3
+
+
+def _children(op: Any, av: Any) -> list:
+    """The sub-patterns of a parsed node (none for a literal, set, anchor ...)."""
+    if op is sre.SUBPATTERN:
+        return [av[3]]
+    if op is sre.BRANCH:
+        return list(av[1])
+    if op in (sre.ASSERT, sre.ASSERT_NOT):
+        return [av[1]]
+    if op is sre.ATOMIC_GROUP:
+        return [av]
+    if op is sre.GROUPREF_EXISTS:
+        return [c for c in av[1:] if c is not None]
+    return []
+
+
+def _repeats(items: Any) -> int:
+    """Unbounded repetitions along the longest path through a parsed pattern."""
+    n = 0
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            n += (av[1] is sre.MAXREPEAT) + _repeats(av[2])
+        elif op is sre.BRANCH:
+            n += max(_repeats(b) for b in av[1])
+        else:
+            n += sum(_repeats(c) for c in _children(op, av))
+    return n
+
+
+def _slow_pattern(items: Any, inside: bool = False) -> str | None:
+    """Why a parsed pattern could backtrack for seconds on a name that almost matches
+    (a repetition inside a repetition, an alternation inside one, too many in a row),
+    or None."""
+    if not inside and _repeats(items) > MAX_PATTERN_REPEATS:
+        return f"more than {MAX_PATTERN_REPEATS} unbounded repetitions (* + {{n,}}) in a row"
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            many = av[1] is sre.MAXREPEAT or av[1] > 1
+            if many and inside:
+                return "a repetition inside a repetition (such as (a+)+)"
+            why = _slow_pattern(av[2], inside or many)
+        elif op is sre.BRANCH and inside:
+            return "an alternation inside a repetition (such as (a|ab)+)"
+        else:
+            why = next((w for c in _children(op, av) if (w := _slow_pattern(c, inside))), None)
+        if why:
+            return why
+    return None
+
+
+def _template_fields(ck: _Checker, node, text: Any, key: str, groups: set[str]) -> str | None:
+    """A ``{group}`` template of a naming rule, checked against the pattern's groups."""
+    if not isinstance(text, str) or not text:
+        ck.fail(node, key, f"expected a template such as \"{{site}}-C{{n}}\", got {_show(text)}")
+        return None
+    try:
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text)
+                  if f is not None]
+    except ValueError as exc:
+        ck.fail(node, key, f"invalid template ({exc}); use {{group}}, {{{{ and }}}} for braces")
+        return None
+    if any(spec or conv or not f.isidentifier() for f, spec, conv in parsed):
+        ck.fail(node, key, "only plain {group} placeholders (no format, index or conversion)")
+        return None
+    names = [f for f, _, _ in parsed]
+    unknown = sorted({f for f in names if f not in groups})
+    if unknown:
+        ck.fail(node, key, f"placeholder(s) {', '.join('{' + f + '}' for f in unknown)} are not "
+                f"named groups of match (it has: {', '.join(sorted(groups)) or 'none'})")
+        return None
+    return text
+
+
+def _naming(ck: _Checker, node) -> tuple[NamingRule, ...]:
+    where = "adapters.naming"
+    if node is None:
+        return ()
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        ck.fail(node, where, "expected a list of {match: REGEX, cell: ..., site: ...}")
+        return ()
+    if len(node.value) > MAX_NAMING_RULES:
+        ck.fail(node, where, f"{len(node.value)} rules; at most {MAX_NAMING_RULES}")
+        return ()
+    out = []
+    for i, rnode in enumerate(node.value):
+        m = _mapping(rnode)
+        w = f"{where}[{i}]"
+        if not m:
+            ck.fail(rnode, w, "expected a mapping {match: REGEX, cell: ..., site: ...}")
+            continue
+        _unknown_keys(ck, rnode, m, w, {"match", "cell", "site"})
+        pattern = _get(ck, rnode, m, "match", w, str)
+        if pattern is None:
+            continue
+        pnode = m["match"]
+        if len(pattern) > MAX_PATTERN:
+            ck.fail(pnode, f"{w}.match", f"{len(pattern)} characters; at most {MAX_PATTERN}")
+            continue
+        try:
+            compiled = re.compile(pattern)
+            slow = _slow_pattern(sre.parse(pattern).data)
+        except re.error as exc:
+            ck.fail(pnode, f"{w}.match", f"not a valid regular expression: {exc}")
+            continue
+        if slow:
+            ck.fail(pnode, f"{w}.match", f"{slow} can take seconds or more on a name that "
+                    "almost matches, for every alarm; write it without")
+            continue
+        groups = set(compiled.groupindex)
+        templates: dict[str, str | None] = {}
+        for part in ("cell", "site"):
+            if part in m:
+                templates[part] = _template_fields(ck, m[part], _plain(m[part]), f"{w}.{part}",
+                                                   groups)
+                if templates[part] is None:
+                    continue
+        if not ({"cell", "site"} & groups) and not any(templates.values()):
+            if not any(p in m for p in ("cell", "site")):
+                ck.fail(pnode, f"{w}.match", "needs a named group (?P<cell>...) or "
+                        "(?P<site>...), or a cell: / site: template of its groups")
+            continue
+        out.append(NamingRule(compiled, templates.get("cell"), templates.get("site")))
+    return tuple(out)
+
+
+def _feed(ck: _Checker, node, feed: str) -> FeedSpec | None:
+    where = f"adapters.{feed}"
+    if node is None:
+        return None
+    m = _mapping(node)
+    if not isinstance(node, yaml.MappingNode):
+        ck.fail(node, where, "expected a mapping of causes, object, unmapped")
+        return None
+    _unknown_keys(ck, node, m, where, {"causes", "object", "unmapped"})
+    causes: dict[str, str] = {}
+    cnode = m.get("causes")
+    if not isinstance(cnode, yaml.MappingNode) or not cnode.value:
+        ck.fail(cnode or node, f"{where}.causes", "expected a mapping of the feed's condition "
+                "or problem names to probable causes, such as {LOS: lossOfSignal}")
+    elif len(cnode.value) > MAX_CAUSES:
+        ck.fail(cnode, f"{where}.causes", f"{len(cnode.value)} entries; at most {MAX_CAUSES}")
+    else:
+        for knode, vnode in cnode.value:
+            name, cause = _plain(knode), _plain(vnode)
+            key = f"{where}.causes.{name}"
+            if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+                ck.fail(knode, f"{where}.causes", f"expected a name of 1 to {MAX_NAME} "
+                        f"characters, got {_show(name)}")
+            elif not isinstance(cause, str) or not cause.strip():
+                ck.fail(vnode, key, f"expected a probable cause (text such as lossOfSignal), "
+                        f"got {_show(cause)}")
+            else:
+                causes[name] = cause
+    objects = _choices(ck, node, m, "object", where, OBJECT_FIELDS[feed]) \
+        or DEFAULT_OBJECTS[feed]
+    unmapped = _get(ck, node, m, "unmapped", where, str, False) or "dead_letter"
+    if unmapped not in UNMAPPED:
+        ck.fail(m["unmapped"], f"{where}.unmapped",
+                f"expected one of {', '.join(UNMAPPED)}, got {_show(unmapped)}")
+    return FeedSpec(causes=causes, objects=objects, unmapped=unmapped)
+
+
+def _adapters(ck: _Checker, node) -> Adapters | None:
+    """The ``adapters:`` section: naming rules and each feed's causes table."""
+    if node is None:
+        return None
+    m = _mapping(node)
+    if not isinstance(node, yaml.MappingNode):
+        ck.fail(node, "adapters", "expected a mapping of naming, ves, tmf642")
+        return None
+    _unknown_keys(ck, node, m, "adapters", {"naming", *FEEDS})
+    naming = _naming(ck, m.get("naming"))
+    feeds = {feed: _feed(ck, m.get(feed), feed) for feed in FEEDS}
+    if "naming" not in m and any(feeds.values()):
+        ck.fail(node, "adapters.naming", "required key missing: the rules that name a cell "
+                "or site from a feed's source name")
+    return Adapters(naming=naming, **feeds)
+
+
 TOP_KEYS = {"rulebook", "version", "correlation", "quiet_hours", "channels", "limits",
-            "inhibit", "budgets", "silences", "rules"}
+            "inhibit", "budgets", "silences", "rules", "adapters"}
 
 
 def load_rulebook(path: str | Path | None = None) -> Rulebook:
@@ -826,6 +1028,7 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     apology_inhibit = _get(ck, inode, inhibit, "apology_when_notified", "inhibit", bool, False)
     budgets = _budgets(ck, top.get("budgets"))
     silences = _silences(ck, top.get("silences"))
+    adapters = _adapters(ck, top.get("adapters"))
     if ck.problems:
         raise RulebookError(ck.all())
     return Rulebook(
@@ -836,4 +1039,5 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         budgets=budgets, silences=silences,
         digest=hashlib.sha256(raw).hexdigest()[:12],
         defer_unconfirmed_kinds=frozenset(defer_unconfirmed),
+        adapters=adapters,
     )
