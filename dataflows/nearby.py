@@ -31,7 +31,7 @@ Two halves, because the two facts live in different places:
 >>> sites: dict = {}
 >>> watch.start("S1", 65.0, 1, {"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}, sites)
 >>> sites
-{'S1': [Watch(at=65.0), Near(subscriber_id='U1', site_id='S2', at=50.0, near=True)]}
+{'S1': [Watch(at=65.0, ended=False), Near(subscriber_id='U1', site_id='S2', at=50.0, near=True)]}
 >>> watch.heard("U1", "S3", 70.0, sites)  # heard farther away: S1 lets them go
 >>> sites["S1"][-1], watch.followed
 (Near(subscriber_id='U1', site_id='S3', at=70.0, near=False), {})
