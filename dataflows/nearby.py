@@ -201,9 +201,21 @@ class Surroundings:
     """
 
     heard: dict[str, tuple[str, float]] = field(default_factory=dict)
+    ordered: bool = True  # False after an entry older than the newest: sorted when read
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
+
+    def clear(self) -> None:
+        """Forget everyone (a watch began or ended)."""
+        self.heard.clear()
+        self.ordered = True
+
+    def _order(self) -> None:
+        """Oldest first again (once for a burst of older entries: a watch handed over)."""
+        if not self.ordered:
+            self.heard = dict(sorted(self.heard.items(), key=lambda kv: kv[1][1]))
+            self.ordered = True
 
     def near(self, msg: Near) -> None:
         heard = self.heard
@@ -213,11 +225,9 @@ class Surroundings:
                 return  # a late position: their latest stands
             del heard[msg.subscriber_id]  # re-inserted at the end: last-heard order
         if msg.near:
-            last = next(reversed(heard.values()), None) if heard else None
+            if self.ordered and heard and next(reversed(heard.values()))[1] > msg.at:
+                self.ordered = False  # older than the newest (a watch handed them over)
             heard[msg.subscriber_id] = (msg.site_id, msg.at)
-            if last is not None and last[1] > msg.at:  # older than the newest (rare: a
-                # watch handed them over): keep the oldest first
-                self.heard = dict(sorted(heard.items(), key=lambda kv: kv[1][1]))
 
     def here(self, sid: str, at: float) -> tuple[str, float] | None:
         """``sid`` heard on this site at ``at``: forget them; their latest before, if newer
@@ -231,6 +241,7 @@ class Surroundings:
         """Take out everyone last heard at or before ``upto``: ``(sid, site, at)``, oldest
         first; those heard before ``from_`` are dropped without being returned."""
         out = []
+        self._order()
         heard = self.heard
         while heard:
             sid, (site, at) = next(iter(heard.items()))
@@ -243,10 +254,12 @@ class Surroundings:
 
     def front(self) -> float | None:
         """When the subscriber heard least recently was heard."""
+        self._order()
         return next(iter(self.heard.values()))[1] if self.heard else None
 
     def forget_before(self, at: float) -> None:
         """Drop everyone last heard before ``at`` (too long ago to matter)."""
+        self._order()
         heard = self.heard
         while heard:
             sid, (_, when) = next(iter(heard.items()))

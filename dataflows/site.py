@@ -155,7 +155,7 @@ class SiteCorrelator:
             return out
         if kind is Watch:  # a watch begins or ends: who was heard around before is stale
             out = self._fire_due(msg.at)
-            self.around.heard.clear()
+            self.around.clear()
             return out
         if kind is Left:  # about another site: fire what is due before it, no clock move
             out = self._fire_due(msg.at)
@@ -507,10 +507,13 @@ class SiteCorrelator:
         the pending check: one heard long ago, handed over by a watch that ended, may be
         due before it)."""
         self.around.near(msg)
-        if msg.near and (self._walk_at is None
-                         or msg.at + self.book.correlation.silence_s < self._walk_at):
-            self._walk_at = None
-            self._schedule_walk(max(msg.at, self.clock))
+        if not msg.near:
+            return
+        due = max(msg.at + self.book.correlation.silence_s, self.clock)
+        if (self._walk_at is None or due < self._walk_at) and self._walk_target() is not None:
+            # (with no check pending, nobody older is waiting: this one is the first due)
+            self._walk_at = due
+            self._schedule(due, "walk", None)
 
     def _schedule_walk(self, now: float) -> None:
         """Check for walk-ins when the one heard least recently becomes overdue."""
