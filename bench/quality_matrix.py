@@ -36,14 +36,16 @@ class Scenario:
     sites: int
     hours: float
     start: str = "2026-11-23T06:00:00Z"  # a Monday
+    storm: str | None = None  # a region hit by a storm (a regional power cut)
 
     def simulate_args(self, events: Path) -> list[str]:
         return ["simulate", "--out", str(events), "--seed", str(self.seed), "--sites",
-                str(self.sites), "--hours", str(self.hours), "--start", self.start]
+                str(self.sites), "--hours", str(self.hours), "--start", self.start,
+                *(["--storm", self.storm] if self.storm else [])]
 
 
 #: Different seeds; 24 h (a night) and 72 h (a weekend: Friday 18:00 to Monday 18:00);
-#: 100 and 300 sites.
+#: 100 and 300 sites; a storm day (most of one region down within minutes).
 MATRIX = (
     Scenario("s11-100s-24h", 11, 100, 24),
     Scenario("s12-100s-24h", 12, 100, 24),
@@ -51,6 +53,7 @@ MATRIX = (
     Scenario("s14-300s-24h", 14, 300, 24),
     Scenario("s15-100s-72h", 15, 100, 72),  # held out: not looked at while tuning
     Scenario("demo-s7-300s-6h", 7, 300, 6),  # the demo's scenario (daytime only)
+    Scenario("storm-s13-200s-8h", 13, 200, 8, storm="north"),  # a regional power cut
 )
 
 
