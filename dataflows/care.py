@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -247,13 +248,8 @@ class SubscriberCare:
         # walk-ins and reappearances are not the contract's impacted: nothing follows
         # their action (no restored notice, no escalation), so nothing is kept for it
         untold = back or trigger_at == WALK_IN
-        for rule in book.incident_rules(trigger_at, facts.incident_kind):
-            if not _triggers(rule, facts):
-                continue
-            why = self._gate(rule, msg.at, book, facts.region,
-                             first="moved_away" if moved else None, silence=facts)
-            if why is NOT_FOR_THEM:
-                continue
+        for rule, why in self._rules_for(trigger_at, facts, msg.at, book,
+                                         first="moved_away" if moved else None):
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
                                                  down):
                 why = "repeat_outage"  # the same cell again: flapping gets one notice at most
@@ -293,12 +289,8 @@ class SubscriberCare:
         # A notice deferred to the morning: the restored notice goes no earlier than it.
         wake = told[2] if len(told) > 2 and told[2] is not None and told[2] > msg.at else None
         out: list[CareOut] = []
-        for rule in book.incident_rules("resolved", facts.incident_kind):
-            if not _triggers(rule, facts):
-                continue
-            why = self._gate(rule, msg.at, book, facts.region, capped=False)
-            if why is NOT_FOR_THEM:
-                continue
+        for rule, why in self._rules_for("resolved", facts, msg.at, book, capped=False,
+                                         silenced=False):
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -313,12 +305,8 @@ class SubscriberCare:
             return []  # once per incident, subscriber and duration; only to those told
         told[1].append(msg.duration_s)
         out: list[CareOut] = []
-        for rule in book.incident_rules("duration", facts.incident_kind):
-            if rule.min_duration_s != msg.duration_s or not _triggers(rule, facts):
-                continue
-            why = self._gate(rule, msg.at, book, facts.region, silence=facts)
-            if why is NOT_FOR_THEM:
-                continue
+        for rule, why in self._rules_for("duration", facts, msg.at, book,
+                                         duration=msg.duration_s):
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -362,6 +350,22 @@ class SubscriberCare:
         return out
 
     # -- policy ---------------------------------------------------------------------
+
+    def _rules_for(self, point: str, facts: IncidentFacts, at: float, book: Rulebook, *,
+                   first: str | None = None, capped: bool = True, silenced: bool = True,
+                   duration: float | None = None) -> Iterator[tuple[Rule, str | None]]:
+        """The incident rules acting at trigger ``point`` (of ``duration``, for escalations)
+        whose trigger matches ``facts`` and whose audience holds this subscriber, each with
+        why it may not act now (None: it may; see :meth:`_gate`): the one loop of trigger,
+        gate and audience behind every verdict."""
+        for rule in book.incident_rules(point, facts.incident_kind):
+            if (duration is not None and rule.min_duration_s != duration) \
+                    or not _triggers(rule, facts):
+                continue
+            why = self._gate(rule, at, book, facts.region, first=first, capped=capped,
+                             silence=facts if silenced else None)
+            if why is not NOT_FOR_THEM:
+                yield rule, why
 
     def _told_within(self, at: float, window_s: float, cells: dict[str, float]) -> bool:
         """Told of an outage on one of these cells less than ``window_s`` ago?"""
