@@ -25,23 +25,17 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows.sequencer import AHEAD_S
 from forewarn import tmf681
-from forewarn.adapters import stream_time as feed_time
-from forewarn.codec import STREAM_TIME_FIELD, parse_time
+from forewarn.codec import stream_time
 
 BATCH = 5000  # lines per batch: work per site and per care key is per batch (as for Kafka)
 
 
 def _sort_key(line: bytes, previous: float) -> float:
-    """Stream time of a raw line; timeless or unreadable lines keep their place."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return previous
-    try:
-        return parse_time(obj[STREAM_TIME_FIELD[obj["type"]]])
-    except Exception:  # noqa: BLE001 - bad lines are judged by the decoder, not here
-        at = feed_time(obj)  # an operator's feed event (VES, TMF642) has its own time
-        return previous if at is None else at
+    """Stream time of a raw line (:func:`~forewarn.codec.stream_time`, as on Kafka);
+    unreadable lines keep their place (``previous``), and so do timeless ones (``-inf``
+    never raises the file's running maximum)."""
+    at = stream_time(line)
+    return previous if at is None else at
 
 
 #: A record this far past its input's running maximum (a file; a Kafka partition in

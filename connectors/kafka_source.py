@@ -84,14 +84,11 @@ from dataflows.messages import Decoded
 from forewarn import metrics
 from forewarn.adapters import Adapters
 from forewarn.codec import (
-    MAX_PERIOD_S,
-    MAX_RECORD_BYTES,
-    STREAM_TIME_FIELD,
     Expanded,
     Origin,
     dead_letter,
     decode_input,
-    parse_time,
+    stream_time,
 )
 from forewarn.model import (
     Alarm,
@@ -115,7 +112,6 @@ MAX_AHEAD_S = 7 * 24 * 3600  # contract: further than this from the stream's pro
 #: Rank of each record type at equal stream time (reference data first), as the simulator.
 TYPE_RANK = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3, "kpi": 4, "call": 5,
              "location": 6, "complaint": 7}
-TIMELESS = frozenset({"cell", "maintenance"})
 #: Each input record type's decoded class (a position the decoder made counts as the
 #: location or call it came from).
 RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
@@ -131,33 +127,6 @@ class _Many(list):
 
 class TopicMissingError(RuntimeError):
     """An input topic does not exist; the message says how to create it."""
-
-
-def stream_time(value: bytes | None) -> float | None:
-    """Merge time of one message: its stream time, ``-inf`` for timeless reference
-    data, ``None`` when unreadable (it keeps its place in its partition)."""
-    if not value or len(value) > MAX_RECORD_BYTES:  # a dead letter, not parsed
-        return None
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    typ = obj.get("type")
-    try:
-        if typ == "kpi":
-            period = obj.get("period_s")
-            if isinstance(period, bool) or not isinstance(period, int | float) \
-                    or not 0 < period <= MAX_PERIOD_S:
-                return None
-            return parse_time(obj["period_start"]) + period
-        name = STREAM_TIME_FIELD.get(typ) if isinstance(typ, str) else None
-        if name is None:
-            return NEG_INF if typ in TIMELESS else None
-        return parse_time(obj[name])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)

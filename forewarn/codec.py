@@ -727,6 +727,52 @@ STREAM_TIME_FIELD = {
     "subscriber": "updated_at",
     "complaint": "event_time",
 }
+#: Reference data: applied at once, merged before everything (``-inf``).
+TIMELESS = frozenset({"cell", "maintenance"})
+
+
+def stream_time(value: bytes | None) -> float | None:
+    """The stream time of a raw input line, read without decoding it: what the file and
+    Kafka merges order inputs by, and the same as :func:`~forewarn.model.stream_at` of
+    the record it decodes to (a call's end, a KPI period's end, a profile's update);
+    ``-inf`` for timeless reference data; an operator's feed event (VES, TMF642) its
+    event's time; ``None`` when unreadable (it keeps its place in its input).
+
+    >>> stream_time(b'{"type":"call","end_time":"2026-11-23T10:00:00Z"}')
+    1795428000.0
+    >>> stream_time(b'{"type":"kpi","period_start":"2026-11-23T10:00:00Z","period_s":900}')
+    1795428900.0
+    >>> stream_time(b'{"type":"cell","cell_id":"C1","site_id":"S1"}')
+    -inf
+    >>> stream_time(b'not json') is None
+    True
+    """
+    if not value or len(value) > MAX_RECORD_BYTES:  # a dead letter, not parsed
+        return None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    typ = obj.get("type")
+    if typ is None:  # an operator's feed event, or nothing Forewarn reads
+        from forewarn.adapters import stream_time as feed_time  # (adapters imports codec)
+
+        return feed_time(obj)
+    try:
+        if typ == "kpi":
+            period = obj.get("period_s")
+            if isinstance(period, bool) or not isinstance(period, int | float) \
+                    or not 0 < period <= MAX_PERIOD_S:
+                return None
+            return parse_time(obj["period_start"]) + period
+        name = STREAM_TIME_FIELD.get(typ) if isinstance(typ, str) else None
+        if name is None:
+            return float("-inf") if typ in TIMELESS else None
+        return parse_time(obj[name])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # ---- outputs ---------------------------------------------------------------------
