@@ -44,16 +44,9 @@ once (its record gives the merge time), and counted: each batch is one
 ``source`` being ``(topic, partition, offset)``, ``at`` the record's stream time
 (``None`` if timeless) and ``record`` a domain record or
 a :class:`~forewarn.model.DeadLetter` whose source is an
-:class:`~forewarn.codec.Origin`, so dead letters say where they came from.
-
->>> stream_time(b'{"type":"call","end_time":"2026-11-23T10:00:00Z"}')
-1795428000.0
->>> stream_time(b'{"type":"kpi","period_start":"2026-11-23T10:00:00Z","period_s":900}')
-1795428900.0
->>> stream_time(b'{"type":"cell","cell_id":"C1","site_id":"S1"}')
--inf
->>> stream_time(b'not json') is None
-True
+:class:`~forewarn.codec.Origin`, so dead letters say where they came from. A raw
+message's stream time, as the publisher and the file merge read it, is
+:func:`forewarn.codec.stream_time` (re-exported here).
 """
 
 from __future__ import annotations
