@@ -162,6 +162,7 @@ class SequenceLogic(StatefulBatchLogic):
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
         metrics.HELD_AHEAD.set(len(self.seq.ahead))
+        metrics.OUTAGES_UNWATCHED.set(self.seq.nearby.unwatched)
         if self.seq.late_by_kind != self.late_counted:
             self._count_late()
         _SEQ_BATCH.observe(time.perf_counter() - t0)

@@ -49,6 +49,11 @@ from dataflows.state import restore_fields
 #: must not make a site follow everyone who passes by for weeks; by then the people
 #: around a long outage have been found or have gone).
 MAX_WATCH_S = 12 * 3600.0
+#: At most this many sites watched at once. A watch's start scans the latest site of
+#: every subscriber once; a storm of outage alarms (or a hostile feed raising one on
+#: every site) must not turn that into minutes of work on the one sequencer. Sites down
+#: beyond it get no walk-in notices (counted in ``NearbyWatch.unwatched``).
+MAX_WATCHES = 300
 
 
 @dataclass(slots=True)
@@ -70,6 +75,7 @@ class NearbyWatch:
     near_of: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     followed: dict[str, str] = field(default_factory=dict)  # subscriber -> the site counting them
     followers: dict[str, dict[str, None]] = field(default_factory=dict)  # site -> subscribers
+    unwatched: int = 0  # outage starts not watched: MAX_WATCHES reached
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
@@ -115,6 +121,9 @@ class NearbyWatch:
         watch = self.watches.get(site)
         if watch is not None:
             watch[2] = None  # open again: the watch lasts while it is
+            return
+        if len(self.watches) >= MAX_WATCHES:
+            self.unwatched += 1
             return
         ranked = self.ranked(site, k)
         self.watches[site] = [tuple(s for _, s in ranked), at, None]

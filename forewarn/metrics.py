@@ -87,6 +87,9 @@ COPARTITION_VIOLATIONS = Counter(
 HELD_AHEAD = Gauge("forewarn_records_held_ahead", "Input records held because their event "
                    "time is far ahead of the stream's progress: applied when the stream reaches "
                    "them, dead letters (reason future) if it never does; they move no timer")
+OUTAGES_UNWATCHED = Gauge("forewarn_outages_unwatched", "Outage starts since the flow "
+                          "began whose surroundings were not watched for walk-ins because "
+                          "as many sites were watched already (a storm of outage alarms)")
 LATE_RECORDS = Counter("forewarn_late_records", "Input records that arrived after the "
                        "reorder window (--lateness) had already passed their event time, "
                        "by source topic: applied as of the flow's current event time, so "

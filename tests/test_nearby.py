@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from dataflows.messages import Near, Watch
-from dataflows.nearby import MAX_WATCH_S, NearbyWatch
+from dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch
 from dataflows.sequencer import Routes, Sequencer
 from forewarn import safe_pickle
 from forewarn.model import Alarm, Cell, Location, Maintenance
@@ -312,3 +312,15 @@ def test_what_a_site_heard_in_an_earlier_watch_does_not_make_a_walk_in_later():
     s.clear("A2", 85, site="S1")
     s.tick(90)
     assert s.run().of("area_notice") == []
+
+
+def test_a_storm_of_outage_alarms_watches_a_bounded_number_of_sites():
+    """Each watch scans every subscriber's latest site once: past MAX_WATCHES at once,
+    more outages start no watch (and are counted), so one feed raising an alarm on every
+    site cannot stall the sequencer."""
+    w = NearbyWatch()
+    for i in range(MAX_WATCHES + 5):
+        w.place(f"S{i}", 0.0, 0.01 * i)
+    for i in range(MAX_WATCHES + 5):
+        w.start(f"S{i}", 0.0, 4, {}, {}, {})
+    assert len(w.watches) == MAX_WATCHES and w.unwatched == 5
