@@ -177,6 +177,12 @@ CASES = [
                  ["6: correlation.group_wait_s: expected less than hold_down_s (120), got 150: "
                   "alarms are grouped before notices go"],
                  id="group-wait-above-default-hold-down"),
+    pytest.param(edit(("  outage_severities: [critical]\n",
+                       "  outage_severities: [critical]\n  hold_down_s: 30.5\n"
+                       "  group_wait_s: 40\n")),
+                 ["7: correlation.group_wait_s: expected less than hold_down_s (30.5), got 40: "
+                  "alarms are grouped before notices go"],
+                 id="group-wait-above-a-fractional-hold-down"),
     # ---- quiet hours, channels, limits, inhibit
     pytest.param(edit(('"22:00"', '"24:00"'), ('"08:00"', '"08:60"')),
                  [f"7: quiet_hours.start: {HHMM} '24:00'", f"8: quiet_hours.end: {HHMM} '08:60'"],
@@ -684,6 +690,13 @@ def test_numbers_at_the_ends_of_their_ranges_are_accepted(tmp_path, section, val
                  section))
     book = parse_rulebook(text, tmp_path / "rulebook.yaml")
     assert getattr(book.correlation, value[0]) == value[1]
+
+
+def test_a_tenure_range_of_one_month_is_accepted(tmp_path):
+    text = edit(("    action: outage_notice\n", "    action: outage_notice\n"
+                 "    audience:\n      tenure_months: {min: 12, max: 12}\n"))
+    book = parse_rulebook(text, tmp_path / "rulebook.yaml")
+    assert (book.rules[0].audience.tenure_min, book.rules[0].audience.tenure_max) == (12, 12)
 
 
 def test_an_unset_null_value_is_the_same_as_leaving_the_key_out(tmp_path):

@@ -174,6 +174,7 @@ def test_which_rule_pairs_overlap(tmp_path, b, overlaps):
     ("{tenure_months: {max: 12}}", "{tenure_months: {min: 12}}", True),
     ("{tenure_months: {min: 0}}", "{tenure_months: {max: 0}}", True),
     ("{tenure_months: {min: 24, max: 36}}", "{tenure_months: {min: 37}}", False),
+    ("{tenure_months: {min: 1200}}", "{segment: vip}", True),  # no max: any tenure above
 ])
 def test_audiences_that_cannot_meet_do_not_overlap(tmp_path, a_aud, b_aud, overlaps):
     found = overlap(tmp_path, rule("a", audience=a_aud), rule("b", audience=b_aud))
