@@ -251,6 +251,12 @@ CASES = [
                   f"{RANGE}"], id="rule-version-negative"),
     pytest.param(edit(("    owner: o\n", "")), ["10: rules[r1].owner: required key missing"],
                  id="owner-missing"),
+    pytest.param(edit(("    description: d\n", "")),
+                 ["10: rules[r1].description: required key missing"], id="description-missing"),
+    pytest.param(edit(("id: r1", "id: 'r 1'"), extra=RULE.replace("id: r1", "id: -r2")),
+                 [f"10: rules[0].id: expected {ID_RULE}, got 'r 1'",
+                  f"20: rules[1].id: expected {ID_RULE}, got '-r2'"],
+                 id="two-rules-with-bad-ids-are-not-duplicates"),
     pytest.param(edit(("description: d", "description: [d]")),
                  ["13: rules[r1].description: expected str, got ['d']"],
                  id="description-not-text"),
@@ -275,9 +281,11 @@ CASES = [
                   f"23: rules[r1].templates.pl: unknown field(s) nam, zz; expected among "
                   f"{FIELDS}"], id="template-texts"),
     pytest.param(edit(('      en: "Hi $name"\n', f'      en: "Hi $name"\n      es: "{X5001}"\n'
-                       f'      fr: "{X5000}"\n')),
+                       f'      fr: "{X5000}"\n      de: 5\n')),
                  ["20: rules[r1].templates.es: message of 5001 characters; at most 5000 (the "
-                  "longest an email body should be)"], id="template-too-long"),
+                  "longest an email body should be)",
+                  "22: rules[r1].templates.de: expected message text, got 5"],
+                 id="template-too-long"),
     pytest.param(edit(('      en: "Hi $name"\n', '      fr: "Salut $name"\n      de: "Hallo"\n')),
                  ["19: rules[r1].templates: a 'en' template is required (the fallback "
                   "language)"], id="template-english-missing"),
@@ -372,6 +380,9 @@ CASES = [
     pytest.param(rule("    offer: free\n"),
                  ["18: rules[r1].offer: expected a mapping of names to values such as {kind: "
                   "data_credit, amount_gb: 5}, got 'free'"], id="offer-not-a-mapping"),
+    pytest.param(rule("    offer: {}\n"),
+                 ["18: rules[r1].offer: expected a mapping of names to values such as {kind: "
+                  "data_credit, amount_gb: 5}, got {}"], id="offer-empty"),
     pytest.param(rule("    offer: {1: x}\n"),
                  ["18: rules[r1].offer: expected a mapping of names to values such as {kind: "
                   "data_credit, amount_gb: 5}, got {1: 'x'}"], id="offer-key-not-a-name"),
@@ -690,6 +701,14 @@ def test_numbers_at_the_ends_of_their_ranges_are_accepted(tmp_path, section, val
                  section))
     book = parse_rulebook(text, tmp_path / "rulebook.yaml")
     assert getattr(book.correlation, value[0]) == value[1]
+
+
+def test_an_offer_may_hold_zeros_text_flags_and_nulls(tmp_path):
+    text = rule("    offer: {kind: data_credit, amount_gb: 0.5, valid_days: 0, fee: 0.0, "
+                "auto: false, note: null}\n")
+    book = parse_rulebook(text, tmp_path / "rulebook.yaml")
+    assert book.rules[0].offer == {"kind": "data_credit", "amount_gb": 0.5, "valid_days": 0,
+                                   "fee": 0.0, "auto": False, "note": None}
 
 
 def test_a_tenure_range_of_one_month_is_accepted(tmp_path):
