@@ -711,6 +711,14 @@ def test_an_offer_may_hold_zeros_text_flags_and_nulls(tmp_path):
                                    "fee": 0.0, "auto": False, "note": None}
 
 
+def test_a_rules_limits_default_to_none_each(tmp_path):
+    only_cooldown = parse_rulebook(rule("    limits: {cooldown_s: 60}\n"), tmp_path / "r.yaml")
+    assert (only_cooldown.rules[0].cooldown_s, only_cooldown.rules[0].cell_cooldown_s) == (
+        60.0, 0.0)
+    only_cell = parse_rulebook(rule("    limits: {cell_cooldown_s: 60}\n"), tmp_path / "r.yaml")
+    assert (only_cell.rules[0].cooldown_s, only_cell.rules[0].cell_cooldown_s) == (0.0, 60.0)
+
+
 def test_a_tenure_range_of_one_month_is_accepted(tmp_path):
     text = edit(("    action: outage_notice\n", "    action: outage_notice\n"
                  "    audience:\n      tenure_months: {min: 12, max: 12}\n"))

@@ -201,6 +201,30 @@ def test_scopes_and_durations_and_drop_rules_overlap_only_when_they_meet(tmp_pat
         DOUBLE.replace("outage_notice", "apology")]
     assert overlap(tmp_path, rule("a", drops, action="apology", audience="{segment: business}"),
                    rule("b", more, action="apology", audience="{segment: vip}")) == []
-    # a third rule is compared with each earlier one
-    assert overlap(tmp_path, rule("a") + rule("b", action="care_callback"),
-                   rule("c")) == [DOUBLE.replace("rules[b]", "rules[c]")]
+
+@pytest.mark.parametrize(("a", "b", "c"), [
+    (rule("a"), rule("b", action="care_callback"), rule("c")),
+    (rule("a"), rule("b", "{incident: flapping, at: hold_down}"), rule("c")),
+    (rule("a", "{incident: outage, at: hold_down, scope: site}"),
+     rule("b", "{incident: outage, at: hold_down, scope: cell}"),
+     rule("c", "{incident: outage, at: hold_down, scope: site}")),
+    (rule("a", audience="{segment: business}"), rule("b", audience="{segment: vip}"),
+     rule("c", audience="{segment: business}")),
+])
+def test_each_rule_is_compared_with_every_earlier_one(tmp_path, a, b, c):
+    # a and b do not overlap (for each of the reasons), a and c do
+    assert overlap(tmp_path, a + b, c) == [DOUBLE.replace("rules[b]", "rules[c]")]
+
+
+def test_no_overlap_between_an_incident_rule_and_a_dropped_call_rule(tmp_path):
+    # even when the incident rule is refused for its missing `at` (no trigger point)
+    found = overlap(tmp_path, rule("a", "{incident: outage}", action="apology"),
+                    rule("b", "{dropped_calls: {count: 2, window_s: 600}}", action="apology"))
+    assert found == ["rules[a].trigger.at: required key missing"]
+
+
+def test_rules_refused_for_a_missing_key_are_not_compared(tmp_path):
+    no_action = rule("a").replace("    action: outage_notice\n", "")
+    found = overlap(tmp_path, no_action, no_action.replace("id: a", "id: b"))
+    assert found == ["rules[a].action: required key missing",
+                     "rules[b].action: required key missing"]
