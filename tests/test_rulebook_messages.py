@@ -113,6 +113,9 @@ CASES = [
                  id="top-is-a-list"),
     pytest.param(edit(("\nversion: 1\n", "\nversion: 1\nfoo: 1\n")),
                  [f"4: foo: unknown key; expected among {TOP_KEYS}"], id="unknown-top-key"),
+    pytest.param(edit(("\nversion: 1\n", "\nversion: 1\nXtra: 1\n")),
+                 [f"4: Xtra: unknown key; expected among {TOP_KEYS}"],
+                 id="unknown-top-key-is-named-whole"),
     pytest.param(edit(("rulebook: t\n", "")), ["2: rulebook: required key missing"],
                  id="name-missing"),
     pytest.param(edit(("rulebook: t", "rulebook: null")),
@@ -140,6 +143,10 @@ CASES = [
                  ["5: correlation.outage_severities: expected among critical, major, minor, "
                   "warning, indeterminate, cleared, got 'bogus'",
                   f"5: correlation.outage_severities: {STRINGS} 7"], id="severities"),
+    pytest.param(edit(("[critical]", "[7, bogus]")),
+                 [f"5: correlation.outage_severities: {STRINGS} 7",
+                  "5: correlation.outage_severities: expected among critical, major, minor, "
+                  "warning, indeterminate, cleared, got 'bogus'"], id="severities-each-checked"),
     pytest.param(edit(("  outage_severities: [critical]\n",
                        "  outage_severities: [critical]\n  outage_causes: [3]\n  hold: 1\n"
                        "  flapping: 3\n")),
@@ -478,6 +485,11 @@ CASES = [
                      "    end: 2026-11-23T00:00:00+01:00\n"),
                  ["12: silences[0].start: expected str/datetime, got 5"],
                  id="silence-start-a-number"),
+    pytest.param(top("silences:\n  - id: s1\n    start: 2026-11-23T00:00:00Z\n"
+                     "    end: 2026-11-24T00:00:00Z\n    site_ids: [5]\n    regions: [7]\n"),
+                 [f"13: silences[0].site_ids: {STRINGS} 5",
+                  f"14: silences[0].regions: {STRINGS} 7",
+                  f"10: silences[0]: {NO_SCOPE}"], id="silence-sites-and-regions-not-text"),
     pytest.param(top("silences:\n  - id: s1\n    site_ids: [S1]\n"),
                  ["10: silences[0].start: required key missing",
                   "10: silences[0].end: required key missing"], id="silence-times-missing"),
@@ -717,6 +729,12 @@ def test_a_rules_limits_default_to_none_each(tmp_path):
         60.0, 0.0)
     only_cell = parse_rulebook(rule("    limits: {cell_cooldown_s: 60}\n"), tmp_path / "r.yaml")
     assert (only_cell.rules[0].cooldown_s, only_cell.rules[0].cell_cooldown_s) == (0.0, 60.0)
+
+
+def test_quiet_hours_may_start_or_end_in_the_hour_after_midnight(tmp_path):
+    book = parse_rulebook(edit(('"22:00"', '"00:30"'), ('"08:00"', '"23:59"')),
+                          tmp_path / "r.yaml")
+    assert (book.quiet_start_min, book.quiet_end_min) == (30, 23 * 60 + 59)
 
 
 def test_a_tenure_range_of_one_month_is_accepted(tmp_path):
