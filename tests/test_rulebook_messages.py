@@ -180,6 +180,11 @@ CASES = [
                  ["7: correlation.group_wait_s: expected less than hold_down_s (30), got 30: "
                   "alarms are grouped before notices go"], id="group-wait-not-below-hold-down"),
     pytest.param(edit(("  outage_severities: [critical]\n",
+                       "  outage_severities: [critical]\n  hold_down_s: 60\n")),
+                 ["5: correlation.group_wait_s: expected less than hold_down_s (60), got 60: "
+                  "alarms are grouped before notices go"],
+                 id="default-group-wait-not-below-hold-down"),
+    pytest.param(edit(("  outage_severities: [critical]\n",
                        "  outage_severities: [critical]\n  group_wait_s: 150\n")),
                  ["6: correlation.group_wait_s: expected less than hold_down_s (120), got 150: "
                   "alarms are grouped before notices go"],
@@ -197,6 +202,8 @@ CASES = [
     pytest.param(edit(('"22:00"', '"-1:00"'), ('"08:00"', '"8"')),
                  [f"7: quiet_hours.start: {HHMM} '-1:00'", f"8: quiet_hours.end: {HHMM} '8'"],
                  id="quiet-hours-negative-or-no-minutes"),
+    pytest.param(edit(('  start: "22:00"\n  end: "08:00"\n', '  end: "08:00"\n  start: "x"\n')),
+                 [f"8: quiet_hours.start: {HHMM} 'x'"], id="quiet-hours-start-on-its-line"),
     pytest.param(edit(('"22:00"', "22:00")), [f"7: quiet_hours.start: {HHMM} 1320"],
                  id="quiet-hours-unquoted-is-a-yaml-number"),
     pytest.param(edit(('quiet_hours:\n  start: "22:00"\n  end: "08:00"\n',
@@ -236,6 +243,10 @@ CASES = [
                  id="rule-not-a-mapping"),
     pytest.param(edit(extra=RULE), ["20: rules[r1].id: duplicate rule id (also rules[0])"],
                  id="duplicate-id"),
+    pytest.param(edit(extra=RULE + RULE.replace("r1", "r3").replace("outage_notice", "hug")),
+                 ["20: rules[r1].id: duplicate rule id (also rules[0])",
+                  f"37: rules[r3].action: expected one of {ACTIONS}, got 'hug'"],
+                 id="rules-after-a-duplicate-are-checked"),
     pytest.param(edit(extra=RULE.replace("r1", "r2")),
                  ["20: rules[r2]: overlaps rules[r1]: both send outage_notice for the same "
                   "trigger to an overlapping audience (a double contact); narrow one audience "
