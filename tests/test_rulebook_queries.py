@@ -223,6 +223,17 @@ def test_no_overlap_between_an_incident_rule_and_a_dropped_call_rule(tmp_path):
     assert found == ["rules[a].trigger.at: required key missing"]
 
 
+def test_a_missing_count_or_duration_is_not_taken_for_a_value(tmp_path):
+    no_count = rule("a", "{dropped_calls: {window_s: 600}}", action="apology")
+    drops = rule("b", "{dropped_calls: {count: 1, window_s: 600}}", action="apology")
+    assert overlap(tmp_path, no_count, drops) == [
+        "rules[a].trigger.dropped_calls.count: required key missing"]
+    no_duration = rule("a", "{incident: outage, at: duration}")
+    one_s = rule("b", "{incident: outage, at: duration, min_duration_s: 1}")
+    assert overlap(tmp_path, no_duration, one_s) == [
+        "rules[a].trigger.min_duration_s: required key missing"]
+
+
 def test_rules_refused_for_a_missing_key_are_not_compared(tmp_path):
     no_action = rule("a").replace("    action: outage_notice\n", "")
     found = overlap(tmp_path, no_action, no_action.replace("id: a", "id: b"))
