@@ -4,6 +4,7 @@ with its reserve for priority segments."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -151,20 +152,21 @@ def test_within_a_batch_priority_segments_go_first_at_equal_times():
 def test_budget_memory_is_pruned_as_event_time_moves_on():
     d, b = Dispatcher(), Budgets(compensation_per_day=1, per_minute={"sms": 1},
                                  reserve_share=0.0)
+    t0 = 1795392000.0  # 2026-11-23T00:00:00Z (UTC day 20780)
     for day in range(10):
-        t = day * DAY + 3600.0
+        t = t0 + day * DAY + 3600.0
         out = d.admit([act(f"{day}c", t, kind="compensation"),
                        act(f"{day}s", t + 1.0)], b)
-        assert ids(out) == [(f"a{day}c", None), (f"a{day}s", 3660.0 + day * DAY)]
+        assert ids(out) == [(f"a{day}c", None), (f"a{day}s", t + 60.0)]
     # the last minutes of rate counts and three days of compensation counts are kept
-    assert sorted(d.compensations) == [7, 8, 9]
-    assert sorted(d.sends) == [("sms", int(9 * DAY + 3600) // 60),
-                               ("sms", int(9 * DAY + 3660) // 60)]
+    assert sorted(d.compensations) == [20787, 20788, 20789]
+    last = t0 + 9 * DAY + 3600
+    assert sorted(d.sends) == [("sms", int(last) // 60), ("sms", int(last) // 60 + 1)]
     # a minute 10 minutes old is kept, 11 minutes old is not
-    d.admit([act("late", 9 * DAY + 3600.0 + 10 * 60)], b)
-    assert sorted(d.sends)[0] == ("sms", int(9 * DAY + 3600) // 60)
-    d.admit([act("later", 9 * DAY + 3600.0 + 11 * 60)], b)
-    assert sorted(d.sends)[0] == ("sms", int(9 * DAY + 3660) // 60)
+    d.admit([act("late", last + 10 * 60)], b)
+    assert sorted(d.sends)[0] == ("sms", int(last) // 60)
+    d.admit([act("later", last + 11 * 60)], b)
+    assert sorted(d.sends)[0] == ("sms", int(last) // 60 + 1)
 
 
 # ---- propensity --------------------------------------------------------------------------
@@ -256,3 +258,29 @@ def test_handle_applies_the_rulebooks_budgets():
 def test_a_rule_without_a_floor_keeps_every_score(rule):
     (a,) = Dispatcher().handle([act(1, 100.0, features=FEATURES, rule=rule)], BOOK)
     assert isinstance(a, Action)
+
+
+def test_labels_are_validated_with_the_score_given_at_exposure():
+    d = Dispatcher()
+    d.handle([act(1, 1000.0, features=FEATURES, sub="U"),
+              act(2, 1000.0, features=FEATURES, sub="V")], BOOK)  # both scored 0.5
+    d.handle([act(3, 1000.0 + HORIZON_S + 1)], BOOK)  # the sweep settles both: negatives
+    # the second is validated (the first only learnt) with its exposure score, 0.5
+    assert d.model.updates == 2 and d.model.report()["log_loss"] == round(math.log(2), 4)
+
+
+def test_the_model_learns_the_same_whatever_order_same_time_complaints_arrive_in():
+    other = CareFeatures("vip", "Gold", 60, "escalation", 3600.0, 7200.0, False, 0, 3, 20)
+
+    def model_after(complaints):
+        d = Dispatcher()
+        d.handle([act(1, 1000.0, features=FEATURES, sub="U"),
+                  act(2, 1000.0, features=other, sub="V"),
+                  ComplaintSeen("U", 1100.0), ComplaintSeen("V", 1100.0)], BOOK)
+        d.handle(complaints, BOOK)  # the two labels settle at once, in key order
+        assert d.model.updates == 2
+        return d.model.score(FEATURES), d.model.score(other)
+
+    t = 1000.0 + HORIZON_S + 1
+    assert model_after([ComplaintSeen("U", t), ComplaintSeen("V", t)]) == model_after(
+        [ComplaintSeen("V", t), ComplaintSeen("U", t)])

@@ -178,3 +178,27 @@ def test_a_given_rulebook_is_used_until_the_file_changes(tmp_path, clock):
     assert watcher.current() is given and given.version == 1
     write(tmp_path, V2.replace("hold_down_s: 120", "hold_down_s: 90"))
     assert watcher.current().version == 2
+
+
+def test_a_watcher_starts_from_its_own_file_and_looks_every_second(tmp_path, clock):
+    write(tmp_path, V2.replace("rulebook: default", "rulebook: other").replace(
+        "version: 2\n", "version: 7\n", 1))
+    watcher = RulebookWatcher(tmp_path)
+    assert (watcher.current().name, watcher.current().version) == ("other", 7)
+    assert sample("forewarn_rulebook_version", {"rulebook": "other"}) == 7
+    assert (watcher.last_errors, watcher.last_code, watcher.reloads, watcher.refused) == (
+        [], None, 0, 0)
+    write(tmp_path, V2)
+    clock.now += 0.99
+    assert watcher.current().name == "other"
+    clock.now += 0.01
+    assert watcher.current().name == "default"
+
+
+def test_each_refused_change_is_counted(tmp_path, clock):
+    write(tmp_path, DEFAULT_TEXT)
+    watcher = RulebookWatcher(tmp_path, interval_s=0)
+    for n, bad in enumerate(("rulebook: [\n", "version: x\n", "rulebook: [\n"), start=1):
+        write(tmp_path, bad)
+        watcher.current()
+        assert watcher.refused == n
