@@ -7,6 +7,7 @@ import math
 import pickle
 
 import pytest
+from river import metrics
 
 from dataflows.propensity import (
     HORIZON_S,
@@ -14,6 +15,7 @@ from dataflows.propensity import (
     ExposureBook,
     Label,
     PropensityModel,
+    shared,
 )
 
 F = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)
@@ -116,3 +118,37 @@ def test_a_complaint_returns_the_labels_it_settles():
     assert book.complaints == []  # 150 is before the exposure still pending
     assert book.complaint(550.0) == []
     assert book.expire(601.0) == [Label(F, True, 0.5, 500.0, "p1")]
+
+
+def test_figures_are_rounded_to_four_places():
+    m = PropensityModel()
+    for label, score in ((True, 0.9), (False, 0.3), (False, 0.6), (True, 0.35)):
+        m.learn(F, label, score)
+    r = m.report()
+    assert r["positive_rate"] == 0.5
+    m.learn(F, False, 0.2)
+    m.learn(F, False, 0.7)
+    r = m.report()
+    assert r["positive_rate"] == round(2 / 6, 4) == 0.3333
+    assert 0 < r["roc_auc"] < 1 and r["roc_auc"] == round(r["roc_auc"], 4)
+    assert r["log_loss"] == round(r["log_loss"], 4)
+    auc = metrics.ROCAUC(n_thresholds=50)
+    for label, score in ((False, 0.3), (False, 0.6), (True, 0.35), (False, 0.2), (False, 0.7)):
+        auc.update(label, score)
+    assert r["roc_auc"] == round(auc.get(), 4)
+
+
+def test_a_warm_started_model_measures_auc_as_a_fresh_one_does():
+    m = PropensityModel()
+    m.learn(F, True, 0.5)
+    warm = PropensityModel.warm_start(m.to_bytes())
+    fresh = metrics.ROCAUC(n_thresholds=50)
+    for label, score in ((True, 0.41), (False, 0.405), (True, 0.39), (False, 0.2)):
+        warm.learn(F, label, score)
+        fresh.update(label, score)
+    assert warm.report()["roc_auc"] == round(fresh.get(), 4)
+
+
+def test_the_default_worker_is_worker_zero():
+    assert shared() is shared(0) and isinstance(shared(), PropensityModel)
+    assert isinstance(shared(987), PropensityModel) and shared(987) is shared(987)

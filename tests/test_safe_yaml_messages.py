@@ -42,6 +42,12 @@ def nested(levels: int) -> bytes:
     return b"a: " + b"[" * levels + b"]" * levels + b"\n"
 
 
+def scalar_aliased(extra: int) -> bytes:
+    """Like :func:`aliased`, with a list of 999 aliases of one anchored scalar."""
+    return (b"s: &s x\nl: &l [" + b", ".join([b"*s"] * 999) + b"]\nb: [" +
+            b", ".join([b"*l"] * 98 + [b"y"] * extra) + b"]\n")
+
+
 def aliased(extra: int) -> bytes:
     """Exactly ``MAX_NODES - 996 + extra`` values once expanded: 1,002 for ``a`` (the top
     mapping, the key, its list of 999), 2 for ``b`` and its list, 98 x 1,000 aliased."""
@@ -67,6 +73,10 @@ def aliased(extra: int) -> bytes:
                  [f"r.yaml:1: a{'[0]' * (MAX_DEPTH - 1)}: {TOO_DEEP}"], id="too-deep"),
     pytest.param(aliased(997), "too_many_nodes", [f"r.yaml:2: b[1094]: {TOO_MANY}"],
                  id="too-many-nodes"),
+    pytest.param(scalar_aliased(995), "too_many_nodes", [f"r.yaml:3: b[1092]: {TOO_MANY}"],
+                 id="too-many-nodes-of-an-aliased-scalar"),
+    pytest.param(b"[" * 1100 + b"]" * 1100 + b": x\n", "too_deep", [f"r.yaml:1: (top): {TOO_DEEP}"],
+                 id="too-deep-for-libyaml-itself"),
     pytest.param(b"a: 1\nb: !!python/name:os.system\n", "unsafe_tag",
                  ["r.yaml:2: b: tag tag:yaml.org,2002:python/name:os.system is not allowed; a "
                   "rulebook holds plain data (text, numbers, lists, mappings): remove the tag"],
@@ -138,6 +148,9 @@ def test_each_refusal_has_its_code_and_exact_message(data, code, problems):
 @pytest.mark.parametrize("data", [
     nested(MAX_DEPTH - 1),
     aliased(996),
+    scalar_aliased(994),
+    b"a: 0." + b"0" * 37 + b"1\n",  # a number of 40 characters
+    b"! a: 1\n",  # the non-specific tag on a key
     b"a: !!str 42\nb: ! 7\nc: !!int '8'\nd: !!float '1.5'\ne: !!bool yes\nf: !!null ''\n"
     b"g: !!seq [1]\nh: !!map {x: 1}\ni: !!timestamp 2026-11-23\n",  # plain-data tags
     b"!!str 5: x\n'<<': 1\n&k a: 1\nb: *k\n",  # a text key may be tagged, quoted or anchored
@@ -163,6 +176,18 @@ def test_after_a_hundred_problems_the_walk_stops():
     assert problems[100] == "r.yaml:101: (file): stopped after 100 problems; fix these first"
     code, problems = refused(b"a: 1\n" + b"a: 1\n" * 99)
     assert len(problems) == 99 and "stopped" not in problems[-1]
+
+
+def test_the_code_of_a_stopped_walk_is_that_of_its_first_problem():
+    code, problems = refused(b"a: .nan\n" + b"a: 1\n" * 120)
+    assert code == "bad_number" and len(problems) == 101
+
+
+def test_the_pure_python_parsers_errors_are_placed_on_their_line(monkeypatch):
+    monkeypatch.setattr("rules.safe_yaml._LOADER", yaml.SafeLoader)
+    assert refused(b"a: 1\nb: \x07\nc: 3\n") == ("not_yaml", [
+        "r.yaml:2: (top): not valid YAML: special characters are not allowed"])
+    assert refused(b"\na: \x07\n")[1][0].startswith("r.yaml:2: (top): not valid YAML")
 
 
 def test_problems_found_before_a_limit_stops_the_walk_are_kept():
