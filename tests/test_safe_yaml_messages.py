@@ -178,6 +178,18 @@ def test_after_a_hundred_problems_the_walk_stops():
     assert len(problems) == 99 and "stopped" not in problems[-1]
 
 
+@pytest.mark.parametrize(("data", "line", "column"), [
+    (b"\na: 1\nb: caf\xe9\nc: 2\nd: 3\n", 3, 7),
+    (b"\nb: caf\xe9\n", 2, 7),
+    (b"\xff: 1\n", 1, 1),
+])
+def test_bytes_that_are_not_utf8_are_placed_by_line_and_column(data, line, column):
+    byte = data[data.index(b"caf") + 3] if b"caf" in data else data[0]
+    assert refused(data) == ("not_utf8", [
+        f"r.yaml:{line}: (file): not UTF-8 text (byte 0x{byte:02x} at column {column}); save "
+        "the file as UTF-8"])
+
+
 def test_the_code_of_a_stopped_walk_is_that_of_its_first_problem():
     code, problems = refused(b"a: .nan\n" + b"a: 1\n" * 120)
     assert code == "bad_number" and len(problems) == 101
