@@ -419,6 +419,17 @@ def _unknown_keys(ck: _Checker, node, m: dict, where: str, known: set[str]) -> N
                     f"unknown key; expected among {', '.join(sorted(known))}")
 
 
+def _nested(ck: _Checker, node: yaml.Node, where: str, known: set[str]) -> dict:
+    """A rule's mapping of ``known`` keys (anything else there, even a plain value, is refused:
+    ``limits: 86400`` would otherwise set no limit at all)."""
+    if not isinstance(node, yaml.MappingNode):
+        ck.fail(node, where, f"expected a mapping of {', '.join(sorted(known))}, got "
+                f"{_show(_plain(node))}")
+    m = _mapping(node)
+    _unknown_keys(ck, node, m, where, known)
+    return m
+
+
 def _clock(ck: _Checker, node, text: str | None, key: str) -> int:
     try:
         hh, mm = (int(x) for x in str(text).split(":"))
@@ -536,8 +547,7 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         ck.fail(node, f"{where}.offer", "a compensation rule needs an offer")
     cooldown = cell_cooldown = 0.0
     if "limits" in m:
-        lim = _mapping(m["limits"])
-        _unknown_keys(ck, m["limits"], lim, f"{where}.limits", {"cooldown_s", "cell_cooldown_s"})
+        lim = _nested(ck, m["limits"], f"{where}.limits", {"cooldown_s", "cell_cooldown_s"})
         cooldown = _num(ck, m["limits"], lim, "cooldown_s", f"{where}.limits", float, 0.0)
         cell_cooldown = _num(ck, m["limits"], lim, "cell_cooldown_s", f"{where}.limits", float,
                              0.0)
@@ -546,8 +556,7 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
                     "only incident rules act about a cell: remove it or use cooldown_s")
     policy = ChannelPolicy()
     if "channels" in m:
-        cm = _mapping(m["channels"])
-        _unknown_keys(ck, m["channels"], cm, f"{where}.channels", {"order", "avoid_down_cell"})
+        cm = _nested(ck, m["channels"], f"{where}.channels", {"order", "avoid_down_cell"})
         policy = ChannelPolicy(
             order=_choices(ck, m["channels"], cm, "order", f"{where}.channels", CHANNEL_NAMES),
             avoid_down_cell=bool(_get(ck, m["channels"], cm, "avoid_down_cell",
@@ -700,6 +709,9 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
     per_minute: dict[str, int] = {}
     pm_node = m.get("per_minute")
     pm = _mapping(pm_node)
+    if pm_node is not None and not isinstance(pm_node, yaml.MappingNode):
+        ck.fail(pm_node, "budgets.per_minute", "expected a mapping of channel to sends a "
+                f"minute, such as {{sms: 300}}, got {_show(_plain(pm_node))}")
     for chan, vnode in pm.items():
         if chan not in CHANNEL_NAMES:
             ck.fail(vnode, f"budgets.per_minute.{chan}",

@@ -1,0 +1,225 @@
+"""The silent-failure detectors (dataflows/degradation.py) on hand-made sequences: when
+each verdict opens and resolves, with which start, time, score, reason and evidence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dataflows.degradation import DEFAULT, CellHealth, SiteHealth, Verdict, _ew, _slot, kpi_ref
+from forewarn.model import Kpi
+
+P = 900.0  # KPI period
+MONDAY = 1795392000.0  # 2026-11-23T00:00:00Z
+
+
+def kpi(i: int, attempts: int = 100, drops: int = 1, rrc: float | None = 0.99,
+        users: int | None = None, cell: str = "C1") -> Kpi:
+    """The KPIs of period ``i`` (``[900 i, 900 (i + 1))``)."""
+    return Kpi(cell, P * i, P, attempts, drops, rrc, None, users)
+
+
+def warm(cell: str = "C1", periods: int = DEFAULT.warmup, **kw) -> CellHealth:
+    h = CellHealth(cell)
+    for i in range(periods):
+        assert h.observe_kpi(kpi(i, cell=cell, **kw)) == []
+    return h
+
+
+def test_helpers_slot_reference_and_ew_step():
+    assert kpi_ref("C1", 1795420800.9) == "kpi:C1@1795420800"
+    assert _slot(MONDAY) == 0 and _slot(MONDAY + 23 * 3600 + 3599) == 23
+    assert _slot(MONDAY + 4 * 86400 + 23 * 3600) == 23  # Friday 23:00
+    assert _slot(MONDAY + 5 * 86400) == 24  # Saturday 00:00
+    assert _slot(MONDAY + 6 * 86400 + 23 * 3600) == 47  # Sunday 23:00
+    assert _slot(MONDAY + 7 * 86400) == 0
+    mean, var = _ew(1.0, 0.0, 3.0, 0.5)
+    assert (mean, var) == (2.0, 1.0)
+    assert _ew(2.0, 0.0, 2.0, 0.25) == (2.0, 0.0)
+
+
+def test_silence_rate_scales_with_dispersion_and_the_expected_hours():
+    assert CellHealth("C", rate=6.0, rate_sq=42.0).silence_rate() * 300 == pytest.approx(6.0)
+    clumped = CellHealth("C", rate=6.0, rate_sq=96.0)  # D = 10
+    assert clumped.silence_rate() * 300 == pytest.approx(6.0 * math.log(10) / 9)
+    quieter = CellHealth("C", rate=6.0, rate_sq=42.0, expect=0.25)
+    assert quieter.silence_rate() * 300 == pytest.approx(1.5)
+    assert CellHealth("C").silence_rate() == 0.0
+
+
+def test_kpi_periods_are_learnt_not_judged_during_warm_up():
+    h = warm(periods=DEFAULT.warmup - 1)
+    assert h.observe_kpi(kpi(5, drops=90, rrc=0.5)) == [] and h.periods == DEFAULT.warmup
+    assert h.s_drop == h.s_rrc == 0.0
+
+
+def test_a_sustained_drop_rate_opens_a_degradation_and_three_healthy_periods_resolve_it():
+    h = warm()
+    # each bad period adds at most drop_llr_cap (2.5) to the CUSUM: the 4th crosses 8
+    for i in range(6, 9):
+        assert h.observe_kpi(kpi(i, drops=20)) == []
+        assert h.s_drop == 2.5 * (i - 5) and h.run_start == 6 * P
+    (v,) = h.observe_kpi(kpi(9, drops=20))
+    assert v == Verdict("C1", "degradation", "open", 6 * P, 10 * P, None, 1.25, "drop_rate",
+                        ("kpi:C1@8100",))
+    assert h.periods == DEFAULT.warmup  # no baseline learnt from the bad periods
+    # still bad: the evidence grows (the last six kept)
+    for i in range(10, 17):
+        assert h.observe_kpi(kpi(i, drops=20)) == []
+    assert h.open["degradation"] == (6 * P, tuple(kpi_ref("C1", P * i) for i in range(11, 17)))
+    # healthy again: resolved at the third healthy period, ended at the first
+    assert h.observe_kpi(kpi(17)) == [] and h.healthy == 1
+    assert h.observe_kpi(kpi(18, drops=20)) == [] and h.healthy == 0  # one bad: start over
+    assert h.observe_kpi(kpi(19)) == [] and h.observe_kpi(kpi(20)) == []
+    (r,) = h.observe_kpi(kpi(21))
+    assert (r.kind, r.status, r.start_time, r.at, r.end_time, r.score, r.reason) == (
+        "degradation", "resolved", 6 * P, 22 * P, 19 * P, 0.0, "healthy")
+    assert h.s_drop == h.s_rrc == 0.0 and not h.open
+    assert h.observe_kpi(kpi(22)) == [] and h.periods == DEFAULT.warmup + 1  # learning again
+
+
+def test_a_collapse_of_rrc_success_opens_a_degradation_at_once():
+    h = warm()
+    (v,) = h.observe_kpi(kpi(6, rrc=0.9))
+    # z = (0.99 - 0.9) / 0.004 (the floor of the sd): 22.5 - 1.5 = 21 in one period
+    assert (v.kind, v.start_time, v.at, v.reason, v.score) == ("degradation", 6 * P, 7 * P,
+                                                               "rrc", 2.1)
+    assert h.s_rrc == pytest.approx(21.0)
+
+
+def test_a_small_rrc_dip_within_the_allowance_is_learnt():
+    h = warm()
+    assert h.observe_kpi(kpi(6, rrc=0.985)) == []  # z = 1.25 < k = 1.5
+    assert h.s_rrc == 0.0 and h.periods == DEFAULT.warmup + 1
+
+
+def test_a_cell_whose_traffic_collapses_is_sleeping():
+    h = warm()
+    (v,) = h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.9))
+    assert v == Verdict("C1", "sleeping", "open", 5 * P, 7 * P, None, 22.5, "kpi_collapse",
+                        ("kpi:C1@5400",))
+    assert h.observe_kpi(kpi(7, attempts=10, drops=0, rrc=0.9)) == []  # already open
+    (r,) = h.observe_kpi(kpi(8))
+    assert (r.kind, r.status, r.end_time, r.at, r.reason) == ("sleeping", "resolved", 8 * P,
+                                                              9 * P, "traffic_back")
+    # without an RRC figure the collapse alone decides (score: no z)
+    h = warm(rrc=None)
+    (v,) = h.observe_kpi(kpi(6, attempts=15, drops=0, rrc=None))
+    assert (v.kind, v.score) == ("sleeping", 0.0)
+
+
+def test_no_collapse_while_traffic_is_seen_or_the_rrc_looks_normal_or_the_cell_is_tiny():
+    h = warm()
+    h.last_seen = 6 * P  # a position in the period: the cell serves someone
+    assert h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.9))[0].kind == "degradation"
+    h = warm()
+    assert h.observe_kpi(kpi(6, attempts=16, drops=0, rrc=0.99)) == []  # above 15 %
+    h = warm()
+    assert h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.985)) == []  # z = 1.25 < 3
+    h = warm(attempts=3, drops=0)
+    assert h.observe_kpi(kpi(6, attempts=0, drops=0, rrc=0.99)) == []  # never busy
+    # active users, when reported, decide instead of attempts
+    h = warm(users=40)
+    (v,) = h.observe_kpi(kpi(6, attempts=100, users=6, rrc=0.9))
+    assert v.kind == "sleeping"
+    h = warm(users=40)
+    assert h.observe_kpi(kpi(6, attempts=10, drops=0, users=7, rrc=0.99)) == []
+
+
+def test_a_sleeping_cell_supersedes_a_degradation_opened_on_its_way_down():
+    h = warm()
+    for i in range(6, 10):
+        h.observe_kpi(kpi(i, drops=20))
+    superseded, sleeping = h.observe_kpi(kpi(10, attempts=10, drops=0, rrc=0.9))
+    assert superseded == Verdict("C1", "degradation", "resolved", 6 * P, 11 * P, 11 * P, 0.0,
+                                 "superseded", ("kpi:C1@8100",))
+    assert (sleeping.kind, sleeping.start_time, sleeping.at) == ("sleeping", 9 * P, 11 * P)
+    assert (h.s_drop, h.s_rrc, h.run_start) == (0.0, 0.0, -1.0)
+
+
+def test_an_alarmed_outage_and_its_grace_period_are_neither_learnt_nor_judged():
+    h = warm(periods=3)
+    assert h.cell_down(2700.0) == [] and h.down_at == 2700.0
+    assert h.cell_down(2800.0) == [] and h.down_at == 2700.0  # still the same outage
+    assert h.observe_kpi(kpi(3, drops=90)) == [] and h.periods == 3
+    h.cell_up(3600.0)
+    # its phones' updates are now bunched: gaps as long as the outage, for 8 hours
+    assert (h.up_at, h.sync_gap, h.sync_until) == (3600.0, 900.0 + 300.0, 3600.0 + 8 * 3600)
+    assert h.observe_kpi(kpi(5)) == [] and h.periods == 3  # 4500 < 3600 + 1800
+    assert h.observe_kpi(kpi(6)) == [] and h.periods == 4  # 5400: learnt again
+    # an outage longer than the update period bunches a whole period
+    h.cell_down(10000.0)
+    h.cell_up(20000.0)
+    assert h.sync_gap == DEFAULT.periodic_update_s + DEFAULT.sync_margin_s
+
+
+def test_an_outage_resolves_the_open_silent_verdicts():
+    h = warm()
+    h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.9))
+    (r,) = h.cell_down(7000.0)
+    assert (r.kind, r.status, r.at, r.end_time, r.reason) == ("sleeping", "resolved", 7000.0,
+                                                              7000.0, "outage")
+    assert h.silence_at == math.inf and h.down
+
+
+def steady(site: SiteHealth, until: float, every: float = 50.0, cell: str = "C1") -> None:
+    """A position every ``every`` seconds from 0 to ``until`` (6 per 300 s bin)."""
+    t = 0.0
+    while t <= until:
+        assert site.position(cell, t) == []
+        t += every
+
+
+def test_a_cell_that_goes_silent_is_found_asleep_when_the_silence_is_evidence():
+    site = SiteHealth()
+    steady(site, 2350.0)
+    c = site.cells["C1"]
+    # 6 per bin, no dispersion: lambda = 6 / 300 per s; 16 / lambda = 800 s < 900 s minimum
+    assert (c.bins, c.rate, c.rate_sq, c.lam) == (7, 6.0, 36.0, 0.02)
+    assert c.silence_at == 2350.0 + 900.0
+    assert site.advance(3249.0) == []
+    (v,) = site.advance(3250.0)
+    assert v == Verdict("C1", "sleeping", "open", 2350.0, 3250.0, None, 18.0, "silence",
+                        ("traffic:C1@2350-3250",))
+    assert site.next_deadline() == math.inf and site.advance(5000.0) == []
+    # traffic back: resolved, and the phones that slept now report bunched
+    (r,) = site.position("C1", 4000.0)
+    assert (r.status, r.reason, r.start_time, r.at, r.end_time) == ("resolved", "traffic_back",
+                                                                    2350.0, 4000.0, 4000.0)
+    assert (c.up_at, c.sync_gap, c.sync_until) == (4000.0, 1650.0 + 300.0, 4000.0 + 8 * 3600)
+
+
+def test_no_silence_verdict_before_the_traffic_model_is_warm():
+    site = SiteHealth()
+    steady(site, 1750.0)  # bins 0-5: five closed
+    assert site.cells["C1"].bins == 5 and site.cells["C1"].silence_at == math.inf
+    assert site.advance(100000.0) == []
+
+
+def test_a_busier_cell_needs_only_the_minimum_silence_and_a_thin_one_longer():
+    site = SiteHealth()
+    steady(site, 2390.0, every=10.0)  # 30 a bin
+    assert site.cells["C1"].silence_at == 2390.0 + DEFAULT.min_silence_s
+    site = SiteHealth()
+    steady(site, 2400.0, every=150.0)  # 2 a bin: 16 / (2 / 300) = 2400 s
+    assert site.cells["C1"].silence_at == pytest.approx(2400.0 + 2400.0)
+
+
+def test_silences_of_several_cells_come_out_in_time_order():
+    site = SiteHealth()
+    steady(site, 2350.0, cell="B")
+    steady(site, 2300.0, cell="A")
+    out = site.advance(10000.0)
+    assert [(v.cell_id, v.at) for v in out] == [("A", 3200.0), ("B", 3250.0)]
+
+
+def test_a_silence_right_after_an_outage_is_not_evidence():
+    site = SiteHealth()
+    steady(site, 2350.0)
+    site.cell_down("C1", 2400.0)
+    assert site.cells["C1"].silence_at == math.inf
+    site.cell_up("C1", 2500.0)
+    assert site.position("C1", 2600.0) == []
+    assert site.advance(50000.0) == []  # due, but within the grace after the outage
+
