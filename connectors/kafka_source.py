@@ -46,7 +46,10 @@ once (its record gives the merge time), and counted: each batch is one
 a :class:`~forewarn.model.DeadLetter` whose source is an
 :class:`~forewarn.codec.Origin`, so dead letters say where they came from. A raw
 message's stream time, as the publisher and the file merge read it, is
-:func:`forewarn.codec.stream_time` (re-exported here).
+:func:`forewarn.codec.stream_time` (re-exported here): a KPI period merges at its end.
+
+>>> stream_time(b'{"type":"kpi","period_start":"2026-11-23T10:00:00Z","period_s":900}')
+1795428900.0
 """
 
 from __future__ import annotations
