@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from dataflows.messages import Near, Watch
-from dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch
+from dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch, Surroundings
 from dataflows.sequencer import Routes, Sequencer
 from forewarn import safe_pickle
 from forewarn.model import Alarm, Cell, Location, Maintenance
@@ -324,3 +324,23 @@ def test_a_storm_of_outage_alarms_watches_a_bounded_number_of_sites():
     for i in range(MAX_WATCHES + 5):
         w.start(f"S{i}", 0.0, 4, {}, {}, {})
     assert len(w.watches) == MAX_WATCHES and w.unwatched == 5
+
+
+def test_surroundings_keep_the_least_recently_heard_first_whatever_the_arrival_order():
+    """Entries handed over by a watch that ended come older than those already there: the
+    silent are still taken oldest first, and forgetting drops only the old ones."""
+    s = Surroundings()
+    for sid, at in (("U3", 300.0), ("U4", 400.0)):
+        s.near(Near(sid, "S2", at))
+    assert s.ordered
+    for sid, at in (("U1", 100.0), ("U2", 200.0)):  # handed over: older than U4
+        s.near(Near(sid, "S2", at))
+    assert not s.ordered
+    assert s.front() == 100.0 and s.ordered
+    assert [sid for sid, _, _ in s.silent_since(250.0, 150.0)] == ["U2"]  # U1: too old
+    s.near(Near("U0", "S2", 50.0))
+    s.forget_before(350.0)
+    assert list(s.heard) == ["U4"]
+    s.near(Near("U5", "S2", 10.0))
+    s.clear()
+    assert s.heard == {} and s.ordered
