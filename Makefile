@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The observability tests run a real Prometheus and promtool (Debian's package; its
 # systemd service is not used). Installed when missing and we are root; else those tests
@@ -44,6 +45,7 @@ kafka-tools:
 
 test: $(STAMP) prometheus kafka-tools
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Mutation testing (mutmut) of the pure stages: dataflows/, rules/, forewarn/codec.py,

@@ -36,6 +36,7 @@ import pstats
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -51,7 +52,7 @@ from bytewax.testing import run_main
 from connectors.files import BATCH, LinesSource
 from dataflows.flow import FlowConfig, Outputs, build_flow
 from forewarn.runner import tune_gc
-from rules.rulebook import load_rulebook
+from rules.rulebook import NEARBY_TRIGGERS, load_rulebook
 from simulator import ScenarioConfig, simulate
 
 # ---- a sink that discards ------------------------------------------------------------
@@ -78,9 +79,16 @@ class DiscardSink(DynamicSink):
 # ---- the two flows ---------------------------------------------------------------------
 
 
-def forewarn_flow(lines: Sequence[bytes]) -> tuple[Dataflow, dict[str, DiscardSink]]:
+def forewarn_flow(lines: Sequence[bytes], nearby: bool = True
+                  ) -> tuple[Dataflow, dict[str, DiscardSink]]:
+    """The flow with the default rulebook; ``nearby=False``: without its rules on people
+    around an outage (walk-ins), so nothing is followed (:mod:`dataflows.nearby`)."""
     sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
-    flow = build_flow(LinesSource(lines), Outputs(**sinks), FlowConfig(book=load_rulebook()))
+    book = load_rulebook()
+    if not nearby:
+        book = replace(book, rules=tuple(r for r in book.rules if r.at not in NEARBY_TRIGGERS),
+                       _by_id={})
+    flow = build_flow(LinesSource(lines), Outputs(**sinks), FlowConfig(book=book))
     return flow, sinks
 
 
@@ -337,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="epoch interval (both flows; 0.25 s is what forewarn run/demo use)")
     ap.add_argument("--passthrough-map", action="store_true",
                     help="also time a stateful_map pass-through")
+    ap.add_argument("--without-nearby", action="store_true",
+                    help="also time the flow without walk-in rules (the cost of following "
+                         "who is around an outage)")
     ap.add_argument("--stages", action="store_true",
                     help="then time the flow's stage logic outside Bytewax")
     ap.add_argument("--profile", action="store_true", help="then profile the Forewarn flow")
@@ -361,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     if args.passthrough_map:
         flows["passthrough_map"] = lambda: passthrough_flow(lines, use_map=True)
+    if args.without_nearby:
+        flows["forewarn_no_nearby"] = lambda: forewarn_flow(lines, nearby=False)
     wall: dict[str, list[float]] = {k: [] for k in flows}
     cpu: dict[str, list[float]] = {k: [] for k in flows}
     counts: dict[str, dict[str, int]] = {}
@@ -390,6 +403,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     by_cpu = min(cpu["passthrough"]) / min(cpu["forewarn"])
     print(f"\nratio forewarn / passthrough: wall best {best:.2f}x, wall median {med:.2f}x, "
           f"cpu best {by_cpu:.2f}x (goal >= 0.5x: {'met' if best >= 0.5 else 'NOT met'})")
+
+    if args.without_nearby:
+        wb = min(wall["forewarn"]) / min(wall["forewarn_no_nearby"])
+        wm = statistics.median(wall["forewarn"]) / statistics.median(wall["forewarn_no_nearby"])
+        cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_nearby"])
+        print(f"cost of walk-in rules: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
+              f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
 
     if args.stages:
         try:

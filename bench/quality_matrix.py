@@ -36,14 +36,16 @@ class Scenario:
     sites: int
     hours: float
     start: str = "2026-11-23T06:00:00Z"  # a Monday
+    storm: str | None = None  # a region hit by a storm (a regional power cut)
 
     def simulate_args(self, events: Path) -> list[str]:
         return ["simulate", "--out", str(events), "--seed", str(self.seed), "--sites",
-                str(self.sites), "--hours", str(self.hours), "--start", self.start]
+                str(self.sites), "--hours", str(self.hours), "--start", self.start,
+                *(["--storm", self.storm] if self.storm else [])]
 
 
 #: Different seeds; 24 h (a night) and 72 h (a weekend: Friday 18:00 to Monday 18:00);
-#: 100 and 300 sites.
+#: 100 and 300 sites; a storm day (most of one region down within minutes).
 MATRIX = (
     Scenario("s11-100s-24h", 11, 100, 24),
     Scenario("s12-100s-24h", 12, 100, 24),
@@ -51,6 +53,7 @@ MATRIX = (
     Scenario("s14-300s-24h", 14, 300, 24),
     Scenario("s15-100s-72h", 15, 100, 72),  # held out: not looked at while tuning
     Scenario("demo-s7-300s-6h", 7, 300, 6),  # the demo's scenario (daytime only)
+    Scenario("storm-s13-200s-8h", 13, 200, 8, storm="north"),  # a regional power cut
 )
 
 
@@ -61,15 +64,17 @@ def _forewarn(args: list[str]) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run(sc: Scenario, root: Path, tag: str) -> dict:
-    """Simulate (if not cached) and run one scenario; its figures."""
+def run(sc: Scenario, root: Path, tag: str, rules: str | None = None) -> dict:
+    """Simulate (if not cached) and run one scenario (with the rulebook in ``rules``, or
+    the default); its figures."""
     d = root / sc.name
     events, truth = d / "events.jsonl", d / "truth.jsonl"
     if not (events.exists() and truth.exists()):
         d.mkdir(parents=True, exist_ok=True)
         _forewarn(sc.simulate_args(events))
     out = d / tag
-    _forewarn(["run", "--input", str(events), "--out", str(out), "--truth", str(truth)])
+    _forewarn(["run", "--input", str(events), "--out", str(out), "--truth", str(truth),
+               *(["--rules", rules] if rules else [])])
     summary = orjson.loads((out / "summary.json").read_bytes())
     return figures(sc, summary, out, truth)
 
@@ -105,6 +110,11 @@ def figures(sc: Scenario, summary: dict, out: Path, truth: Path) -> dict:
         "recall": q["recall_before_complaint"],
         "median_lead_min": round(q["median_lead_s"] / 60, 1) if q["median_lead_s"] else None,
         "messages_per_impacted": q["messages_per_impacted"],
+        "false_contact_share": q.get("false_contact_share"),
+        "walk_in_notices": q.get("precision_by_rule", {}).get("walk-in-notice", {}).get("sent", 0),
+        "walk_in_precision": q.get("precision_by_rule", {}).get("walk-in-notice", {}).get(
+            "precision"),
+        "misses": " ".join(f"{k.split('_')[0]}:{v}" for k, v in q["missed_by_cause"].items()),
         "detections": sf.get("detections"),
         "detection_precision": sf.get("precision"),
         "false_alarms_per_healthy_cell_day": sf.get("false_alarms_per_healthy_cell_day"),
@@ -120,7 +130,10 @@ def figures(sc: Scenario, summary: dict, out: Path, truth: Path) -> dict:
 
 COLUMNS = (("scenario", "scenario"), ("precision", "notice precision"),
            ("recall", "recall"), ("median_lead_min", "lead min"),
-           ("messages_per_impacted", "msgs/impacted"), ("detections", "detections"),
+           ("messages_per_impacted", "msgs/impacted"),
+           ("false_contact_share", "false contacts"), ("walk_in_notices", "walk-in notices"),
+           ("walk_in_precision", "walk-in precision"), ("misses", "misses by cause"),
+           ("detections", "detections"),
            ("detection_precision", "det. precision"),
            ("false_alarms_per_healthy_cell_day", "false/healthy cell-day"),
            ("sleeping_found", "sleeping found"), ("sleeping_delay_max_min", "max delay min"),
@@ -142,17 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="run", help="output subdirectory of each scenario")
     ap.add_argument("--only", nargs="*", help="scenario names to run")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--rules", help="rulebook directory (default: the built-in one)")
     args = ap.parse_args(argv)
     root = Path(args.dir)
-    rows = [run(sc, root, args.tag) for sc in MATRIX if not args.only or sc.name in args.only]
+    rows = [run(sc, root, args.tag, args.rules) for sc in MATRIX
+            if not args.only or sc.name in args.only]
     print(markdown(rows))
     print()
     for sc in MATRIX:
         if not args.only or sc.name in args.only:
             d = root / sc.name
             print(f"forewarn {' '.join(sc.simulate_args(d / 'events.jsonl'))}")
+            rules = f" --rules {args.rules}" if args.rules else ""
             print(f"forewarn run --input {d}/events.jsonl --out {d}/{args.tag} "
-                  f"--truth {d}/truth.jsonl --metrics-port -1")
+                  f"--truth {d}/truth.jsonl --metrics-port -1{rules}")
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
     return 0

@@ -13,7 +13,7 @@ from /proc/self/status — the flow's state is all live then (at EOF Bytewax fre
 * Each N runs in a fresh child process: ``state = RSS at hold - RSS before the run``.
 * per subscriber = slope between the two largest N (constant costs cancel), and
   ``state / N`` for each N.
-* ``--breakdown N`` (default 100 k) runs one more child with tracemalloc and walks the
+* ``--breakdown N`` (default 50 k) runs one more child with tracemalloc and walks the
   live objects (``gc.get_objects``) at the hold: care state (``SubscriberCare`` and what
   it owns), site membership (entries of ``SiteCorrelator.members``), the sequencer's
   latest site and time per subscriber (``Sequencer.last_site``/``last_at``), the care keys'

@@ -24,18 +24,18 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows.sequencer import AHEAD_S
-from forewarn.codec import STREAM_TIME_FIELD, parse_time
+from forewarn import tmf681
+from forewarn.codec import stream_time
 
 BATCH = 5000  # lines per batch: work per site and per care key is per batch (as for Kafka)
 
 
 def _sort_key(line: bytes, previous: float) -> float:
-    """Stream time of a raw line; timeless or unreadable lines keep their place."""
-    try:
-        obj = orjson.loads(line)
-        return parse_time(obj[STREAM_TIME_FIELD[obj["type"]]])
-    except Exception:  # noqa: BLE001 - bad lines are judged by the decoder, not here
-        return previous
+    """Stream time of a raw line (:func:`~forewarn.codec.stream_time`, as on Kafka);
+    unreadable lines keep their place (``previous``), and so do timeless ones (``-inf``
+    never raises the file's running maximum)."""
+    at = stream_time(line)
+    return previous if at is None else at
 
 
 #: A record this far past its input's running maximum (a file; a Kafka partition in
@@ -211,6 +211,7 @@ def sort_jsonl(path: Path, key_fields: tuple[str, ...]) -> int:
     if not path.exists():
         return 0
     rows = [orjson.loads(line) for line in read_lines(path)]
-    rows.sort(key=lambda r: tuple(str(r.get(k) or "") for k in key_fields))
+    rows.sort(key=lambda r: tuple(str((tmf681.to_contract(r) if tmf681.is_message(r) else r)
+                                      .get(k) or "") for k in key_fields))
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return len(rows)

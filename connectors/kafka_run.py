@@ -125,13 +125,36 @@ def prepare_recovery(path: Path, partitions: int, *, complete: bool = True) -> N
         "seconds": round(time.monotonic() - began, 3)})
 
 
+#: ONAP's VES collector publishes fault events here (DMaaP / Strimzi topic).
+ONAP_FAULT_TOPIC = "unauthenticated.SEC_FAULT_OUTPUT"
+
+
+def feed_topics(args: argparse.Namespace) -> list[str]:
+    """The operators' alarm feed topics of ``--ves-topic`` / ``--tmf642-topic`` (as
+    named: no ``--topic-prefix``; the collector owns them)."""
+    return [t for t in (getattr(args, "ves_topic", None), getattr(args, "tmf642_topic", None))
+            if t]
+
+
 def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topics = CONTRACT_TOPICS,
                      durable: bool = False, lateness_s: float = DEFAULT_LATENESS_S,
                      exit_at_end: bool = False, dedupe_tail: int = DEFAULT_DEDUPE_TAIL,
-                     from_end: bool = False, propensity: bytes | None = None) -> Dataflow:
-    """The Forewarn dataflow wired to Kafka (see the module docs)."""
-    source = KafkaMergeSource(config, topics.inputs, topics.ranks, exit_at_end=exit_at_end,
-                              durable=durable, from_end=from_end, types=topics.input_types)
+                     from_end: bool = False, propensity: bytes | None = None,
+                     action_format: str = "contract",
+                     feeds: list[str] | None = None) -> Dataflow:
+    """The Forewarn dataflow wired to Kafka (see the module docs).
+
+    ``feeds``: topics of operators' alarm feeds (VES fault events, TMF642 alarm
+    notifications), read besides the contract's and mapped through the rulebook's
+    ``adapters`` tables; each carries alarms only (anything else read there is a dead
+    letter ``wrong_topic``)."""
+    feeds = list(feeds or [])
+    first = max(topics.ranks) + 1
+    source = KafkaMergeSource(config, [*topics.inputs, *feeds],
+                              [*topics.ranks, *range(first, first + len(feeds))],
+                              exit_at_end=exit_at_end, durable=durable, from_end=from_end,
+                              types=[*topics.input_types, *(["alarm"] * len(feeds))],
+                              adapters=book.adapters)
     outputs = Outputs(  # with recovery, no batch returns before it is delivered
         actions=KafkaOutSink(config, topics.actions, action_identity, dedupe_tail, durable),
         incidents=KafkaOutSink(config, topics.incidents, value_identity, dedupe_tail, durable),
@@ -140,7 +163,8 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
     )
     return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
                                                   lateness_s=lateness_s,
-                                                  propensity=propensity))
+                                                  propensity=propensity,
+                                                  action_format=action_format))
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -169,6 +193,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    f"already delivered (default {DEFAULT_DEDUPE_TAIL}; 0: off)")
     g.add_argument("--exit-at-end", action="store_true",
                    help="stop once every input partition is read to its end (backfills)")
+    g.add_argument("--ves-topic", nargs="?", const=ONAP_FAULT_TOPIC, metavar="TOPIC",
+                   help="also read ONAP VES 7.x fault events from TOPIC (alone: ONAP's "
+                   f"{ONAP_FAULT_TOPIC}), mapped to alarms by the rulebook's adapters "
+                   "(docs/adapters.md)")
+    g.add_argument("--tmf642-topic", metavar="TOPIC",
+                   help="also read TMF642 alarm notifications from TOPIC (docs/adapters.md)")
     g.add_argument("--from-end", action="store_true",
                    help="without a recovery snapshot, start at the end of the input topics "
                    "(default: the beginning)")
@@ -258,6 +288,17 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         return _fail(f"topics missing on {config['bootstrap.servers']}: {', '.join(missing)}; "
                      f"create them with `forewarn topics create --bootstrap "
                      f"{config['bootstrap.servers']}`")
+    feeds = feed_topics(args)
+    if feeds:
+        absent = [t for t in feeds if t not in check_reachable(config).topics]
+        if absent:
+            return _fail(f"alarm feed topic(s) {', '.join(absent)} not found on "
+                         f"{config['bootstrap.servers']}; point --ves-topic / --tmf642-topic "
+                         "at the topic your VES collector or TMF642 hub publishes to "
+                         "(docs/adapters.md)")
+        if book.adapters is None:
+            return _fail(f"--ves-topic / --tmf642-topic: the rulebook {book.source} has no "
+                         "adapters section to map their events; add one (docs/adapters.md)")
     problem = copartition_problem(partition_counts(config, topics.inputs))
     if problem:
         return _fail(f"{problem} (on {config['bootstrap.servers']})")
@@ -275,7 +316,9 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
     flow = build_kafka_flow(config, book, topics=topics, durable=recovery is not None,
                             lateness_s=args.lateness, exit_at_end=args.exit_at_end,
                             dedupe_tail=args.dedupe_tail, from_end=args.from_end,
-                            propensity=propensity)
+                            propensity=propensity,
+                            action_format=getattr(args, "action_format", "contract"),
+                            feeds=feeds)
     log.info("kafka flow starting", extra={
         "bootstrap": config["bootstrap.servers"], "workers": args.workers,
         "process_id": args.process_id, "recovery": args.recovery,

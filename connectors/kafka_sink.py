@@ -46,7 +46,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connectors.topics import PARTITIONER
-from forewarn import metrics
+from forewarn import metrics, tmf681
 
 __all__ = [
     "DeliveryError",
@@ -73,10 +73,12 @@ class DeliveryError(RuntimeError):
 
 
 def action_identity(value: bytes) -> str | None:
-    """An action's identity: its ``action_id`` (deterministic, see the contract)."""
+    """An action's identity: its ``action_id`` (deterministic, see the contract), which is
+    also the ``id`` of a TMF681 message (``--action-format tmf681``)."""
     try:
-        return orjson.loads(value).get("action_id")
-    except (orjson.JSONDecodeError, AttributeError):
+        obj = orjson.loads(value)
+        return obj["id"] if tmf681.is_message(obj) else obj.get("action_id")
+    except (orjson.JSONDecodeError, AttributeError, KeyError):
         return None
 
 

@@ -44,16 +44,12 @@ once (its record gives the merge time), and counted: each batch is one
 ``source`` being ``(topic, partition, offset)``, ``at`` the record's stream time
 (``None`` if timeless) and ``record`` a domain record or
 a :class:`~forewarn.model.DeadLetter` whose source is an
-:class:`~forewarn.codec.Origin`, so dead letters say where they came from.
+:class:`~forewarn.codec.Origin`, so dead letters say where they came from. A raw
+message's stream time, as the publisher and the file merge read it, is
+:func:`forewarn.codec.stream_time` (re-exported here): a KPI period merges at its end.
 
->>> stream_time(b'{"type":"call","end_time":"2026-11-23T10:00:00Z"}')
-1795428000.0
 >>> stream_time(b'{"type":"kpi","period_start":"2026-11-23T10:00:00Z","period_s":900}')
 1795428900.0
->>> stream_time(b'{"type":"cell","cell_id":"C1","site_id":"S1"}')
--inf
->>> stream_time(b'not json') is None
-True
 """
 
 from __future__ import annotations
@@ -82,14 +78,13 @@ from connectors.files import LEAP_CONFIRM, LEAP_S
 from connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
 from dataflows.messages import Decoded
 from forewarn import metrics
+from forewarn.adapters import Adapters
 from forewarn.codec import (
-    MAX_PERIOD_S,
-    MAX_RECORD_BYTES,
-    STREAM_TIME_FIELD,
+    Expanded,
     Origin,
     dead_letter,
     decode_input,
-    parse_time,
+    stream_time,
 )
 from forewarn.model import (
     Alarm,
@@ -113,7 +108,6 @@ MAX_AHEAD_S = 7 * 24 * 3600  # contract: further than this from the stream's pro
 #: Rank of each record type at equal stream time (reference data first), as the simulator.
 TYPE_RANK = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3, "kpi": 4, "call": 5,
              "location": 6, "complaint": 7}
-TIMELESS = frozenset({"cell", "maintenance"})
 #: Each input record type's decoded class (a position the decoder made counts as the
 #: location or call it came from).
 RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
@@ -122,35 +116,13 @@ RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber
 COPARTITION_SAMPLE = 64
 
 
+class _Many(list):
+    """The items a message that stood for several records decoded to (a VES batch): one
+    entry in the merge, its items handed on in order (:meth:`_MergePartition._emit`)."""
+
+
 class TopicMissingError(RuntimeError):
     """An input topic does not exist; the message says how to create it."""
-
-
-def stream_time(value: bytes | None) -> float | None:
-    """Merge time of one message: its stream time, ``-inf`` for timeless reference
-    data, ``None`` when unreadable (it keeps its place in its partition)."""
-    if not value or len(value) > MAX_RECORD_BYTES:  # a dead letter, not parsed
-        return None
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    typ = obj.get("type")
-    try:
-        if typ == "kpi":
-            period = obj.get("period_s")
-            if isinstance(period, bool) or not isinstance(period, int | float) \
-                    or not 0 < period <= MAX_PERIOD_S:
-                return None
-            return parse_time(obj["period_start"]) + period
-        name = STREAM_TIME_FIELD.get(typ) if isinstance(typ, str) else None
-        if name is None:
-            return NEG_INF if typ in TIMELESS else None
-        return parse_time(obj[name])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
@@ -229,8 +201,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
     def __init__(self, config: Mapping[str, str], topics: Sequence[str], ranks: Sequence[int],
                  resume: dict | None, exit_at_end: bool, batch: int, durable: bool,
                  buffer_limit: int, starting_offset: int,
-                 types: Sequence[str] | None = None):
+                 types: Sequence[str] | None = None, adapters: Adapters | None = None):
         self._exit_at_end = exit_at_end
+        self._adapters = adapters
+        self._many = 0  # _Many entries taken and not yet emitted
         self._batch = batch
         self._durable = durable
         self._limit = buffer_limit
@@ -410,8 +384,11 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
-            rec = decode_input(value, source)
+            rec = decode_input(value, source, self._adapters)
             kind = type(rec)
+            if kind is Expanded:  # an operator's batch (VES eventList): one entry
+                last, latest = self._take_many(part, rec, source, last, latest, ahead)
+                continue
             if kind is tuple:  # a position (most messages): kind_of() and stream_at(), inline
                 kind = Location if rec[3] is None else Call
                 at = key = rec[2]
@@ -458,6 +435,33 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             if len(part.entries) >= self._limit and not part.paused:
                 self._consumer.pause([TopicPartition(part.topic, part.partition)])
                 part.paused = True
+
+    def _take_many(self, part: _Part, many: Expanded, source: tuple, last: float,
+                   latest: float | None, ahead: float) -> tuple[float, float | None]:
+        """A message that stands for several records: one merge entry, at its latest
+        record's time (or its place in the partition, as any message behind it or far
+        ahead); each record checked for the topic and counted. Returns the partition's
+        running maximum and the tally's latest time."""
+        tally, expect = self._tally, part.expects
+        items = _Many()
+        top = None
+        for raw, rec in many:
+            if type(rec) is not DeadLetter and expect is not None and type(rec) is not expect:
+                rec = _wrong_topic(raw, source, type(rec), expect)
+            if type(rec) is DeadLetter:
+                tally.dead.append(rec)
+                items.append(rec)
+                continue
+            at = stream_at(rec)
+            tally.accepted[type(rec)] = tally.accepted.get(type(rec), 0) + 1
+            if at is not None:
+                top = at if top is None or at > top else top
+                latest = at if latest is None or at > latest else latest
+            items.append((source, raw, rec, at))
+        key = last if top is None or top < last or top > ahead else top
+        part.entries.append((key, part.rank, part.partition, source[2], items))
+        self._many += 1
+        return key, latest
 
     def _error(self, msg, err: KafkaError) -> None:
         part = self._parts.get((msg.topic(), msg.partition()))
@@ -507,6 +511,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             self._progress = top
         out, self._tally = self._tally, Decoded()
         out.items = [entry[4] for entry in batch]
+        if self._many:  # a message that stood for several records: its items, in order
+            flat: list = []
+            for item in out.items:
+                if type(item) is _Many:
+                    flat += item
+                    self._many -= 1
+                else:
+                    flat.append(item)
+            out.items = flat
         return [out]
 
 
@@ -563,14 +576,17 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     :data:`TYPE_RANK`); ``exit_at_end`` ends the input once every partition is
     read to its end (backfills, tests); ``durable`` sets the snapshot gauge;
     ``types``, one record type per topic, makes any other type read from a topic a
-    dead letter (code ``wrong_topic``).
+    dead letter (code ``wrong_topic``); ``adapters`` maps operators' alarm feed events
+    (VES, TMF642; a VES batch is one merge entry at its latest event's time).
     """
 
     def __init__(self, config: Mapping[str, str], topics: Sequence[str],
                  ranks: Sequence[int] | None = None, *, exit_at_end: bool = False,
                  batch: int = BATCH, durable: bool = False, buffer_limit: int = 50_000,
-                 from_end: bool = False, types: Sequence[str] | None = None):
+                 from_end: bool = False, types: Sequence[str] | None = None,
+                 adapters: Adapters | None = None):
         self.config = dict(config)
+        self.adapters = adapters  # operators' alarm feeds (VES, TMF642): the rulebook's
         self.topics = list(topics)
         self.ranks = list(ranks) if ranks is not None else list(range(len(self.topics)))
         if len(set(self.ranks)) != len(self.topics):
@@ -590,4 +606,4 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     def build_part(self, step_id: str, for_part: str, resume_state: dict | None):
         return _MergePartition(self.config, self.topics, self.ranks, resume_state,
                                self.exit_at_end, self.batch, self.durable, self.buffer_limit,
-                               self.starting_offset, self.types)
+                               self.starting_offset, self.types, self.adapters)

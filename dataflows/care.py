@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dataflows.messages import (
+    HOLD_DOWN,
+    REAPPEARED,
+    WALK_IN,
     DropNote,
     Escalation,
     Impact,
@@ -76,6 +80,10 @@ class Suppressed:
     action_kind: str
     reason: str
     at: float
+
+
+#: What care sends on to dispatch.
+CareOut = Action | Suppressed | ComplaintSeen
 
 
 _PROFILES: dict[tuple, Profile] = {}  # profiles are few shapes: share one object per shape
@@ -186,7 +194,7 @@ class SubscriberCare:
         return (self.profile is None and self.deleted_at is None and not self.notified
                 and not self.drops and not self.complaints)
 
-    def handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
+    def handle(self, sid: str, msg: Any, book: Rulebook) -> list[CareOut]:
         if self.prev is not None and self.since is not None and self.since > msg.at \
                 and isinstance(msg, Impact | Restored | Escalation | DropNote):
             # A verdict about time T judged on the profile in force at T, even when a
@@ -199,7 +207,7 @@ class SubscriberCare:
                 self.profile, self.name = current
         return self._handle(sid, msg, book)
 
-    def _handle(self, sid: str, msg: Any, book: Rulebook) -> list[Action | Suppressed]:
+    def _handle(self, sid: str, msg: Any, book: Rulebook) -> list[CareOut]:
         if isinstance(msg, Subscriber):
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
@@ -227,21 +235,21 @@ class SubscriberCare:
 
     # -- verdicts ------------------------------------------------------------------
 
-    def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[Action | Suppressed]:
+    def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         if self.notified and facts.incident_id in self.notified:
             return out  # one contact per incident
         down = dict(facts.down_cells)
         latest = msg.seen  # their latest position at msg.at, on a down cell, unless moved
         moved = getattr(msg, "moved", False)  # (Impacts of an older format: False)
-        for rule in book.incident_rules("hold_down", facts.incident_kind):
-            if not _triggers(rule, facts):
-                continue
-            why = self._gate(rule, msg.at, book, facts.region,
-                             first="moved_away" if moved else None, silence=facts)
-            if why is NOT_FOR_THEM:
-                continue
+        trigger_at = getattr(msg, "trigger", HOLD_DOWN)
+        back = trigger_at == REAPPEARED  # service is back
+        # walk-ins and reappearances are not the contract's impacted: nothing follows
+        # their action (no restored notice, no escalation), so nothing is kept for it
+        untold = back or trigger_at == WALK_IN
+        for rule, why in self._rules_for(trigger_at, facts, msg.at, book,
+                                         first="moved_away" if moved else None):
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
                                                  down):
                 why = "repeat_outage"  # the same cell again: flapping gets one notice at most
@@ -256,10 +264,12 @@ class SubscriberCare:
             if not facts.confirmed and rule.action in book.defer_unconfirmed_kinds:
                 wake = quiet_until(msg.at, self.profile.timezone, book)  # type: ignore[union-attr]
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
-                                 msg.at, facts.area, book, cell_down=True,
+                                 msg.at, facts.area, book, cell_down=not back,
                                  exposure=(trigger, msg.at - facts.start_time,
                                            facts.scope == "site", msg.at - latest[0]),
                                  send_after=wake))
+            if untold:
+                continue
             if self.notified is None:
                 self.notified = {}
             # [notice time, escalated durations, deferred to (or None)]
@@ -271,20 +281,16 @@ class SubscriberCare:
                 self.cell_notices[rule.id] = (msg.at, tuple(down))
         return out
 
-    def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[Action | Suppressed]:
+    def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
         told = self.notified.pop(facts.incident_id, None) if self.notified else None
         if told is None:
             return []  # restored notices go to those who were told of the outage
         # A notice deferred to the morning: the restored notice goes no earlier than it.
         wake = told[2] if len(told) > 2 and told[2] is not None and told[2] > msg.at else None
-        out: list[Action | Suppressed] = []
-        for rule in book.incident_rules("resolved", facts.incident_kind):
-            if not _triggers(rule, facts):
-                continue
-            why = self._gate(rule, msg.at, book, facts.region, capped=False)
-            if why is NOT_FOR_THEM:
-                continue
+        out: list[CareOut] = []
+        for rule, why in self._rules_for("resolved", facts, msg.at, book, capped=False,
+                                         silenced=False):
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -292,19 +298,15 @@ class SubscriberCare:
                                  facts.evidence, msg.at, facts.area, book, send_after=wake))
         return out
 
-    def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[Action | Suppressed]:
+    def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
         told = self.notified.get(facts.incident_id) if self.notified else None
         if told is None or msg.duration_s in told[1]:
             return []  # once per incident, subscriber and duration; only to those told
         told[1].append(msg.duration_s)
-        out: list[Action | Suppressed] = []
-        for rule in book.incident_rules("duration", facts.incident_kind):
-            if rule.min_duration_s != msg.duration_s or not _triggers(rule, facts):
-                continue
-            why = self._gate(rule, msg.at, book, facts.region, silence=facts)
-            if why is NOT_FOR_THEM:
-                continue
+        out: list[CareOut] = []
+        for rule, why in self._rules_for("duration", facts, msg.at, book,
+                                         duration=msg.duration_s):
             if why is not None:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
@@ -314,13 +316,13 @@ class SubscriberCare:
                                            0.0)))
         return out
 
-    def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[Action | Suppressed]:
+    def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[CareOut]:
         if msg.in_maintenance:
             return []  # planned work
         if book.inhibit_apology_when_notified and msg.incident_id \
                 and self.notified and msg.incident_id in self.notified:
             return []  # inhibited: an outage they were told about explains it
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         for rule in book.drop_rules():
             # Notes from different sites may arrive out of drop-time order: keep them
             # sorted and let the latest drop of a burst trigger it, so the apology (its
@@ -348,6 +350,22 @@ class SubscriberCare:
         return out
 
     # -- policy ---------------------------------------------------------------------
+
+    def _rules_for(self, point: str, facts: IncidentFacts, at: float, book: Rulebook, *,
+                   first: str | None = None, capped: bool = True, silenced: bool = True,
+                   duration: float | None = None) -> Iterator[tuple[Rule, str | None]]:
+        """The incident rules acting at trigger ``point`` (of ``duration``, for escalations)
+        whose trigger matches ``facts`` and whose audience holds this subscriber, each with
+        why it may not act now (None: it may; see :meth:`_gate`): the one loop of trigger,
+        gate and audience behind every verdict."""
+        for rule in book.incident_rules(point, facts.incident_kind):
+            if (duration is not None and rule.min_duration_s != duration) \
+                    or not _triggers(rule, facts):
+                continue
+            why = self._gate(rule, at, book, facts.region, first=first, capped=capped,
+                             silence=facts if silenced else None)
+            if why is not NOT_FOR_THEM:
+                yield rule, why
 
     def _told_within(self, at: float, window_s: float, cells: dict[str, float]) -> bool:
         """Told of an outage on one of these cells less than ``window_s`` ago?"""
@@ -462,9 +480,9 @@ class CareShard:
     def __init__(self) -> None:
         self.subscribers: dict[str, SubscriberCare] = {}
 
-    def handle_batch(self, msgs: list, book: Rulebook) -> list[Action | Suppressed]:
+    def handle_batch(self, msgs: list, book: Rulebook) -> list[CareOut]:
         """Apply messages in :func:`order_key` order; return what they make due."""
-        out: list[Action | Suppressed] = []
+        out: list[CareOut] = []
         subs = self.subscribers
         for msg in msgs:
             sid = msg.subscriber_id

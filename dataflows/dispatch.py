@@ -40,9 +40,6 @@ from dataflows.propensity import ExposureBook, PropensityModel
 from forewarn.model import Action
 from rules.rulebook import Budgets, Rulebook
 
-LAST_REPORT: dict = {}  # the model's progressive-validation figures at the end of a run
-LAST_MODEL: list[bytes] = []  # and its snapshot (warm start of a later run)
-
 
 def _order(item) -> tuple:
     if isinstance(item, Action):
@@ -114,11 +111,8 @@ class Dispatcher:
                 del self.exposures[sub]
 
     def finish(self) -> list:
-        """End of input: settle what the horizon allows and publish the model's figures."""
+        """End of input: settle what the horizon allows (the flow then reads ``model``)."""
         self._sweep()
-        LAST_REPORT.clear()
-        LAST_REPORT.update(self.model.report())
-        LAST_MODEL[:] = [self.model.to_bytes()]
         return []
 
     def admit(self, items: list, budgets: Budgets | None) -> list:

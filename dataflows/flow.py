@@ -33,7 +33,7 @@ import copy
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zlib import crc32
@@ -51,8 +51,9 @@ from dataflows.messages import Decoded
 from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer, own_key
 from dataflows.site import SiteCorrelator
-from forewarn import metrics, safe_pickle
-from forewarn.codec import dead_letter_dict, decode_input, encode
+from forewarn import metrics, safe_pickle, tmf681
+from forewarn.adapters import Adapters
+from forewarn.codec import Expanded, dead_letter_dict, decode_input, encode
 from forewarn.logs import get_logger
 from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location, stream_at
 from rules.reload import RulebookWatcher
@@ -61,6 +62,18 @@ from rules.rulebook import Rulebook
 CLOCK_KEY = "clock"
 DISPATCH_KEY = "dispatch"
 _log = get_logger("forewarn.flow")
+
+
+@dataclass(slots=True)
+class RunResults:
+    """What a run leaves besides its outputs, filled at the end of its input: the
+    propensity model's snapshot (to warm-start a later run) and the model's
+    progressive-validation figures. One per run, handed in through :class:`FlowConfig`;
+    with several workers, the one holding the dispatch key fills it. Left empty when no
+    action reached dispatch (no model was made)."""
+
+    model: bytes | None = None
+    report: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,8 @@ class FlowConfig:
     watch: RulebookWatcher | None = None  # hot reload: the rulebook in force per batch
     models: bool = True  # silent-failure detectors and the propensity model
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
+    action_format: str = "contract"  # or "tmf681": TMF681 CommunicationMessages
+    results: RunResults | None = field(default=None, compare=False)  # filled at EOF
 
     def rulebook(self) -> Rulebook:
         return self.watch.current() if self.watch is not None else self.book
@@ -94,7 +109,7 @@ def _freeze_site(site: SiteCorrelator | None, pending: list) -> bytes:
     """A site and its unreleased verdicts, without the rulebook (configuration)."""
     frozen = copy.copy(site)
     if frozen is not None:
-        frozen.book = None
+        frozen.book = None  # type: ignore[assignment]  # given back on resume (_thaw_site)
     return safe_pickle.dump_state((frozen, pending))
 
 
@@ -112,12 +127,20 @@ class SequenceLogic(StatefulBatchLogic):
         self.cfg = cfg
         self.seq: Sequencer = safe_pickle.load_state(resume) if resume else Sequencer(
             lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
+        if resume and (self.seq.lateness_s, self.seq.tick_s) != (cfg.lateness_s, cfg.tick_s):
+            # configuration is the command line's, not the snapshot's (the watermark never
+            # goes back: a shorter window releases sooner, a longer one holds more)
+            _log.warning("reorder window and tick changed on resume", extra={
+                "lateness_s": cfg.lateness_s, "was_lateness_s": self.seq.lateness_s,
+                "tick_s": cfg.tick_s, "was_tick_s": self.seq.tick_s})
+            self.seq.lateness_s, self.seq.tick_s = cfg.lateness_s, cfg.tick_s
         if not isinstance(self.seq._pending, deque):  # an older format: a heap
             self.seq._pending = deque(sorted(self.seq._pending))
         if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
             self.seq._pending = deque((src, raw, rec, at)
                                       for at, _, rec, raw, src in self.seq._pending)
         self.applied = cfg.book.digest
+        self.seq.configure(cfg.rulebook())
         if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves
             self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
@@ -128,6 +151,7 @@ class SequenceLogic(StatefulBatchLogic):
         book = self.cfg.rulebook()
         if book.digest != self.applied:  # the known point where a reload takes effect
             self.applied = book.digest
+            self.seq.configure(book)
             _log.info("rulebook in force", extra={"rulebook": book.name, "version": book.version,
                                                   "digest": book.digest,
                                                   "from_watermark": self.seq.watermark})
@@ -138,6 +162,7 @@ class SequenceLogic(StatefulBatchLogic):
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
         metrics.HELD_AHEAD.set(len(self.seq.ahead))
+        metrics.OUTAGES_UNWATCHED.set(self.seq.nearby.unwatched)
         if self.seq.late_by_kind != self.late_counted:
             self._count_late()
         _SEQ_BATCH.observe(time.perf_counter() - t0)
@@ -245,7 +270,11 @@ class DispatchLogic(StatefulBatchLogic):
         return self.dispatch.handle(values, self.cfg.rulebook(), self.cfg.models), False
 
     def on_eof(self) -> tuple[list, bool]:
-        return self.dispatch.finish(), False
+        out = self.dispatch.finish()
+        if self.cfg.results is not None:
+            self.cfg.results.report = self.dispatch.model.report()
+            self.cfg.results.model = self.dispatch.model.to_bytes()
+        return out, False
 
     def snapshot(self) -> bytes | None:
         return _snapshot(self.dispatch, self.cfg.durable)
@@ -289,7 +318,7 @@ def _bundle(routes: Routes, ordered: bool = True) -> list:
     relies on: the sequencer releases in event-time order (records at equal times
     commute for care), so only a batch with late records (``ordered=False``) sorts.
     """
-    out = []
+    out: list[tuple[str, list]] = []
     if routes.sites:
         out.append(("site", [(k, (k, v)) for k, v in routes.sites.items()]))
     if routes.cares:
@@ -320,8 +349,11 @@ def care_shard(subscriber_id: str) -> str:
     return _SHARD_KEYS[crc32(subscriber_id.encode()) % CARE_SHARDS]
 
 
-def _decode_batch(items: list) -> list:
+def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
     """Decode an input batch into one item for the sequencer: ``[("clock", decoded)]``.
+
+    ``adapters``: the rulebook's tables for operators' alarm feeds (VES, TMF642);
+    a VES batch stands for several records, each with its own raw event.
 
     Items are ``(source, raw)``, or a :class:`~dataflows.messages.Decoded` batch from
     a source that decoded them already (the Kafka source needs each record's time to
@@ -339,7 +371,7 @@ def _decode_batch(items: list) -> list:
             _count_decoded(item)
             out += item.items
             continue
-        rec = decode_input(item[1], item[0])
+        rec: Any = decode_input(item[1], item[0], adapters)  # dispatched on its type below
         kind = type(rec)
         if kind is tuple:  # a position (most records): kind_of() and stream_at(), inline
             kind = Location if rec[3] is None else Call
@@ -347,6 +379,18 @@ def _decode_batch(items: list) -> list:
         elif kind is DeadLetter:
             own.dead.append(rec)
             out.append(rec)
+            continue
+        elif kind is Expanded:  # an operator's batch of alarms (VES eventList)
+            for raw, one in rec:
+                if type(one) is DeadLetter:
+                    own.dead.append(one)
+                    out.append(one)
+                    continue
+                accepted[type(one)] = accepted.get(type(one), 0) + 1
+                at = one.at
+                if latest is None or at > latest:
+                    latest = at
+                out.append((item[0], raw, one, at))
             continue
         else:
             at = stream_at(rec)
@@ -366,7 +410,7 @@ def _count_decoded(batch: Decoded) -> None:
     for d in batch.dead:
         _count_dead(d)
     for rec in batch.complaints:
-        metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, stream_at(rec))
+        metrics.OBSERVER.complaint(rec.subscriber_id, rec.category, rec.event_time)
     for kind, n in batch.accepted.items():
         _ACCEPTED[kind.kind].inc(n)
     if batch.latest is not None:
@@ -450,7 +494,8 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
     metrics.RUN_START.set(time.time())
     raw = op.input("input", flow, source)
-    decoded = op.flat_map_batch("decode", raw, _decode_batch)  # one ("clock", batch) each
+    decoded = op.flat_map_batch(  # one ("clock", batch) each
+        "decode", raw, lambda items: _decode_batch(items, cfg.rulebook().adapters))
     routed = op.stateful_batch("sequence", decoded, lambda r: SequenceLogic(cfg, r))
 
     def unbundle(stage: str):
@@ -484,7 +529,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     def out(step: str, stream, sink: Sink, enc) -> None:
         op.output(step, op.map(f"encode_{step}", stream, enc), sink)
 
-    out("actions_out", actions, outputs.actions, lambda a: (a.subscriber_id, encode(a)))
+    encode_action = tmf681.encode if cfg.action_format == "tmf681" else encode
+    out("actions_out", actions, outputs.actions,
+        lambda a: (a.subscriber_id, encode_action(a)))
     out("incidents_out", incidents, outputs.incidents, lambda i: (i.incident_id, encode(i)))
     out("dead_letters_out", dead, outputs.dead_letters, _encode_dead)
     return flow

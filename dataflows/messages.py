@@ -1,7 +1,7 @@
 """Messages that travel between the flow's stages (not on the wire).
 
-The sequencer sends records, :data:`Position`, :class:`Left` and :class:`Tick`
-to sites, and profiles and complaints to subscribers, grouped into one list per
+The sequencer sends records, :data:`Position`, :class:`Left`, :class:`Near` and
+:class:`Tick` to sites, and profiles and complaints to subscribers, grouped into one list per
 destination key per batch; a site sends :class:`Impact`, :class:`Restored`,
 :class:`Escalation` and :class:`DropNote` to subscribers. Every message knows
 its event time: ``at``, a position's third element.
@@ -10,6 +10,7 @@ its event time: ``at``, a position's third element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,30 @@ class Left:
 
 
 @dataclass(frozen=True, slots=True)
+class Watch:
+    """Sequencer says: from ``at`` it follows who is around this site (an outage alarm
+    opened); the :class:`Near` messages that follow replace what the site heard before.
+    ``ended``: it stopped following them at ``at``: what the site heard is out of date."""
+
+    at: float
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Near:
+    """Sequencer says: a subscriber around this site's outage was heard on ``site_id`` at
+    ``at`` (:mod:`dataflows.nearby`).
+
+    ``near``: ``site_id`` is one of this site's nearest sites; if not, they have gone
+    farther away and the site stops counting them as around it."""
+
+    subscriber_id: str
+    site_id: str
+    at: float
+    near: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Drop:
     """A dropped call, sent to the cell's site to learn whether an outage explains it."""
 
@@ -75,15 +100,25 @@ class IncidentFacts:
     confirmed: bool = True
 
 
+#: What made a site send an :class:`Impact` (the rulebook's trigger point for it).
+HOLD_DOWN, WALK_IN, REAPPEARED = "hold_down", "walk_in", "reappeared"
+
+
 @dataclass(frozen=True, slots=True)
 class Impact:
-    """Site says: subscriber was on a down cell at hold-down time ``at``."""
+    """Site says: subscriber was (most likely) without service in the incident at ``at``.
+
+    ``trigger`` says how the site knows: ``hold_down`` (on a down cell at the hold-down,
+    the contract's *impacted*), ``walk_in`` (last heard around the outage at ``seen``,
+    silent since: inside the hole) or ``reappeared`` (unheard during the outage, back on
+    one of its cells at ``seen``, soon after its restoration at ``at``)."""
 
     subscriber_id: str
     facts: IncidentFacts
     at: float
-    seen: tuple[float, str, str | None]  # the site's latest observation: (at, cell, ref)
+    seen: tuple[float, str, str | None]  # the observation it rests on: (at, cell, ref)
     moved: bool = False  # seen on another site since then (and at or before ``at``)
+    trigger: str = HOLD_DOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +175,7 @@ class Decoded:
     """
 
     items: list = field(default_factory=list)
-    accepted: dict[type, int] = field(default_factory=dict)
+    accepted: dict[Any, int] = field(default_factory=dict)  # record type -> count
     dead: list = field(default_factory=list)
     complaints: list = field(default_factory=list)
     latest: float | None = None

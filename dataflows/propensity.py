@@ -9,9 +9,10 @@ Pure logic, no Bytewax. Three pieces:
   last 24 h, contacts already sent in 24 h, hour of day (kept as a field; not fed to
   the model: in a 6 h run it only tracks the label stream). Nothing known only later.
 * :class:`PropensityModel` — a river pipeline ``(one-hot(segment, plan, trigger) ∪
-  standard-scaled numbers) | LogisticRegression``, **one per worker** (see
-  :func:`shared`), never per subscriber. Progressive validation: every labelled example
-  is first scored (ROC AUC, log loss), then learnt. ``version`` is ``p<updates>``;
+  standard-scaled numbers) | LogisticRegression``, **one for the whole flow** (in
+  the dispatch step's state, :mod:`dataflows.dispatch`), never per subscriber.
+  Progressive validation: every labelled example is first scored (ROC AUC, log
+  loss), then learnt. ``version`` is ``p<updates>``;
   :meth:`to_bytes` / :meth:`from_bytes` are its snapshot (~4 KB pickled).
 * :class:`ExposureBook` — delayed labels, one event at a time, per subscriber (it
   lives in the subscriber's state, a few tuples): an exposure at ``t`` is *positive*
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -176,25 +176,6 @@ class PropensityModel:
 
     def __reduce__(self):  # copy.deepcopy / pickle go through the compact snapshot
         return (PropensityModel.from_bytes, (self.to_bytes(),))
-
-
-_SHARED: dict[int, PropensityModel] = {}
-_LOCK = threading.Lock()
-
-
-def shared(worker: int = 0) -> PropensityModel:
-    """The worker's model (created on first use): one object per worker, not per key."""
-    with _LOCK:
-        model = _SHARED.get(worker)
-        if model is None:
-            model = _SHARED[worker] = PropensityModel()
-        return model
-
-
-def install(worker: int, model: PropensityModel) -> None:
-    """Replace the worker's model (on resume from a snapshot)."""
-    with _LOCK:
-        _SHARED[worker] = model
 
 
 class Label(NamedTuple):

@@ -48,11 +48,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataflows.messages import Drop, Left, Tick
+from dataflows.nearby import NearbyWatch
 from dataflows.state import restore_fields
 from forewarn.codec import Source, dead_letter, fmt_time
+
+if TYPE_CHECKING:
+    from rules.rulebook import Rulebook
 from forewarn.model import (
     Alarm,
     Call,
@@ -85,7 +89,8 @@ DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of dro
 Routed = tuple[str, Any, Any]  # (stage, key, message): stage in site | care | dead
 #: A record as the decode step hands it over: ``(source, raw, record, at)``, ``at``
 #: its :func:`~forewarn.model.stream_at`. Held records keep this shape.
-Item = tuple[Source, bytes, Record, float | None]
+Item = tuple[Source, bytes, Any, float | None]  # the record: Record, or a position tuple
+Timed = tuple[Source, bytes, Any, float]  # an Item with a stream time (all held ones)
 _at_of = itemgetter(3)  # an Item's stream time
 
 
@@ -129,13 +134,6 @@ class Routes:
         self.dead.append(dead)
         self.refused.append(dead)
 
-    def triples(self) -> list[Routed]:
-        """``(stage, key, message)`` for each message: sites, then subscribers, then
-        dead letters (order is kept per key, not across keys)."""
-        return ([("site", k, m) for k, box in self.sites.items() for m in box]
-                + [("care", k, m) for k, box in self.cares.items() for m in box]
-                + [("dead", None, d) for d in self.dead])
-
 
 @dataclass(slots=True)
 class Sequencer:
@@ -165,18 +163,38 @@ class Sequencer:
     _ahead_run: list = field(default_factory=list)  # stream times of ahead records in a row
     _timed: int = 0  # timed records taken within the stream's progress (its rate)
     _anchor: float | None = None  # the first watermark
+    # around outages (walk_in / reappeared rules): off (None) or (nearest sites to watch,
+    # how long after the last clear, outage severities, outage causes), from the rulebook
+    near_cfg: tuple | None = None
+    nearby: NearbyWatch = field(default_factory=NearbyWatch)
+    outage_open: dict[str, set[str]] = field(default_factory=dict)  # site -> outage alarms
+    # maintenance windows: id -> (start, end, their sites, their cells); an outage inside
+    # one is planned work, with no customer action: nobody is followed around it
+    windows: dict[str, tuple[float, float, frozenset[str], frozenset[str]]] = field(
+        default_factory=dict)
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
 
+    def configure(self, book: Rulebook) -> None:
+        """What of the rulebook the sequencer needs: whether and how to watch around
+        outages (:mod:`dataflows.nearby`)."""
+        corr = book.correlation
+        self.near_cfg = (corr.nearby_sites, corr.reappear_s, corr.outage_severities,
+                         corr.outage_causes, corr.silence_s) if book.watches_nearby else None
+
     # -- input -----------------------------------------------------------------
 
     def feed(self, rec: Record, raw: bytes, source: Source) -> list[Routed]:
-        """Take one decoded record; return what is released by it."""
+        """Take one decoded record; return what is released by it: ``(stage, key,
+        message)`` for sites, then subscribers, then dead letters (order is kept per
+        key, not across keys)."""
         out = Routes()
         self._seq += 1
         self.take(rec, raw, source, stream_at(rec), out)
-        return out.triples()
+        return ([("site", k, m) for k, box in out.sites.items() for m in box]
+                + [("care", k, m) for k, box in out.cares.items() for m in box]
+                + [("dead", None, d) for d in out.dead])
 
     def take_batch(self, batches: Iterable[list], out: Routes) -> None:
         """Take lists of :data:`Item` and dead letters (decoding's), in arrival order.
@@ -240,7 +258,7 @@ class Sequencer:
         if self.ahead:
             self._catch_up(out)
 
-    def _admit(self, item: Item, out: Routes) -> None:
+    def _admit(self, item: Timed, out: Routes) -> None:
         """Put a timed record in the reorder buffer and release what it makes due."""
         pending = self._pending
         at = item[3]
@@ -270,7 +288,7 @@ class Sequencer:
     # stream). Anything else is a dead letter, code ``future``. All of it depends only on
     # the order of the records, so every replay speed and batch size gives the same.
 
-    def _hold_ahead(self, item: Item, out: Routes) -> None:
+    def _hold_ahead(self, item: Timed, out: Routes) -> None:
         insort(self.ahead, item, key=_at_of)
         if len(self.ahead) > AHEAD_HELD_MAX:
             far = self.ahead.pop()
@@ -285,6 +303,7 @@ class Sequencer:
     def _front(self) -> float:
         """The stream's progress: the latest record taken (the reorder buffer's last),
         at least the watermark plus the reorder window."""
+        assert self.watermark is not None  # called only after the warm-up
         front = self.watermark + self.lateness_s
         pending = self._pending
         return pending[-1][3] if pending and pending[-1][3] > front else front
@@ -304,20 +323,24 @@ class Sequencer:
     def _settle_ahead(self, out: Routes) -> None:
         """End of input: apply each held record (in time order) whose gap the stream's rate
         explains, dead-letter the rest."""
-        anchor = self._anchor if self._anchor is not None else self.watermark
-        span = max(self.watermark - anchor, 3600.0)
+        watermark = self.watermark
+        if watermark is None:  # nothing taken past the warm-up: nothing held either
+            return
+        anchor = self._anchor if self._anchor is not None else watermark
+        span = max(watermark - anchor, 3600.0)
         rate = self._timed / span  # records per second of stream time
         while self.ahead:
             item = self.ahead.pop(0)
-            gap = item[3] - self.watermark
+            gap = item[3] - watermark
             if gap <= self.ahead_s or rate * gap <= AHEAD_EXPECTED:
                 self._admit(item, out)
                 self._release_to(float("inf"), out)
             else:
                 out.refuse(self._future(item, "the stream never reached it"))
 
-    def _future(self, item: Item, why: str) -> DeadLetter:
+    def _future(self, item: Timed, why: str) -> DeadLetter:
         source, raw, rec, at = item
+        assert self.watermark is not None  # records are held only after the warm-up
         reason = (f"{kind_of(rec).kind}: event time {fmt_time(at)} is "
                   f"{_span(at - self.watermark)} ahead of the stream's progress "
                   f"({fmt_time(self.watermark)}); held, and {why}")
@@ -340,7 +363,8 @@ class Sequencer:
     def _horizon(self, at: float) -> float:
         """What taking a record at ``at`` makes due: everything up to here."""
         horizon = at - self.lateness_s
-        return horizon if horizon > self.watermark else self.watermark
+        watermark = self.watermark
+        return horizon if watermark is None or horizon > watermark else watermark
 
     def _end_warmup(self, out: Routes) -> None:
         """Anchor the watermark at the median of the first records, robust to a bad one."""
@@ -376,8 +400,8 @@ class Sequencer:
             late = at < watermark
             if late:  # behind records already released: applied late
                 self.late += 1
-                kind = kind_of(rec).kind
-                self.late_by_kind[kind] = self.late_by_kind.get(kind, 0) + 1
+                name = kind_of(rec).kind
+                self.late_by_kind[name] = self.late_by_kind.get(name, 0) + 1
             elif at > watermark:
                 self.watermark = watermark = at
                 if at >= self._next_tick:
@@ -416,12 +440,18 @@ class Sequencer:
                     last_site[sid] = site
                     if before is not None:  # (a move: ~8 % of positions, off the hot path)
                         out.site(before, Left(sid, at))
+                nearby = self.nearby
+                if nearby.near_of or nearby.followed:  # some site is down: who is around
+                    nearby.heard(sid, site, at, sites)  # (their latest position only)
             if kind is Call and rec.dropped:
                 sites[site].append(Drop(sid, rec.cell_id, rec.call_id, at))
                 self._activate(site, at + DROP_HORIZON_S)
 
     def _ticks(self, now: float, out: Routes) -> None:
         self._next_tick = now + self.tick_s
+        if self.nearby.watches:
+            silence = self.near_cfg[4] if self.near_cfg is not None else 0.0
+            self.nearby.expire(now, self.last_site, self.last_at, out.sites, silence)
         tick = Tick(now)
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
@@ -440,26 +470,31 @@ class Sequencer:
 
     def _route(self, rec: Record, raw: bytes, source: Source, out: Routes) -> None:
         """Records other than positions (those are routed in :meth:`_release_to`)."""
-        kind = type(rec)
-        if kind is Subscriber or kind is Complaint:
+        if isinstance(rec, Subscriber | Complaint):
             out.care(rec.subscriber_id, rec)
-        elif kind is Alarm:
+        elif isinstance(rec, Alarm):
             self._route_alarm(rec, raw, source, out)
-        elif kind is Kpi:
+        elif isinstance(rec, Kpi):
             site = self.cell_site.get(rec.cell_id)
             if site is None:
                 out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
             else:
                 out.site(site, rec)
-        elif kind is Cell:
+        elif isinstance(rec, Cell):
             old = self.cell_site.get(rec.cell_id)
             if old is not None and old != rec.site_id:
                 self.site_cells[old].discard(rec.cell_id)
             self.cell_site[rec.cell_id] = rec.site_id
             self.cell_names.setdefault(rec.cell_id, sys.intern(rec.cell_id))  # as decoded
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
+            self.nearby.place(rec.site_id, rec.lat, rec.lon)
             out.site(rec.site_id, rec)
-        elif kind is Maintenance:
+        elif isinstance(rec, Maintenance):
+            if rec.op == "cancel":
+                self.windows.pop(rec.window_id, None)
+            else:
+                self.windows[rec.window_id] = (rec.start_time, rec.end_time,
+                                               frozenset(rec.site_ids), frozenset(rec.cell_ids))
             sites = set(rec.site_ids)
             sites.update(self.cell_site[c] for c in rec.cell_ids if c in self.cell_site)
             for s in sorted(sites):
@@ -485,12 +520,56 @@ class Sequencer:
                 out.refuse(dead_letter(raw, source, reason))
                 return
         alarms = self.open_alarms.setdefault(site, set())
+        if rec.cleared and rec.alarm_id not in alarms and getattr(rec, "adapter", None):
+            # an operator's feed (VES, TMF642): a clear must follow its raise; a contract
+            # record's clear of an unknown alarm is a no-op, as it always was
+            reason = (f"alarm {rec.alarm_id!r}: a clear of an alarm that is not open on "
+                      f"site {site!r} (clear without raise)")
+            out.refuse(dead_letter(raw, source, reason))
+            return
         if rec.cleared:
             alarms.discard(rec.alarm_id)
         else:
             alarms.add(rec.alarm_id)
         self._activate(site, rec.event_time + ALARM_HORIZON_S)
         out.site(site, rec)
+        if rec.cleared:  # (clears whether or not a rule watches now: a reload may change it)
+            self._unwatch(site, rec)
+        elif self.near_cfg is not None:
+            self._watch(site, rec, out)
+
+    def _unwatch(self, site: str, rec: Alarm) -> None:
+        """An alarm cleared: when it was the site's last open outage alarm, its watch ends
+        ``reappear_s`` later."""
+        outage = self.outage_open.get(site)
+        if outage and rec.alarm_id in outage:
+            outage.discard(rec.alarm_id)
+            if not outage:
+                del self.outage_open[site]
+                linger_s = self.near_cfg[1] if self.near_cfg is not None else 0.0
+                self.nearby.stop(site, rec.event_time, linger_s)
+
+    def _watch(self, site: str, rec: Alarm, out: Routes) -> None:
+        """Start (or keep) the watch around ``site`` when an outage alarm opens on it."""
+        k, _, severities, causes, _ = self.near_cfg  # type: ignore[misc]
+        outage = self.outage_open.get(site)
+        if rec.severity in severities and rec.probable_cause in causes:
+            if self._planned(site, rec):
+                return  # maintenance: no customer action, nobody to follow
+            if outage is None:
+                outage = self.outage_open[site] = set()
+            self.nearby.start(site, rec.event_time, k, self.last_site, self.last_at, out.sites)
+            outage.add(rec.alarm_id)
+
+    def _planned(self, site: str, rec: Alarm) -> bool:
+        """Is this outage alarm inside a maintenance window covering its cell or site?"""
+        at, cells = rec.event_time, self.site_cells.get(site, set())
+        for start, end, w_sites, w_cells in self.windows.values():
+            if start <= at <= end and (site in w_sites or (
+                    rec.cell_id in w_cells if rec.cell_id is not None
+                    else bool(cells) and cells <= w_cells)):
+                return True
+        return False
 
 
 def _span(seconds: float) -> str:

@@ -13,6 +13,13 @@ the subscribers they impact:
 * **flapping** — the ``flapping_outages``-th outage of a cell within
   ``flapping_window_s`` opens one ``flapping`` incident that absorbs its next
   outages until it has been up ``flapping_stable_s``;
+* **walk-ins** — someone last heard on a nearby site (:mod:`dataflows.nearby`) who
+  stays silent past ``nearby.silence_s`` while an outage lasts is most likely inside
+  it: an :class:`Impact` with trigger ``walk_in`` (not the contract's impacted: no
+  restored notice or escalation follows, and the NOC's count leaves them out);
+* **reappearances** — someone unheard during an outage who is back on one of its
+  cells within ``nearby.reappear_s`` of its restoration: an :class:`Impact` with
+  trigger ``reappeared`` (no restored notice follows: service is back);
 * **maintenance** — cells inside an active window impact nobody;
 * **dropped calls** — each drop is held for the hold-down, then sent on as a
   :class:`DropNote` naming the outage (if any) that explains it;
@@ -34,15 +41,20 @@ from typing import Any
 
 from dataflows.degradation import SiteHealth, Verdict
 from dataflows.messages import (
+    REAPPEARED,
+    WALK_IN,
     Drop,
     DropNote,
     Escalation,
     Impact,
     IncidentFacts,
     Left,
+    Near,
     Restored,
     Tick,
+    Watch,
 )
+from dataflows.nearby import Surroundings
 from dataflows.state import restore_fields
 from forewarn.model import Alarm, Cell, Incident, Kpi, Maintenance
 from rules.rulebook import Rulebook
@@ -79,7 +91,11 @@ class OpenIncident:
     detector: str | None = None
     opened: bool = False
     impacted: dict[str, None] = field(default_factory=dict)  # subscribers sent an Impact
+    walked_in: dict[str, None] = field(default_factory=dict)  # found inside it later
     facts: IncidentFacts | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        restore_fields(self, state)  # snapshots from before a field was added load too
 
 
 @dataclass(slots=True)
@@ -112,6 +128,11 @@ class SiteCorrelator:
     # members whose entry is a first observation on a down cell within the group wait
     # after it went down (the contract counts them as impacted): sub -> that entry
     first_after: dict[str, tuple[str, float, str | None]] = field(default_factory=dict)
+    around: Surroundings = field(default_factory=Surroundings)  # heard nearby, during a watch
+    _walk_at: float | None = None  # the pending walk-in check's deadline
+    # resolved incidents still taking reappearances: id -> (until, facts, start, end,
+    # cells, who was impacted or has reappeared)
+    recent: dict[str, tuple] = field(default_factory=dict)
 
     def __setstate__(self, state: Any) -> None:
         restore_fields(self, state)  # snapshots from before a field was added load too
@@ -124,9 +145,17 @@ class SiteCorrelator:
         if kind is tuple:  # a Position: most messages (every location and call)
             return self.handle_batch((msg,))
         if kind is Tick:  # next most: every active site, every tick_s of event time
-            out = self.advance(msg.at)
+            out: list[Out] = self.advance(msg.at)
             if self.detect:
                 out += self._silent(self.health.advance(msg.at))
+            return out
+        if kind is Near:  # heard around this site: fire what is due before it, no clock move
+            out = self._fire_due(msg.at)
+            self._near(msg)
+            return out
+        if kind is Watch:  # a watch begins or ends: who was heard around before is stale
+            out = self._fire_due(msg.at)
+            self.around.clear()
             return out
         if kind is Left:  # about another site: fire what is due before it, no clock move
             out = self._fire_due(msg.at)
@@ -140,7 +169,7 @@ class SiteCorrelator:
         at = getattr(msg, "at", None)
         if at is None and isinstance(msg, Alarm):
             at = msg.event_time
-        out: list[Out] = []
+        out = []
         if at is not None:
             out += self.advance(at)
         if isinstance(msg, Alarm):
@@ -161,8 +190,14 @@ class SiteCorrelator:
         out: list[Out] = []
         members, deadlines, down = self.members, self.deadlines, self.down
         position = self.health.position if self.detect else None
+        heard = self.around.heard
         for msg in msgs:
             if type(msg) is not tuple:
+                if type(msg) is Near and not (deadlines and deadlines[0][0] < msg.at):
+                    # heard around this site (during an outage, the next most frequent
+                    # message): nothing due before it, so just note it
+                    self._near(msg)
+                    continue
                 out += self.handle(msg)
                 continue
             sid, cell, at, ref = msg
@@ -173,6 +208,9 @@ class SiteCorrelator:
                 if at - self._pruned_at >= PRUNE_EVERY_S:
                     self._prune(at)
             seen = members.get(sid)
+            near = self.around.here(sid, at) if heard and sid in heard else None
+            if self.recent:
+                out += self._reappeared(sid, cell, at, ref, seen, near)
             after = self._after_start(sid, seen, cell, at) if down and cell in down else None
             if after is KEEP:
                 pass  # their position at the start stands: the outage ended this call
@@ -273,7 +311,7 @@ class SiteCorrelator:
                 if inc is not None and inc.down and inc.opened:
                     out.append(("incident", self._record(inc, "updated", a.event_time)))
             return out
-        if a.severity not in corr.outage_severities or a.probable_cause not in corr.outage_causes:
+        if not corr.is_outage(a.severity, a.probable_cause):
             return []  # not a loss of service
         if a.alarm_id in self.alarm_cells:
             return []  # repeated raise of an open alarm
@@ -371,6 +409,10 @@ class SiteCorrelator:
         out.append(("incident", self._record(inc, "resolved", at, end=at)))
         facts = inc.facts or self._facts(inc)
         out += [("care", Restored(sub, facts, at)) for sub in inc.impacted]
+        if inc.facts is not None and not inc.planned and inc.kind != "degradation" \
+                and self.book.acts_at(REAPPEARED):
+            self.recent[inc.id] = (at + self.book.correlation.reappear_s, inc.facts, inc.start,
+                                   at, frozenset(inc.ever), {**inc.impacted, **inc.walked_in})
         del self.incidents[inc.id]
         for cell in inc.ever:
             if self.cell_incident.get(cell) == inc.id:
@@ -380,6 +422,8 @@ class SiteCorrelator:
     def _fire(self, at: float, kind: str, ref: Any) -> list[Out]:
         if kind == "drop":
             return self._drop_note(at, ref)
+        if kind == "walk":
+            return self._walk_ins(at)
         if kind == "escalate":
             inc = self.incidents.get(ref[0])
             if inc is None or inc.planned or inc.facts is None:
@@ -425,6 +469,8 @@ class SiteCorrelator:
                     out.append(("care", Impact(sub, facts, at, (seen_at, cell, ref), moved)))
         status = "open" if not inc.opened else "updated"
         inc.opened = True
+        if self._walk_at is None and self.around.heard:
+            self._schedule_walk(at)
         return [("incident", self._record(inc, status, at))] + out
 
     def _drop_note(self, at: float, d: Drop) -> list[Out]:
@@ -443,6 +489,80 @@ class SiteCorrelator:
         note = DropNote(d.subscriber_id, d.call_id, d.cell_id, d.at, explained,
                         self._window_for(d.cell_id, d.at) is not None, area, at, self.region)
         return [("care", note)]
+
+    # -- around an outage: walk-ins and reappearances (dataflows.nearby) ----------------
+
+    def _walk_target(self) -> OpenIncident | None:
+        """The outage a silent neighbour is counted in: the earliest open one past its
+        hold-down (facts known), not planned work, with cells still down."""
+        best = None
+        for inc in self.incidents.values():
+            if inc.facts is not None and inc.down and not inc.planned \
+                    and inc.kind != "degradation" and (best is None or inc.start < best.start):
+                best = inc
+        return best
+
+    def _near(self, msg: Near) -> None:
+        """Note who was heard around; check for walk-ins when one is due (no later than
+        the pending check: one heard long ago, handed over by a watch that ended, may be
+        due before it)."""
+        self.around.near(msg)
+        if not msg.near:
+            return
+        due = max(msg.at + self.book.correlation.silence_s, self.clock)
+        if (self._walk_at is None or due < self._walk_at) and self._walk_target() is not None:
+            # (with no check pending, nobody older is waiting: this one is the first due)
+            self._walk_at = due
+            self._schedule(due, "walk", None)
+
+    def _schedule_walk(self, now: float) -> None:
+        """Check for walk-ins when the one heard least recently becomes overdue."""
+        front = self.around.front()
+        if front is None or self._walk_target() is None:
+            return
+        self._walk_at = at = max(front + self.book.correlation.silence_s, now)
+        self._schedule(at, "walk", None)
+
+    def _walk_ins(self, at: float) -> list[Out]:
+        """Everyone heard around the outage and silent since ``silence_s`` is in it (if
+        their silence began at most ``silence_s`` before it: a phone silent since long
+        before says nothing about this outage)."""
+        self._walk_at = None
+        inc = self._walk_target()
+        if inc is None or inc.facts is None:
+            return []
+        silence = self.book.correlation.silence_s
+        out: list[Out] = []
+        for sid, site, heard_at in self.around.silent_since(at - silence, inc.start - silence):
+            if sid in inc.impacted or sid in inc.walked_in:
+                continue
+            inc.walked_in[sid] = None  # not the contract's impacted: no restored notice
+            seen = (heard_at, site, f"last_heard:{site}@{int(heard_at)}")
+            out.append(("care", Impact(sid, inc.facts, at, seen, False, WALK_IN)))
+        self._schedule_walk(at)
+        return out
+
+    def _reappeared(self, sid: str, cell: str, at: float, ref: str | None,
+                    seen: tuple[str, float, str | None] | None,
+                    near: tuple[str, float] | None) -> list[Out]:
+        """``sid`` heard on ``cell`` at ``at``, last heard here (``seen``) or around
+        (``near``) before: back from a recent outage they were unheard during?"""
+        out: list[Out] = []
+        silence = self.book.correlation.silence_s
+        for inc_id, (until, facts, start, end, cells, told) in list(self.recent.items()):
+            if at > until:
+                if at - until > silence:  # a late record may still come within a window
+                    del self.recent[inc_id]
+                continue
+            if at < end or cell not in cells or sid in told:
+                continue
+            before = max((seen[1] if seen is not None else -1.0),
+                         (near[1] if near is not None else -1.0))
+            if not start - silence <= before < start:
+                continue  # heard during the outage, or silent since long before it
+            told[sid] = None
+            out.append(("care", Impact(sid, facts, at, (at, cell, ref), False, REAPPEARED)))
+        return out
 
     # -- silent failures (no alarm) ------------------------------------------------------
 
@@ -559,3 +679,11 @@ class SiteCorrelator:
         for wid, (_, end, _) in list(self.windows.items()):
             if end < now - 24 * 3600:
                 del self.windows[wid]
+        if self.recent:  # resolved incidents past their reappearance window
+            silence = self.book.correlation.silence_s
+            self.recent = {i: r for i, r in self.recent.items() if r[0] >= now - silence}
+        if self.around.heard:  # heard longer ago than any outage here could still use
+            starts = [inc.start for inc in self.incidents.values()]
+            starts += [r[2] for r in self.recent.values()]
+            silence = self.book.correlation.silence_s
+            self.around.forget_before(min([now, *starts]) - silence)

@@ -3,23 +3,23 @@
 Each command group lives next to what it drives and registers itself here:
 a module exposes ``register(subparsers)`` that adds its sub-command(s) and
 sets ``func`` (a callable taking the parsed args, returning an exit code).
+
+These modules are the application layer, above the stages and connectors
+(nothing below imports them; ``tests/test_layers.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
+from connectors import broker_cli, kafka_cli
+from forewarn import commands
 from forewarn.runner import tune_gc
+from simulator import cli as simulator_cli
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
-COMMAND_MODULES = (
-    "forewarn.commands",
-    "simulator.cli",
-    "connectors.broker_cli",
-    "connectors.kafka_cli",
-)
+COMMAND_MODULES = (commands, simulator_cli, broker_cli, kafka_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Proactive customer care from network events.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # not written yet in this checkout
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
 

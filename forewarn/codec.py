@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -46,6 +46,9 @@ from forewarn.model import (
     Subscriber,
 )
 
+if TYPE_CHECKING:
+    from forewarn.adapters import Adapters
+
 RAW_LIMIT = 4096  # bytes of the offending input kept in a dead letter
 #: Inputs larger than this are dead letters ("too large") without being parsed.
 MAX_RECORD_BYTES = 256 * 1024
@@ -62,22 +65,30 @@ class Origin(str):
     (True, {'topic': 'oss.calls', 'partition': 2, 'offset': 41})
     """
 
+    part: int  # the partition (``str.partition`` is a method of the name)
+    offset: int
+
     def __new__(cls, topic: str, partition: int, offset: int) -> Origin:
         self = super().__new__(cls, topic)
-        self.partition = partition
+        self.part = partition
         self.offset = offset
         return self
 
     def origin(self) -> dict:
         """Fields added to a dead letter: ``topic``, ``partition``, ``offset``."""
-        return {"topic": str(self), "partition": self.partition, "offset": self.offset}
+        return {"topic": str(self), "partition": self.part, "offset": self.offset}
 
     def __reduce__(self):  # pickled inside the sequencer's reorder buffer
-        return (Origin, (str(self), self.partition, self.offset))
+        return (Origin, (str(self), self.part, self.offset))
 
 
 #: Where a record came from: a name (file, topic) or ``(topic, partition, offset)``.
 Source = str | tuple[str, int, int]
+
+
+class Expanded(list):
+    """One input that stands for several records (a VES ``eventList`` batch): its
+    ``(raw, record or DeadLetter)`` pairs, in order (:mod:`forewarn.adapters`)."""
 
 
 class Invalid(ValueError):
@@ -161,6 +172,10 @@ def _req(obj: dict, typ: str, name: str) -> Any:
     return value
 
 
+@overload
+def _str(obj: dict, typ: str, name: str, required: Literal[True] = True) -> str: ...
+@overload
+def _str(obj: dict, typ: str, name: str, required: Literal[False]) -> str | None: ...
 def _str(obj: dict, typ: str, name: str, required: bool = True) -> str | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
@@ -180,6 +195,10 @@ def _time(obj: dict, typ: str, name: str) -> float:
     return at
 
 
+@overload
+def _num(obj: dict, typ: str, name: str, required: Literal[True] = True) -> float: ...
+@overload
+def _num(obj: dict, typ: str, name: str, required: Literal[False]) -> float | None: ...
 def _num(obj: dict, typ: str, name: str, required: bool = True) -> float | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
@@ -189,6 +208,10 @@ def _num(obj: dict, typ: str, name: str, required: bool = True) -> float | None:
     return value
 
 
+@overload
+def _int(obj: dict, typ: str, name: str, required: Literal[True] = True) -> int: ...
+@overload
+def _int(obj: dict, typ: str, name: str, required: Literal[False]) -> int | None: ...
 def _int(obj: dict, typ: str, name: str, required: bool = True) -> int | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
@@ -200,7 +223,14 @@ def _int(obj: dict, typ: str, name: str, required: bool = True) -> int | None:
     return value
 
 
-def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...], required: bool = True):
+@overload
+def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
+          required: Literal[True] = True) -> str: ...
+@overload
+def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
+          required: Literal[False]) -> str | None: ...
+def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
+          required: bool = True) -> str | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
         return None
@@ -412,7 +442,13 @@ def reason_code(reason: str) -> str:
 
 
 _REASON_CODES = (
-    ("refused by the broker", "refused"),  # a publisher's: the broker's own reason
+    ("refused by the broker", "refused"),
+    # operators' feeds (forewarn.adapters)
+    ("mapping (see docs/adapters.md)", "no_adapter"),
+    ("(unsupported event)", "unsupported_event"),
+    ("(unknown source name)", "unknown_source"),
+    ("(unknown condition)", "unknown_condition"),
+    ("(clear without raise)", "clear_without_raise"),  # a publisher's: the broker's own reason
     ("not JSON", "not_json"),
     ("expected a JSON object", "not_object"),
     ("type: expected one of", "unknown_type"),
@@ -432,9 +468,8 @@ _REASON_CODES = (
 
 
 def dead_letter(raw: bytes, source: Source, reason: str) -> DeadLetter:
-    if type(source) is tuple:
-        source = Origin(*source)
-    return DeadLetter(source=source, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
+    name = Origin(*source) if isinstance(source, tuple) else source
+    return DeadLetter(source=name, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
 
 
 # Building a frozen dataclass goes through object.__setattr__ field by field; the
@@ -486,10 +521,11 @@ def _time_of(value: Any) -> float | None:
         return None
 
 
+# Slot descriptors' setters: the fast paths fill a record's slots without __init__.
 _SUBSCRIBER = tuple(getattr(Subscriber, f).__set__ for f in (
     "subscriber_id", "op", "updated_at", "language", "timezone", "segment", "channels",
     "name", "plan", "tenure_months", "tags", "preferred_channels"))
-_CHANNEL = (Channel.name.__set__, Channel.address.__set__, Channel.consent.__set__)
+_CHANNEL = tuple(getattr(Channel, f).__set__ for f in ("name", "address", "consent"))
 
 
 def _strings(value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
@@ -570,7 +606,7 @@ def _fast_kpi(o: dict) -> Kpi | None:
         o.get("active_users")
     rrc, dl = o.get("rrc_success_rate"), o.get("dl_throughput_mbps")
     if (type(cell) is not str or not cell or start is None
-            or type(period) not in _NUMBER or not 0 < period <= MAX_PERIOD_S
+            or type(period) not in _NUMBER or not 0 < period <= MAX_PERIOD_S  # type: ignore[operator]
             or type(attempts) is not int or attempts < 0
             or type(dropped) is not int or dropped < 0
             or (rrc is not None and type(rrc) not in _NUMBER)
@@ -581,7 +617,7 @@ def _fast_kpi(o: dict) -> Kpi | None:
     put = _KPI
     put[0](rec, cell)
     put[1](rec, start)
-    put[2](rec, float(period))
+    put[2](rec, float(period))  # type: ignore[arg-type]  # a number: checked above
     put[3](rec, attempts)
     put[4](rec, dropped)
     put[5](rec, rrc)
@@ -604,12 +640,16 @@ def decode(raw: bytes, source: Source) -> Record | DeadLetter:
     return _decode_obj(obj, raw, source)
 
 
-def decode_input(raw: bytes, source: Source) -> Record | tuple | DeadLetter:
+def decode_input(raw: bytes, source: Source, adapters: Adapters | None = None
+                 ) -> Record | tuple | DeadLetter | Expanded:
     """:func:`decode` as the flow reads its input: a well-formed ``location`` or call
     that was not dropped (most of the traffic) comes out as the
     :data:`~dataflows.messages.Position` it stands for, ``(subscriber_id, cell_id,
     at, ref)``, checked inline, with its cell id interned (one string per cell in all
-    state); anything else as :func:`decode` gives it.
+    state); anything else as :func:`decode` gives it, except that an object without
+    ``type`` that is an operator's alarm feed event (VES, TMF642) is mapped through
+    ``adapters`` (the rulebook's tables: :func:`forewarn.adapters.translate`) to an
+    alarm, a dead letter or, for a VES batch, an :class:`Expanded` list.
 
     >>> decode_input(b'{"type":"location","subscriber_id":"S1","cell_id":"C1",'
     ...              b'"event_time":"2026-11-23T10:00:00Z"}', "oss.locations")
@@ -635,6 +675,12 @@ def decode_input(raw: bytes, source: Source) -> Record | tuple | DeadLetter:
                     and (cause is None or (type(cause) is int and cause >= 0))):
                 # known when the call ends: its end_time keeps "as of T" views exact
                 return (sid, _intern(cell), end, f"call:{cid}")
+        elif typ is None:
+            from forewarn.adapters import translate  # an operator's feed: off the hot path
+
+            fed = translate(obj, raw, source, adapters)
+            if fed is not None:
+                return fed
     return _decode_obj(obj, raw, source)
 
 
@@ -653,13 +699,13 @@ def _decode_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
     if type(obj) is dict:
         typ = obj.get("type")
         if typ == "subscriber":
-            rec = _fast_subscriber(obj)
-            if rec is not None:
-                return rec
+            sub = _fast_subscriber(obj)
+            if sub is not None:
+                return sub
         elif typ == "kpi":
-            rec = _fast_kpi(obj)
-            if rec is not None:
-                return rec
+            kpi = _fast_kpi(obj)
+            if kpi is not None:
+                return kpi
     if not isinstance(obj, dict):
         return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}")
     typ = obj.get("type")
@@ -681,6 +727,52 @@ STREAM_TIME_FIELD = {
     "subscriber": "updated_at",
     "complaint": "event_time",
 }
+#: Reference data: applied at once, merged before everything (``-inf``).
+TIMELESS = frozenset({"cell", "maintenance"})
+
+
+def stream_time(value: bytes | None) -> float | None:
+    """The stream time of a raw input line, read without decoding it: what the file and
+    Kafka merges order inputs by, and the same as :func:`~forewarn.model.stream_at` of
+    the record it decodes to (a call's end, a KPI period's end, a profile's update);
+    ``-inf`` for timeless reference data; an operator's feed event (VES, TMF642) its
+    event's time; ``None`` when unreadable (it keeps its place in its input).
+
+    >>> stream_time(b'{"type":"call","end_time":"2026-11-23T10:00:00Z"}')
+    1795428000.0
+    >>> stream_time(b'{"type":"kpi","period_start":"2026-11-23T10:00:00Z","period_s":900}')
+    1795428900.0
+    >>> stream_time(b'{"type":"cell","cell_id":"C1","site_id":"S1"}')
+    -inf
+    >>> stream_time(b'not json') is None
+    True
+    """
+    if not value or len(value) > MAX_RECORD_BYTES:  # a dead letter, not parsed
+        return None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    typ = obj.get("type")
+    if typ is None:  # an operator's feed event, or nothing Forewarn reads
+        from forewarn.adapters import stream_time as feed_time  # (adapters imports codec)
+
+        return feed_time(obj)
+    try:
+        if typ == "kpi":
+            period = obj.get("period_s")
+            if isinstance(period, bool) or not isinstance(period, int | float) \
+                    or not 0 < period <= MAX_PERIOD_S:
+                return None
+            return parse_time(obj["period_start"]) + period
+        name = STREAM_TIME_FIELD.get(typ) if isinstance(typ, str) else None
+        if name is None:
+            return float("-inf") if typ in TIMELESS else None
+        return parse_time(obj[name])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # ---- outputs ---------------------------------------------------------------------

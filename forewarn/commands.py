@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import signal
 import sys
@@ -12,13 +13,18 @@ from pathlib import Path
 
 import orjson
 
-from dataflows.dispatch import LAST_MODEL, LAST_REPORT
+from connectors.files import LinesSource
+from connectors.kafka_run import add_run_arguments, run_kafka
+from dataflows.flow import RunResults
 from dataflows.propensity import PropensityModel
 from forewarn import metrics
+from forewarn.backtest import compare, format_report, run_backtest
 from forewarn.logs import get_logger, setup_logging
-from forewarn.summary import format_table, summarize
+from forewarn.runner import run_files, run_lines, run_to_dir
+from forewarn.summary import format_table, read_jsonl, summarize
 from rules.reload import RulebookWatcher
-from rules.rulebook import RulebookError, load_rulebook
+from rules.rulebook import Rulebook, RulebookError, load_rulebook
+from simulator import ScenarioConfig, simulate, write_scenario
 
 log = get_logger("forewarn.cli")
 
@@ -46,13 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", help="simulator ground truth, to measure quality")
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="run on Kafka instead of files")
     p.add_argument("--recovery", metavar="DIR", help="Bytewax recovery directory (Kafka mode)")
+    p.add_argument("--action-format", choices=("contract", "tmf681"), default="contract",
+                   help="actions as the contract's records (default) or as TM Forum TMF681 "
+                        "CommunicationMessages (docs/tmf681.md)")
     _common(p)
-    try:
-        from connectors.kafka_run import add_run_arguments
-    except ModuleNotFoundError:
-        pass
-    else:
-        add_run_arguments(p)
+    add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backtest", help="what a rulebook would have done on recorded events")
@@ -117,10 +121,10 @@ def _propensity(args: argparse.Namespace) -> bytes | None:
     return data
 
 
-def _save_model(out: Path) -> None:
+def _save_model(out: Path, results: RunResults) -> None:
     """The run's propensity model, to warm-start a later run (``--propensity-model``)."""
-    if LAST_MODEL:
-        (out / "propensity.model").write_bytes(LAST_MODEL[0])
+    if results.model is not None:
+        (out / "propensity.model").write_bytes(results.model)
 
 
 def _serve_metrics(args: argparse.Namespace) -> None:
@@ -201,47 +205,40 @@ class Progress:
 PACE_POLL_S = 0.1
 
 
-def _warm_up_day(args: argparse.Namespace, out: Path, warm: bytes | None) -> bytes:
-    """Run another simulated day (seed+1000, half the sites) through the flow in a child
-    process - its events must not count in this process's metrics - and return the
-    propensity model it leaves, as yesterday's model would be in production."""
-    import subprocess
-
-    from simulator import ScenarioConfig, simulate, write_scenario
-
+def _warm_up_day(args: argparse.Namespace, book: Rulebook, out: Path,
+                 warm: bytes | None) -> bytes | None:
+    """Run another simulated day (seed+1000, half the sites) through the flow, as
+    `forewarn run --input` would, and return the propensity model it leaves, as
+    yesterday's model would be in production. Its events must not count in this
+    process's metrics: they are zeroed after it (:func:`forewarn.metrics.reset`), and
+    its logs are held to errors."""
     day = ScenarioConfig(seed=args.seed + 1000, sites=max(1, args.sites // 2),
                          hours=args.hours, subscribers_per_cell=args.subscribers_per_cell)
     print(f"Warm-up day (seed {day.seed}, {day.sites} sites) for the propensity model ...",
           file=sys.stderr)
     write_scenario(simulate(day), out / "events.jsonl", out / "truth.jsonl")
-    cmd = [sys.executable, "-m", "forewarn.cli", "run", "--input", str(out / "events.jsonl"),
-           "--out", str(out), "--metrics-port", "-1", "--log-level", "ERROR",
-           "-w", str(args.workers)]
-    if args.rules:
-        cmd += ["--rules", args.rules]
-    if warm is not None:
-        cmd += ["--propensity-model", args.propensity_model]
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        print(f"forewarn demo: the warm-up day failed ({done.returncode}):\n{done.stderr}",
-              file=sys.stderr)
-        raise SystemExit(1)
-    return (out / "propensity.model").read_bytes()
+    root = logging.getLogger("forewarn")
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        results = run_files([out / "events.jsonl"], out, book, workers=args.workers,
+                            propensity=warm)
+    finally:
+        root.setLevel(level)
+        metrics.reset()
+    _save_model(out, results)
+    return results.model
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from connectors.files import LinesSource
-    from forewarn.runner import run_lines, run_to_dir
-    from simulator import ScenarioConfig, simulate, write_scenario
-
     setup_logging(args.log_level)
     book = _book(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _serve_metrics(args)
     warm = _propensity(args)
     if args.warm_up_day:
-        warm = _warm_up_day(args, out / "warm-up", warm)
+        warm = _warm_up_day(args, book, out / "warm-up", warm)
+    _serve_metrics(args)  # after the warm-up day: /metrics shows the demo's run only
     t0 = time.monotonic()
     cfg = ScenarioConfig(seed=args.seed, sites=args.sites, hours=args.hours,
                          subscribers_per_cell=args.subscribers_per_cell)
@@ -258,14 +255,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             polls = max(args.pace / PACE_POLL_S, 1.0)
             source = LinesSource(sc.lines, batch=max(1, math.ceil(len(sc.lines) / polls)),
                                  pause_s=PACE_POLL_S)
-            run_to_dir(source, out, book, workers=args.workers, propensity=warm)
+            results = run_to_dir(source, out, book, workers=args.workers, propensity=warm)
         else:
-            run_lines(sc.lines, out, book, workers=args.workers, propensity=warm)
+            results = run_lines(sc.lines, out, book, workers=args.workers, propensity=warm)
     t2 = time.monotonic()
-    _save_model(out)
+    _save_model(out, results)
     summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1,
                         n_cells=sc.stats.get("cells"))
-    summary["propensity"] = dict(LAST_REPORT)
+    summary["propensity"] = dict(results.report)
     _run_finished("demo", summary, t2 - t1)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))
@@ -280,12 +277,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     book = _book(args)
     warm = _propensity(args)
     if args.bootstrap:
-        try:
-            from connectors.kafka_run import run_kafka
-        except ModuleNotFoundError:
-            print("forewarn run --bootstrap: Kafka mode is not available in this build",
-                  file=sys.stderr)
-            return 2
         _serve_metrics(args)
         _run_started("kafka", None, book, args)
         return run_kafka(args, book, propensity=warm)
@@ -293,9 +284,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("forewarn run: give --input FILE... and --out DIR (or --bootstrap HOST:PORT)",
               file=sys.stderr)
         return 2
-    from forewarn.runner import run_files
-    from forewarn.summary import read_jsonl
-
     missing = [p for p in args.input if not Path(p).is_file()]
     if missing:
         print(f"forewarn run: input file(s) not found: {', '.join(missing)}", file=sys.stderr)
@@ -313,12 +301,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     _run_started("files", events_in, book, args)
     watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
-        run_files(args.input, out, book, workers=args.workers, watch=watch, propensity=warm)
-    _save_model(out)
+        results = run_files(args.input, out, book, workers=args.workers, watch=watch,
+                            propensity=warm, action_format=args.action_format)
+    _save_model(out, results)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,
                         flow_seconds=time.monotonic() - t0)
-    summary["propensity"] = dict(LAST_REPORT)
+    summary["propensity"] = dict(results.report)
     _run_finished("files", summary, time.monotonic() - t0)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     print(format_table(summary))
@@ -340,9 +329,6 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from forewarn.backtest import compare, format_report, run_backtest
-    from forewarn.summary import read_jsonl
-
     missing = [p for p in args.events if not Path(p).is_file()]
     if missing:
         print(f"forewarn backtest: event file(s) not found: {', '.join(missing)}",

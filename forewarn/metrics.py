@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +87,9 @@ COPARTITION_VIOLATIONS = Counter(
 HELD_AHEAD = Gauge("forewarn_records_held_ahead", "Input records held because their event "
                    "time is far ahead of the stream's progress: applied when the stream reaches "
                    "them, dead letters (reason future) if it never does; they move no timer")
+OUTAGES_UNWATCHED = Gauge("forewarn_outages_unwatched", "Outage starts since the flow "
+                          "began whose surroundings were not watched for walk-ins because "
+                          "as many sites were watched already (a storm of outage alarms)")
 LATE_RECORDS = Counter("forewarn_late_records", "Input records that arrived after the "
                        "reorder window (--lateness) had already passed their event time, "
                        "by source topic: applied as of the flow's current event time, so "
@@ -229,10 +233,15 @@ class IngestClock:
     KEEP = 100_000
 
     def __init__(self) -> None:
-        self._at: list[float] = []
-        self._wall: list[float] = []
-        self._last = float("-inf")
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every stream time seen (see :func:`reset`)."""
+        with self._lock:
+            self._at: list[float] = []
+            self._wall: list[float] = []
+            self._last = float("-inf")
 
     def note(self, at: float, wall: float | None = None) -> None:
         if at < self._last + self.GRAIN_S:
@@ -286,11 +295,16 @@ class FlowObserver:
     SETTLE_AFTER_S = 60.0  # wall time a complaint waits for notices still in flight
 
     def __init__(self) -> None:
-        self.open: dict[str, _Open] = {}
-        self._noticed: OrderedDict[str, None] = OrderedDict()
-        self._told_at: OrderedDict[str, tuple[float, ...]] = OrderedDict()
-        self._complaints: deque[tuple[float, float, str, str]] = deque()
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every incident, notice and complaint seen (see :func:`reset`)."""
+        with self._lock:
+            self.open: dict[str, _Open] = {}
+            self._noticed: OrderedDict[str, None] = OrderedDict()
+            self._told_at: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+            self._complaints: deque[tuple[float, float, str, str]] = deque()
 
     # -- inputs from the flow ----------------------------------------------------------
 
@@ -384,7 +398,7 @@ class FlowObserver:
 
     # -- exported gauges ---------------------------------------------------------------
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         self.settle()
         with self._lock:
             items = list(self.open.values())
@@ -434,6 +448,30 @@ class FlowObserver:
 
 OBSERVER = FlowObserver()
 REGISTRY.register(OBSERVER)
+
+
+
+def reset() -> None:
+    """Zero every Forewarn series of this process, as if no flow had run in it.
+
+    For a run that must not show in /metrics (the demo's warm-up day): run it, then
+    call this, while no flow runs. Series stay exported (at 0), children bound at
+    import (e.g. in :mod:`dataflows.flow`) stay the ones exported; the build
+    information stays; the open incidents, notices and complaints the observer
+    holds and the ingest clock are forgotten.
+    """
+    for metric in _FLOW_METRICS:
+        children = list(metric._metrics.values()) if metric._labelnames else [metric]
+        for child in children:
+            # prometheus_client has no public reset for a histogram (a counter's
+            # reset() does the same); re-initialising a child's values keeps the object.
+            child._metric_init()
+    OBSERVER.reset()
+    INGEST.reset()
+
+
+_FLOW_METRICS = tuple(m for m in list(globals().values())
+                      if isinstance(m, Counter | Gauge | Histogram) and m is not BUILD)
 
 _INC_TIME = re.compile(r"-(\d{8}T\d{6})$")
 

@@ -27,7 +27,8 @@ SEGMENTS = ("consumer", "business", "vip")
 CHANNEL_NAMES = ("push", "sms", "email")
 DEFAULT_CHANNEL_ORDER = ("push", "sms", "email")
 COMPLAINT_CATEGORIES = ("no_service", "dropped_calls", "slow_data", "other")
-ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "care_callback")
+ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "care_callback",
+                "area_notice")
 INCIDENT_KINDS = ("outage", "flapping", "degradation")
 
 
@@ -63,6 +64,8 @@ class Alarm:
     specific_problem: str | None = None
     managed_object: str | None = None
     additional_text: str | None = None
+    #: the feed it was mapped from (``ves``, ``tmf642``: forewarn.adapters), None: a record
+    adapter: str | None = None
 
     @property
     def at(self) -> float:
@@ -203,27 +206,25 @@ def stream_at(rec: Record | tuple) -> float | None:
     >>> stream_at(("U1", "C1", 60.0, None))
     60.0
     """
-    kind = type(rec)
-    if kind is tuple:
+    if type(rec) is tuple:
         return rec[2]
-    if kind is Location:
+    if type(rec) is Location:
         return rec.event_time
-    if kind is Call:
+    if type(rec) is Call:
         return rec.end_time
-    return rec.at
+    return rec.at  # type: ignore[union-attr]  # every other record has the property
 
 
-def kind_of(rec: Record | tuple) -> type:
+def kind_of(rec: Record | tuple) -> type[Record]:
     """The record type of a decoded input: a position the flow's decoder made counts as
     the ``location`` or ``call`` it came from (a call's has a ``ref``).
 
     >>> kind_of(("U1", "C1", 60.0, "call:K1")).kind, kind_of(Cell("C1", "S1")).kind
     ('call', 'cell')
     """
-    kind = type(rec)
-    if kind is tuple:
+    if type(rec) is tuple:
         return Location if rec[3] is None else Call
-    return kind
+    return type(rec)  # type: ignore[return-value]  # a Record's type: tuples returned above
 
 
 # ---- outputs -------------------------------------------------------------
@@ -283,6 +284,3 @@ class DeadLetter:
     reason: str
     raw: bytes
     code: str = "invalid"  # bounded reason class, safe as a metric label
-
-
-Output = Action | Incident | DeadLetter

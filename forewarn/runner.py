@@ -13,7 +13,7 @@ from bytewax.outputs import Sink
 from bytewax.testing import TestingSink, cluster_main, run_main
 
 from connectors.files import JsonlFilesSource, JsonlSink, LinesSource, sort_jsonl
-from dataflows.flow import FlowConfig, Outputs, build_flow
+from dataflows.flow import FlowConfig, Outputs, RunResults, build_flow
 from rules.reload import RulebookWatcher
 from rules.rulebook import Rulebook
 
@@ -62,25 +62,31 @@ def file_outputs(out_dir: Path) -> Outputs:
 
 
 def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
-               watch: RulebookWatcher | None = None, propensity: bytes | None = None) -> None:
-    """Run and write the three JSONL outputs, canonically ordered."""
+               watch: RulebookWatcher | None = None, propensity: bytes | None = None,
+               action_format: str = "contract") -> RunResults:
+    """Run and write the three JSONL outputs, canonically ordered; return what the run
+    leaves besides them (the propensity model and its figures)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = RunResults()
     execute(source, file_outputs(out_dir),
-            FlowConfig(book=book, watch=watch, propensity=propensity), workers)
+            FlowConfig(book=book, watch=watch, propensity=propensity, results=results,
+                       action_format=action_format), workers)
     for name, keys in OUTPUT_FILES.values():
         (out_dir / name).touch()  # an output with nothing in it is an empty file, not none
         sort_jsonl(out_dir / name, keys)
+    return results
 
 
 def run_files(paths: Sequence[str | Path], out_dir: Path, book: Rulebook,
               workers: int = 1, watch: RulebookWatcher | None = None,
-              propensity: bytes | None = None) -> None:
-    run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch, propensity)
+              propensity: bytes | None = None, action_format: str = "contract") -> RunResults:
+    return run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch, propensity,
+                      action_format)
 
 
 def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: int = 1,
-              propensity: bytes | None = None) -> None:
-    run_to_dir(LinesSource(lines), out_dir, book, workers, propensity=propensity)
+              propensity: bytes | None = None) -> RunResults:
+    return run_to_dir(LinesSource(lines), out_dir, book, workers, propensity=propensity)
 
 
 @dataclass

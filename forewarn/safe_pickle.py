@@ -62,6 +62,7 @@ STATE_MODULES = (
     "forewarn.model",
     "forewarn.codec",
     "dataflows.messages",
+    "dataflows.nearby",
     "dataflows.sequencer",
     "dataflows.site",
     "dataflows.care",
@@ -320,16 +321,21 @@ def _callable(sym: _Sym, opcode: str) -> None:
         raise UnsafePickle(f"{opcode} calls {what}, which is not a class Forewarn's state holds")
 
 
+def _items(args: _Sym) -> tuple[_Sym, ...]:
+    """What a call's argument tuple holds (nothing known of any other argument)."""
+    return args.value if args.kind == "tuple" else ()
+
+
 def _reduce(func: _Sym, args: _Sym, depth: int) -> _Sym:
     if func.kind == "global" and func.value == _GETATTR:
-        items = args.value if args.kind == "tuple" else ()
+        items = _items(args)
         if (len(items) == 2 and items[0].kind == "global" and items[1].kind == "str"
                 and (items[0].value, items[1].value) in ALLOWED_METHODS):
             return _Sym("method", f"{items[0].value}.{items[1].value}")
         shown = ", ".join(str(i.value) if i.value is not None else i.kind for i in items)
         raise UnsafePickle(f"it calls getattr({shown}), which Forewarn's state never needs")
     if func.kind == "method":
-        items = args.value if args.kind == "tuple" else ()
+        items = _items(args)
         if len(items) != 1 or items[0].kind != "bytes":
             raise UnsafePickle(f"it calls {func.value} with something other than bytes")
         _nested(items[0].value, depth, f"the argument of {func.value}")

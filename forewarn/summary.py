@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from forewarn import tmf681
 from forewarn.codec import parse_time
 
 
@@ -37,7 +38,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
               flow_seconds: float | None = None, n_cells: int | None = None) -> dict:
-    actions = read_jsonl(out / "actions.jsonl")
+    actions = [tmf681.to_contract(a) if tmf681.is_message(a) else a
+               for a in read_jsonl(out / "actions.jsonl")]
     incidents = read_jsonl(out / "incidents.jsonl")
     dead = read_jsonl(out / "dead_letters.jsonl")
     by_kind = Counter(a["kind"] for a in actions)
@@ -51,7 +53,7 @@ def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
         "incidents_by_kind": dict(sorted(inc_kinds.items())),
         "actions": {k: by_kind.get(k, 0) for k in
                     ("outage_notice", "restored_notice", "apology", "compensation",
-                     "care_callback")},
+                     "care_callback", "area_notice")},
         "actions_total": len(actions),
         "deferred": sum(1 for a in actions if a.get("send_after")),
         "actions_by_channel": dict(sorted(Counter(a["channel"] for a in actions).items())),
@@ -70,10 +72,22 @@ def _t(s: str | None) -> float | None:
     return parse_time(s) if s else None
 
 
+#: What reaches a subscriber about an outage they are in: an outage notice, an area notice
+#: (a walk-in), or an apology that names an incident (after its restoration, or for calls
+#: it cut). For a dropped-call burst: an apology or an outage notice.
+OUTAGE_KINDS = ("outage_notice", "area_notice", "apology@incident")
+BURST_KINDS = ("outage_notice", "apology", "apology@incident")
+
+
+def _kind(a: dict) -> str:
+    """An action's kind, ``apology@incident`` for an apology about an incident."""
+    return "apology@incident" if a["kind"] == "apology" and a.get("incident_id") else a["kind"]
+
+
 def quality(actions: list[dict], truth: list[dict]) -> dict:
     by_sub: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for a in actions:
-        by_sub[a["subscriber_id"]].append((parse_time(a["event_time"]), a["kind"]))
+        by_sub[a["subscriber_id"]].append((parse_time(a["event_time"]), _kind(a)))
     for lst in by_sub.values():
         lst.sort()
     impacts = [t for t in truth if t.get("type") == "truth_impact"]
@@ -81,11 +95,13 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
 
     # Recall before complaint.
     leads: list[float] = []
-    eligible = hit_eligible = total = hit_total = planned = 0
+    eligible = hit_eligible = total = hit_total = planned = hit_contract = 0
     misses: Counter[str] = Counter()
-    cases = [(t, t["lost_from"], ("outage_notice",), bool(t.get("planned"))) for t in impacts]
-    cases += [(t, t["first_drop"], ("apology", "outage_notice"), False) for t in bursts]
-    for t, began, kinds, is_planned in cases:
+    cases: list[tuple[dict, str, tuple[str, ...], bool, tuple[str, ...]]] = [
+        (t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
+        for t in impacts]
+    cases += [(t, t["first_drop"], BURST_KINDS, False, BURST_KINDS) for t in bursts]
+    for t, began, kinds, is_planned, contract_kinds in cases:
         complaint = _t(t.get("complaint_time"))
         if complaint is None:
             continue
@@ -100,6 +116,8 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         if not t.get("contactable", True):
             continue
         eligible += 1
+        hit_contract += any(k in contract_kinds and start <= at < complaint
+                            for at, k in by_sub.get(t["subscriber_id"], ()))
         if first is not None:
             hit_eligible += 1
             leads.append(complaint - first)
@@ -117,9 +135,19 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
 
     impacted_told = {t["subscriber_id"] for t in impacts} & set(by_sub)
     msgs = sum(len(by_sub[s]) for s in impacted_told)
+    impacts_of: dict[str, list[dict]] = defaultdict(list)
+    for t in impacts:
+        impacts_of[t["subscriber_id"]].append(t)
+    truths = [_true_contact(a, lost, impacts_of, bursts) for a in actions]
+    by_rule: dict[str, list[bool]] = defaultdict(list)
+    for a, ok in zip(actions, truths, strict=True):
+        if a.get("rule_id") and _kind(a) in OUTAGE_KINDS:
+            by_rule[a["rule_id"]].append(ok)
     return {
         "recall_before_complaint": _ratio(hit_eligible, eligible),
         "recall_all": _ratio(hit_total, total),
+        # the same counting only the contract's actions (an outage notice for an outage)
+        "recall_contract_actions": _ratio(hit_contract, eligible),
         "would_be_complainers": total,
         "reachable_complainers": eligible,
         "planned_maintenance_complainers": planned,
@@ -130,7 +158,49 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         "recall_knowable": _ratio(hit_eligible, hit_eligible + sum(
             n for cause, n in misses.items() if cause in KNOWABLE)),
         "messages_per_impacted": _ratio(msgs, len(impacted_told)),
+        "false_contact_share": _ratio(truths.count(False), len(truths)),
+        "precision_by_rule": {rule: {"sent": len(oks), "precision": _ratio(sum(oks), len(oks))}
+                              for rule, oks in sorted(by_rule.items())},
     }
+
+
+def _incident_place(incident_id: str) -> tuple[str, str, float] | None:
+    """What an incident id names: ``("site_id" | "cell_id", id, start)``.
+
+    >>> _incident_place("INC-SITE0001-20261123T101500")
+    ('site_id', 'SITE0001', 1795428900.0)
+    """
+    prefix, _, rest = incident_id.partition("-")
+    place, _, stamp = rest.rpartition("-")
+    if prefix not in ("INC", "DEG") or not place or len(stamp) != 15:
+        return None
+    start = parse_time(f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:"
+                       f"{stamp[13:15]}Z")
+    return ("site_id" if prefix == "INC" else "cell_id", place, start)
+
+
+def _true_contact(a: dict, lost: dict[str, list[tuple[float, float]]],
+                  impacts_of: dict[str, list[dict]], bursts: list[dict]) -> bool:
+    """Did this action reach someone who really had the trouble it speaks of?
+
+    An outage or area notice: without service at its time. Anything else about an incident
+    (restored notice, compensation, callback, apology): lost service at the incident's
+    site (or cell) between its start and the action. A dropped-call apology: within a
+    burst of their dropped calls (first drop to 30 min after the last). Other actions
+    count as true.
+    """
+    sub, at, kind = a["subscriber_id"], parse_time(a["event_time"]), _kind(a)
+    if kind in ("outage_notice", "area_notice"):
+        return any(lo <= at <= hi for lo, hi in lost.get(sub, ()))
+    place = _incident_place(a["incident_id"]) if a.get("incident_id") else None
+    if place is not None:
+        key, where, start = place
+        return any(t.get(key) == where and parse_time(t["lost_from"]) <= at
+                   and parse_time(t["lost_to"]) >= start for t in impacts_of.get(sub, ()))
+    if kind == "apology":
+        return any(t["subscriber_id"] == sub and parse_time(t["first_drop"]) - 300 <= at
+                   <= parse_time(t.get("last_drop") or t["first_drop"]) + 1800 for t in bursts)
+    return True
 
 
 KNOWABLE = ("observed_on_cell", "drop_burst")
@@ -181,6 +251,10 @@ def format_table(s: dict) -> str:
              or "none"),
             ("precision of outage notices", f"{pct(q['precision'])} "
              f"of {q['outage_notices_checked']}"),
+            *([("precision of area notices (walk-ins)",
+                f"{pct(walk['precision'])} of {walk['sent']}")]
+              if (walk := q.get("precision_by_rule", {}).get("walk-in-notice")) else []),
+            ("false contacts (share of all actions)", pct(q.get("false_contact_share"))),
             ("median lead before complaint",
              "n/a" if q["median_lead_s"] is None else f"{q['median_lead_s'] / 60:.1f} min"),
             ("messages per impacted subscriber", str(q["messages_per_impacted"])),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import re._parser as sre  # the pattern's tree: repetitions inside repetitions are refused
 import reprlib
 import string
 from dataclasses import dataclass, field
@@ -28,12 +29,30 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from forewarn.adapters import (
+    DEFAULT_OBJECTS,
+    FEEDS,
+    MAX_NAME,
+    OBJECT_FIELDS,
+    UNMAPPED,
+    Adapters,
+    FeedSpec,
+    NamingRule,
+)
 from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS, SEVERITIES
 from rules.safe_yaml import CODES, MAX_PROBLEMS, YamlRefused, compose_limited, read_limited
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "eta"})
-TRIGGER_POINTS = ("hold_down", "resolved", "duration")
+#: When an incident rule acts: ``hold_down`` (the impacted, at the hold-down), ``resolved``,
+#: ``duration`` (the incident's age reaches ``min_duration_s``), ``walk_in`` (someone last
+#: heard near the outage has been silent past ``correlation.nearby.silence_s``: inside the
+#: hole) and ``reappeared`` (someone unheard during the outage is back on a restored cell
+#: within ``correlation.nearby.reappear_s`` of its restoration).
+TRIGGER_POINTS = ("hold_down", "resolved", "duration", "walk_in", "reappeared")
+#: Trigger points that need the subscribers around an outage watched (the sequencer
+#: sends a down site what it hears of them).
+NEARBY_TRIGGERS = frozenset({"walk_in", "reappeared"})
 SCOPES = ("cell", "site")
 DEFAULT_LANGUAGE = "en"
 #: Rule ids and the rulebook's name go into metric labels, logs and action ids.
@@ -60,6 +79,9 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "correlation.flapping.outages": (2, 100, False),
     "correlation.flapping.window_s": (0, DAY, True),
     "correlation.flapping.stable_s": (0, DAY, True),
+    "correlation.nearby.sites": (1, 50, False),
+    "correlation.nearby.silence_s": (0, DAY, True),
+    "correlation.nearby.reappear_s": (0, 6 * HOUR, True),
     "rules.version": (0, 2**31 - 1, False),
     "rules.trigger.min_duration_s": (0, 7 * DAY, True),
     "rules.trigger.dropped_calls.count": (1, 100, False),
@@ -111,6 +133,18 @@ class Correlation:
     flapping_outages: int = 4
     flapping_window_s: float = 1800.0
     flapping_stable_s: float = 600.0
+    # around an outage (walk_in / reappeared triggers): the nearest sites watched, the
+    # silence that says "inside the hole" (3GPP T3412, the phones' periodic update timer,
+    # 54 min + 4 min: the network's implicit detach; + 15 min for a call in progress: a
+    # call is reported at its end), and how soon after restoration a return counts as
+    # coming back from it
+    nearby_sites: int = 16
+    silence_s: float = 4380.0
+    reappear_s: float = 600.0
+
+    def is_outage(self, severity: str, probable_cause: str) -> bool:
+        """Does an alarm of this severity and cause mean the cell carries no traffic?"""
+        return severity in self.outage_severities and probable_cause in self.outage_causes
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +266,8 @@ class Rulebook:
     # kinds deferred to the end of quiet hours when the incident is an unconfirmed
     # silent failure (a sleeping cell found by its silence alone)
     defer_unconfirmed_kinds: frozenset[str] = frozenset()
+    # operators' alarm feeds (VES, TMF642): mapping tables; None: none read
+    adapters: Adapters | None = None
     _by_id: dict[str, Rule] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -242,6 +278,15 @@ class Rulebook:
 
     def incident_rules(self, at: str, incident_kind: str) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.at == at and incident_kind in r.incident_kinds)
+
+    @property
+    def watches_nearby(self) -> bool:
+        """Does a rule act on walk-ins or reappearances (subscribers around an outage)?"""
+        return any(r.at in NEARBY_TRIGGERS for r in self.rules)
+
+    def acts_at(self, at: str) -> bool:
+        """Does some incident rule act at trigger point ``at``?"""
+        return any(r.at == at for r in self.rules)
 
     def drop_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.drop_count)
@@ -460,7 +505,9 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
                 "expected a mapping (incident: ... or dropped_calls: ...)")
         return None
     kinds: tuple[str, ...] = ()
-    at, min_duration, scopes, causes = None, 0.0, (), ()
+    at, min_duration = None, 0.0
+    scopes: tuple[str, ...] = ()
+    causes: tuple[str, ...] = ()
     drop_count, drop_window = 0, 0.0
     tw = f"{where}.trigger"
     if "incident" in trig:
@@ -476,6 +523,10 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         elif "min_duration_s" in trig:
             ck.fail(trig["min_duration_s"], f"{tw}.min_duration_s",
                     "only meaningful with `at: duration`")
+        if at in NEARBY_TRIGGERS and "degradation" in kinds:
+            ck.fail(trig["incident"], f"{tw}.incident",
+                    f"`at: {at}` acts only for outages (a silent failure has no alarm to "
+                    "watch around): list outage and/or flapping")
         scopes = _choices(ck, trig_node, trig, "scope", tw, SCOPES)
         causes = _choices(ck, trig_node, trig, "probable_cause", tw, None)
     elif "dropped_calls" in trig:
@@ -681,8 +732,197 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
     )
 
 
+#: Entries in one causes table, naming rules, and characters in one pattern, at most.
+MAX_CAUSES = 5000
+MAX_NAMING_RULES = 100
+MAX_PATTERN = 500
+
+
+#: Unbounded repetitions one naming pattern may hold: each more multiplies the worst
+#: case by the name's length (4 of them take a second on a 256-character name).
+MAX_PATTERN_REPEATS = 3
+
+
+def _children(op: Any, av: Any) -> list:
+    """The sub-patterns of a parsed node (none for a literal, set, anchor ...)."""
+    if op is sre.SUBPATTERN:
+        return [av[3]]
+    if op is sre.BRANCH:
+        return list(av[1])
+    if op in (sre.ASSERT, sre.ASSERT_NOT):
+        return [av[1]]
+    if op is sre.ATOMIC_GROUP:
+        return [av]
+    if op is sre.GROUPREF_EXISTS:
+        return [c for c in av[1:] if c is not None]
+    return []
+
+
+def _repeats(items: Any) -> int:
+    """Unbounded repetitions along the longest path through a parsed pattern."""
+    n = 0
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            n += (av[1] is sre.MAXREPEAT) + _repeats(av[2])
+        elif op is sre.BRANCH:
+            n += max(_repeats(b) for b in av[1])
+        else:
+            n += sum(_repeats(c) for c in _children(op, av))
+    return n
+
+
+def _slow_pattern(items: Any, inside: bool = False) -> str | None:
+    """Why a parsed pattern could backtrack for seconds on a name that almost matches
+    (a repetition inside a repetition, an alternation inside one, too many in a row),
+    or None."""
+    if not inside and _repeats(items) > MAX_PATTERN_REPEATS:
+        return f"more than {MAX_PATTERN_REPEATS} unbounded repetitions (* + {{n,}}) in a row"
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            many = av[1] is sre.MAXREPEAT or av[1] > 1
+            if many and inside:
+                return "a repetition inside a repetition (such as (a+)+)"
+            why = _slow_pattern(av[2], inside or many)
+        elif op is sre.BRANCH and inside:
+            return "an alternation inside a repetition (such as (a|ab)+)"
+        else:
+            why = next((w for c in _children(op, av) if (w := _slow_pattern(c, inside))), None)
+        if why:
+            return why
+    return None
+
+
+def _template_fields(ck: _Checker, node, text: Any, key: str, groups: set[str]) -> str | None:
+    """A ``{group}`` template of a naming rule, checked against the pattern's groups."""
+    if not isinstance(text, str) or not text:
+        ck.fail(node, key, f"expected a template such as \"{{site}}-C{{n}}\", got {_show(text)}")
+        return None
+    try:
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text)
+                  if f is not None]
+    except ValueError as exc:
+        ck.fail(node, key, f"invalid template ({exc}); use {{group}}, {{{{ and }}}} for braces")
+        return None
+    if any(spec or conv or not f.isidentifier() for f, spec, conv in parsed):
+        ck.fail(node, key, "only plain {group} placeholders (no format, index or conversion)")
+        return None
+    names = [f for f, _, _ in parsed]
+    unknown = sorted({f for f in names if f not in groups})
+    if unknown:
+        ck.fail(node, key, f"placeholder(s) {', '.join('{' + f + '}' for f in unknown)} are not "
+                f"named groups of match (it has: {', '.join(sorted(groups)) or 'none'})")
+        return None
+    return text
+
+
+def _naming(ck: _Checker, node) -> tuple[NamingRule, ...]:
+    where = "adapters.naming"
+    if node is None:
+        return ()
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        ck.fail(node, where, "expected a list of {match: REGEX, cell: ..., site: ...}")
+        return ()
+    if len(node.value) > MAX_NAMING_RULES:
+        ck.fail(node, where, f"{len(node.value)} rules; at most {MAX_NAMING_RULES}")
+        return ()
+    out = []
+    for i, rnode in enumerate(node.value):
+        m = _mapping(rnode)
+        w = f"{where}[{i}]"
+        if not m:
+            ck.fail(rnode, w, "expected a mapping {match: REGEX, cell: ..., site: ...}")
+            continue
+        _unknown_keys(ck, rnode, m, w, {"match", "cell", "site"})
+        pattern = _get(ck, rnode, m, "match", w, str)
+        if pattern is None:
+            continue
+        pnode = m["match"]
+        if len(pattern) > MAX_PATTERN:
+            ck.fail(pnode, f"{w}.match", f"{len(pattern)} characters; at most {MAX_PATTERN}")
+            continue
+        try:
+            compiled = re.compile(pattern)
+            slow = _slow_pattern(sre.parse(pattern).data)
+        except re.error as exc:
+            ck.fail(pnode, f"{w}.match", f"not a valid regular expression: {exc}")
+            continue
+        if slow:
+            ck.fail(pnode, f"{w}.match", f"{slow} can take seconds or more on a name that "
+                    "almost matches, for every alarm; write it without")
+            continue
+        groups = set(compiled.groupindex)
+        templates: dict[str, str | None] = {}
+        for part in ("cell", "site"):
+            if part in m:
+                templates[part] = _template_fields(ck, m[part], _plain(m[part]), f"{w}.{part}",
+                                                   groups)
+                if templates[part] is None:
+                    continue
+        if not ({"cell", "site"} & groups) and not any(templates.values()):
+            if not any(p in m for p in ("cell", "site")):
+                ck.fail(pnode, f"{w}.match", "needs a named group (?P<cell>...) or "
+                        "(?P<site>...), or a cell: / site: template of its groups")
+            continue
+        out.append(NamingRule(compiled, templates.get("cell"), templates.get("site")))
+    return tuple(out)
+
+
+def _feed(ck: _Checker, node, feed: str) -> FeedSpec | None:
+    where = f"adapters.{feed}"
+    if node is None:
+        return None
+    m = _mapping(node)
+    if not isinstance(node, yaml.MappingNode):
+        ck.fail(node, where, "expected a mapping of causes, object, unmapped")
+        return None
+    _unknown_keys(ck, node, m, where, {"causes", "object", "unmapped"})
+    causes: dict[str, str] = {}
+    cnode = m.get("causes")
+    if not isinstance(cnode, yaml.MappingNode) or not cnode.value:
+        ck.fail(cnode or node, f"{where}.causes", "expected a mapping of the feed's condition "
+                "or problem names to probable causes, such as {LOS: lossOfSignal}")
+    elif len(cnode.value) > MAX_CAUSES:
+        ck.fail(cnode, f"{where}.causes", f"{len(cnode.value)} entries; at most {MAX_CAUSES}")
+    else:
+        for knode, vnode in cnode.value:
+            name, cause = _plain(knode), _plain(vnode)
+            key = f"{where}.causes.{name}"
+            if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+                ck.fail(knode, f"{where}.causes", f"expected a name of 1 to {MAX_NAME} "
+                        f"characters, got {_show(name)}")
+            elif not isinstance(cause, str) or not cause.strip():
+                ck.fail(vnode, key, f"expected a probable cause (text such as lossOfSignal), "
+                        f"got {_show(cause)}")
+            else:
+                causes[name] = cause
+    objects = _choices(ck, node, m, "object", where, OBJECT_FIELDS[feed]) \
+        or DEFAULT_OBJECTS[feed]
+    unmapped = _get(ck, node, m, "unmapped", where, str, False) or "dead_letter"
+    if unmapped not in UNMAPPED:
+        ck.fail(m["unmapped"], f"{where}.unmapped",
+                f"expected one of {', '.join(UNMAPPED)}, got {_show(unmapped)}")
+    return FeedSpec(causes=causes, objects=objects, unmapped=unmapped)
+
+
+def _adapters(ck: _Checker, node) -> Adapters | None:
+    """The ``adapters:`` section: naming rules and each feed's causes table."""
+    if node is None:
+        return None
+    m = _mapping(node)
+    if not isinstance(node, yaml.MappingNode):
+        ck.fail(node, "adapters", "expected a mapping of naming, ves, tmf642")
+        return None
+    _unknown_keys(ck, node, m, "adapters", {"naming", *FEEDS})
+    naming = _naming(ck, m.get("naming"))
+    feeds = {feed: _feed(ck, m.get(feed), feed) for feed in FEEDS}
+    if "naming" not in m and any(feeds.values()):
+        ck.fail(node, "adapters.naming", "required key missing: the rules that name a cell "
+                "or site from a feed's source name")
+    return Adapters(naming=naming, **feeds)
+
+
 TOP_KEYS = {"rulebook", "version", "correlation", "quiet_hours", "channels", "limits",
-            "inhibit", "budgets", "silences", "rules"}
+            "inhibit", "budgets", "silences", "rules", "adapters"}
 
 
 def load_rulebook(path: str | Path | None = None) -> Rulebook:
@@ -730,13 +970,15 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     version = _num(ck, root, top, "version", "", int, required=True)
     corr_node, corr = _section(ck, top, "correlation", {
         "outage_severities", "outage_causes", "group_wait_s", "hold_down_s",
-        "position_max_age_s", "flapping"})
+        "position_max_age_s", "flapping", "nearby"})
     if corr_node is None:
         ck.fail(root, "correlation", "required key missing")
     sev = _choices(ck, corr_node, corr, "outage_severities", "correlation", SEVERITIES)
     causes = _choices(ck, corr_node, corr, "outage_causes", "correlation", None)
     flap_node, flap = _section(ck, top, "correlation.flapping",
                                {"outages", "window_s", "stable_s"})
+    near_node, near = _section(ck, top, "correlation.nearby",
+                               {"sites", "silence_s", "reappear_s"})
 
     def num(node, m, key, where, default, typ=float):
         return _num(ck, node, m, key, where, typ, default)
@@ -750,6 +992,9 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         flapping_outages=num(flap_node, flap, "outages", "correlation.flapping", 4, int),
         flapping_window_s=num(flap_node, flap, "window_s", "correlation.flapping", 1800.0),
         flapping_stable_s=num(flap_node, flap, "stable_s", "correlation.flapping", 600.0),
+        nearby_sites=num(near_node, near, "sites", "correlation.nearby", 16, int),
+        silence_s=num(near_node, near, "silence_s", "correlation.nearby", 4380.0),
+        reappear_s=num(near_node, near, "reappear_s", "correlation.nearby", 600.0),
     )
     if correlation.group_wait_s >= correlation.hold_down_s:
         ck.fail(corr.get("group_wait_s", corr_node), "correlation.group_wait_s",
@@ -795,6 +1040,7 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     apology_inhibit = _get(ck, inode, inhibit, "apology_when_notified", "inhibit", bool, False)
     budgets = _budgets(ck, top.get("budgets"))
     silences = _silences(ck, top.get("silences"))
+    adapters = _adapters(ck, top.get("adapters"))
     if ck.problems:
         raise RulebookError(ck.all())
     return Rulebook(
@@ -805,4 +1051,5 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         budgets=budgets, silences=silences,
         digest=hashlib.sha256(raw).hexdigest()[:12],
         defer_unconfirmed_kinds=frozenset(defer_unconfirmed),
+        adapters=adapters,
     )

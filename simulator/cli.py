@@ -47,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subscribers-per-cell", type=float, default=defaults.subscribers_per_cell,
                    metavar="N",
                    help=f"mean subscribers per cell (default {defaults.subscribers_per_cell:g})")
+    p.add_argument("--storm", metavar="REGION", choices=("north", "south", "east", "west",
+                                                         "central"),
+                   help="add a storm: a regional power cut taking most of REGION's sites down "
+                        "within 15 min, restored over 1.5-5 h (simulator/README.md)")
+    p.add_argument("--storm-start", type=_rfc3339, metavar="RFC3339",
+                   help="when the storm begins (default: 40%% into the scenario)")
     p.add_argument("--start", type=_rfc3339, default=defaults.start, metavar="RFC3339",
                    help=f"scenario start (default {defaults.start})")
     k = p.add_argument_group("Kafka (with --bootstrap)")
@@ -76,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``forewarn simulate``; returns the exit code."""
     try:
         cfg = ScenarioConfig(seed=args.seed, sites=args.sites, hours=args.hours,
-                             subscribers_per_cell=args.subscribers_per_cell, start=args.start)
+                             subscribers_per_cell=args.subscribers_per_cell, start=args.start,
+                             storm_region=args.storm, storm_start=args.storm_start)
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
@@ -84,7 +91,16 @@ def run(args: argparse.Namespace) -> int:
         return _publish(args, cfg)
     truth = args.truth or args.out.with_name("truth.jsonl")
     began = time.perf_counter()
-    sc = simulate(cfg)
+    try:
+        sc = simulate(cfg)
+    except ValueError as exc:  # a storm where the network has no such region
+        print(f"simulate: {exc}; choose another --storm region or more --sites",
+              file=sys.stderr)
+        return 2
+    if cfg.storm_region is not None and not sc.stats["outages"]["storm"]:
+        print("simulate: the storm hit no site inside the scenario (it starts too late, "
+              "or every site of the region was down already): give an earlier "
+              "--storm-start or more --hours", file=sys.stderr)
     write_scenario(sc, args.out, truth)
     print(_summary(sc.stats, args.out, truth, time.perf_counter() - began), file=sys.stderr)
     return 0

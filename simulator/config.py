@@ -57,6 +57,11 @@ class ScenarioConfig:
     slow_degradations: int = 3
     #: Background complaints (not caused by the network) per subscriber-hour.
     background_complaint_rate: float = 0.0002
+    #: A storm (regional power cut): the region it hits (None: no storm), when it begins
+    #: (None: 40 % into the scenario) and the share of the region's sites that lose power.
+    storm_region: str | None = None
+    storm_start: str | None = None
+    storm_share: float = 0.7
 
     def __post_init__(self) -> None:
         if self.sites < 1:
@@ -66,6 +71,10 @@ class ScenarioConfig:
         if self.subscribers_per_cell < 0:
             raise ValueError("subscribers_per_cell must be >= 0")
         parse_time(self.start)
+        if self.storm_start is not None:
+            parse_time(self.storm_start)
+        if not 0 < self.storm_share <= 1:
+            raise ValueError("storm_share must be in (0, 1]")
 
     @property
     def t0(self) -> int:

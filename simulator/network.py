@@ -13,6 +13,9 @@ Outage kinds (``DownPeriod.kind``):
 - ``flap``: one cell going down and up 4-8 times within 30 min; one period per cycle,
   all sharing the ``outage_id`` and numbered by ``cycle``.
 - ``maintenance``: planned work; the cells are down inside a published window.
+- ``storm``: a regional power cut (only when the scenario asks for one, see
+  :func:`_place_storm`): a share of one region's sites lose mains power within 15 min
+  (one powerProblem alarm each) and are restored one by one over hours.
 
 Silent failures raise **no alarm at all** (the OSS says the cell is fine):
 
@@ -40,7 +43,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from simulator.config import ScenarioConfig, fmt_time
+from simulator.config import ScenarioConfig, fmt_time, parse_time
 from simulator.topology import Topology
 
 HOUR = 3600
@@ -255,6 +258,7 @@ class NetworkPlan:
     sleeping: list[DownPeriod]
     slow_degradations: list[Degradation]
     site_of_cell: dict[str, str]
+    storm: dict | None = None  # the truth_storm record, if the scenario has a storm
 
     def silent_truth(self) -> list[dict]:
         """``truth_silent_failure`` records, by start time then id."""
@@ -651,7 +655,7 @@ def _place_outages(pl: _Planner) -> None:
         pl.cancelled_window(n_maint + 1)
 
 
-def _finalise(pl: _Planner) -> tuple[list[DownPeriod], dict[str, str]]:
+def _finalise(pl: _Planner) -> tuple[list[DownPeriod], dict[str, str], dict[int, str]]:
     """Number outages (by first start) and alarms (by raise time); freeze the periods."""
     first_start: dict[int, int] = {}
     for p in pl.periods:
@@ -669,7 +673,52 @@ def _finalise(pl: _Planner) -> tuple[list[DownPeriod], dict[str, str]]:
     ]
     periods.sort(key=lambda p: (p.start, p.outage_id, p.cycle or 0))
     kinds = {p.outage_id: p.kind for p in periods}
-    return periods, kinds
+    return periods, kinds, outage_ids
+
+
+STORM_ONSET_S = 900  # every hit site loses power within this of the storm's start
+STORM_RESTORE_S = (5400, 18000)  # each is restored 1.5 to 5 h after the start
+
+
+def _place_storm(pl: _Planner) -> list[int]:
+    """A regional power cut, after everything else and with its own random stream (so a
+    scenario without a storm is unchanged, and one with it has the same other outages,
+    numbered among the storm's by start time): a share of the
+    region's sites lose mains power within :data:`STORM_ONSET_S` of the start (earlier
+    for sites nearer the region's first hit, as a front moves) and are restored one by
+    one between 1.5 and 5 h after it (crews, then generators). A site already down then
+    for another reason keeps that outage. Returns the outage groups of the hit sites."""
+    cfg = pl.cfg
+    if cfg.storm_region is None:
+        return []
+    rng = cfg.rng("storm")
+    region = [s for s in pl.topo.sites if s.region == cfg.storm_region]
+    if not region:
+        known = sorted({s.region for s in pl.topo.sites})
+        raise ValueError(f"storm region {cfg.storm_region!r} has no sites "
+                         f"(regions: {', '.join(known)})")
+    t_start = (parse_time(cfg.storm_start) if cfg.storm_start is not None
+               else cfg.t0 + int((cfg.t1 - cfg.t0) * 0.4))
+    hit = sorted(rng.sample(region, max(1, round(len(region) * cfg.storm_share))),
+                 key=lambda s: s.site_id)
+    first = min(hit, key=lambda s: (s.lat, s.site_id))  # the front comes from the south
+    reach = max(s.lat - first.lat for s in hit) or 1.0
+    groups = []
+    network_rng, pl.rng = pl.rng, rng  # alarm delays from the storm's stream too
+    for site in hit:
+        start = t_start + int(STORM_ONSET_S * (site.lat - first.lat) / reach) \
+            + rng.randint(0, 60)
+        end = min(start + rng.randint(*STORM_RESTORE_S), pl.t1 - 600)
+        if end <= start + 120 or start < pl.t0:
+            continue  # outside the scenario
+        if any(not (end + pl.GAP <= a or b + pl.GAP <= start)
+               for a, b in pl.busy.get(site.site_id, ())):
+            continue  # down already then
+        pl.busy.setdefault(site.site_id, []).append((start, end))
+        pl.site_down("storm", site.site_id, start, end - start, blip=False, reason="power")
+        groups.append(pl.groups)
+    pl.rng = network_rng
+    return groups
 
 
 def plan_network(cfg: ScenarioConfig, topo: Topology) -> NetworkPlan:
@@ -679,7 +728,18 @@ def plan_network(cfg: ScenarioConfig, topo: Topology) -> NetworkPlan:
     degradations = pl.degradations()
     for _ in range(cfg.scaled(cfg.noise_alarms)):
         pl.noise_alarm()
-    periods, kinds = _finalise(pl)
+    storm_groups = _place_storm(pl)
+    periods, kinds, outage_ids = _finalise(pl)
+    storm = None
+    if storm_groups:
+        ids = {outage_ids[g] for g in storm_groups}
+        hit = [p for p in periods if p.outage_id in ids]
+        storm = {"type": "truth_storm", "storm_id": "STORM01", "cause": "powerProblem",
+                 "region": cfg.storm_region,
+                 "start_time": fmt_time(min(p.start for p in hit)),
+                 "end_time": fmt_time(max(p.end for p in hit)),
+                 "site_ids": sorted(p.site_id for p in hit),
+                 "outage_ids": sorted(ids)}
     alarms = [rec for alarm in pl.alarms for rec in alarm.records()]
     sleeping, slow = _plan_silent(pl, degradations)
     return NetworkPlan(
@@ -693,6 +753,7 @@ def plan_network(cfg: ScenarioConfig, topo: Topology) -> NetworkPlan:
         sleeping=sleeping,
         slow_degradations=slow,
         site_of_cell={c.cell_id: c.site_id for c in topo.cells},
+        storm=storm,
     )
 
 

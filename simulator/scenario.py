@@ -101,6 +101,8 @@ def _run_traffic(cfg: ScenarioConfig, ctx: TrafficContext, pop: list[SubscriberI
 def _ordered_truth(plan: NetworkPlan, truth: _Truth, bad: list[tuple[int, str]]) -> list[dict]:
     """All truth records in a deterministic order."""
     records: list[dict] = [p.truth() for p in plan.periods]
+    if plan.storm is not None:
+        records.append(plan.storm)
     records += [d.truth() for d in plan.degradations]
     records += plan.silent_truth()
     records += sorted(truth.impacts, key=lambda r: (
@@ -140,7 +142,7 @@ def _stats(cfg: ScenarioConfig, topo: Topology, pop: list[SubscriberInfo], plan:
         "calls": truth.calls,
         "dropped_calls": truth.dropped_calls,
         "outages": {k: outage_kinds.get(k, 0) for k in ("cell", "site", "blip", "flap",
-                                                        "maintenance")},
+                                                        "maintenance", "storm")},
         "down_periods": len(plan.periods),
         "outages_over_4h": sum(1 for s in spans.values() if max(s) - min(s) > FOUR_HOURS),
         "maintenance_windows": len(windows - cancelled),

@@ -47,9 +47,14 @@ class Scenario:
         self.lines.append(line)
         return self
 
-    def site(self, site_id: str, cells: int = 3, region: str = "north") -> Scenario:
+    def site(self, site_id: str, cells: int = 3, region: str = "north",
+             place: tuple[float, float] | None = None) -> Scenario:
+        """A site's cells; ``place``: its (lat, lon), which makes it a neighbour of the
+        sites placed near it."""
+        where = {"lat": place[0], "lon": place[1]} if place else {}
         for i in range(1, cells + 1):
-            self.add(type="cell", cell_id=f"{site_id}-C{i}", site_id=site_id, region=region)
+            self.add(type="cell", cell_id=f"{site_id}-C{i}", site_id=site_id, region=region,
+                     **where)
         return self
 
     def subscriber(self, sid: str, *, segment: str = "consumer", tz: str = "Europe/London",

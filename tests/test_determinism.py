@@ -73,12 +73,19 @@ def test_action_ids_are_unique_and_event_times_are_event_time(scenario, referenc
     kind = {i["incident_id"]: i["kind"] for i in incidents}
     start = {i["incident_id"]: parse_time(i["start_time"]) for i in incidents}
     ended = {i["incident_id"]: i["end_time"] for i in incidents if i["status"] == "resolved"}
-    hold_down = load_rulebook().correlation.hold_down_s
+    corr = load_rulebook().correlation
     notices = [a for a in actions if a["kind"] == "outage_notice"
                and kind.get(a["incident_id"]) == "outage"]
     restored = [a for a in actions if a["kind"] == "restored_notice"]
     assert len(notices) >= 10 and len(restored) >= 10
     for a in notices:  # at the outage's start plus the hold-down
-        assert parse_time(a["event_time"]) == start[a["incident_id"]] + hold_down, a
+        assert parse_time(a["event_time"]) == start[a["incident_id"]] + corr.hold_down_s, a
+    walk_ins = [a for a in actions if a["kind"] == "area_notice"]
+    assert walk_ins
+    for a in walk_ins:  # silent for silence_s since last heard, after the hold-down
+        heard = next(e for e in a["evidence"] if e.startswith("last_heard:"))
+        due = max(start[a["incident_id"]] + corr.hold_down_s,
+                  float(heard.rpartition("@")[2]) + corr.silence_s)
+        assert parse_time(a["event_time"]) == due, a
     for a in restored:  # when the incident resolved
         assert a["event_time"] == ended[a["incident_id"]], a

@@ -66,7 +66,8 @@ def test_the_recovery_scenario_exercises_every_default_rule() -> None:
     exp = expected_every_rule()
     by = {(a["subscriber_id"], a["kind"]): a for a in exp.actions}
     assert {a["kind"] for a in exp.actions} == {
-        "outage_notice", "restored_notice", "compensation", "care_callback", "apology"}
+        "outage_notice", "restored_notice", "compensation", "care_callback", "apology",
+        "area_notice"}
     assert by["RT", "compensation"]["send_after"] == "2026-11-23T23:00:00Z"  # 08:00 Tokyo
     assert by["RC", "compensation"]["send_after"] is None
     assert by["RV", "care_callback"]["event_time"] == "2026-11-23T14:10:00Z"  # start + 4 h

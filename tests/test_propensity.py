@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from dataflows.propensity import CareFeatures, ExposureBook, PropensityModel, install, shared
+from dataflows.propensity import CareFeatures, ExposureBook, PropensityModel
 
 #: Stated floor on a stream whose complaints depend on what is known at exposure time.
 SYNTHETIC_AUC_FLOOR = 0.65  # the Bayes-optimal AUC of this stream is ~0.72
@@ -56,13 +56,6 @@ def test_snapshot_round_trip_gives_the_same_predictions() -> None:
         assert [other.score(f) for f in probe] == pytest.approx(
             [model.score(f) for f in probe], rel=1e-12, abs=0)
         assert other.report() == model.report()
-
-
-def test_one_model_per_worker() -> None:
-    assert shared(0) is shared(0) and shared(1) is not shared(0)
-    fresh = PropensityModel()
-    install(1, fresh)
-    assert shared(1) is fresh
 
 
 def test_delayed_labels_use_only_the_past() -> None:

@@ -15,7 +15,6 @@ from dataflows.propensity import (
     ExposureBook,
     Label,
     PropensityModel,
-    shared,
 )
 
 F = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)
@@ -147,11 +146,6 @@ def test_a_warm_started_model_measures_auc_as_a_fresh_one_does():
         warm.learn(F, label, score)
         fresh.update(label, score)
     assert warm.report()["roc_auc"] == round(fresh.get(), 4)
-
-
-def test_the_default_worker_is_worker_zero():
-    assert shared() is shared(0) and isinstance(shared(), PropensityModel)
-    assert isinstance(shared(987), PropensityModel) and shared(987) is shared(987)
 
 
 def test_a_complaint_at_the_exposure_itself_is_not_after_it():

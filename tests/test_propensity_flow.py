@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from dataflows.dispatch import LAST_MODEL, LAST_REPORT
 from dataflows.propensity import PropensityModel
 from forewarn.runner import run_lines
 from rules.rulebook import load_rulebook
@@ -20,12 +20,11 @@ FLOW_AUC_FLOOR = 0.55
 
 def test_propensity_auc_above_floor_in_the_flow(tmp_path) -> None:
     book = load_rulebook()
-    run_lines(simulate(ScenarioConfig(seed=1007, sites=150, hours=6.0)).lines,
-              tmp_path / "warm", book)
-    warm = LAST_MODEL[0]
-    run_lines(simulate(ScenarioConfig(seed=7, sites=300, hours=6.0)).lines,
-              tmp_path / "run", book, propensity=warm)
-    report = dict(LAST_REPORT)
+    warm = run_lines(simulate(ScenarioConfig(seed=1007, sites=150, hours=6.0)).lines,
+                     tmp_path / "warm", book).model
+    assert warm is not None
+    report = run_lines(simulate(ScenarioConfig(seed=7, sites=300, hours=6.0)).lines,
+                       tmp_path / "run", book, propensity=warm).report
     assert report["warm_start_examples"] > 300 and report["examples"] > 800, report
     assert report["roc_auc"] >= FLOW_AUC_FLOOR, report
 
@@ -43,8 +42,10 @@ def test_a_run_writes_its_model_and_a_later_run_starts_from_it(tmp_path, capsys)
     learnt = PropensityModel.from_bytes(model.read_bytes()).updates
     assert learnt > 0
     assert main([*common, "--out", str(tmp_path / "two"), "--propensity-model", str(model)]) == 0
-    assert LAST_REPORT["warm_start_examples"] == learnt
-    assert PropensityModel.from_bytes(LAST_MODEL[0]).updates > learnt
+    summary = orjson.loads((tmp_path / "two" / "summary.json").read_bytes())
+    assert summary["propensity"]["warm_start_examples"] == learnt
+    assert PropensityModel.from_bytes(
+        (tmp_path / "two" / "propensity.model").read_bytes()).updates > learnt
 
     bad = tmp_path / "not-a-model"
     bad.write_bytes(b"yesterday")

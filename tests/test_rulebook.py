@@ -26,7 +26,7 @@ def broken(tmp_path: Path, old: str, new: str) -> list[str]:
 def test_default_rulebook_is_valid_and_covers_the_contract():
     book = load_rulebook()
     assert {r.action for r in book.rules} == {"outage_notice", "restored_notice", "apology",
-                                              "compensation", "care_callback"}
+                                              "compensation", "care_callback", "area_notice"}
     c = book.correlation
     assert (c.group_wait_s, c.hold_down_s, c.position_max_age_s) == (60, 120, 3600)
     assert c.outage_causes == {"lossOfSignal", "powerProblem", "transmitterFailure",

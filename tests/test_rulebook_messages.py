@@ -92,11 +92,11 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 
 RANGE = " (see Limits in docs/rules.md)"
 ID_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-TOP_KEYS = ("budgets, channels, correlation, inhibit, limits, quiet_hours, rulebook, rules, "
-            "silences, version")
-CORRELATION_KEYS = ("flapping, group_wait_s, hold_down_s, outage_causes, outage_severities, "
-                    "position_max_age_s")
-ACTIONS = "outage_notice, restored_notice, apology, compensation, care_callback"
+TOP_KEYS = ("adapters, budgets, channels, correlation, inhibit, limits, quiet_hours, rulebook, "
+            "rules, silences, version")
+CORRELATION_KEYS = ("flapping, group_wait_s, hold_down_s, nearby, outage_causes, "
+                    "outage_severities, position_max_age_s")
+ACTIONS = "outage_notice, restored_notice, apology, compensation, care_callback, area_notice"
 HHMM = 'expected a local time HH:MM (quoted: "22:00"), got'
 FIELDS = "area, eta, incident_id, name, offer, plan"
 AUDIENCE_KEYS = ("complaints, language, min_propensity, plan, region, segment, tags, "
@@ -326,8 +326,8 @@ CASES = [
                   "min_duration_s, probable_cause, scope",
                   "15: rules[r1].trigger.incident: expected among outage, flapping, degradation, "
                   "got 'meteor'",
-                  "16: rules[r1].trigger.at: expected one of hold_down, resolved, duration, got "
-                  "'noon'",
+                  "16: rules[r1].trigger.at: expected one of hold_down, resolved, duration, "
+                  "walk_in, reappeared, got 'noon'",
                   "18: rules[r1].trigger.scope: expected among cell, site, got 'planet'",
                   f"19: rules[r1].trigger.probable_cause: {STRINGS} 5"], id="incident-trigger"),
     pytest.param(trigger("      incident: outage\n      scope: cell\n"),

@@ -134,7 +134,9 @@ def test_another_seed_gives_another_scenario(scenario: Scenario) -> None:
 
 def test_tiny_scenario_still_has_every_outage_kind() -> None:
     sc = simulate(TINY)
-    assert all(n >= 1 for n in sc.stats["outages"].values()), sc.stats["outages"]
+    outages = sc.stats["outages"]
+    assert outages.pop("storm") == 0  # only on request (--storm)
+    assert all(n >= 1 for n in outages.values()), outages
     assert sc.stats["degraded_cells"] >= 1 and sc.stats["bad_lines_total"] >= 9
     assert sc.stats["silent_failures"] == {"sleeping": 1, "degradation": 1}
 
@@ -421,3 +423,44 @@ def test_write_scenario_and_cli(tmp_path, scenario: Scenario, capsys) -> None:
     args = parser.parse_args(["simulate", "--bootstrap", "localhost:9092", "-X", "linger.ms"])
     assert args.func(args) == 2
     assert "-X linger.ms: expected key=value" in capsys.readouterr().err
+
+
+# ---- a storm: a regional power cut -------------------------------------------------------
+
+
+def test_a_storm_takes_most_of_a_region_down_within_minutes_and_restores_it_over_hours(
+) -> None:
+    cfg = ScenarioConfig(seed=13, sites=60, hours=8.0, subscribers_per_cell=4,
+                         storm_region="north", storm_start="2026-11-23T09:00:00Z")
+    sc = simulate(cfg)
+    assert sc.lines == simulate(cfg).lines  # deterministic by seed
+    truth = [t for t in sc.truth if t["type"] == "truth_storm"]
+    assert len(truth) == 1
+    storm = truth[0]
+    outages = {t["outage_id"]: t for t in sc.truth if t["type"] == "truth_outage"}
+    hit = [outages[o] for o in storm["outage_ids"]]
+    region = {r["site_id"] for line in sc.lines if b'"type":"cell"' in line
+              and (r := orjson.loads(line)).get("region") == "north"}
+    assert {t["site_id"] for t in hit} == set(storm["site_ids"]) <= region
+    assert len(hit) >= 0.5 * len(region)  # 70 % asked, less any site already down then
+    t0 = datetime.fromisoformat("2026-11-23T09:00:00+00:00").timestamp()
+    for t in hit:
+        start = datetime.fromisoformat(t["start_time"]).timestamp()
+        assert t["kind"] == "storm" and t["scope"] == "site"
+        assert t["probable_cause"] == "powerProblem" and len(t["alarm_ids"]) == 1
+        assert 0 <= start - t0 <= 900 + 60  # within 15 min of the storm's start
+        assert 5400 <= t["duration_s"] <= 18000 or t["end_time"] >= "2026-11-23T13:50:00Z"
+    ends = sorted(t["end_time"] for t in hit)
+    assert ends[0] < ends[-1]  # restored one by one, not all at once
+    # the rest of the plan is the scenario's without a storm
+    calm = simulate(ScenarioConfig(seed=13, sites=60, hours=8.0, subscribers_per_cell=4))
+    shape = lambda ts: sorted((t["site_id"], t["start_time"], t["end_time"], t["kind"])  # noqa: E731
+                              for t in ts if t["type"] == "truth_outage" and t["kind"] != "storm")
+    assert shape(sc.truth) == shape(calm.truth)
+    assert not [t for t in calm.truth if t["type"] == "truth_storm"]
+
+
+def test_a_storm_in_a_region_without_sites_is_refused_with_the_regions_there_are() -> None:
+    with pytest.raises(ValueError, match="regions: "):
+        simulate(ScenarioConfig(seed=13, sites=3, hours=3.0, subscribers_per_cell=1,
+                                storm_region="nowhere"))

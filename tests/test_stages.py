@@ -15,6 +15,7 @@ from dataflows.messages import (
 )
 from dataflows.sequencer import Routes, Sequencer
 from dataflows.site import PRUNE_EVERY_S, SiteCorrelator
+from forewarn import safe_pickle
 from forewarn.codec import parse_time
 from forewarn.model import (
     Action,
@@ -313,9 +314,11 @@ def test_care_apology_is_the_same_whatever_order_two_sites_notes_arrive_in():
     assert results[0][0][1] == T0 + 720 and results[0][0][2] == ("call:K1", "call:K2")
 
 
-def test_state_snapshotted_before_session_6_loads():
-    """Snapshots from before positions left care: care's position history is dropped,
-    the site's away map and the sequencer's latest sites start empty."""
+def test_state_with_care_position_history_loads():
+    """Snapshots of the state layout in which care kept each subscriber's positions
+    (``SubscriberCare.seen``), sites had no ``away`` map and the sequencer no latest sites
+    (bare pickles without the format header, and format 1) still load: care's position
+    history is dropped, the site's away map and the sequencer's latest sites start empty."""
     import pickle
 
     from dataflows.flow import FlowConfig, SequenceLogic, _freeze_site, _thaw_site
@@ -336,7 +339,18 @@ def test_state_snapshotted_before_session_6_loads():
 
     seq = seq_with_topology()
     del seq.last_site, seq.last_at
-    logic = SequenceLogic(FlowConfig(book=BOOK), pickle.dumps(seq))
+    logic = SequenceLogic(FlowConfig(book=BOOK), pickle.dumps(seq))  # no format header
     out, _ = logic.on_batch([decoded(Location("U", "C1", T0), Location("U", "D1", T0 + 5))])
     sites = dict(out[0][1])
     assert sites["S1"][1][-1] == Left("U", T0 + 5)
+
+
+def test_a_resumed_sequencer_takes_the_reorder_window_from_the_command_line():
+    """`--lateness` given to a resumed run wins over the value in the snapshot."""
+    from dataflows.flow import FlowConfig, SequenceLogic
+
+    old = seq_with_topology(lateness_s=30, tick_s=10)
+    blob = safe_pickle.dump_state(old)
+    logic = SequenceLogic(FlowConfig(book=BOOK, lateness_s=5, tick_s=15), blob)
+    assert (logic.seq.lateness_s, logic.seq.tick_s) == (5, 15)
+    assert logic.seq.cell_site == old.cell_site  # the state itself is the snapshot's

@@ -78,6 +78,34 @@ def test_quality_allows_a_notice_5_minutes_before_the_truths_start_not_more() ->
     assert q["precision"] == 0.0  # neither was without service yet at notice time
 
 
+def test_area_notices_and_apologies_about_an_incident_count_and_are_checked() -> None:
+    """Walk-ins (area notices) and restoration apologies reach complainers; each rule's
+    precision and the false contacts are worked out by hand below."""
+    truth = [orjson.loads(impact("W", 70, lost=(20, 90), site_id="S1", at_start=False)),
+             orjson.loads(impact("R", 55, lost=(0, 30), site_id="S1")),
+             orjson.loads(impact("X", None, lost=(0, 30), site_id="S2"))]
+    inc = "INC-S1-20261123T100000"
+
+    def act(sub: str, kind: str, minute: float, rule: str, incident: str | None = inc) -> dict:
+        return {**action(sub, kind, minute), "rule_id": rule, "incident_id": incident}
+
+    actions = [
+        act("W", "area_notice", 50, "walk-in-notice"),     # in the hole since 10:20: true
+        act("N", "area_notice", 50, "walk-in-notice"),     # N never lost service: false
+        act("R", "apology", 32, "back-after-outage-apology"),  # lost it on S1 in it: true
+        act("X", "apology", 32, "back-after-outage-apology"),  # lost it on S2, not S1: false
+        act("X", "compensation", 32, "long-outage-compensation"),  # about S1: false
+        act("W", "apology", 100, "dropped-call-apology", incident=None),  # no burst: false
+    ]
+    q = quality(actions, truth)
+    assert q["recall_before_complaint"] == 1.0  # W by the area notice, R by the apology
+    assert q["precision_by_rule"] == {
+        "back-after-outage-apology": {"sent": 2, "precision": 0.5},
+        "walk-in-notice": {"sent": 2, "precision": 0.5}}
+    assert q["false_contact_share"] == round(4 / 6, 4)
+    assert q["outage_notices_checked"] == 0  # area notices are not outage notices
+
+
 def test_summary_json_holds_the_contracts_fields(tmp_path: Path, capsys) -> None:
     """`forewarn run --truth` on files: the counts are those of the outputs it wrote."""
     s = Scenario().site("S1").site("S2").site("FAR", cells=1)  # FAR: tick()'s cell
@@ -101,7 +129,7 @@ def test_summary_json_holds_the_contracts_fields(tmp_path: Path, capsys) -> None
     assert summary["dead_letters"] == 2 == len(read_jsonl(out / "dead_letters.jsonl"))
     assert summary["incidents"] == 1
     assert summary["actions"] == {"outage_notice": 2, "restored_notice": 2, "apology": 0,
-                                  "compensation": 1, "care_callback": 1}
+                                  "compensation": 1, "care_callback": 1, "area_notice": 0}
     q = summary["quality"]
     # A told at 10:12, complains 10:40; C complains at 10:11, inside the hold-down
     assert q["recall_before_complaint"] == 0.5

@@ -1,0 +1,326 @@
+"""Around an outage: walk-ins and reappearances (dataflows/nearby.py), through the flow.
+
+Sites are placed on a line: S1 (the one that goes down), S2 next to it, then the
+others further along, so S2 is among S1's `nearby.sites` nearest sites and FAR, the
+last, is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from dataflows.messages import Near, Watch
+from dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch
+from dataflows.sequencer import Routes, Sequencer
+from forewarn import safe_pickle
+from forewarn.model import Alarm, Cell, Location, Maintenance
+from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, parse_rulebook
+from tests.builders import Scenario, ts
+
+SILENCE_MIN = load_rulebook().correlation.silence_s / 60  # 73 min
+NEAREST = load_rulebook().correlation.nearby_sites
+LAST = NEAREST + 3  # sites S1 ... S{LAST}
+FAR = f"S{LAST}"  # not among S1's nearest
+
+
+def without_walk_ins() -> Rulebook:
+    book = load_rulebook()
+    return replace(book, rules=tuple(r for r in book.rules if r.id != "walk-in-notice"),
+                   _by_id={})
+
+
+def around() -> Scenario:
+    s = Scenario()
+    for i in range(1, LAST + 1):  # 0.01 degree (~1 km) apart
+        s.site(f"S{i}", cells=2, place=(51.5, -0.1 + 0.01 * (i - 1)))
+    for sid in ("U1", "U2", "U3", "U4", "U5", "U6", "U7"):
+        s.subscriber(sid)
+    return s
+
+
+def test_a_neighbour_silent_past_the_detach_time_during_an_outage_is_told_then_restored():
+    s = around()
+    s.seen("U1", "S2-C1", 0)     # heard next door, then silent: walked into S1's outage
+    s.seen("U2", "S2-C1", 0)     # heard next door, and again 54 min later: in service
+    s.seen("U3", f"{FAR}-C1", 0)  # heard far away, then silent: not near this outage
+    s.seen("U4", "S2-C2", -80)   # silent since long before the outage: says nothing of it
+    s.seen("U5", "S1-C1", 3)     # on the site when it goes down: the contract's impacted
+    s.alarm("A1", 5, site="S1")
+    s.seen("U2", "S2-C1", 54)
+    s.clear("A1", 120, site="S1")
+    s.tick(130)
+    r = s.run()
+    assert r.subscribers("outage_notice") == {"U5"}  # the contract's notice: the impacted
+    assert r.subscribers("area_notice") == {"U1"}
+    walk = r.of("area_notice")[0]
+    assert walk["rule_id"] == "walk-in-notice" and walk["incident_id"] == "INC-S1-20261123T100500"
+    assert walk["event_time"] == ts(SILENCE_MIN)  # last heard at 10:00, silent since
+    assert any(e.startswith("last_heard:S2@") for e in walk["evidence"])
+    assert "if you are around" in walk["message"]
+    # not the contract's impacted: no restored notice, and the NOC's count leaves them out
+    assert r.subscribers("restored_notice") == {"U5"}
+    opened = [i for i in r.incidents if i["incident_id"] == "INC-S1-20261123T100500"]
+    assert opened[-1]["impacted_subscribers"] == 1
+
+
+def test_no_walk_in_once_the_outage_is_over_in_planned_work_or_without_the_rule():
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1").clear("A1", 60, site="S1")  # over before U1 is overdue
+    s.seen("U2", "S2-C1", 0)
+    s.maintenance("W1", 100, 300, sites=["S3"])
+    s.seen("U3", "S4-C1", 100)
+    s.alarm("A2", 110, site="S3")  # planned: nobody is told, walk-in or not
+    s.tick(260)
+    r = s.run()
+    assert r.of("area_notice") == []
+    no_walk = s.run(book=without_walk_ins())
+    assert no_walk.actions == [a for a in r.actions if a["rule_id"] != "walk-in-notice"]
+
+
+def test_one_site_counts_each_subscriber_around_two_outages():
+    """U1, silent next to two outages, is counted by the nearer (one notice, not two);
+    U2, on S4 when it went down, is S4's own, not a walk-in at its neighbour S1."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)     # S2 is next to S1, three sites from S4
+    s.seen("U2", "S4-C1", 0)
+    s.alarm("A4", 4, site="S4")
+    s.alarm("A1", 5, site="S1")
+    s.tick(SILENCE_MIN + 5)
+    s.clear("A1", SILENCE_MIN + 10, site="S1").clear("A4", SILENCE_MIN + 10, site="S4")
+    r = s.run()
+    notices = sorted((a["subscriber_id"], a["incident_id"], a["rule_id"]) for a in r.actions
+                     if a["kind"] in ("outage_notice", "area_notice"))
+    assert notices == [("U1", "INC-S1-20261123T100500", "walk-in-notice"),
+                       ("U2", "INC-S4-20261123T100400", "outage-notice")]
+
+
+def test_a_late_call_from_a_neighbour_keeps_them_out_of_the_outage():
+    """A call is reported when it ends: one that ended before the silence ran out shows
+    the phone was in service, so no notice."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.seen("U2", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1")
+    # in a call 10:55-11:07 next door: the periodic update (10:54) fell inside it
+    s.call("K1", "U1", "S3-C1", SILENCE_MIN - 1, length_s=12 * 60)
+    s.tick(120)
+    s.clear("A1", 125, site="S1")
+    r = s.run()
+    assert r.subscribers("area_notice") == {"U2"}  # U2 stayed silent: a walk-in
+
+
+APOLOGY = """
+  - id: back-after-outage-apology
+    version: 1
+    owner: care-operations
+    description: Unheard during an outage, back on its cells soon after the restoration.
+    trigger: {incident: [outage], at: reappeared}
+    action: apology
+    templates:
+      en: "Hi $name, sorry if the network problem around $area caught you."
+"""
+
+
+def with_apology() -> Rulebook:
+    """The default rulebook plus a rule on reappearances."""
+    default = DEFAULT_DIR / "rulebook.yaml"
+    text = default.read_text()
+    cut = text.index("  - id: restored-notice")
+    return parse_rulebook(text[:cut] + APOLOGY.lstrip("\n") + "\n" + text[cut:], default)
+
+
+def test_someone_unheard_during_a_short_outage_back_on_its_cells_gets_an_apology():
+    s = around()
+    s.seen("U6", "S2-C1", -20)   # heard next door before, unheard during, back after
+    s.seen("U7", "S2-C1", -20)
+    s.alarm("A1", 5, site="S1")
+    s.seen("U7", "S2-C1", 15)    # heard during the outage: not caught in it
+    s.clear("A1", 30, site="S1")
+    s.seen("U6", "S1-C2", 33).seen("U7", "S1-C2", 33)
+    s.seen("U1", "S1-C1", 50)    # back too late (after reappear_s): no apology
+    s.tick(60)
+    r = s.run(book=with_apology())
+    assert r.subscribers("apology") == {"U6"}
+    a = r.of("apology")[0]
+    assert a["rule_id"] == "back-after-outage-apology" and a["event_time"] == ts(33)
+    assert a["incident_id"] == "INC-S1-20261123T100500"
+    assert "location:S1-C2@" in " ".join(a["evidence"])
+    assert r.of("restored_notice") == []  # nobody was told of the outage: nothing restored
+    assert s.run().of("apology") == []  # the default rulebook has no such rule
+
+
+def test_nearby_rulebook_terms_are_checked_with_their_key():
+    default = DEFAULT_DIR / "rulebook.yaml"
+    text = default.read_text()
+    assert load_rulebook().correlation.silence_s == 4380
+    bad = text.replace("    sites: 16 ", "    sites: 0  ")
+    with pytest.raises(RulebookError) as err:
+        parse_rulebook(bad, default)
+    assert "correlation.nearby.sites" in str(err.value)
+    typo = text.replace("    silence_s: 4380", "    silense_s: 4380")
+    with pytest.raises(RulebookError) as err:
+        parse_rulebook(typo, default)
+    assert "silense_s" in str(err.value)
+
+
+# ---- the sequencer's watch, without Bytewax ---------------------------------------------
+
+
+def sequencer() -> Sequencer:
+    seq = Sequencer(warmup=1)
+    seq.configure(load_rulebook())
+    for i in range(1, LAST + 1):
+        for c in (1, 2):
+            seq.feed(Cell(f"S{i}-C{c}", f"S{i}", lat=51.5, lon=-0.1 + 0.01 * (i - 1)), b"", "f")
+    return seq
+
+
+def near_of(out: Routes, site: str) -> list[Near | Watch]:
+    return [m for m in out.sites.get(site, ()) if type(m) in (Near, Watch)]
+
+
+def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
+    seq = sequencer()
+    out = Routes()
+    seq.take_batch([[("f", b"", Location("U1", "S2-C1", 100.0), 100.0),
+                     ("f", b"", Location("U2", f"{FAR}-C1", 100.0), 100.0)]], out)
+    assert near_of(out, "S1") == []  # nothing is down: nothing forwarded
+    out = Routes()
+    alarm = Alarm("A1", 200.0, "critical", "transmitterFailure", site_id="S1")
+    seq.take_batch([[("f", b"", alarm, 200.0),
+                     ("f", b"", Location("U3", "S3-C1", 210.0), 210.0),
+                     ("f", b"", Location("U1", f"{FAR}-C2", 220.0), 220.0)]], out)
+    assert near_of(out, "S1") == [Watch(200.0), Near("U1", "S2", 100.0), Near("U3", "S3", 210.0),
+                                  Near("U1", FAR, 220.0, near=False)]
+    assert seq.nearby.nearest("S1", NEAREST) == tuple(f"S{i}" for i in range(2, NEAREST + 2))
+    # a snapshot carries the watch
+    again = safe_pickle.load_state(safe_pickle.dump_state(seq))
+    assert again.nearby.followed == {"U3": "S1"}  # U1 went far away: let go
+    cleared = Alarm("A1", 300.0, "cleared", "transmitterFailure", site_id="S1")
+    reappear = load_rulebook().correlation.reappear_s
+    out = Routes()
+    seq.take_batch([[("f", b"", cleared, 300.0),
+                     ("f", b"", Location("U9", "S2-C1", 300.0 + reappear + 60), 300 + reappear
+                      + 60)]], out)
+    assert seq.nearby.watches == {} and seq.nearby.followed == {}
+    assert near_of(out, "S1") == [Watch(300.0 + reappear + 60, ended=True)]  # forget them
+
+
+def test_a_stuck_alarm_ends_its_watch_after_twelve_hours():
+    w = NearbyWatch()
+    for s, lon in (("S1", 0.0), ("S2", 0.01)):
+        w.place(s, 0.0, lon)
+    w.start("S1", 0.0, 8, {"U1": "S2"}, {"U1": 0.0}, {})
+    sites: dict = {}
+    w.expire(MAX_WATCH_S, {"U1": "S2"}, {"U1": 0.0}, sites)
+    assert "S1" in w.watches and sites == {}
+    w.expire(MAX_WATCH_S + 1, {"U1": "S2"}, {"U1": 0.0}, sites)
+    assert w.watches == {} and w.near_of == {} and w.followed == {} and w.followers == {}
+    assert sites == {"S1": [Watch(MAX_WATCH_S + 1, ended=True)]}  # the site forgets them
+
+
+def test_the_end_of_a_watch_hands_its_subscribers_to_the_next_down_site():
+    """U1, next to S2 and S3 (both down), is S2's (nearer); when S2's watch ends first,
+    S3 counts them, with the time they were last heard."""
+    w = NearbyWatch()
+    for s, lon in (("S2", 0.0), ("N", 0.01), ("S3", 0.03)):
+        w.place(s, 0.0, lon)
+    sites: dict = {}
+    w.start("S3", 0.0, 8, {"U1": "N"}, {"U1": 5.0}, sites)
+    w.start("S2", 10.0, 8, {"U1": "N"}, {"U1": 5.0}, sites)
+    assert w.followed == {"U1": "S2"}
+    w.stop("S2", 20.0, 0.0)
+    sites = {}
+    w.expire(30.0, {"U1": "N"}, {"U1": 5.0}, sites)
+    assert w.followed == {"U1": "S3"}
+    assert sites == {"S2": [Watch(30.0, ended=True)], "S3": [Near("U1", "N", 5.0)]}
+
+
+def test_a_watch_that_outlives_twelve_hours_makes_no_walk_in_of_those_still_heard():
+    """Someone heard next door every 30 min during a 16 h outage is never a walk-in, even
+    after the sequencer stops following them (the site forgets what it heard)."""
+    s = around()
+    s.alarm("A1", 5, site="S1")
+    for minute in range(0, 16 * 60, 30):
+        s.seen("U1", "S2-C1", minute)
+    s.clear("A1", 16 * 60 + 5, site="S1").tick(16 * 60 + 20)
+    assert s.run().of("area_notice") == []
+
+
+def test_a_late_position_does_not_make_someone_far_away_a_walk_in():
+    """U1's latest position is far away; a late record of them next door, older than it,
+    must not count them around the outage again."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1")
+    s.seen("U1", f"{FAR}-C1", 20)
+    s.seen("U1", "S2-C1", 10)    # late: behind their latest
+    s.clear("A1", 120, site="S1").tick(130)
+    assert s.run().of("area_notice") == []
+
+
+def test_no_one_is_followed_around_planned_work():
+    """An outage inside a maintenance window starts no watch: nobody around it can be
+    taken from a real outage nearby, and planned work notifies nobody."""
+    seq = sequencer()
+    out = Routes()
+    window = Maintenance("W1", "upsert", 100.0, 400.0, site_ids=("S1",))
+    seq.take_batch([[("f", b"", window, None),
+                     ("f", b"", Location("U1", "S2-C1", 150.0), 150.0),
+                     ("f", b"", Alarm("A1", 200.0, "critical", "powerProblem", site_id="S1"),
+                      200.0)]], out)
+    assert seq.nearby.watches == {} and near_of(out, "S1") == []
+
+
+def test_a_snapshot_of_an_open_incident_from_before_walk_ins_loads():
+    """An OpenIncident pickled without the walk-in field gets its default on load."""
+    from dataflows.site import OpenIncident
+
+    inc = OpenIncident(id="INC-S1-1", kind="outage", start=0.0)
+    old_state = {f: getattr(inc, f) for f in inc.__slots__ if f != "walked_in"}
+    restored = OpenIncident.__new__(OpenIncident)
+    restored.__setstate__((None, old_state))
+    assert restored.walked_in == {} and restored.id == "INC-S1-1"
+    again = safe_pickle.load_state(safe_pickle.dump_state(inc))
+    assert again.walked_in == {} and again.start == 0.0
+
+
+def test_without_a_walk_in_or_reappeared_rule_nothing_is_followed():
+    seq = Sequencer(warmup=1)
+    seq.configure(without_walk_ins())
+    for i in (1, 2):
+        seq.feed(Cell(f"S{i}-C1", f"S{i}", lat=0.0, lon=0.01 * i), b"", "f")
+    seq.feed(Location("U1", "S2-C1", 100.0), b"", "f")
+    routed = seq.feed(Alarm("A1", 200.0, "critical", "transmitterFailure", site_id="S1"),
+                      b"", "f")
+    assert [m for _, _, m in routed if type(m) is Near] == []
+    assert seq.nearby.watches == {}
+
+
+def test_what_a_site_heard_in_an_earlier_watch_does_not_make_a_walk_in_later():
+    """U1 was around S1's first outage, then went far away once nobody followed them:
+    S1's second outage must not count them in on what it heard the first time."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.alarm("A1", 5, site="S1").clear("A1", 10, site="S1")  # a watch, over by 10:20
+    s.seen("U1", f"{FAR}-C1", 25)  # far away, unfollowed: S1 never hears of it
+    s.alarm("A2", 50, site="S1")
+    s.seen("U1", f"{FAR}-C1", 79)
+    s.clear("A2", 85, site="S1")
+    s.tick(90)
+    assert s.run().of("area_notice") == []
+
+
+def test_a_storm_of_outage_alarms_watches_a_bounded_number_of_sites():
+    """Each watch scans every subscriber's latest site once: past MAX_WATCHES at once,
+    more outages start no watch (and are counted), so one feed raising an alarm on every
+    site cannot stall the sequencer."""
+    w = NearbyWatch()
+    for i in range(MAX_WATCHES + 5):
+        w.place(f"S{i}", 0.0, 0.01 * i)
+    for i in range(MAX_WATCHES + 5):
+        w.start(f"S{i}", 0.0, 4, {}, {}, {})
+    assert len(w.watches) == MAX_WATCHES and w.unwatched == 5
