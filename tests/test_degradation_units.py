@@ -223,3 +223,25 @@ def test_a_silence_right_after_an_outage_is_not_evidence():
     assert site.position("C1", 2600.0) == []
     assert site.advance(50000.0) == []  # due, but within the grace after the outage
 
+
+
+def test_three_healthy_periods_right_after_opening_resolve_a_degradation():
+    h = warm()
+    for i in range(6, 10):
+        h.observe_kpi(kpi(i, drops=20))
+    assert h.observe_kpi(kpi(10)) == [] and h.observe_kpi(kpi(11)) == []
+    (r,) = h.observe_kpi(kpi(12))
+    assert (r.status, r.end_time, r.at) == ("resolved", 10 * P, 13 * P)
+
+
+def test_warm_up_learns_the_plain_mean_of_its_periods():
+    h = CellHealth("C1")
+    for i in range(DEFAULT.warmup):
+        h.observe_kpi(kpi(i, attempts=100 + 100 * (i % 2), users=10 + 10 * (i % 2),
+                          rrc=0.98 + 0.01 * (i % 2)))
+    assert (h.attempts, h.users) == pytest.approx((150.0, 15.0))
+    assert h.rrc == pytest.approx(0.985)
+    decay = 1 - DEFAULT.kpi_alpha / 4  # drop-rate counts: EW sums
+    assert h.calls == pytest.approx(sum((100 + 100 * (i % 2)) * decay ** (5 - i)
+                                        for i in range(6)))
+    assert h.drops == pytest.approx(sum(decay ** (5 - i) for i in range(6)))

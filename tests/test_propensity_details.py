@@ -146,3 +146,19 @@ def test_a_warm_started_model_measures_auc_as_a_fresh_one_does():
         warm.learn(F, label, score)
         fresh.update(label, score)
     assert warm.report()["roc_auc"] == round(fresh.get(), 4)
+
+
+def test_a_complaint_at_the_exposure_itself_is_not_after_it():
+    book = ExposureBook(horizon_s=100.0)
+    book.expose(0.0, F, 0.4, "p0")
+    book.expose(10.0, F, 0.4, "p0")
+    book.complaint(10.0)
+    assert [x.label for x in book.expire(200.0)] == [True, False]
+
+
+def test_an_exposure_is_settled_only_once_past_its_own_horizon():
+    book = ExposureBook(horizon_s=100.0)
+    book.expose(0.0, F, 0.4, "p0")
+    book.expose(50.0, F, 0.5, "p1")
+    assert [x.at for x in book.expire(150.0)] == [0.0]  # 150 is the last instant of 50's
+    assert [x.at for x in book.expire(150.5)] == [50.0]
