@@ -435,8 +435,11 @@ class SubscriberCare:
             features = CareFeatures(
                 segment=p.segment, plan=p.plan, tenure_months=float(p.tenure or 0),
                 trigger=trigger, lost_s_24h=0.0, outage_s=outage_s, site_outage=site_outage,
-                drops_24h=len(self.drops), contacts_24h=sum(
-                    1 for t in self.contacts if t > at - 86400.0),
+                # verdicts of several sites reach a subscriber in no fixed order: a later
+                # drop may be known already (not counted); contacts are counted by
+                # dispatch, which sees every action in event-time order
+                drops_24h=sum(1 for d in self.drops if at - 86400.0 < d[0] <= at),
+                contacts_24h=0,
                 hour=local.hour, position_age_s=age_s)
         if send_after is None and rule.action in book.defer_kinds:
             send_after = quiet_until(at, p.timezone, book)

@@ -18,7 +18,10 @@ decides whether the operator can afford it now.
   ``1 - reserve_share`` of a minute, the priority segments all of it; an action
   over budget is deferred (``send_after``) to the next minute with room.
 
-Within a batch, actions are taken in (event time, priority, action id) order.
+Actions are taken in (event time, priority, action id) order: :meth:`Dispatcher.take`
+holds what arrives until a :class:`~dataflows.messages.Frontier` says every action
+before a time has arrived (:mod:`dataflows.frontier`), so which action gets a budget,
+and the order the model learns in, do not depend on batching or worker count.
 
 >>> from rules.rulebook import Budgets
 >>> from forewarn.model import Action
@@ -34,11 +37,18 @@ Within a batch, actions are taken in (event time, priority, action id) order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from dataflows.care import ComplaintSeen, Suppressed
+from dataflows.messages import Frontier
 from dataflows.propensity import ExposureBook, PropensityModel
+from dataflows.state import restore_fields
 from forewarn.model import Action
 from rules.rulebook import Budgets, Rulebook
+
+
+def _time(item) -> float:
+    return item.event_time if isinstance(item, Action) else item.at
 
 
 def _order(item) -> tuple:
@@ -56,6 +66,7 @@ def _min_propensity(book: Rulebook, rule_id: str) -> float | None:
 
 MAX_DEFER_MINUTES = 24 * 60  # a rate-limited send is deferred at most this far
 SWEEP_S = 600.0  # expire unlabelled exposures this often (event time)
+DAY_S = 86400.0
 
 
 @dataclass(slots=True)
@@ -66,25 +77,69 @@ class Dispatcher:
     exposures: dict[str, ExposureBook] = field(default_factory=dict)  # by subscriber
     clock: float = 0.0
     swept: float = 0.0
+    contacts: dict[str, tuple[float, ...]] = field(default_factory=dict)  # last day's actions
+    held: list = field(default_factory=list)  # arrived, not yet before the frontier
+    frontier: float = float("-inf")
+
+    def __setstate__(self, state: Any) -> None:
+        restore_fields(self, state)
+
+    def take(self, items: list, book: Rulebook, score: bool = True) -> list:
+        """Hold actions (and complaints seen) until a :class:`Frontier` passes them, then
+        :meth:`handle` those before it, all together; an item arriving behind the
+        frontier (made by a late record) is handled at once."""
+        ready: list = []
+        held = self.held
+        moved = False
+        for item in items:
+            if type(item) is Frontier:
+                if item.at > self.frontier:
+                    self.frontier, moved = item.at, True
+            elif _time(item) < self.frontier:
+                ready.append(item)
+            else:
+                held.append(item)
+        if moved and held:
+            frontier = self.frontier
+            ready += [h for h in held if _time(h) < frontier]
+            self.held = [h for h in held if _time(h) >= frontier]
+        return self.handle(ready, book, score) if ready else []
 
     def handle(self, items: list, book: Rulebook, score: bool = True) -> list:
         """Score, learn, then apply budgets; complaints are consumed here."""
         items = sorted(items, key=_order)
         out: list = []
         for item in items:
-            at = item.event_time if isinstance(item, Action) else item.at
-            self.clock = max(self.clock, at)
+            at = _time(item)
+            if at > self.clock:
+                self.clock = at
+                # swept at points of the one event-time order, never at a batch's end:
+                # what the model has learnt when it scores must not depend on batching
+                if at - self.swept >= SWEEP_S:
+                    self._sweep()
             if isinstance(item, ComplaintSeen):
                 exp = self.exposures.get(item.subscriber_id)
                 if exp is not None:
                     self._learn(exp.complaint(item.at))
                 continue
-            if isinstance(item, Action) and item.features is not None:
-                item = self._score(item, book) if score else replace(item, features=None)
+            if isinstance(item, Action):
+                item = self._contact(item)
+                if item.features is not None:
+                    item = self._score(item, book) if score else replace(item, features=None)
             out.append(item)
-        if self.clock - self.swept >= SWEEP_S:
-            self._sweep()
         return self.admit(out, book.budgets)
+
+    def _contact(self, a: Action) -> Action:
+        """Note a contact; the model's ``contacts_24h`` is counted here, where every
+        action arrives in event-time order (care hears of several sites' verdicts in no
+        fixed order)."""
+        sid, at = a.subscriber_id, a.event_time
+        past = self.contacts.get(sid, ())
+        self.contacts[sid] = past + (at,)
+        if a.features is None:
+            return a
+        n = sum(1 for t in past if at - DAY_S < t < at)
+        return replace(a, features=replace(a.features, contacts_24h=n))
 
     def _score(self, a: Action, book: Rulebook) -> Action | Suppressed:
         exp = self.exposures.setdefault(a.subscriber_id, ExposureBook())
@@ -104,16 +159,25 @@ class Dispatcher:
 
     def _sweep(self) -> None:
         self.swept = self.clock
+        day_ago = self.clock - DAY_S
+        for sid, times in list(self.contacts.items()):
+            if times[-1] <= day_ago:
+                del self.contacts[sid]
+            elif times[0] <= day_ago:
+                self.contacts[sid] = tuple(t for t in times if t > day_ago)
         for sub in list(self.exposures):
             exp = self.exposures[sub]
             self._learn(exp.expire(self.clock))
             if not exp.pending:
                 del self.exposures[sub]
 
-    def finish(self) -> list:
-        """End of input: settle what the horizon allows (the flow then reads ``model``)."""
+    def finish(self, book: Rulebook, score: bool = True) -> list:
+        """End of input: what is still held, then settle what the horizon allows (the
+        flow then reads ``model``)."""
+        held, self.held = self.held, []
+        out = self.handle(held, book, score) if held else []
         self._sweep()
-        return []
+        return out
 
     def admit(self, items: list, budgets: Budgets | None) -> list:
         if budgets is None:

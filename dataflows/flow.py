@@ -6,12 +6,15 @@
       -> decode (per batch) ........... one ("clock", [record | DeadLetter, ...]) item
       -> sequence   [key: "clock"]       event-time order, topology, ticks; per batch
            |                             one list of messages per destination key
+           |-> frontier [key: "frontier"]    one Progress per batch -> Frontier to every
+           |                             site, then to dispatch, each an epoch later
            |-> site     [key: site_id]   positions, moves, incidents, hold-down, silent
            |                             failures, fan-out -> incidents; verdicts released
-           |                             an epoch later
+           |                             at the next frontier, an epoch later
            |-> care     [key: care_shard(subscriber_id), or subscriber_id with recovery]
            |                             profiles, complaints; fed by site: verdicts -> actions
-      -> dispatch   [key: "dispatch"]    propensity score, budgets
+      -> dispatch   [key: "dispatch"]    propensity score, budgets, in event-time order up
+                                         to the frontier
       -> actions | incidents | dead letters (decoding's and the sequencer's)
 
 Positions (every location and call, most of the traffic) travel as plain tuples
@@ -47,7 +50,8 @@ from bytewax.outputs import Sink
 
 from dataflows.care import CareShard, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
-from dataflows.messages import Decoded
+from dataflows.frontier import FrontierTracker
+from dataflows.messages import Decoded, Frontier, Progress
 from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer, own_key
 from dataflows.site import SiteCorrelator
@@ -61,6 +65,8 @@ from rules.rulebook import Rulebook
 
 CLOCK_KEY = "clock"
 DISPATCH_KEY = "dispatch"
+FRONTIER_KEY = "frontier"
+INF = float("inf")
 _log = get_logger("forewarn.flow")
 
 
@@ -144,6 +150,7 @@ class SequenceLogic(StatefulBatchLogic):
         if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves
             self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
+        self.reported = -INF  # the watermark last told the frontier step
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         """``values``: lists of decoded items (one per input batch, see :func:`_decode_batch`)."""
@@ -159,6 +166,7 @@ class SequenceLogic(StatefulBatchLogic):
         routes = self._routes()
         self.seq.take_batch(values, routes)
         out = _bundle(routes, ordered=self.seq.late == late)
+        self._progress(routes, out)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
         metrics.HELD_AHEAD.set(len(self.seq.ahead))
@@ -171,6 +179,16 @@ class SequenceLogic(StatefulBatchLogic):
     def _routes(self) -> Routes:
         return Routes(self.cfg.care_key)
 
+    def _progress(self, routes: Routes, out: list, end: bool = False) -> None:
+        """One :class:`Progress` per batch for the frontier step, when there is news:
+        sites that got messages (their verdicts wait for a frontier), or a new watermark."""
+        mark = self.seq.watermark
+        if mark is None:
+            mark = -INF
+        if routes.sites or mark > self.reported or end:
+            self.reported = mark
+            out.append(("frontier", [(FRONTIER_KEY, Progress(0, mark, tuple(routes.sites)))]))
+
     def _count_late(self) -> None:
         for kind, n in self.seq.late_by_kind.items():
             new = n - self.late_counted.get(kind, 0)
@@ -182,7 +200,9 @@ class SequenceLogic(StatefulBatchLogic):
         routes = self._routes()
         self.seq.finish(routes)
         metrics.HELD_AHEAD.set(len(self.seq.ahead))
-        return _bundle(routes), False
+        out = _bundle(routes)
+        self._progress(routes, out, end=True)
+        return out, False
 
     def snapshot(self) -> bytes | None:
         if self.cfg.durable:
@@ -195,14 +215,18 @@ class SiteLogic(StatefulBatchLogic):
 
     A verdict for time T is decided the moment the site's event time passes T,
     but it is *released* only in a later Bytewax epoch than the one it was
-    decided in. Bytewax applies a stateful step's input in epoch order, so by
-    the time a subscriber sees the verdict it has every record (profile, complaint)
-    the sequencer sent before it, on whichever worker — the same outputs with any
-    worker count. ``snapshot()`` is Bytewax's end-of-epoch call for every key
+    decided in, when the frontier step's :class:`Frontier` arrives
+    (:mod:`dataflows.frontier`). Bytewax applies a stateful step's input in epoch
+    order, so by the time a subscriber sees the verdict it has every record (profile,
+    complaint) the sequencer sent before it, on whichever worker — the same outputs
+    with any worker count. ``snapshot()`` is Bytewax's end-of-epoch call for every key
     touched in the epoch, so it is where the epoch counter moves on.
-    """
 
-    POLL = timedelta(milliseconds=50)
+    A :class:`Frontier` also fires the deadlines before it: every record before it has
+    been delivered, so what they decide is what the next record would have decided,
+    and a frontier arrives in a later epoch than those records, so its verdicts go
+    out at once, as do outbox verdicts about a time before it, whenever decided.
+    """
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
@@ -213,34 +237,39 @@ class SiteLogic(StatefulBatchLogic):
             self.site, pending = _thaw_site(resume, cfg.book)
             self.outbox = [(-1, v) for v in pending]  # decided before the snapshot
 
-    def _release(self) -> list:
-        if not self.outbox or self.outbox[0][0] >= self.epoch:
-            return []
-        ready = [v for e, v in self.outbox if e < self.epoch]
-        self.outbox = [(e, v) for e, v in self.outbox if e >= self.epoch]
+    def _release(self, frontier: float) -> list:
+        """Verdicts decided in an earlier epoch, and those about a time before the
+        frontier (every record before it reached care in an earlier epoch)."""
+        epoch, outbox = self.epoch, self.outbox
+        ready = [v for e, v in outbox if e < epoch or v[1].at < frontier]
+        if ready:
+            self.outbox = [(e, v) for e, v in outbox if not (e < epoch or v[1].at < frontier)]
         return ready
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        """``values``: ``(site_id, [message, ...])``, one per sequencer batch."""
-        if self.site is None:
-            self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book,
-                                       detect=self.cfg.models)
-        self.site.book = self.cfg.rulebook()
-        out = self._release()
-        epoch, outbox = self.epoch, self.outbox
+        """``values``: ``(site_id, [message, ...])``, one per sequencer batch, and
+        ``(site_id, Frontier)`` from the frontier step."""
+        out: list = []
+        site = self.site
+        if site is None:
+            if all(type(msgs) is Frontier for _, msgs in values):
+                return out, False  # (a site the frontier step knows of from before a resume)
+            site = self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book,
+                                              detect=self.cfg.models)
+        site.book = self.cfg.rulebook()
+        epoch = self.epoch
         for _, msgs in values:
-            for item in self.site.handle_batch(msgs):
+            if type(msgs) is Frontier:
+                out += self._release(msgs.at)  # (a new outbox list)
+                out += site.settle(msgs.at)
+                continue
+            outbox = self.outbox
+            for item in site.handle_batch(msgs):
                 if item[0] == "care":
                     outbox.append((epoch, item))
                 else:
                     out.append(item)
         return out, False
-
-    def notify_at(self) -> datetime | None:
-        return datetime.now(UTC) + self.POLL if self.outbox else None
-
-    def on_notify(self) -> tuple[list, bool]:
-        return self._release(), False
 
     def on_eof(self) -> tuple[list, bool]:
         ready = [v for _, v in self.outbox]
@@ -252,6 +281,40 @@ class SiteLogic(StatefulBatchLogic):
         if not self.cfg.durable:
             return None
         return _freeze_site(self.site, [v for _, v in self.outbox])
+
+
+class FrontierLogic(StatefulBatchLogic):
+    """The frontier step (one key): the shards' :class:`Progress`, one per batch each, in;
+    :class:`Frontier` out to every site and to dispatch, each an epoch after what it
+    rests on (:mod:`dataflows.frontier`). Bytewax calls ``snapshot()`` at the end of
+    every epoch this key took part in, ``on_notify`` included, which is how it counts
+    epochs; it asks to be called again while something is owed."""
+
+    POLL = timedelta(milliseconds=20)
+
+    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+        self.cfg = cfg
+        self.tracker: FrontierTracker = (safe_pickle.load_state(resume) if resume
+                                         else FrontierTracker(shards=1))
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        out = self.tracker.due()  # before taking: what is owed rests on earlier epochs
+        for progress in values:
+            self.tracker.take(progress)
+        return out, False
+
+    def notify_at(self) -> datetime | None:
+        return datetime.now(UTC) + self.POLL if self.tracker.pending else None
+
+    def on_notify(self) -> tuple[list, bool]:
+        return self.tracker.due(), False
+
+    def on_eof(self) -> tuple[list, bool]:
+        return self.tracker.finish(), False
+
+    def snapshot(self) -> bytes | None:
+        self.tracker.end_epoch()
+        return _snapshot(self.tracker, self.cfg.durable)
 
 
 class DispatchLogic(StatefulBatchLogic):
@@ -267,10 +330,11 @@ class DispatchLogic(StatefulBatchLogic):
             self.dispatch = Dispatcher()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        return self.dispatch.handle(values, self.cfg.rulebook(), self.cfg.models), False
+        """``values``: care's outputs, one each, and the frontier step's :class:`Frontier`."""
+        return self.dispatch.take(values, self.cfg.rulebook(), self.cfg.models), False
 
     def on_eof(self) -> tuple[list, bool]:
-        out = self.dispatch.finish()
+        out = self.dispatch.finish(self.cfg.rulebook(), self.cfg.models)
         if self.cfg.results is not None:
             self.cfg.results.report = self.dispatch.model.report()
             self.cfg.results.model = self.dispatch.model.to_bytes()
@@ -501,7 +565,13 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     def unbundle(stage: str):
         return lambda kv: kv[1][1] if kv[1][0] == stage else ()
 
-    to_site = op.flat_map("to_site", routed, unbundle("site"))
+    progress = op.flat_map("to_frontier", routed, unbundle("frontier"))
+    frontier = op.map("unkey_frontier", op.stateful_batch(
+        "frontier", progress, lambda r: FrontierLogic(cfg, r)), lambda kv: kv[1])
+    site_frontier = op.flat_map("frontier_to_site", frontier,
+                                lambda x: [(s, (s, f)) for s, f in x[1]] if x[0] == "site" else ())
+    to_site = op.merge("site_in", op.flat_map("to_site", routed, unbundle("site")),
+                       site_frontier)
     site_out = op.stateful_batch("site", to_site, lambda r: SiteLogic(cfg, r))
     site_out = op.map("unkey_site", site_out, lambda kv: kv[1])
     site_split = op.branch("site_split", site_out, lambda r: r[0] == "care")
@@ -513,8 +583,11 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
                       lambda r: (care_key(r[1].subscriber_id), [r[1]]))
     care_keyed = op.merge("care_in", care_from_seq, verdicts)
     care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
-    to_dispatch = op.key_on("key_dispatch", op.map("unkey_care", care_out, lambda kv: kv[1]),
-                            lambda _: DISPATCH_KEY)
+    to_dispatch = op.key_on("key_dispatch", op.merge(
+        "dispatch_in", op.map("unkey_care", care_out, lambda kv: kv[1]),
+        op.filter_map("frontier_to_dispatch", frontier,
+                      lambda x: x[1] if x[0] == "dispatch" else None)),
+        lambda _: DISPATCH_KEY)
     care_out = op.stateful_batch("dispatch", to_dispatch, lambda r: DispatchLogic(cfg, r))
     care_out = op.map("count_care", care_out, lambda kv: _count_out(kv[1]))
     actions = op.filter("actions", care_out, lambda x: isinstance(x, Action))

@@ -2,8 +2,9 @@
 
 The sequencer sends records, :data:`Position`, :class:`Left`, :class:`Near` and
 :class:`Tick` to sites, and profiles and complaints to subscribers, grouped into one list per
-destination key per batch; a site sends :class:`Impact`, :class:`Restored`,
-:class:`Escalation` and :class:`DropNote` to subscribers. Every message knows
+destination key per batch, and a :class:`Progress` per batch to the frontier step, which
+sends :class:`Frontier` to sites and dispatch; a site sends :class:`Impact`,
+:class:`Restored`, :class:`Escalation` and :class:`DropNote` to subscribers. Every message knows
 its event time: ``at``, a position's third element.
 """
 
@@ -16,6 +17,27 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class Tick:
     """Event time progress: every input before ``at`` has been delivered."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A sequencer shard says, once per batch: every record of mine before ``watermark``
+    has been released, and ``sites`` got messages from me in this batch (their verdicts
+    wait in an outbox for a later :class:`Frontier`)."""
+
+    shard: int
+    watermark: float
+    sites: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Frontier:
+    """The frontier step says, an epoch after the :class:`Progress` it rests on: every
+    input before ``at`` has been delivered to every site (a site fires its deadlines
+    before it and releases the verdicts it decided in earlier epochs); or, to dispatch
+    one epoch later again, every action before ``at`` has reached it."""
 
     at: float
 

@@ -64,7 +64,7 @@ class CareFeatures:
     outage_s: float  # length of the current outage so far (0 for drops)
     site_outage: bool  # the whole site is down (few can reselect)
     drops_24h: int
-    contacts_24h: int  # actions already sent to them in the last 24 h
+    contacts_24h: int  # actions already sent to them in the last 24 h (set by dispatch)
     hour: int  # local hour of day
     position_age_s: float = 0.0  # age of the observation that placed them on the cell
 

@@ -258,6 +258,20 @@ class SiteCorrelator:
         inc = self.incidents.get(self.cell_incident.get(cell, ""))
         return inc.down.get(cell) if inc is not None else None
 
+    def settle(self, frontier: float) -> list[Out]:
+        """Every message before ``frontier`` has been delivered: fire the deadlines before
+        it, as the next message would (the clock does not move: no message came).
+
+        >>> from rules.rulebook import load_rulebook
+        >>> site = SiteCorrelator("S1", load_rulebook())
+        >>> site._schedule(100.0, "open", "INC-X")
+        >>> site.settle(100.0), len(site.deadlines)  # not before 100: still due
+        ([], 1)
+        >>> site.settle(100.5), len(site.deadlines), site.clock  # (no such incident)
+        ([], 0, 100.0)
+        """
+        return self._fire_due(frontier)
+
     def advance(self, now: float) -> list[Out]:
         """Fire every deadline strictly before ``now``, in time order; the clock is ``now``."""
         out = self._fire_due(now)

@@ -68,6 +68,7 @@ STATE_MODULES = (
     "dataflows.care",
     "dataflows.degradation",
     "dataflows.dispatch",
+    "dataflows.frontier",
     "dataflows.propensity",
 )
 

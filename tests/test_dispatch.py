@@ -238,7 +238,7 @@ def test_finish_settles_what_it_can():
     d.handle([act(1, 1000.0, features=FEATURES, sub="U"),
               act(2, 9000.0, features=FEATURES, sub="V")], BOOK)
     d.clock = 1000.0 + HORIZON_S + 1
-    assert d.finish() == []
+    assert d.finish(BOOK) == []
     assert d.model.report()["examples"] == 1  # U's exposure, past its horizon: learnt
     assert PropensityModel.from_bytes(d.model.to_bytes()).version == "p1"
     assert set(d.exposures) == {"V"}  # still inside its horizon: kept, not learnt

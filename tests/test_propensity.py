@@ -84,6 +84,7 @@ def test_dispatch_model_survives_a_recovery_snapshot_with_the_same_predictions()
     from dataflows.care import ComplaintSeen
     from dataflows.dispatch import Dispatcher
     from dataflows.flow import DispatchLogic, FlowConfig
+    from dataflows.messages import Frontier
     from forewarn.model import Action
     from rules.rulebook import load_rulebook
 
@@ -98,6 +99,7 @@ def test_dispatch_model_survives_a_recovery_snapshot_with_the_same_predictions()
         if i % 2:
             logic.on_batch([ComplaintSeen(f"S{i}", 1500.0 + i)])
     logic.on_batch([ComplaintSeen("S0", 8230.0)])  # past the first horizons: they settle
+    logic.on_batch([Frontier(8231.0)])  # every action before it has arrived: taken
     assert logic.dispatch.model.updates > 0 and logic.dispatch.exposures
     resumed = DispatchLogic(cfg, logic.snapshot())
     assert isinstance(resumed.dispatch, Dispatcher)

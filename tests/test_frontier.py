@@ -1,0 +1,234 @@
+"""The event-time frontier (dataflows/frontier.py) and the two steps that wait for it: a
+site's outbox and deadlines (dataflows/flow.py SiteLogic), dispatch's budgets and model
+(dataflows/dispatch.py). Driven without Bytewax: epochs are ended by hand, as Bytewax's
+end-of-epoch ``snapshot()`` ends them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataflows.dispatch import Dispatcher
+from dataflows.flow import FlowConfig, FrontierLogic, SiteLogic
+from dataflows.frontier import FrontierTracker
+from dataflows.messages import Frontier, Impact, Progress
+from dataflows.propensity import CareFeatures
+from forewarn import safe_pickle
+from forewarn.model import Alarm, Cell
+from rules.rulebook import Budgets, load_rulebook
+from tests.test_dispatch import BOOK, act
+
+INF = float("inf")
+
+
+# -- the tracker --------------------------------------------------------------------------
+
+
+def test_sites_hear_of_a_frontier_an_epoch_later_and_dispatch_an_epoch_after_that():
+    f = FrontierTracker()
+    f.take(Progress(0, 100.0, ("S1",)))
+    assert f.due() == [] and f.pending
+    f.end_epoch()
+    assert f.due() == [("site", [("S1", Frontier(100.0))])]
+    assert f.due() == []  # owed once
+    f.end_epoch()
+    assert f.due() == [("dispatch", Frontier(100.0))]
+    assert not f.pending
+
+
+def test_the_frontier_is_the_slowest_shards_watermark_once_every_shard_has_reported():
+    f = FrontierTracker(shards=3)
+    f.take(Progress(0, 500.0, ("S1",)))
+    f.take(Progress(2, 400.0, ("S2",)))
+    assert f.staged == -INF  # shard 1 not heard from: no deadline may fire yet
+    f.take(Progress(1, 450.0, ()))
+    assert f.staged == 400.0
+    f.take(Progress(2, 300.0, ()))  # a watermark never goes back
+    assert f.staged == 400.0 and f.marks == {0: 500.0, 1: 450.0, 2: 400.0}
+    f.end_epoch()
+    assert f.due() == [("site", [("S1", Frontier(400.0)), ("S2", Frontier(400.0))])]
+
+
+def test_progress_in_the_same_epoch_moves_the_staged_frontier_on():
+    f = FrontierTracker()
+    f.take(Progress(0, 100.0, ("S1",)))
+    f.take(Progress(0, 130.0, ("S2",)))
+    f.end_epoch()
+    assert f.due() == [("site", [("S1", Frontier(130.0)), ("S2", Frontier(130.0))])]
+
+
+def test_the_end_gives_sites_the_streams_last_time_and_dispatch_nothing():
+    f = FrontierTracker(shards=2)
+    f.take(Progress(0, 100.0, ("S1",)))
+    f.take(Progress(1, 250.0, ("S2",)))
+    assert f.finish() == [("site", [("S1", Frontier(250.0)), ("S2", Frontier(250.0))])]
+    assert not f.pending
+
+
+def test_the_tracker_survives_a_snapshot():
+    f = FrontierTracker(shards=2)
+    f.take(Progress(0, 100.0, ("S1",)))
+    f.end_epoch()
+    back = safe_pickle.load_state(safe_pickle.dump_state(f))
+    assert back == f
+
+
+def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
+    logic = FrontierLogic(FlowConfig(book=load_rulebook()), None)
+    assert logic.notify_at() is None
+    assert logic.on_batch([Progress(0, 100.0, ("S1",))]) == ([], False)
+    assert logic.notify_at() is not None
+    assert logic.on_notify() == ([], False)  # still the same epoch
+    logic.snapshot()  # Bytewax ends the epoch
+    assert logic.on_notify() == ([("site", [("S1", Frontier(100.0))])], False)
+    logic.snapshot()
+    assert logic.on_notify() == ([("dispatch", Frontier(100.0))], False)
+    assert logic.notify_at() is None
+
+
+# -- a site's outbox ----------------------------------------------------------------------
+
+T0 = 1_795_420_800.0  # 2026-11-23T00:00:00Z
+
+
+def _site() -> SiteLogic:
+    logic = SiteLogic(FlowConfig(book=load_rulebook()), None)
+    logic.on_batch([("S1", [Cell("S1-C1", "S1", region="north"),
+                            ("U1", "S1-C1", T0 + 10, None)])])
+    return logic
+
+
+def _outage(logic: SiteLogic) -> list:
+    alarm = Alarm("A1", T0 + 60, "critical", "lossOfSignal", cell_id="S1-C1")
+    return logic.on_batch([("S1", [alarm])])[0]
+
+
+def test_a_frontier_fires_the_hold_down_and_its_verdicts_go_out_at_once():
+    logic = _site()
+    hold = logic.cfg.book.correlation.hold_down_s
+    assert _outage(logic) == []
+    logic.snapshot()
+    out = logic.on_batch([("S1", Frontier(T0 + 60 + hold))])[0]  # the group wait, not more
+    assert [(tag, v.status) for tag, v in out] == [("incident", "open")]
+    out = logic.on_batch([("S1", Frontier(T0 + 60 + hold + 1))])[0]
+    impacts = [v for tag, v in out if tag == "care"]
+    assert [(i.subscriber_id, i.at) for i in impacts] == [("U1", T0 + 60 + hold)]
+    assert not logic.outbox
+
+
+def test_a_verdict_decided_from_a_record_waits_for_a_later_epoch_or_a_frontier_past_it():
+    logic = _site()
+    hold = logic.cfg.book.correlation.hold_down_s
+    _outage(logic)
+    late = T0 + 60 + hold + 30
+    out = logic.on_batch([("S1", [("U2", "S1-C1", late, None)])])[0]  # fires the hold-down
+    assert out and {tag for tag, _ in out} == {"incident"}  # incidents at once, verdicts held
+    assert [type(v) for _, (_, v) in logic.outbox] == [Impact]
+    # the same epoch: a frontier before the verdict's time leaves it held ...
+    assert logic.on_batch([("S1", Frontier(T0 + 60 + hold))])[0] == []
+    # ... one past it releases it (every record before it reached care in an earlier epoch)
+    out = logic.on_batch([("S1", Frontier(T0 + 60 + hold + 1))])[0]
+    assert [type(v) for _, v in out] == [Impact] and not logic.outbox
+
+
+def test_any_frontier_in_a_later_epoch_releases_what_was_decided_before_it():
+    logic = _site()
+    hold = logic.cfg.book.correlation.hold_down_s
+    _outage(logic)
+    logic.on_batch([("S1", [("U2", "S1-C1", T0 + 60 + hold + 30, None)])])
+    logic.snapshot()
+    out = logic.on_batch([("S1", Frontier(T0))])[0]
+    assert [type(v) for _, v in out] == [Impact] and not logic.outbox
+
+
+def test_records_after_a_frontier_in_one_batch_still_reach_the_outbox():
+    """A frontier replaces the outbox list: what the same call adds after it is kept."""
+    logic = _site()
+    hold = logic.cfg.book.correlation.hold_down_s
+    _outage(logic)
+    logic.snapshot()
+    logic.on_batch([("S1", Frontier(T0 + 61)),
+                    ("S1", [("U2", "S1-C1", T0 + 60 + hold + 30, None)])])
+    assert [type(v) for _, (_, v) in logic.outbox] == [Impact]
+    assert logic.on_eof()[0][0][1].subscriber_id == "U1"
+
+
+def test_a_frontier_for_a_site_that_has_no_state_is_ignored():
+    logic = SiteLogic(FlowConfig(book=load_rulebook()), None)
+    assert logic.on_batch([("S9", Frontier(T0))]) == ([], False) and logic.site is None
+
+
+# -- dispatch in event-time order ------------------------------------------------------------
+
+FEATURES = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)
+
+
+def test_dispatch_holds_actions_until_a_frontier_passes_them():
+    d = Dispatcher()
+    assert d.take([act(1, 100.0), act(2, 50.0)], BOOK) == []
+    out = d.take([Frontier(100.0)], BOOK)
+    assert [a.action_id for a in out] == ["a2"]  # 100 is not before the frontier
+    assert [a.action_id for a in d.finish(BOOK)] == ["a1"]
+
+
+def test_an_action_behind_the_frontier_is_taken_when_it_arrives():
+    d = Dispatcher()
+    d.take([Frontier(500.0)], BOOK)
+    assert [a.action_id for a in d.take([act(1, 100.0)], BOOK)] == ["a1"]
+
+
+def test_contacts_of_the_last_day_are_counted_in_event_time_order():
+    seen: list = []
+
+    class Spy(Dispatcher):
+        def _score(self, a, book):
+            seen.append(a.features.contacts_24h)
+            return a
+
+    d = Spy()
+    first = act("x", 1000.0, features=FEATURES, sub="U", rule="everyone")
+    second = act("y", 2000.0, features=FEATURES, sub="U", rule="everyone")
+    d.take([second, first, Frontier(3000.0)], BOOK)
+    assert seen == [0, 1]
+    d.take([act("z", 1000.0 + 86400.0 + 1, features=FEATURES, sub="U"),
+            Frontier(1000.0 + 86400.0 + 2)], BOOK)
+    assert seen == [0, 1, 1]  # the first is more than a day old
+
+
+TIMES = st.lists(st.integers(0, 40), min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(TIMES, st.lists(st.integers(0, 50), max_size=6), st.randoms(use_true_random=False))
+def test_budgets_and_scores_do_not_depend_on_batches_or_frontiers(minutes, cuts, rnd):
+    """The same actions, cut into batches in any arrival order with frontiers anywhere
+    (each frontier after every action before it has arrived), get the same budgets and
+    scores as all of them taken at once."""
+    budgets = Budgets(per_minute={"sms": 2}, compensation_per_day=3, reserve_share=0.5,
+                      priority_segments=("vip",))
+    book = replace(BOOK, budgets=budgets)
+    actions = [act(i, 60.0 * m + (i % 7), kind="compensation" if i % 3 == 0 else "apology",
+                   segment="vip" if i % 4 == 0 else "consumer", features=FEATURES,
+                   sub=f"U{i % 5}")
+               for i, m in enumerate(minutes)]
+    whole = Dispatcher().take([*actions, Frontier(INF)], book)
+
+    d = Dispatcher()
+    got: list = []
+    arrived: list = []
+    pending = sorted(actions, key=lambda a: a.event_time)
+    for cut in sorted(set(cuts)):  # a frontier at each cut, once what is before it arrived
+        now = [a for a in pending if a.event_time < 60.0 * cut]
+        pending = [a for a in pending if a.event_time >= 60.0 * cut]
+        rnd.shuffle(now)
+        arrived += now
+        got += d.take(now + [Frontier(60.0 * cut)], book)
+    rnd.shuffle(pending)
+    got += d.take(pending, book) + d.finish(book)
+    assert sorted(got, key=_key) == sorted(whole, key=_key)
+
+
+def _key(a) -> tuple:
+    return (getattr(a, "action_id", ""), repr(a))
