@@ -24,6 +24,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows.sequencer import AHEAD_S
+from dataflows.shards import ShardSource, owner
 from forewarn import tmf681
 from forewarn.codec import stream_time
 
@@ -132,43 +133,80 @@ class _IterPartition(StatefulSourcePartition[tuple[str, bytes], int]):
         return self._pos
 
 
-class JsonlFilesSource(FixedPartitionedSource[tuple[str, bytes], int]):
-    """JSONL files merged by stream time into one ordered partition (resumable)."""
+def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int
+                ) -> Iterator[tuple[ShardSource, bytes]]:
+    """One shard's part of an input (:mod:`dataflows.shards`): the lines of its own
+    subscribers, and every other line, as its own on shard 0 and as context elsewhere.
 
-    def __init__(self, paths: Sequence[str | Path]):
+    >>> lines = [("f", b'{"type":"cell"}'), ("f", b'{"subscriber_id":"U1"}'),
+    ...          ("f", b'{"subscriber_id":"U4"}')]
+    >>> [(line, src.context) for src, line in shard_lines(lines, 1, 2)]
+    [(b'{"type":"cell"}', True), (b'{"subscriber_id":"U4"}', False)]
+    """
+    names: dict[str, tuple[ShardSource, ShardSource]] = {}
+    for name, line in items:
+        sources = names.get(name)
+        if sources is None:
+            sources = names[name] = (ShardSource(name, shard, False),
+                                     ShardSource(name, shard, shard != 0))
+        at = owner(line, shards)
+        if at is None:
+            yield sources[1], line
+        elif at == shard:
+            yield sources[0], line
+
+
+class JsonlFilesSource(FixedPartitionedSource[tuple[str, bytes], int]):
+    """JSONL files merged by stream time into one ordered partition (resumable); or,
+    with ``partitions`` > 1, into that many shards of it (:func:`shard_lines`), each
+    read and decoded by whichever worker holds it."""
+
+    def __init__(self, paths: Sequence[str | Path], partitions: int = 1):
         self.paths = [Path(p) for p in paths]
+        self.partitions = partitions
         for p in self.paths:
             if not p.is_file():
                 raise FileNotFoundError(f"input file {p} does not exist (check --input)")
 
     def list_parts(self) -> list[str]:
+        if self.partitions > 1:
+            return [f"shard-{i}" for i in range(self.partitions)]
         return ["files"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None):
         streams = [(p.name, read_lines(p)) for p in self.paths]
-        return _IterPartition(merge_by_time(streams), resume_state)
+        merged: Iterator = merge_by_time(streams)
+        if self.partitions > 1:
+            merged = shard_lines(merged, int(for_part.split("-")[1]), self.partitions)
+        return _IterPartition(merged, resume_state)
 
 
 class LinesSource(FixedPartitionedSource[tuple[str, bytes], int]):
-    """In-memory lines (the demo's simulator output) as one ordered partition.
+    """In-memory lines (the demo's simulator output) as one ordered partition, or
+    ``partitions`` shards of it (:func:`shard_lines`).
 
     ``batch`` and ``pause_s`` set the replay speed: lines per poll, and the
     wall-clock pause between polls.
     """
 
     def __init__(self, lines: Sequence[bytes], name: str = "simulator", batch: int = BATCH,
-                 pause_s: float = 0.0):
+                 pause_s: float = 0.0, partitions: int = 1):
         self.lines = lines
         self.name = name
         self.batch = batch
         self.pause_s = pause_s
+        self.partitions = partitions
 
     def list_parts(self) -> list[str]:
+        if self.partitions > 1:
+            return [f"shard-{i}" for i in range(self.partitions)]
         return ["lines"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None):
-        return _IterPartition(((self.name, line) for line in self.lines), resume_state,
-                              self.batch, self.pause_s)
+        items: Iterator = ((self.name, line) for line in self.lines)
+        if self.partitions > 1:
+            items = shard_lines(items, int(for_part.split("-")[1]), self.partitions)
+        return _IterPartition(items, resume_state, self.batch, self.pause_s)
 
 
 class _FilePartition(StatefulSinkPartition[bytes, int]):

@@ -3,11 +3,15 @@
 ::
 
     source (source, raw), or a Decoded batch             the Kafka source decodes itself
-      -> decode (per batch) ........... one ("clock", [record | DeadLetter, ...]) item
+      -> decode (per batch) ........... one ("clock", [record | DeadLetter, ...]) item;
+                                         with P input shards one ("clock-N", (N, [...]))
+                                         per shard (dataflows.shards)
       -> sequence   [key: "clock"]       event-time order, topology, ticks; per batch
-           |                             one list of messages per destination key
-           |-> frontier [key: "frontier"]    one Progress per batch -> Frontier to every
-           |                             site, then to dispatch, each an epoch later
+           |        or "clock-N"         one list of messages per destination key (with
+           |                             shards, a ShardBatch per site: dataflows.merge)
+           |-> frontier [key: "frontier"]    one Progress per batch and shard -> Frontier
+           |                             to every site, then every care shard (without
+           |                             recovery), then dispatch, each an epoch later
            |-> site     [key: site_id]   positions, moves, incidents, hold-down, silent
            |                             failures, fan-out -> incidents; verdicts released
            |                             at the next frontier, an epoch later
@@ -48,12 +52,14 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from dataflows.care import CareShard, Suppressed, order_key
+from dataflows.care import CareShard, Suppressed, care_order, order_key
 from dataflows.dispatch import Dispatcher
 from dataflows.frontier import FrontierTracker
-from dataflows.messages import Decoded, Frontier, Progress
+from dataflows.merge import ShardMerge
+from dataflows.messages import Decoded, Frontier, Progress, ShardBatch
 from dataflows.propensity import PropensityModel
 from dataflows.sequencer import Routes, Sequencer, own_key
+from dataflows.shards import ShardSource, is_context
 from dataflows.site import SiteCorrelator
 from forewarn import metrics, safe_pickle, tmf681
 from forewarn.adapters import Adapters
@@ -92,6 +98,7 @@ class FlowConfig:
     models: bool = True  # silent-failure detectors and the propensity model
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
     action_format: str = "contract"  # or "tmf681": TMF681 CommunicationMessages
+    shards: int = 1  # input shards, each with its own sequencer (dataflows.shards)
     results: RunResults | None = field(default=None, compare=False)  # filled at EOF
 
     def rulebook(self) -> Rulebook:
@@ -111,21 +118,26 @@ def _snapshot(state: Any, durable: bool) -> bytes | None:
     return safe_pickle.dump_state(state) if durable else None
 
 
-def _freeze_site(site: SiteCorrelator | None, pending: list) -> bytes:
-    """A site and its unreleased verdicts, without the rulebook (configuration)."""
+def _freeze_site(site: SiteCorrelator | None, pending: list,
+                 merge: ShardMerge | None = None) -> bytes:
+    """A site, its unreleased verdicts and its shards' unmerged messages, without the
+    rulebook (configuration)."""
     frozen = copy.copy(site)
     if frozen is not None:
         frozen.book = None  # type: ignore[assignment]  # given back on resume (_thaw_site)
-    return safe_pickle.dump_state((frozen, pending))
+    return safe_pickle.dump_state((frozen, pending) if merge is None
+                                  else (frozen, pending, merge))
 
 
-def _thaw_site(blob: bytes, book: Rulebook) -> tuple[SiteCorrelator | None, list]:
-    site, pending = safe_pickle.load_state(blob)
+def _thaw_site(blob: bytes, book: Rulebook
+               ) -> tuple[SiteCorrelator | None, list, ShardMerge | None]:
+    site, pending, *rest = safe_pickle.load_state(blob)
+    merge = rest[0] if rest else None
     if site is not None:
         site.book = book
         if not hasattr(site, "away"):  # an older snapshot format: no moves kept
             site.away = {}
-    return site, pending
+    return site, pending, merge
 
 
 class SequenceLogic(StatefulBatchLogic):
@@ -153,8 +165,14 @@ class SequenceLogic(StatefulBatchLogic):
         self.reported = -INF  # the watermark last told the frontier step
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        """``values``: lists of decoded items (one per input batch, see :func:`_decode_batch`)."""
+        """``values``: lists of decoded items (one per input batch, see :func:`_decode_batch`);
+        with several shards, ``(shard, list)``."""
         t0 = time.perf_counter()
+        if self.cfg.shards > 1:
+            if self.seq.shards != self.cfg.shards:  # the first batch: which shard this is
+                self.seq.shard, self.seq.shards = values[0][0], self.cfg.shards
+                self.seq.nearby.announce = self.seq.shard == 0
+            values = [batch for _, batch in values]
         book = self.cfg.rulebook()
         if book.digest != self.applied:  # the known point where a reload takes effect
             self.applied = book.digest
@@ -165,7 +183,7 @@ class SequenceLogic(StatefulBatchLogic):
         late = self.seq.late
         routes = self._routes()
         self.seq.take_batch(values, routes)
-        out = _bundle(routes, ordered=self.seq.late == late)
+        out = _bundle(routes, ordered=self.seq.late == late, shard=self._shard())
         self._progress(routes, out)
         if self.seq.watermark is not None:
             metrics.WATERMARK.set(self.seq.watermark)
@@ -179,6 +197,13 @@ class SequenceLogic(StatefulBatchLogic):
     def _routes(self) -> Routes:
         return Routes(self.cfg.care_key)
 
+    def _shard(self) -> tuple[int, float] | None:
+        """With several shards, sites take ``(shard, watermark)`` with each list."""
+        if self.cfg.shards == 1:
+            return None
+        mark = self.seq.watermark
+        return self.seq.shard, (-INF if mark is None else mark)
+
     def _progress(self, routes: Routes, out: list, end: bool = False) -> None:
         """One :class:`Progress` per batch for the frontier step, when there is news:
         sites that got messages (their verdicts wait for a frontier), or a new watermark."""
@@ -187,7 +212,8 @@ class SequenceLogic(StatefulBatchLogic):
             mark = -INF
         if routes.sites or mark > self.reported or end:
             self.reported = mark
-            out.append(("frontier", [(FRONTIER_KEY, Progress(0, mark, tuple(routes.sites)))]))
+            out.append(("frontier", [(FRONTIER_KEY, Progress(self.seq.shard, mark,
+                                                              tuple(routes.sites), end))]))
 
     def _count_late(self) -> None:
         for kind, n in self.seq.late_by_kind.items():
@@ -200,7 +226,7 @@ class SequenceLogic(StatefulBatchLogic):
         routes = self._routes()
         self.seq.finish(routes)
         metrics.HELD_AHEAD.set(len(self.seq.ahead))
-        out = _bundle(routes)
+        out = _bundle(routes, shard=self._shard())
         self._progress(routes, out, end=True)
         return out, False
 
@@ -233,9 +259,12 @@ class SiteLogic(StatefulBatchLogic):
         self.epoch = 0
         self.outbox: list[tuple[int, Any]] = []  # (epoch decided, verdict)
         self.site: SiteCorrelator | None = None
+        self.merge = ShardMerge(cfg.shards) if cfg.shards > 1 else None
         if resume:
-            self.site, pending = _thaw_site(resume, cfg.book)
+            self.site, pending, merge = _thaw_site(resume, cfg.book)
             self.outbox = [(-1, v) for v in pending]  # decided before the snapshot
+            if merge is not None:
+                self.merge = merge
 
     def _release(self, frontier: float) -> list:
         """Verdicts decided in an earlier epoch, and those about a time before the
@@ -257,19 +286,28 @@ class SiteLogic(StatefulBatchLogic):
             site = self.site = SiteCorrelator(site_id=values[0][0], book=self.cfg.book,
                                               detect=self.cfg.models)
         site.book = self.cfg.rulebook()
-        epoch = self.epoch
+        merge = self.merge
         for _, msgs in values:
             if type(msgs) is Frontier:
+                if merge is not None:  # every shard is past it: apply what is before it
+                    self._apply(merge.frontier(msgs.at), out)
                 out += self._release(msgs.at)  # (a new outbox list)
                 out += site.settle(msgs.at)
                 continue
-            outbox = self.outbox
-            for item in site.handle_batch(msgs):
-                if item[0] == "care":
-                    outbox.append((epoch, item))
-                else:
-                    out.append(item)
+            if merge is not None:
+                msgs = merge.take(msgs)
+            self._apply(msgs, out)
         return out, False
+
+    def _apply(self, msgs: list, out: list) -> None:
+        """Messages in the site's order: incidents out at once, verdicts to the outbox."""
+        assert self.site is not None
+        epoch, outbox = self.epoch, self.outbox
+        for item in self.site.handle_batch(msgs):
+            if item[0] == "care":
+                outbox.append((epoch, item))
+            else:
+                out.append(item)
 
     def on_eof(self) -> tuple[list, bool]:
         ready = [v for _, v in self.outbox]
@@ -280,7 +318,7 @@ class SiteLogic(StatefulBatchLogic):
         self.epoch += 1
         if not self.cfg.durable:
             return None
-        return _freeze_site(self.site, [v for _, v in self.outbox])
+        return _freeze_site(self.site, [v for _, v in self.outbox], self.merge)
 
 
 class FrontierLogic(StatefulBatchLogic):
@@ -294,8 +332,9 @@ class FrontierLogic(StatefulBatchLogic):
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.tracker: FrontierTracker = (safe_pickle.load_state(resume) if resume
-                                         else FrontierTracker(shards=1))
+        self.tracker: FrontierTracker = (safe_pickle.load_state(resume) if resume else (
+            FrontierTracker(shards=cfg.shards) if cfg.durable else FrontierTracker(
+                shards=cfg.shards, stages=("site", "care", "dispatch"), care_keys=_SHARD_KEYS)))
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         out = self.tracker.due()  # before taking: what is owed rests on earlier epochs
@@ -349,27 +388,66 @@ class CareLogic(StatefulBatchLogic):
     or one subscriber with recovery (see :func:`care_shard`).
 
     ``values`` are lists of messages (one per sequencer batch, one per verdict), each
-    in :func:`~dataflows.care.order_key` order already; several are merged.
+    in :func:`~dataflows.care.order_key` order already. Without recovery, care shards
+    hold them until the frontier step's :class:`Frontier` says every message before a
+    time has arrived, then take those in :func:`~dataflows.care.care_order`: a
+    subscriber hears of verdicts from several sites, and what care decides from several
+    (a drop apology, cooldowns and caps across incidents) must not depend on which
+    arrived first. With recovery (a key per subscriber, which no frontier reaches),
+    several lists are merged as they come.
     """
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.shard: CareShard = safe_pickle.load_state(resume) if resume else CareShard()
+        self.held: list = []
+        if resume:
+            self.shard, self.held = _thaw_care(resume)
+        else:
+            self.shard = CareShard()
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        msgs = values[0] if len(values) == 1 else sorted(
-            (m for msgs in values for m in msgs), key=order_key)
-        out = self.shard.handle_batch(msgs, self.cfg.rulebook())
-        return out, not self.shard.subscribers
+        book = self.cfg.rulebook()
+        if self.cfg.durable:
+            msgs = values[0] if len(values) == 1 else sorted(
+                (m for msgs in values for m in msgs), key=order_key)
+            return self.shard.handle_batch(msgs, book), not self.shard.subscribers
+        out: list = []
+        held = self.held
+        for msgs in values:
+            if type(msgs) is Frontier:
+                out += self._take_before(msgs.at, book)
+                held = self.held
+            else:
+                held += msgs
+        return out, not self.shard.subscribers and not self.held
+
+    def _take_before(self, frontier: float, book: Rulebook) -> list:
+        ready = [m for m in self.held if m.at < frontier]
+        if not ready:
+            return []
+        self.held = [m for m in self.held if m.at >= frontier]
+        ready.sort(key=care_order)
+        return self.shard.handle_batch(ready, book)
+
+    def on_eof(self) -> tuple[list, bool]:
+        return self._take_before(INF, self.cfg.rulebook()), False
 
     def snapshot(self) -> bytes | None:
-        return _snapshot(self.shard, self.cfg.durable)
+        if not self.cfg.durable:
+            return None
+        return safe_pickle.dump_state((self.shard, self.held) if self.held else self.shard)
+
+
+def _thaw_care(blob: bytes) -> tuple[CareShard, list]:
+    state = safe_pickle.load_state(blob)
+    return state if type(state) is tuple else (state, [])
 
 
 # ---- stateless steps ---------------------------------------------------------------
 
 
-def _bundle(routes: Routes, ordered: bool = True) -> list:
+def _bundle(routes: Routes, ordered: bool = True, shard: tuple[int, float] | None = None
+            ) -> list:
     """One item per destination stage per batch, holding one list of messages per key.
 
     ``("site", [(site_id, (site_id, [msg, ...])), ...])``, ``("care", [(care key,
@@ -378,13 +456,21 @@ def _bundle(routes: Routes, ordered: bool = True) -> list:
     Dead letters the sequencer refused are counted here; decoding's were counted
     when decoding failed.
 
+    With several shards (``shard``: this one's index and watermark), a site's list comes
+    as a :class:`~dataflows.messages.ShardBatch` for the site to merge.
+
     A subscriber's list is in :func:`~dataflows.care.order_key` order, which care
     relies on: the sequencer releases in event-time order (records at equal times
     commute for care), so only a batch with late records (``ordered=False``) sorts.
     """
     out: list[tuple[str, list]] = []
     if routes.sites:
-        out.append(("site", [(k, (k, v)) for k, v in routes.sites.items()]))
+        if shard is None:
+            out.append(("site", [(k, (k, v)) for k, v in routes.sites.items()]))
+        else:
+            n, mark = shard
+            out.append(("site", [(k, (k, ShardBatch(n, mark, v)))
+                                 for k, v in routes.sites.items()]))
     if routes.cares:
         if not ordered:
             for box in routes.cares.values():
@@ -413,8 +499,23 @@ def care_shard(subscriber_id: str) -> str:
     return _SHARD_KEYS[crc32(subscriber_id.encode()) % CARE_SHARDS]
 
 
+def _decode_input(items: list, adapters: Adapters | None, shards: int) -> list:
+    """The decode step: :func:`_decode_batch` of each shard's items (a worker's batch
+    holds items of every source partition it reads, each partition's in order)."""
+    if shards == 1:
+        return _decode_batch(items, adapters)
+    parts: dict[int, list] = {}
+    for item in items:
+        parts.setdefault(item[0].shard, []).append(item)
+    out: list = []
+    for part in parts.values():
+        out += _decode_batch(part, adapters)
+    return out
+
+
 def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
-    """Decode an input batch into one item for the sequencer: ``[("clock", decoded)]``.
+    """Decode an input batch into one item for the sequencer: ``[("clock", decoded)]``;
+    with several shards (items of one), ``[("clock-N", (N, decoded))]``.
 
     ``adapters``: the rulebook's tables for operators' alarm feeds (VES, TMF642);
     a VES batch stands for several records, each with its own raw event.
@@ -430,6 +531,8 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
     own = Decoded()  # the tally of what this step decodes itself, as a source's
     accepted = own.accepted
     latest = None
+    first = items[0][0] if items and type(items[0]) is not Decoded else None
+    shard = first.shard if type(first) is ShardSource else None  # a batch is one shard's
     for item in items:
         if type(item) is Decoded:
             _count_decoded(item)
@@ -437,6 +540,14 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
             continue
         rec: Any = decode_input(item[1], item[0], adapters)  # dispatched on its type below
         kind = type(rec)
+        if shard is not None and is_context(item[0]):
+            # another shard's to report and count: kept only when it decodes
+            if kind is not DeadLetter and kind is not Expanded:
+                out.append((item[0], item[1], rec, stream_at(rec)))
+            elif kind is Expanded:
+                out += [(item[0], raw, one, one.at) for raw, one in rec
+                        if type(one) is not DeadLetter]
+            continue
         if kind is tuple:  # a position (most records): kind_of() and stream_at(), inline
             kind = Location if rec[3] is None else Call
             at = rec[2]
@@ -466,7 +577,16 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
         out.append((item[0], item[1], rec, at))
     own.latest = latest
     _count_decoded(own)
-    return [(CLOCK_KEY, out)] if out else []
+    if not out:
+        return []
+    if shard is None:
+        return [(CLOCK_KEY, out)]
+    return [(shard_key(shard), (shard, out))]
+
+
+def shard_key(shard: int) -> str:
+    """The sequencer key of an input shard (:mod:`dataflows.shards`)."""
+    return f"{CLOCK_KEY}-{shard}"
 
 
 def _count_decoded(batch: Decoded) -> None:
@@ -559,7 +679,7 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     metrics.RUN_START.set(time.time())
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch(  # one ("clock", batch) each
-        "decode", raw, lambda items: _decode_batch(items, cfg.rulebook().adapters))
+        "decode", raw, lambda items: _decode_input(items, cfg.rulebook().adapters, cfg.shards))
     routed = op.stateful_batch("sequence", decoded, lambda r: SequenceLogic(cfg, r))
 
     def unbundle(stage: str):
@@ -581,7 +701,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     care_key = cfg.care_key
     verdicts = op.map("verdicts", site_split.trues,
                       lambda r: (care_key(r[1].subscriber_id), [r[1]]))
-    care_keyed = op.merge("care_in", care_from_seq, verdicts)
+    care_frontier = op.flat_map("frontier_to_care", frontier,
+                                lambda x: x[1] if x[0] == "care" else ())
+    care_keyed = op.merge("care_in", care_from_seq, verdicts, care_frontier)
     care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
     to_dispatch = op.key_on("key_dispatch", op.merge(
         "dispatch_in", op.map("unkey_care", care_out, lambda kv: kv[1]),

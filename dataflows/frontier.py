@@ -57,21 +57,26 @@ _NONE = float("-inf")  # no shard has reported: deadlines wait, outboxes are sti
 
 @dataclass(slots=True)
 class FrontierTracker:
-    """The frontier step's state: the shards' watermarks and what is owed to whom.
+    """The frontier step's state: the shards' watermarks, and what is owed to whom.
 
-    ``staged``: the frontier taken in epoch ``staged_epoch``, for the sites in a later
-    one; ``sent``: the frontier the sites got in epoch ``sent_epoch``, for dispatch in a
-    later one. ``sites``: every site heard of, in first-heard order.
+    ``stages``: who hears of a frontier, in order, each an epoch after the one before:
+    ``site`` (every site heard of), ``care`` (the keys in ``care_keys``: care shards
+    take what they hold before the frontier in event-time order), ``dispatch``.
+    ``owed[i]``: ``(frontier, epoch it became owed)`` for stage ``i``, or None.
     """
 
     shards: int = 1
+    stages: tuple[str, ...] = ("site", "dispatch")
+    care_keys: tuple[str, ...] = ()
     marks: dict[int, float] = field(default_factory=dict)  # shard -> its watermark
+    ended: dict[int, None] = field(default_factory=dict)  # shards whose input is over
     sites: dict[str, None] = field(default_factory=dict)
     epoch: int = 0
-    staged: float | None = None
-    staged_epoch: int = -1
-    sent: float | None = None
-    sent_epoch: int = -1
+    owed: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.owed:
+            self.owed = [None] * len(self.stages)
 
     def __setstate__(self, state: Any) -> None:
         restore_fields(self, state)
@@ -79,49 +84,65 @@ class FrontierTracker:
     @property
     def pending(self) -> bool:
         """Something is owed: the flow asks to be called again in a later epoch."""
-        return self.staged is not None or self.sent is not None
+        return any(o is not None for o in self.owed)
+
+    @property
+    def staged(self) -> float | None:
+        """The frontier taken for the sites, not yet sent."""
+        return self.owed[0][0] if self.owed[0] is not None else None
 
     def frontier(self) -> float:
-        """The least watermark over the shards (``-inf`` until every shard has reported)."""
+        """The least watermark over the shards (``-inf`` until every shard has reported);
+        a shard whose input ended holds no one back."""
         if len(self.marks) < self.shards:
             return _NONE
-        return min(self.marks.values())
+        live = [m for s, m in self.marks.items() if s not in self.ended]
+        return min(live) if live else max(self.marks.values())
 
     def take(self, p: Progress) -> None:
-        """A shard's progress in the current epoch."""
+        """A shard's progress in the current epoch (call :meth:`due` first)."""
         if p.watermark > self.marks.get(p.shard, _NONE):
             self.marks[p.shard] = p.watermark
+        if p.ended:
+            self.ended[p.shard] = None
         sites = self.sites
         for s in p.sites:
             if s not in sites:
                 sites[s] = None
-        self.staged, self.staged_epoch = self.frontier(), self.epoch
+        self.owed[0] = (self.frontier(), self.epoch)
 
     def end_epoch(self) -> None:
         """Bytewax closed an epoch this step took part in."""
         self.epoch += 1
 
     def due(self) -> list[tuple[str, Any]]:
-        """What is owed now: ``("dispatch", Frontier)`` and ``("site", [(site_id,
-        Frontier), ...])``, each at most once and only when an epoch has passed since
-        what it rests on."""
+        """What is owed now, each stage at most once and only when an epoch has passed
+        since the stage before it heard: ``("dispatch", Frontier)``, ``("care", [(key,
+        Frontier), ...])``, ``("site", [(site_id, Frontier), ...])``."""
         out: list[tuple[str, Any]] = []
-        if self.sent is not None and self.sent_epoch < self.epoch:
-            out.append(("dispatch", Frontier(self.sent)))
-            self.sent = None
-        if self.staged is not None and self.staged_epoch < self.epoch:
-            mark = Frontier(self.staged)
-            out.append(("site", [(s, mark) for s in self.sites]))
-            self.sent, self.sent_epoch = self.staged, self.epoch
-            self.staged = None
+        owed, epoch = self.owed, self.epoch
+        for i in range(len(owed) - 1, -1, -1):  # the later stages first: each moves on once
+            o = owed[i]
+            if o is None or o[1] >= epoch:
+                continue
+            owed[i] = None
+            if i + 1 < len(owed):
+                owed[i + 1] = (o[0], epoch)
+            mark = Frontier(o[0])
+            stage = self.stages[i]
+            if stage == "dispatch":
+                out.append((stage, mark))
+            else:
+                keys = self.sites if stage == "site" else self.care_keys
+                out.append((stage, [(k, mark) for k in keys]))
         return out
 
     def finish(self) -> list[tuple[str, Any]]:
         """End of input: every record has been delivered to every site. Sites fire what
         is due before the stream's last time (the latest shard's), not every deadline they
-        hold (an outage still open at the end escalates no further). Dispatch is told
-        nothing: the last epoch has no later one, so it takes what it holds, in order,
-        at its own end of input, once every action has reached it."""
-        self.staged = self.sent = None
+        hold (an outage still open at the end escalates no further). Care and dispatch
+        are told nothing: the last epoch has no later one, so they take what they hold,
+        in order, at their own end of input, once everything has reached them."""
+        self.owed = [None] * len(self.stages)
         end = Frontier(max(self.marks.values(), default=_NONE))
         return [("site", [(s, end) for s in self.sites])]

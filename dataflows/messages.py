@@ -30,6 +30,19 @@ class Progress:
     shard: int
     watermark: float
     sites: tuple[str, ...] = ()
+    ended: bool = False  # the shard's input is over: it holds no one back any more
+
+
+@dataclass(frozen=True, slots=True)
+class ShardBatch:
+    """With several input shards, what one shard's sequencer sends a site in a batch:
+    its messages in release order, and its watermark after them (every later message
+    of the shard comes at or after it). The site merges the shards
+    (:class:`dataflows.merge.ShardMerge`)."""
+
+    shard: int
+    watermark: float
+    msgs: list
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,9 @@ class Near:
     site_id: str
     at: float
     near: bool = True
+    # when the sequencer sent it (the record that made it due; ``at`` may be older): its
+    # place among other shards' messages (dataflows.merge)
+    sent: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

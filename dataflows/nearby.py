@@ -30,11 +30,13 @@ Two halves, because the two facts live in different places:
 >>> watch.place("S1", 0.0, 0.0); watch.place("S2", 0.0, 0.01); watch.place("S3", 0.0, 1.0)
 >>> sites: dict = {}
 >>> watch.start("S1", 65.0, 1, {"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}, sites)
->>> sites
-{'S1': [Watch(at=65.0, ended=False), Near(subscriber_id='U1', site_id='S2', at=50.0, near=True)]}
+>>> sites["S1"][0]
+Watch(at=65.0, ended=False)
+>>> sites["S1"][1]  # last heard at 50, sent when the watch began
+Near(subscriber_id='U1', site_id='S2', at=50.0, near=True, sent=65.0)
 >>> watch.heard("U1", "S3", 70.0, sites)  # heard farther away: S1 lets them go
 >>> sites["S1"][-1], watch.followed
-(Near(subscriber_id='U1', site_id='S3', at=70.0, near=False), {})
+(Near(subscriber_id='U1', site_id='S3', at=70.0, near=False, sent=70.0), {})
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class NearbyWatch:
     followed: dict[str, str] = field(default_factory=dict)  # subscriber -> the site counting them
     followers: dict[str, dict[str, None]] = field(default_factory=dict)  # site -> subscribers
     unwatched: int = 0  # outage starts not watched: MAX_WATCHES reached
+    # tell a site when its watch begins and ends; with several input shards one of them
+    # does (dataflows.shards), the others only send their own subscribers' Near
+    announce: bool = True
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
@@ -131,11 +136,12 @@ class NearbyWatch:
             watching = self.near_of.setdefault(n, [])
             watching.append((dist, site))
             watching.sort()
-        sites.setdefault(site, []).append(Watch(at))  # an earlier watch's news is stale
+        if self.announce:  # an earlier watch's news is stale
+            sites.setdefault(site, []).append(Watch(at))
         mine = {n for _, n in ranked if self.owner(n) == site} | {site}
         around = sorted((last_at[sid], sid, s) for sid, s in last_site.items() if s in mine)
         for when, sid, s in around:  # oldest first: the site keeps them in last-heard order
-            self._claim(sid, s, when, site, sites)
+            self._claim(sid, s, when, site, sites, at)
 
     def stop(self, site: str, at: float, linger_s: float) -> None:
         """``site``'s last outage alarm cleared at ``at``: watch ``linger_s`` longer."""
@@ -148,26 +154,27 @@ class NearbyWatch:
         one that did before if another (it lets them go)."""
         owner = self.owner(site)
         if owner is not None:
-            self._claim(sid, site, at, owner, sites)
+            self._claim(sid, site, at, owner, sites, at)
         else:
-            self._release(sid, site, at, sites)
+            self._release(sid, site, at, sites, at)
 
     def _claim(self, sid: str, site: str, at: float, owner: str,
-               sites: dict[str, list]) -> None:
+               sites: dict[str, list], now: float) -> None:
         before = self.followed.get(sid)
         if before is not None and before != owner:
-            self._release(sid, site, at, sites)
+            self._release(sid, site, at, sites, now)
         if owner != site:  # a down site hears its own positions directly
-            sites.setdefault(owner, []).append(Near(sid, site, at, True))
+            sites.setdefault(owner, []).append(Near(sid, site, at, True, now))
             self.followed[sid] = owner
             self.followers.setdefault(owner, {})[sid] = None
 
-    def _release(self, sid: str, site: str, at: float, sites: dict[str, list]) -> None:
+    def _release(self, sid: str, site: str, at: float, sites: dict[str, list],
+                 now: float) -> None:
         before = self.followed.pop(sid, None)
         if before is not None:
             del self.followers[before][sid]
             if before != site:
-                sites.setdefault(before, []).append(Near(sid, site, at, False))
+                sites.setdefault(before, []).append(Near(sid, site, at, False, now))
 
     def expire(self, now: float, last_site: dict[str, str], last_at: dict[str, float],
                sites: dict[str, list], silence_s: float = float("inf")) -> None:
@@ -184,14 +191,15 @@ class NearbyWatch:
                         self.near_of[n] = watching
                     else:
                         del self.near_of[n]
-                sites.setdefault(site, []).append(Watch(now, ended=True))
+                if self.announce:
+                    sites.setdefault(site, []).append(Watch(now, ended=True))
                 for sid in self.followers.pop(site, ()):
                     del self.followed[sid]
                     where = last_site.get(sid)
                     owner = self.owner(where) if where is not None else None
                     if owner is not None and where is not None \
                             and last_at[sid] + silence_s > now:
-                        self._claim(sid, where, last_at[sid], owner, sites)
+                        self._claim(sid, where, last_at[sid], owner, sites, now)
 
 
 @dataclass(slots=True)

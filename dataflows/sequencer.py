@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataflows.messages import Drop, Left, Tick
 from dataflows.nearby import NearbyWatch
+from dataflows.shards import is_context
 from dataflows.state import restore_fields
 from forewarn.codec import Source, dead_letter, fmt_time
 
@@ -131,6 +132,8 @@ class Routes:
         box.append(msg)
 
     def refuse(self, dead: DeadLetter) -> None:
+        if is_context(dead.source):  # another shard's record: that shard reports it
+            return
         self.dead.append(dead)
         self.refused.append(dead)
 
@@ -172,6 +175,11 @@ class Sequencer:
     # one is planned work, with no customer action: nobody is followed around it
     windows: dict[str, tuple[float, float, frozenset[str], frozenset[str]]] = field(
         default_factory=dict)
+    # which input shard this is, of how many (dataflows.shards): with several, records
+    # every shard reads (topology, alarms, maintenance, KPIs) are forwarded by shard 0
+    # alone, and shard 0 alone sends ticks and watch starts and ends
+    shard: int = 0
+    shards: int = 1
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
@@ -353,7 +361,7 @@ class Sequencer:
         self._release_to(float("inf"), out)
         if self.ahead:
             self._settle_ahead(out)
-        if self.watermark is not None:
+        if self.watermark is not None and self.shard == 0:
             tick = Tick(self.watermark)
             for site in sorted(self.active_until):
                 out.site(site, tick)
@@ -456,7 +464,8 @@ class Sequencer:
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
                 del self.active_until[site]
-            out.site(site, tick)
+            elif self.shard == 0:
+                out.site(site, tick)
 
     def _activate(self, site: str, until: float) -> None:
         if self.active_until.get(site, 0.0) < until:
@@ -469,11 +478,14 @@ class Sequencer:
         return dead_letter(raw, source, reason)
 
     def _route(self, rec: Record, raw: bytes, source: Source, out: Routes) -> None:
-        """Records other than positions (those are routed in :meth:`_release_to`)."""
+        """Records other than positions (those are routed in :meth:`_release_to`). A
+        record read for context (another shard forwards it) only updates this one's
+        state."""
+        routes, out = out, (_NOWHERE if is_context(source) else out)
         if isinstance(rec, Subscriber | Complaint):
             out.care(rec.subscriber_id, rec)
-        elif isinstance(rec, Alarm):
-            self._route_alarm(rec, raw, source, out)
+        elif isinstance(rec, Alarm):  # (this shard's own subscribers around it: routes)
+            self._route_alarm(rec, raw, source, out, routes)
         elif isinstance(rec, Kpi):
             site = self.cell_site.get(rec.cell_id)
             if site is None:
@@ -502,7 +514,8 @@ class Sequencer:
         else:  # pragma: no cover
             raise TypeError(f"sequencer cannot route {type(rec).__name__}")
 
-    def _route_alarm(self, rec: Alarm, raw: bytes, source: Source, out: Routes) -> None:
+    def _route_alarm(self, rec: Alarm, raw: bytes, source: Source, out: Routes,
+                     around: Routes) -> None:
         if rec.cell_id is not None:
             site = self.cell_site.get(rec.cell_id)
             if site is None:
@@ -536,7 +549,7 @@ class Sequencer:
         if rec.cleared:  # (clears whether or not a rule watches now: a reload may change it)
             self._unwatch(site, rec)
         elif self.near_cfg is not None:
-            self._watch(site, rec, out)
+            self._watch(site, rec, around)
 
     def _unwatch(self, site: str, rec: Alarm) -> None:
         """An alarm cleared: when it was the site's last open outage alarm, its watch ends
@@ -570,6 +583,22 @@ class Sequencer:
                     else bool(cells) and cells <= w_cells)):
                 return True
         return False
+
+
+class _Nowhere(Routes):
+    """Routes that keep nothing: what a context record would send (:meth:`Sequencer._route`)."""
+
+    def site(self, site_id: str, msg: Any) -> None:
+        pass
+
+    def care(self, subscriber_id: str, msg: Any) -> None:
+        pass
+
+    def refuse(self, dead: DeadLetter) -> None:
+        pass
+
+
+_NOWHERE = _Nowhere()
 
 
 def _span(seconds: float) -> str:

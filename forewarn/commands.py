@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--action-format", choices=("contract", "tmf681"), default="contract",
                    help="actions as the contract's records (default) or as TM Forum TMF681 "
                         "CommunicationMessages (docs/tmf681.md)")
+    p.add_argument("--partitions", type=_positive, default=1, metavar="P",
+                   help="file mode: read the input as P shards (subscribers hashed to "
+                        "shards), each decoded and ordered by its own sequencer on "
+                        "whichever worker holds it (default 1; docs/event-time.md)")
     _common(p)
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
@@ -92,6 +96,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
                             "error"], help="log level of the JSON logs on stderr (default INFO)")
+
+
+def _positive(text: str) -> int:
+    """A count of at least 1 (argparse type): what is wrong, said plainly."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {n}")
+    return n
 
 
 def _book(args: argparse.Namespace):
@@ -302,7 +317,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     watch = RulebookWatcher(args.rules, book=book) if args.rules else None
     with Progress(events_in):
         results = run_files(args.input, out, book, workers=args.workers, watch=watch,
-                            propensity=warm, action_format=args.action_format)
+                            propensity=warm, action_format=args.action_format,
+                            partitions=args.partitions)
     _save_model(out, results)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,

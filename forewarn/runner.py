@@ -63,14 +63,15 @@ def file_outputs(out_dir: Path) -> Outputs:
 
 def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
                watch: RulebookWatcher | None = None, propensity: bytes | None = None,
-               action_format: str = "contract") -> RunResults:
+               action_format: str = "contract", shards: int = 1) -> RunResults:
     """Run and write the three JSONL outputs, canonically ordered; return what the run
-    leaves besides them (the propensity model and its figures)."""
+    leaves besides them (the propensity model and its figures). ``shards``: how many
+    input shards ``source`` has (its partitions: :mod:`dataflows.shards`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = RunResults()
     execute(source, file_outputs(out_dir),
             FlowConfig(book=book, watch=watch, propensity=propensity, results=results,
-                       action_format=action_format), workers)
+                       action_format=action_format, shards=shards), workers)
     for name, keys in OUTPUT_FILES.values():
         (out_dir / name).touch()  # an output with nothing in it is an empty file, not none
         sort_jsonl(out_dir / name, keys)
@@ -79,9 +80,10 @@ def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
 
 def run_files(paths: Sequence[str | Path], out_dir: Path, book: Rulebook,
               workers: int = 1, watch: RulebookWatcher | None = None,
-              propensity: bytes | None = None, action_format: str = "contract") -> RunResults:
-    return run_to_dir(JsonlFilesSource(paths), out_dir, book, workers, watch, propensity,
-                      action_format)
+              propensity: bytes | None = None, action_format: str = "contract",
+              partitions: int = 1) -> RunResults:
+    return run_to_dir(JsonlFilesSource(paths, partitions), out_dir, book, workers, watch,
+                      propensity, action_format, shards=partitions)
 
 
 def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: int = 1,
@@ -100,20 +102,22 @@ class Collected:
 
 
 def collect(source: Source, book: Rulebook, workers: int = 1, epoch_s: float = 0.25,
-            watch: RulebookWatcher | None = None) -> Collected:
+            watch: RulebookWatcher | None = None, shards: int = 1) -> Collected:
     """Run any source to its end and collect every output in memory."""
     got: dict[str, list] = {k: [] for k in (*OUTPUT_FILES, "suppressed")}
     sinks: dict[str, Sink] = {k: TestingSink(v) for k, v in got.items()}
-    execute(source, Outputs(**sinks), FlowConfig(book=book, watch=watch), workers,
-            epoch_s=epoch_s)
+    execute(source, Outputs(**sinks), FlowConfig(book=book, watch=watch, shards=shards),
+            workers, epoch_s=epoch_s)
     return Collected(**{k: [item for _, item in v] for k, v in got.items()})
 
 
 def run_collect(lines: Sequence[bytes], book: Rulebook, workers: int = 1, *,
-                batch: int = 1000, pause_s: float = 0.0, epoch_s: float = 0.25) -> Collected:
+                batch: int = 1000, pause_s: float = 0.0, epoch_s: float = 0.25,
+                partitions: int = 1) -> Collected:
     """Run over in-memory lines and collect the outputs (tests, backtests).
 
     ``batch``/``pause_s``/``epoch_s`` change the replay speed and epoch cut,
-    never the outputs.
+    never the outputs; ``partitions`` splits the input into that many shards.
     """
-    return collect(LinesSource(lines, batch=batch, pause_s=pause_s), book, workers, epoch_s)
+    return collect(LinesSource(lines, batch=batch, pause_s=pause_s, partitions=partitions),
+                   book, workers, epoch_s, shards=partitions)

@@ -69,6 +69,8 @@ STATE_MODULES = (
     "dataflows.degradation",
     "dataflows.dispatch",
     "dataflows.frontier",
+    "dataflows.merge",
+    "dataflows.shards",
     "dataflows.propensity",
 )
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflows.dispatch import Dispatcher
-from dataflows.flow import FlowConfig, FrontierLogic, SiteLogic
+from dataflows.flow import _SHARD_KEYS, FlowConfig, FrontierLogic, SiteLogic
 from dataflows.frontier import FrontierTracker
 from dataflows.messages import Frontier, Impact, Progress
 from dataflows.propensity import CareFeatures
@@ -76,6 +76,8 @@ def test_the_tracker_survives_a_snapshot():
 
 
 def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
+    """Without recovery: sites, then every care shard, then dispatch; with recovery
+    (a care key per subscriber, which no frontier reaches) sites, then dispatch."""
     logic = FrontierLogic(FlowConfig(book=load_rulebook()), None)
     assert logic.notify_at() is None
     assert logic.on_batch([Progress(0, 100.0, ("S1",))]) == ([], False)
@@ -84,8 +86,18 @@ def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
     logic.snapshot()  # Bytewax ends the epoch
     assert logic.on_notify() == ([("site", [("S1", Frontier(100.0))])], False)
     logic.snapshot()
+    (stage, keys), = logic.on_notify()[0]
+    assert stage == "care" and keys == [(k, Frontier(100.0)) for k in _SHARD_KEYS]
+    logic.snapshot()
     assert logic.on_notify() == ([("dispatch", Frontier(100.0))], False)
     assert logic.notify_at() is None
+
+    durable = FrontierLogic(FlowConfig(book=load_rulebook(), durable=True), None)
+    durable.on_batch([Progress(0, 100.0, ("S1",))])
+    durable.snapshot()
+    assert durable.on_notify()[0] == [("site", [("S1", Frontier(100.0))])]
+    durable.snapshot()
+    assert durable.on_notify()[0] == [("dispatch", Frontier(100.0))]
 
 
 # -- a site's outbox ----------------------------------------------------------------------

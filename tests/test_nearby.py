@@ -193,8 +193,9 @@ def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
     seq.take_batch([[("f", b"", alarm, 200.0),
                      ("f", b"", Location("U3", "S3-C1", 210.0), 210.0),
                      ("f", b"", Location("U1", f"{FAR}-C2", 220.0), 220.0)]], out)
-    assert near_of(out, "S1") == [Watch(200.0), Near("U1", "S2", 100.0), Near("U3", "S3", 210.0),
-                                  Near("U1", FAR, 220.0, near=False)]
+    assert near_of(out, "S1") == [Watch(200.0), Near("U1", "S2", 100.0, sent=200.0),
+                                  Near("U3", "S3", 210.0, sent=210.0),
+                                  Near("U1", FAR, 220.0, near=False, sent=220.0)]
     assert seq.nearby.nearest("S1", NEAREST) == tuple(f"S{i}" for i in range(2, NEAREST + 2))
     # a snapshot carries the watch
     again = safe_pickle.load_state(safe_pickle.dump_state(seq))
@@ -236,7 +237,7 @@ def test_the_end_of_a_watch_hands_its_subscribers_to_the_next_down_site():
     sites = {}
     w.expire(30.0, {"U1": "N"}, {"U1": 5.0}, sites)
     assert w.followed == {"U1": "S3"}
-    assert sites == {"S2": [Watch(30.0, ended=True)], "S3": [Near("U1", "N", 5.0)]}
+    assert sites == {"S2": [Watch(30.0, ended=True)], "S3": [Near("U1", "N", 5.0, sent=30.0)]}
 
 
 def test_a_watch_that_outlives_twelve_hours_makes_no_walk_in_of_those_still_heard():

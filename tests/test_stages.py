@@ -334,7 +334,7 @@ def test_state_with_care_position_history_loads():
     s = site()
     s.handle(position("U1", "C1", T0, "r"))
     del s.away  # a SiteCorrelator of an older format has no such slot
-    thawed, _ = _thaw_site(_freeze_site(s, []), BOOK)
+    thawed, _, _ = _thaw_site(_freeze_site(s, []), BOOK)
     assert thawed.away == {} and "U1" in thawed.members
 
     seq = seq_with_topology()

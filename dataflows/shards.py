@@ -1,0 +1,96 @@
+"""Input shards: which part of the input each sequencer reads.
+
+With ``P`` shards the flow runs ``P`` sequencers side by side, each on its own source
+partition, so decoding and event-time ordering scale with worker processes. A
+subscriber's records (``location``, ``call``, ``subscriber``, ``complaint``: the
+contract keys them by ``subscriber_id``) belong to one shard, :func:`shard_of`, so one
+sequencer sees all of one subscriber's positions and can tell when they move. Every
+other record (topology, alarms, maintenance windows, KPIs) is read by every shard:
+each needs the topology to route positions and the open outages to follow who is
+around them; shard 0 alone forwards those records to sites and reports their dead
+letters, the others read them as *context*.
+
+>>> shard_of("SUB0000001", 4)
+1
+>>> owner(b'{"type":"location","subscriber_id":"SUB0000001","cell_id":"C1"}', 4)
+1
+>>> owner(b'{"type":"cell","cell_id":"C1","site_id":"S1"}', 4) is None
+True
+"""
+
+from __future__ import annotations
+
+from zlib import crc32
+
+import orjson
+
+_KEY = b'"subscriber_id"'
+_QUOTE = 0x22
+
+
+def shard_of(subscriber_id: str | bytes, shards: int) -> int:
+    """The shard of a subscriber: crc32 of the id (the same in every process and run)."""
+    raw = subscriber_id.encode() if isinstance(subscriber_id, str) else subscriber_id
+    return crc32(raw) % shards
+
+
+def owner(line: bytes, shards: int) -> int | None:
+    """The shard a raw line belongs to, or None: a record every shard reads.
+
+    Read from the bytes without decoding the line (decoding is the shard's own work):
+    the string after the first ``"subscriber_id"`` key. A line that is not JSON, or
+    whose id is not a plain string, is every shard's: shard 0 reports it.
+
+    >>> owner(b'{"subscriber_id" : "U1", "type": "complaint"}', 2) == shard_of("U1", 2)
+    True
+    >>> owner(b'{"subscriber_id":"U\\\\u0031"}', 2) == shard_of("U1", 2)  # escaped: decoded
+    True
+    >>> owner(b'{"subscriber_id":17}', 2) is None
+    True
+    """
+    i = line.find(_KEY)
+    if i < 0:
+        return None
+    j, n = i + len(_KEY), len(line)
+    while j < n and line[j] in b" \t\r\n:":
+        j += 1
+    if j >= n or line[j] != _QUOTE:
+        return None
+    k = line.find(b'"', j + 1)
+    if k < 0:
+        return None
+    value = line[j + 1:k]
+    if b"\\" in value:  # an escape: let the JSON parser read it
+        try:
+            sid = orjson.loads(line).get("subscriber_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return shard_of(sid, shards) if isinstance(sid, str) else None
+    return shard_of(value, shards)
+
+
+class ShardSource(str):
+    """An input's name (a file) as one shard's source knows it: the shard that read the
+    line, and whether the line is *context* (another shard forwards and reports it).
+
+    >>> s = ShardSource("events.jsonl", 1, True)
+    >>> s == "events.jsonl", s.shard, s.context
+    (True, 1, True)
+    """
+
+    shard: int
+    context: bool
+
+    def __new__(cls, name: str, shard: int, context: bool) -> ShardSource:
+        self = super().__new__(cls, name)
+        self.shard = shard
+        self.context = context
+        return self
+
+    def __reduce__(self):  # pickled inside the sequencer's reorder buffer
+        return (ShardSource, (str(self), self.shard, self.context))
+
+
+def is_context(source: object) -> bool:
+    """Is this record read for context only (forwarded and reported by shard 0)?"""
+    return type(source) is ShardSource and source.context
