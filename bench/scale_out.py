@@ -131,7 +131,7 @@ class StepTimer:
                     if meth in vars(cls):
                         setattr(cls, meth, self.wrap(step, vars(cls)[meth], per_key=True))
         # build_flow's decode step calls the module's _decode_batch at run time
-        fl._decode_batch = self.wrap("decode", fl._decode_batch, per_key=False)  # type: ignore[attr-defined]
+        fl._decode_batch = self.wrap("decode", fl._decode_batch, per_key=False)
 
     def report(self) -> dict[str, dict[str, Any]]:
         return {step: {"cpu_s": sum(keys.values()), "keys": len(keys),
@@ -141,6 +141,16 @@ class StepTimer:
 
 def _rusage_cpu(ru: resource.struct_rusage) -> float:
     return ru.ru_utime + ru.ru_stime
+
+
+def io_chars() -> dict[str, int]:
+    """Bytes this process has read and written through any file or socket (Linux)."""
+    try:
+        with open("/proc/self/io") as fh:
+            fields = dict(line.split(": ") for line in fh.read().splitlines())
+    except OSError:
+        return {}
+    return {k: int(fields[k]) for k in ("rchar", "wchar")}
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -164,15 +174,16 @@ def child_main(args: argparse.Namespace) -> None:
                       FlowConfig(book=load_rulebook(), **cfg_kw))
     addresses = args.addresses.split(";") if args.addresses else []
     tune_gc()  # as `forewarn run` does
-    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
+    io0, r0, t0 = io_chars(), resource.getrusage(resource.RUSAGE_SELF), time.time()
     cluster_main(flow, addresses, args.proc_id,
                  epoch_interval=timedelta(seconds=args.epoch_s), worker_count_per_proc=1)
-    t1, r1 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    t1, r1, io1 = time.time(), resource.getrusage(resource.RUSAGE_SELF), io_chars()
     seq_wall = REGISTRY.get_sample_value("forewarn_step_batch_duration_seconds_sum",
                                          {"step": "sequence"})
     print(json.dumps({"proc_id": args.proc_id, "flow_start": t0, "flow_end": t1,
                       "flow_cpu_s": _rusage_cpu(r1) - _rusage_cpu(r0),
-                      "steps": timer.report(), "sequence_metric_wall_s": seq_wall}),
+                      "steps": timer.report(), "sequence_metric_wall_s": seq_wall,
+                      "wchar": io1["wchar"] - io0["wchar"] if io0 else None}),
           flush=True)
 
 
@@ -265,7 +276,17 @@ def launch(input_path: Path, out_dir: Path, processes: int, partitions: int,
             "flow_cpu_s": [r["flow_cpu_s"] for r in reports],
             "steps": [r["steps"] for r in reports],
             "sequence_metric_wall_s": [r["sequence_metric_wall_s"] for r in reports],
-            "outputs": output_digest(out_dir)}
+            "outputs": output_digest(out_dir), "exchanged_bytes": exchanged(reports, out_dir)}
+
+
+def exchanged(reports: list[dict[str, Any]], out_dir: Path) -> int | None:
+    """Bytes the processes sent each other: all they wrote in the flow, less the output
+    files (a process's other writes, its log lines, are small). Nothing with one process."""
+    if any(r["wchar"] is None for r in reports):
+        return None
+    files = sum((out_dir / name).stat().st_size for name in OUTPUT_NAMES
+                if (out_dir / name).exists())
+    return max(0, sum(r["wchar"] for r in reports) - files)
 
 
 def step_summary(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -313,6 +334,8 @@ def summarize(runs: list[dict[str, Any]], events: int) -> dict[str, Any]:
         "max_mean_cpu": _med([max(r["flow_cpu_s"]) / (sum(r["flow_cpu_s"]) / len(r["flow_cpu_s"]))
                               for r in runs]),
         "single_key_share": _med([single_key_share(r)[0] for r in runs]),
+        "exchanged_bytes_per_event": (None if runs[0]["exchanged_bytes"] is None else
+                                      _med([r["exchanged_bytes"] / events for r in runs])),
         "single_key_steps": single_key_share(runs[0])[1],
         "steps": step_summary(runs[-1]),
         "flow_cpu_s_per_proc": runs[-1]["flow_cpu_s"],
@@ -323,7 +346,7 @@ def summarize(runs: list[dict[str, Any]], events: int) -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]], identical: dict[tuple[int, int], bool]) -> None:
     print(f"\n{'N':>3} {'P':>3} {'k ev/s':>8} {'whole':>7} {'flow s':>7} {'µs CPU/ev':>10} "
-          f"{'+start':>7} {'max/mean':>9} {'1-key %':>8}  outputs vs N=1")
+          f"{'+start':>7} {'max/mean':>9} {'1-key %':>8} {'B/ev':>6}  outputs vs N=1")
     for r in rows:
         key = (r["processes"], r["partitions"])
         same = "OK" if identical[key] else "DIFFERENT"
@@ -333,11 +356,29 @@ def print_table(rows: list[dict[str, Any]], identical: dict[tuple[int, int], boo
         print(f"{r['processes']:3d} {r['partitions']:3d} {r['events_per_s'] / 1e3:8.1f} "
               f"{r['events_per_s_whole'] / 1e3:7.1f} {r['flow_wall_s']:7.2f} "
               f"{r['cpu_us_per_event']:10.2f} {r['proc_cpu_us_per_event']:7.2f} "
-              f"{r['max_mean_cpu']:9.2f} {100 * r['single_key_share']:8.1f}  {same}")
+              f"{r['max_mean_cpu']:9.2f} {100 * r['single_key_share']:8.1f} "
+              f"{_fmt_bytes(r['exchanged_bytes_per_event']):>6}  {same}")
     print("k ev/s: events / flow wall (first cluster_main call to last return); whole: "
           "events / wall from launch to last exit; µs CPU/ev: flow CPU of all processes; "
           "+start: with start-up and imports; max/mean: flow CPU of the busiest process "
-          "over the mean; 1-key %: share of flow CPU in steps with one key (medians)")
+          "over the mean; 1-key %: share of flow CPU in steps with one key; B/ev: bytes "
+          "exchanged between processes per event (medians)")
+
+
+def _fmt_bytes(x: float | None) -> str:
+    return "?" if x is None else f"{x:.0f}"
+
+
+def speedup_bound(row: dict[str, Any]) -> tuple[float, float]:
+    """Amdahl's bound from one process's step CPU: the share of CPU in decode (on one
+    input partition, where that partition is) and in single-key steps, which no added
+    process can split; the speed-up over that process is at most 1 / share, before any
+    exchange cost."""
+    cpu = sum(row["flow_cpu_s_per_proc"])
+    serial = sum(s["cpu_s"] for step, s in row["steps"].items()
+                 if (step == "decode" and row["partitions"] == 1) or s["keys"] == 1)
+    share = serial / cpu if cpu else 0.0
+    return share, (1 / share if share else float("inf"))
 
 
 def print_steps(row: dict[str, Any]) -> None:
@@ -472,13 +513,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_step_cpu:
         for r in rows:
             print_steps(r)
+        for r in rows:
+            if r["processes"] == 1:
+                share, bound = speedup_bound(r)
+                print(f"\nP={r['partitions']}: decode and single-key steps take "
+                      f"{100 * share:.1f} % of one process's CPU: with any number of "
+                      f"processes at most {bound:.2f}x its throughput (Amdahl), before the "
+                      f"cost of exchanging items between processes")
     ratios = {}
     one = next((c for c in configs if c[0] == 1), None)
     for c in configs:
         if one is None or c[0] == 1:
             continue
-        per_round = [b["flow_wall_s"] / a["flow_wall_s"] for a, b in zip(runs[c], runs[one])]
-        whole = [b["wall_s"] / a["wall_s"] for a, b in zip(runs[c], runs[one])]
+        pairs = list(zip(runs[c], runs[one], strict=True))  # the same round: paired
+        per_round = [b["flow_wall_s"] / a["flow_wall_s"] for a, b in pairs]
+        whole = [b["wall_s"] / a["wall_s"] for a, b in pairs]
         ratios[f"{c[0]}/1"] = {"flow": _med(per_round), "whole": _med(whole),
                                "per_round": per_round}
         print(f"\n{c[0]} processes (P={c[1]}) / 1 process (P={one[1]}) throughput = "
