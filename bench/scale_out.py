@@ -28,7 +28,8 @@ Measured per run:
   What no counter covers (Bytewax's engine and exchange, stateless maps, encoding,
   file I/O) is "rest". The flow's own timing, ``forewarn_step_batch_duration_seconds``,
   times only the sequence step (wall clock), and is reported beside it as a check.
-  Bytes exchanged between processes are not measured;
+  What each process received over TCP from the others (Bytewax's exchange between
+  processes) is sampled from ``TCP_INFO`` (:class:`TcpReceived`);
 * **determinism**: the three outputs of every run, each sorted, against those of the
   one-process run with the same P (run as a reference when ``--processes`` lacks it).
 
@@ -56,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -143,14 +145,52 @@ def _rusage_cpu(ru: resource.struct_rusage) -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def io_chars() -> dict[str, int]:
-    """Bytes this process has read and written through any file or socket (Linux)."""
-    try:
-        with open("/proc/self/io") as fh:
-            fields = dict(line.split(": ") for line in fh.read().splitlines())
-    except OSError:
-        return {}
-    return {k: int(fields[k]) for k in ("rchar", "wchar")}
+class TcpReceived:
+    """Bytes this process received over TCP: Bytewax's links to the other processes.
+
+    A thread samples ``TCP_INFO`` (``tcpi_bytes_received``) of every socket the process
+    holds, every ``every_s``; the sockets belong to Bytewax's Rust code, so each is read
+    through a duplicate of its descriptor, closed at once. What arrives after the last
+    sample before a link closes is missed (at most ``every_s`` of traffic)."""
+
+    OFFSET = 128  # of tcpi_bytes_received in Linux's struct tcp_info (since 4.1)
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.every_s = every_s
+        self.seen: dict[str, int] = {}  # "socket:[inode]" -> bytes received
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tcp-received", daemon=True)
+
+    def sample(self) -> None:
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                link = os.readlink(f"/proc/self/fd/{name}")
+                if not link.startswith("socket:"):
+                    continue
+                sock = socket.socket(fileno=os.dup(int(name)))
+            except OSError:  # closed meanwhile
+                continue
+            try:
+                if sock.type == socket.SOCK_STREAM:
+                    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+                    got = int.from_bytes(info[self.OFFSET:self.OFFSET + 8], "little")
+                    self.seen[link] = max(self.seen.get(link, 0), got)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.sample()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return sum(self.seen.values())
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -174,16 +214,20 @@ def child_main(args: argparse.Namespace) -> None:
                       FlowConfig(book=load_rulebook(), **cfg_kw))
     addresses = args.addresses.split(";") if args.addresses else []
     tune_gc()  # as `forewarn run` does
-    io0, r0, t0 = io_chars(), resource.getrusage(resource.RUSAGE_SELF), time.time()
+    tcp = TcpReceived() if len(addresses) > 1 else None
+    if tcp is not None:
+        tcp.start()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
     cluster_main(flow, addresses, args.proc_id,
                  epoch_interval=timedelta(seconds=args.epoch_s), worker_count_per_proc=1)
-    t1, r1, io1 = time.time(), resource.getrusage(resource.RUSAGE_SELF), io_chars()
+    t1, r1 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    received = tcp.stop() if tcp is not None else 0
     seq_wall = REGISTRY.get_sample_value("forewarn_step_batch_duration_seconds_sum",
                                          {"step": "sequence"})
     print(json.dumps({"proc_id": args.proc_id, "flow_start": t0, "flow_end": t1,
                       "flow_cpu_s": _rusage_cpu(r1) - _rusage_cpu(r0),
                       "steps": timer.report(), "sequence_metric_wall_s": seq_wall,
-                      "wchar": io1["wchar"] - io0["wchar"] if io0 else None}),
+                      "tcp_received": received}),
           flush=True)
 
 
@@ -276,17 +320,8 @@ def launch(input_path: Path, out_dir: Path, processes: int, partitions: int,
             "flow_cpu_s": [r["flow_cpu_s"] for r in reports],
             "steps": [r["steps"] for r in reports],
             "sequence_metric_wall_s": [r["sequence_metric_wall_s"] for r in reports],
-            "outputs": output_digest(out_dir), "exchanged_bytes": exchanged(reports, out_dir)}
-
-
-def exchanged(reports: list[dict[str, Any]], out_dir: Path) -> int | None:
-    """Bytes the processes sent each other: all they wrote in the flow, less the output
-    files (a process's other writes, its log lines, are small). Nothing with one process."""
-    if any(r["wchar"] is None for r in reports):
-        return None
-    files = sum((out_dir / name).stat().st_size for name in OUTPUT_NAMES
-                if (out_dir / name).exists())
-    return max(0, sum(r["wchar"] for r in reports) - files)
+            "outputs": output_digest(out_dir),
+            "exchanged_bytes": sum(r["tcp_received"] for r in reports)}
 
 
 def step_summary(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -334,8 +369,7 @@ def summarize(runs: list[dict[str, Any]], events: int) -> dict[str, Any]:
         "max_mean_cpu": _med([max(r["flow_cpu_s"]) / (sum(r["flow_cpu_s"]) / len(r["flow_cpu_s"]))
                               for r in runs]),
         "single_key_share": _med([single_key_share(r)[0] for r in runs]),
-        "exchanged_bytes_per_event": (None if runs[0]["exchanged_bytes"] is None else
-                                      _med([r["exchanged_bytes"] / events for r in runs])),
+        "exchanged_bytes_per_event": _med([r["exchanged_bytes"] / events for r in runs]),
         "single_key_steps": single_key_share(runs[0])[1],
         "steps": step_summary(runs[-1]),
         "flow_cpu_s_per_proc": runs[-1]["flow_cpu_s"],
@@ -357,16 +391,12 @@ def print_table(rows: list[dict[str, Any]], identical: dict[tuple[int, int], boo
               f"{r['events_per_s_whole'] / 1e3:7.1f} {r['flow_wall_s']:7.2f} "
               f"{r['cpu_us_per_event']:10.2f} {r['proc_cpu_us_per_event']:7.2f} "
               f"{r['max_mean_cpu']:9.2f} {100 * r['single_key_share']:8.1f} "
-              f"{_fmt_bytes(r['exchanged_bytes_per_event']):>6}  {same}")
+              f"{r['exchanged_bytes_per_event']:6.0f}  {same}")
     print("k ev/s: events / flow wall (first cluster_main call to last return); whole: "
           "events / wall from launch to last exit; µs CPU/ev: flow CPU of all processes; "
           "+start: with start-up and imports; max/mean: flow CPU of the busiest process "
           "over the mean; 1-key %: share of flow CPU in steps with one key; B/ev: bytes "
           "exchanged between processes per event (medians)")
-
-
-def _fmt_bytes(x: float | None) -> str:
-    return "?" if x is None else f"{x:.0f}"
 
 
 def speedup_bound(row: dict[str, Any]) -> tuple[float, float]:
