@@ -327,14 +327,16 @@ def launch(input_path: Path, out_dir: Path, processes: int, partitions: int,
 def step_summary(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per step over all processes: CPU, keys, the busiest key, processes it ran on."""
     steps: dict[str, dict[str, Any]] = {}
-    for per_proc in run["steps"]:
+    for proc_id, per_proc in enumerate(run["steps"]):
         for step, s in per_proc.items():
             acc = steps.setdefault(step, {"cpu_s": 0.0, "keys": 0, "max_key_cpu_s": 0.0,
-                                          "on_processes": 0})
+                                          "on_processes": 0, "proc_ids": []})
             acc["cpu_s"] += s["cpu_s"]
             acc["keys"] += s["keys"]
             acc["max_key_cpu_s"] = max(acc["max_key_cpu_s"], s["max_key_cpu_s"])
-            acc["on_processes"] += s["keys"] > 0
+            if s["keys"] > 0:
+                acc["on_processes"] += 1
+                acc["proc_ids"].append(proc_id)
     return steps
 
 
@@ -418,12 +420,13 @@ def print_steps(row: dict[str, Any]) -> None:
           f"{cpu:.2f} s, per process {', '.join(f'{c:.2f}' for c in row['flow_cpu_s_per_proc'])}"
           f" s)")
     print(f"{'step':12s} {'CPU s':>7} {'share':>6} {'keys':>5} {'busiest key':>12} "
-          f"{'processes':>9}")
+          f"{'processes':>9}  (which, when one)")
     for step, s in sorted(row["steps"].items(), key=lambda kv: -kv[1]["cpu_s"]):
         share = s["cpu_s"] / cpu if cpu else 0.0
         keys = "-" if step == "decode" else str(s["keys"])  # stateless: no keys
         print(f"{step:12s} {s['cpu_s']:7.2f} {100 * share:5.1f}% {keys:>5s} "
-              f"{s['max_key_cpu_s']:11.2f}s {s['on_processes']:9d}")
+              f"{s['max_key_cpu_s']:11.2f}s {s['on_processes']:9d}"
+              + (f"  (#{s['proc_ids'][0]})" if s["on_processes"] == 1 else ""))
     print(f"{'rest':12s} {cpu - timed:7.2f} {100 * (cpu - timed) / cpu if cpu else 0:5.1f}%"
           "   (Bytewax engine and exchange, stateless steps, encoding, file I/O)")
     seq = [x for x in row["sequence_metric_wall_s"] if x]

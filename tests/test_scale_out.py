@@ -28,3 +28,5 @@ def test_two_processes_give_the_outputs_of_one(tmp_path: Path) -> None:
     assert sites_two["keys"] == sites_one["keys"] == 10
     assert sites_two["on_processes"] == 2
     assert two["flow_wall_s"] <= two["wall_s"]
+    # items crossed between the processes, and none with one process
+    assert one["exchanged_bytes"] == 0 < two["exchanged_bytes"]
