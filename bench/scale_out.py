@@ -80,7 +80,7 @@ def partition_support() -> dict[str, bool]:
     from dataflows.flow import FlowConfig
 
     return {"source_partitions": "partitions" in inspect.signature(JsonlFilesSource).parameters,
-            "flow_shards": "shards" in {f.name for f in dataclasses.fields(FlowConfig)}}
+            "flow_shards": "shards" in inspect.signature(FlowConfig).parameters}
 
 
 def effective_partitions(requested: int) -> int:
