@@ -30,6 +30,8 @@ Measured per run:
   times only the sequence step (wall clock), and is reported beside it as a check.
   What each process received over TCP from the others (Bytewax's exchange between
   processes) is sampled from ``TCP_INFO`` (:class:`TcpReceived`);
+* **bound**: from one process's step CPU, the share in decode (on one input partition)
+  and in single-key steps, and the speed-up Amdahl's law then allows any N;
 * **determinism**: the three outputs of every run, each sorted, against those of the
   one-process run with the same P (run as a reference when ``--processes`` lacks it).
 
