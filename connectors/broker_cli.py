@@ -20,7 +20,7 @@ from connectors.kafka_config import (
 )
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
         value = int(text)
@@ -33,7 +33,7 @@ def _positive_int(text: str) -> int:
 
 def _port(text: str) -> int:
     """argparse type: a TCP port."""
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
     return value
@@ -114,7 +114,7 @@ def _register_topics(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     add_arguments(create)
     create.add_argument(
         "--partitions",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="partitions per new topic (default 1)",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from connectors.broker_cli import positive_int
 from connectors.files import LinesSource
 from connectors.kafka_run import add_run_arguments, run_kafka
 from dataflows.flow import RunResults
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--action-format", choices=("contract", "tmf681"), default="contract",
                    help="actions as the contract's records (default) or as TM Forum TMF681 "
                         "CommunicationMessages (docs/tmf681.md)")
-    p.add_argument("--partitions", type=_positive, default=1, metavar="P",
+    p.add_argument("--partitions", type=positive_int, default=1, metavar="P",
                    help="file mode: read the input as P shards (subscribers hashed to "
                         "shards), each decoded and ordered by its own sequencer on "
                         "whichever worker holds it (default 1; docs/event-time.md)")
@@ -96,17 +97,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
                             "error"], help="log level of the JSON logs on stderr (default INFO)")
-
-
-def _positive(text: str) -> int:
-    """A count of at least 1 (argparse type): what is wrong, said plainly."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {n}")
-    return n
 
 
 def _book(args: argparse.Namespace):
