@@ -310,9 +310,12 @@ class SiteLogic(StatefulBatchLogic):
                 out.append(item)
 
     def on_eof(self) -> tuple[list, bool]:
-        ready = [v for _, v in self.outbox]
+        out: list = []
+        if self.merge is not None and self.merge.pending and self.site is not None:
+            self._apply(self.merge.frontier(INF), out)  # (the last frontier applied them)
+        out += [v for _, v in self.outbox]
         self.outbox = []
-        return ready, False
+        return out, False
 
     def snapshot(self) -> bytes | None:
         self.epoch += 1

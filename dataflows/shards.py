@@ -5,10 +5,11 @@ partition, so decoding and event-time ordering scale with worker processes. A
 subscriber's records (``location``, ``call``, ``subscriber``, ``complaint``: the
 contract keys them by ``subscriber_id``) belong to one shard, :func:`shard_of`, so one
 sequencer sees all of one subscriber's positions and can tell when they move. Every
-other record (topology, alarms, maintenance windows, KPIs) is read by every shard:
-each needs the topology to route positions and the open outages to follow who is
-around them; shard 0 alone forwards those records to sites and reports their dead
-letters, the others read them as *context*.
+KPI record goes to the shard of its cell (only its site needs it). Every other record
+(topology, alarms, maintenance windows) is read by every shard: each needs the topology
+to route positions and the open outages to follow who is around them; shard 0 alone
+forwards those records to sites and reports their dead letters, the others read them as
+*context*.
 
 >>> shard_of("SUB0000001", 4)
 1
@@ -34,12 +35,22 @@ def shard_of(subscriber_id: str | bytes, shards: int) -> int:
     return crc32(raw) % shards
 
 
+_COMPACT = b'"subscriber_id":"'  # as the contract's producers write it: the fast path
+_KPI = b'"type":"kpi"'
+_CELL = b'"cell_id":"'
+
+
 def owner(line: bytes, shards: int) -> int | None:
     """The shard a raw line belongs to, or None: a record every shard reads.
 
     Read from the bytes without decoding the line (decoding is the shard's own work):
     the string after the first ``"subscriber_id"`` key. A line that is not JSON, or
-    whose id is not a plain string, is every shard's: shard 0 reports it.
+    whose id is not a plain string, is every shard's: shard 0 reports it. A KPI record
+    (written compactly) is needed by its cell's site alone: it goes to the shard of its
+    ``cell_id``.
+
+    >>> owner(b'{"type":"kpi","cell_id":"C1","period_s":900}', 4) == shard_of("C1", 4)
+    True
 
     >>> owner(b'{"subscriber_id" : "U1", "type": "complaint"}', 2) == shard_of("U1", 2)
     True
@@ -48,6 +59,17 @@ def owner(line: bytes, shards: int) -> int | None:
     >>> owner(b'{"subscriber_id":17}', 2) is None
     True
     """
+    i = line.find(_COMPACT)
+    if i >= 0:
+        j = i + len(_COMPACT)
+        k = line.find(b'"', j)
+        if k > 0 and line.find(b"\\", j, k) < 0:
+            return crc32(line[j:k]) % shards
+    elif line.startswith(_KPI, 1):
+        j = line.find(_CELL)
+        k = line.find(b'"', j + len(_CELL)) if j > 0 else -1
+        if k > 0 and line.find(b"\\", j, k) < 0:
+            return crc32(line[j + len(_CELL):k]) % shards
     i = line.find(_KEY)
     if i < 0:
         return None
