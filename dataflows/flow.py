@@ -45,6 +45,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
+from dataflows.anchors import Anchors
 from dataflows.care import CareShard, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
 from dataflows.messages import Decoded
@@ -74,6 +75,9 @@ class RunResults:
 
     model: bytes | None = None
     report: dict = field(default_factory=dict)
+    # each subscriber's learnt anchor sites (dataflows.anchors): sid -> (night, work);
+    # filled by the worker holding the sequencer
+    anchors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class FlowConfig:
     models: bool = True  # silent-failure detectors and the propensity model
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
     action_format: str = "contract"  # or "tmf681": TMF681 CommunicationMessages
+    anchors: bool = True  # learn each subscriber's anchor sites (dataflows.anchors)
     results: RunResults | None = field(default=None, compare=False)  # filled at EOF
 
     def rulebook(self) -> Rulebook:
@@ -139,6 +144,10 @@ class SequenceLogic(StatefulBatchLogic):
         if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
             self.seq._pending = deque((src, raw, rec, at)
                                       for at, _, rec, raw, src in self.seq._pending)
+        if not cfg.anchors:
+            self.seq.anchors = None
+        elif self.seq.anchors is None:  # a snapshot of a run that did not learn them
+            self.seq.anchors = Anchors()
         self.applied = cfg.book.digest
         self.seq.configure(cfg.rulebook())
         if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves
@@ -182,6 +191,8 @@ class SequenceLogic(StatefulBatchLogic):
         routes = self._routes()
         self.seq.finish(routes)
         metrics.HELD_AHEAD.set(len(self.seq.ahead))
+        if self.cfg.results is not None and self.seq.anchors is not None:
+            self.cfg.results.anchors = self.seq.anchors.table()
         return _bundle(routes), False
 
     def snapshot(self) -> bytes | None:

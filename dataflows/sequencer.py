@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from dataflows.anchors import Anchors
 from dataflows.messages import Drop, Left, Tick
 from dataflows.nearby import NearbyWatch
 from dataflows.state import restore_fields
@@ -172,6 +173,9 @@ class Sequencer:
     # one is planned work, with no customer action: nobody is followed around it
     windows: dict[str, tuple[float, float, frozenset[str], frozenset[str]]] = field(
         default_factory=dict)
+    # each subscriber's anchor sites, learnt from the time between their positions
+    # (dataflows.anchors); None: not learnt
+    anchors: Anchors | None = field(default_factory=Anchors)
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
@@ -435,6 +439,8 @@ class Sequencer:
                 if before != site:  # this site's view of them is out of date already
                     sites[site].append(Left(sid, last_at[sid]))
             else:
+                if before is not None and self.anchors is not None:
+                    self.anchors.learn_one(sid, before, last_at[sid], at, before != site)
                 last_at[sid] = at
                 if before != site:  # on another site than last time: tell the one left
                     last_site[sid] = site
