@@ -47,8 +47,10 @@ BUCKET_NAMES = ("night", "work")
 MAX_GAP_S = 3600.0
 #: Minutes at which a bucket's scores are halved (10 bits): the learning's memory.
 CAP_MIN = 1023
-#: An anchor counts once this many minutes in its bucket were credited to it.
-MIN_ANCHOR_MIN = 90
+#: An anchor counts once this many minutes in its bucket were credited to it (most of
+#: one bucket's span: one long visit elsewhere on the first day must not be taken for
+#: it), and at least twice its challenger's.
+MIN_ANCHOR_MIN = 240
 #: Sites numbered past this (16 bits) are not learnt (counted in ``Anchors.unplaced``).
 MAX_SITES = 0xFFFF
 
@@ -76,11 +78,33 @@ def bucket_of(at: float) -> int | None:
     return None
 
 
+def expected_bucket(at: float) -> int | None:
+    """Whose anchor says where someone is at ``at``: the night's (home) from 18:00 to
+    08:00, the working hours' from 09:00 to 17:00 on weekdays; wider than the buckets
+    learnt, which leave out the hours people travel.
+
+    >>> expected_bucket(1795456800.0), expected_bucket(1795510800.0)  # 18:00, 09:00 Tue
+    (0, 1)
+    """
+    t = int(at)
+    hour = t // 3600 % 24
+    if hour >= 18 or hour < 8:
+        return NIGHT
+    if 9 <= hour < 17 and (t - _EPOCH_MONDAY) // 86400 % 7 < 5:
+        return WORK
+    return None
+
+
 def _unpack(state: int) -> tuple[int, int, int, int]:
     """``(anchor, its minutes, challenger, its minutes)`` of one bucket's bits."""
     return (state & _SITE_MASK, (state >> _SITE_BITS) & _SCORE_MASK,
             (state >> (_SITE_BITS + _SCORE_BITS)) & _SITE_MASK,
             state >> (2 * _SITE_BITS + _SCORE_BITS))
+
+
+def _sure(a_min: int, o_min: int) -> bool:
+    """Enough minutes for an anchor, and clearly more than its challenger's."""
+    return a_min >= MIN_ANCHOR_MIN and a_min >= 2 * o_min
 
 
 def _pack(anchor: int, a_min: int, other: int, o_min: int) -> int:
@@ -166,21 +190,21 @@ class Anchors:
 
     def anchor(self, sid: str, bucket: int) -> str | None:
         """``sid``'s anchor site in ``bucket``, once it has :data:`MIN_ANCHOR_MIN` minutes."""
-        anchor, a_min, _, _ = _unpack(self.packed.get(sid, 0) >> (bucket * _BUCKET_BITS)
-                                      & _BUCKET_MASK)
-        return self.sites[anchor] if anchor and a_min >= MIN_ANCHOR_MIN else None
+        anchor, a_min, _, o_min = _unpack(self.packed.get(sid, 0) >> (bucket * _BUCKET_BITS)
+                                          & _BUCKET_MASK)
+        return self.sites[anchor] if anchor and _sure(a_min, o_min) else None
 
     def expected(self, sid: str, at: float) -> str | None:
-        """Where ``sid`` is expected at ``at``: their anchor in its bucket (if any)."""
-        bucket = bucket_of(at)
+        """Where ``sid`` is expected at ``at``: their anchor for it (:func:`expected_bucket`)."""
+        bucket = expected_bucket(at)
         return None if bucket is None else self.anchor(sid, bucket)
 
     def anchored_buckets(self, sid: str, site: str) -> int:
         """The buckets in which ``site`` is ``sid``'s anchor, as bits (``1 << bucket``).
 
         >>> a = Anchors()
-        >>> a.learn_one("U1", "S1", 1795478400.0, 1795478400.0 + 3600.0)  # 00:00-01:00
-        >>> a.learn_one("U1", "S1", 1795480000.0, 1795480000.0 + 3600.0)
+        >>> for h in range(4):  # 00:00-04:00 on S1
+        ...     a.learn_one("U1", "S1", 1795478400.0 + h * 3600, 1795478400.0 + (h + 1) * 3600)
         >>> a.anchored_buckets("U1", "S1"), a.anchored_buckets("U1", "S2")
         (1, 0)
         """
@@ -189,8 +213,8 @@ class Anchors:
             return 0
         state, bits = self.packed.get(sid, 0), 0
         for bucket in BUCKETS:
-            anchor, a_min, _, _ = _unpack(state >> (bucket * _BUCKET_BITS) & _BUCKET_MASK)
-            if anchor == n and a_min >= MIN_ANCHOR_MIN:
+            anchor, a_min, _, o_min = _unpack(state >> (bucket * _BUCKET_BITS) & _BUCKET_MASK)
+            if anchor == n and _sure(a_min, o_min):
                 bits |= 1 << bucket
         return bits
 

@@ -45,7 +45,6 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from dataflows.anchors import Anchors
 from dataflows.care import CareShard, Suppressed, order_key
 from dataflows.dispatch import Dispatcher
 from dataflows.messages import Decoded
@@ -144,10 +143,7 @@ class SequenceLogic(StatefulBatchLogic):
         if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
             self.seq._pending = deque((src, raw, rec, at)
                                       for at, _, rec, raw, src in self.seq._pending)
-        if not cfg.anchors:
-            self.seq.anchors = None
-        elif self.seq.anchors is None:  # a snapshot of a run that did not learn them
-            self.seq.anchors = Anchors()
+        self.seq.learn_anchors(cfg.anchors)
         self.applied = cfg.book.digest
         self.seq.configure(cfg.rulebook())
         if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves

@@ -177,8 +177,20 @@ class Sequencer:
     # (dataflows.anchors); None: not learnt
     anchors: Anchors | None = field(default_factory=Anchors)
 
+    def __post_init__(self) -> None:
+        self.nearby.anchors = self.anchors  # (one object: the watch reads what is learnt)
+
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
+        self.nearby.anchors = self.anchors
+
+    def learn_anchors(self, on: bool) -> None:
+        """Learn each subscriber's anchor places (:mod:`dataflows.anchors`), or not."""
+        if not on:
+            self.anchors = None
+        elif self.anchors is None:
+            self.anchors = Anchors()
+        self.nearby.anchors = self.anchors
 
     def configure(self, book: Rulebook) -> None:
         """What of the rulebook the sequencer needs: whether and how to watch around
