@@ -79,16 +79,18 @@ class DiscardSink(DynamicSink):
 # ---- the two flows ---------------------------------------------------------------------
 
 
-def forewarn_flow(lines: Sequence[bytes], nearby: bool = True
+def forewarn_flow(lines: Sequence[bytes], nearby: bool = True, anchors: bool = True
                   ) -> tuple[Dataflow, dict[str, DiscardSink]]:
     """The flow with the default rulebook; ``nearby=False``: without its rules on people
-    around an outage (walk-ins), so nothing is followed (:mod:`dataflows.nearby`)."""
+    around an outage (walk-ins), so nothing is followed (:mod:`dataflows.nearby`);
+    ``anchors=False``: without learning anchor places (:mod:`dataflows.anchors`)."""
     sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
     book = load_rulebook()
     if not nearby:
         book = replace(book, rules=tuple(r for r in book.rules if r.at not in NEARBY_TRIGGERS),
                        _by_id={})
-    flow = build_flow(LinesSource(lines), Outputs(**sinks), FlowConfig(book=book))
+    flow = build_flow(LinesSource(lines), Outputs(**sinks), FlowConfig(book=book,
+                                                                       anchors=anchors))
     return flow, sinks
 
 
@@ -348,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--without-nearby", action="store_true",
                     help="also time the flow without walk-in rules (the cost of following "
                          "who is around an outage)")
+    ap.add_argument("--without-anchors", action="store_true",
+                    help="also time the flow without learning anchor places (their cost)")
     ap.add_argument("--stages", action="store_true",
                     help="then time the flow's stage logic outside Bytewax")
     ap.add_argument("--profile", action="store_true", help="then profile the Forewarn flow")
@@ -374,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         flows["passthrough_map"] = lambda: passthrough_flow(lines, use_map=True)
     if args.without_nearby:
         flows["forewarn_no_nearby"] = lambda: forewarn_flow(lines, nearby=False)
+    if args.without_anchors:
+        flows["forewarn_no_anchors"] = lambda: forewarn_flow(lines, anchors=False)
     wall: dict[str, list[float]] = {k: [] for k in flows}
     cpu: dict[str, list[float]] = {k: [] for k in flows}
     counts: dict[str, dict[str, int]] = {}
@@ -409,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         wm = statistics.median(wall["forewarn"]) / statistics.median(wall["forewarn_no_nearby"])
         cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_nearby"])
         print(f"cost of walk-in rules: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
+              f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
+
+    if args.without_anchors:
+        wb = min(wall["forewarn"]) / min(wall["forewarn_no_anchors"])
+        wm = statistics.median(wall["forewarn"]) / statistics.median(wall["forewarn_no_anchors"])
+        cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_anchors"])
+        print(f"cost of anchor places: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
               f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
 
     if args.stages:
