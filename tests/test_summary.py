@@ -159,3 +159,23 @@ def test_anchor_accuracy_against_where_the_truth_says_they_live_and_work() -> No
     table = format_table({"events_in": 1, "dead_letters": 0, "incidents": 0,
                           "actions": {}, "anchors": r})
     assert "4 of 5 subscribers, 50.0% all right" in table
+
+
+def test_a_run_with_truth_reports_the_anchor_places_it_learnt(tmp_path: Path) -> None:
+    """`forewarn run --truth`: the anchors the flow learnt reach summary.json."""
+    s = Scenario().site("S1").site("S2").site("FAR", cells=1)
+    s.subscriber("A").subscriber("B")
+    for m in range(13 * 60, 20 * 60 + 1, 10):  # Monday 23:00 to Tuesday 06:00
+        s.seen("A", "S1-C1", m).seen("B", "S2-C2", m)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(s.lines) + b"\n")
+    truth = tmp_path / "truth.jsonl"
+    truth.write_bytes(b"".join(orjson.dumps(
+        {"type": "truth_subscriber", "subscriber_id": sid, "home_site": home,
+         "work_site": None}) + b"\n" for sid, home in (("A", "S1"), ("B", "S1"))))
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(events), "--out", str(out), "--truth", str(truth),
+                 "--metrics-port", "-1"]) == 0
+    anchors = orjson.loads((out / "summary.json").read_bytes())["anchors"]
+    assert (anchors["learnt"], anchors["accuracy"]) == (2, 0.5)  # B lives on S2, not S1
+    assert anchors["night"] == {"learnt": 2, "right": 0.5}
