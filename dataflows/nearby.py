@@ -294,7 +294,7 @@ class Surroundings:
         >>> s.expected(90.0, 0.0, 30.0, 0.0, lambda t: 0), s.heard["U3"]  # U3: not at night
         ([], ('S2', 50.0))
         """
-        out = []
+        out: list[tuple[str, str, float]] = []
         b_now, b_soon = bucket_of(now), bucket_of(now + within_s)
         bits = (0 if b_now is None else 1 << b_now) | (0 if b_soon is None else 1 << b_soon)
         if not bits:
