@@ -3,7 +3,8 @@ down site at this hour, silent since (dataflows/anchors.py, dataflows/site.py).
 
 Sites are placed on a line as in tests/test_nearby.py: S1 goes down, S2 is next to it.
 The scenario starts on Monday 10:00; U1 spends the night to Tuesday on S1 (home), U2 on
-S5, so from Tuesday 18:00 U1 is expected on S1 and U2 is not.
+S5, so from Tuesday 18:00 U1 is expected on S1 and U2 is not. The default rulebook's
+`expected-notice` acts after 60 min of silence (a walk-in notice after 73).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from tests.builders import Scenario, ts
 
 NIGHT_FROM, NIGHT_TO = 13 * 60, 20 * 60  # Monday 23:00 to Tuesday 06:00, minutes from 10:00
 EVENING = 32 * 60 + 30  # Tuesday 18:30
-SILENCE_MIN = 30
+DEFAULT_TEXT = (DEFAULT_DIR / "rulebook.yaml").read_text()
+TERMS = "expected: {silence_s: 3600, within_s: 0, min_outage_s: 0}"
+SILENCE_MIN = 60
 
 RULE = """
   - id: expected-notice
@@ -37,12 +40,17 @@ def _time(line: bytes) -> str:
 
 
 def book_with(rules: str) -> Rulebook:
-    text = (DEFAULT_DIR / "rulebook.yaml").read_text() + rules
-    return parse_rulebook(text, DEFAULT_DIR / "rulebook.yaml")
+    """The default rulebook without its expected-notice, plus ``rules``."""
+    assert DEFAULT_TEXT.count(TERMS) == 1
+    base = DEFAULT_TEXT[:DEFAULT_TEXT.index("  - id: expected-notice")]
+    return parse_rulebook(base + rules, DEFAULT_DIR / "rulebook.yaml")
 
 
-def expected_book(silence_min: float = SILENCE_MIN) -> Rulebook:
-    return book_with(RULE.replace("SILENCE", str(int(silence_min * 60))))
+def expected_book(silence_min: float, min_outage_min: float) -> Rulebook:
+    """The default rulebook, its expected-notice given other terms."""
+    terms = (f"expected: {{silence_s: {int(silence_min * 60)}, within_s: 0, "
+             f"min_outage_s: {int(min_outage_min * 60)}}}")
+    return parse_rulebook(DEFAULT_TEXT.replace(TERMS, terms), DEFAULT_DIR / "rulebook.yaml")
 
 
 def evening(site_alarm: bool = True) -> Scenario:
@@ -69,9 +77,9 @@ def evening(site_alarm: bool = True) -> Scenario:
 
 
 def test_someone_expected_at_home_on_a_down_site_is_told_before_the_walk_in_silence():
-    r = evening().run(book=expected_book())
+    r = evening().run()
     area = sorted((a["subscriber_id"], a["rule_id"], a["event_time"]) for a in r.of("area_notice"))
-    # U1: home (their night anchor) is down, silent 30 min: told at the first tick past it;
+    # U1: home (their night anchor) is down, silent 60 min: told at the first tick past it;
     # U2: not anchored there: a walk-in, 73 min after last heard; U3: heard since
     assert [(sid, rule) for sid, rule, _ in area] == [("U1", "expected-notice"),
                                                      ("U2", "walk-in-notice")]
@@ -84,14 +92,14 @@ def test_someone_expected_at_home_on_a_down_site_is_told_before_the_walk_in_sile
 
 
 def test_no_expected_notice_without_the_rule_for_a_cell_or_before_the_outage_is_old_enough():
-    default = evening().run()
-    assert {a["rule_id"] for a in default.of("area_notice")} == {"walk-in-notice"}
-    assert default.subscribers("area_notice") == {"U1", "U2"}  # U1 as a walk-in, later
-    cell_only = evening(site_alarm=False).run(book=expected_book())
+    without = evening().run(book=book_with(""))
+    assert {a["rule_id"] for a in without.of("area_notice")} == {"walk-in-notice"}
+    assert without.subscribers("area_notice") == {"U1", "U2"}  # U1 as a walk-in, later
+    cell_only = evening(site_alarm=False).run()
     assert "expected-notice" not in {a["rule_id"] for a in cell_only.actions}
     # a silence shorter than the outage's required age: told when the outage is 10 min
     # old, and so is U3, heard every 20 min (the price of a short silence)
-    quick = evening().run(book=expected_book(silence_min=2))
+    quick = evening().run(book=expected_book(silence_min=2, min_outage_min=10))
     told = {a["subscriber_id"]: a["event_time"] for a in quick.actions
             if a["rule_id"] == "expected-notice"}
     assert set(told) == {"U1", "U3"}
