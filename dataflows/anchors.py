@@ -162,19 +162,25 @@ class Anchors:
     def learn_one(self, sid: str, site: str, since: float, at: float,
                   moved: bool = False) -> None:
         """``sid``, heard on ``site`` at ``since``, is heard again at ``at`` (elsewhere if
-        ``moved``): credit the time between to ``site``."""
+        ``moved``): credit the time between to ``site``. (Called for every position: the
+        bucket and the common case, more time on the anchor, are inlined.)"""
         gap = at - since
-        if gap <= 0.0:
+        if gap < 60.0:
             return
         if gap > MAX_GAP_S:
             gap = MAX_GAP_S
         if moved:
             gap *= 0.5
+        t = int(since + gap * 0.5)
+        hour = t // 3600 % 24
+        if hour >= 23 or hour < 6:
+            shift = 0  # NIGHT
+        elif 10 <= hour < 16 and (t - _EPOCH_MONDAY) // 86400 % 7 < 5:
+            shift = _BUCKET_BITS  # WORK
+        else:
+            return
         minutes = int(gap // 60)
         if minutes == 0:
-            return
-        bucket = bucket_of(since + gap * 0.5)
-        if bucket is None:
             return
         n = self.number.get(site)
         if n is None:
@@ -183,10 +189,13 @@ class Anchors:
                 return
             n = self.number[site] = len(self.sites)
             self.sites.append(site)
-        shift = bucket * _BUCKET_BITS
-        state = self.packed.get(sid, 0)
-        mine = credit((state >> shift) & _BUCKET_MASK, n, minutes)
-        self.packed[sid] = (state & ~(_BUCKET_MASK << shift)) | (mine << shift)
+        packed = self.packed
+        state = packed.get(sid, 0)
+        mine = (state >> shift) & _BUCKET_MASK
+        if mine & _SITE_MASK == n and ((mine >> _SITE_BITS) & _SCORE_MASK) + minutes <= CAP_MIN:
+            packed[sid] = state + (minutes << (shift + _SITE_BITS))  # more on the anchor
+            return
+        packed[sid] = (state & ~(_BUCKET_MASK << shift)) | (credit(mine, n, minutes) << shift)
 
     def anchor(self, sid: str, bucket: int) -> str | None:
         """``sid``'s anchor site in ``bucket``, once it has :data:`MIN_ANCHOR_MIN` minutes."""
