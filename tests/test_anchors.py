@@ -10,6 +10,7 @@ import pytest
 from dataflows.anchors import (
     CAP_MIN,
     MAX_GAP_S,
+    MAX_SITES,
     MIN_ANCHOR_MIN,
     NIGHT,
     WORK,
@@ -173,3 +174,15 @@ def test_a_snapshot_from_before_anchors_loads_and_learns_from_then_on() -> None:
     for minutes in range(10, 300, 10):  # (within the sequencer's reach: not held ahead)
         _feed(old, "U1", "S1-C1", at(1, 0) + minutes * 60, out)
     assert old.anchors.anchor("U1", NIGHT) == "S1"
+
+
+def test_sites_past_the_numbering_limit_are_counted_not_learnt() -> None:
+    a = Anchors()
+    for i in range(MAX_SITES):
+        a.learn_one(f"U{i}", f"S{i}", at(1, 0), at(1, 1))
+    assert len(a.sites) == MAX_SITES + 1 and a.unplaced == 0  # (index 0: no site)
+    a.learn_one("U0", "ONE-TOO-MANY", at(1, 1), at(1, 2))
+    assert a.unplaced == 1 and "ONE-TOO-MANY" not in a.number
+    assert (a.packed["U0"] >> 16) & 0x3FF == 60  # their S0 hour stands, nothing added
+    a.learn_one("U0", "S0", at(1, 2), at(1, 3))  # a numbered site still learns
+    assert (a.packed["U0"] >> 16) & 0x3FF == 120
