@@ -236,6 +236,32 @@ def profile_forewarn(lines: Sequence[bytes], epoch_s: float, top: int) -> None:
         print(f"{100 * t / total:6.1f}  {name}")
 
 
+def sequencer_cost(lines: Sequence[bytes], repeat: int) -> tuple[list[float], list[float]]:
+    """CPU seconds of the sequencer alone over ``lines`` (decoded once, in batches as the
+    flow takes them), with and without learning anchor places, alternated ``repeat``
+    times: the stage anchors add to, without Bytewax's noise around it."""
+    from dataflows import flow as fl
+    from dataflows.sequencer import Routes, Sequencer
+
+    batches = [fl._decode_batch([("bench", line) for line in lines[i:i + BATCH]])
+               for i in range(0, len(lines), BATCH)]
+    book = load_rulebook()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeat):
+        for learn in (True, False):
+            seq = Sequencer()
+            seq.configure(book)
+            seq.learn_anchors(learn)
+            gc.collect()
+            t = time.thread_time()
+            for batch in batches:
+                for _, items in batch:
+                    seq.take_batch([items], Routes())
+            seq.finish(Routes())
+            times[learn].append(time.thread_time() - t)
+    return times[True], times[False]
+
+
 def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
     """Run the flow's own stage logic outside Bytewax, timing each stage.
 
@@ -423,6 +449,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_anchors"])
         print(f"cost of anchor places: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
               f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
+        with_a, without_a = sequencer_cost(lines, max(args.repeat, 3))
+        print(f"the sequencer alone: {min(with_a):.2f} s CPU with anchors, "
+              f"{min(without_a):.2f} s without (best of {len(with_a)}): "
+              f"{min(with_a) / min(without_a):.3f}x; "
+              f"+{(min(with_a) - min(without_a)) / len(lines) * 1e6:.2f} us per event")
 
     if args.stages:
         try:
