@@ -220,12 +220,13 @@ def breakdown(n: int) -> dict[str, Any]:
     latest = sum(sys.getsizeof(q.last_site) + sys.getsizeof(q.last_at) for q in sequencers)
     latest += sum(_deep(k, seen) + _deep(v, seen) for q in sequencers
                   for d in (q.last_site, q.last_at) for k, v in d.items())
-    # Their learnt anchor places (dataflows.anchors): a dict slot and one packed int each.
-    anchors = sum(sys.getsizeof(q.anchors.packed) + sum(sys.getsizeof(v) for v in
-                                                          q.anchors.packed.values())
+    # Their learnt anchor places (dataflows.anchors): a dict slot and one packed int each
+    # (and the key, when it is not the string the tables above hold already).
+    anchors = sum(sys.getsizeof(q.anchors.packed) + sum(_deep(k, seen) + _deep(v, seen)
+                                                          for k, v in q.anchors.packed.items())
                   for q in sequencers if q.anchors is not None)
     out["sequencer"] = {"latest site + time (dict slots, unshared parts)": latest / n,
-                        "anchor places (dict slots + packed ints)": anchors / n}
+                        "anchor places (dict slots, packed ints, unshared keys)": anchors / n}
 
     # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
     # dict of its subscribers; per subscriber that is the dict's share.

@@ -159,6 +159,11 @@ class Anchors:
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
 
+    def meet(self, sid: str) -> None:
+        """``sid`` heard for the first time: their entry, keyed by the string the caller
+        keeps for them (the sequencer's tables'), not by a later record's copy of it."""
+        self.packed.setdefault(sid, 0)
+
     def learn_one(self, sid: str, site: str, since: float, at: float,
                   moved: bool = False) -> None:
         """``sid``, heard on ``site`` at ``since``, is heard again at ``at`` (elsewhere if

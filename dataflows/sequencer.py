@@ -410,7 +410,8 @@ class Sequencer:
             return
         cell_site, cell_names = self.cell_site, self.cell_names
         sites, last_site, last_at = out.sites, self.last_site, self.last_at
-        learn = self.anchors.learn_one if self.anchors is not None else None
+        anchors = self.anchors
+        learn = anchors.learn_one if anchors is not None else None
         watermark = self.watermark
         while pending and pending[0][3] <= horizon:
             source, raw, rec, at = pending.popleft()
@@ -452,8 +453,11 @@ class Sequencer:
                 if before != site:  # this site's view of them is out of date already
                     sites[site].append(Left(sid, last_at[sid]))
             else:
-                if before is not None and learn is not None:  # time on their last site
-                    learn(sid, before, last_at[sid], at, before != site)
+                if learn is not None:  # time on their last site
+                    if before is not None:
+                        learn(sid, before, last_at[sid], at, before != site)
+                    elif anchors is not None:  # (keyed by the string last_site keeps)
+                        anchors.meet(sid)
                 last_at[sid] = at
                 if before != site:  # on another site than last time: tell the one left
                     last_site[sid] = site

@@ -186,3 +186,13 @@ def test_sites_past_the_numbering_limit_are_counted_not_learnt() -> None:
     assert (a.packed["U0"] >> 16) & 0x3FF == 60  # their S0 hour stands, nothing added
     a.learn_one("U0", "S0", at(1, 2), at(1, 3))  # a numbered site still learns
     assert (a.packed["U0"] >> 16) & 0x3FF == 120
+
+
+def test_the_sequencer_keeps_one_string_per_subscriber_for_its_tables_and_anchors() -> None:
+    seq, out = _sequencer()
+    for minutes in range(0, 120, 10):  # each record decoded anew: a new string each time
+        _feed(seq, "".join(["U", "1"]), "S1-C1", at(1, 0) + minutes * 60, out)
+    assert seq.anchors is not None
+    (in_anchors,) = seq.anchors.packed
+    (in_tables,) = seq.last_site
+    assert in_anchors == "U1" and in_anchors is in_tables
