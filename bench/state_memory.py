@@ -47,6 +47,7 @@ T0 = 1795413600  # 2026-11-23T06:00:00Z
 #: Seconds the locations are moved from T0 (``--at-night``: to 00:00, when the gap between
 #: two positions of a subscriber is credited to their night anchor, dataflows.anchors).
 _SHIFT = [0]
+_ANCHORS = [True]  # --without-anchors: the flow does not learn them (FlowConfig.anchors)
 NIGHT_SHIFT = -6 * 3600
 SPREAD_S = 1800  # locations over 30 min of event time
 BATCH = 1000
@@ -262,7 +263,7 @@ def child(n: int, hold_s: float, with_breakdown: bool, positions: int = 1) -> di
 
     sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
     source = HoldingSource(synthetic_lines(n, positions), hold_s, at_hold)
-    flow = build_flow(source, Outputs(**sinks), FlowConfig(book=book))
+    flow = build_flow(source, Outputs(**sinks), FlowConfig(book=book, anchors=_ANCHORS[0]))
     gc.collect()
     if with_breakdown:
         tracemalloc.start()
@@ -319,6 +320,7 @@ def run_child(n: int, hold_s: float, with_breakdown: bool, bytewax_only: bool = 
     cmd = [sys.executable, "-m", "bench.state_memory", "--child", str(n), "--hold-s",
            str(hold_s), "--positions", str(positions)]
     cmd += ["--at-night"] if _SHIFT[0] else []
+    cmd += [] if _ANCHORS[0] else ["--without-anchors"]
     cmd += ["--with-breakdown"] if with_breakdown else []
     cmd += ["--bytewax-only"] if bytewax_only else []
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -343,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--at-night", action="store_true",
                     help="locations at 00:00-00:30, not 06:00-06:30: with --positions 2 or "
                          "more, each subscriber's anchor place is learnt (its state counted)")
+    ap.add_argument("--without-anchors", action="store_true",
+                    help="the flow without learning anchor places (their cost by difference)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--with-breakdown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bytewax-only", action="store_true", help=argparse.SUPPRESS)
@@ -351,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.at_night:
         _SHIFT[0] = NIGHT_SHIFT
+    if args.without_anchors:
+        _ANCHORS[0] = False
 
     if args.child is not None:
         if args.bytewax_only:
