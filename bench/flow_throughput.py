@@ -79,16 +79,18 @@ class DiscardSink(DynamicSink):
 # ---- the two flows ---------------------------------------------------------------------
 
 
-def forewarn_flow(lines: Sequence[bytes], nearby: bool = True
+def forewarn_flow(lines: Sequence[bytes], nearby: bool = True, anchors: bool = True
                   ) -> tuple[Dataflow, dict[str, DiscardSink]]:
     """The flow with the default rulebook; ``nearby=False``: without its rules on people
-    around an outage (walk-ins), so nothing is followed (:mod:`dataflows.nearby`)."""
+    around an outage (walk-ins), so nothing is followed (:mod:`dataflows.nearby`);
+    ``anchors=False``: without learning anchor places (:mod:`dataflows.anchors`)."""
     sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
     book = load_rulebook()
     if not nearby:
         book = replace(book, rules=tuple(r for r in book.rules if r.at not in NEARBY_TRIGGERS),
                        _by_id={})
-    flow = build_flow(LinesSource(lines), Outputs(**sinks), FlowConfig(book=book))
+    flow = build_flow(LinesSource(lines), Outputs(**sinks), FlowConfig(book=book,
+                                                                       anchors=anchors))
     return flow, sinks
 
 
@@ -234,6 +236,32 @@ def profile_forewarn(lines: Sequence[bytes], epoch_s: float, top: int) -> None:
         print(f"{100 * t / total:6.1f}  {name}")
 
 
+def sequencer_cost(lines: Sequence[bytes], repeat: int) -> tuple[list[float], list[float]]:
+    """CPU seconds of the sequencer alone over ``lines`` (decoded once, in batches as the
+    flow takes them), with and without learning anchor places, alternated ``repeat``
+    times: the stage anchors add to, without Bytewax's noise around it."""
+    from dataflows import flow as fl
+    from dataflows.sequencer import Routes, Sequencer
+
+    batches = [fl._decode_batch([("bench", line) for line in lines[i:i + BATCH]])
+               for i in range(0, len(lines), BATCH)]
+    book = load_rulebook()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeat):
+        for learn in (True, False):
+            seq = Sequencer()
+            seq.configure(book)
+            seq.learn_anchors(learn)
+            gc.collect()
+            t = time.thread_time()
+            for batch in batches:
+                for _, items in batch:
+                    seq.take_batch([items], Routes())
+            seq.finish(Routes())
+            times[learn].append(time.thread_time() - t)
+    return times[True], times[False]
+
+
 def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
     """Run the flow's own stage logic outside Bytewax, timing each stage.
 
@@ -348,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--without-nearby", action="store_true",
                     help="also time the flow without walk-in rules (the cost of following "
                          "who is around an outage)")
+    ap.add_argument("--without-anchors", action="store_true",
+                    help="also time the flow without learning anchor places (their cost)")
     ap.add_argument("--stages", action="store_true",
                     help="then time the flow's stage logic outside Bytewax")
     ap.add_argument("--profile", action="store_true", help="then profile the Forewarn flow")
@@ -374,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         flows["passthrough_map"] = lambda: passthrough_flow(lines, use_map=True)
     if args.without_nearby:
         flows["forewarn_no_nearby"] = lambda: forewarn_flow(lines, nearby=False)
+    if args.without_anchors:
+        flows["forewarn_no_anchors"] = lambda: forewarn_flow(lines, anchors=False)
     wall: dict[str, list[float]] = {k: [] for k in flows}
     cpu: dict[str, list[float]] = {k: [] for k in flows}
     counts: dict[str, dict[str, int]] = {}
@@ -410,6 +442,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_nearby"])
         print(f"cost of walk-in rules: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
               f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
+
+    if args.without_anchors:
+        wb = min(wall["forewarn"]) / min(wall["forewarn_no_anchors"])
+        wm = statistics.median(wall["forewarn"]) / statistics.median(wall["forewarn_no_anchors"])
+        cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_anchors"])
+        print(f"cost of anchor places: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
+              f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
+        with_a, without_a = sequencer_cost(lines, max(args.repeat, 3))
+        print(f"the sequencer alone: {min(with_a):.2f} s CPU with anchors, "
+              f"{min(without_a):.2f} s without (best of {len(with_a)}): "
+              f"{min(with_a) / min(without_a):.3f}x; "
+              f"+{(min(with_a) - min(without_a)) / len(lines) * 1e6:.2f} us per event")
 
     if args.stages:
         try:

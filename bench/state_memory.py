@@ -44,6 +44,11 @@ from bench.flow_throughput import DiscardSink
 CELLS_PER_SITE = 3
 SITES = 834  # x3 = 2,502 cells
 T0 = 1795413600  # 2026-11-23T06:00:00Z
+#: Seconds the locations are moved from T0 (``--at-night``: to 00:00, when the gap between
+#: two positions of a subscriber is credited to their night anchor, dataflows.anchors).
+_SHIFT = [0]
+_ANCHORS = [True]  # --without-anchors: the flow does not learn them (FlowConfig.anchors)
+NIGHT_SHIFT = -6 * 3600
 SPREAD_S = 1800  # locations over 30 min of event time
 BATCH = 1000
 EPOCH_S = 2.0  # short epochs: the hold outlasts one, so per-epoch bookkeeping is not counted
@@ -84,7 +89,7 @@ def synthetic_lines(n: int, positions: int = 1) -> Iterator[bytes]:
                b'"tenure_months":%d,"tags":["esim"]}'
                % (sid, start, LANGS[i % 7], ZONES[i % 6], SEGMENTS[i % 10], i,
                   first.lower(), last.lower(), i, consent, first, last, PLANS[i % 4], i % 200))
-    times = [_iso(T0 + 1 + k) for k in range(SPREAD_S)]
+    times = [_iso(T0 + _SHIFT[0] + 1 + k) for k in range(SPREAD_S)]
     ncells = len(cells)
     total = max(n * positions, 1)
     for r in range(positions):
@@ -216,7 +221,13 @@ def breakdown(n: int) -> dict[str, Any]:
     latest = sum(sys.getsizeof(q.last_site) + sys.getsizeof(q.last_at) for q in sequencers)
     latest += sum(_deep(k, seen) + _deep(v, seen) for q in sequencers
                   for d in (q.last_site, q.last_at) for k, v in d.items())
-    out["sequencer"] = {"latest site + time (dict slots, unshared parts)": latest / n}
+    # Their learnt anchor places (dataflows.anchors): a dict slot and one packed int each
+    # (and the key, when it is not the string the tables above hold already).
+    anchors = sum(sys.getsizeof(q.anchors.packed) + sum(_deep(k, seen) + _deep(v, seen)
+                                                          for k, v in q.anchors.packed.items())
+                  for q in sequencers if q.anchors is not None)
+    out["sequencer"] = {"latest site + time (dict slots, unshared parts)": latest / n,
+                        "anchor places (dict slots, packed ints, unshared keys)": anchors / n}
 
     # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
     # dict of its subscribers; per subscriber that is the dict's share.
@@ -252,7 +263,7 @@ def child(n: int, hold_s: float, with_breakdown: bool, positions: int = 1) -> di
 
     sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
     source = HoldingSource(synthetic_lines(n, positions), hold_s, at_hold)
-    flow = build_flow(source, Outputs(**sinks), FlowConfig(book=book))
+    flow = build_flow(source, Outputs(**sinks), FlowConfig(book=book, anchors=_ANCHORS[0]))
     gc.collect()
     if with_breakdown:
         tracemalloc.start()
@@ -308,6 +319,8 @@ def run_child(n: int, hold_s: float, with_breakdown: bool, bytewax_only: bool = 
               positions: int = 1) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.state_memory", "--child", str(n), "--hold-s",
            str(hold_s), "--positions", str(positions)]
+    cmd += ["--at-night"] if _SHIFT[0] else []
+    cmd += [] if _ANCHORS[0] else ["--without-anchors"]
     cmd += ["--with-breakdown"] if with_breakdown else []
     cmd += ["--bytewax-only"] if bytewax_only else []
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -329,12 +342,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--positions", type=int, default=1,
                     help="locations per subscriber (same cell, within 30 min; the site "
                          "keeps the latest of each)")
+    ap.add_argument("--at-night", action="store_true",
+                    help="locations at 00:00-00:30, not 06:00-06:30: with --positions 2 or "
+                         "more, each subscriber's anchor place is learnt (its state counted)")
+    ap.add_argument("--without-anchors", action="store_true",
+                    help="the flow without learning anchor places (their cost by difference)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--with-breakdown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bytewax-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bytewax-keys", type=int, default=1_000_000,
                     help="keys in the Bytewax per-key baseline (0: skip it)")
     args = ap.parse_args(argv)
+    if args.at_night:
+        _SHIFT[0] = NIGHT_SHIFT
+    if args.without_anchors:
+        _ANCHORS[0] = False
 
     if args.child is not None:
         if args.bytewax_only:

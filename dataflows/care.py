@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dataflows.messages import (
+    EXPECTED,
     HOLD_DOWN,
     REAPPEARED,
     WALK_IN,
@@ -265,9 +266,9 @@ class SubscriberCare:
         moved = getattr(msg, "moved", False)  # (Impacts of an older format: False)
         trigger_at = getattr(msg, "trigger", HOLD_DOWN)
         back = trigger_at == REAPPEARED  # service is back
-        # walk-ins and reappearances are not the contract's impacted: nothing follows
+        # walk-ins, the expected and reappearances are not the contract's impacted: nothing follows
         # their action (no restored notice, no escalation), so nothing is kept for it
-        untold = back or trigger_at == WALK_IN
+        untold = back or trigger_at in (WALK_IN, EXPECTED)
         for rule, why in self._rules_for(trigger_at, facts, msg.at, book,
                                          first="moved_away" if moved else None):
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,

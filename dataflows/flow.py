@@ -86,6 +86,9 @@ class RunResults:
 
     model: bytes | None = None
     report: dict = field(default_factory=dict)
+    # each subscriber's learnt anchor sites (dataflows.anchors): sid -> (night, work);
+    # filled by the worker holding the sequencer
+    anchors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,7 @@ class FlowConfig:
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
     action_format: str = "contract"  # or "tmf681": TMF681 CommunicationMessages
     shards: int = 1  # input shards, each with its own sequencer (dataflows.shards)
+    anchors: bool = True  # learn each subscriber's anchor sites (dataflows.anchors)
     results: RunResults | None = field(default=None, compare=False)  # filled at EOF
 
     def rulebook(self) -> Rulebook:
@@ -157,6 +161,7 @@ class SequenceLogic(StatefulBatchLogic):
         if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
             self.seq._pending = deque((src, raw, rec, at)
                                       for at, _, rec, raw, src in self.seq._pending)
+        self.seq.learn_anchors(cfg.anchors)
         self.applied = cfg.book.digest
         self.seq.configure(cfg.rulebook())
         if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves
@@ -226,6 +231,8 @@ class SequenceLogic(StatefulBatchLogic):
         routes = self._routes()
         self.seq.finish(routes)
         metrics.HELD_AHEAD.set(len(self.seq.ahead))
+        if self.cfg.results is not None and self.seq.anchors is not None:
+            self.cfg.results.anchors.update(self.seq.anchors.table())  # (each shard's own)
         out = _bundle(routes, shard=self._shard())
         self._progress(routes, out, end=True)
         return out, False

@@ -99,12 +99,15 @@ class Near:
     ``at`` (:mod:`dataflows.nearby`).
 
     ``near``: ``site_id`` is one of this site's nearest sites; if not, they have gone
-    farther away and the site stops counting them as around it."""
+    farther away and the site stops counting them as around it. ``anchored``: the buckets
+    of the day (:mod:`dataflows.anchors`, bit ``1 << bucket``) in which this site is their
+    learnt anchor place (0: none)."""
 
     subscriber_id: str
     site_id: str
     at: float
     near: bool = True
+    anchored: int = 0
     # when the sequencer sent it (the record that made it due; ``at`` may be older): its
     # place among other shards' messages (dataflows.merge)
     sent: float | None = None
@@ -139,7 +142,7 @@ class IncidentFacts:
 
 
 #: What made a site send an :class:`Impact` (the rulebook's trigger point for it).
-HOLD_DOWN, WALK_IN, REAPPEARED = "hold_down", "walk_in", "reappeared"
+HOLD_DOWN, WALK_IN, REAPPEARED, EXPECTED = "hold_down", "walk_in", "reappeared", "expected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +151,10 @@ class Impact:
 
     ``trigger`` says how the site knows: ``hold_down`` (on a down cell at the hold-down,
     the contract's *impacted*), ``walk_in`` (last heard around the outage at ``seen``,
-    silent since: inside the hole) or ``reappeared`` (unheard during the outage, back on
-    one of its cells at ``seen``, soon after its restoration at ``at``)."""
+    silent since: inside the hole), ``expected`` (the same, silent for less long, but
+    the down site is their anchor place at this hour) or ``reappeared`` (unheard during
+    the outage, back on one of its cells at ``seen``, soon after its restoration at
+    ``at``)."""
 
     subscriber_id: str
     facts: IncidentFacts

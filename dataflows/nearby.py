@@ -30,20 +30,22 @@ Two halves, because the two facts live in different places:
 >>> watch.place("S1", 0.0, 0.0); watch.place("S2", 0.0, 0.01); watch.place("S3", 0.0, 1.0)
 >>> sites: dict = {}
 >>> watch.start("S1", 65.0, 1, {"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}, sites)
->>> sites["S1"][0]
-Watch(at=65.0, ended=False)
+>>> sites["S1"][0], len(sites["S1"])
+(Watch(at=65.0, ended=False), 2)
 >>> sites["S1"][1]  # last heard at 50, sent when the watch began
-Near(subscriber_id='U1', site_id='S2', at=50.0, near=True, sent=65.0)
+Near(subscriber_id='U1', site_id='S2', at=50.0, near=True, anchored=0, sent=65.0)
 >>> watch.heard("U1", "S3", 70.0, sites)  # heard farther away: S1 lets them go
 >>> sites["S1"][-1], watch.followed
-(Near(subscriber_id='U1', site_id='S3', at=70.0, near=False, sent=70.0), {})
+(Near(subscriber_id='U1', site_id='S3', at=70.0, near=False, anchored=0, sent=70.0), {})
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dataflows.anchors import Anchors
 from dataflows.messages import Near, Watch
 from dataflows.state import restore_fields
 
@@ -81,6 +83,9 @@ class NearbyWatch:
     # tell a site when its watch begins and ends; with several input shards one of them
     # does (dataflows.shards), the others only send their own subscribers' Near
     announce: bool = True
+    # the sequencer's learnt anchor places (the same object; None: not learnt): each
+    # Near says in which buckets of the day the site counting them is their anchor
+    anchors: Anchors | None = None
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
@@ -164,7 +169,9 @@ class NearbyWatch:
         if before is not None and before != owner:
             self._release(sid, site, at, sites, now)
         if owner != site:  # a down site hears its own positions directly
-            sites.setdefault(owner, []).append(Near(sid, site, at, True, now))
+            anchors = self.anchors
+            anchored = anchors.anchored_buckets(sid, owner) if anchors is not None else 0
+            sites.setdefault(owner, []).append(Near(sid, site, at, True, anchored, now))
             self.followed[sid] = owner
             self.followers.setdefault(owner, {})[sid] = None
 
@@ -174,7 +181,7 @@ class NearbyWatch:
         if before is not None:
             del self.followers[before][sid]
             if before != site:
-                sites.setdefault(before, []).append(Near(sid, site, at, False, now))
+                sites.setdefault(before, []).append(Near(sid, site, at, False, sent=now))
 
     def expire(self, now: float, last_site: dict[str, str], last_at: dict[str, float],
                sites: dict[str, list], silence_s: float = float("inf")) -> None:
@@ -219,6 +226,8 @@ class Surroundings:
 
     heard: dict[str, tuple[str, float]] = field(default_factory=dict)
     ordered: bool = True  # False after an entry older than the newest: sorted when read
+    # those of ``heard`` whose anchor place is this site in some bucket: sid -> its bits
+    anchored: dict[str, int] = field(default_factory=dict)
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
@@ -226,6 +235,7 @@ class Surroundings:
     def clear(self) -> None:
         """Forget everyone (a watch began or ended)."""
         self.heard.clear()
+        self.anchored.clear()
         self.ordered = True
 
     def _order(self) -> None:
@@ -245,6 +255,10 @@ class Surroundings:
             if self.ordered and heard and next(reversed(heard.values()))[1] > msg.at:
                 self.ordered = False  # older than the newest (a watch handed them over)
             heard[msg.subscriber_id] = (msg.site_id, msg.at)
+            if msg.anchored:
+                self.anchored[msg.subscriber_id] = msg.anchored
+                return
+        self.anchored.pop(msg.subscriber_id, None)
 
     def here(self, sid: str, at: float) -> tuple[str, float] | None:
         """``sid`` heard on this site at ``at``: forget them; their latest before, if newer
@@ -252,6 +266,7 @@ class Surroundings:
         known = self.heard.get(sid)
         if known is not None and known[1] <= at:
             del self.heard[sid]
+            self.anchored.pop(sid, None)
         return known
 
     def silent_since(self, upto: float, from_: float) -> list[tuple[str, str, float]]:
@@ -265,8 +280,37 @@ class Surroundings:
             if at > upto:
                 break
             del heard[sid]
+            self.anchored.pop(sid, None)
             if at >= from_:
                 out.append((sid, site, at))
+        return out
+
+    def expected(self, now: float, within_s: float, silence_s: float, from_: float,
+                 bucket_of: Callable[[float], int | None]) -> list[tuple[str, str, float]]:
+        """Take out those anchored here in the bucket of ``now`` or of ``now + within_s``,
+        last heard at or before ``now - silence_s`` and at or after ``from_``: ``(sid,
+        site, at)`` in id order. Those heard before ``from_`` stay (a walk-in check
+        drops them).
+
+        >>> s = Surroundings()
+        >>> s.near(Near("U1", "S2", 10.0, anchored=0b01)); s.near(Near("U2", "S2", 12.0))
+        >>> s.near(Near("U3", "S2", 50.0, anchored=0b10))
+        >>> s.expected(60.0, 0.0, 30.0, 0.0, lambda t: 0)  # U3: too recent; U2: not anchored
+        [('U1', 'S2', 10.0)]
+        >>> s.expected(90.0, 0.0, 30.0, 0.0, lambda t: 0), s.heard["U3"]  # U3: not at night
+        ([], ('S2', 50.0))
+        """
+        out: list[tuple[str, str, float]] = []
+        b_now, b_soon = bucket_of(now), bucket_of(now + within_s)
+        bits = (0 if b_now is None else 1 << b_now) | (0 if b_soon is None else 1 << b_soon)
+        if not bits:
+            return out
+        for sid in sorted(self.anchored):
+            site, at = self.heard[sid]
+            if self.anchored[sid] & bits and from_ <= at <= now - silence_s:
+                out.append((sid, site, at))
+        for sid, _, _ in out:
+            del self.anchored[sid]  # (still in ``heard``: a walk-in check skips the told)
         return out
 
     def front(self) -> float | None:
@@ -283,3 +327,4 @@ class Surroundings:
             if when >= at:
                 break
             del heard[sid]
+            self.anchored.pop(sid, None)

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from dataflows.anchors import Anchors
 from dataflows.messages import Drop, Left, Tick
 from dataflows.nearby import NearbyWatch
 from dataflows.shards import is_context
@@ -180,9 +181,24 @@ class Sequencer:
     # alone, and shard 0 alone sends ticks and watch starts and ends
     shard: int = 0
     shards: int = 1
+    # each subscriber's anchor sites, learnt from the time between their positions
+    # (dataflows.anchors); None: not learnt
+    anchors: Anchors | None = field(default_factory=Anchors)
+
+    def __post_init__(self) -> None:
+        self.nearby.anchors = self.anchors  # (one object: the watch reads what is learnt)
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
+        self.nearby.anchors = self.anchors
+
+    def learn_anchors(self, on: bool) -> None:
+        """Learn each subscriber's anchor places (:mod:`dataflows.anchors`), or not."""
+        if not on:
+            self.anchors = None
+        elif self.anchors is None:
+            self.anchors = Anchors()
+        self.nearby.anchors = self.anchors
 
     def configure(self, book: Rulebook) -> None:
         """What of the rulebook the sequencer needs: whether and how to watch around
@@ -402,6 +418,8 @@ class Sequencer:
             return
         cell_site, cell_names = self.cell_site, self.cell_names
         sites, last_site, last_at = out.sites, self.last_site, self.last_at
+        anchors = self.anchors
+        learn = anchors.learn_one if anchors is not None else None
         watermark = self.watermark
         while pending and pending[0][3] <= horizon:
             source, raw, rec, at = pending.popleft()
@@ -443,6 +461,11 @@ class Sequencer:
                 if before != site:  # this site's view of them is out of date already
                     sites[site].append(Left(sid, last_at[sid]))
             else:
+                if learn is not None:  # time on their last site
+                    if before is not None:
+                        learn(sid, before, last_at[sid], at, before != site)
+                    elif anchors is not None:  # (keyed by the string last_site keeps)
+                        anchors.meet(sid)
                 last_at[sid] = at
                 if before != site:  # on another site than last time: tell the one left
                     last_site[sid] = site

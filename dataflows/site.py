@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dataflows.anchors import expected_bucket
 from dataflows.degradation import SiteHealth, Verdict
 from dataflows.messages import (
+    EXPECTED,
     REAPPEARED,
     WALK_IN,
     Drop,
@@ -146,6 +148,8 @@ class SiteCorrelator:
             return self.handle_batch((msg,))
         if kind is Tick:  # next most: every active site, every tick_s of event time
             out: list[Out] = self.advance(msg.at)
+            if self.around.anchored:
+                out += self._expected(msg.at)
             if self.detect:
                 out += self._silent(self.health.advance(msg.at))
             return out
@@ -554,6 +558,26 @@ class SiteCorrelator:
             seen = (heard_at, site, f"last_heard:{site}@{int(heard_at)}")
             out.append(("care", Impact(sid, inc.facts, at, seen, False, WALK_IN)))
         self._schedule_walk(at)
+        return out
+
+    def _expected(self, at: float) -> list[Out]:
+        """Those heard around the outage whose anchor place (:mod:`dataflows.anchors`) is
+        this site now (or within the rule's ``within_s``), silent for its ``silence_s``,
+        once the outage is ``min_outage_s`` old: most likely in it (``at: expected``)."""
+        terms = self.book.expected_terms
+        inc = self._walk_target()
+        if terms is None or inc is None or inc.facts is None or inc.facts.scope != "site" \
+                or at - inc.start < terms.min_outage_s:
+            return []  # (a cell down: the site's other cells serve who is at home there)
+        out: list[Out] = []
+        since = inc.start - self.book.correlation.silence_s  # as for walk-ins
+        for sid, site, heard_at in self.around.expected(at, terms.within_s, terms.silence_s,
+                                                        since, expected_bucket):
+            if sid in inc.impacted or sid in inc.walked_in:
+                continue
+            inc.walked_in[sid] = None  # as a walk-in: told once, nothing follows
+            seen = (heard_at, site, f"last_heard:{site}@{int(heard_at)}")
+            out.append(("care", Impact(sid, inc.facts, at, seen, False, EXPECTED)))
         return out
 
     def _reappeared(self, sid: str, cell: str, at: float, ref: str | None,

@@ -266,7 +266,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t2 = time.monotonic()
     _save_model(out, results)
     summary = summarize(out, events_in=len(sc.lines), truth=sc.truth, flow_seconds=t2 - t1,
-                        n_cells=sc.stats.get("cells"))
+                        n_cells=sc.stats.get("cells"), anchors=results.anchors)
     summary["propensity"] = dict(results.report)
     _run_finished("demo", summary, t2 - t1)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -312,7 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _save_model(out, results)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,
-                        flow_seconds=time.monotonic() - t0)
+                        flow_seconds=time.monotonic() - t0, anchors=results.anchors)
     summary["propensity"] = dict(results.report)
     _run_finished("files", summary, time.monotonic() - t0)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))

@@ -62,6 +62,7 @@ STATE_MODULES = (
     "forewarn.model",
     "forewarn.codec",
     "dataflows.messages",
+    "dataflows.anchors",
     "dataflows.nearby",
     "dataflows.sequencer",
     "dataflows.site",

@@ -37,7 +37,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
-              flow_seconds: float | None = None, n_cells: int | None = None) -> dict:
+              flow_seconds: float | None = None, n_cells: int | None = None,
+              anchors: dict[str, tuple[str | None, str | None]] | None = None) -> dict:
     actions = [tmf681.to_contract(a) if tmf681.is_message(a) else a
                for a in read_jsonl(out / "actions.jsonl")]
     incidents = read_jsonl(out / "incidents.jsonl")
@@ -65,7 +66,55 @@ def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
         summary["quality"] = quality(actions, truth)
         if any(t.get("type") in ("truth_silent_failure", "truth_degraded_cell") for t in truth):
             summary["silent_failures"] = silent_from_incidents(incidents, truth, n_cells)
+        if anchors is not None and any(t.get("type") == "truth_subscriber" for t in truth):
+            summary["anchors"] = anchor_accuracy(anchors, truth)
     return summary
+
+
+def anchor_accuracy(anchors: dict[str, tuple[str | None, str | None]],
+                    truth: list[dict]) -> dict:
+    """Learnt anchor sites (``sid -> (night, work)``, :mod:`dataflows.anchors`) against
+    where the simulator makes each subscriber live and work (``truth_subscriber``).
+
+    A night anchor is right when it is their home site; a working-hours anchor when it is
+    their work site, or their home site for those without work. ``accuracy``: of the
+    subscribers with an anchor learnt, the share whose every learnt anchor is right.
+
+    >>> truth = [{"type": "truth_subscriber", "subscriber_id": "U1", "home_site": "S1",
+    ...           "work_site": "S2"},
+    ...          {"type": "truth_subscriber", "subscriber_id": "U2", "home_site": "S3",
+    ...           "work_site": None}]
+    >>> r = anchor_accuracy({"U1": ("S1", "S1"), "U2": ("S3", None)}, truth)
+    >>> r["accuracy"], r["night"]["right"], r["work"]["right"], r["learnt_share"]
+    (0.5, 1.0, 0.0, 1.0)
+    """
+    subs = {t["subscriber_id"]: t for t in truth if t.get("type") == "truth_subscriber"}
+    learnt = {sid: a for sid, a in anchors.items() if sid in subs}
+    counts = {name: [0, 0] for name in ("night", "work")}  # learnt, right
+    all_right = 0
+    for sid, (night, work) in learnt.items():
+        t = subs[sid]
+        ok = True
+        for name, got, want in (("night", night, t["home_site"]),
+                                ("work", work, t["work_site"] or t["home_site"])):
+            if got is not None:
+                counts[name][0] += 1
+                counts[name][1] += got == want
+                ok = ok and got == want
+        all_right += ok
+    commuters = sum(1 for t in subs.values() if t["work_site"] is not None)
+    commuters_right = sum(1 for sid, (_, work) in learnt.items()
+                          if subs[sid]["work_site"] is not None
+                          and work == subs[sid]["work_site"])
+    return {
+        "subscribers": len(subs),
+        "learnt": len(learnt),
+        "learnt_share": _ratio(len(learnt), len(subs)),
+        "accuracy": _ratio(all_right, len(learnt)),
+        **{name: {"learnt": n, "right": _ratio(ok, n)} for name, (n, ok) in counts.items()},
+        "commuters": commuters,
+        "commuters_work_right": _ratio(commuters_right, commuters),
+    }
 
 
 def _t(s: str | None) -> float | None:
@@ -238,10 +287,11 @@ def format_table(s: dict) -> str:
     if "events_per_second" in s:
         rows.append(("flow throughput", f"{s['events_per_second']:,} events/s "
                      f"({s['flow_seconds']} s)"))
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
     q = s.get("quality")
     if q:
-        def pct(x: float | None) -> str:
-            return "n/a" if x is None else f"{100 * x:.1f}%"
         rows += [
             ("recall before complaint", f"{pct(q['recall_before_complaint'])} "
              f"of {q['reachable_complainers']} reachable would-be complainers"),
@@ -259,6 +309,13 @@ def format_table(s: dict) -> str:
              "n/a" if q["median_lead_s"] is None else f"{q['median_lead_s'] / 60:.1f} min"),
             ("messages per impacted subscriber", str(q["messages_per_impacted"])),
         ]
+    an = s.get("anchors")
+    if an:
+        rows.append(("anchor places learnt (night, work)",
+                     f"{an['learnt']:,} of {an['subscribers']:,} subscribers, "
+                     f"{pct(an['accuracy'])} all right (night {pct(an['night']['right'])} "
+                     f"of {an['night']['learnt']:,}, work {pct(an['work']['right'])} "
+                     f"of {an['work']['learnt']:,})"))
     pm = s.get("propensity")
     if pm:
         rows.append(("complaint propensity model", f"{pm.get('version')}: ROC AUC "

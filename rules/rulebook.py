@@ -47,12 +47,14 @@ TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "et
 #: When an incident rule acts: ``hold_down`` (the impacted, at the hold-down), ``resolved``,
 #: ``duration`` (the incident's age reaches ``min_duration_s``), ``walk_in`` (someone last
 #: heard near the outage has been silent past ``correlation.nearby.silence_s``: inside the
-#: hole) and ``reappeared`` (someone unheard during the outage is back on a restored cell
-#: within ``correlation.nearby.reappear_s`` of its restoration).
-TRIGGER_POINTS = ("hold_down", "resolved", "duration", "walk_in", "reappeared")
+#: hole), ``reappeared`` (someone unheard during the outage is back on a restored cell
+#: within ``correlation.nearby.reappear_s`` of its restoration) and ``expected`` (someone
+#: heard near the outage whose learnt anchor place is the down site at this hour, silent
+#: for the trigger's ``expected.silence_s``: :mod:`dataflows.anchors`).
+TRIGGER_POINTS = ("hold_down", "resolved", "duration", "walk_in", "reappeared", "expected")
 #: Trigger points that need the subscribers around an outage watched (the sequencer
 #: sends a down site what it hears of them).
-NEARBY_TRIGGERS = frozenset({"walk_in", "reappeared"})
+NEARBY_TRIGGERS = frozenset({"walk_in", "reappeared", "expected"})
 SCOPES = ("cell", "site")
 DEFAULT_LANGUAGE = "en"
 #: Rule ids and the rulebook's name go into metric labels, logs and action ids.
@@ -87,6 +89,9 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "rules.trigger.dropped_calls.count": (1, 100, False),
     "rules.trigger.dropped_calls.window_s": (0, DAY, True),
     "rules.limits.cooldown_s": (0, 30 * DAY, False),
+    "rules.trigger.expected.silence_s": (0, DAY, True),
+    "rules.trigger.expected.within_s": (0, 12 * HOUR, False),
+    "rules.trigger.expected.min_outage_s": (0, DAY, False),
     "rules.limits.cell_cooldown_s": (0, 30 * DAY, False),
     "rules.audience.tenure_months.min": (0, 1200, False),
     "rules.audience.tenure_months.max": (0, 1200, False),
@@ -214,10 +219,23 @@ class Rule:
     # no second action of this rule to a subscriber about the same cell within this
     # time (incident rules: a silent-failure verdict that reopens is the same problem)
     cell_cooldown_s: float = 0.0
+    # `at: expected` rules: (silence_s, within_s, min_outage_s), see ExpectedTerms
+    expected: ExpectedTerms | None = None
 
     @property
     def segments(self) -> tuple[str, ...]:
         return self.audience.segments
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedTerms:
+    """Who an ``at: expected`` rule is for: heard near the outage, anchored at the down
+    site in the bucket of the day of now or of ``within_s`` from now, unheard for
+    ``silence_s``, the outage at least ``min_outage_s`` old."""
+
+    silence_s: float = 1800.0
+    within_s: float = 0.0
+    min_outage_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +301,11 @@ class Rulebook:
     def watches_nearby(self) -> bool:
         """Does a rule act on walk-ins or reappearances (subscribers around an outage)?"""
         return any(r.at in NEARBY_TRIGGERS for r in self.rules)
+
+    @property
+    def expected_terms(self) -> ExpectedTerms | None:
+        """The terms of the ``at: expected`` rules (one set: checked at load), if any."""
+        return next((r.expected for r in self.rules if r.expected is not None), None)
 
     def acts_at(self, at: str) -> bool:
         """Does some incident rule act at trigger point ``at``?"""
@@ -509,10 +532,11 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
     scopes: tuple[str, ...] = ()
     causes: tuple[str, ...] = ()
     drop_count, drop_window = 0, 0.0
+    expected: ExpectedTerms | None = None
     tw = f"{where}.trigger"
     if "incident" in trig:
         _unknown_keys(ck, trig_node, trig, tw, {"incident", "at", "min_duration_s", "scope",
-                                                 "probable_cause"})
+                                                 "probable_cause", "expected"})
         kinds = _choices(ck, trig_node, trig, "incident", tw, INCIDENT_KINDS)
         at = _get(ck, trig_node, trig, "at", tw, str)
         if at is not None and at not in TRIGGER_POINTS:
@@ -523,6 +547,19 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         elif "min_duration_s" in trig:
             ck.fail(trig["min_duration_s"], f"{tw}.min_duration_s",
                     "only meaningful with `at: duration`")
+        if at == "expected":
+            expected = ExpectedTerms()
+            if "expected" in trig:
+                em = _nested(ck, trig["expected"], f"{tw}.expected",
+                             {"silence_s", "within_s", "min_outage_s"})
+                ew = f"{tw}.expected"
+                expected = ExpectedTerms(
+                    silence_s=_num(ck, trig["expected"], em, "silence_s", ew, float, 1800.0),
+                    within_s=_num(ck, trig["expected"], em, "within_s", ew, float, 0.0),
+                    min_outage_s=_num(ck, trig["expected"], em, "min_outage_s", ew, float,
+                                      0.0))
+        elif "expected" in trig:
+            ck.fail(trig["expected"], f"{tw}.expected", "only meaningful with `at: expected`")
         if at in NEARBY_TRIGGERS and "degradation" in kinds:
             ck.fail(trig["incident"], f"{tw}.incident",
                     f"`at: {at}` acts only for outages (a silent failure has no alarm to "
@@ -569,7 +606,7 @@ def _rule(ck: _Checker, node: yaml.Node, index: int) -> Rule | None:
         templates=templates, incident_kinds=kinds, at=at, min_duration_s=min_duration,
         scopes=scopes, causes=causes, audience=audience, channels=policy, offer=offer,
         drop_count=drop_count, drop_window_s=drop_window, cooldown_s=cooldown,
-        cell_cooldown_s=cell_cooldown,
+        cell_cooldown_s=cell_cooldown, expected=expected,
     )
 
 
@@ -1036,6 +1073,15 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
             rule_nodes[rule.id] = rnode
             rules.append(rule)
         _overlaps(ck, rules, rule_nodes)
+        terms = {r.expected for r in rules if r.expected is not None}
+        if len(terms) > 1:  # a down site looks for the expected once, with one set of terms
+            first = next(r for r in rules if r.expected is not None)
+            for r in rules:
+                if r.expected is not None and r.expected != first.expected:
+                    ck.fail(rule_nodes[r.id], f"rules[{r.id}].trigger.expected",
+                            f"differs from rules[{first.id}].trigger.expected: every "
+                            "`at: expected` rule must give the same silence_s, within_s "
+                            "and min_outage_s")
     max_contacts = _num(ck, lnode, limits, "max_contacts_per_day", "limits", int)
     apology_inhibit = _get(ck, inode, inhibit, "apology_when_notified", "inhibit", bool, False)
     budgets = _budgets(ck, top.get("budgets"))

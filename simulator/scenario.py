@@ -98,6 +98,17 @@ def _run_traffic(cfg: ScenarioConfig, ctx: TrafficContext, pop: list[SubscriberI
     return truth
 
 
+def _subscriber_truth(topo: Topology, pop: list[SubscriberInfo]) -> list[dict]:
+    """Where each subscriber lives and works (``truth_subscriber``): what a flow that
+    learns anchor places (home at night, work in working hours) is scored against."""
+    site_of = {c.cell_id: c.site_id for c in topo.cells}
+    return [{"type": "truth_subscriber", "subscriber_id": s.subscriber_id,
+             "home_cell": s.home_cell, "home_site": site_of[s.home_cell],
+             "work_cell": s.work_cell,
+             "work_site": site_of[s.work_cell] if s.work_cell is not None else None}
+            for s in pop]
+
+
 def _ordered_truth(plan: NetworkPlan, truth: _Truth, bad: list[tuple[int, str]]) -> list[dict]:
     """All truth records in a deterministic order."""
     records: list[dict] = [p.truth() for p in plan.periods]
@@ -182,7 +193,7 @@ def simulate(cfg: ScenarioConfig | None = None) -> Scenario:
     lines, bad = inject_bad_lines(
         cfg.rng("bad"), good, ordered, first_event, cfg.bad_line_rate,
         [s.subscriber_id for s in pop], cell_ids, f"CELL{len(topo.sites) + 9000:04d}-7")
-    records = _ordered_truth(plan, truth, bad)
+    records = _ordered_truth(plan, truth, bad) + _subscriber_truth(topo, pop)
     stats = _stats(cfg, topo, pop, plan, truth, ordered, lines, bad)
     records.append({"type": "truth_stats", **stats})
     return Scenario(config=cfg, lines=lines, truth=records, stats=stats)

@@ -150,6 +150,10 @@ def _with_value(key: str, value: float) -> str:
         return edited(("cooldown_s: 86400", f"cooldown_s: {v}"))
     if key == "rules.limits.cell_cooldown_s":
         return edited(("cell_cooldown_s: 43200", f"cell_cooldown_s: {v}"))
+    if key.startswith("rules.trigger.expected."):
+        terms = {"silence_s": 3600, "within_s": 0, "min_outage_s": 0, leaf: v}
+        return edited(("expected: {silence_s: 3600, within_s: 0, min_outage_s: 0}",
+                       "expected: {" + ", ".join(f"{k}: {x}" for k, x in terms.items()) + "}"))
     if key == "rules.offer.amount_gb":
         return edited(("amount_gb: 5,", f"amount_gb: {v},"))
     if key == "limits.max_contacts_per_day":

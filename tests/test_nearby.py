@@ -26,8 +26,11 @@ FAR = f"S{LAST}"  # not among S1's nearest
 
 
 def without_walk_ins() -> Rulebook:
+    """The default rulebook without its rules on people around an outage (walk-ins and
+    those expected there)."""
     book = load_rulebook()
-    return replace(book, rules=tuple(r for r in book.rules if r.id != "walk-in-notice"),
+    return replace(book, rules=tuple(r for r in book.rules
+                                     if r.id not in ("walk-in-notice", "expected-notice")),
                    _by_id={})
 
 

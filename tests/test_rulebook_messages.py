@@ -322,12 +322,12 @@ CASES = [
                  id="trigger-neither-kind"),
     pytest.param(trigger("      incident: [outage, meteor]\n      at: noon\n      when: now\n"
                          "      scope: [planet]\n      probable_cause: [5]\n"),
-                 ["17: rules[r1].trigger.when: unknown key; expected among at, incident, "
-                  "min_duration_s, probable_cause, scope",
+                 ["17: rules[r1].trigger.when: unknown key; expected among at, expected, "
+                  "incident, min_duration_s, probable_cause, scope",
                   "15: rules[r1].trigger.incident: expected among outage, flapping, degradation, "
                   "got 'meteor'",
                   "16: rules[r1].trigger.at: expected one of hold_down, resolved, duration, "
-                  "walk_in, reappeared, got 'noon'",
+                  "walk_in, reappeared, expected, got 'noon'",
                   "18: rules[r1].trigger.scope: expected among cell, site, got 'planet'",
                   f"19: rules[r1].trigger.probable_cause: {STRINGS} 5"], id="incident-trigger"),
     pytest.param(trigger("      incident: outage\n      scope: cell\n"),

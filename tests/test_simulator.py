@@ -464,3 +464,20 @@ def test_a_storm_in_a_region_without_sites_is_refused_with_the_regions_there_are
     with pytest.raises(ValueError, match="regions: "):
         simulate(ScenarioConfig(seed=13, sites=3, hours=3.0, subscribers_per_cell=1,
                                 storm_region="nowhere"))
+
+
+def test_truth_says_where_each_subscriber_lives_and_works(
+        scenario: Scenario, truth: dict[str, list[dict]], cells: dict[str, str]) -> None:
+    """``truth_subscriber``: one per subscriber, home and work on cells of the topology, the
+    work site ``null`` exactly when there is no work cell; ``truth_stats`` stays last."""
+    subs = truth["truth_subscriber"]
+    assert [s["subscriber_id"] for s in subs] == sorted({s["subscriber_id"] for s in subs})
+    assert len(subs) == scenario.stats["subscribers"]
+    for s in subs:
+        assert cells[s["home_cell"]] == s["home_site"]
+        if s["work_cell"] is None:
+            assert s["work_site"] is None
+        else:
+            assert cells[s["work_cell"]] == s["work_site"] and s["work_cell"] != s["home_cell"]
+    assert 0.2 < sum(s["work_site"] is not None for s in subs) / len(subs) < 0.6
+    assert scenario.truth[-1]["type"] == "truth_stats"

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from forewarn.cli import main
-from forewarn.summary import quality, read_jsonl
+from forewarn.summary import anchor_accuracy, format_table, quality, read_jsonl
 from tests.builders import Scenario, ts
 
 
@@ -136,3 +136,46 @@ def test_summary_json_holds_the_contracts_fields(tmp_path: Path, capsys) -> None
     assert q["median_lead_s"] == 28 * 60.0
     assert q["precision"] == 1.0
     assert q["messages_per_impacted"] == 3.0  # notice, compensation or callback, restored
+
+
+def test_anchor_accuracy_against_where_the_truth_says_they_live_and_work() -> None:
+    def sub(sid: str, home: str, work: str | None) -> dict:
+        return {"type": "truth_subscriber", "subscriber_id": sid, "home_site": home,
+                "work_site": work}
+
+    truth = [sub("A", "S1", "S2"), sub("B", "S3", None), sub("C", "S4", "S5"),
+             sub("D", "S6", None), sub("E", "S7", "S8")]
+    learnt = {"A": ("S1", "S2"),      # both right
+              "B": ("S3", "S3"),      # stays at home: work anchor = home, right
+              "C": ("S4", "S4"),      # a commuter taken for someone staying home: wrong
+              "D": (None, "S9"),      # only a (wrong) working-hours anchor
+              "X": ("S1", None)}      # not in the truth (a roamer, say): not counted
+    r = anchor_accuracy(learnt, truth)
+    assert (r["subscribers"], r["learnt"], r["learnt_share"]) == (5, 4, 0.8)
+    assert r["accuracy"] == 0.5  # A and B of A B C D
+    assert r["night"] == {"learnt": 3, "right": 1.0}
+    assert r["work"] == {"learnt": 4, "right": 0.5}
+    assert (r["commuters"], r["commuters_work_right"]) == (3, round(1 / 3, 4))
+    table = format_table({"events_in": 1, "dead_letters": 0, "incidents": 0,
+                          "actions": {}, "anchors": r})
+    assert "4 of 5 subscribers, 50.0% all right" in table
+
+
+def test_a_run_with_truth_reports_the_anchor_places_it_learnt(tmp_path: Path) -> None:
+    """`forewarn run --truth`: the anchors the flow learnt reach summary.json."""
+    s = Scenario().site("S1").site("S2").site("FAR", cells=1)
+    s.subscriber("A").subscriber("B")
+    for m in range(13 * 60, 20 * 60 + 1, 10):  # Monday 23:00 to Tuesday 06:00
+        s.seen("A", "S1-C1", m).seen("B", "S2-C2", m)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(s.lines) + b"\n")
+    truth = tmp_path / "truth.jsonl"
+    truth.write_bytes(b"".join(orjson.dumps(
+        {"type": "truth_subscriber", "subscriber_id": sid, "home_site": home,
+         "work_site": None}) + b"\n" for sid, home in (("A", "S1"), ("B", "S1"))))
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(events), "--out", str(out), "--truth", str(truth),
+                 "--metrics-port", "-1"]) == 0
+    anchors = orjson.loads((out / "summary.json").read_bytes())["anchors"]
+    assert (anchors["learnt"], anchors["accuracy"]) == (2, 0.5)  # B lives on S2, not S1
+    assert anchors["night"] == {"learnt": 2, "right": 0.5}

@@ -1,0 +1,198 @@
+"""Anchor places learnt per subscriber (dataflows/anchors.py): learnt from the time between
+positions, decayed so a move of house is followed, kept in recovery snapshots."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from dataflows.anchors import (
+    CAP_MIN,
+    MAX_GAP_S,
+    MAX_SITES,
+    MIN_ANCHOR_MIN,
+    NIGHT,
+    WORK,
+    Anchors,
+    bucket_of,
+    credit,
+    expected_bucket,
+)
+from dataflows.sequencer import Routes, Sequencer
+from forewarn import safe_pickle
+from forewarn.model import Cell, Location
+
+MONDAY = 1795392000.0  # 2026-11-23T00:00:00Z, a Monday
+HOUR = 3600.0
+
+
+def at(day: int, hour: float) -> float:
+    return MONDAY + day * 86400.0 + hour * HOUR
+
+
+def stay(a: Anchors, sid: str, site: str, start: float, end: float, every_s: float = 3000.0
+         ) -> None:
+    """``sid`` reported on ``site`` every ``every_s`` from ``start`` to ``end``."""
+    t = start
+    while t + every_s <= end:
+        a.learn_one(sid, site, t, t + every_s)
+        t += every_s
+
+
+def commute(a: Anchors, sid: str, home: str, work: str, days: range) -> None:
+    for d in days:
+        stay(a, sid, home, at(d, -1), at(d, 6))  # 23:00 the evening before to 06:00
+        stay(a, sid, work, at(d, 9.5), at(d, 16.5))
+
+
+@pytest.mark.parametrize(("hour", "day", "bucket"), [
+    (23, 0, NIGHT), (0, 1, NIGHT), (5.99, 1, NIGHT), (6, 1, None), (9.99, 1, None),
+    (10, 1, WORK), (15.99, 4, WORK), (16, 1, None), (22.99, 1, None),
+    (12, 5, None), (12, 6, None),  # Saturday, Sunday: no working hours
+])
+def test_buckets_of_the_day(hour: float, day: int, bucket: int | None) -> None:
+    assert bucket_of(at(day, hour)) == bucket
+
+
+@pytest.mark.parametrize(("hour", "day", "bucket"), [
+    (18, 0, NIGHT), (7.99, 1, NIGHT), (8, 1, None), (9, 1, WORK), (16.99, 1, WORK),
+    (17, 1, None), (12, 5, None),
+])
+def test_where_someone_is_expected_covers_the_evening_and_the_working_day(
+        hour: float, day: int, bucket: int | None) -> None:
+    assert expected_bucket(at(day, hour)) == bucket
+
+
+def test_home_at_night_and_work_in_working_hours_are_learnt() -> None:
+    a = Anchors()
+    commute(a, "U1", "HOME", "WORK", range(2))
+    stay(a, "U2", "HOME", at(0, 9.5), at(0, 16.5))  # stays at home all day
+    assert (a.anchor("U1", NIGHT), a.anchor("U1", WORK)) == ("HOME", "WORK")
+    assert (a.anchor("U2", NIGHT), a.anchor("U2", WORK)) == (None, "HOME")
+    assert a.expected("U1", at(1, 19)) == "HOME" and a.expected("U1", at(1, 12)) == "WORK"
+    assert a.anchored_buckets("U1", "WORK") == 1 << WORK
+    assert a.anchored_buckets("U1", "ELSEWHERE") == 0
+    assert a.table() == {"U1": ("HOME", "WORK"), "U2": (None, "HOME")}
+
+
+def test_an_anchor_needs_enough_time_and_a_clear_lead() -> None:
+    a = Anchors()
+    stay(a, "U1", "S1", at(1, 0), at(1, 0) + (MIN_ANCHOR_MIN - 1) * 60, every_s=60.0)
+    assert a.anchor("U1", NIGHT) is None  # a minute short
+    a.learn_one("U1", "S1", at(1, 5), at(1, 5) + 60)
+    assert a.anchor("U1", NIGHT) == "S1"
+    b = Anchors()  # two places about as often: neither is sure
+    stay(b, "U1", "S1", at(1, 0), at(1, 3))
+    stay(b, "U1", "S2", at(1, 3), at(1, 5.5))
+    assert b.anchor("U1", NIGHT) is None
+
+
+def test_a_visit_during_the_day_is_not_taken_for_the_working_place() -> None:
+    a = Anchors()
+    stay(a, "U1", "HOME", at(0, 10), at(0, 12))
+    stay(a, "U1", "SHOP", at(0, 12), at(0, 14.5))  # a long visit, on the first day
+    assert a.anchor("U1", WORK) is None
+    stay(a, "U1", "HOME", at(1, 10), at(1, 16))
+    assert a.anchor("U1", WORK) == "HOME"
+
+
+def test_credit_is_the_gap_capped_halved_on_a_move_and_only_in_a_bucket() -> None:
+    a = Anchors()
+    a.learn_one("U1", "S1", at(1, 0), at(1, 0) + 10 * HOUR)  # phone off: one hour at most
+    assert (a.packed["U1"] >> 16) & 0x3FF == MAX_GAP_S // 60
+    a.learn_one("U2", "S1", at(1, 1), at(1, 1) + 1800, moved=True)  # left sometime between
+    assert (a.packed["U2"] >> 16) & 0x3FF == 15
+    a.learn_one("U3", "S1", at(1, 19), at(1, 20))  # evening: no bucket learnt
+    a.learn_one("U3", "S1", at(1, 1), at(1, 1) - 60)  # out of order: nothing
+    a.learn_one("U3", "S1", at(1, 1), at(1, 1) + 59)  # under a minute: nothing
+    assert "U3" not in a.packed
+
+
+def test_a_move_of_house_is_followed_within_a_few_nights_not_after_one() -> None:
+    a = Anchors()
+    commute(a, "U1", "OLD", "WORK", range(14))  # two weeks in the old home
+    stay(a, "U1", "NEW", at(14, -1), at(14, 6))
+    assert a.anchor("U1", NIGHT) == "OLD"  # one night away is not a move
+    nights = 1
+    while a.anchor("U1", NIGHT) != "NEW":
+        stay(a, "U1", "NEW", at(14 + nights, -1), at(14 + nights, 6))
+        nights += 1
+        assert nights <= 5, "a move of house not followed within five nights"
+    assert nights >= 2
+    assert a.anchor("U1", WORK) == "WORK"  # the other bucket is untouched
+
+
+def test_scores_stay_within_their_bits() -> None:
+    state = 0
+    for i in range(200):
+        state = credit(state, 1 + i % 3, 60)
+        anchor_min = (state >> 16) & 0x3FF
+        assert anchor_min <= CAP_MIN and state >> 52 == 0
+    assert state & 0xFFFF in (1, 2, 3)
+
+
+def _feed(seq: Sequencer, sid: str, cell: str, t: float, out: Routes) -> None:
+    seq.take(Location(sid, cell, t), b"", "f", t, out)
+
+
+def _sequencer() -> tuple[Sequencer, Routes]:
+    seq, out = Sequencer(warmup=1), Routes()
+    for site in ("S1", "S2"):
+        seq.take(Cell(cell_id=f"{site}-C1", site_id=site), b"", "f", None, out)
+    return seq, out
+
+
+def test_the_sequencer_learns_from_the_positions_it_releases_and_snapshots_them() -> None:
+    seq, out = _sequencer()
+    t = at(1, 0)
+    while t < at(1, 6):
+        _feed(seq, "U1", "S1-C1", t, out)
+        _feed(seq, "U2", "S2-C1", t, out)
+        t += 600.0
+    seq.finish(out)
+    assert seq.anchors is not None and seq.nearby.anchors is seq.anchors
+    assert seq.anchors.table() == {"U1": ("S1", None), "U2": ("S2", None)}
+    back = safe_pickle.load_state(safe_pickle.dump_state(seq))
+    assert back.anchors.table() == seq.anchors.table()
+    assert back.nearby.anchors is back.anchors  # still one object: the watch reads it
+    seq.learn_anchors(False)
+    assert seq.anchors is None and seq.nearby.anchors is None
+    seq.learn_anchors(True)
+    assert seq.anchors is not None and seq.anchors.table() == {}
+
+
+def test_a_snapshot_from_before_anchors_loads_and_learns_from_then_on() -> None:
+    seq, out = _sequencer()
+    _feed(seq, "U1", "S1-C1", at(1, 0), out)
+    saved = dict(pickle.loads(pickle.dumps(seq)).__getstate__()[1])
+    del saved["anchors"]  # what a version without anchors wrote
+    old = Sequencer.__new__(Sequencer)
+    old.__setstate__((None, saved))
+    assert old.anchors is not None and old.anchors.table() == {}
+    assert old.nearby.anchors is old.anchors
+    for minutes in range(10, 300, 10):  # (within the sequencer's reach: not held ahead)
+        _feed(old, "U1", "S1-C1", at(1, 0) + minutes * 60, out)
+    assert old.anchors.anchor("U1", NIGHT) == "S1"
+
+
+def test_sites_past_the_numbering_limit_are_counted_not_learnt() -> None:
+    a = Anchors()
+    for i in range(MAX_SITES):
+        a.learn_one(f"U{i}", f"S{i}", at(1, 0), at(1, 1))
+    assert len(a.sites) == MAX_SITES + 1 and a.unplaced == 0  # (index 0: no site)
+    a.learn_one("U0", "ONE-TOO-MANY", at(1, 1), at(1, 2))
+    assert a.unplaced == 1 and "ONE-TOO-MANY" not in a.number
+    assert (a.packed["U0"] >> 16) & 0x3FF == 60  # their S0 hour stands, nothing added
+    a.learn_one("U0", "S0", at(1, 2), at(1, 3))  # a numbered site still learns
+    assert (a.packed["U0"] >> 16) & 0x3FF == 120
+
+
+def test_the_sequencer_keeps_one_string_per_subscriber_for_its_tables_and_anchors() -> None:
+    seq, out = _sequencer()
+    for minutes in range(0, 120, 10):  # each record decoded anew: a new string each time
+        _feed(seq, "".join(["U", "1"]), "S1-C1", at(1, 0) + minutes * 60, out)
+    assert seq.anchors is not None
+    (in_anchors,) = seq.anchors.packed
+    (in_tables,) = seq.last_site
+    assert in_anchors == "U1" and in_anchors is in_tables
