@@ -63,7 +63,7 @@ def _stream(rnd: random.Random, shard: int, n: int) -> list:
         if kind < 0.1:
             out.append(Watch(t))
         elif kind < 0.2:
-            out.append(Near(f"U{shard}-{i}", "S2", t - 50.0, True, t))  # heard long ago
+            out.append(Near(f"U{shard}-{i}", "S2", t - 50.0, True, sent=t))  # heard long ago
         elif kind < 0.25:
             out.append(Tick(t))
         else:
