@@ -392,6 +392,9 @@ REFUSED: list[tuple[str, dict, str, str]] = [
      "bad_type"),
     ("maintenance", {"end_time": "2026-11-23T10:00:00Z"},
      "maintenance.end_time: expected after start_time", "bad_type"),
+    ("maintenance", {"end_time": "2026-11-23T11:20:30"},
+     'maintenance.end_time: expected an RFC 3339 time with offset, got "2026-11-23T11:20:30"',
+     "bad_time"),
     ("maintenance", {"window_id": DROP}, "maintenance.window_id: " + MISSING, "missing_field"),
     ("maintenance", {"op": "delete"},
      'maintenance.op: expected one of upsert,cancel, got "delete"', "bad_enum"),
@@ -647,6 +650,43 @@ def test_well_formed_records_take_the_short_paths() -> None:
     assert decode_input(orjson.dumps(BASE["call"]), "f") == MINIMAL["call"]
 
 
+def test_decode_takes_the_short_path_for_well_formed_upserts_and_kpis(monkeypatch) -> None:
+    """The per-field validators are for records that may be refused (and deletes)."""
+    def validator(obj: dict) -> object:
+        raise AssertionError(f"validator called for {obj}")
+
+    monkeypatch.setitem(DECODERS, "subscriber", validator)
+    monkeypatch.setitem(DECODERS, "kpi", validator)
+    assert decode(orjson.dumps(BASE["subscriber"]), "f") == MINIMAL["subscriber"]
+    assert decode(orjson.dumps(BASE["kpi"]), "f") == MINIMAL["kpi"]
+    for obj in ({**BASE["subscriber"], "op": "delete"}, {**BASE["kpi"], "period_s": 0}):
+        with pytest.raises(AssertionError, match="validator called"):
+            decode(orjson.dumps(obj), "f")
+
+
+def test_an_operators_feed_event_through_the_flows_reader() -> None:
+    """An object without ``type`` that is a VES fault event is mapped by the rulebook's
+    adapters tables (docs/adapters.md), and is a dead letter ``no_adapter`` without them."""
+    from pathlib import Path
+
+    from rules.rulebook import load_rulebook
+
+    line = (Path(__file__).parent / "fixtures" / "ves-fault.jsonl").read_bytes().splitlines()[0]
+    event = orjson.loads(line)["event"]
+    assert event["commonEventHeader"]["lastEpochMicrosec"] == 1_795_428_900_000_000
+    at = ts(2026, 11, 23, 10, 15)
+    got = decode_input(line, ("oss.alarms", 1, 7), load_rulebook().adapters)
+    assert got == Alarm("ves:CELL0001-1|RRU-1/port-2|LOS", at, "critical", "lossOfSignal",
+                        cell_id="CELL0001-1", specific_problem="Loss of signal on CPRI link",
+                        managed_object="CELL0001-1", adapter="ves")
+    dead = decode_input(line, ("oss.alarms", 1, 7))
+    assert dead == DeadLetter("oss.alarms", "VES event: the rulebook has no adapters.ves "
+                              "mapping (see docs/adapters.md)", line, "no_adapter")
+    assert dead.source.origin() == {"topic": "oss.alarms", "partition": 1, "offset": 7}
+    assert stream_time(line) == at
+    assert decode(line, "f").code == "unknown_type"  # decode reads the contract's records only
+
+
 SHORT_PATH_EDGES = [
     ("subscriber", {"op": "delete"}), ("subscriber", {"subscriber_id": ""}),
     ("subscriber", {"updated_at": LATER}), ("subscriber", {"language": 5}),
@@ -862,8 +902,17 @@ def test_dead_letter_raw_text_or_base64(raw: bytes, text: str | None, encoding: 
     (MAX, "9999-12-31T00:00:00Z"), (1e308, "1e+308 s"), (-1e20, "-1e+20 s"),
     (float("nan"), "nan s"), (float("inf"), "inf s"),
 ])
-def test_times_written_as_rfc3339_utc(seconds: float, text: str) -> None:
+def test_times_written_as_rfc3339_utc(seconds: float, text: str, monkeypatch) -> None:
+    import time
+
     assert fmt_time(seconds) == text
+    monkeypatch.setenv("TZ", "America/St_Johns")  # whatever the machine's own zone
+    time.tzset()
+    try:
+        assert fmt_time(seconds) == text
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_a_reason_code_for_every_kind_of_reason() -> None:
