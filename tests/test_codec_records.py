@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forewarn import codec
@@ -783,13 +783,15 @@ def records(draw) -> dict:
     return obj
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])  # a loaded machine
 @given(records())
 def test_short_paths_and_validators_agree_on_generated_records(obj: dict) -> None:
     _check_paths(obj)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])  # a loaded machine
 @given(_times)
 def test_the_canonical_time_short_path_agrees_with_parse_time(text: object) -> None:
     try:
