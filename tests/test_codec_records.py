@@ -593,6 +593,28 @@ def test_the_time_caches_stay_bounded() -> None:
         codec._TIMES.clear()
 
 
+def test_the_short_path_parses_each_minute_once(monkeypatch) -> None:
+    """A stream's canonical times within one minute cost one full parse."""
+    calls: list[str] = []
+    real = codec.parse_time
+
+    def counting(text: str) -> float:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(codec, "parse_time", counting)
+    codec._MINUTES.clear()
+    codec._TIMES.clear()
+    try:
+        seconds = (0, 1, 59, 1, 30)
+        got = [codec._time_of(f"2032-05-06T07:08:{s:02d}Z") for s in seconds]
+        assert got == [ts(2032, 5, 6, 7, 8, s) for s in seconds]
+        assert len(calls) == 1
+    finally:
+        codec._MINUTES.clear()
+        codec._TIMES.clear()
+
+
 # ---- the short paths against the validators -------------------------------------
 
 
