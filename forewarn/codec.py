@@ -129,12 +129,7 @@ def parse_time(text: str) -> float:
     """
     if not _RFC3339.fullmatch(text):
         raise ValueError("not an RFC 3339 date-time")
-    dot = text.find(".", 19)
-    if dot > 0:  # fromisoformat reads at most microseconds
-        end = dot + 1
-        while end < len(text) and text[end].isdigit():
-            end += 1
-        text = text[:min(end, dot + 7)] + text[end:]
+    # fromisoformat (3.11+) reads any number of fraction digits, keeping microseconds
     ts = datetime.fromisoformat(text[:10] + "T" + text[11:].upper()).timestamp()
     if not MIN_TIME <= ts <= MAX_TIME:
         raise ValueError("outside 1970-9999")
@@ -434,7 +429,11 @@ def reason_code(reason: str) -> str:
 
     >>> reason_code("alarm.event_time: required field missing")
     'missing_field'
+    >>> reason_code('alarm.alarm_type: expected one of communicationsAlarm, got "x"')
+    'bad_enum'
     """
+    if reason.startswith("type: expected one of"):  # the record's own type, not a field's
+        return "unknown_type"
     for needle, code in _REASON_CODES:
         if needle in reason:
             return code
@@ -451,7 +450,6 @@ _REASON_CODES = (
     ("(clear without raise)", "clear_without_raise"),  # a publisher's: the broker's own reason
     ("not JSON", "not_json"),
     ("expected a JSON object", "not_object"),
-    ("type: expected one of", "unknown_type"),
     ("required field missing", "missing_field"),
     ("one of them is required", "missing_field"),
     ("expected one of", "bad_enum"),
@@ -511,9 +509,12 @@ def _time_of(value: Any) -> float | None:
                 if len(_MINUTES) >= 100_000:
                     _MINUTES.clear()
                 _MINUTES[value[:17]] = base
+            at = base + sec
+            if at > MAX_TIME:  # 9999-12-31T00:00:01Z and later: parse_time refuses them
+                return None
             if len(_TIMES) >= _TIMES_KEPT:
                 _TIMES.clear()
-            at = _TIMES[value] = base + sec
+            _TIMES[value] = at
             return at
     try:
         return parse_time(value)
