@@ -138,10 +138,10 @@ def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int
     """One shard's part of an input (:mod:`dataflows.shards`): the lines of its own
     subscribers, and every other line, as its own on shard 0 and as context elsewhere.
 
-    >>> lines = [("f", b'{"type":"cell"}'), ("f", b'{"subscriber_id":"U1"}'),
-    ...          ("f", b'{"subscriber_id":"U4"}')]
+    >>> lines = [("f", b'{"type":"cell"}'), ("f", b'{"type":"call","subscriber_id":"U1"}'),
+    ...          ("f", b'{"type":"call","subscriber_id":"U4"}')]
     >>> [(line, src.context) for src, line in shard_lines(lines, 1, 2)]
-    [(b'{"type":"cell"}', True), (b'{"subscriber_id":"U4"}', False)]
+    [(b'{"type":"cell"}', True), (b'{"type":"call","subscriber_id":"U4"}', False)]
     """
     names: dict[str, tuple[ShardSource, ShardSource]] = {}
     for name, line in items:

@@ -354,7 +354,10 @@ class SubscriberCare:
             self.drops = drops
             if len(drops) < rule.drop_count:
                 continue
-            _, call_id, at, incident_id, area, region = drops[-1]
+            _, call_id, noted, incident_id, area, region = drops[-1]
+            # when care knows of the burst: the note that completed it may be an earlier
+            # drop's, noted later (held back to an outage's hold-down)
+            at = max(noted, msg.at)
             cooling = self.last_apology_at is not None \
                 and at - self.last_apology_at < rule.cooldown_s
             why = self._gate(rule, at, book, region, first="cooldown" if cooling else None)

@@ -138,11 +138,10 @@ class FrontierTracker:
         return out
 
     def finish(self) -> list[tuple[str, Any]]:
-        """End of input: every record has been delivered to every site. Sites fire what
-        is due before the stream's last time (the latest shard's), not every deadline they
-        hold (an outage still open at the end escalates no further). Care and dispatch
-        are told nothing: the last epoch has no later one, so they take what they hold,
-        in order, at their own end of input, once everything has reached them."""
+        """End of input: nobody is told anything. The last epoch has no later one, so a
+        frontier sent now could reach a site before the sequencer's last records (those
+        it held for its warm-up or ahead of the stream): sites fire what the sequencer's
+        last tick makes due, and sites, care and dispatch take what they hold, in order,
+        at their own end of input, once everything has reached them."""
         self.owed = [None] * len(self.stages)
-        end = Frontier(max(self.marks.values(), default=_NONE))
-        return [("site", [(s, end) for s in self.sites])]
+        return []

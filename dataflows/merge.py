@@ -7,10 +7,11 @@ come in that shard's release order, in :class:`~dataflows.messages.ShardBatch` l
 with the shard's watermark. The site must apply them in one order that depends only on
 the records, never on which shard's batch arrived first:
 
-* each message gets a *key*: the running maximum, within its shard, of the messages'
-  event times, never below the shard's watermark before the batch (a message with no
-  time of its own, or one older than the stream, such as a :class:`Near` recalled when
-  a watch starts, keeps its place in its shard's order);
+* each message gets a *key*: the running maximum of the times of its shard's messages
+  to this site, so it depends on nothing but that shard's own sequence of messages (a
+  :class:`Near` counts when it was sent, a record with no time of its own comes
+  :class:`~dataflows.messages.Stamped` with the watermark it was released at, and a
+  late record keeps its place in its shard's order);
 * messages are applied in ``(key, shard)`` order, each shard's own order kept;
 * a message is applied only once no shard can still send one that goes before it:
   every other shard has a message queued after it, or has promised (its watermark, or
@@ -32,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflows.messages import Near, ShardBatch
+from dataflows.messages import Near, ShardBatch, Stamped
 from dataflows.state import restore_fields
 
 _NONE = float("-inf")
@@ -72,11 +73,13 @@ class ShardMerge:
         """A shard's batch in; what can now be applied out, in order."""
         s = batch.shard
         queue = self.queues[s]
-        key = self.last[s] if self.last[s] > self.floor[s] else self.floor[s]
+        key = self.last[s]  # (never the floor: what a frontier raised it to varies)
         for msg in batch.msgs:
             at = _time(msg)
             if at is not None and at > key:
                 key = at
+            if type(msg) is Stamped:
+                msg = msg.record
             queue.append((key, msg))
         self.last[s] = key
         if batch.watermark > self.floor[s]:

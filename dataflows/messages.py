@@ -34,6 +34,16 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class Stamped:
+    """With several input shards, a record with no time of its own (topology, a
+    maintenance window) as a site takes it: with the watermark of the shard that
+    released it, its place among the other shards' messages (dataflows.merge)."""
+
+    at: float
+    record: Any
+
+
+@dataclass(frozen=True, slots=True)
 class ShardBatch:
     """With several input shards, what one shard's sequencer sends a site in a batch:
     its messages in release order, and its watermark after them (every later message

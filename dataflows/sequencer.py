@@ -51,7 +51,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from dataflows.anchors import Anchors
-from dataflows.messages import Drop, Left, Tick
+from dataflows.messages import Drop, Left, Stamped, Tick
 from dataflows.nearby import NearbyWatch
 from dataflows.shards import is_context
 from dataflows.state import restore_fields
@@ -74,6 +74,7 @@ from forewarn.model import (
     stream_at,
 )
 
+INF = float("inf")
 MAX_SKEW_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is invalid
 #: A record more than this past the stream's progress is *ahead*: held, not applied.
 AHEAD_S = 900.0
@@ -424,7 +425,7 @@ class Sequencer:
         while pending and pending[0][3] <= horizon:
             source, raw, rec, at = pending.popleft()
             late = at < watermark
-            if late:  # behind records already released: applied late
+            if late and not is_context(source):  # behind records released: applied late
                 self.late += 1
                 name = kind_of(rec).kind
                 self.late_by_kind[name] = self.late_by_kind.get(name, 0) + 1
@@ -486,8 +487,8 @@ class Sequencer:
         tick = Tick(now)
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
-                del self.active_until[site]
-            elif self.shard == 0:
+                del self.active_until[site]  # (this last tick still goes: its deadlines)
+            if self.shard == 0:
                 out.site(site, tick)
 
     def _activate(self, site: str, until: float) -> None:
@@ -523,7 +524,7 @@ class Sequencer:
             self.cell_names.setdefault(rec.cell_id, sys.intern(rec.cell_id))  # as decoded
             self.site_cells.setdefault(rec.site_id, set()).add(rec.cell_id)
             self.nearby.place(rec.site_id, rec.lat, rec.lon)
-            out.site(rec.site_id, rec)
+            out.site(rec.site_id, self._stamp(rec))
         elif isinstance(rec, Maintenance):
             if rec.op == "cancel":
                 self.windows.pop(rec.window_id, None)
@@ -532,10 +533,17 @@ class Sequencer:
                                                frozenset(rec.site_ids), frozenset(rec.cell_ids))
             sites = set(rec.site_ids)
             sites.update(self.cell_site[c] for c in rec.cell_ids if c in self.cell_site)
+            stamped = self._stamp(rec)
             for s in sorted(sites):
-                out.site(s, rec)
+                out.site(s, stamped)
         else:  # pragma: no cover
             raise TypeError(f"sequencer cannot route {type(rec).__name__}")
+
+    def _stamp(self, rec: Cell | Maintenance) -> Any:
+        """A record with no time, as a site of several shards takes it (:class:`Stamped`)."""
+        if self.shards == 1:
+            return rec
+        return Stamped(self.watermark if self.watermark is not None else -INF, rec)
 
     def _route_alarm(self, rec: Alarm, raw: bytes, source: Source, out: Routes,
                      around: Routes) -> None:

@@ -36,59 +36,61 @@ def shard_of(subscriber_id: str | bytes, shards: int) -> int:
 
 
 _COMPACT = b'"subscriber_id":"'  # as the contract's producers write it: the fast path
-_KPI = b'"type":"kpi"'
+_KPI = b'{"type":"kpi"'
 _CELL = b'"cell_id":"'
+
+
+#: The record types the contract keys by ``subscriber_id``: one shard's each.
+SUBSCRIBER_TYPES = frozenset({"location", "call", "subscriber", "complaint"})
+_COMPACT_TYPES = {b'{"type":"%s",' % t.encode(): None for t in SUBSCRIBER_TYPES}
 
 
 def owner(line: bytes, shards: int) -> int | None:
     """The shard a raw line belongs to, or None: a record every shard reads.
 
-    Read from the bytes without decoding the line (decoding is the shard's own work):
-    the string after the first ``"subscriber_id"`` key. A line that is not JSON, or
-    whose id is not a plain string, is every shard's: shard 0 reports it. A KPI record
-    (written compactly) is needed by its cell's site alone: it goes to the shard of its
-    ``cell_id``.
+    A subscriber's record (:data:`SUBSCRIBER_TYPES`) goes to the shard of its
+    ``subscriber_id``; a KPI record to the shard of its ``cell_id`` (only its cell's
+    site needs it); anything else, or anything that is not a JSON object with a string
+    id, to every shard (shard 0 reports it). Lines written as the contract's producers
+    write them (compact, ``type`` first, the key once) are read from the bytes without
+    decoding (decoding is the shard's own work); any other line is parsed.
 
     >>> owner(b'{"type":"kpi","cell_id":"C1","period_s":900}', 4) == shard_of("C1", 4)
     True
-
     >>> owner(b'{"subscriber_id" : "U1", "type": "complaint"}', 2) == shard_of("U1", 2)
     True
-    >>> owner(b'{"subscriber_id":"U\\\\u0031"}', 2) == shard_of("U1", 2)  # escaped: decoded
+    >>> owner(b'{"type":"call","subscriber_id":"U\\u0031"}', 2) == shard_of("U1", 2)
     True
-    >>> owner(b'{"subscriber_id":17}', 2) is None
+    >>> owner(b'{"type":"cell","cell_id":"C1","subscriber_id":"U1"}', 2) is None  # topology
+    True
+    >>> owner(b'{"type":"location","subscriber_id":17}', 2) is None
     True
     """
-    i = line.find(_COMPACT)
-    if i >= 0:
-        j = i + len(_COMPACT)
-        k = line.find(b'"', j)
-        if k > 0 and line.find(b"\\", j, k) < 0:
-            return crc32(line[j:k]) % shards
-    elif line.startswith(_KPI, 1):
+    head = line[:line.find(b",") + 1]
+    if head in _COMPACT_TYPES:
+        i = line.find(_COMPACT)
+        if i > 0 and line.find(_KEY, i + len(_KEY)) < 0:  # the key once: no other value
+            j = i + len(_COMPACT)
+            k = line.find(b'"', j)
+            if k > 0 and line.find(b"\\", j, k) < 0:
+                return crc32(line[j:k]) % shards
+    elif head == _KPI + b",":
         j = line.find(_CELL)
         k = line.find(b'"', j + len(_CELL)) if j > 0 else -1
-        if k > 0 and line.find(b"\\", j, k) < 0:
+        if k > 0 and line.find(b"\\", j, k) < 0 and line.count(b'"cell_id"') == 1:
             return crc32(line[j + len(_CELL):k]) % shards
-    i = line.find(_KEY)
-    if i < 0:
+    elif head.startswith(b'{"type":"'):  # a compact record of another type: every shard's
         return None
-    j, n = i + len(_KEY), len(line)
-    while j < n and line[j] in b" \t\r\n:":
-        j += 1
-    if j >= n or line[j] != _QUOTE:
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
         return None
-    k = line.find(b'"', j + 1)
-    if k < 0:
+    if not isinstance(rec, dict):
         return None
-    value = line[j + 1:k]
-    if b"\\" in value:  # an escape: let the JSON parser read it
-        try:
-            sid = orjson.loads(line).get("subscriber_id")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        return shard_of(sid, shards) if isinstance(sid, str) else None
-    return shard_of(value, shards)
+    kind = rec.get("type")
+    key = rec.get("subscriber_id") if kind in SUBSCRIBER_TYPES else (
+        rec.get("cell_id") if kind == "kpi" else None)
+    return shard_of(key, shards) if isinstance(key, str) else None
 
 
 class ShardSource(str):

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from connectors.files import shard_lines
 from dataflows.flow import FlowConfig, SiteLogic, _decode_batch
 from dataflows.merge import ShardMerge
-from dataflows.messages import Frontier, Near, ShardBatch, Tick, Watch
+from dataflows.messages import Frontier, Near, ShardBatch, Stamped, Tick, Watch
 from dataflows.sequencer import Routes, Sequencer
 from dataflows.shards import ShardSource, owner, shard_of
+from forewarn.model import Cell
 from forewarn.runner import run_collect
 from rules.rulebook import load_rulebook
 from simulator import ScenarioConfig, simulate
@@ -46,8 +47,9 @@ def test_a_subscribers_records_go_to_one_shard_and_the_rest_to_every_shard():
 
 
 def test_an_id_with_an_escape_is_read_as_json_would_read_it():
-    assert owner(b'{"subscriber_id":"\\u00e9t\\u00e9"}', 7) == shard_of("\u00e9t\u00e9", 7)
-    assert owner(b'{"subscriber_id": null}', 7) is None
+    line = b'{"type":"location","subscriber_id":"\\u00e9t\\u00e9"}'
+    assert owner(line, 7) == shard_of("\u00e9t\u00e9", 7)
+    assert owner(b'{"type":"location","subscriber_id": null}', 7) is None
 
 
 # -- a site's merge ------------------------------------------------------------------------
@@ -228,3 +230,61 @@ def test_a_bad_record_every_shard_reads_is_one_dead_letter():
     got = run_collect(s.lines, load_rulebook(), partitions=3)
     reasons = sorted(orjson.loads(d)["reason"][:30] for d in got.dead_letters)
     assert len(reasons) == 2, reasons
+
+
+# -- what must not move a message's place ----------------------------------------------------
+
+
+def _topology_after_a_frontier(frontier_first: bool) -> list:
+    """Shard 1's position at 300, then, in one epoch, a frontier at 500 and shard 0's
+    first message to the site, a topology record: Bytewax delivers the two in either
+    order."""
+    m = ShardMerge(2)
+    out = m.take(ShardBatch(1, 300.0, [("U2", "C1", 300.0, None)]))
+    cell = Stamped(550.0, Cell("C9", "S1"))  # released when shard 0 stood at 550 (>= 500)
+    if frontier_first:
+        out += m.frontier(500.0)
+        out += m.take(ShardBatch(0, 600.0, [cell]))
+    else:
+        out += m.take(ShardBatch(0, 600.0, [cell]))
+        out += m.frontier(500.0)
+    return out + m.frontier(INF)
+
+
+def test_a_frontier_arriving_first_or_last_leaves_the_order_as_it_is():
+    first, last = _topology_after_a_frontier(True), _topology_after_a_frontier(False)
+    assert first == last == [("U2", "C1", 300.0, None), Cell("C9", "S1")]
+
+
+def _batch_end(big: bool) -> list:
+    """Shard 0 releases a position for the site at 100, records for other sites up to
+    900, then a topology record for the site; its batch to the site ends at 150 or 900."""
+    m = ShardMerge(2)
+    out = m.take(ShardBatch(1, 500.0, [("U1", "C1", 500.0, None)]))
+    out += m.take(ShardBatch(0, 900.0 if big else 150.0, [("U0", "C1", 100.0, None)]))
+    out += m.take(ShardBatch(0, 950.0, [Stamped(900.0, Cell("C9", "S1"))]))
+    return out + m.frontier(INF)
+
+
+def test_where_a_sequencers_batch_ends_leaves_the_order_as_it_is():
+    assert _batch_end(True) == _batch_end(False) == [
+        ("U0", "C1", 100.0, None), ("U1", "C1", 500.0, None), Cell("C9", "S1")]
+
+
+def test_a_topology_record_with_an_extra_subscriber_id_reaches_every_shard():
+    """Extra fields decode fine: a cell that carries a subscriber_id is still topology,
+    which every shard needs (else its positions there are dead letters)."""
+    s = Scenario().site("S1")
+    s.raw(b'{"type":"cell","cell_id":"X1","site_id":"S1","subscriber_id":"SUB-A"}')
+    for i in range(40):
+        s.seen(f"U{i}", "X1", 60 + i)
+    book = load_rulebook()
+    reasons = [sorted(orjson.loads(d)["reason"][:40] for d in c.dead_letters)
+               for c in (run_collect(s.lines, book), run_collect(s.lines, book, partitions=2))]
+    assert reasons[0] == reasons[1]
+
+
+def test_a_line_with_the_key_twice_goes_where_its_decoded_value_says():
+    line = b'{"type":"call","subscriber_id":"A","call_id":"K","subscriber_id":"B"}'
+    assert orjson.loads(line)["subscriber_id"] == "B"
+    assert owner(line, 7) == shard_of("B", 7)
