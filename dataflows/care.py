@@ -322,17 +322,23 @@ class SubscriberCare:
         if book.inhibit_apology_when_notified and msg.incident_id \
                 and self.notified and msg.incident_id in self.notified:
             return []  # inhibited: an outage they were told about explains it
+        rules = book.drop_rules()
+        if not rules:
+            return []
+        # Notes from different sites may arrive out of drop-time order: keep them sorted
+        # and let the latest drop of a burst trigger a rule, so its action (id, time and
+        # evidence) is the same in any arrival order. The note is added once, whatever
+        # the number of rules, and kept as long as the widest window needs it.
+        entry = (msg.drop_time, msg.call_id, msg.at, msg.incident_id, msg.area, msg.region)
+        merged = tuple(sorted(self.drops + (entry,)))
+        latest = merged[-1][0]
+        widest = max(rule.drop_window_s for rule in rules)
+        self.drops = tuple(d for d in merged if d[0] >= latest - widest)
         out: list[CareOut] = []
-        for rule in book.drop_rules():
-            # Notes from different sites may arrive out of drop-time order: keep them
-            # sorted and let the latest drop of a burst trigger it, so the apology (its
-            # id, time and evidence) is the same in any arrival order.
-            entry = (msg.drop_time, msg.call_id, msg.at, msg.incident_id, msg.area, msg.region)
-            drops = tuple(sorted(self.drops + (entry,)))
-            drops = tuple(d for d in drops if d[0] >= drops[-1][0] - rule.drop_window_s)
-            self.drops = drops
+        for rule in rules:
+            drops = tuple(d for d in self.drops if d[0] >= latest - rule.drop_window_s)
             if len(drops) < rule.drop_count:
-                continue
+                continue  # too few (or none left: a rule before this one acted on them)
             _, call_id, at, incident_id, area, region = drops[-1]
             cooling = self.last_apology_at is not None \
                 and at - self.last_apology_at < rule.cooldown_s

@@ -647,3 +647,19 @@ def test_quiet_hours_within_one_day_and_ending_on_the_half_hour():
     # local time: 23:00 in Tokyo is 14:00 UTC
     assert quiet_until(parse_time(day + "14:00:00Z"), "Asia/Tokyo", BOOK) == parse_time(
         "2026-11-24T08:00:00+09:00")
+
+
+# ---- several rules at one point ---------------------------------------------------------------
+
+
+def test_each_drop_counts_once_whatever_the_number_of_drop_rules():
+    two = rule("two", action="apology", at=None, kinds=(), drop_count=2, drop_window_s=1800)
+    three = rule("three", action="care_callback", at=None, kinds=(), drop_count=3,
+                 drop_window_s=3600)
+    shard = CareShard()
+    out = run(shard, with_rules(three, two), upsert(), note("K1", T0), note("K2", T0 + 2000))
+    assert out == []  # two drops (the second rule's window is too short for both)
+    out = run(shard, with_rules(three, two), note("K3", T0 + 2100))
+    assert [(a.rule_id, a.evidence) for a in out] == [("three", ("call:K1", "call:K2",
+                                                                  "call:K3"))]
+    assert shard.subscribers["U"].drops == ()  # accounted for: the other rule has none left
