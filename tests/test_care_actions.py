@@ -663,3 +663,43 @@ def test_each_drop_counts_once_whatever_the_number_of_drop_rules():
     assert [(a.rule_id, a.evidence) for a in out] == [("three", ("call:K1", "call:K2",
                                                                   "call:K3"))]
     assert shard.subscribers["U"].drops == ()  # accounted for: the other rule has none left
+
+
+def test_every_rule_at_a_point_acts_or_is_recorded():
+    book = with_rules(
+        rule("cool", cell_cooldown_s=43200),
+        rule("plain"), rule("w1", at="walk_in"), rule("w2", at="walk_in"),
+        rule("e1", at="duration", action="compensation", min_duration_s=4 * HOUR),
+        rule("e2", at="duration", action="care_callback", min_duration_s=4 * HOUR),
+        rule("f1", at="resolved", action="restored_notice"),
+        rule("f2", at="resolved", action="restored_notice"))
+    shard = CareShard()
+    out = run(shard, book, upsert(), impact(T0 + 100, trigger=WALK_IN), impact(T0 + 120))
+    # one contact per incident: the second hold-down rule is held back
+    assert kinds(out) == [("w1", "outage_notice"), ("w2", "outage_notice"),
+                          ("cool", "outage_notice"), ("plain", "repeat_outage")]
+    out = run(shard, book, Escalation("U", FACTS, 4 * HOUR, T0 + 4 * HOUR),
+              Restored("U", FACTS, T0 + 5 * HOUR))
+    assert kinds(out) == [("e1", "compensation"), ("e2", "care_callback"),
+                          ("f1", "restored_notice"), ("f2", "restored_notice")]
+    # the same cell again after the flapping window: the cooling rule is held back alone
+    again = replace(FACTS, incident_id="INC-S1-2", down_cells=(("S1-C1", T0 + 6 * HOUR),))
+    out = run(shard, book, impact(T0 + 6 * HOUR, again))
+    assert kinds(out) == [("cool", "cell_cooldown"), ("plain", "outage_notice")]
+    # deleted since the notice: each rule's action is recorded as suppressed
+    run(shard, book, Subscriber("U", "delete", T0 + 7 * HOUR))
+    out = run(shard, book, Escalation("U", again, 4 * HOUR, T0 + 10 * HOUR),
+              Restored("U", again, T0 + 11 * HOUR))
+    assert kinds(out) == [("e1", "deleted_subscriber"), ("e2", "deleted_subscriber"),
+                          ("f1", "deleted_subscriber"), ("f2", "deleted_subscriber")]
+
+
+def test_an_outage_told_in_an_older_snapshot_format_is_restored():
+    told = SubscriberCare.__new__(SubscriberCare)  # [notice time, escalated durations]
+    told.__setstate__((None, {"profile": profile_of(upsert(), BOOK.channel_order),
+                              "name": "Ada", "since": T0 - HOUR, "known_since": T0 - HOUR,
+                              "notified": {"INC-S1-1": [T0 + 120, []]}}))
+    shard = CareShard()
+    shard.subscribers["U"] = told
+    out = run(shard, BOOK, Restored("U", FACTS, T0 + HOUR))
+    assert out == [action("restored-notice", "restored_notice", T0 + HOUR, message=RESTORED_EN)]
