@@ -703,3 +703,20 @@ def test_an_outage_told_in_an_older_snapshot_format_is_restored():
     shard.subscribers["U"] = told
     out = run(shard, BOOK, Restored("U", FACTS, T0 + HOUR))
     assert out == [action("restored-notice", "restored_notice", T0 + HOUR, message=RESTORED_EN)]
+
+
+def test_audiences_by_plan_tags_language_and_tenure():
+    book = with_rules(*(rule(rid, audience=aud) for rid, aud in (
+        ("gold", Audience(plans=("gold",))), ("platinum", Audience(plans=("platinum",))),
+        ("tagged", Audience(tags=("b", "a"))), ("untagged", Audience(tags=("z",))),
+        ("english", Audience(languages=("en",))), ("german", Audience(languages=("de",))),
+        ("senior", Audience(tenure_min=14)), ("junior", Audience(tenure_max=13)))))
+    out = run(CareShard(), book, upsert(tags=("a",)), impact())
+    assert kinds(out) == [("gold", "outage_notice"), ("tagged", "repeat_outage"),
+                          ("english", "repeat_outage"), ("senior", "repeat_outage")]
+
+
+def test_quiet_hours_starting_when_they_end_are_none():
+    book = replace(BOOK, quiet_start_min=8 * 60, quiet_end_min=8 * 60)
+    assert [quiet_until(parse_time(f"2026-11-23T{t}:00Z"), "UTC", book)
+            for t in ("07:59", "08:00", "23:00")] == [None, None, None]
