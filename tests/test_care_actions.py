@@ -52,6 +52,13 @@ APOLOGY_EN = "Hi Ada, sorry about your dropped calls. We're looking into the net
     "around Riverside."
 
 
+@pytest.fixture(autouse=True)
+def _fresh_profiles(monkeypatch):
+    """Profiles are shared process-wide (memo and shapes): each test builds its own."""
+    monkeypatch.setattr(care, "_PROFILES", {})
+    monkeypatch.setattr(care, "_PROFILE_OF", {})
+
+
 def aid(rule_id: str, sid: str, basis: str) -> str:
     """The contract's action id: a digest of rule, subscriber and incident (or evidence)."""
     text = f"{rule_id}|{sid}|{basis}".encode()
@@ -621,6 +628,8 @@ def test_a_profile_keeps_consented_channels_in_preference_order():
 def test_profiles_differ_in_every_field_and_are_shared_when_equal(change):
     base = profile_of(upsert(), BOOK.channel_order)
     assert profile_of(upsert("V", name="Other"), BOOK.channel_order) is base
+    # another preference that comes to the same consented order: the same profile
+    assert profile_of(upsert(preferred=("email", "sms")), BOOK.channel_order) is base
     other = profile_of(upsert(**change), BOOK.channel_order)
     assert other != base
 
@@ -720,3 +729,22 @@ def test_quiet_hours_starting_when_they_end_are_none():
     book = replace(BOOK, quiet_start_min=8 * 60, quiet_end_min=8 * 60)
     assert [quiet_until(parse_time(f"2026-11-23T{t}:00Z"), "UTC", book)
             for t in ("07:59", "08:00", "23:00")] == [None, None, None]
+
+
+def test_each_drop_rule_is_checked_in_turn():
+    def drops(rid: str, count: int, **kw) -> Rule:
+        return rule(rid, action="apology", at=None, kinds=(), drop_count=count,
+                    drop_window_s=1800, **kw)
+
+    book = with_rules(drops("three", 3), drops("two", 2))  # too few for the first
+    out = run(CareShard(), book, upsert(), note("K1", T0), note("K2", T0 + 60))
+    assert kinds(out) == [("two", "apology")]
+    book = with_rules(drops("vip", 2, audience=Audience(segments=("vip",))), drops("all", 2))
+    out = run(CareShard(), book, upsert(), note("K1", T0), note("K2", T0 + 60))
+    assert kinds(out) == [("all", "apology")]  # not for them: nothing recorded
+    book = with_rules(drops("daily", 2, cooldown_s=DAY), drops("any", 2))
+    shard = CareShard()
+    out = run(shard, book, upsert(), note("K1", T0), note("K2", T0 + 60))
+    assert kinds(out) == [("daily", "apology")]  # the drops are its: none left for "any"
+    out = run(shard, book, note("K3", T0 + 600), note("K4", T0 + 660))
+    assert kinds(out) == [("daily", "cooldown"), ("any", "apology")]
