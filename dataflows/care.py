@@ -212,7 +212,9 @@ class SubscriberCare:
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
             else:
-                if self.profile is not None and (self.since or 0.0) <= msg.updated_at:
+                # the profile before this update's time (a second update of the same
+                # time, or the same one again, leaves it as it is)
+                if self.profile is not None and (self.since or 0.0) < msg.updated_at:
                     self.prev = (self.profile, self.name)
                 self.profile = profile_of(msg, book.channel_order)
                 self.name = msg.name or ""

@@ -583,11 +583,19 @@ def test_a_verdict_is_judged_on_the_profile_in_force_at_its_time():
     late, now = run(shard, BOOK, impact(T0 + 120)) + run(
         shard, BOOK, impact(T0 + 200, replace(FACTS, incident_id="INC-2",
                                               down_cells=(("S2-C1", T0),))))
-    assert (late.language, late.channel, late.segment, late.message) == (
-        "en", "email", "consumer", NOTICE_EN)
+    assert late == action("outage-notice", "outage_notice", T0 + 120,
+                          evidence=ALARMS + (f"location:S1-C1@{int(T0 - 300)}",))
     assert (now.language, now.channel, now.segment) == ("fr", "sms", "vip")
     c = shard.subscribers["U"]  # the later profile is still in force
     assert (c.profile.language, c.name) == ("fr", "Zoé")
+
+
+def test_an_update_delivered_twice_keeps_the_profile_before_it():
+    shard = CareShard()
+    update = upsert(at=T0 + 200, language="fr", name="Zoé")
+    run(shard, BOOK, upsert(), update, update)
+    out = run(shard, BOOK, impact(T0 + 120))
+    assert [(a.language, a.message) for a in out] == [("en", NOTICE_EN)]
 
 
 # ---- the shard, the profile, quiet hours ----------------------------------------------------
@@ -699,8 +707,10 @@ def test_every_rule_at_a_point_acts_or_is_recorded():
     run(shard, book, Subscriber("U", "delete", T0 + 7 * HOUR))
     out = run(shard, book, Escalation("U", again, 4 * HOUR, T0 + 10 * HOUR),
               Restored("U", again, T0 + 11 * HOUR))
-    assert kinds(out) == [("e1", "deleted_subscriber"), ("e2", "deleted_subscriber"),
-                          ("f1", "deleted_subscriber"), ("f2", "deleted_subscriber")]
+    assert out == [Suppressed("e1", "compensation", "deleted_subscriber", T0 + 10 * HOUR),
+                   Suppressed("e2", "care_callback", "deleted_subscriber", T0 + 10 * HOUR),
+                   Suppressed("f1", "restored_notice", "deleted_subscriber", T0 + 11 * HOUR),
+                   Suppressed("f2", "restored_notice", "deleted_subscriber", T0 + 11 * HOUR)]
 
 
 def test_an_outage_told_in_an_older_snapshot_format_is_restored():
