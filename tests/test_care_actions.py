@@ -758,3 +758,49 @@ def test_each_drop_rule_is_checked_in_turn():
     assert kinds(out) == [("daily", "apology")]  # the drops are its: none left for "any"
     out = run(shard, book, note("K3", T0 + 600), note("K4", T0 + 660))
     assert kinds(out) == [("daily", "cooldown"), ("any", "apology")]
+
+
+# ---- remaining edges ----------------------------------------------------------------------------
+
+
+def test_local_hours_are_the_subscribers():
+    tokyo = upsert(tz="Asia/Tokyo")
+    out = run(CareShard(), BOOK, tokyo, impact())  # 10:02 UTC: 19:02 in Tokyo
+    assert out[0].features.hour == 19
+    late = parse_time("2026-11-23T14:00:00Z")  # 23:00 in Tokyo
+    out = run(CareShard(), BOOK, tokyo, note("K1", late - 120), note("K2", late - 60))
+    assert [(a.send_after, a.features.hour) for a in out] == [
+        (parse_time("2026-11-24T08:00:00+09:00"), 23)]
+
+
+def test_a_silence_of_a_site():
+    book = replace(BOOK, silences=(Silence("works", T0, T0 + DAY, site_ids=("S1",)),))
+    out = run(CareShard(), book, upsert(), impact(), impact(T0 + 130, replace(
+        FACTS, incident_id="INC-S2-1", site_id="S2", down_cells=(("S2-C1", T0),))))
+    assert kinds(out) == [("outage-notice", "silenced"), ("outage-notice", "outage_notice")]
+
+
+def test_complaints_are_counted_for_audiences():
+    book = with_rules(rule("twice", audience=Audience(complaints_min=2)))
+    shard = CareShard()
+    complaints = [Complaint(f"K{n}", "U", T0 + n, "coverage") for n in range(2)]
+    out = run(shard, book, upsert(), complaints[0], impact())
+    assert out == [ComplaintSeen("U", T0)]
+    again = replace(FACTS, incident_id="INC-2", down_cells=(("S2-C1", T0),))
+    out = run(shard, book, complaints[1], impact(T0 + 3600, again))
+    assert kinds(out[1:]) == [("twice", "outage_notice")]
+    assert shard.subscribers["U"].complaints == 2
+
+
+def test_a_restored_incident_they_were_not_told_of_is_nothing_to_them():
+    shard = CareShard()
+    run(shard, BOOK, upsert(), impact())
+    other = replace(FACTS, incident_id="INC-S7-1")
+    assert run(shard, BOOK, Restored("U", other, T0 + HOUR)) == []
+    assert list(shard.subscribers["U"].notified) == ["INC-S1-1"]
+
+
+def test_the_daily_contact_cap_holds_back_apologies_too():
+    book = replace(BOOK, max_contacts_per_day=1)
+    out = run(CareShard(), book, upsert(), impact(), note("K1", T0 + 200), note("K2", T0 + 260))
+    assert out[1:] == [Suppressed("dropped-call-apology", "apology", "contact_limit", T0 + 320)]
