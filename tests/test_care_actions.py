@@ -638,6 +638,9 @@ def test_profiles_differ_in_every_field_and_are_shared_when_equal(change):
     assert profile_of(upsert("V", name="Other"), BOOK.channel_order) is base
     # another preference that comes to the same consented order: the same profile
     assert profile_of(upsert(preferred=("email", "sms")), BOOK.channel_order) is base
+    # no plan and an empty one: the same
+    assert profile_of(upsert(plan=None), BOOK.channel_order) is profile_of(
+        upsert("W", plan=""), BOOK.channel_order)
     other = profile_of(upsert(**change), BOOK.channel_order)
     assert other != base
 
