@@ -436,6 +436,9 @@ class SubscriberCare:
         hours otherwise apply to the rulebook's ``quiet_hours.defer`` kinds)."""
         p = self.profile
         assert p is not None
+        # contacts of the last day: the model's input, and all that is kept of them (the
+        # contact cap looks no further back)
+        recent = tuple(t for t in self.contacts if t > at - 86400.0)
         features = None
         if exposure is not None:  # what the propensity model will score (in dispatch)
             trigger, outage_s, site_outage, age_s = exposure
@@ -443,15 +446,14 @@ class SubscriberCare:
             features = CareFeatures(
                 segment=p.segment, plan=p.plan, tenure_months=float(p.tenure or 0),
                 trigger=trigger, lost_s_24h=0.0, outage_s=outage_s, site_outage=site_outage,
-                drops_24h=len(self.drops), contacts_24h=sum(
-                    1 for t in self.contacts if t > at - 86400.0),
+                drops_24h=len(self.drops), contacts_24h=len(recent),
                 hour=local.hour, position_age_s=age_s)
         if send_after is None and rule.action in book.defer_kinds:
             send_after = quiet_until(at, p.timezone, book)
         offer = rule.offer
         fields = {"name": self.name or "there", "area": area, "plan": p.plan,
                   "incident_id": incident or "", "offer": _offer_text(offer)}
-        self.contacts += (at,)
+        self.contacts = recent + (at,)
         return Action(
             action_id=action_id(rule.id, sid, basis),
             subscriber_id=sid,

@@ -527,6 +527,8 @@ def test_contacts_of_the_last_day_as_the_model_sees_them():
     out = run(shard, BOOK, upsert(), impact(T0, on(1, "S1-C1")),
               impact(T0 + DAY, on(2, "S1-C2")), impact(T0 + DAY + 1, on(3, "S1-C3")))
     assert [a.features.contacts_24h for a in out] == [0, 0, 1]
+    # a day's contacts are kept, no more (without a daily cap too)
+    assert shard.subscribers["U"].contacts == (T0 + DAY, T0 + DAY + 1)
 
 
 def test_silences_stop_notices_but_not_restored_notices():
