@@ -181,8 +181,9 @@ class SubscriberCare:
         self.last_apology_at: float | None = None
         self.complaints = 0
         self.contacts: tuple[float, ...] = ()  # action times in the last day (contact cap)
-        # rules with a cell cooldown: rule id -> (last action time, its cells)
-        self.cell_notices: dict[str, tuple[float, tuple[str, ...]]] | None = None
+        # rules with a cell cooldown: rule id -> ((cell, last action time), ...), the
+        # cells it acted about within its cooldown
+        self.cell_notices: dict[str, tuple] | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.__init__()  # type: ignore[misc]  # slots a snapshot predates get their default
@@ -280,7 +281,10 @@ class SubscriberCare:
             if rule.cell_cooldown_s:
                 if self.cell_notices is None:
                     self.cell_notices = {}
-                self.cell_notices[rule.id] = (msg.at, tuple(down))
+                told = {c: t for c, t in self._cells_told(rule).items()
+                        if msg.at - t < rule.cell_cooldown_s}
+                told.update(dict.fromkeys(down, msg.at))
+                self.cell_notices[rule.id] = tuple(told.items())
         return out
 
     def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[CareOut]:
@@ -385,11 +389,17 @@ class SubscriberCare:
     def _cell_cooling(self, rule: Rule, at: float, cells: dict[str, float]) -> bool:
         """Did ``rule`` act for them about one of these cells less than its
         ``cell_cooldown_s`` ago?"""
+        told = self._cells_told(rule)
+        return any(at - told[c] < rule.cell_cooldown_s for c in cells if c in told)
+
+    def _cells_told(self, rule: Rule) -> dict[str, float]:
+        """The cells ``rule`` acted about for them, each with the time it last did."""
         last = self.cell_notices.get(rule.id) if self.cell_notices else None
-        if last is None:
-            return False
-        told_at, told_cells = last
-        return at - told_at < rule.cell_cooldown_s and any(c in cells for c in told_cells)
+        if not last:
+            return {}
+        if not isinstance(last[0], tuple):  # an older snapshot's (time, cells)
+            return dict.fromkeys(last[1], last[0])
+        return dict(last)
 
     def _gate(self, rule: Rule, at: float, book: Rulebook, region: str | None, *,
               first: str | None = None, capped: bool = True,

@@ -454,13 +454,14 @@ def test_a_reopening_silent_failure_gets_one_notice_per_cell_cooldown():
     other = T0 + 12 * HOUR + 1801
     out = run(shard, BOOK, impact(other, sleeping(4, "S1-C2", other)))
     assert kinds(out) == [("silent-failure-notice", "outage_notice")]
-    c = shard.subscribers["U"]
-    assert c.cell_notices == {"silent-failure-notice": (other, ("S1-C2",))}
+    c = shard.subscribers["U"]  # each cell with its latest notice within the cooldown
+    told = {"silent-failure-notice": (("S1-C1", T0 + 12 * HOUR), ("S1-C2", other))}
+    assert c.cell_notices == told
     # an outage of that cell: another rule, with no cell cooldown
     outage = replace(FACTS, incident_id="INC-S1-9", down_cells=(("S1-C2", T0),))
     out = run(shard, BOOK, impact(other + 1801, outage))
     assert kinds(out) == [("outage-notice", "outage_notice")]
-    assert c.cell_notices == {"silent-failure-notice": (other, ("S1-C2",))}
+    assert c.cell_notices == told
 
 
 # ---- suppressions and their reasons -----------------------------------------------------------
@@ -809,3 +810,32 @@ def test_the_daily_contact_cap_holds_back_apologies_too():
     book = replace(BOOK, max_contacts_per_day=1)
     out = run(CareShard(), book, upsert(), impact(), note("K1", T0 + 200), note("K2", T0 + 260))
     assert out[1:] == [Suppressed("dropped-call-apology", "apology", "contact_limit", T0 + 320)]
+
+
+def test_the_cell_cooldown_holds_for_each_cell_told_of():
+    def sleeping(n: int, cell: str, at: float) -> IncidentFacts:
+        return IncidentFacts(f"DEG-{n}", "degradation", "S1", "Riverside", at - 900,
+                             ((cell, at - 900),), (f"traffic:{cell}",))
+
+    shard = CareShard()
+    out = run(shard, BOOK, upsert(), impact(T0, sleeping(1, "S1-C1", T0)),
+              impact(T0 + HOUR, sleeping(2, "S1-C2", T0 + HOUR)),  # they moved to C2
+              impact(T0 + 2 * HOUR, sleeping(3, "S1-C1", T0 + 2 * HOUR)))  # C1 again
+    assert kinds(out) == [("silent-failure-notice", "outage_notice")] * 2 + [
+        ("silent-failure-notice", "cell_cooldown")]
+
+
+def test_a_cell_cooldown_of_an_older_snapshot_format_still_holds():
+    care_ = SubscriberCare.__new__(SubscriberCare)  # rule id -> (time, cells)
+    care_.__setstate__((None, {"profile": profile_of(upsert(), BOOK.channel_order),
+                               "name": "Ada", "since": T0 - HOUR, "known_since": T0 - HOUR,
+                               "cell_notices": {"silent-failure-notice": (T0, ("S1-C1",))}}))
+    shard = CareShard()
+    shard.subscribers["U"] = care_
+    facts = IncidentFacts("DEG-1", "degradation", "S1", "Riverside", T0 + HOUR,
+                          (("S1-C1", T0 + HOUR), ("S1-C2", T0 + HOUR)), ("traffic:S1",))
+    assert kinds(run(shard, BOOK, impact(T0 + 2 * HOUR, facts))) == [
+        ("silent-failure-notice", "cell_cooldown")]
+    assert kinds(run(shard, BOOK, impact(T0 + 2 * HOUR, replace(
+        facts, incident_id="DEG-2", down_cells=(("S1-C3", T0),))))) == [
+        ("silent-failure-notice", "outage_notice")]
