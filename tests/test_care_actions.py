@@ -823,6 +823,11 @@ def test_the_cell_cooldown_holds_for_each_cell_told_of():
               impact(T0 + 2 * HOUR, sleeping(3, "S1-C1", T0 + 2 * HOUR)))  # C1 again
     assert kinds(out) == [("silent-failure-notice", "outage_notice")] * 2 + [
         ("silent-failure-notice", "cell_cooldown")]
+    # kept: the cells told of within the cooldown (C1's notice is exactly 12 h old)
+    out = run(shard, BOOK, impact(T0 + 12 * HOUR, sleeping(4, "S1-C3", T0 + 12 * HOUR)))
+    assert kinds(out) == [("silent-failure-notice", "outage_notice")]
+    assert shard.subscribers["U"].cell_notices == {
+        "silent-failure-notice": (("S1-C2", T0 + HOUR), ("S1-C3", T0 + 12 * HOUR))}
 
 
 def test_a_cell_cooldown_of_an_older_snapshot_format_still_holds():
