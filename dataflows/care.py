@@ -202,8 +202,9 @@ class SubscriberCare:
         self.last_apology_at: float | None = None
         self.complaints = 0
         self.contacts: tuple[float, ...] = ()  # action times in the last day (contact cap)
-        # rules with a cell cooldown: rule id -> (last action time, its cells)
-        self.cell_notices: dict[str, tuple[float, tuple[str, ...]]] | None = None
+        # rules with a cell cooldown: rule id -> ((cell, last action time), ...), the
+        # cells it acted about within its cooldown
+        self.cell_notices: dict[str, tuple] | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.__init__()  # type: ignore[misc]  # slots a snapshot predates get their default
@@ -233,7 +234,9 @@ class SubscriberCare:
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
             else:
-                if self.profile is not None and (self.since or 0.0) <= msg.updated_at:
+                # the profile before this update's time (a second update of the same
+                # time, or the same one again, leaves it as it is)
+                if self.profile is not None and (self.since or 0.0) < msg.updated_at:
                     self.prev = (self.profile, self.name)
                 self.profile = profile_of(msg, book.channel_order)
                 self.name = msg.name or ""
@@ -299,7 +302,10 @@ class SubscriberCare:
             if rule.cell_cooldown_s:
                 if self.cell_notices is None:
                     self.cell_notices = {}
-                self.cell_notices[rule.id] = (msg.at, tuple(down))
+                told = {c: t for c, t in self._cells_told(rule).items()
+                        if msg.at - t < rule.cell_cooldown_s}
+                told.update(dict.fromkeys(down, msg.at))
+                self.cell_notices[rule.id] = tuple(told.items())
         return out
 
     def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[CareOut]:
@@ -343,17 +349,23 @@ class SubscriberCare:
         if book.inhibit_apology_when_notified and msg.incident_id \
                 and self.notified and msg.incident_id in self.notified:
             return []  # inhibited: an outage they were told about explains it
+        rules = book.drop_rules()
+        if not rules:
+            return []
+        # Notes from different sites may arrive out of drop-time order: keep them sorted
+        # and let the latest drop of a burst trigger a rule, so its action (id, time and
+        # evidence) is the same in any arrival order. The note is added once, whatever
+        # the number of rules, and kept as long as the widest window needs it.
+        entry = (msg.drop_time, msg.call_id, msg.at, msg.incident_id, msg.area, msg.region)
+        merged = tuple(sorted(self.drops + (entry,)))
+        latest = merged[-1][0]
+        widest = max(rule.drop_window_s for rule in rules)
+        self.drops = tuple(d for d in merged if d[0] >= latest - widest)
         out: list[CareOut] = []
-        for rule in book.drop_rules():
-            # Notes from different sites may arrive out of drop-time order: keep them
-            # sorted and let the latest drop of a burst trigger it, so the apology (its
-            # id, time and evidence) is the same in any arrival order.
-            entry = (msg.drop_time, msg.call_id, msg.at, msg.incident_id, msg.area, msg.region)
-            drops = tuple(sorted(self.drops + (entry,)))
-            drops = tuple(d for d in drops if d[0] >= drops[-1][0] - rule.drop_window_s)
-            self.drops = drops
+        for rule in rules:
+            drops = tuple(d for d in self.drops if d[0] >= latest - rule.drop_window_s)
             if len(drops) < rule.drop_count:
-                continue
+                continue  # too few (or none left: a rule before this one acted on them)
             _, call_id, noted, incident_id, area, region = drops[-1]
             # when care knows of the burst: the note that completed it may be an earlier
             # drop's, noted later (held back to an outage's hold-down)
@@ -401,11 +413,17 @@ class SubscriberCare:
     def _cell_cooling(self, rule: Rule, at: float, cells: dict[str, float]) -> bool:
         """Did ``rule`` act for them about one of these cells less than its
         ``cell_cooldown_s`` ago?"""
+        told = self._cells_told(rule)
+        return any(at - told[c] < rule.cell_cooldown_s for c in cells if c in told)
+
+    def _cells_told(self, rule: Rule) -> dict[str, float]:
+        """The cells ``rule`` acted about for them, each with the time it last did."""
         last = self.cell_notices.get(rule.id) if self.cell_notices else None
-        if last is None:
-            return False
-        told_at, told_cells = last
-        return at - told_at < rule.cell_cooldown_s and any(c in cells for c in told_cells)
+        if not last:
+            return {}
+        if not isinstance(last[0], tuple):  # an older snapshot's (time, cells)
+            return dict.fromkeys(last[1], last[0])
+        return dict(last)
 
     def _gate(self, rule: Rule, at: float, book: Rulebook, region: str | None, *,
               first: str | None = None, capped: bool = True,
@@ -452,6 +470,9 @@ class SubscriberCare:
         hours otherwise apply to the rulebook's ``quiet_hours.defer`` kinds)."""
         p = self.profile
         assert p is not None
+        # contacts of the last day: the model's input, and all that is kept of them (the
+        # contact cap looks no further back)
+        recent = tuple(t for t in self.contacts if t > at - 86400.0)
         features = None
         if exposure is not None:  # what the propensity model will score (in dispatch)
             trigger, outage_s, site_outage, age_s = exposure
@@ -470,7 +491,7 @@ class SubscriberCare:
         offer = rule.offer
         fields = {"name": self.name or "there", "area": area, "plan": p.plan,
                   "incident_id": incident or "", "offer": _offer_text(offer)}
-        self.contacts += (at,)
+        self.contacts = recent + (at,)
         return Action(
             action_id=action_id(rule.id, sid, basis),
             subscriber_id=sid,
