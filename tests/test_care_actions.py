@@ -145,7 +145,8 @@ def test_an_outage_notice_compensation_and_restored_notice_whole():
         "long-outage-compensation", "compensation", T0 + 4 * HOUR, offer=CREDIT,
         message="Hi Ada, sorry the outage around Riverside is taking long. We've added 5 GB "
                 "of data to your account.")]
-    assert out[0].features == features("escalation", 14, outage_s=4 * HOUR, contacts=1)
+    # (contacts of the last day: counted by dispatch, in event-time order)
+    assert out[0].features == features("escalation", 14, outage_s=4 * HOUR)
     # once per incident, subscriber and duration
     assert run(shard, BOOK, Escalation("U", FACTS, 4 * HOUR, T0 + 4 * HOUR + 60)) == []
 
@@ -178,7 +179,7 @@ def test_a_site_outage_and_a_night_compensation_deferred_to_the_morning():
     assert [(a.action_kind, a.send_after, a.event_time) for a in out] == [
         ("compensation", morning, start + 4 * HOUR)]
     assert out[0].features == features("escalation", 23, outage_s=4 * HOUR, site=True,
-                                       contacts=1, plan="", tenure=0.0)
+                                       plan="", tenure=0.0)
 
 
 @pytest.mark.parametrize("segment", ["vip", "business"])
@@ -509,25 +510,23 @@ def test_the_daily_contact_cap_counts_a_sliding_day_and_spares_restored_notices(
               impact(t1 + 2000, on(2, "S1-C2")), impact(t1 + 4000, on(3, "S1-C3")))
     assert kinds(out) == [("outage-notice", "outage_notice")] * 2 + [
         ("outage-notice", "contact_limit")]
-    assert out[1].features.contacts_24h == 1
     out = run(shard, book, Restored("U", on(1, "S1-C1"), t1 + 5000))
     assert kinds(out) == [("restored-notice", "restored_notice")]
     # a day after the second notice: that one no longer counts, the restored one does
     out = run(shard, book, impact(t1 + DAY + 2000, on(4, "S1-C4")))
     assert kinds(out) == [("outage-notice", "outage_notice")]
-    assert out[0].features.contacts_24h == 1
     out = run(shard, book, impact(t1 + DAY + 2100, on(5, "S1-C5")))
     assert out == [Suppressed("outage-notice", "outage_notice", "contact_limit", t1 + DAY + 2100)]
 
 
-def test_contacts_of_the_last_day_as_the_model_sees_them():
+def test_contacts_of_the_last_day_are_kept_for_the_cap_and_left_to_dispatch_for_the_model():
     def on(n: int, cell: str) -> IncidentFacts:
         return replace(FACTS, incident_id=f"INC-{n}", down_cells=((cell, T0),))
 
     shard = CareShard()
     out = run(shard, BOOK, upsert(), impact(T0, on(1, "S1-C1")),
               impact(T0 + DAY, on(2, "S1-C2")), impact(T0 + DAY + 1, on(3, "S1-C3")))
-    assert [a.features.contacts_24h for a in out] == [0, 0, 1]
+    assert [a.features.contacts_24h for a in out] == [0, 0, 0]  # dispatch counts them
     # a day's contacts are kept, no more (without a daily cap too)
     assert shard.subscribers["U"].contacts == (T0 + DAY, T0 + DAY + 1)
 
