@@ -61,6 +61,18 @@ _BUCKET_MASK = (1 << _BUCKET_BITS) - 1
 _EPOCH_MONDAY = 4 * 86400  # 1970-01-05, a Monday
 
 
+def _bucket(at: float, night: tuple[int, int], work: tuple[int, int]) -> int | None:
+    """:data:`NIGHT` from ``night[0]`` to ``night[1]`` o'clock (UTC), :data:`WORK` from
+    ``work[0]`` to ``work[1]`` on weekdays, else ``None``."""
+    t = int(at)
+    hour = t // 3600 % 24
+    if hour >= night[0] or hour < night[1]:
+        return NIGHT
+    if work[0] <= hour < work[1] and (t - _EPOCH_MONDAY) // 86400 % 7 < 5:
+        return WORK
+    return None
+
+
 def bucket_of(at: float) -> int | None:
     """The bucket of an event time (UTC): :data:`NIGHT`, :data:`WORK` or ``None``.
 
@@ -69,13 +81,7 @@ def bucket_of(at: float) -> int | None:
     >>> bucket_of(1795860000.0) is None  # Saturday 10:00: no working hours
     True
     """
-    t = int(at)
-    hour = t // 3600 % 24
-    if hour >= 23 or hour < 6:
-        return NIGHT
-    if 10 <= hour < 16 and (t - _EPOCH_MONDAY) // 86400 % 7 < 5:
-        return WORK
-    return None
+    return _bucket(at, (23, 6), (10, 16))
 
 
 def expected_bucket(at: float) -> int | None:
@@ -86,13 +92,7 @@ def expected_bucket(at: float) -> int | None:
     >>> expected_bucket(1795456800.0), expected_bucket(1795510800.0)  # 18:00, 09:00 Tue
     (0, 1)
     """
-    t = int(at)
-    hour = t // 3600 % 24
-    if hour >= 18 or hour < 8:
-        return NIGHT
-    if 9 <= hour < 17 and (t - _EPOCH_MONDAY) // 86400 % 7 < 5:
-        return WORK
-    return None
+    return _bucket(at, (18, 8), (9, 17))
 
 
 def _unpack(state: int) -> tuple[int, int, int, int]:
