@@ -78,7 +78,7 @@ log = logging.getLogger("forewarn.kafka")
 
 DEFAULT_LATENESS_S = 2.0
 DEFAULT_SNAPSHOT_S = 5.0
-FAST_EPOCH_S = 0.1  # epoch without recovery: a verdict waits up to one for release
+FAST_EPOCH_S = 0.05  # epoch without recovery: an action waits two or three (dataflows.frontier)
 DEFAULT_DEDUPE_TAIL = 20_000
 STOP_GRACE_S = 30.0  # after SIGINT/SIGTERM, the workers get this long to stop
 
