@@ -8,8 +8,10 @@ preference, quiet hours (defer), unknown or deleted subscribers get nothing.
 
 Inputs arrive from two stages: profiles and complaints from the sequencer,
 verdicts from the sites (an epoch later, so the profile in force at a verdict's
-time is here before it). Within a batch they are applied in event-time order
-(records before verdicts at equal times). Positions never come here: a site
+time is here before it). They are applied in event-time order (records before
+verdicts at equal times: :func:`care_order`); the flow holds them until the event-time
+frontier passes them (:mod:`dataflows.frontier`), so verdicts of several sites are
+applied in one order whatever order they arrived in. Positions never come here: a site
 judges where a subscriber was at a verdict's time T, on its own stream in event
 order, and says so in the verdict (``Impact.seen``, ``Impact.moved``).
 

@@ -59,8 +59,9 @@ class ShardBatch:
 class Frontier:
     """The frontier step says, an epoch after the :class:`Progress` it rests on: every
     input before ``at`` has been delivered to every site (a site fires its deadlines
-    before it and releases the verdicts it decided in earlier epochs); or, to dispatch
-    one epoch later again, every action before ``at`` has reached it."""
+    before it and releases the verdicts it decided in earlier epochs); to care shards,
+    an epoch later again, every message before ``at`` has reached them; to dispatch,
+    an epoch after that, every action before ``at`` has (:mod:`dataflows.frontier`)."""
 
     at: float
 
