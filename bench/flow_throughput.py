@@ -436,19 +436,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nratio forewarn / passthrough: wall best {best:.2f}x, wall median {med:.2f}x, "
           f"cpu best {by_cpu:.2f}x (goal >= 0.5x: {'met' if best >= 0.5 else 'NOT met'})")
 
-    if args.without_nearby:
-        wb = min(wall["forewarn"]) / min(wall["forewarn_no_nearby"])
-        wm = statistics.median(wall["forewarn"]) / statistics.median(wall["forewarn_no_nearby"])
-        cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_nearby"])
-        print(f"cost of walk-in rules: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
+    def cost(what: str, without: str) -> None:
+        wb = min(wall["forewarn"]) / min(wall[without])
+        wm = statistics.median(wall["forewarn"]) / statistics.median(wall[without])
+        cb = min(cpu["forewarn"]) / min(cpu[without])
+        print(f"cost of {what}: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
               f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
 
+    if args.without_nearby:
+        cost("walk-in rules", "forewarn_no_nearby")
+
     if args.without_anchors:
-        wb = min(wall["forewarn"]) / min(wall["forewarn_no_anchors"])
-        wm = statistics.median(wall["forewarn"]) / statistics.median(wall["forewarn_no_anchors"])
-        cb = min(cpu["forewarn"]) / min(cpu["forewarn_no_anchors"])
-        print(f"cost of anchor places: the flow takes {wb:.3f}x (wall best), {wm:.3f}x "
-              f"(wall median), {cb:.3f}x (cpu best) the time of the flow without them")
+        cost("anchor places", "forewarn_no_anchors")
         with_a, without_a = sequencer_cost(lines, max(args.repeat, 3))
         print(f"the sequencer alone: {min(with_a):.2f} s CPU with anchors, "
               f"{min(without_a):.2f} s without (best of {len(with_a)}): "
