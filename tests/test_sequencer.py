@@ -4,6 +4,10 @@ does with records it reads for context, and the routing of records with no time.
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from dataflows.messages import Left, Stamped, Tick
 from dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span
 from dataflows.shards import ShardSource
@@ -238,3 +242,49 @@ def test_sites_with_alarm_activity_get_ticks_until_five_hours_after_it():
     out = Routes()
     seq.finish(out)
     assert out.sites == {"S2": [Tick(18_030.0)]}
+
+
+def _stream(rnd: random.Random, n: int) -> list:
+    """Positions mostly in order, some late (within a window of 30 s or far behind),
+    some ahead, some on an unknown cell, now and then a record with no time."""
+    t, out = 0.0, [("f", b"c1", Cell("C1", "S1"), None), ("f", b"c2", Cell("C2", "S2"), None)]
+    for i in range(n):
+        t += rnd.choice((0.0, 1.0, 7.0))
+        r = rnd.random()
+        at = (t - rnd.uniform(0, 30) if r < 0.15 else t - 500.0 if r < 0.2
+              else t + rnd.choice((400.0, 2000.0)) if r < 0.25 else t)
+        cell = "C9" if r > 0.97 else rnd.choice(("C1", "C2"))
+        if 0.95 < r <= 0.97:
+            out.append(("f", b"m%d" % i, Cell(f"N{i}", "S3"), None))
+        else:
+            out.append(("f", b"p%d" % i, (f"U{rnd.randint(0, 5)}", cell, at, None), at))
+    return out
+
+
+def _state(seq: Sequencer) -> tuple:
+    return (seq.watermark, seq.late, seq.late_by_kind, seq._timed, list(seq._pending),
+            seq.ahead, seq.last_site, seq.last_at)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_releases_what_its_records_taken_one_by_one_release(seed):
+    rnd = random.Random(seed)
+    items = _stream(rnd, 300)
+    for lateness in (0.0, 30.0):
+        one = Sequencer(warmup=3, lateness_s=lateness)
+        one_out = Routes()
+        for item in items:
+            one.take(item[2], item[1], item[0], item[3], one_out)
+        many = Sequencer(warmup=3, lateness_s=lateness)
+        many_out = Routes()
+        i = 0
+        while i < len(items):
+            n = rnd.randint(1, 40)
+            many.take_batch([items[i:i + n], items[i + n:i + 2 * n]], many_out)
+            i += 2 * n
+        assert _state(many) == _state(one)
+        assert many_out == one_out
+        assert one.late > 0 and one_out.dead and {"S1", "S2"} <= set(one_out.sites)
+        one.finish(one_out)
+        many.finish(many_out)
+        assert many_out == one_out
