@@ -288,3 +288,27 @@ def test_a_batch_releases_what_its_records_taken_one_by_one_release(seed):
         one.finish(one_out)
         many.finish(many_out)
         assert many_out == one_out
+
+
+def test_alarms_the_topology_does_not_place_are_refused_with_their_reason():
+    seq, out = _started()
+    seq.take_batch([[("f", b"c", Cell("C2", "S2"), None)]], out)
+    out = Routes()
+    alarms = [Alarm("A1", 1.0, "critical", "x", cell_id="C9"),
+              Alarm("A2", 2.0, "critical", "x", cell_id="C1", site_id="S2"),
+              Alarm("A3", 3.0, "critical", "x", site_id="S9"),
+              Alarm("A4", 4.0, "cleared", "x", site_id="S1", adapter="ves"),
+              Alarm("A5", 5.0, "cleared", "x", site_id="S1"),
+              Alarm("A6", 6.0, "major", "x", cell_id="C1", site_id="S1"),
+              Alarm("A7", 7.0, "minor", "x", site_id="S2", adapter="ves"),
+              Alarm("A7", 8.0, "cleared", "x", site_id="S2", adapter="ves")]
+    seq.take_batch([[("f", a.alarm_id.encode(), a, a.event_time) for a in alarms]], out)
+    assert [(d.raw, d.reason) for d in out.dead] == [
+        (b"A1", "alarm.cell_id: unknown cell 'C9' (no `cell` topology record)"),
+        (b"A2", "alarm.site_id: 'S2' disagrees with topology (cell 'C1' is on site 'S1')"),
+        (b"A3", "alarm.site_id: unknown site 'S9' (no `cell` topology record on it)"),
+        (b"A4", "alarm 'A4': a clear of an alarm that is not open on site 'S1' "
+                "(clear without raise)")]
+    assert out.sites == {"S1": [alarms[4], alarms[5]], "S2": [alarms[6], alarms[7]]}
+    assert seq.open_alarms == {"S1": {"A6"}, "S2": set()}
+    assert seq.active_until == {"S1": 6.0 + 5 * 3600, "S2": 8.0 + 5 * 3600}
