@@ -384,6 +384,11 @@ def test_lines_written_as_the_contract_writes_them_are_not_parsed(monkeypatch):
         shard_of("C3", _EXACT)
     assert owner(b'{"type":"cell","cell_id":"C1","site_id":"S1"}', _EXACT) is None
     assert owner(b'{"type":"alarm","subscriber_id":"U1"}', _EXACT) is None
+    # escapes elsewhere in the line do not matter: only one inside the id is read by JSON
+    assert owner(b'{"type":"call","call_id":"K\\u0031","subscriber_id":"U4","x":"\\n"}',
+                 _EXACT) == shard_of("U4", _EXACT)
+    assert owner(b'{"type":"kpi","x":"\\t","cell_id":"C5","y":"\\n"}', _EXACT) == \
+        shard_of("C5", _EXACT)
 
 
 def test_a_shard_source_is_its_name_and_survives_pickling():
