@@ -5,6 +5,7 @@ fixed shard count whatever the interleaving, batching and worker count."""
 from __future__ import annotations
 
 import random
+from collections import deque
 
 import orjson
 import pytest
@@ -400,3 +401,16 @@ def test_a_shard_source_is_its_name_and_survives_pickling():
     assert (back.shard, back.context) == (2, True)
     assert is_context(back) and not is_context(ShardSource("f", 0, False))
     assert not is_context("events.jsonl")
+
+
+def test_a_merge_survives_a_snapshot_and_goes_on_where_it_was():
+    from forewarn import safe_pickle
+
+    m = ShardMerge(2)
+    m.take(ShardBatch(0, 30.0, [("U0", "C1", 20.0, None), ("U0", "C1", 30.0, None)]))
+    back = safe_pickle.load_state(safe_pickle.dump_state(m))
+    assert (back.shards, list(back.queues), back.last, back.floor) == (
+        2, [deque([(20.0, ("U0", "C1", 20.0, None)), (30.0, ("U0", "C1", 30.0, None))]),
+            deque()], [30.0, -INF], [30.0, -INF])
+    assert back.take(ShardBatch(1, 25.0, [("U1", "C1", 25.0, None)])) == [
+        ("U0", "C1", 20.0, None), ("U1", "C1", 25.0, None)]
