@@ -357,6 +357,7 @@ _EXACT = 1 << 32
     (b'{"type":"location","subscriber_id":"U\\"8"}', 'U"8'),
     (b'{"subscriber_id":"U9","type":"location"}', "U9"),
     (b'{"subscriber_id":"U9","type":"cell"}', None),
+    (b'{"cell_id": "C1", "site_id": "S1", "type": "cell"}', None),  # topology: everyone's
     (b'{"subscriber_id":"U9"}', None),
     (b'["location","U1"]', None),
     (b'"U1"', None),
