@@ -37,16 +37,17 @@ def _times(out: Routes, site: str = "S1") -> list[float]:
 def test_a_record_ahead_is_held_until_the_stream_comes_within_reach():
     for one_by_one in (True, False):
         seq, out = _started(ahead_s=100.0)
-        items = [_pos(t) for t in (500.0, 50.0, 120.0, 200.0, 300.0, 390.0, 400.0)]
+        items = [_pos(t) for t in (500.0, 590.0, 50.0, 120.0, 200.0, 300.0, 390.0, 400.0)]
         steps = [[[x]] for x in items] if one_by_one else [[items]]
         held = []
         for step in steps:
             seq.take_batch(step, out)
             held.append([x[3] for x in seq.ahead])
-        if one_by_one:  # 500 is more than 100 past 390, within reach of 400
-            assert held == [[500.0]] * 6 + [[]]
-        assert _times(out) == [0.0, 50.0, 120.0, 200.0, 300.0, 390.0, 400.0, 500.0]
-        assert seq.watermark == 500.0 and seq.ahead == [] and not out.dead
+        # 500 is more than 100 past 390, within reach of 400; and 590 within reach of 500
+        if one_by_one:
+            assert held == [[500.0]] + [[500.0, 590.0]] * 6 + [[]]
+        assert _times(out) == [0.0, 50.0, 120.0, 200.0, 300.0, 390.0, 400.0, 500.0, 590.0]
+        assert seq.watermark == 590.0 and seq.ahead == [] and not out.dead
 
 
 def test_a_record_exactly_at_the_reach_is_not_held():
@@ -92,21 +93,47 @@ def test_at_the_end_a_held_record_is_applied_when_the_streams_rate_explains_the_
     assert _times(out) == [float(t) for t in range(10)] + [5000.0]
     assert seq.watermark == 5000.0 and seq.ahead == []
     [dead] = out.dead
-    assert out.refused == [dead] and dead.raw == b"400000"
+    assert out.refused == [dead] and (dead.raw, dead.source, dead.code) == (
+        b"400000", "f", "future")
     assert dead.reason == (
         f"location: event time {fmt_time(400_000.0)} is 4 days 13 h ahead of the stream's "
         f"progress ({fmt_time(5000.0)}); held, and the stream never reached it")
 
 
 def test_a_busy_streams_rate_counts_over_its_own_span():
-    """3,601 records over two hours (0.5 a second): a gap of 2,100 s expects 1,050: a dead
-    letter; over a one-hour floor instead it would be applied."""
-    seq, out = _started(ahead_s=100.0)
-    seq.take_batch([[_pos(2.0 * t) for t in range(1, 3601)]], out)
-    assert seq.watermark == 7200.0
-    seq.take_batch([[_pos(9300.0)]], out)
+    """3,601 records over two hours from 10,000 (0.5 a second): a gap of 2,100 s expects
+    1,050: a dead letter; over a longer span it would be applied."""
+    seq = Sequencer(warmup=1, ahead_s=100.0)
+    out = Routes()
+    seq.take_batch([[("f", b"", Cell("C1", "S1"), None)]
+                    + [_pos(10_000.0 + 2.0 * t) for t in range(3601)]], out)
+    assert seq.watermark == 17_200.0 and seq._anchor == 10_000.0
+    seq.take_batch([[_pos(19_300.0)]], out)
     seq.finish(out)
-    assert [d.raw for d in out.dead] == [b"9300"]
+    assert [d.raw for d in out.dead] == [b"19300"]
+
+
+def test_records_applied_from_ahead_count_in_the_streams_rate():
+    """Eight records applied before the end (one of them held, then reached) over the
+    one-hour floor: 8 / 3600 a second. 430,000 s after the end expects 955.6 records:
+    applied; 450,100 s expects 1,000.2: a dead letter."""
+    seq, out = _started(ahead_s=100.0)
+    seq.take_batch([[_pos(500.0)] + [_pos(t) for t in (50.0, 120.0, 200.0, 300.0, 390.0, 400.0)]],
+                   out)
+    assert seq.ahead == [] and seq.watermark == 500.0
+    seq.take_batch([[_pos(450_600.0), _pos(430_500.0)]], out)
+    seq.finish(out)
+    assert _times(out)[-1] == 430_500.0 and [d.raw for d in out.dead] == [b"450600"]
+
+
+def test_a_snapshot_without_the_first_watermark_still_settles_what_it_holds():
+    """A state saved before the sequencer kept its first watermark has none: the span is
+    then the one-hour floor (10 / 3600 a second: 4,991 s expects 13.9 records)."""
+    seq, out = _started(ahead_s=100.0)
+    seq.take_batch([[_pos(float(t)) for t in range(1, 10)] + [_pos(5000.0)]], out)
+    seq._anchor = None
+    seq.finish(out)
+    assert _times(out)[-1] == 5000.0 and seq.ahead == [] and out.dead == []
 
 
 def test_too_many_held_records_send_the_farthest_to_dead_letters(monkeypatch):
@@ -312,3 +339,12 @@ def test_alarms_the_topology_does_not_place_are_refused_with_their_reason():
     assert out.sites == {"S1": [alarms[4], alarms[5]], "S2": [alarms[6], alarms[7]]}
     assert seq.open_alarms == {"S1": {"A6"}, "S2": set()}
     assert seq.active_until == {"S1": 6.0 + 5 * 3600, "S2": 8.0 + 5 * 3600}
+
+
+def test_feeding_one_record_lists_what_it_releases_by_stage():
+    seq = Sequencer(warmup=1)
+    assert seq.feed(Cell("C1", "S1"), b"c", "f") == [("site", "S1", Cell("C1", "S1"))]
+    sub = Subscriber("U1", "upsert", 3.0)
+    assert seq.feed(sub, b"s", "f") == [("care", "U1", sub)]
+    [(stage, key, dead)] = seq.feed(Kpi("C9", 60.0, 900.0, 10, 0), b"k", "g")
+    assert (stage, key, dead.raw, dead.source) == ("dead", None, b"k", "g")
