@@ -346,5 +346,5 @@ def test_feeding_one_record_lists_what_it_releases_by_stage():
     assert seq.feed(Cell("C1", "S1"), b"c", "f") == [("site", "S1", Cell("C1", "S1"))]
     sub = Subscriber("U1", "upsert", 3.0)
     assert seq.feed(sub, b"s", "f") == [("care", "U1", sub)]
-    [(stage, key, dead)] = seq.feed(Kpi("C9", 60.0, 900.0, 10, 0), b"k", "g")
+    [(stage, key, dead)] = seq.feed(Kpi("C9", 0.0, 60.0, 10, 0), b"k", "g")
     assert (stage, key, dead.raw, dead.source) == ("dead", None, b"k", "g")
