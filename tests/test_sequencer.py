@@ -194,7 +194,9 @@ def test_a_shard_reading_records_for_context_sends_and_reports_nothing_of_them()
     assert out.sites == {"S1": [("U", "C1", 50.0, None)]} and seq.cell_site == {"C1": "S1"}
     seq.take_batch([[(ctx, b"k", Kpi("C9", 60.0, 900.0, 10, 0), 60.0),
                      (ctx, b"a", Alarm("A1", 40.0, "critical", "x", cell_id="C1"), 40.0),
-                     (own, b"q", ("U", "C9", 70.0, None), 70.0)]], out)
+                     (own, b"q", ("U", "C9", 70.0, None), 70.0),
+                     (ctx, b"w", Alarm("A0", -8 * 86400.0, "minor", "x", site_id="S1"),
+                      -8 * 86400.0)]], out)
     assert [d.raw for d in out.dead] == [b"q"]  # its own record's dead letter only
     assert seq.late == 0 and seq.open_alarms == {"S1": {"A1"}}
     assert seq.active_until == {"S1": 40.0 + 5 * 3600}
