@@ -350,3 +350,32 @@ def test_feeding_one_record_lists_what_it_releases_by_stage():
     assert seq.feed(sub, b"s", "f") == [("care", "U1", sub)]
     [(stage, key, dead)] = seq.feed(Kpi("C9", 0.0, 60.0, 10, 0), b"k", "g")
     assert (stage, key, dead.raw, dead.source) == ("dead", None, b"k", "g")
+
+
+def test_the_streams_progress_is_its_latest_record_inside_the_reorder_window():
+    """With a window of 30 s, a record at 125 waits in it; the stream stands at 125, so a
+    record at 220 is within 100 of it, not ahead (it is 190 past the watermark + window)."""
+    seq, out = _started(ahead_s=100.0, lateness_s=30.0)
+    seq.take_batch([[_pos(125.0)], [_pos(220.0)]], out)
+    assert seq.ahead == [] and _times(out) == [0.0, 125.0]
+    assert [x[3] for x in seq._pending] == [220.0]
+
+
+def test_an_outage_inside_a_maintenance_window_is_planned_work_nobody_is_followed_around():
+    from rules.rulebook import load_rulebook
+
+    seq, out = _started()
+    seq.configure(load_rulebook())
+    assert seq.near_cfg is not None
+    window = Maintenance("W1", "open", 100.0, 200.0, cell_ids=("C1", "C2"))
+    seq.take_batch([[("f", b"", Cell("C2", "S1"), None), ("f", b"", window, None)]], out)
+
+    def outage(alarm_id: str, at: float, **where) -> tuple:
+        return ("f", b"", Alarm(alarm_id, at, "critical", "lossOfSignal", **where), at)
+
+    # every cell of the site in the window; a cell's alarm at the window's very start
+    seq.take_batch([[outage("A1", 150.0, site_id="S1"), outage("A2", 100.0, cell_id="C1")]],
+                   out)
+    assert seq.outage_open == {} and seq.open_alarms == {"S1": {"A1", "A2"}}
+    seq.take_batch([[outage("A3", 300.0, cell_id="C1")]], out)  # after the window
+    assert seq.outage_open == {"S1": {"A3"}}
