@@ -331,7 +331,8 @@ def test_alarms_the_topology_does_not_place_are_refused_with_their_reason():
               Alarm("A6", 6.0, "major", "x", cell_id="C1", site_id="S1"),
               Alarm("A7", 7.0, "minor", "x", site_id="S2", adapter="ves"),
               Alarm("A7", 8.0, "cleared", "x", site_id="S2", adapter="ves")]
-    seq.take_batch([[("f", a.alarm_id.encode(), a, a.event_time) for a in alarms]], out)
+    seq.take_batch([[("g", a.alarm_id.encode(), a, a.event_time) for a in alarms]], out)
+    assert {d.source for d in out.dead} == {"g"}
     assert [(d.raw, d.reason) for d in out.dead] == [
         (b"A1", "alarm.cell_id: unknown cell 'C9' (no `cell` topology record)"),
         (b"A2", "alarm.site_id: 'S2' disagrees with topology (cell 'C1' is on site 'S1')"),
@@ -379,3 +380,8 @@ def test_an_outage_inside_a_maintenance_window_is_planned_work_nobody_is_followe
     assert seq.outage_open == {} and seq.open_alarms == {"S1": {"A1", "A2"}}
     seq.take_batch([[outage("A3", 300.0, cell_id="C1")]], out)  # after the window
     assert seq.outage_open == {"S1": {"A3"}}
+    seq.take_batch([[outage("A4", 310.0, cell_id="C2"),
+                     ("f", b"", Alarm("A5", 320.0, "minor", "lossOfSignal", cell_id="C1"), 320.0),
+                     ("f", b"", Alarm("A6", 330.0, "critical", "x", cell_id="C1"), 330.0)]],
+                   out)
+    assert seq.outage_open == {"S1": {"A3", "A4"}}  # not a minor alarm, nor another cause
