@@ -342,6 +342,9 @@ def test_alarms_the_topology_does_not_place_are_refused_with_their_reason():
     assert out.sites == {"S1": [alarms[4], alarms[5]], "S2": [alarms[6], alarms[7]]}
     assert seq.open_alarms == {"S1": {"A6"}, "S2": set()}
     assert seq.active_until == {"S1": 6.0 + 5 * 3600, "S2": 8.0 + 5 * 3600}
+    late = Alarm("A8", 3.0, "minor", "x", site_id="S2")  # an earlier time keeps the later
+    seq.take_batch([[("g", b"A8", late, 3.0)]], out)
+    assert seq.active_until == {"S1": 6.0 + 5 * 3600, "S2": 8.0 + 5 * 3600}
 
 
 def test_feeding_one_record_lists_what_it_releases_by_stage():
