@@ -160,15 +160,15 @@ def test_a_record_more_than_7_days_from_the_stream_is_refused_with_its_distance(
 def test_the_warm_up_sorts_its_records_and_refuses_or_holds_the_outliers():
     seq = Sequencer(warmup=5, ahead_s=100.0, lateness_s=10.0)
     out = Routes()
-    items = [("f", b"", Cell("C1", "S1"), None), _pos(320.0), _pos(100.0),
+    items = [("f", b"", Cell("C1", "S1"), None), _pos(325.0), _pos(100.0),
              _pos(10**7), _pos(215.0), _pos(209.0)]
     seq.take_batch([items[:-1]], out)
     assert seq.watermark is None and _times(out) == []
     seq.take_batch([items[-1:]], out)
-    # the median of 100, 209, 215, 320, 1e7 is 215; the reach 215 + 10 + 100 = 325
-    assert seq.watermark == 320.0 and seq._anchor == 215.0
-    assert _times(out) == [100.0, 209.0, 215.0, 320.0]
-    assert [d.raw for d in out.dead] == [b"1e+07"] and seq.ahead == []
+    # the median of 100, 209, 215, 325, 1e7 is 215; the reach 215 + 10 + 100 = 325
+    assert seq.watermark == 325.0 and seq._anchor == 215.0
+    assert _times(out) == [100.0, 209.0, 215.0, 325.0]
+    assert [(d.raw, d.source) for d in out.dead] == [(b"1e+07", "f")] and seq.ahead == []
     seq2 = Sequencer(warmup=2, ahead_s=100.0)
     seq2.take_batch([[("f", b"", Cell("C1", "S1"), None), _pos(400.0), _pos(100.0)]], out)
     assert seq2.watermark == 400.0 and seq2.ahead == [] and seq2._anchor == 400.0
@@ -177,6 +177,11 @@ def test_the_warm_up_sorts_its_records_and_refuses_or_holds_the_outliers():
     seq3.take_batch([[("f", b"", Cell("C1", "S1"), None), _pos(200.0 + week), _pos(100.0),
                       _pos(200.0)]], out)
     assert seq3._anchor == 200.0 and [x[3] for x in seq3.ahead] == [200.0 + week]
+    seq4 = Sequencer(warmup=5, ahead_s=100.0)  # records held at the warm-up, in time order
+    seq4.take_batch([[("f", b"a", ("U", "C1", 9000.0, None), 9000.0),
+                      ("f", b"z", ("U", "C1", 5000.0, None), 5000.0),
+                      _pos(100.0), _pos(150.0), _pos(200.0)]], out)
+    assert [x[3] for x in seq4.ahead] == [5000.0, 9000.0]
 
 
 def test_spans_in_reasons():
