@@ -394,3 +394,12 @@ def test_an_outage_inside_a_maintenance_window_is_planned_work_nobody_is_followe
                      ("f", b"", Alarm("A6", 330.0, "critical", "x", cell_id="C1"), 330.0)]],
                    out)
     assert seq.outage_open == {"S1": {"A3", "A4"}}  # not a minor alarm, nor another cause
+
+
+def test_records_behind_the_watermark_are_applied_late_and_counted_by_type():
+    seq, out = _started()
+    seq.learn_anchors(False)  # (nothing learnt: positions still go their way)
+    call = ("f", b"k", ("U", "C1", 4.0, "call:K1"), 4.0)
+    seq.take_batch([[_pos(10.0), _pos(5.0), call, _pos(3.0), _pos(10.0)]], out)
+    assert _times(out) == [0.0, 10.0, 5.0, 4.0, 3.0, 10.0]
+    assert (seq.late, seq.late_by_kind) == (3, {"location": 2, "call": 1})
