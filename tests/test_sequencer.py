@@ -403,3 +403,16 @@ def test_records_behind_the_watermark_are_applied_late_and_counted_by_type():
     seq.take_batch([[_pos(10.0), _pos(5.0), call, _pos(3.0), _pos(10.0)]], out)
     assert _times(out) == [0.0, 10.0, 5.0, 4.0, 3.0, 10.0]
     assert (seq.late, seq.late_by_kind) == (3, {"location": 2, "call": 1})
+
+
+def test_positions_on_a_cell_the_topology_does_not_know_are_refused_and_the_rest_go_on():
+    from forewarn.model import Location
+
+    seq, out = _started()
+    loc = Location("U2", "C9", 5.0)
+    seq.take_batch([[("g", b"p", ("U", "C8", 3.0, None), 3.0), ("g", b"l", loc, 5.0),
+                     _pos(6.0)]], out)
+    assert [(d.raw, d.source, d.reason) for d in out.dead] == [
+        (b"p", "g", "location.cell_id: unknown cell 'C8' (no `cell` topology record)"),
+        (b"l", "g", "location.cell_id: unknown cell 'C9' (no `cell` topology record)")]
+    assert _times(out) == [0.0, 6.0]
