@@ -68,6 +68,64 @@ def test_the_end_tells_nobody_anything():
     assert f.finish() == [] and not f.pending
 
 
+def test_a_shard_whose_input_ended_holds_no_one_back():
+    f = FrontierTracker(shards=3)
+    f.take(Progress(0, 100.0, ("S1",), ended=True))
+    f.take(Progress(1, 300.0, ()))
+    assert f.staged == -INF  # shard 2 not heard from yet: ended or not, it may send more
+    f.take(Progress(2, 250.0, ()))
+    assert f.staged == 250.0 and f.ended == {0: None}  # not 100: shard 0 sends no more
+    f.take(Progress(2, 400.0, (), ended=True))
+    assert f.staged == 300.0  # shard 1 is the one left
+    f.take(Progress(1, 350.0, (), ended=True))
+    # every shard at its end: the latest watermark, not the least (nothing more comes)
+    assert f.staged == 400.0
+    f.end_epoch()
+    assert f.due() == [("site", [("S1", Frontier(400.0))])]
+
+
+def test_every_stage_hears_once_in_its_order_and_a_newer_frontier_follows_the_older():
+    """Sites, care keys, dispatch, each an epoch after the stage before; a frontier taken
+    while an older one is on its way goes the same way an epoch behind it."""
+    f = FrontierTracker(stages=("site", "care", "dispatch"), care_keys=("k0", "k1"))
+    f.take(Progress(0, 100.0, ("S1",)))
+    f.end_epoch()
+    assert f.due() == [("site", [("S1", Frontier(100.0))])]
+    f.take(Progress(0, 200.0, ("S2", "S1")))  # same epoch as the sites heard of 100
+    assert f.due() == [] and f.owed == [(200.0, 1), (100.0, 1), None]
+    f.end_epoch()
+    assert f.due() == [("care", [("k0", Frontier(100.0)), ("k1", Frontier(100.0))]),
+                       ("site", [("S1", Frontier(200.0)), ("S2", Frontier(200.0))])]
+    f.end_epoch()
+    assert f.due() == [("dispatch", Frontier(100.0)),
+                       ("care", [("k0", Frontier(200.0)), ("k1", Frontier(200.0))])]
+    assert f.pending
+    f.end_epoch()
+    assert f.due() == [("dispatch", Frontier(200.0))]
+    assert not f.pending and f.owed == [None, None, None]
+
+
+def test_several_epochs_without_a_call_still_move_a_frontier_one_stage_per_call():
+    f = FrontierTracker(stages=("site", "care", "dispatch"), care_keys=("k",))
+    f.take(Progress(0, 100.0, ("S1",)))
+    for _ in range(3):
+        f.end_epoch()
+    assert f.due() == [("site", [("S1", Frontier(100.0))])]
+    assert f.due() == []  # care's turn comes an epoch after the sites heard
+    f.end_epoch()
+    assert f.due() == [("care", [("k", Frontier(100.0))])]
+
+
+def test_the_end_forgets_what_was_owed():
+    f = FrontierTracker(stages=("site", "care", "dispatch"))
+    f.take(Progress(0, 100.0, ("S1",)))
+    f.end_epoch()
+    f.due()
+    assert f.finish() == [] and f.owed == [None, None, None]
+    f.end_epoch()
+    assert f.due() == []
+
+
 def test_the_tracker_survives_a_snapshot():
     f = FrontierTracker(shards=2)
     f.take(Progress(0, 100.0, ("S1",)))

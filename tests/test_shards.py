@@ -5,6 +5,7 @@ fixed shard count whatever the interleaving, batching and worker count."""
 from __future__ import annotations
 
 import random
+from collections import deque
 
 import orjson
 import pytest
@@ -16,7 +17,7 @@ from dataflows.flow import FlowConfig, SiteLogic, _decode_batch
 from dataflows.merge import ShardMerge
 from dataflows.messages import Frontier, Near, ShardBatch, Stamped, Tick, Watch
 from dataflows.sequencer import Routes, Sequencer
-from dataflows.shards import ShardSource, owner, shard_of
+from dataflows.shards import ShardSource, is_context, owner, shard_of
 from forewarn.model import Cell
 from forewarn.runner import run_collect
 from rules.rulebook import load_rulebook
@@ -44,6 +45,11 @@ def test_a_subscribers_records_go_to_one_shard_and_the_rest_to_every_shard():
     assert context == {0: [], 1: [lines[0], lines[3]]}
     assert all(type(src) is ShardSource and src == "f" and src.shard == s
                for s, part in enumerate(parts) for src, _ in part)
+
+
+def test_a_subscriber_id_in_bytes_has_the_shard_of_its_text():
+    assert [shard_of(b"U%d" % i, 1 << 32) for i in range(3)] == [
+        shard_of(f"U{i}", 1 << 32) for i in range(3)]
 
 
 def test_an_id_with_an_escape_is_read_as_json_would_read_it():
@@ -288,3 +294,124 @@ def test_a_line_with_the_key_twice_goes_where_its_decoded_value_says():
     line = b'{"type":"call","subscriber_id":"A","call_id":"K","subscriber_id":"B"}'
     assert orjson.loads(line)["subscriber_id"] == "B"
     assert owner(line, 7) == shard_of("B", 7)
+
+
+def test_the_merge_applies_messages_in_key_then_shard_order_as_soon_as_no_shard_can_precede():
+    """Three shards: positions, a Near (its place: when it was sent), a record with no
+    time (its shard's key so far), a Stamped record (its stamp), a tick."""
+    m = ShardMerge(3)
+    near = Near("U9", "S2", 5.0, True, sent=40.0)
+    assert m.take(ShardBatch(2, 50.0, [("U2", "C1", 20.0, None), near])) == []
+    assert m.take(ShardBatch(0, 30.0, [("U0", "C1", 20.0, None), Cell("C9", "S1"),
+                                       Tick(30.0)])) == []  # shard 1 not heard from
+    assert m.pending == 5
+    got = m.take(ShardBatch(1, 45.0, [("U1", "C1", 10.0, None),
+                                      Stamped(45.0, Cell("C8", "S1"))]))
+    # 10 first; at key 20 shard 0 before shard 2 (the cell keeps its shard's key, 20);
+    # the tick at 30 once shard 2's next is at 40; shard 2's Near (40) waits for shard
+    # 0, which stands at 30 and may still send something before it
+    assert got == [("U1", "C1", 10.0, None), ("U0", "C1", 20.0, None), Cell("C9", "S1"),
+                   ("U2", "C1", 20.0, None), Tick(30.0)]
+    assert m.last == [30.0, 45.0, 40.0] and m.floor == [30.0, 45.0, 50.0]
+    assert m.take(ShardBatch(0, 20.0, [])) == [] and m.floor[0] == 30.0  # never back
+    assert m.frontier(45.0) == [near]  # the stamped cell at 45: shard 0 at 45 goes first
+    assert m.floor == [45.0, 45.0, 50.0]
+    assert m.frontier(10.0) == [] and m.floor == [45.0, 45.0, 50.0]
+    assert m.take(ShardBatch(0, 46.0, [("U0", "C1", 45.0, None)])) == [
+        ("U0", "C1", 45.0, None), Cell("C8", "S1")]
+    assert m.pending == 0
+
+
+def test_a_late_message_keeps_its_place_in_its_shards_order():
+    """A message behind its shard's latest (late, or a Near heard long ago) takes the
+    key so far: it is applied right after the message before it in its shard."""
+    m = ShardMerge(2)
+    m.take(ShardBatch(1, 100.0, [("U1", "C1", 50.0, None)]))
+    got = m.take(ShardBatch(0, 100.0, [("U0", "C1", 60.0, None), ("U0", "C1", 30.0, None),
+                                       ("U0", "C1", 70.0, None)]))
+    assert got == [("U1", "C1", 50.0, None), ("U0", "C1", 60.0, None),
+                   ("U0", "C1", 30.0, None), ("U0", "C1", 70.0, None)]
+    assert m.last == [70.0, 50.0]
+
+
+# Far more shards than ids: the shard names the very bytes hashed (crc32 % 2**32)
+_EXACT = 1 << 32
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    (b'{"type":"kpi","cell_id":"C1","period_s":900}', "C1"),
+    (b'{"type":"kpi","period_s":900,"cell_id":"C12"}', "C12"),
+    (b'{"type":"kpi","cell_id":"C\\u0031"}', "C1"),  # an escape: read as JSON reads it
+    (b'{"type":"kpi","cell_id":"A","x":{"cell_id":"B"}}', "A"),  # the key twice: parsed
+    (b'{"type":"kpi","cell_id":"A","cell_id":"B"}', "B"),
+    (b'{"type":"call","subscriber_id":"A","x":{"subscriber_id":"B"}}', "A"),
+    (b'{"cell_id": "C7", "type": "kpi"}', "C7"),
+    (b'{"type": "kpi", "cell_id": "C8"}', "C8"),
+    (b'{"type":"kpi","cell_id":5}', None),
+    (b'{"type":"kpi","period_s":900}', None),
+    (b'{"type":"alarm","cell_id":"C1","subscriber_id":"U1"}', None),
+    (b'{"type":"location","cell_id":"C1"}', None),
+    (b'{"type":"call","call_id":"K","subscriber_id":"U5"}', "U5"),
+    (b'{"type":"subscriber","subscriber_id":"U6"}', "U6"),
+    (b'{"type":"complaint","subscriber_id":"U7","x":"\\\\"}', "U7"),
+    (b'{"type":"location","subscriber_id":"U\\"8"}', 'U"8'),
+    (b'{"subscriber_id":"U9","type":"location"}', "U9"),
+    (b'{"subscriber_id":"U9","type":"cell"}', None),
+    (b'{"cell_id": "C1", "site_id": "S1", "type": "cell"}', None),  # topology: everyone's
+    (b'{"subscriber_id":"U9"}', None),
+    (b'["location","U1"]', None),
+    (b'"U1"', None),
+    (b'{"type":"location",', None),  # not JSON: every shard's (shard 0 reports it)
+])
+def test_the_owner_of_a_line_is_the_shard_of_its_subscriber_or_kpi_cell(line, key):
+    assert owner(line, _EXACT) == (None if key is None else shard_of(key, _EXACT))
+
+
+def test_lines_written_as_the_contract_writes_them_are_not_parsed(monkeypatch):
+    """Decoding is the shard's own work: the step that picks the shard reads the id from
+    the bytes of a compact line (a truncated one goes where its id says; that shard
+    reports it)."""
+    class NoParse:
+        JSONDecodeError = ValueError
+
+        @staticmethod
+        def loads(line):
+            raise AssertionError(f"parsed {line!r}")
+
+    monkeypatch.setattr("dataflows.shards.orjson", NoParse)
+    assert owner(b'{"type":"location","subscriber_id":"U1","cell_id":"C1"}', _EXACT) == \
+        shard_of("U1", _EXACT)
+    assert owner(b'{"type":"call","subscriber_id":"U2",', _EXACT) == shard_of("U2", _EXACT)
+    assert owner(b'{"type":"kpi","cell_id":"C3","period_s":900}', _EXACT) == \
+        shard_of("C3", _EXACT)
+    assert owner(b'{"type":"cell","cell_id":"C1","site_id":"S1"}', _EXACT) is None
+    assert owner(b'{"type":"alarm","subscriber_id":"U1"}', _EXACT) is None
+    # escapes elsewhere in the line do not matter: only one inside the id is read by JSON
+    assert owner(b'{"type":"call","call_id":"K\\u0031","subscriber_id":"U4","x":"\\n"}',
+                 _EXACT) == shard_of("U4", _EXACT)
+    assert owner(b'{"type":"kpi","x":"\\t","cell_id":"C5","y":"\\n"}', _EXACT) == \
+        shard_of("C5", _EXACT)
+
+
+def test_a_shard_source_is_its_name_and_survives_pickling():
+    import pickle
+
+    s = ShardSource("events.jsonl", 2, True)
+    back = pickle.loads(pickle.dumps(s))
+    assert type(back) is ShardSource and back == "events.jsonl"
+    assert (back.shard, back.context) == (2, True)
+    assert is_context(back) and not is_context(ShardSource("f", 0, False))
+    assert not is_context("events.jsonl")
+
+
+def test_a_merge_survives_a_snapshot_and_goes_on_where_it_was():
+    from forewarn import safe_pickle
+
+    m = ShardMerge(2)
+    m.take(ShardBatch(0, 30.0, [("U0", "C1", 20.0, None), ("U0", "C1", 30.0, None)]))
+    back = safe_pickle.load_state(safe_pickle.dump_state(m))
+    assert (back.shards, list(back.queues), back.last, back.floor) == (
+        2, [deque([(20.0, ("U0", "C1", 20.0, None)), (30.0, ("U0", "C1", 30.0, None))]),
+            deque()], [30.0, -INF], [30.0, -INF])
+    assert back.take(ShardBatch(1, 25.0, [("U1", "C1", 25.0, None)])) == [
+        ("U0", "C1", 20.0, None), ("U1", "C1", 25.0, None)]
