@@ -59,7 +59,7 @@ def owner(line: bytes, shards: int) -> int | None:
     True
     >>> owner(b'{"subscriber_id" : "U1", "type": "complaint"}', 2) == shard_of("U1", 2)
     True
-    >>> owner(b'{"type":"call","subscriber_id":"U\\u0031"}', 2) == shard_of("U1", 2)
+    >>> owner(rb'{"type":"call","subscriber_id":"U\\u0031"}', 2) == shard_of("U1", 2)
     True
     >>> owner(b'{"type":"cell","cell_id":"C1","subscriber_id":"U1"}', 2) is None  # topology
     True
