@@ -577,3 +577,12 @@ def test_a_call_record_is_a_position_with_its_call_reference_a_location_without(
     loc = Location("U", "C1", 7.0)
     seq.take_batch([[("f", b"", r, stream_at(r)) for r in (call, loc)]], out)
     assert out.sites["S1"][-2:] == [("U", "C1", 6.0, "call:K7"), ("U", "C1", 7.0, None)]
+
+
+def test_a_kpi_on_an_unknown_cell_is_refused_and_a_cancel_of_an_unknown_window_ignored():
+    seq, out = _started()
+    seq.take_batch([[("g", b"k", Kpi("C9", 5.0, 60.0, 10, 0), 65.0),
+                     ("f", b"", Maintenance("W9", "cancel", 10.0, 20.0), None)]], out)
+    assert [(d.raw, d.reason) for d in out.dead] == [
+        (b"k", "kpi.cell_id: unknown cell 'C9' (no `cell` topology record)")]
+    assert seq.windows == {}
