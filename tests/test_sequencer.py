@@ -9,10 +9,21 @@ import random
 import pytest
 
 from dataflows.messages import Left, Stamped, Tick
+from dataflows.nearby import NearbyWatch
 from dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span
 from dataflows.shards import ShardSource
 from forewarn.codec import fmt_time
-from forewarn.model import Alarm, Cell, Complaint, Kpi, Maintenance, Subscriber, stream_at
+from forewarn.model import (
+    Alarm,
+    Call,
+    Cell,
+    Complaint,
+    Kpi,
+    Location,
+    Maintenance,
+    Subscriber,
+    stream_at,
+)
 
 INF = float("inf")
 
@@ -406,8 +417,6 @@ def test_records_behind_the_watermark_are_applied_late_and_counted_by_type():
 
 
 def test_positions_on_a_cell_the_topology_does_not_know_are_refused_and_the_rest_go_on():
-    from forewarn.model import Location
-
     seq, out = _started()
     loc = Location("U2", "C9", 5.0)
     seq.take_batch([[("g", b"p", ("U", "C8", 3.0, None), 3.0), ("g", b"l", loc, 5.0),
@@ -416,3 +425,164 @@ def test_positions_on_a_cell_the_topology_does_not_know_are_refused_and_the_rest
         (b"p", "g", "location.cell_id: unknown cell 'C8' (no `cell` topology record)"),
         (b"l", "g", "location.cell_id: unknown cell 'C9' (no `cell` topology record)")]
     assert _times(out) == [0.0, 6.0]
+
+
+def test_at_the_end_a_held_record_exactly_ahead_s_past_the_stream_is_applied_whatever_the_rate():
+    """The input ends inside the warm-up (ten records of twenty): their median (5) anchors
+    the stream, which ends at 8; a record at 600,008 is held (past 5 + 600,000). Its gap,
+    600,000 s, is exactly ``ahead_s``: applied, though nine records an hour expect 1,500."""
+    seq = Sequencer(warmup=20, ahead_s=600_000.0)
+    out = Routes()
+    seq.take_batch([[("f", b"", Cell("C1", "S1"), None)] + [_pos(float(t)) for t in range(9)]
+                    + [_pos(600_008.0)]], out)
+    seq.finish(out)
+    assert _times(out) == [float(t) for t in range(9)] + [600_008.0]
+    assert out.dead == [] and seq.ahead == [] and seq.watermark == 600_008.0
+
+
+def test_at_the_end_a_held_record_expecting_exactly_ahead_expected_records_is_applied():
+    """Eight records over 4,096 s (1 / 512 a second): a gap of 512,000 s expects exactly
+    1,000 records: applied; one more second, a dead letter."""
+    for extra, applied in ((0.0, True), (1.0, False)):
+        seq, out = _started(ahead_s=2000.0)
+        times = [600.0 * i for i in range(1, 7)] + [4096.0]
+        at = 4096.0 + 512_000.0 + extra
+        seq.take_batch([[_pos(t) for t in times] + [_pos(at)]], out)
+        assert seq._timed == 8 and seq._anchor == 0.0 and [x[3] for x in seq.ahead] == [at]
+        seq.finish(out)
+        assert (_times(out)[-1] == at) is applied and (out.dead == []) is applied
+
+
+def test_the_rate_at_the_end_counts_every_record_of_the_warm_up():
+    """Eight records in the warm-up (8 / 3600 a second): a gap of 460,000 s expects 1,022
+    records: a dead letter (one record an hour would expect 128)."""
+    seq = Sequencer(warmup=8, ahead_s=100.0)
+    out = Routes()
+    seq.take_batch([[("f", b"", Cell("C1", "S1"), None)]
+                    + [_pos(10.0 * t) for t in range(8)] + [_pos(460_070.0)]], out)
+    assert seq._timed == 8 and [x[3] for x in seq.ahead] == [460_070.0]
+    seq.finish(out)
+    assert [d.raw for d in out.dead] == [b"460070"]
+
+
+def test_a_site_ticked_at_exactly_its_last_active_second_stays_active():
+    seq, out = _started(ahead_s=INF)
+    alarm = Alarm("A1", 0.0, "critical", "x", cell_id="C1")
+    clear = Alarm("A1", 0.0, "cleared", "x", cell_id="C1")
+    seq.take_batch([[("f", b"", alarm, 0.0), ("f", b"", clear, 0.0)]], out)
+    assert seq.active_until == {"S1": 18_000.0} and seq.open_alarms == {"S1": set()}
+    out = Routes()
+    seq.take_batch([[_pos(18_000.0)]], out)
+    assert [m for m in out.sites["S1"] if type(m) is Tick] == [Tick(18_000.0)]
+    assert seq.active_until == {"S1": 18_000.0}  # its time is not up yet: 5 h to the second
+    seq.take_batch([[_pos(18_015.0)]], out)
+    assert seq.active_until == {}
+
+
+def test_a_late_position_at_exactly_the_subscribers_latest_time_is_their_latest():
+    """U on S1 at 5, then the stream at 10, then U on S2 at 5 again (late): as recent as
+    their latest, so it is it: S1 is told they left, and their site is S2."""
+    seq, out = _started()
+    seq.take_batch([[("f", b"", Cell("C2", "S2"), None)]], out)
+    seq.take_batch([[_pos(5.0), _pos(10.0, "V"), _pos(5.0, cell="C2")]], out)
+    assert seq.late == 1 and seq.last_site["U"] == "S2" and seq.last_at["U"] == 5.0
+    assert out.sites["S1"][-1] == Left("U", 5.0)
+    assert out.sites["S2"] == [Cell("C2", "S2"), ("U", "C2", 5.0, None)]
+
+
+def _outage(alarm_id: str, at: float, severity: str = "critical", **where) -> tuple:
+    return ("f", b"", Alarm(alarm_id, at, severity, "lossOfSignal", **where), at)
+
+
+def test_an_outage_at_a_windows_very_end_is_planned_and_a_partial_window_covers_its_cells():
+    """A window on C1 alone of site S1 (C1, C2): an outage on C1 inside it (up to its last
+    second) is planned; one on C2, or on the whole site, is not (not all its cells)."""
+    from rules.rulebook import load_rulebook
+
+    seq, out = _started()
+    seq.configure(load_rulebook())
+    window = Maintenance("W1", "open", 100.0, 200.0, cell_ids=("C1",))
+    seq.take_batch([[("f", b"", Cell("C2", "S1"), None), ("f", b"", window, None)]], out)
+    seq.take_batch([[_outage("A1", 200.0, cell_id="C1")]], out)
+    assert seq.outage_open == {} and seq.open_alarms == {"S1": {"A1"}}
+    seq.take_batch([[_outage("A2", 200.0, site_id="S1")]], out)
+    assert seq.outage_open == {"S1": {"A2"}}
+    seq.take_batch([[_outage("A3", 200.0, cell_id="C2")]], out)
+    assert seq.outage_open == {"S1": {"A2", "A3"}}
+    seq2, out2 = _started()
+    seq2.configure(load_rulebook())
+    seq2.take_batch([[("f", b"", Cell("C2", "S1"), None), ("f", b"", window, None),
+                      _outage("A4", 150.0, cell_id="C2")]], out2)
+    assert seq2.outage_open == {"S1": {"A4"}}
+
+
+class _Watch(NearbyWatch):
+    """A nearby watch that records the silence each expiry is handed."""
+
+    def expire(self, now, last_site, last_at, sites, silence_s=INF):
+        self.silences.append((now, silence_s))
+        NearbyWatch.expire(self, now, last_site, last_at, sites, silence_s)
+
+
+def test_a_rulebook_reloaded_without_the_nearby_watch_ends_the_running_one_at_once():
+    """While the watch is configured, ticks hand it the rulebook's silence; reloaded
+    without it, a clear ends the watch with no linger, and ticks hand it no silence."""
+    from rules.rulebook import load_rulebook
+
+    seq, out = _started()
+    seq.nearby = _Watch()
+    seq.nearby.silences = []
+    book = load_rulebook()
+    seq.configure(book)
+    seq.take_batch([[_outage("A1", 10.0, cell_id="C1")]], out)
+    assert seq.outage_open == {"S1": {"A1"}} and list(seq.nearby.watches) == ["S1"]
+    seq.take_batch([[_pos(30.0)]], out)
+    assert seq.nearby.silences == [(30.0, book.correlation.silence_s)]
+    seq.take_batch([[_outage("A1", 35.0, "cleared", cell_id="C1")]], out)
+    assert seq.nearby.watches["S1"][2] == 35.0 + book.correlation.reappear_s
+    seq.take_batch([[_outage("A2", 38.0, cell_id="C1")]], out)  # open again: no end
+    assert seq.outage_open == {"S1": {"A2"}} and seq.nearby.watches["S1"][2] is None
+    seq.near_cfg = None  # the rulebook reloaded, without rules that watch around outages
+    seq.take_batch([[_outage("A2", 40.0, "cleared", cell_id="C1")]], out)
+    assert seq.outage_open == {} and seq.nearby.watches["S1"][2] == 40.0
+    seq.take_batch([[_pos(45.0)]], out)
+    assert seq.nearby.silences[-1] == (45.0, 0.0) and seq.nearby.watches == {}
+
+
+class _Learnt:
+    """Anchors that record what they are told."""
+
+    def __init__(self) -> None:
+        self.told: list = []
+
+    def meet(self, sid: str) -> None:
+        self.told.append(("meet", sid))
+
+    def learn_one(self, sid, site, since, at, moved=False) -> None:
+        self.told.append((sid, site, since, at, moved))
+
+
+def test_anchor_learning_is_told_whether_the_subscriber_moved():
+    seq, out = _started()
+    seq.take_batch([[("f", b"", Cell("C2", "S2"), None)]], out)
+    seq.anchors = _Learnt()
+    seq.take_batch([[_pos(100.0, "V"), _pos(200.0, "V"), _pos(300.0, "V", "C2")]], out)
+    assert seq.anchors.told == [("meet", "V"), ("V", "S1", 100.0, 200.0, False),
+                                ("V", "S1", 200.0, 300.0, True)]
+
+
+def test_a_call_record_is_a_position_with_its_call_reference_a_location_without():
+    seq, out = _started()
+    call = Call("K7", "U", "C1", 2.0, 6.0, False)
+    loc = Location("U", "C1", 7.0)
+    seq.take_batch([[("f", b"", r, stream_at(r)) for r in (call, loc)]], out)
+    assert out.sites["S1"][-2:] == [("U", "C1", 6.0, "call:K7"), ("U", "C1", 7.0, None)]
+
+
+def test_a_kpi_on_an_unknown_cell_is_refused_and_a_cancel_of_an_unknown_window_ignored():
+    seq, out = _started()
+    seq.take_batch([[("g", b"k", Kpi("C9", 5.0, 60.0, 10, 0), 65.0),
+                     ("f", b"", Maintenance("W9", "cancel", 10.0, 20.0), None)]], out)
+    assert [(d.raw, d.reason) for d in out.dead] == [
+        (b"k", "kpi.cell_id: unknown cell 'C9' (no `cell` topology record)")]
+    assert seq.windows == {}
