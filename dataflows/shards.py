@@ -25,9 +25,6 @@ from zlib import crc32
 
 import orjson
 
-_KEY = b'"subscriber_id"'
-_QUOTE = 0x22
-
 
 def shard_of(subscriber_id: str | bytes, shards: int) -> int:
     """The shard of a subscriber: crc32 of the id (the same in every process and run)."""
@@ -35,14 +32,31 @@ def shard_of(subscriber_id: str | bytes, shards: int) -> int:
     return crc32(raw) % shards
 
 
-_COMPACT = b'"subscriber_id":"'  # as the contract's producers write it: the fast path
-_KPI = b'{"type":"kpi"'
-_CELL = b'"cell_id":"'
+_KPI = b'{"type":"kpi",'
 
 
 #: The record types the contract keys by ``subscriber_id``: one shard's each.
 SUBSCRIBER_TYPES = frozenset({"location", "call", "subscriber", "complaint"})
 _COMPACT_TYPES = {b'{"type":"%s",' % t.encode(): None for t in SUBSCRIBER_TYPES}
+
+
+def _compact(line: bytes, key: bytes) -> bytes | None:
+    """The string after ``key`` written as the contract's producers write it (``key:"``),
+    when the key is there once and the string has no escape; else None (parse the line).
+
+    >>> _compact(b'{"type":"call","subscriber_id":"U1"}', b'"subscriber_id"')
+    b'U1'
+    >>> _compact(b'{"subscriber_id":"A","subscriber_id":"B"}', b'"subscriber_id"') is None
+    True
+    """
+    i = line.find(key + b':"')
+    if i < 0 or line.find(key, i + len(key)) >= 0:
+        return None
+    j = i + len(key) + 2
+    k = line.find(b'"', j)
+    if k < 0 or line.find(b"\\", j, k) >= 0:
+        return None
+    return line[j:k]
 
 
 def owner(line: bytes, shards: int) -> int | None:
@@ -67,18 +81,10 @@ def owner(line: bytes, shards: int) -> int | None:
     True
     """
     head = line[:line.find(b",") + 1]
-    if head in _COMPACT_TYPES:
-        i = line.find(_COMPACT)
-        if i > 0 and line.find(_KEY, i + len(_KEY)) < 0:  # the key once: no other value
-            j = i + len(_COMPACT)
-            k = line.find(b'"', j)
-            if k > 0 and line.find(b"\\", j, k) < 0:
-                return crc32(line[j:k]) % shards
-    elif head == _KPI + b",":
-        j = line.find(_CELL)
-        k = line.find(b'"', j + len(_CELL)) if j > 0 else -1
-        if k > 0 and line.find(b"\\", j, k) < 0 and line.count(b'"cell_id"') == 1:
-            return crc32(line[j + len(_CELL):k]) % shards
+    if head in _COMPACT_TYPES or head == _KPI:
+        value = _compact(line, b'"cell_id"' if head == _KPI else b'"subscriber_id"')
+        if value is not None:
+            return crc32(value) % shards
     elif head.startswith(b'{"type":"'):  # a compact record of another type: every shard's
         return None
     try:
