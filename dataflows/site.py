@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dataflows.anchors import expected_bucket
-from dataflows.degradation import SiteHealth, Verdict
+from dataflows.degradation import SLEEPING, SiteHealth, Verdict
 from dataflows.messages import (
     EXPECTED,
     REAPPEARED,
@@ -64,6 +64,9 @@ from rules.rulebook import Rulebook
 Out = tuple[str, Any]  # ("care", message) | ("incident", Incident)
 KEEP, FIRST = "keep", "first"  # SiteCorrelator._after_start's answers
 PRUNE_EVERY_S = 600.0
+#: Members of a cell silent since are kept this long for a sleeping verdict (which comes
+#: 12-30 min after the silence began by day, up to hours on a quiet night).
+SILENT_KEEP_S = 6 * 3600.0
 
 
 def incident_id(site_id: str, start: float) -> str:
@@ -694,11 +697,22 @@ class SiteCorrelator:
     def _prune(self, now: float) -> None:
         """Forget positions too old to matter and finished outage history."""
         self._pruned_at = now
-        horizon = now - self.book.correlation.position_max_age_s
+        max_age = self.book.correlation.position_max_age_s
+        horizon = now - max_age
+        # A sleeping verdict comes after the silence it reports: its onset is the cell's
+        # last traffic, and who was heard there up to max_age before it is impacted. So
+        # a cell silent since keeps its members (up to SILENT_KEEP_S), not just the fresh.
+        cells = self.health.cells if self.detect else None
+        keep_from = now - SILENT_KEEP_S
         stale = []
-        for sid, (_, at, _) in self.members.items():  # oldest first (see handle_batch)
+        for sid, (cell, at, _) in self.members.items():  # oldest first (see handle_batch)
             if at >= horizon:
                 break  # a late, older position further on waits for a later prune
+            if cells is not None and at >= keep_from:
+                health = cells.get(cell)
+                if health is not None and at >= health.last_seen - max_age \
+                        and not health.down and SLEEPING not in health.open:
+                    continue  # (a cell down, or found asleep, is judged already)
             stale.append(sid)
         for sid in stale:
             del self.members[sid]
