@@ -64,9 +64,11 @@ from rules.rulebook import Rulebook
 Out = tuple[str, Any]  # ("care", message) | ("incident", Incident)
 KEEP, FIRST = "keep", "first"  # SiteCorrelator._after_start's answers
 PRUNE_EVERY_S = 600.0
-#: Members of a cell silent since are kept this long for a sleeping verdict (which comes
-#: 12-30 min after the silence began by day, up to hours on a quiet night).
-SILENT_KEEP_S = 6 * 3600.0
+#: How much longer than ``position_max_age_s`` the members of a cell silent since are
+#: kept for a sleeping verdict: it comes 12-16 min after the silence began by day, up to
+#: 30 min on a quiet night; a verdict later than this has its own silence as evidence of
+#: who is still there, and the old positions are not trusted.
+SLEEP_LAG_S = 2700.0
 
 
 def incident_id(site_id: str, start: float) -> str:
@@ -701,9 +703,9 @@ class SiteCorrelator:
         horizon = now - max_age
         # A sleeping verdict comes after the silence it reports: its onset is the cell's
         # last traffic, and who was heard there up to max_age before it is impacted. So
-        # a cell silent since keeps its members (up to SILENT_KEEP_S), not just the fresh.
+        # a cell silent since keeps its members up to SLEEP_LAG_S longer.
         cells = self.health.cells if self.detect else None
-        keep_from = now - SILENT_KEEP_S
+        keep_from = horizon - SLEEP_LAG_S
         stale = []
         for sid, (cell, at, _) in self.members.items():  # oldest first (see handle_batch)
             if at >= horizon:
