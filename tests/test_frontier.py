@@ -303,3 +303,36 @@ def test_budgets_and_scores_do_not_depend_on_batches_or_frontiers(minutes, cuts,
 
 def _key(a) -> tuple:
     return (getattr(a, "action_id", ""), repr(a))
+
+
+# -- idle shards (Kafka, live) ----------------------------------------------------------
+
+
+def test_an_idle_shard_is_left_out_until_its_next_news():
+    f = FrontierTracker(shards=3)
+    f.take(Progress(0, 500.0))
+    f.take(Progress(1, 300.0))
+    assert f.frontier() == -INF  # shard 2 has said nothing yet
+    f.take(Progress(2, -INF, idle=True))  # never had input, idle: it holds no one back
+    assert f.frontier() == 300.0
+    f.take(Progress(1, 300.0, idle=True))
+    assert f.frontier() == 500.0 and f.idle == {2: None, 1: None}
+    f.take(Progress(1, 320.0))  # news from shard 1: it counts again
+    assert f.frontier() == 320.0 and f.idle == {2: None}
+    f.take(Progress(2, 310.0))  # and from shard 2, behind the others
+    assert f.frontier() == 310.0 and f.idle == {}
+
+
+def test_when_every_shard_going_is_idle_the_frontier_is_the_least_of_theirs():
+    f = FrontierTracker(shards=3)
+    f.take(Progress(0, 900.0, ended=True))
+    f.take(Progress(1, 550.0, idle=True))
+    f.take(Progress(2, 400.0, idle=True))
+    assert f.frontier() == 400.0  # not the ended shard's 900: the idle may yet have news
+    g = FrontierTracker(shards=2)
+    g.take(Progress(0, 700.0, ended=True))
+    g.take(Progress(1, 200.0, ended=True))
+    assert g.frontier() == 700.0  # every input is over
+    h = FrontierTracker(shards=1)
+    h.take(Progress(0, -INF, ended=True))  # over before any watermark
+    assert h.frontier() == -INF
