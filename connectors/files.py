@@ -23,10 +23,10 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from dataflows.sequencer import AHEAD_S
-from dataflows.shards import ShardSource, owner
 from forewarn import tmf681
 from forewarn.codec import stream_time
+from forewarn.dataflows.sequencer import AHEAD_S
+from forewarn.dataflows.shards import ShardSource, owner
 
 BATCH = 5000  # lines per batch: work per site and per care key is per batch (as for Kafka)
 
@@ -40,7 +40,7 @@ def _sort_key(line: bytes, previous: float) -> float:
 
 
 #: A record this far past its input's running maximum (a file; a Kafka partition in
-#: :mod:`connectors.kafka_source`) that a later record falls back from (that far), before
+#: :mod:`forewarn.connectors.kafka_source`) that a later record falls back from (that far), before
 #: LEAP_CONFIRM timed records in line with it came, keeps its place in the merge: one bad
 #: clock must not hold the rest of its input back behind the others. As far as the
 #: sequencer calls a record ahead of the stream.
@@ -135,7 +135,7 @@ class _IterPartition(StatefulSourcePartition[tuple[str, bytes], int]):
 
 def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int
                 ) -> Iterator[tuple[ShardSource, bytes]]:
-    """One shard's part of an input (:mod:`dataflows.shards`): the lines of its own
+    """One shard's part of an input (:mod:`forewarn.dataflows.shards`): the lines of its own
     subscribers, and every other line, as its own on shard 0 and as context elsewhere.
 
     >>> lines = [("f", b'{"type":"cell"}'), ("f", b'{"type":"call","subscriber_id":"U1"}'),

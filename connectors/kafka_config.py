@@ -68,7 +68,8 @@ def parse_properties(text: str, source: str = "<string>") -> dict[str, str]:
     >>> parse_properties("acks all", "client.conf")
     Traceback (most recent call last):
     ...
-    connectors.kafka_config.KafkaConfigError: client.conf:1: expected key=value, got 'acks all'
+    forewarn.connectors.kafka_config.KafkaConfigError: client.conf:1: expected key=value,
+    got 'acks all'
     """
     settings: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -98,7 +99,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     >>> parse_overrides(["linger.ms"])
     Traceback (most recent call last):
     ...
-    connectors.kafka_config.KafkaConfigError: -X linger.ms: expected key=value, got 'linger.ms'
+    forewarn.connectors.kafka_config.KafkaConfigError: -X linger.ms: expected key=value,
+    got 'linger.ms'
     """
     return dict(_split(item, f"-X {item}") for item in items)
 
@@ -115,7 +117,8 @@ def build_config(
     >>> build_config(None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    connectors.kafka_config.KafkaConfigError: no Kafka brokers given: pass --bootstrap HOST:PORT ...
+    forewarn.connectors.kafka_config.KafkaConfigError: no Kafka brokers given:
+    pass --bootstrap HOST:PORT ...
     """
     settings: dict[str, str] = {}
     if config_file is not None:

@@ -40,7 +40,7 @@ offset)``:
 The single reader costs input parallelism, which the flow does not have anyway:
 its sequencer is one key (global event-time order). Each message is decoded here,
 once (its record gives the merge time), and counted: each batch is one
-:class:`~dataflows.messages.Decoded`, its items ``(source, value, record, at)``,
+:class:`~forewarn.dataflows.messages.Decoded`, its items ``(source, value, record, at)``,
 ``source`` being ``(topic, partition, offset)``, ``at`` the record's stream time
 (``None`` if timeless) and ``record`` a domain record or
 a :class:`~forewarn.model.DeadLetter` whose source is an
@@ -74,9 +74,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.files import LEAP_CONFIRM, LEAP_S
-from connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
-from dataflows.messages import Decoded
 from forewarn import metrics
 from forewarn.adapters import Adapters
 from forewarn.codec import (
@@ -86,6 +83,9 @@ from forewarn.codec import (
     decode_input,
     stream_time,
 )
+from forewarn.connectors.files import LEAP_CONFIRM, LEAP_S
+from forewarn.connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
+from forewarn.dataflows.messages import Decoded
 from forewarn.model import (
     Alarm,
     Call,
@@ -352,7 +352,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
 
     def _take(self, msgs: list) -> None:
         """Decode each message (once: its record gives the merge time) into its buffer,
-        and tally it for the decode step (:class:`~dataflows.messages.Decoded`)."""
+        and tally it for the decode step (:class:`~forewarn.dataflows.messages.Decoded`)."""
         parts = self._parts
         part: _Part | None = None
         entries = None

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import yaml
 
-from connectors.kafka_publish import publish_lines
 from forewarn.cli import build_parser
+from forewarn.connectors.kafka_publish import publish_lines
 from tests.kafka_flow_helpers import expected, fresh_topics, records, tail, wait_until
 from tests.kafka_helpers import free_port, kafka_broker, kafka_config  # noqa: F401
 

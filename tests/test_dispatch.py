@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.care import ComplaintSeen, Suppressed
-from dataflows.dispatch import MAX_DEFER_MINUTES, Dispatcher
-from dataflows.propensity import HORIZON_S, CareFeatures, PropensityModel
+from forewarn.dataflows.care import ComplaintSeen, Suppressed
+from forewarn.dataflows.dispatch import MAX_DEFER_MINUTES, Dispatcher
+from forewarn.dataflows.propensity import HORIZON_S, CareFeatures, PropensityModel
 from forewarn.model import Action
-from rules.rulebook import Budgets, parse_rulebook
+from forewarn.rules.rulebook import Budgets, parse_rulebook
 
 DAY = 86400.0
 FEATURES = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)

@@ -10,10 +10,10 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from connectors.kafka_publish import publish_lines
-from connectors.kafka_source import _check_copartitioning
-from connectors.topics import TOPIC_FOR_TYPE, partition_for
 from forewarn import metrics
+from forewarn.connectors.kafka_publish import publish_lines
+from forewarn.connectors.kafka_source import _check_copartitioning
+from forewarn.connectors.topics import TOPIC_FOR_TYPE, partition_for
 from forewarn.model import Location
 from tests.kafka_flow_helpers import flow_cmd, fresh_topics, produce
 from tests.kafka_helpers import kafka_broker, kafka_config  # noqa: F401  (fixtures)

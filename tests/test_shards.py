@@ -12,16 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.files import shard_lines
-from dataflows.flow import FlowConfig, SiteLogic, _decode_batch
-from dataflows.merge import ShardMerge
-from dataflows.messages import Frontier, Near, ShardBatch, Stamped, Tick, Watch
-from dataflows.sequencer import Routes, Sequencer
-from dataflows.shards import ShardSource, is_context, owner, shard_of
+from forewarn.connectors.files import shard_lines
+from forewarn.dataflows.flow import FlowConfig, SiteLogic, _decode_batch
+from forewarn.dataflows.merge import ShardMerge
+from forewarn.dataflows.messages import Frontier, Near, ShardBatch, Stamped, Tick, Watch
+from forewarn.dataflows.sequencer import Routes, Sequencer
+from forewarn.dataflows.shards import ShardSource, is_context, owner, shard_of
 from forewarn.model import Cell
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import run_collect
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 from tests.builders import Scenario
 
 INF = float("inf")
@@ -378,7 +378,7 @@ def test_lines_written_as_the_contract_writes_them_are_not_parsed(monkeypatch):
         def loads(line):
             raise AssertionError(f"parsed {line!r}")
 
-    monkeypatch.setattr("dataflows.shards.orjson", NoParse)
+    monkeypatch.setattr("forewarn.dataflows.shards.orjson", NoParse)
     assert owner(b'{"type":"location","subscriber_id":"U1","cell_id":"C1"}', _EXACT) == \
         shard_of("U1", _EXACT)
     assert owner(b'{"type":"call","subscriber_id":"U2",', _EXACT) == shard_of("U2", _EXACT)
