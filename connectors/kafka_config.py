@@ -65,7 +65,7 @@ def parse_properties(text: str, source: str = "<string>") -> dict[str, str]:
 
     >>> parse_properties("# client\\nsecurity.protocol=SASL_SSL\\nsasl.password = a=b\\n")
     {'security.protocol': 'SASL_SSL', 'sasl.password': 'a=b'}
-    >>> parse_properties("acks all", "client.conf")
+    >>> parse_properties("acks all", "client.conf")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
     forewarn.connectors.kafka_config.KafkaConfigError: client.conf:1: expected key=value,
@@ -96,7 +96,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
     >>> parse_overrides(["sasl.mechanism=PLAIN", "linger.ms=5"])
     {'sasl.mechanism': 'PLAIN', 'linger.ms': '5'}
-    >>> parse_overrides(["linger.ms"])
+    >>> parse_overrides(["linger.ms"])  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
     forewarn.connectors.kafka_config.KafkaConfigError: -X linger.ms: expected key=value,
@@ -114,7 +114,7 @@ def build_config(
 
     ``bootstrap.servers`` must come from one of them.
 
-    >>> build_config(None)  # doctest: +ELLIPSIS
+    >>> build_config(None)  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
     forewarn.connectors.kafka_config.KafkaConfigError: no Kafka brokers given:
