@@ -133,10 +133,11 @@ class _IterPartition(StatefulSourcePartition[tuple[str, bytes], int]):
         return self._pos
 
 
-def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int
-                ) -> Iterator[tuple[ShardSource, bytes]]:
+def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int,
+                partitioner: str = "crc32") -> Iterator[tuple[ShardSource, bytes]]:
     """One shard's part of an input (:mod:`forewarn.dataflows.shards`): the lines of its own
     subscribers, and every other line, as its own on shard 0 and as context elsewhere.
+    ``partitioner``: how a key picks its shard (:data:`~forewarn.dataflows.shards.PARTITIONERS`).
 
     >>> lines = [("f", b'{"type":"cell"}'), ("f", b'{"type":"call","subscriber_id":"U1"}'),
     ...          ("f", b'{"type":"call","subscriber_id":"U4"}')]
@@ -149,7 +150,7 @@ def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int
         if sources is None:
             sources = names[name] = (ShardSource(name, shard, False),
                                      ShardSource(name, shard, shard != 0))
-        at = owner(line, shards)
+        at = owner(line, shards, partitioner)
         if at is None:
             yield sources[1], line
         elif at == shard:
@@ -159,11 +160,14 @@ def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int
 class JsonlFilesSource(FixedPartitionedSource[tuple[str, bytes], int]):
     """JSONL files merged by stream time into one ordered partition (resumable); or,
     with ``partitions`` > 1, into that many shards of it (:func:`shard_lines`), each
-    read and decoded by whichever worker holds it."""
+    read and decoded by whichever worker holds it (``partitioner``: how a key picks its
+    shard, :data:`~forewarn.dataflows.shards.PARTITIONERS`)."""
 
-    def __init__(self, paths: Sequence[str | Path], partitions: int = 1):
+    def __init__(self, paths: Sequence[str | Path], partitions: int = 1,
+                 partitioner: str = "crc32"):
         self.paths = [Path(p) for p in paths]
         self.partitions = partitions
+        self.partitioner = partitioner
         for p in self.paths:
             if not p.is_file():
                 raise FileNotFoundError(f"input file {p} does not exist (check --input)")
@@ -177,7 +181,8 @@ class JsonlFilesSource(FixedPartitionedSource[tuple[str, bytes], int]):
         streams = [(p.name, read_lines(p)) for p in self.paths]
         merged: Iterator = merge_by_time(streams)
         if self.partitions > 1:
-            merged = shard_lines(merged, int(for_part.split("-")[1]), self.partitions)
+            merged = shard_lines(merged, int(for_part.split("-")[1]), self.partitions,
+                                 self.partitioner)
         return _IterPartition(merged, resume_state)
 
 
@@ -190,12 +195,13 @@ class LinesSource(FixedPartitionedSource[tuple[str, bytes], int]):
     """
 
     def __init__(self, lines: Sequence[bytes], name: str = "simulator", batch: int = BATCH,
-                 pause_s: float = 0.0, partitions: int = 1):
+                 pause_s: float = 0.0, partitions: int = 1, partitioner: str = "crc32"):
         self.lines = lines
         self.name = name
         self.batch = batch
         self.pause_s = pause_s
         self.partitions = partitions
+        self.partitioner = partitioner
 
     def list_parts(self) -> list[str]:
         if self.partitions > 1:
@@ -205,7 +211,8 @@ class LinesSource(FixedPartitionedSource[tuple[str, bytes], int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None):
         items: Iterator = ((self.name, line) for line in self.lines)
         if self.partitions > 1:
-            items = shard_lines(items, int(for_part.split("-")[1]), self.partitions)
+            items = shard_lines(items, int(for_part.split("-")[1]), self.partitions,
+                                self.partitioner)
         return _IterPartition(items, resume_state, self.batch, self.pause_s)
 
 

@@ -142,8 +142,13 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                      exit_at_end: bool = False, dedupe_tail: int = DEFAULT_DEDUPE_TAIL,
                      from_end: bool = False, propensity: bytes | None = None,
                      action_format: str = "contract",
-                     feeds: list[str] | None = None) -> Dataflow:
+                     feeds: list[str] | None = None, shards: int = 1) -> Dataflow:
     """The Forewarn dataflow wired to Kafka (see the module docs).
+
+    ``shards``: the input topics' partition count, when above 1: partition index ``i``
+    of every keyed input topic is shard ``i``'s, read, decoded and ordered by its own
+    source partition and sequencer (:mod:`forewarn.dataflows.shards`); each shard reads the
+    topology, alarm and maintenance topics whole.
 
     ``feeds``: topics of operators' alarm feeds (VES fault events, TMF642 alarm
     notifications), read besides the contract's and mapped through the rulebook's
@@ -155,7 +160,7 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                               [*topics.ranks, *range(first, first + len(feeds))],
                               exit_at_end=exit_at_end, durable=durable, from_end=from_end,
                               types=[*topics.input_types, *(["alarm"] * len(feeds))],
-                              adapters=book.adapters)
+                              adapters=book.adapters, shards=shards)
     outputs = Outputs(  # with recovery, no batch returns before it is delivered
         actions=KafkaOutSink(config, topics.actions, action_identity, dedupe_tail, durable),
         incidents=KafkaOutSink(config, topics.incidents, value_identity, dedupe_tail, durable),
@@ -165,7 +170,8 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
     return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
                                                   lateness_s=lateness_s,
                                                   propensity=propensity,
-                                                  action_format=action_format))
+                                                  action_format=action_format,
+                                                  shards=shards))
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -300,9 +306,11 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         if book.adapters is None:
             return _fail(f"--ves-topic / --tmf642-topic: the rulebook {book.source} has no "
                          "adapters section to map their events; add one (docs/adapters.md)")
-    problem = copartition_problem(partition_counts(config, topics.inputs))
+    counts = partition_counts(config, topics.inputs)
+    problem = copartition_problem(counts)
     if problem:
         return _fail(f"{problem} (on {config['bootstrap.servers']})")
+    shards = max(counts.values(), default=1)  # (all equal: checked above)
     recovery = None
     if args.recovery:
         total = args.workers * (len(addresses) if addresses else 1)
@@ -319,11 +327,12 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
                             dedupe_tail=args.dedupe_tail, from_end=args.from_end,
                             propensity=propensity,
                             action_format=getattr(args, "action_format", "contract"),
-                            feeds=feeds)
+                            feeds=feeds, shards=shards)
     log.info("kafka flow starting", extra={
         "bootstrap": config["bootstrap.servers"], "workers": args.workers,
         "process_id": args.process_id, "recovery": args.recovery,
-        "snapshot_interval_s": args.snapshot_interval, "lateness_s": args.lateness})
+        "snapshot_interval_s": args.snapshot_interval, "lateness_s": args.lateness,
+        "shards": shards})
     # An epoch is also how long a site's verdicts wait before release (forewarn.dataflows.flow
     # SiteLogic): short without recovery; with it, the snapshot interval (a trade-off).
     epoch_s = args.snapshot_interval if recovery is not None else min(

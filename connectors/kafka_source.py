@@ -86,6 +86,7 @@ from forewarn.codec import (
 from forewarn.connectors.files import LEAP_CONFIRM, LEAP_S
 from forewarn.connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
 from forewarn.dataflows.messages import Decoded
+from forewarn.dataflows.shards import SHARD_KEYED, ShardSource
 from forewarn.model import (
     Alarm,
     Call,
@@ -163,6 +164,8 @@ class _Part:
     jump_from: float | None = None  # last_key before an unconfirmed leap forward
     jump_offset: int = 0  # the offset of the record that leapt
     jump_seen: int = 0  # records since, in line with it
+    # read for context only (another shard forwards and reports it): a ShardSource
+    context: ShardSource | None = None
 
     def leap(self, before: float, offset: int) -> None:
         """A record far past the partition's running maximum: unconfirmed until
@@ -201,8 +204,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
     def __init__(self, config: Mapping[str, str], topics: Sequence[str], ranks: Sequence[int],
                  resume: dict | None, exit_at_end: bool, batch: int, durable: bool,
                  buffer_limit: int, starting_offset: int,
-                 types: Sequence[str] | None = None, adapters: Adapters | None = None):
+                 types: Sequence[str] | None = None, adapters: Adapters | None = None,
+                 shard: int | None = None):
         self._exit_at_end = exit_at_end
+        self._shard = shard
         self._adapters = adapters
         self._many = 0  # _Many entries taken and not yet emitted
         self._batch = batch
@@ -223,6 +228,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         self._parts: dict[tuple[str, int], _Part] = {}
         expects = ([RECORD_CLASS[t] for t in types] if types is not None
                    else [None] * len(topics))
+        counts: dict[str, int] = {}  # each topic's partition count
         for topic, rank, expect in zip(topics, ranks, expects, strict=True):
             meta = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
             if meta is None or meta.error is not None or not meta.partitions:
@@ -230,15 +236,22 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                     f"input topic {topic!r} not found on {config.get('bootstrap.servers')} "
                     f"({getattr(meta, 'error', None) or 'no partitions'}); create the topics "
                     f"with `forewarn topics create --bootstrap HOST:PORT`")
+            counts[topic] = len(meta.partitions)
+            # With shards, a keyed topic's partition `shard` is this shard's own; any
+            # other topic (topology, alarms, maintenance) is read whole by every shard,
+            # as context on all but shard 0 (forewarn.dataflows.shards)
+            keyed = expect is not None and expect.kind in SHARD_KEYED
+            context = (ShardSource(topic, shard, True)
+                       if shard is not None and shard != 0 and not keyed else None)
             for p in sorted(meta.partitions):
+                if shard is not None and keyed and p != shard:
+                    continue
                 start = resume.get(f"{topic}/{p}", starting_offset)
-                self._parts[(topic, p)] = _Part(topic, p, rank, start, expects=expect)
+                self._parts[(topic, p)] = _Part(topic, p, rank, start, expects=expect,
+                                                context=context)
         self._consumer.assign([TopicPartition(x.topic, x.partition, x.next_offset)
                                for x in self._parts.values()])
         # subscriber-keyed topics: their partition count, for the co-partitioning check
-        counts: dict[str, int] = {}
-        for part in self._parts.values():
-            counts[part.topic] = counts.get(part.topic, 0) + 1
         self._keyed = {p.topic: (counts[p.topic], p.expects) for p in self._parts.values()
                        if p.expects is not None and p.expects.kind in SUBSCRIBER_KEYED}
         self._by_rank = {(p.rank, p.partition): p for p in self._parts.values()}
@@ -251,7 +264,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         self._caught_up_logged = False
         self._checked = time.monotonic()  # last watermark check (lag, lost EOF events)
         log.info("kafka input assigned", extra={
-            "partitions": len(self._parts),
+            "partitions": len(self._parts), "shard": shard,
             "resumed": bool(resume), "topics": ",".join(topics),
             "resumed_messages": sum(v for v in resume.values() if v > 0)})
 
@@ -359,6 +372,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         rank = 0
         last = NEG_INF
         expect = None
+        context = None
         touched: dict[int, _Part] = {}
         tally = self._tally
         accepted = tally.accepted
@@ -380,12 +394,18 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 if part is None:  # pragma: no cover - only assigned partitions are fetched
                     continue
                 entries, rank, last, expect = part.entries, part.rank, part.last_key, part.expects
+                context = part.context
                 part.at_end = False
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
             rec = decode_input(value, source, self._adapters)
             kind = type(rec)
+            if context is not None:  # shard 0 counts and reports it; here it is context
+                key = self._context(part, rec, value, offset, last, ahead)
+                if key is not None:
+                    last = key
+                continue
             if kind is Expanded:  # an operator's batch (VES eventList): one entry
                 last, latest = self._take_many(part, rec, source, last, latest, ahead)
                 continue
@@ -435,6 +455,33 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             if len(part.entries) >= self._limit and not part.paused:
                 self._consumer.pause([TopicPartition(part.topic, part.partition)])
                 part.paused = True
+
+    def _context(self, part: _Part, rec: object, value: bytes, offset: int, last: float,
+                 ahead: float) -> float | None:
+        """A message of a topic this shard reads for context: one merge entry (or, for a
+        VES batch, one per record) with the context source, where shard 0 puts it;
+        nothing for what does not decode (shard 0 reports it). Returns the partition's
+        new running maximum, or None if unchanged."""
+        src = part.context
+        records = ([one for _, one in rec] if type(rec) is Expanded else [rec])
+        raws = ([raw for raw, _ in rec] if type(rec) is Expanded else [value])
+        items = _Many()
+        top = None
+        for raw, one in zip(raws, records, strict=True):
+            if type(one) is DeadLetter or (part.expects is not None
+                                          and type(one) is not part.expects):
+                continue
+            at = stream_at(one)
+            if at is not None and (top is None or at > top):
+                top = at
+            items.append((src, raw, one, at))
+        key = last if top is None or top < last or top > ahead else top
+        if items:
+            part.entries.append((key, part.rank, part.partition, offset, items))
+            self._many += 1
+        elif not part.entries:
+            part.next_offset = offset + 1  # nothing of it to keep: resume after it
+        return key if key != last else None
 
     def _take_many(self, part: _Part, many: Expanded, source: tuple, last: float,
                    latest: float | None, ahead: float) -> tuple[float, float | None]:
@@ -510,6 +557,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         if top != NEG_INF and (self._progress is None or top > self._progress):
             self._progress = top
         out, self._tally = self._tally, Decoded()
+        out.shard = self._shard
         out.items = [entry[4] for entry in batch]
         if self._many:  # a message that stood for several records: its items, in order
             flat: list = []
@@ -584,8 +632,9 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
                  ranks: Sequence[int] | None = None, *, exit_at_end: bool = False,
                  batch: int = BATCH, durable: bool = False, buffer_limit: int = 50_000,
                  from_end: bool = False, types: Sequence[str] | None = None,
-                 adapters: Adapters | None = None):
+                 adapters: Adapters | None = None, shards: int = 1):
         self.config = dict(config)
+        self.shards = shards
         self.adapters = adapters  # operators' alarm feeds (VES, TMF642): the rulebook's
         self.topics = list(topics)
         self.ranks = list(ranks) if ranks is not None else list(range(len(self.topics)))
@@ -601,9 +650,12 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
             raise ValueError(f"one record type per topic expected, got {self.types}")
 
     def list_parts(self) -> list[str]:
+        if self.shards > 1:
+            return [f"kafka-{i}" for i in range(self.shards)]
         return ["kafka"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: dict | None):
+        shard = int(for_part.split("-")[1]) if self.shards > 1 else None
         return _MergePartition(self.config, self.topics, self.ranks, resume_state,
                                self.exit_at_end, self.batch, self.durable, self.buffer_limit,
-                               self.starting_offset, self.types, self.adapters)
+                               self.starting_offset, self.types, self.adapters, shard)

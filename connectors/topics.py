@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from forewarn.connectors.kafka_config import check_reachable
+from forewarn.dataflows.shards import murmur2, partition_for
 
 __all__ = [
     "ALL_TOPICS",
@@ -33,6 +34,8 @@ __all__ = [
     "TopicSpec",
     "create_topics",
     "key_for",
+    "murmur2",
+    "partition_for",
 ]
 
 
@@ -117,47 +120,6 @@ PARTITIONER = "murmur2_random"
 #: Input record types keyed by subscriber: one subscriber's records must share a
 #: partition index across these topics (co-partitioning).
 SUBSCRIBER_KEYED = frozenset({"location", "call", "subscriber", "complaint"})
-
-
-def murmur2(key: bytes) -> int:
-    """Kafka's murmur2 hash of a key (``org.apache.kafka.common.utils.Utils.murmur2``),
-    as a signed 32-bit int.
-
-    >>> [murmur2(k) for k in (b"21", b"foobar", b"abc")]
-    [-973932308, -790332482, 479470107]
-    """
-    m, r = 0x5BD1E995, 24
-    length = len(key)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    n4 = length & ~3
-    for i in range(0, n4, 4):
-        k = int.from_bytes(key[i:i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    rest = length & 3
-    if rest == 3:
-        h ^= key[n4 + 2] << 16
-    if rest >= 2:
-        h ^= key[n4 + 1] << 8
-    if rest >= 1:
-        h ^= key[n4]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Java's default partitioner (librdkafka ``murmur2_random``) gives a
-    keyed message: ``toPositive(murmur2(key)) % partitions``.
-
-    >>> partition_for(b"SUB000001", 1)
-    0
-    """
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def partition_counts(config: Mapping[str, str], names: list[str],

@@ -190,10 +190,8 @@ class SequenceLogic(StatefulBatchLogic):
         self.seq.take_batch(values, routes)
         out = _bundle(routes, ordered=self.seq.late == late, shard=self._shard())
         self._progress(routes, out)
-        if self.seq.watermark is not None:
-            metrics.WATERMARK.set(self.seq.watermark)
-        metrics.HELD_AHEAD.set(len(self.seq.ahead))
-        metrics.OUTAGES_UNWATCHED.set(self.seq.nearby.unwatched)
+        _shard_gauges(self.seq.shard, self.seq.watermark, len(self.seq.ahead),
+                      self.seq.nearby.unwatched)
         if self.seq.late_by_kind != self.late_counted:
             self._count_late()
         _SEQ_BATCH.observe(time.perf_counter() - t0)
@@ -230,7 +228,8 @@ class SequenceLogic(StatefulBatchLogic):
     def on_eof(self) -> tuple[list, bool]:
         routes = self._routes()
         self.seq.finish(routes)
-        metrics.HELD_AHEAD.set(len(self.seq.ahead))
+        _shard_gauges(self.seq.shard, self.seq.watermark, len(self.seq.ahead),
+                      self.seq.nearby.unwatched)
         if self.cfg.results is not None and self.seq.anchors is not None:
             self.cfg.results.anchors.update(self.seq.anchors.table())  # (each shard's own)
         out = _bundle(routes, shard=self._shard())
@@ -456,6 +455,22 @@ def _thaw_care(blob: bytes) -> tuple[CareShard, list]:
 # ---- stateless steps ---------------------------------------------------------------
 
 
+#: Each input shard's sequencer gauges in this process: shard -> (watermark, records
+#: held ahead, outages unwatched). The process's gauges are over its shards: the least
+#: watermark (its event time), the records held (a sum), the outages unwatched (each
+#: shard follows every outage: the most).
+_SHARDS_HERE: dict[int, tuple[float | None, int, int]] = {}
+
+
+def _shard_gauges(shard: int, watermark: float | None, held: int, unwatched: int) -> None:
+    _SHARDS_HERE[shard] = (watermark, held, unwatched)
+    marks = [m for m, _, _ in _SHARDS_HERE.values() if m is not None]
+    if marks:
+        metrics.WATERMARK.set(min(marks))
+    metrics.HELD_AHEAD.set(sum(h for _, h, _ in _SHARDS_HERE.values()))
+    metrics.OUTAGES_UNWATCHED.set(max(u for _, _, u in _SHARDS_HERE.values()))
+
+
 def _bundle(routes: Routes, ordered: bool = True, shard: tuple[int, float] | None = None
             ) -> list:
     """One item per destination stage per batch, holding one list of messages per key.
@@ -514,9 +529,10 @@ def _decode_input(items: list, adapters: Adapters | None, shards: int) -> list:
     holds items of every source partition it reads, each partition's in order)."""
     if shards == 1:
         return _decode_batch(items, adapters)
-    parts: dict[int, list] = {}
+    parts: dict[int | None, list] = {}
     for item in items:
-        parts.setdefault(item[0].shard, []).append(item)
+        shard = item.shard if type(item) is Decoded else item[0].shard
+        parts.setdefault(shard, []).append(item)
     out: list = []
     for part in parts.values():
         out += _decode_batch(part, adapters)
@@ -541,8 +557,11 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
     own = Decoded()  # the tally of what this step decodes itself, as a source's
     accepted = own.accepted
     latest = None
-    first = items[0][0] if items and type(items[0]) is not Decoded else None
-    shard = first.shard if type(first) is ShardSource else None  # a batch is one shard's
+    if items and type(items[0]) is Decoded:
+        shard = items[0].shard  # a batch is one shard's
+    else:
+        first = items[0][0] if items else None
+        shard = first.shard if type(first) is ShardSource else None
     for item in items:
         if type(item) is Decoded:
             _count_decoded(item)
@@ -687,6 +706,7 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     metrics.declare_rulebook(cfg.book)
     metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
     metrics.RUN_START.set(time.time())
+    _SHARDS_HERE.clear()  # (a run's own shards)
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch(  # one ("clock", batch) each
         "decode", raw, lambda items: _decode_input(items, cfg.rulebook().adapters, cfg.shards))

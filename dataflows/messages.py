@@ -233,3 +233,4 @@ class Decoded:
     dead: list = field(default_factory=list)
     complaints: list = field(default_factory=list)
     latest: float | None = None
+    shard: int | None = None  # the input shard whose batch this is (None: no shards)

@@ -26,10 +26,62 @@ from zlib import crc32
 import orjson
 
 
-def shard_of(subscriber_id: str | bytes, shards: int) -> int:
-    """The shard of a subscriber: crc32 of the id (the same in every process and run)."""
+def murmur2(key: bytes) -> int:
+    """Kafka's murmur2 hash of a key (``org.apache.kafka.common.utils.Utils.murmur2``),
+    as a signed 32-bit int.
+
+    >>> [murmur2(k) for k in (b"21", b"foobar", b"abc")]
+    [-973932308, -790332482, 479470107]
+    """
+    m, r = 0x5BD1E995, 24
+    length = len(key)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    n4 = length & ~3
+    for i in range(0, n4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = length & 3
+    if rest == 3:
+        h ^= key[n4 + 2] << 16
+    if rest >= 2:
+        h ^= key[n4 + 1] << 8
+    if rest >= 1:
+        h ^= key[n4]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Java's default partitioner (librdkafka ``murmur2_random``) gives a
+    keyed message: ``toPositive(murmur2(key)) % partitions``.
+
+    >>> partition_for(b"SUB000002", 1), partition_for(b"SUB000002", 3)
+    (0, 2)
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _crc32(key: bytes, shards: int) -> int:
+    return crc32(key) % shards
+
+
+#: How a record's key picks its shard: ``crc32`` (fast; file mode's default) or
+#: ``kafka`` (the contract's producer partitioner: a file run whose shards are the
+#: partitions a Kafka run with the same count reads).
+PARTITIONERS = {"crc32": _crc32, "kafka": partition_for}
+
+
+def shard_of(subscriber_id: str | bytes, shards: int, partitioner: str = "crc32") -> int:
+    """The shard of a subscriber: crc32 of the id (the same in every process and run),
+    or the Kafka partition of the id as key (``partitioner="kafka"``)."""
     raw = subscriber_id.encode() if isinstance(subscriber_id, str) else subscriber_id
-    return crc32(raw) % shards
+    return PARTITIONERS[partitioner](raw, shards)
 
 
 _KPI = b'{"type":"kpi",'
@@ -37,6 +89,9 @@ _KPI = b'{"type":"kpi",'
 
 #: The record types the contract keys by ``subscriber_id``: one shard's each.
 SUBSCRIBER_TYPES = frozenset({"location", "call", "subscriber", "complaint"})
+#: The record types a shard reads its own part of (a KPI by its cell); every shard
+#: reads every other type.
+SHARD_KEYED = SUBSCRIBER_TYPES | {"kpi"}
 _COMPACT_TYPES = {b'{"type":"%s",' % t.encode(): None for t in SUBSCRIBER_TYPES}
 
 
@@ -59,7 +114,7 @@ def _compact(line: bytes, key: bytes) -> bytes | None:
     return line[j:k]
 
 
-def owner(line: bytes, shards: int) -> int | None:
+def owner(line: bytes, shards: int, partitioner: str = "crc32") -> int | None:
     """The shard a raw line belongs to, or None: a record every shard reads.
 
     A subscriber's record (:data:`SUBSCRIBER_TYPES`) goes to the shard of its
@@ -79,12 +134,15 @@ def owner(line: bytes, shards: int) -> int | None:
     True
     >>> owner(b'{"type":"location","subscriber_id":17}', 2) is None
     True
+    >>> owner(b'{"type":"call","subscriber_id":"SUB000002"}', 3, "kafka")  # its partition
+    2
     """
+    part = PARTITIONERS[partitioner]
     head = line[:line.find(b",") + 1]
     if head in _COMPACT_TYPES or head == _KPI:
         value = _compact(line, b'"cell_id"' if head == _KPI else b'"subscriber_id"')
         if value is not None:
-            return crc32(value) % shards
+            return part(value, shards)
     elif head.startswith(b'{"type":"'):  # a compact record of another type: every shard's
         return None
     try:
@@ -96,7 +154,7 @@ def owner(line: bytes, shards: int) -> int | None:
     kind = rec.get("type")
     key = rec.get("subscriber_id") if kind in SUBSCRIBER_TYPES else (
         rec.get("cell_id") if kind == "kpi" else None)
-    return shard_of(key, shards) if isinstance(key, str) else None
+    return part(key.encode(), shards) if isinstance(key, str) else None
 
 
 class ShardSource(str):

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forewarn.dataflows.anchors import expected_bucket
-from forewarn.dataflows.degradation import SiteHealth, Verdict
+from forewarn.dataflows.degradation import SLEEPING, SiteHealth, Verdict
 from forewarn.dataflows.messages import (
     EXPECTED,
     REAPPEARED,
@@ -64,6 +64,11 @@ from forewarn.rules.rulebook import Rulebook
 Out = tuple[str, Any]  # ("care", message) | ("incident", Incident)
 KEEP, FIRST = "keep", "first"  # SiteCorrelator._after_start's answers
 PRUNE_EVERY_S = 600.0
+#: How much longer than ``position_max_age_s`` the members of a cell silent since are
+#: kept for a sleeping verdict: it comes 12-16 min after the silence began by day, up to
+#: 30 min on a quiet night; a verdict later than this has its own silence as evidence of
+#: who is still there, and the old positions are not trusted.
+SLEEP_LAG_S = 2700.0
 
 
 def incident_id(site_id: str, start: float) -> str:
@@ -694,11 +699,22 @@ class SiteCorrelator:
     def _prune(self, now: float) -> None:
         """Forget positions too old to matter and finished outage history."""
         self._pruned_at = now
-        horizon = now - self.book.correlation.position_max_age_s
+        max_age = self.book.correlation.position_max_age_s
+        horizon = now - max_age
+        # A sleeping verdict comes after the silence it reports: its onset is the cell's
+        # last traffic, and who was heard there up to max_age before it is impacted. So
+        # a cell silent since keeps its members up to SLEEP_LAG_S longer.
+        cells = self.health.cells if self.detect else None
+        keep_from = horizon - SLEEP_LAG_S
         stale = []
-        for sid, (_, at, _) in self.members.items():  # oldest first (see handle_batch)
+        for sid, (cell, at, _) in self.members.items():  # oldest first (see handle_batch)
             if at >= horizon:
                 break  # a late, older position further on waits for a later prune
+            if cells is not None and at >= keep_from:
+                health = cells.get(cell)
+                if health is not None and at >= health.last_seen - max_age \
+                        and not health.down and SLEEPING not in health.open:
+                    continue  # (a cell down, or found asleep, is judged already)
             stale.append(sid)
         for sid in stale:
             del self.members[sid]

@@ -60,6 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="file mode: read the input as P shards (subscribers hashed to "
                         "shards), each decoded and ordered by its own sequencer on "
                         "whichever worker holds it (default 1; docs/event-time.md)")
+    p.add_argument("--partitioner", choices=("crc32", "kafka"), default="crc32",
+                   help="file mode with --partitions: how a subscriber (or a KPI's cell) "
+                        "picks its shard: crc32 (default, fast) or kafka, the contract's "
+                        "producer partitioner, so the shards are the partitions a Kafka run "
+                        "with P partitions reads and the outputs are that run's")
     _common(p)
     add_run_arguments(p)
     p.set_defaults(func=cmd_run)
@@ -308,7 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Progress(events_in):
         results = run_files(args.input, out, book, workers=args.workers, watch=watch,
                             propensity=warm, action_format=args.action_format,
-                            partitions=args.partitions)
+                            partitions=args.partitions, partitioner=args.partitioner)
     _save_model(out, results)
     truth = read_jsonl(Path(args.truth)) if args.truth else None
     summary = summarize(out, events_in=events_in, truth=truth, n_cells=n_cells,

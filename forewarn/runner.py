@@ -81,9 +81,9 @@ def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
 def run_files(paths: Sequence[str | Path], out_dir: Path, book: Rulebook,
               workers: int = 1, watch: RulebookWatcher | None = None,
               propensity: bytes | None = None, action_format: str = "contract",
-              partitions: int = 1) -> RunResults:
-    return run_to_dir(JsonlFilesSource(paths, partitions), out_dir, book, workers, watch,
-                      propensity, action_format, shards=partitions)
+              partitions: int = 1, partitioner: str = "crc32") -> RunResults:
+    return run_to_dir(JsonlFilesSource(paths, partitions, partitioner), out_dir, book,
+                      workers, watch, propensity, action_format, shards=partitions)
 
 
 def run_lines(lines: Sequence[bytes], out_dir: Path, book: Rulebook, workers: int = 1,
@@ -113,11 +113,13 @@ def collect(source: Source, book: Rulebook, workers: int = 1, epoch_s: float = 0
 
 def run_collect(lines: Sequence[bytes], book: Rulebook, workers: int = 1, *,
                 batch: int = 1000, pause_s: float = 0.0, epoch_s: float = 0.25,
-                partitions: int = 1) -> Collected:
+                partitions: int = 1, partitioner: str = "crc32") -> Collected:
     """Run over in-memory lines and collect the outputs (tests, backtests).
 
     ``batch``/``pause_s``/``epoch_s`` change the replay speed and epoch cut,
-    never the outputs; ``partitions`` splits the input into that many shards.
+    never the outputs; ``partitions`` splits the input into that many shards, by
+    ``partitioner`` (``kafka``: as a Kafka run on that many partitions reads them).
     """
-    return collect(LinesSource(lines, batch=batch, pause_s=pause_s, partitions=partitions),
+    return collect(LinesSource(lines, batch=batch, pause_s=pause_s, partitions=partitions,
+                               partitioner=partitioner),
                    book, workers, epoch_s, shards=partitions)

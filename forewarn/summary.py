@@ -146,8 +146,18 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
     leads: list[float] = []
     eligible = hit_eligible = total = hit_total = planned = hit_contract = 0
     misses: Counter[str] = Counter()
+    # A subscriber may lose service more than once in one outage (on it at its start, away,
+    # back into the hole): told during an earlier spell, they were told about the outage
+    # they complain of, so a notice counts from the first spell of that outage on.
+    first_spell: dict[tuple[str, str], str] = {}
+    for t in impacts:
+        key = (t["subscriber_id"], t.get("outage_id") or "")
+        if key[1] and (key not in first_spell or parse_time(t["lost_from"])
+                       < parse_time(first_spell[key])):
+            first_spell[key] = t["lost_from"]
     cases: list[tuple[dict, str, tuple[str, ...], bool, tuple[str, ...]]] = [
-        (t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
+        (t, first_spell.get((t["subscriber_id"], t.get("outage_id") or ""), t["lost_from"]),
+         OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
         for t in impacts]
     cases += [(t, t["first_drop"], BURST_KINDS, False, BURST_KINDS) for t in bursts]
     for t, began, kinds, is_planned, contract_kinds in cases:

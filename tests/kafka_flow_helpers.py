@@ -54,10 +54,11 @@ def whole_record_diff(got: list[bytes], want: list[bytes], n: int = 3) -> str:
 
 
 @lru_cache(maxsize=4)
-def expected(cfg: ScenarioConfig = SCENARIO) -> Expected:
-    """The scenario's lines and what the in-memory flow makes of them."""
+def expected(cfg: ScenarioConfig = SCENARIO, partitions: int = 1) -> Expected:
+    """The scenario's lines and what the in-memory flow makes of them, read as the input
+    shards a Kafka run on ``partitions`` partitions reads."""
     lines = simulate(cfg).lines
-    got = run_collect(lines, load_rulebook())
+    got = run_collect(lines, load_rulebook(), partitions=partitions, partitioner="kafka")
     return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
                     got.dead_letters)
 
@@ -105,11 +106,12 @@ def _merged(*streams: list[bytes]) -> list[bytes]:
     return [line for *_, line in heapq.merge(*(keyed(i, x) for i, x in enumerate(streams)))]
 
 
-@lru_cache(maxsize=1)
-def expected_every_rule() -> Expected:
-    """:data:`EVERY_RULE` with :func:`every_rule_block` merged in, run in memory."""
+@lru_cache(maxsize=2)
+def expected_every_rule(partitions: int = 1) -> Expected:
+    """:data:`EVERY_RULE` with :func:`every_rule_block` merged in, run in memory (as the
+    input shards of a Kafka run on ``partitions`` partitions)."""
     lines = _merged(simulate(EVERY_RULE).lines, every_rule_block())
-    got = run_collect(lines, load_rulebook())
+    got = run_collect(lines, load_rulebook(), partitions=partitions, partitioner="kafka")
     return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
                     got.dead_letters)
 

@@ -354,3 +354,41 @@ def test_the_flow_opens_a_degradation_incident_and_notifies_a_sleeping_cells_use
     assert notice["evidence"][:2] == ["kpi:S1-C1@1795435200", "location:S1-C1@1795434000"]
     assert "found a network problem" in notice["message"]
     assert (restored["incident_id"], restored["event_time"]) == (inc_id, wire_ts(150))
+
+
+def test_a_sleeping_cell_impacts_who_was_heard_there_an_hour_before_its_silence() -> None:
+    """A sleeping verdict comes after the silence it reports (here ~15 min by day): who
+    was last heard on the cell up to ``position_max_age_s`` (60 min) before the silence
+    began is impacted, though more than 60 min old by the verdict. (Pruning positions by
+    the verdict's time alone lost them.)"""
+    import random
+
+    from forewarn.dataflows.messages import Impact
+    from forewarn.dataflows.site import SiteCorrelator
+    from forewarn.model import Cell
+    from forewarn.rules.rulebook import load_rulebook
+
+    rng = random.Random(3)
+    asleep = DAY0 + 24 * 3600 + 14 * 3600 + 420
+    events = _cell_life(rng, DAY0 + 12 * 3600, asleep + 2 * 3600, 40, _diurnal,
+                        asleep_at=asleep)
+    site = SiteCorrelator("S1", load_rulebook())
+    site.handle(Cell("C1", "S1", region="north"))
+    last_traffic = max(t for t, kind, _ in events if kind == "pos")
+    heard = {"EARLY": last_traffic - 50 * 60, "STALE": last_traffic - 70 * 60}
+    events += [(at, "who", sid) for sid, at in heard.items()]
+    out, n = [], 0
+    for t, kind, x in sorted(events, key=lambda e: (e[0], e[1])):
+        if kind == "pos":
+            n += 1
+            out += site.handle(((f"P{n}"), "C1", t, None))
+        elif kind == "who":
+            out += site.handle((x, "C1", t, None))
+        elif kind == "kpi":
+            out += site.handle(x)
+    impacts = [m for k, m in out if k == "care" and isinstance(m, Impact)]
+    assert impacts, "no sleeping verdict impacted anyone"
+    verdict_at = impacts[0].at
+    assert verdict_at - heard["EARLY"] > 3600  # older than 60 min when the verdict came
+    told = {m.subscriber_id for m in impacts}
+    assert "EARLY" in told and "STALE" not in told

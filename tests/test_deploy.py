@@ -14,7 +14,15 @@ import yaml
 
 from forewarn.cli import build_parser
 from forewarn.connectors.kafka_publish import publish_lines
-from tests.kafka_flow_helpers import expected, fresh_topics, records, tail, wait_until
+from tests.builders import comparable
+from tests.kafka_flow_helpers import (
+    expected,
+    fresh_topics,
+    records,
+    tail,
+    wait_until,
+    whole_record_diff,
+)
 from tests.kafka_helpers import free_port, kafka_broker, kafka_config  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,8 +99,8 @@ def test_the_statefulset_runs_here_and_survives_a_pod_crash(kafka_config, tmp_pa
     config_map, _, init, main = _manifest()
     client = tmp_path / "client.properties"
     client.write_text(config_map["data"]["client.properties"])
-    topics = fresh_topics(kafka_config, partitions=2)
-    exp = expected()
+    topics = fresh_topics(kafka_config, partitions=3)  # three input shards on two processes
+    exp = expected(partitions=3)
     publish_lines(kafka_config, exp.lines, topics=topics)
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     bootstrap = kafka_config["bootstrap.servers"]
@@ -137,9 +145,11 @@ def test_the_statefulset_runs_here_and_survives_a_pod_crash(kafka_config, tmp_pa
             if pod.poll() is None:
                 pod.kill()
                 pod.wait()
-    got = [orjson.loads(r.value)["action_id"] for r in records(kafka_config, topics.actions)]
-    assert set(got) == exp.action_ids
+    out = records(kafka_config, topics.actions)
+    got = [orjson.loads(r.value)["action_id"] for r in out]
     assert len(got) == len(set(got)), "an action was sent twice"
+    whole = sorted(comparable(r.value) for r in out)  # times, channels, send_after, offers
+    assert whole == exp.comparable_actions, whole_record_diff(whole, exp.comparable_actions)
     resumed = [line for i in (0, 1)
                for line in (tmp_path / f"pod-{i}.log").read_text().splitlines()
                if '"kafka input assigned"' in line]

@@ -53,7 +53,7 @@ POISON = [
 def test_hostile_records_on_kafka_change_nothing_across_restarts(kafka_config,  # noqa: F811
                                                                  tmp_path: Path) -> None:
     topics = fresh_topics(kafka_config, partitions=3)
-    exp = expected()
+    exp = expected(partitions=3)
     half = len(exp.lines) // 2
     publish_lines(kafka_config, exp.lines[:half], topics=topics)
     hostile = [
@@ -92,7 +92,7 @@ def test_records_days_ahead_hold_nothing_back_live(kafka_config, tmp_path: Path)
     records days ahead in its middle. They are held (the gauge says so), no timer fires
     early, and the actions are the clean stream's, whole records."""
     topics = fresh_topics(kafka_config, partitions=3)
-    exp = expected()
+    exp = expected(partitions=3)
     bootstrap = kafka_config["bootstrap.servers"]
     port = free_port()
     log = tmp_path / "flow.log"

@@ -76,7 +76,7 @@ def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Pat
     assert sim.returncode == 0, sim.stderr
     assert "dead letters: " in sim.stderr and "failed: none" in sim.stderr
     run_flow(flow_cmd(bootstrap, topics, "-w", "2", "--exit-at-end"), tmp_path / "flow.log")
-    _check_outputs(kafka_config, topics)
+    _check_outputs(kafka_config, topics, expected(partitions=3))
     dead = values(kafka_config, topics.dead_letters)
     from_flow = [d for d in dead if "offset" in d]
     assert from_flow and all(d["topic"] == d["source"] and d["reason"] for d in from_flow)
@@ -84,7 +84,7 @@ def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Pat
 
 def test_two_processes_give_the_same_actions(kafka_config, tmp_path: Path) -> None:  # noqa: F811
     """Two processes on a scenario where every default rule acts: the same whole actions."""
-    exp = expected_every_rule()
+    exp = expected_every_rule(partitions=2)
     topics = fresh_topics(kafka_config, partitions=2)
     publish_lines(kafka_config, exp.lines, topics=topics)
     bootstrap = kafka_config["bootstrap.servers"]

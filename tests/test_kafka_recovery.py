@@ -45,11 +45,18 @@ def _split_at(lines: list[bytes], t: float) -> int:
 
 
 def _resumed(log: Path) -> list[int]:
-    """``resumed_messages`` of every start of the flow in its log."""
-    out = []
+    """``resumed_messages`` of every start of the flow in its log whose every input
+    shard is assigned (each logs its own), summed over the shards."""
+    out: list[int] = []
+    shards, seen, total = 0, 0, 0
     for line in log.read_text(errors="replace").splitlines():
-        if '"kafka input assigned"' in line:
-            out.append(orjson.loads(line).get("resumed_messages", 0))
+        if '"kafka flow starting"' in line:
+            shards, seen, total = orjson.loads(line).get("shards", 1), 0, 0
+        elif '"kafka input assigned"' in line and shards:
+            seen += 1
+            total += orjson.loads(line).get("resumed_messages", 0)
+            if seen == shards:
+                out.append(total)
     return out
 
 
@@ -63,7 +70,7 @@ def _dropped(log: Path, topic: str) -> int:
 def test_the_recovery_scenario_exercises_every_default_rule() -> None:
     """What the kill -9 test below compares: every kind of action, quiet-hour deferrals,
     the apology cooldown, maintenance and flapping (no broker needed)."""
-    exp = expected_every_rule()
+    exp = expected_every_rule(partitions=2)
     by = {(a["subscriber_id"], a["kind"]): a for a in exp.actions}
     assert {a["kind"] for a in exp.actions} == {
         "outage_notice", "restored_notice", "compensation", "care_callback", "apology",
@@ -86,7 +93,7 @@ def test_kill_9_three_times_loses_and_doubles_nothing(kafka_config, tmp_path: Pa
     # replays the same schedule (FOREWARN_TEST_SEED=N to try others)
     seed = int(os.environ.get("FOREWARN_TEST_SEED", KILL_SEED))
     rng = random.Random(seed)
-    exp = expected_every_rule()
+    exp = expected_every_rule(partitions=2)
     topics = fresh_topics(kafka_config, partitions=2)
     bootstrap = kafka_config["bootstrap.servers"]
     recovery = tmp_path / "recovery"

@@ -11,6 +11,7 @@ anywhere in a module (functions and ``TYPE_CHECKING`` blocks included) and every
 from __future__ import annotations
 
 import ast
+import importlib
 import tomllib
 from pathlib import Path
 
@@ -156,3 +157,11 @@ def test_every_import_names_the_forewarn_namespace() -> None:
         if found:
             old[str(path.relative_to(ROOT))] = found
     assert not old, f"import these as forewarn.<name> (docs/layout.md): {old}"
+
+
+@pytest.mark.parametrize("name", ["dataflows", "dataflows.flow", "rules.rulebook",
+                                  "connectors.files", "simulator"])
+def test_an_old_name_does_not_import(name: str) -> None:
+    """(tests/conftest.py) A test that imports or monkeypatches ``dataflows.x`` fails."""
+    with pytest.raises(ModuleNotFoundError, match=f"is forewarn.{name.split('.')[0]}"):
+        importlib.import_module(name)

@@ -47,6 +47,28 @@ def test_a_subscribers_records_go_to_one_shard_and_the_rest_to_every_shard():
                for s, part in enumerate(parts) for src, _ in part)
 
 
+def test_the_kafka_partitioner_gives_the_partition_a_producer_puts_each_record_on():
+    """File mode with ``partitioner="kafka"`` reads as shard ``i`` what a Kafka run reads
+    from partition ``i``: a keyed record's partition under the contract's producer
+    partitioner (murmur2 of its key: ``subscriber_id``, a KPI's ``cell_id``), and every
+    shard reads what is not keyed by one of those (topology, alarms, maintenance)."""
+    from forewarn.connectors.topics import TOPIC_FOR_TYPE, key_for
+    from forewarn.dataflows.shards import SHARD_KEYED, partition_for
+
+    lines = simulate(ScenarioConfig(seed=5, sites=4, hours=1.0, subscribers_per_cell=4,
+                                    bad_line_rate=0.0)).lines
+    kinds = set()
+    for line in lines:
+        rec = orjson.loads(line)
+        kinds.add(rec["type"])
+        assert rec["type"] in TOPIC_FOR_TYPE
+        for parts in (3, 7):
+            want = (partition_for(key_for(rec), parts) if rec["type"] in SHARD_KEYED
+                    else None)
+            assert owner(line, parts, "kafka") == want, (line, parts)
+    assert kinds | {"complaint"} >= SHARD_KEYED  # every keyed type was seen (complaints rare)
+
+
 def test_a_subscriber_id_in_bytes_has_the_shard_of_its_text():
     assert [shard_of(b"U%d" % i, 1 << 32) for i in range(3)] == [
         shard_of(f"U{i}", 1 << 32) for i in range(3)]
