@@ -122,6 +122,38 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _timed_cluster(cmd: list[str], processes: int) -> tuple[float, float]:
+    """Wall (first start to last exit) and CPU seconds of ``cmd`` run as a cluster of
+    ``processes`` processes (``-i K -a ADDRESSES``), one worker each."""
+    from bench.scale_out import free_port
+
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.monotonic()
+    procs = [subprocess.Popen([*cmd, "-i", str(k), "-a", addresses], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for k in range(processes)]
+    errors = [p.communicate()[1] for p in procs]
+    wall = time.monotonic() - began
+    if any(p.returncode != 0 for p in procs):
+        raise SystemExit(f"failed: {' '.join(cmd)}\n" + "\n".join(e[-2000:] for e in errors))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _broker_cpu() -> float | None:
+    """CPU seconds used so far by the local broker's JVM (``kafka.Kafka``), if found."""
+    found = subprocess.run(["pgrep", "-f", "kafka.Kafka"], capture_output=True, text=True)
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    pids = found.stdout.split()
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total if pids else None
+
+
 def _marginal(n: int, half: list[tuple[float, float]], whole: list[tuple[float, float]]
               ) -> dict:
     """Events/s and CPU us/event of the second half, from the median of the paired
@@ -286,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3,
                     help="timed runs of each flow, on empty and full topics (medians)")
     ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--processes", type=int, default=1, metavar="N",
+                    help="also time the flow as N processes of one worker (the input "
+                         "shards, one per partition, spread over them), against 1, and "
+                         "the broker's CPU in each (it shares the machine's cores)")
+    ap.add_argument("--saturation-only", action="store_true",
+                    help="skip the recovery and latency parts")
     ap.add_argument("--passthrough-batch", type=int, default=PASSTHROUGH_BATCH,
                     help=f"the pass-through's batch size (default {PASSTHROUGH_BATCH})")
     ap.add_argument("--passthrough-prefix", help=argparse.SUPPRESS)
@@ -313,9 +351,24 @@ def main(argv: list[str] | None = None) -> int:
               "--passthrough-batch", str(args.passthrough_batch), "--passthrough-prefix"]
     runs: dict[str, list[tuple[float, float]]] = {"half": [], "whole": [], "phalf": [],
                                                   "pwhole": []}
+    cluster = args.processes > 1
+    if cluster:
+        runs.update({"nhalf": [], "nwhole": []})
+        broker: dict[str, float] = {"one": 0.0, "n": 0.0}
     for _ in range(args.repeat):  # alternated, so drift on a shared machine hits both
+        b0 = _broker_cpu() if cluster else None
         runs["half"].append(_timed(_forewarn(args.bootstrap, half, "--exit-at-end")))
         runs["whole"].append(_timed(_forewarn(args.bootstrap, full, "--exit-at-end")))
+        if cluster:
+            b1 = _broker_cpu()
+            runs["nhalf"].append(_timed_cluster(
+                _forewarn(args.bootstrap, half, "--exit-at-end"), args.processes))
+            runs["nwhole"].append(_timed_cluster(
+                _forewarn(args.bootstrap, full, "--exit-at-end"), args.processes))
+            b2 = _broker_cpu()
+            if b0 is not None and b1 is not None and b2 is not None:
+                broker["one"] += b1 - b0
+                broker["n"] += b2 - b1
         runs["phalf"].append(_timed([*pt_cmd, half.prefix]))
         runs["pwhole"].append(_timed([*pt_cmd, full.prefix]))
     res["forewarn"] = _marginal(second, runs["half"], runs["whole"])
@@ -328,7 +381,23 @@ def main(argv: list[str] | None = None) -> int:
     res["round_ratios"] = sorted(
         (pw[0] - ph[0]) / (w[0] - h[0]) for h, w, ph, pw in
         zip(runs["half"], runs["whole"], runs["phalf"], runs["pwhole"], strict=True))
+    if cluster:
+        res["forewarn_n"] = _marginal(second, runs["nhalf"], runs["nwhole"])
+        res["processes"] = args.processes
+        res["n_ratio"] = sorted(  # each round's N-process over 1-process rate
+            (w[0] - h[0]) / (nw[0] - nh[0]) for h, w, nh, nw in
+            zip(runs["half"], runs["whole"], runs["nhalf"], runs["nwhole"], strict=True))
+        flows = {"one": sum(w[1] + h[1] for h, w in zip(runs["half"], runs["whole"],
+                                                         strict=True)),
+                 "n": sum(w[1] + h[1] for h, w in zip(runs["nhalf"], runs["nwhole"],
+                                                       strict=True))}
+        res["broker_cpu_share"] = {k: round(broker[k] / (broker[k] + flows[k]), 3)
+                                   for k in ("one", "n") if broker[k] + flows[k] > 0}
     print(json.dumps(res, indent=1), file=sys.stderr)
+    if args.saturation_only:
+        _drop(config, half, full)
+        print(json.dumps(res, indent=1))
+        return 0
 
     res["recovery"] = []
     for snap in [float(s) for s in args.snapshots.split(",") if s]:

@@ -59,10 +59,15 @@ from forewarn.connectors.kafka_sink import (
     dead_letter_identity,
     value_identity,
 )
-from forewarn.connectors.kafka_source import KafkaMergeSource
+from forewarn.connectors.kafka_source import KafkaMergeSource, input_parts
 from forewarn.connectors.topics import copartition_problem, partition_counts
 from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
-from forewarn.recovery_store import RecoveryStoreError, check_store, secure_new_dir
+from forewarn.recovery_store import (
+    RecoveryStoreError,
+    check_input_parts,
+    check_store,
+    secure_new_dir,
+)
 from forewarn.rules.rulebook import Rulebook
 
 __all__ = [
@@ -317,6 +322,8 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         parts = args.recovery_partitions or max(8, total)
         try:
             prepare_recovery(Path(args.recovery), parts, complete=addresses is None)
+            check_input_parts(Path(args.recovery), "forewarn.input", input_parts(shards),
+                              complete=addresses is None)
         except RecoveryStoreError as exc:
             return _fail(exc)
         except OSError as exc:

@@ -100,7 +100,7 @@ from forewarn.model import (
     stream_at,
 )
 
-__all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "stream_time"]
+__all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "input_parts", "stream_time"]
 
 log = logging.getLogger("forewarn.kafka.source")
 
@@ -349,8 +349,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 return  # broker unreachable: try again later
             if high < 0:
                 continue  # no fetch response yet: unknown
-            metrics.CONSUMER_LAG.labels(topic=part.topic, partition=str(part.partition)).set(
-                max(high - part.next_offset, 0))
+            if part.context is None:  # (a context partition's lag is shard 0's to report)
+                metrics.CONSUMER_LAG.labels(topic=part.topic,
+                                            partition=str(part.partition)).set(
+                    max(high - part.next_offset, 0))
             if part.drained(high):
                 part.at_end = True
 
@@ -401,11 +403,6 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             source = (topic, partition, offset)
             rec = decode_input(value, source, self._adapters)
             kind = type(rec)
-            if context is not None:  # shard 0 counts and reports it; here it is context
-                key = self._context(part, rec, value, offset, last, ahead)
-                if key is not None:
-                    last = key
-                continue
             if kind is Expanded:  # an operator's batch (VES eventList): one entry
                 last, latest = self._take_many(part, rec, source, last, latest, ahead)
                 continue
@@ -417,22 +414,28 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 kind = DeadLetter
             if kind is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
+                if context is not None:  # shard 0 reports it; here an empty entry holds
+                    entries.append((key, rank, partition, offset, _Many()))  # its offset
+                    self._many += 1
+                    continue
                 tally.dead.append(rec)
                 entries.append((key, rank, partition, offset, rec))  # bare, as the decode step's
                 continue
             elif type(rec) is not tuple:
                 at = key = stream_at(rec)
-            accepted[kind] = accepted.get(kind, 0) + 1
+            if context is None:  # (context: shard 0 counts it)
+                accepted[kind] = accepted.get(kind, 0) + 1
             if key is None:
                 key = NEG_INF
             else:
                 if ref is None:
                     self._first = ref = key
                     ahead = ref + MAX_AHEAD_S
-                if latest is None or key > latest:
-                    latest = key
-                if kind is Complaint:
-                    tally.complaints.append(rec)
+                if context is None:
+                    if latest is None or key > latest:
+                        latest = key
+                    if kind is Complaint:
+                        tally.complaints.append(rec)
             if part.jump_from is not None and NEG_INF < key < last - LEAP_S:
                 last = _undo_jump(part)  # it falls back: the leap before it was bad clocks
                 if key < last:
@@ -446,7 +449,8 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             elif part.jump_from is not None:
                 part.confirm()
             last = key
-            entries.append((key, rank, partition, offset, (source, value, rec, at)))
+            entries.append((key, rank, partition, offset,
+                            (source if context is None else context, value, rec, at)))
         if part is not None:
             part.last_key = last
         tally.latest = latest
@@ -456,53 +460,31 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 self._consumer.pause([TopicPartition(part.topic, part.partition)])
                 part.paused = True
 
-    def _context(self, part: _Part, rec: object, value: bytes, offset: int, last: float,
-                 ahead: float) -> float | None:
-        """A message of a topic this shard reads for context: one merge entry (or, for a
-        VES batch, one per record) with the context source, where shard 0 puts it;
-        nothing for what does not decode (shard 0 reports it). Returns the partition's
-        new running maximum, or None if unchanged."""
-        src = part.context
-        records = ([one for _, one in rec] if type(rec) is Expanded else [rec])
-        raws = ([raw for raw, _ in rec] if type(rec) is Expanded else [value])
-        items = _Many()
-        top = None
-        for raw, one in zip(raws, records, strict=True):
-            if type(one) is DeadLetter or (part.expects is not None
-                                          and type(one) is not part.expects):
-                continue
-            at = stream_at(one)
-            if at is not None and (top is None or at > top):
-                top = at
-            items.append((src, raw, one, at))
-        key = last if top is None or top < last or top > ahead else top
-        if items:
-            part.entries.append((key, part.rank, part.partition, offset, items))
-            self._many += 1
-        elif not part.entries:
-            part.next_offset = offset + 1  # nothing of it to keep: resume after it
-        return key if key != last else None
-
     def _take_many(self, part: _Part, many: Expanded, source: tuple, last: float,
                    latest: float | None, ahead: float) -> tuple[float, float | None]:
         """A message that stands for several records: one merge entry, at its latest
         record's time (or its place in the partition, as any message behind it or far
         ahead); each record checked for the topic and counted. Returns the partition's
         running maximum and the tally's latest time."""
-        tally, expect = self._tally, part.expects
+        tally, expect, context = self._tally, part.expects, part.context
         items = _Many()
         top = None
         for raw, rec in many:
             if type(rec) is not DeadLetter and expect is not None and type(rec) is not expect:
                 rec = _wrong_topic(raw, source, type(rec), expect)
             if type(rec) is DeadLetter:
-                tally.dead.append(rec)
-                items.append(rec)
+                if context is None:  # (context: shard 0 reports it)
+                    tally.dead.append(rec)
+                    items.append(rec)
                 continue
             at = stream_at(rec)
-            tally.accepted[type(rec)] = tally.accepted.get(type(rec), 0) + 1
             if at is not None:
                 top = at if top is None or at > top else top
+            if context is not None:
+                items.append((context, raw, rec, at))
+                continue
+            tally.accepted[type(rec)] = tally.accepted.get(type(rec), 0) + 1
+            if at is not None:
                 latest = at if latest is None or at > latest else latest
             items.append((source, raw, rec, at))
         key = last if top is None or top < last or top > ahead else top
@@ -617,6 +599,16 @@ def _log_client_error(err: KafkaError) -> None:
     log.log(level, "kafka client error", extra={"error": err.str(), "code": err.name()})
 
 
+def input_parts(shards: int) -> list[str]:
+    """The source's partitions: one per input shard (``kafka``: one for every topic
+    partition, with one partition per topic).
+
+    >>> input_parts(1), input_parts(3)
+    (['kafka'], ['kafka-0', 'kafka-1', 'kafka-2'])
+    """
+    return [f"kafka-{i}" for i in range(shards)] if shards > 1 else ["kafka"]
+
+
 class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     """The contract's input topics as one event-time-merged, resumable partition.
 
@@ -650,9 +642,7 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
             raise ValueError(f"one record type per topic expected, got {self.types}")
 
     def list_parts(self) -> list[str]:
-        if self.shards > 1:
-            return [f"kafka-{i}" for i in range(self.shards)]
-        return ["kafka"]
+        return input_parts(self.shards)
 
     def build_part(self, step_id: str, for_part: str, resume_state: dict | None):
         shard = int(for_part.split("-")[1]) if self.shards > 1 else None

@@ -66,8 +66,9 @@ KEEP, FIRST = "keep", "first"  # SiteCorrelator._after_start's answers
 PRUNE_EVERY_S = 600.0
 #: How much longer than ``position_max_age_s`` the members of a cell silent since are
 #: kept for a sleeping verdict: it comes 12-16 min after the silence began by day, up to
-#: 30 min on a quiet night; a verdict later than this has its own silence as evidence of
-#: who is still there, and the old positions are not trusted.
+#: 30 min on a quiet night. A verdict later than this (a cell with under ~2 positions per
+#: 5 min: its silence test falls due later) does not reach back to positions more than
+#: 105 min old: on so quiet a cell, who was heard that long ago may have left unheard.
 SLEEP_LAG_S = 2700.0
 
 

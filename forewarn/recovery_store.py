@@ -375,6 +375,47 @@ def _scan_snapshots(path: Path) -> int:
     return checked
 
 
+def snapshot_keys(directory: Path, step_id: str) -> set[str]:
+    """The state keys of ``step_id`` that have snapshots in the partitions here (a
+    process with ``-a`` holds a share of them)."""
+    keys: set[str] = set()
+    for path in _db_files(directory):
+        conn = _connect_ro(path)
+        try:
+            keys.update(r[0] for r in conn.execute(
+                "SELECT DISTINCT state_key FROM snaps WHERE step_id = ?", (step_id,)))
+        except sqlite3.Error as exc:
+            raise _damaged(path, f"SQLite cannot read its snapshots ({exc})") from None
+        finally:
+            conn.close()
+    return keys
+
+
+def check_input_parts(directory: Path, step_id: str, expected: list[str], *,
+                      complete: bool = True) -> None:
+    """Refuse a store whose input snapshots are of another input layout (on Kafka: the
+    topics' partition count, one input shard each, changed since it was written): its
+    positions and its sequencers' state would not fit the shards of this run.
+    ``complete``: the store here holds every partition (else a share: only keys it
+    should not have are caught).
+
+    >>> import tempfile
+    >>> check_input_parts(Path(tempfile.mkdtemp()), "forewarn.input", ["kafka"])
+    """
+    found = snapshot_keys(directory, step_id)
+    unknown = sorted(found - set(expected))
+    if unknown or (complete and found and found != set(expected)):
+        raise RecoveryStoreError(
+            f"recovery directory {directory}: its input snapshots are of the source "
+            f"partitions {', '.join(sorted(found))}, this run reads {', '.join(expected)}: "
+            f"the input topics' partition count (one input shard each) changed since it was "
+            f"written, and its positions and state do not fit the new shards. Keep the old "
+            f"partition count, or move the directory aside (mv {directory} "
+            f"{directory}.old) and start with a new one: the flow then reads its input "
+            f"topics from the beginning and the sinks skip the actions, incidents and dead "
+            f"letters already delivered (action-id dedupe).")
+
+
 def _show_key(step: str, key: str, rowid: int) -> str:
     """A care key is a subscriber id (personal data, never shown): the row is named."""
     if step.endswith(".care") and not key.startswith("care-"):

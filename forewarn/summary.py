@@ -148,16 +148,15 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
     misses: Counter[str] = Counter()
     # A subscriber may lose service more than once in one outage (on it at its start, away,
     # back into the hole): told during an earlier spell, they were told about the outage
-    # they complain of, so a notice counts from the first spell of that outage on.
-    first_spell: dict[tuple[str, str], str] = {}
+    # they complain of. So a notice counts from the complaint's spell on, or within any
+    # earlier spell of the same outage (not between them: that may be about another).
+    spells: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for t in impacts:
-        key = (t["subscriber_id"], t.get("outage_id") or "")
-        if key[1] and (key not in first_spell or parse_time(t["lost_from"])
-                       < parse_time(first_spell[key])):
-            first_spell[key] = t["lost_from"]
+        if t.get("outage_id"):
+            spells[(t["subscriber_id"], t["outage_id"])].append(
+                (parse_time(t["lost_from"]) - 300.0, parse_time(t["lost_to"])))
     cases: list[tuple[dict, str, tuple[str, ...], bool, tuple[str, ...]]] = [
-        (t, first_spell.get((t["subscriber_id"], t.get("outage_id") or ""), t["lost_from"]),
-         OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
+        (t, t["lost_from"], OUTAGE_KINDS, bool(t.get("planned")), ("outage_notice",))
         for t in impacts]
     cases += [(t, t["first_drop"], BURST_KINDS, False, BURST_KINDS) for t in bursts]
     for t, began, kinds, is_planned, contract_kinds in cases:
@@ -165,8 +164,15 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         if complaint is None:
             continue
         start = parse_time(began) - 300.0  # an alarm may slightly precede the truth's start
+        earlier = [(lo, hi) for lo, hi in spells.get((t["subscriber_id"], t.get("outage_id")
+                                                      or ""), ()) if lo < start]
+
+        def counts(at: float, start: float = start, earlier: list = earlier,
+                   complaint: float = complaint) -> bool:
+            return at < complaint and (at >= start or any(lo <= at <= hi for lo, hi in earlier))
+
         first = next((at for at, k in by_sub.get(t["subscriber_id"], ())
-                      if k in kinds and start <= at < complaint), None)
+                      if k in kinds and counts(at)), None)
         total += 1
         hit_total += first is not None
         if is_planned:
@@ -175,7 +181,7 @@ def quality(actions: list[dict], truth: list[dict]) -> dict:
         if not t.get("contactable", True):
             continue
         eligible += 1
-        hit_contract += any(k in contract_kinds and start <= at < complaint
+        hit_contract += any(k in contract_kinds and counts(at)
                             for at, k in by_sub.get(t["subscriber_id"], ()))
         if first is not None:
             hit_eligible += 1

@@ -14,7 +14,7 @@ OLD_NAMES = frozenset({"dataflows", "connectors", "rules", "simulator"})
 
 
 class OldNames(importlib.abc.MetaPathFinder):
-    """Refuses ``dataflows``, ``dataflows.flow``, ... saying what the name is now."""
+    """Refuses ``dataflows``, ``forewarn.dataflows.flow``, ... saying what the name is now."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname.partition(".")[0] in OLD_NAMES:

@@ -77,3 +77,25 @@ def test_a_run_refuses_topics_with_different_partition_counts(kafka_config,  # n
     assert "input topics must all have the same number of partitions" in done.stderr
     assert f"recreate {topics.of('call')} with 2 partitions" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_recovery_store_of_another_partition_count_is_refused(kafka_config,  # noqa: F811
+                                                                tmp_path: Path) -> None:
+    """A store written with 2 input shards (2 partitions per topic) is refused by a run on
+    topics with 3: its input positions and sequencer state belong to other shards (Bytewax
+    would stop on the unknown source partition, or start the new one from scratch)."""
+    recovery = str(tmp_path / "recovery")
+    bootstrap = kafka_config["bootstrap.servers"]
+    two = fresh_topics(kafka_config, partitions=2)
+    publish_lines(kafka_config, [b'{"type":"cell","cell_id":"C1","site_id":"S1"}'], topics=two)
+    done = subprocess.run(flow_cmd(bootstrap, two, "--exit-at-end", "--recovery", recovery),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    three = fresh_topics(kafka_config, partitions=3)
+    done = subprocess.run(flow_cmd(bootstrap, three, "--exit-at-end", "--recovery", recovery),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "panicked" not in done.stderr
+    assert "of the source partitions kafka-0, kafka-1, this run reads kafka-0, kafka-1, " \
+           "kafka-2" in done.stderr, done.stderr[-3000:]
+    assert f"mv {recovery} {recovery}.old" in done.stderr

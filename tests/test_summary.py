@@ -184,12 +184,16 @@ def test_a_run_with_truth_reports_the_anchor_places_it_learnt(tmp_path: Path) ->
 def test_told_in_an_earlier_spell_of_the_same_outage_is_told_before_the_complaint() -> None:
     """On the site at the outage's start (told), away, back into the hole later and
     complaining then: told about this outage before the complaint. A notice about
-    another outage before the spell does not count."""
+    another outage before the spell, or between two spells of this one, does not count."""
     truth = [orjson.loads(impact("A", None, lost=(0, 10), outage_id="O1")),
              orjson.loads(impact("A", 90, lost=(40, 120), outage_id="O1", at_start=False)),
              orjson.loads(impact("B", None, lost=(0, 10), outage_id="O2")),
-             orjson.loads(impact("B", 90, lost=(40, 120), outage_id="O1", at_start=False))]
-    q = quality([action("A", "outage_notice", 2), action("B", "outage_notice", 2)], truth)
-    assert q["recall_before_complaint"] == 0.5  # A; B's notice was about O2
-    assert q["missed_by_cause"] == {"entered_outage_area_later": 1}
+             orjson.loads(impact("B", 90, lost=(40, 120), outage_id="O1", at_start=False)),
+             orjson.loads(impact("C", None, lost=(0, 10), outage_id="O1")),
+             orjson.loads(impact("C", None, lost=(20, 30), outage_id="O3")),
+             orjson.loads(impact("C", 90, lost=(40, 120), outage_id="O1", at_start=False))]
+    q = quality([action("A", "outage_notice", 2), action("B", "outage_notice", 2),
+                 action("C", "outage_notice", 25)], truth)
+    assert q["recall_before_complaint"] == round(1 / 3, 4)  # A; B's and C's were about O2, O3
+    assert q["missed_by_cause"] == {"entered_outage_area_later": 2}
     assert q["median_lead_s"] == 88 * 60
