@@ -127,6 +127,10 @@ class TopicMissingError(RuntimeError):
 
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
+#: With input shards, live: a shard whose every partition has been at its end this long
+#: (wall clock) says so, and the event-time frontier stops waiting for it until it has
+#: news (Flink's idle sources): a partition that gets nothing must not hold the others.
+IDLE_S = 2.0
 #: Messages per batch, at most (a backlog; live, a batch is what has arrived). Downstream
 #: work per site and per care key is per batch: larger batches spread it thinner (on a
 #: 24 h backlog, 20 k against 5 k: 19 % less CPU in four paired rounds; 1 k: 25 % more).
@@ -262,6 +266,8 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         self._progress: float | None = None  # highest merge time released
         self._first: float | None = None  # first merge time taken (until there is progress)
         self._caught_up_logged = False
+        self._idle_since = 0.0  # (monotonic) when every partition was last found at its end
+        self._idle_told = False  # the shard said it is idle, and has had no news since
         self._checked = time.monotonic()  # last watermark check (lag, lost EOF events)
         log.info("kafka input assigned", extra={
             "partitions": len(self._parts), "shard": shard,
@@ -294,10 +300,15 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             if not self._caught_up_logged:
                 log.info("kafka input caught up", extra={"progress": self._progress})
                 self._caught_up_logged = True
+                self._idle_since = time.monotonic()
             if self._exit_at_end:
                 raise StopIteration
+            if self._shard is not None and not self._idle_told \
+                    and time.monotonic() - self._idle_since >= IDLE_S:
+                self._idle_told = True  # (live, with shards: the frontier leaves it out)
+                return [Decoded(shard=self._shard, idle=True)]
         elif out:
-            self._caught_up_logged = False
+            self._caught_up_logged = self._idle_told = False
         return out
 
     def snapshot(self) -> dict:

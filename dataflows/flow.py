@@ -168,16 +168,19 @@ class SequenceLogic(StatefulBatchLogic):
             self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
         self.reported = -INF  # the watermark last told the frontier step
+        self.idle = False  # the frontier step was told this shard's input is idle
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         """``values``: lists of decoded items (one per input batch, see :func:`_decode_batch`);
         with several shards, ``(shard, list)``."""
         t0 = time.perf_counter()
+        idle = False
         if self.cfg.shards > 1:
             if self.seq.shards != self.cfg.shards:  # the first batch: which shard this is
                 self.seq.shard, self.seq.shards = values[0][0], self.cfg.shards
                 self.seq.nearby.announce = self.seq.shard == 0
-            values = [batch for _, batch in values]
+            idle = all(batch is None for _, batch in values)  # (an idle source, nothing more)
+            values = [batch for _, batch in values if batch is not None]
         book = self.cfg.rulebook()
         if book.digest != self.applied:  # the known point where a reload takes effect
             self.applied = book.digest
@@ -189,7 +192,7 @@ class SequenceLogic(StatefulBatchLogic):
         routes = self._routes()
         self.seq.take_batch(values, routes)
         out = _bundle(routes, ordered=self.seq.late == late, shard=self._shard())
-        self._progress(routes, out)
+        self._progress(routes, out, idle=idle)
         _shard_gauges(self.seq.shard, self.seq.watermark, len(self.seq.ahead),
                       self.seq.nearby.unwatched)
         if self.seq.late_by_kind != self.late_counted:
@@ -207,16 +210,19 @@ class SequenceLogic(StatefulBatchLogic):
         mark = self.seq.watermark
         return self.seq.shard, (-INF if mark is None else mark)
 
-    def _progress(self, routes: Routes, out: list, end: bool = False) -> None:
+    def _progress(self, routes: Routes, out: list, end: bool = False,
+                  idle: bool = False) -> None:
         """One :class:`Progress` per batch for the frontier step, when there is news:
-        sites that got messages (their verdicts wait for a frontier), or a new watermark."""
+        sites that got messages (their verdicts wait for a frontier), a new watermark, the
+        shard's input found idle, or back from idle."""
         mark = self.seq.watermark
         if mark is None:
             mark = -INF
-        if routes.sites or mark > self.reported or end:
-            self.reported = mark
+        if routes.sites or mark > self.reported or end or idle != self.idle:
+            self.reported, self.idle = mark, idle
             out.append(("frontier", [(FRONTIER_KEY, Progress(self.seq.shard, mark,
-                                                              tuple(routes.sites), end))]))
+                                                              tuple(routes.sites), end,
+                                                              idle))]))
 
     def _count_late(self) -> None:
         for kind, n in self.seq.late_by_kind.items():
@@ -606,6 +612,9 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
         out.append((item[0], item[1], rec, at))
     own.latest = latest
     _count_decoded(own)
+    if shard is not None and not out and items and all(
+            type(item) is Decoded and item.idle for item in items):
+        return [(shard_key(shard), (shard, None))]  # idle: the sequencer tells the frontier
     if not out:
         return []
     if shard is None:

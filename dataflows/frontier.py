@@ -70,6 +70,7 @@ class FrontierTracker:
     care_keys: tuple[str, ...] = ()
     marks: dict[int, float] = field(default_factory=dict)  # shard -> its watermark
     ended: dict[int, None] = field(default_factory=dict)  # shards whose input is over
+    idle: dict[int, None] = field(default_factory=dict)  # shards idle since their last news
     sites: dict[str, None] = field(default_factory=dict)
     epoch: int = 0
     owed: list = field(default_factory=list)
@@ -93,11 +94,28 @@ class FrontierTracker:
 
     def frontier(self) -> float:
         """The least watermark over the shards (``-inf`` until every shard has reported);
-        a shard whose input ended holds no one back."""
-        if len(self.marks) < self.shards:
+        a shard whose input ended, or is idle (live: nothing new a while), holds no one
+        back, unless every shard still going is idle (then the least of theirs).
+
+        >>> f = FrontierTracker(shards=3)
+        >>> f.take(Progress(0, 500.0)); f.take(Progress(1, 300.0)); f.frontier()
+        -inf
+        >>> f.take(Progress(2, -float("inf"), idle=True)); f.frontier()  # never had input
+        300.0
+        >>> f.take(Progress(1, 300.0, idle=True)); f.frontier()
+        500.0
+        >>> f.take(Progress(0, 550.0, idle=True)); f.frontier()  # all idle: no one ahead
+        300.0
+        >>> f.take(Progress(1, 320.0)); f.frontier()  # news from 1: it counts again
+        320.0
+        """
+        if len(self.marks.keys() | self.idle.keys() | self.ended.keys()) < self.shards:
             return _NONE
-        live = [m for s, m in self.marks.items() if s not in self.ended]
-        return min(live) if live else max(self.marks.values())
+        going = [m for s, m in self.marks.items() if s not in self.ended]
+        live = [m for s, m in self.marks.items() if s not in self.ended and s not in self.idle]
+        if live:
+            return min(live)
+        return min(going) if going else max(self.marks.values(), default=_NONE)
 
     def take(self, p: Progress) -> None:
         """A shard's progress in the current epoch (call :meth:`due` first)."""
@@ -105,6 +123,10 @@ class FrontierTracker:
             self.marks[p.shard] = p.watermark
         if p.ended:
             self.ended[p.shard] = None
+        if p.idle:
+            self.idle[p.shard] = None
+        else:
+            self.idle.pop(p.shard, None)
         sites = self.sites
         for s in p.sites:
             if s not in sites:

@@ -31,6 +31,7 @@ class Progress:
     watermark: float
     sites: tuple[str, ...] = ()
     ended: bool = False  # the shard's input is over: it holds no one back any more
+    idle: bool = False  # nothing new on its input a while: left out until its next news
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +235,6 @@ class Decoded:
     complaints: list = field(default_factory=list)
     latest: float | None = None
     shard: int | None = None  # the input shard whose batch this is (None: no shards)
+    # the shard's every partition has been at its end a while (live): nothing to decode;
+    # its sequencer tells the frontier step, which leaves it out until it has news
+    idle: bool = False

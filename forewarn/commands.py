@@ -287,6 +287,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     book = _book(args)
     warm = _propensity(args)
     if args.bootstrap:
+        if args.partitions != 1 or args.partitioner != "crc32":
+            print("forewarn run: --partitions and --partitioner are for file mode; on Kafka "
+                  "the input shards are the input topics' partitions (one shard each: create "
+                  "the topics with `forewarn topics create --partitions N`)", file=sys.stderr)
+            return 2
         _serve_metrics(args)
         _run_started("kafka", None, book, args)
         return run_kafka(args, book, propensity=warm)

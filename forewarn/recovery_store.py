@@ -379,7 +379,7 @@ def snapshot_keys(directory: Path, step_id: str) -> set[str]:
     """The state keys of ``step_id`` that have snapshots in the partitions here (a
     process with ``-a`` holds a share of them)."""
     keys: set[str] = set()
-    for path in _db_files(directory):
+    for path in sorted(directory.glob("part-*.sqlite3")):
         conn = _connect_ro(path)
         try:
             keys.update(r[0] for r in conn.execute(

@@ -99,3 +99,46 @@ def test_a_recovery_store_of_another_partition_count_is_refused(kafka_config,  #
     assert "of the source partitions kafka-0, kafka-1, this run reads kafka-0, kafka-1, " \
            "kafka-2" in done.stderr, done.stderr[-3000:]
     assert f"mv {recovery} {recovery}.old" in done.stderr
+
+
+def test_a_partition_that_gets_nothing_holds_no_one_back_live(kafka_config,  # noqa: F811
+                                                               tmp_path: Path) -> None:
+    """Live, two partitions per topic, every subscriber on partition 0: shard 1 reads only
+    the topology and alarms (context), never enough to have a watermark. Once its input
+    has been at its end a while it says it is idle, and the frontier goes on without it:
+    the outage notices come. (Without that, sites, care and dispatch would wait for shard
+    1 for ever.)"""
+    from forewarn.connectors.topics import partition_for
+    from tests.builders import Scenario
+    from tests.kafka_flow_helpers import start_flow, tail, wait_until
+
+    sids = [f"U{i}" for i in range(40) if partition_for(f"U{i}".encode(), 2) == 0][:6]
+    s = Scenario().site("S1", cells=2)
+    for sid in sids:
+        s.subscriber(sid).seen(sid, "S1-C1", 1)
+    s.alarm("A1", 10, cell="S1-C1")
+    for minute in range(11, 25):  # the stream moves on past the hold-down
+        s.seen(sids[0], "S1-C2", minute)
+    topics = fresh_topics(kafka_config, partitions=2)
+    publish_lines(kafka_config, s.lines, topics=topics)
+    log = tmp_path / "flow.log"
+    proc = start_flow(flow_cmd(kafka_config["bootstrap.servers"], topics), log)
+    try:
+        def notices() -> set[str]:
+            return {orjson.loads(r.value)["subscriber_id"]
+                    for r in _records(kafka_config, topics.actions)
+                    if orjson.loads(r.value)["kind"] == "outage_notice"}
+
+        got = wait_until(lambda: notices() >= set(sids[1:]) and notices(), 90,
+                         "the outage notices", proc=proc, log=log)
+        assert got
+        assert proc.poll() is None, tail(log)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _records(config, topic: str) -> list:
+    from tests.kafka_flow_helpers import records
+
+    return records(config, topic, quiet=0.2)

@@ -437,3 +437,16 @@ def test_a_merge_survives_a_snapshot_and_goes_on_where_it_was():
             deque()], [30.0, -INF], [30.0, -INF])
     assert back.take(ShardBatch(1, 25.0, [("U1", "C1", 25.0, None)])) == [
         ("U0", "C1", 20.0, None), ("U1", "C1", 25.0, None)]
+
+
+def test_file_mode_shard_options_are_refused_on_kafka(capsys) -> None:
+    """On Kafka the shards are the topics' partitions: --partitions/--partitioner would be
+    ignored there, so they are refused (before any broker is reached)."""
+    from forewarn.cli import main
+
+    for extra in (["--partitions", "3"], ["--partitioner", "kafka"]):
+        assert main(["run", "--bootstrap", "127.0.0.1:1", "--metrics-port", "-1",
+                     *extra]) == 2
+        err = capsys.readouterr().err
+        assert "--partitions and --partitioner are for file mode" in err
+        assert "forewarn topics create --partitions N" in err
