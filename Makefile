@@ -51,7 +51,7 @@ test: $(STAMP) prometheus kafka-tools
 # Mutation testing (mutmut) of the pure stages: dataflows/, rules/, forewarn/codec.py,
 # against the fast behavioural tests ([tool.mutmut] in pyproject.toml). Slow (hours for
 # all ~7,600 mutants on 2 cores), so not in CI. Narrow it with MUTANTS, e.g.
-# make mutation MUTANTS='dataflows.site*'. Results: docs/testing.md.
+# make mutation MUTANTS='forewarn.dataflows.site*'. Results: docs/testing.md.
 MUTANTS ?=
 mutation: $(STAMP)
 	rm -rf mutants

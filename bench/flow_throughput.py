@@ -1,11 +1,11 @@
 """Throughput of the whole Forewarn flow against a Bytewax pass-through.
 
-Both flows read the SAME simulator lines from memory (``connectors.files.LinesSource``,
-batches of ``connectors.files.BATCH``), run on one worker (``run_main``) with the same
+Both flows read the SAME simulator lines from memory (``forewarn.connectors.files.LinesSource``,
+batches of ``forewarn.connectors.files.BATCH``), run on one worker (``run_main``) with the same
 epoch interval, and write to a discarding sink, so neither input nor output I/O is
 measured. They run alternately, ``--repeat`` times each; the best and the median are reported.
 
-* **forewarn**: ``dataflows.flow.build_flow`` with the default rulebook — decode,
+* **forewarn**: ``forewarn.dataflows.flow.build_flow`` with the default rulebook — decode,
   sequencer, site correlation, subscriber care, metrics, encoding of the outputs.
 * **pass-through**: decode with ``orjson.loads``, key by ``subscriber_id`` (else
   ``cell_id``, else the type), a per-key counter in a ``StatefulBatchLogic``, output.
@@ -49,11 +49,11 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from connectors.files import BATCH, LinesSource
-from dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.connectors.files import BATCH, LinesSource
+from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.rules.rulebook import NEARBY_TRIGGERS, load_rulebook
 from forewarn.runner import tune_gc
-from rules.rulebook import NEARBY_TRIGGERS, load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 # ---- a sink that discards ------------------------------------------------------------
 
@@ -82,8 +82,8 @@ class DiscardSink(DynamicSink):
 def forewarn_flow(lines: Sequence[bytes], nearby: bool = True, anchors: bool = True
                   ) -> tuple[Dataflow, dict[str, DiscardSink]]:
     """The flow with the default rulebook; ``nearby=False``: without its rules on people
-    around an outage (walk-ins), so nothing is followed (:mod:`dataflows.nearby`);
-    ``anchors=False``: without learning anchor places (:mod:`dataflows.anchors`)."""
+    around an outage (walk-ins), so nothing is followed (:mod:`forewarn.dataflows.nearby`);
+    ``anchors=False``: without learning anchor places (:mod:`forewarn.dataflows.anchors`)."""
     sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
     book = load_rulebook()
     if not nearby:
@@ -240,8 +240,8 @@ def sequencer_cost(lines: Sequence[bytes], repeat: int) -> tuple[list[float], li
     """CPU seconds of the sequencer alone over ``lines`` (decoded once, in batches as the
     flow takes them), with and without learning anchor places, alternated ``repeat``
     times: the stage anchors add to, without Bytewax's noise around it."""
-    from dataflows import flow as fl
-    from dataflows.sequencer import Routes, Sequencer
+    from forewarn.dataflows import flow as fl
+    from forewarn.dataflows.sequencer import Routes, Sequencer
 
     batches = [fl._decode_batch([("bench", line) for line in lines[i:i + BATCH]])
                for i in range(0, len(lines), BATCH)]
@@ -271,8 +271,8 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
     sum is Bytewax (scheduling, exchange, keying) and the per-item operator shims
     (map / filter_map / key_on / branch callbacks).
     """
-    from dataflows import flow as fl
     from forewarn.codec import encode
+    from forewarn.dataflows import flow as fl
     from forewarn.model import Action, DeadLetter, Incident
 
     cfg = FlowConfig(book=load_rulebook())

@@ -65,14 +65,14 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from connectors.kafka_publish import Topics, publish_lines
-from connectors.kafka_run import DEFAULT_LATENESS_S
-from connectors.kafka_source import NEG_INF, stream_time
-from connectors.topics import create_topics
-from dataflows.sequencer import AHEAD_QUORUM
 from forewarn.codec import fmt_time
+from forewarn.connectors.kafka_publish import Topics, publish_lines
+from forewarn.connectors.kafka_run import DEFAULT_LATENESS_S
+from forewarn.connectors.kafka_source import NEG_INF, stream_time
+from forewarn.connectors.topics import create_topics
+from forewarn.dataflows.sequencer import AHEAD_QUORUM
 from forewarn.runner import tune_gc
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 QUIET_S = 15.0  # a latency run ends when no output has come for this long
@@ -294,8 +294,8 @@ _outputs_cache: dict[int, int] = {}
 def _count_outputs(lines: list[bytes]) -> int:
     key = id(lines)
     if key not in _outputs_cache:
+        from forewarn.rules.rulebook import load_rulebook
         from forewarn.runner import run_collect
-        from rules.rulebook import load_rulebook
 
         got = run_collect(lines, load_rulebook())
         _outputs_cache[key] = len(got.actions) + len(got.incidents)

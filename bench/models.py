@@ -6,14 +6,14 @@ on the simulator, without Bytewax.
 
 Feeds the default scenario, in stream order, to
 
-* :class:`dataflows.degradation.SiteHealth` per site (KPIs, positions from locations and
+* :class:`forewarn.dataflows.degradation.SiteHealth` per site (KPIs, positions from locations and
   call ends, alarm-based cell down/up as the site stage tracks it), and scores its
   verdicts against ``truth_silent_failure`` (and the older ``truth_degraded_cell``);
-* :class:`dataflows.propensity.PropensityModel` (one shared model), with exposures
+* :class:`forewarn.dataflows.propensity.PropensityModel` (one shared model), with exposures
   emulating what the subscriber stage sees: outage notice (alarm + 120 s hold-down, last
   position on the cell <= 60 min old), escalations at 30 and 60 min, a silent-failure
   notice when a sleeping verdict opens, and a second dropped call within 30 min; labels
-  from the ``complaint`` stream through :class:`dataflows.propensity.ExposureBook`.
+  from the ``complaint`` stream through :class:`forewarn.dataflows.propensity.ExposureBook`.
 
 :func:`silent_quality` is reusable (e.g. by ``forewarn/summary.py`` on ``degradation``
 incidents): detections ``(cell_id, kind, at)`` against the truth.
@@ -39,11 +39,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from dataflows.degradation import DEFAULT, SLEEPING, HealthParams, SiteHealth, Verdict
-from dataflows.propensity import CareFeatures, ExposureBook, PropensityModel
+from forewarn.dataflows.degradation import DEFAULT, SLEEPING, HealthParams, SiteHealth, Verdict
+from forewarn.dataflows.propensity import CareFeatures, ExposureBook, PropensityModel
 from forewarn.model import Kpi
+from forewarn.simulator import ScenarioConfig, simulate
 from forewarn.summary import MATCH_AFTER_S, MATCH_BEFORE_S, silent_quality  # noqa: F401
-from simulator import ScenarioConfig, simulate
 
 LOSS_CAUSES = {"lossOfSignal", "powerProblem", "transmitterFailure", "equipmentMalfunction",
                "cellUnavailable"}
@@ -427,8 +427,8 @@ def _markdown(res: dict) -> str:
     return "\n".join([
         "## Models: silent-failure detectors and complaint propensity (`bench.models`)",
         "",
-        "What: the per-cell silent-failure detectors (`dataflows.degradation.SiteHealth`) "
-        "and the complaint-propensity model (`dataflows.propensity`) fed the simulator's "
+        "What: the per-cell silent-failure detectors (`forewarn.dataflows.degradation.SiteHealth`) "
+        "and the complaint-propensity model (`forewarn.dataflows.propensity`) fed the simulator's "
         "events in stream order, without Bytewax, and scored against its truth. Why: how "
         "soon a cell that fails without an alarm is found, how often a healthy one is "
         "accused, how well the score ranks who will complain, and what their state costs "

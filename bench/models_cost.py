@@ -14,11 +14,11 @@ from datetime import timedelta
 from bytewax.testing import run_main
 
 from bench.flow_throughput import DiscardSink
-from connectors.files import LinesSource
-from dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.connectors.files import LinesSource
+from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import tune_gc
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 
 def once(lines: list[bytes], models: bool) -> float:

@@ -16,8 +16,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from rules.rulebook import DEFAULT_DIR, RulebookError, load_rulebook
-from rules.safe_yaml import MAX_BYTES
+from forewarn.rules.rulebook import DEFAULT_DIR, RulebookError, load_rulebook
+from forewarn.rules.safe_yaml import MAX_BYTES
 
 DEFAULT = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")
 

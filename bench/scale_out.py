@@ -2,7 +2,7 @@
 
 The simulator's lines are written once to a JSONL file; for each N in ``--processes``
 N processes (``python -m bench.scale_out --child ...``) each build the same flow over
-``connectors.files.JsonlFilesSource([file])`` with file sinks
+``forewarn.connectors.files.JsonlFilesSource([file])`` with file sinks
 (``forewarn.runner.file_outputs``) and run it with Bytewax's
 ``cluster_main(flow, addresses, proc_id, worker_count_per_proc=1)`` on free local
 ports: one worker per process, so the workers do not share a GIL.
@@ -22,7 +22,7 @@ Measured per run:
   CPU per event, max / mean flow CPU per process;
 * **CPU per step and per key**: each process wraps the ``on_batch`` / ``on_notify`` /
   ``on_eof`` / ``snapshot`` methods of every ``StatefulBatchLogic`` in
-  ``dataflows.flow`` and the decode step (``_decode_batch``) in a ``thread_time``
+  ``forewarn.dataflows.flow`` and the decode step (``_decode_batch``) in a ``thread_time``
   counter, per logic object (one per key). Steps that had one key in the whole run
   are the single-key (constant-key) steps; their share of the flow CPU is reported.
   What no counter covers (Bytewax's engine and exchange, stateless maps, encoding,
@@ -78,8 +78,8 @@ TIMED_METHODS = ("on_batch", "on_notify", "on_eof", "snapshot")
 
 def partition_support() -> dict[str, bool]:
     """Which of the two keywords of partitioned input this checkout accepts."""
-    from connectors.files import JsonlFilesSource
-    from dataflows.flow import FlowConfig
+    from forewarn.connectors.files import JsonlFilesSource
+    from forewarn.dataflows.flow import FlowConfig
 
     return {"source_partitions": "partitions" in inspect.signature(JsonlFilesSource).parameters,
             "flow_shards": "shards" in inspect.signature(FlowConfig).parameters}
@@ -125,7 +125,7 @@ class StepTimer:
         """Wrap the flow's stateful logic classes and its decode step in place."""
         from bytewax.operators import StatefulBatchLogic
 
-        from dataflows import flow as fl
+        from forewarn.dataflows import flow as fl
 
         for name, cls in vars(fl).items():
             if (inspect.isclass(cls) and issubclass(cls, StatefulBatchLogic)
@@ -200,10 +200,10 @@ def child_main(args: argparse.Namespace) -> None:
     from bytewax.testing import cluster_main
     from prometheus_client import REGISTRY
 
-    from connectors.files import JsonlFilesSource
-    from dataflows.flow import FlowConfig, build_flow
+    from forewarn.connectors.files import JsonlFilesSource
+    from forewarn.dataflows.flow import FlowConfig, build_flow
+    from forewarn.rules.rulebook import load_rulebook
     from forewarn.runner import file_outputs, tune_gc
-    from rules.rulebook import load_rulebook
 
     timer = StepTimer()
     if not args.no_step_cpu:
@@ -507,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if min(args.processes) < 1 or (args.partitions is not None and args.partitions < 1):
         ap.error("--processes and --partitions must be >= 1")
 
-    from simulator import ScenarioConfig, simulate
+    from forewarn.simulator import ScenarioConfig, simulate
 
     support = partition_support()
     configs = plan(args.processes, args.partitions)

@@ -3,7 +3,7 @@
 Input, generated lazily (nothing is held): ~2,500 cells (834 sites x 3), then one
 ``subscriber`` upsert per subscriber, then one ``location`` per subscriber on a cell
 (spread over 30 min of event time, so the sites' 1 h position pruning keeps all of them).
-The real flow (``dataflows.flow.build_flow``, default rulebook, discarding sinks) runs it
+The real flow (``forewarn.dataflows.flow.build_flow``, default rulebook, discarding sinks) runs it
 in-process on one worker.
 
 When the input is exhausted, the source does not end at once: it *holds* the flow open
@@ -45,7 +45,7 @@ CELLS_PER_SITE = 3
 SITES = 834  # x3 = 2,502 cells
 T0 = 1795413600  # 2026-11-23T06:00:00Z
 #: Seconds the locations are moved from T0 (``--at-night``: to 00:00, when the gap between
-#: two positions of a subscriber is credited to their night anchor, dataflows.anchors).
+#: two positions of a subscriber is credited to their night anchor, forewarn.dataflows.anchors).
 _SHIFT = [0]
 _ANCHORS = [True]  # --without-anchors: the flow does not learn them (FlowConfig.anchors)
 NIGHT_SHIFT = -6 * 3600
@@ -172,11 +172,11 @@ def _deep(obj: Any, seen: set[int], stop: tuple[type, ...] = ()) -> int:
 
 def breakdown(n: int) -> dict[str, Any]:
     """Bytes per subscriber by owner, from the live objects at the hold."""
-    from dataflows.care import SubscriberCare
-    from dataflows.flow import CareLogic, FlowConfig, SiteLogic
-    from dataflows.sequencer import Sequencer
-    from dataflows.site import SiteCorrelator
-    from rules.rulebook import Rulebook
+    from forewarn.dataflows.care import SubscriberCare
+    from forewarn.dataflows.flow import CareLogic, FlowConfig, SiteLogic
+    from forewarn.dataflows.sequencer import Sequencer
+    from forewarn.dataflows.site import SiteCorrelator
+    from forewarn.rules.rulebook import Rulebook
 
     gc.collect()
     objs = gc.get_objects()
@@ -221,7 +221,7 @@ def breakdown(n: int) -> dict[str, Any]:
     latest = sum(sys.getsizeof(q.last_site) + sys.getsizeof(q.last_at) for q in sequencers)
     latest += sum(_deep(k, seen) + _deep(v, seen) for q in sequencers
                   for d in (q.last_site, q.last_at) for k, v in d.items())
-    # Their learnt anchor places (dataflows.anchors): a dict slot and one packed int each
+    # Their learnt anchor places (forewarn.dataflows.anchors): a dict slot and one packed int each
     # (and the key, when it is not the string the tables above hold already).
     anchors = sum(sys.getsizeof(q.anchors.packed) + sum(_deep(k, seen) + _deep(v, seen)
                                                           for k, v in q.anchors.packed.items())
@@ -246,8 +246,8 @@ def child(n: int, hold_s: float, with_breakdown: bool, positions: int = 1) -> di
 
     from bytewax.testing import run_main
 
-    from dataflows.flow import FlowConfig, Outputs, build_flow
-    from rules.rulebook import load_rulebook
+    from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
+    from forewarn.rules.rulebook import load_rulebook
 
     result: dict[str, Any] = {"n": n}
     book = load_rulebook()

@@ -55,7 +55,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
 
-from connectors.kafka_config import KafkaConfigError, load_properties
+from forewarn.connectors.kafka_config import KafkaConfigError, load_properties
 
 __all__ = [
     "DEFAULT_PORT",

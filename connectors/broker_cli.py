@@ -11,8 +11,8 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
-from connectors import broker, topics
-from connectors.kafka_config import (
+from forewarn.connectors import broker, topics
+from forewarn.connectors.kafka_config import (
     KafkaConfigError,
     KafkaUnreachableError,
     add_arguments,

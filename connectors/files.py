@@ -23,10 +23,10 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from dataflows.sequencer import AHEAD_S
-from dataflows.shards import ShardSource, owner
 from forewarn import tmf681
 from forewarn.codec import stream_time
+from forewarn.dataflows.sequencer import AHEAD_S
+from forewarn.dataflows.shards import ShardSource, owner
 
 BATCH = 5000  # lines per batch: work per site and per care key is per batch (as for Kafka)
 
@@ -40,7 +40,7 @@ def _sort_key(line: bytes, previous: float) -> float:
 
 
 #: A record this far past its input's running maximum (a file; a Kafka partition in
-#: :mod:`connectors.kafka_source`) that a later record falls back from (that far), before
+#: :mod:`forewarn.connectors.kafka_source`) that a later record falls back from (that far), before
 #: LEAP_CONFIRM timed records in line with it came, keeps its place in the merge: one bad
 #: clock must not hold the rest of its input back behind the others. As far as the
 #: sequencer calls a record ahead of the stream.
@@ -135,9 +135,9 @@ class _IterPartition(StatefulSourcePartition[tuple[str, bytes], int]):
 
 def shard_lines(items: Iterable[tuple[str, bytes]], shard: int, shards: int,
                 partitioner: str = "crc32") -> Iterator[tuple[ShardSource, bytes]]:
-    """One shard's part of an input (:mod:`dataflows.shards`): the lines of its own
+    """One shard's part of an input (:mod:`forewarn.dataflows.shards`): the lines of its own
     subscribers, and every other line, as its own on shard 0 and as context elsewhere.
-    ``partitioner``: how a key picks its shard (:data:`~dataflows.shards.PARTITIONERS`).
+    ``partitioner``: how a key picks its shard (:data:`~forewarn.dataflows.shards.PARTITIONERS`).
 
     >>> lines = [("f", b'{"type":"cell"}'), ("f", b'{"type":"call","subscriber_id":"U1"}'),
     ...          ("f", b'{"type":"call","subscriber_id":"U4"}')]
@@ -161,7 +161,7 @@ class JsonlFilesSource(FixedPartitionedSource[tuple[str, bytes], int]):
     """JSONL files merged by stream time into one ordered partition (resumable); or,
     with ``partitions`` > 1, into that many shards of it (:func:`shard_lines`), each
     read and decoded by whichever worker holds it (``partitioner``: how a key picks its
-    shard, :data:`~dataflows.shards.PARTITIONERS`)."""
+    shard, :data:`~forewarn.dataflows.shards.PARTITIONERS`)."""
 
     def __init__(self, paths: Sequence[str | Path], partitions: int = 1,
                  partitioner: str = "crc32"):

@@ -4,7 +4,7 @@ Several files are merged by stream time (each file keeps its own order), as
 ``forewarn run --input`` reads them. A line that cannot be published as it is
 (no input type, no message key, too large, refused by the broker) becomes a dead
 letter with its file and line, and publishing goes on (see
-:mod:`connectors.kafka_publish`). At the end a report says what was delivered per
+:mod:`forewarn.connectors.kafka_publish`). At the end a report says what was delivered per
 topic, what went to dead letters and why, and what failed; the exit status is 0
 only when every good record was delivered.
 """
@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from connectors.kafka_config import add_arguments
+from forewarn.connectors.kafka_config import add_arguments
 
 if TYPE_CHECKING:
-    from connectors.kafka_publish import PublishReport
+    from forewarn.connectors.kafka_publish import PublishReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,14 +50,14 @@ def add_pacing_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from connectors.files import merge_by_time
-    from connectors.kafka_config import (
+    from forewarn.connectors.files import merge_by_time
+    from forewarn.connectors.kafka_config import (
         KafkaConfigError,
         KafkaUnreachableError,
         check_reachable,
         config_from_args,
     )
-    from connectors.kafka_publish import Publisher, PublishError, Topics, paced
+    from forewarn.connectors.kafka_publish import Publisher, PublishError, Topics, paced
 
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:

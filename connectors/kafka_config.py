@@ -65,10 +65,11 @@ def parse_properties(text: str, source: str = "<string>") -> dict[str, str]:
 
     >>> parse_properties("# client\\nsecurity.protocol=SASL_SSL\\nsasl.password = a=b\\n")
     {'security.protocol': 'SASL_SSL', 'sasl.password': 'a=b'}
-    >>> parse_properties("acks all", "client.conf")
+    >>> parse_properties("acks all", "client.conf")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    connectors.kafka_config.KafkaConfigError: client.conf:1: expected key=value, got 'acks all'
+    forewarn.connectors.kafka_config.KafkaConfigError: client.conf:1: expected key=value,
+    got 'acks all'
     """
     settings: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -95,10 +96,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
     >>> parse_overrides(["sasl.mechanism=PLAIN", "linger.ms=5"])
     {'sasl.mechanism': 'PLAIN', 'linger.ms': '5'}
-    >>> parse_overrides(["linger.ms"])
+    >>> parse_overrides(["linger.ms"])  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    connectors.kafka_config.KafkaConfigError: -X linger.ms: expected key=value, got 'linger.ms'
+    forewarn.connectors.kafka_config.KafkaConfigError: -X linger.ms: expected key=value,
+    got 'linger.ms'
     """
     return dict(_split(item, f"-X {item}") for item in items)
 
@@ -112,10 +114,11 @@ def build_config(
 
     ``bootstrap.servers`` must come from one of them.
 
-    >>> build_config(None)  # doctest: +ELLIPSIS
+    >>> build_config(None)  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    connectors.kafka_config.KafkaConfigError: no Kafka brokers given: pass --bootstrap HOST:PORT ...
+    forewarn.connectors.kafka_config.KafkaConfigError: no Kafka brokers given:
+    pass --bootstrap HOST:PORT ...
     """
     settings: dict[str, str] = {}
     if config_file is not None:

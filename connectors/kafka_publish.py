@@ -1,7 +1,7 @@
 """Publishing JSONL records to the contract's input topics (``replay``, ``simulate``).
 
 Each line goes to the topic of its ``type`` with the contract's key
-(:func:`connectors.topics.key_for`). A line that cannot be published as it is
+(:func:`forewarn.connectors.topics.key_for`). A line that cannot be published as it is
 goes to the dead-letter topic ``forewarn.deadletter`` instead - the contract's
 ``dead_letter`` record (``source`` the file name, ``reason``, ``raw`` first 4 KiB,
 ``code``) plus its ``line`` number - and publishing goes on:
@@ -51,16 +51,16 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from connectors.kafka_sink import SAFE_PRODUCER
-from connectors.kafka_source import NEG_INF, TYPE_RANK, stream_time
-from connectors.topics import (
+from forewarn.codec import RAW_LIMIT, dead_letter, dead_letter_dict, decode
+from forewarn.connectors.kafka_sink import SAFE_PRODUCER
+from forewarn.connectors.kafka_source import NEG_INF, TYPE_RANK, stream_time
+from forewarn.connectors.topics import (
     ALL_TOPICS,
     INPUT_TOPICS,
     KEY_FIELDS_FOR_TYPE,
     TOPIC_FOR_TYPE,
     key_for,
 )
-from forewarn.codec import RAW_LIMIT, dead_letter, dead_letter_dict, decode
 
 __all__ = [
     "CONTRACT_TOPICS", "FRAMING", "PublishError", "PublishReport", "Publisher", "Topics",

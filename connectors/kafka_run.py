@@ -1,9 +1,9 @@
 """``forewarn run --bootstrap``: the flow on the contract's Kafka topics.
 
-Input: every input topic, merged by event time (:mod:`connectors.kafka_source`).
+Input: every input topic, merged by event time (:mod:`forewarn.connectors.kafka_source`).
 Output: ``care.actions`` (key ``subscriber_id``), ``noc.incidents`` (key
 ``incident_id``), ``forewarn.deadletter`` (key: source topic) through idempotent,
-loss-refusing producers (:mod:`connectors.kafka_sink`).
+loss-refusing producers (:mod:`forewarn.connectors.kafka_sink`).
 
 Recovery (``--recovery DIR``): Bytewax snapshots input positions and the state
 of every stage (positions, profiles, open incidents, pending timers, contact
@@ -46,29 +46,29 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from connectors.kafka_config import (
+from forewarn.connectors.kafka_config import (
     KafkaConfigError,
     KafkaUnreachableError,
     check_reachable,
     config_from_args,
 )
-from connectors.kafka_publish import CONTRACT_TOPICS, Topics
-from connectors.kafka_sink import (
+from forewarn.connectors.kafka_publish import CONTRACT_TOPICS, Topics
+from forewarn.connectors.kafka_sink import (
     KafkaOutSink,
     action_identity,
     dead_letter_identity,
     value_identity,
 )
-from connectors.kafka_source import KafkaMergeSource, input_parts
-from connectors.topics import copartition_problem, partition_counts
-from dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.connectors.kafka_source import KafkaMergeSource, input_parts
+from forewarn.connectors.topics import copartition_problem, partition_counts
+from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
 from forewarn.recovery_store import (
     RecoveryStoreError,
     check_input_parts,
     check_store,
     secure_new_dir,
 )
-from rules.rulebook import Rulebook
+from forewarn.rules.rulebook import Rulebook
 
 __all__ = [
     "Topics",
@@ -83,7 +83,8 @@ log = logging.getLogger("forewarn.kafka")
 
 DEFAULT_LATENESS_S = 2.0
 DEFAULT_SNAPSHOT_S = 5.0
-FAST_EPOCH_S = 0.05  # epoch without recovery: an action waits two or three (dataflows.frontier)
+# epoch without recovery: an action waits two or three (forewarn.dataflows.frontier)
+FAST_EPOCH_S = 0.05
 DEFAULT_DEDUPE_TAIL = 20_000
 STOP_GRACE_S = 30.0  # after SIGINT/SIGTERM, the workers get this long to stop
 
@@ -151,7 +152,7 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
 
     ``shards``: the input topics' partition count, when above 1: partition index ``i``
     of every keyed input topic is shard ``i``'s, read, decoded and ordered by its own
-    source partition and sequencer (:mod:`dataflows.shards`); each shard reads the
+    source partition and sequencer (:mod:`forewarn.dataflows.shards`); each shard reads the
     topology, alarm and maintenance topics whole.
 
     ``feeds``: topics of operators' alarm feeds (VES fault events, TMF642 alarm
@@ -339,7 +340,7 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         "process_id": args.process_id, "recovery": args.recovery,
         "snapshot_interval_s": args.snapshot_interval, "lateness_s": args.lateness,
         "shards": shards})
-    # An epoch is also how long a site's verdicts wait before release (dataflows.flow
+    # An epoch is also how long a site's verdicts wait before release (forewarn.dataflows.flow
     # SiteLogic): short without recovery; with it, the snapshot interval (a trade-off).
     epoch_s = args.snapshot_interval if recovery is not None else min(
         args.snapshot_interval, FAST_EPOCH_S)

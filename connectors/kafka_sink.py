@@ -45,8 +45,8 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from connectors.topics import PARTITIONER
 from forewarn import metrics, tmf681
+from forewarn.connectors.topics import PARTITIONER
 
 __all__ = [
     "DeliveryError",

@@ -40,7 +40,7 @@ offset)``:
 The single reader costs input parallelism, which the flow does not have anyway:
 its sequencer is one key (global event-time order). Each message is decoded here,
 once (its record gives the merge time), and counted: each batch is one
-:class:`~dataflows.messages.Decoded`, its items ``(source, value, record, at)``,
+:class:`~forewarn.dataflows.messages.Decoded`, its items ``(source, value, record, at)``,
 ``source`` being ``(topic, partition, offset)``, ``at`` the record's stream time
 (``None`` if timeless) and ``record`` a domain record or
 a :class:`~forewarn.model.DeadLetter` whose source is an
@@ -74,10 +74,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.files import LEAP_CONFIRM, LEAP_S
-from connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
-from dataflows.messages import Decoded
-from dataflows.shards import SHARD_KEYED, ShardSource
 from forewarn import metrics
 from forewarn.adapters import Adapters
 from forewarn.codec import (
@@ -87,6 +83,10 @@ from forewarn.codec import (
     decode_input,
     stream_time,
 )
+from forewarn.connectors.files import LEAP_CONFIRM, LEAP_S
+from forewarn.connectors.topics import SUBSCRIBER_KEYED, TOPIC_FOR_TYPE, partition_for
+from forewarn.dataflows.messages import Decoded
+from forewarn.dataflows.shards import SHARD_KEYED, ShardSource
 from forewarn.model import (
     Alarm,
     Call,
@@ -243,7 +243,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
             counts[topic] = len(meta.partitions)
             # With shards, a keyed topic's partition `shard` is this shard's own; any
             # other topic (topology, alarms, maintenance) is read whole by every shard,
-            # as context on all but shard 0 (dataflows.shards)
+            # as context on all but shard 0 (forewarn.dataflows.shards)
             keyed = expect is not None and expect.kind in SHARD_KEYED
             context = (ShardSource(topic, shard, True)
                        if shard is not None and shard != 0 and not keyed else None)
@@ -378,7 +378,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
 
     def _take(self, msgs: list) -> None:
         """Decode each message (once: its record gives the merge time) into its buffer,
-        and tally it for the decode step (:class:`~dataflows.messages.Decoded`)."""
+        and tally it for the decode step (:class:`~forewarn.dataflows.messages.Decoded`)."""
         parts = self._parts
         part: _Part | None = None
         entries = None

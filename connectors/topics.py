@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.kafka_config import check_reachable
-from dataflows.shards import murmur2, partition_for
+from forewarn.connectors.kafka_config import check_reachable
+from forewarn.dataflows.shards import murmur2, partition_for
 
 __all__ = [
     "ALL_TOPICS",
@@ -168,11 +168,11 @@ def create_topics(
 
     Idempotent: topics that already exist are left as they are (their partition
     count and configs are not changed). ``config`` holds librdkafka client settings
-    (at least ``bootstrap.servers``, see :mod:`connectors.kafka_config`).
+    (at least ``bootstrap.servers``, see :mod:`forewarn.connectors.kafka_config`).
     ``replication_factor=-1`` takes the cluster's ``default.replication.factor``.
     Returns once the cluster's metadata shows every topic with a leader for each
     partition, so producing right afterwards does not race topic creation.
-    Raises :class:`~connectors.kafka_config.KafkaUnreachableError` within 10 s
+    Raises :class:`~forewarn.connectors.kafka_config.KafkaUnreachableError` within 10 s
     when no broker answers, ``KafkaException`` when the cluster refuses.
     """
     if partitions < 1:

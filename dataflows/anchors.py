@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dataflows.state import restore_fields
+from forewarn.dataflows.state import restore_fields
 
 NIGHT, WORK = 0, 1
 BUCKETS = (NIGHT, WORK)

@@ -10,12 +10,12 @@ Inputs arrive from two stages: profiles and complaints from the sequencer,
 verdicts from the sites (an epoch later, so the profile in force at a verdict's
 time is here before it). They are applied in event-time order (records before
 verdicts at equal times: :func:`care_order`); the flow holds them until the event-time
-frontier passes them (:mod:`dataflows.frontier`), so verdicts of several sites are
+frontier passes them (:mod:`forewarn.dataflows.frontier`), so verdicts of several sites are
 applied in one order whatever order they arrived in. Positions never come here: a site
 judges where a subscriber was at a verdict's time T, on its own stream in event
 order, and says so in the verdict (``Impact.seen``, ``Impact.moved``).
 
->>> from rules.rulebook import load_rulebook
+>>> from forewarn.rules.rulebook import load_rulebook
 >>> book = load_rulebook()
 >>> quiet_until(1795471200.0, "Europe/London", book)  # 2026-11-23 22:00 local
 1795507200.0
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dataflows.messages import (
+from forewarn.codec import zone
+from forewarn.dataflows.messages import (
     EXPECTED,
     HOLD_DOWN,
     REAPPEARED,
@@ -44,10 +45,9 @@ from dataflows.messages import (
     Restored,
     evidence_ref,
 )
-from dataflows.propensity import CareFeatures
-from forewarn.codec import zone
+from forewarn.dataflows.propensity import CareFeatures
 from forewarn.model import Action, Complaint, Subscriber
-from rules.rulebook import CELL_CHANNELS, Rule, Rulebook
+from forewarn.rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 
 #: :meth:`SubscriberCare._gate`'s answer when a rule's audience leaves the subscriber out.
 NOT_FOR_THEM = "not_for_them"
@@ -517,7 +517,7 @@ class CareShard:
     """The care state of some subscribers (a shard of them, or one), by id.
 
     >>> from forewarn.model import Complaint
-    >>> from rules.rulebook import load_rulebook
+    >>> from forewarn.rules.rulebook import load_rulebook
     >>> shard = CareShard()
     >>> shard.handle_batch([Complaint("K1", "U1", 60.0, "other")], load_rulebook())
     [ComplaintSeen(subscriber_id='U1', at=60.0)]

@@ -54,7 +54,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflows.state import restore_fields
+from forewarn.dataflows.state import restore_fields
 from forewarn.model import Kpi
 
 SLEEPING = "sleeping"

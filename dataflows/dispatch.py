@@ -3,7 +3,7 @@
 Care decides *whether* a subscriber gets an action; dispatch scores it and
 decides whether the operator can afford it now.
 
-* **propensity** — one online model (:mod:`dataflows.propensity`) for the whole
+* **propensity** — one online model (:mod:`forewarn.dataflows.propensity`) for the whole
   flow, in this step's state (so it survives recovery): every action care
   marks as an exposure is scored, the score and model version go into its
   evidence (``propensity:0.123``, ``model:p812``), and complaints label the
@@ -19,11 +19,11 @@ decides whether the operator can afford it now.
   over budget is deferred (``send_after``) to the next minute with room.
 
 Actions are taken in (event time, priority, action id) order: :meth:`Dispatcher.take`
-holds what arrives until a :class:`~dataflows.messages.Frontier` says every action
-before a time has arrived (:mod:`dataflows.frontier`), so which action gets a budget,
+holds what arrives until a :class:`~forewarn.dataflows.messages.Frontier` says every action
+before a time has arrived (:mod:`forewarn.dataflows.frontier`), so which action gets a budget,
 and the order the model learns in, do not depend on batching or worker count.
 
->>> from rules.rulebook import Budgets
+>>> from forewarn.rules.rulebook import Budgets
 >>> from forewarn.model import Action
 >>> d = Dispatcher()
 >>> b = Budgets(per_minute={"sms": 2}, reserve_share=0.5)
@@ -39,12 +39,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dataflows.care import ComplaintSeen, Suppressed
-from dataflows.messages import Frontier
-from dataflows.propensity import ExposureBook, PropensityModel
-from dataflows.state import restore_fields
+from forewarn.dataflows.care import ComplaintSeen, Suppressed
+from forewarn.dataflows.messages import Frontier
+from forewarn.dataflows.propensity import ExposureBook, PropensityModel
+from forewarn.dataflows.state import restore_fields
 from forewarn.model import Action
-from rules.rulebook import Budgets, Rulebook
+from forewarn.rules.rulebook import Budgets, Rulebook
 
 
 def _time(item) -> float:

@@ -5,10 +5,10 @@
     source (source, raw), or a Decoded batch             the Kafka source decodes itself
       -> decode (per batch) ........... one ("clock", [record | DeadLetter, ...]) item;
                                          with P input shards one ("clock-N", (N, [...]))
-                                         per shard (dataflows.shards)
+                                         per shard (forewarn.dataflows.shards)
       -> sequence   [key: "clock"]       event-time order, topology, ticks; per batch
            |        or "clock-N"         one list of messages per destination key (with
-           |                             shards, a ShardBatch per site: dataflows.merge)
+           |                             shards, a ShardBatch per site: forewarn.dataflows.merge)
            |-> frontier [key: "frontier"]    one Progress per batch and shard -> Frontier
            |                             to every site, then every care shard (without
            |                             recovery), then dispatch, each an epoch later
@@ -22,7 +22,7 @@
       -> actions | incidents | dead letters (decoding's and the sequencer's)
 
 Positions (every location and call, most of the traffic) travel as plain tuples
-(:data:`~dataflows.messages.Position`) to their cell's site only, and every stage
+(:data:`~forewarn.dataflows.messages.Position`) to their cell's site only, and every stage
 on their way has a short path for them; Bytewax sees a few items per input batch,
 not one per record.
 
@@ -52,22 +52,22 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from dataflows.care import CareShard, Suppressed, care_order, order_key
-from dataflows.dispatch import Dispatcher
-from dataflows.frontier import FrontierTracker
-from dataflows.merge import ShardMerge
-from dataflows.messages import Decoded, Frontier, Progress, ShardBatch
-from dataflows.propensity import PropensityModel
-from dataflows.sequencer import Routes, Sequencer, own_key
-from dataflows.shards import ShardSource, is_context
-from dataflows.site import SiteCorrelator
 from forewarn import metrics, safe_pickle, tmf681
 from forewarn.adapters import Adapters
 from forewarn.codec import Expanded, dead_letter_dict, decode_input, encode
+from forewarn.dataflows.care import CareShard, Suppressed, care_order, order_key
+from forewarn.dataflows.dispatch import Dispatcher
+from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.merge import ShardMerge
+from forewarn.dataflows.messages import Decoded, Frontier, Progress, ShardBatch
+from forewarn.dataflows.propensity import PropensityModel
+from forewarn.dataflows.sequencer import Routes, Sequencer, own_key
+from forewarn.dataflows.shards import ShardSource, is_context
+from forewarn.dataflows.site import SiteCorrelator
 from forewarn.logs import get_logger
 from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location, stream_at
-from rules.reload import RulebookWatcher
-from rules.rulebook import Rulebook
+from forewarn.rules.reload import RulebookWatcher
+from forewarn.rules.rulebook import Rulebook
 
 CLOCK_KEY = "clock"
 DISPATCH_KEY = "dispatch"
@@ -86,7 +86,7 @@ class RunResults:
 
     model: bytes | None = None
     report: dict = field(default_factory=dict)
-    # each subscriber's learnt anchor sites (dataflows.anchors): sid -> (night, work);
+    # each subscriber's learnt anchor sites (forewarn.dataflows.anchors): sid -> (night, work);
     # filled by the worker holding the sequencer
     anchors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
@@ -101,8 +101,8 @@ class FlowConfig:
     models: bool = True  # silent-failure detectors and the propensity model
     propensity: bytes | None = None  # warm start: an earlier run's model snapshot
     action_format: str = "contract"  # or "tmf681": TMF681 CommunicationMessages
-    shards: int = 1  # input shards, each with its own sequencer (dataflows.shards)
-    anchors: bool = True  # learn each subscriber's anchor sites (dataflows.anchors)
+    shards: int = 1  # input shards, each with its own sequencer (forewarn.dataflows.shards)
+    anchors: bool = True  # learn each subscriber's anchor sites (forewarn.dataflows.anchors)
     results: RunResults | None = field(default=None, compare=False)  # filled at EOF
 
     def rulebook(self) -> Rulebook:
@@ -254,7 +254,7 @@ class SiteLogic(StatefulBatchLogic):
     A verdict for time T is decided the moment the site's event time passes T,
     but it is *released* only in a later Bytewax epoch than the one it was
     decided in, when the frontier step's :class:`Frontier` arrives
-    (:mod:`dataflows.frontier`). Bytewax applies a stateful step's input in epoch
+    (:mod:`forewarn.dataflows.frontier`). Bytewax applies a stateful step's input in epoch
     order, so by the time a subscriber sees the verdict it has every record (profile,
     complaint) the sequencer sent before it, on whichever worker — the same outputs
     with any worker count. ``snapshot()`` is Bytewax's end-of-epoch call for every key
@@ -339,7 +339,7 @@ class SiteLogic(StatefulBatchLogic):
 class FrontierLogic(StatefulBatchLogic):
     """The frontier step (one key): the shards' :class:`Progress`, one per batch each, in;
     :class:`Frontier` out to every site and to dispatch, each an epoch after what it
-    rests on (:mod:`dataflows.frontier`). Bytewax calls ``snapshot()`` at the end of
+    rests on (:mod:`forewarn.dataflows.frontier`). Bytewax calls ``snapshot()`` at the end of
     every epoch this key took part in, ``on_notify`` included, which is how it counts
     epochs; it asks to be called again while something is owed."""
 
@@ -399,13 +399,13 @@ class DispatchLogic(StatefulBatchLogic):
 
 
 class CareLogic(StatefulBatchLogic):
-    """One care key's :class:`~dataflows.care.CareShard`: a shard of the subscribers,
+    """One care key's :class:`~forewarn.dataflows.care.CareShard`: a shard of the subscribers,
     or one subscriber with recovery (see :func:`care_shard`).
 
     ``values`` are lists of messages (one per sequencer batch, one per verdict), each
-    in :func:`~dataflows.care.order_key` order already. Without recovery, care shards
+    in :func:`~forewarn.dataflows.care.order_key` order already. Without recovery, care shards
     hold them until the frontier step's :class:`Frontier` says every message before a
-    time has arrived, then take those in :func:`~dataflows.care.care_order`: a
+    time has arrived, then take those in :func:`~forewarn.dataflows.care.care_order`: a
     subscriber hears of verdicts from several sites, and what care decides from several
     (a drop apology, cooldowns and caps across incidents) must not depend on which
     arrived first. With recovery (a key per subscriber, which no frontier reaches),
@@ -488,9 +488,9 @@ def _bundle(routes: Routes, ordered: bool = True, shard: tuple[int, float] | Non
     when decoding failed.
 
     With several shards (``shard``: this one's index and watermark), a site's list comes
-    as a :class:`~dataflows.messages.ShardBatch` for the site to merge.
+    as a :class:`~forewarn.dataflows.messages.ShardBatch` for the site to merge.
 
-    A subscriber's list is in :func:`~dataflows.care.order_key` order, which care
+    A subscriber's list is in :func:`~forewarn.dataflows.care.order_key` order, which care
     relies on: the sequencer releases in event-time order (records at equal times
     commute for care), so only a batch with late records (``ordered=False``) sorts.
     """
@@ -552,7 +552,7 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
     ``adapters``: the rulebook's tables for operators' alarm feeds (VES, TMF642);
     a VES batch stands for several records, each with its own raw event.
 
-    Items are ``(source, raw)``, or a :class:`~dataflows.messages.Decoded` batch from
+    Items are ``(source, raw)``, or a :class:`~forewarn.dataflows.messages.Decoded` batch from
     a source that decoded them already (the Kafka source needs each record's time to
     merge). ``decoded`` holds ``(source, raw, record, at)`` (``at``: :func:`stream_at`,
     read once here for the sequencer) and dead letters. Counted once per kind per
@@ -623,7 +623,7 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
 
 
 def shard_key(shard: int) -> str:
-    """The sequencer key of an input shard (:mod:`dataflows.shards`)."""
+    """The sequencer key of an input shard (:mod:`forewarn.dataflows.shards`)."""
     return f"{CLOCK_KEY}-{shard}"
 
 

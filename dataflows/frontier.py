@@ -2,7 +2,7 @@
 
 Bytewax carries no event-time progress between workers. Its one shared progress is the
 wall-clock epoch: a stateful step applies its input epoch by epoch, in order. The
-frontier step (one key; it receives one :class:`~dataflows.messages.Progress` per
+frontier step (one key; it receives one :class:`~forewarn.dataflows.messages.Progress` per
 sequencer shard per batch, never one per record) turns the shards' watermarks into two
 guarantees, each resting on an epoch boundary:
 
@@ -14,13 +14,13 @@ guarantees, each resting on an epoch boundary:
    which acts in the epoch a verdict reaches it, has made every action it causes.
 2. In an epoch after *e'*, dispatch gets ``Frontier(F)``: every action about a time before
    ``F`` has reached it, so budgets are granted in event-time order, whatever the batch
-   sizes, epochs and worker count (:meth:`dataflows.dispatch.Dispatcher.take`).
+   sizes, epochs and worker count (:meth:`forewarn.dataflows.dispatch.Dispatcher.take`).
 
 A record applied *late* (behind its shard's watermark, on Kafka beyond the reorder
 window) can still make an action about a time before a frontier already passed; dispatch
 takes such an action when it arrives.
 
->>> from dataflows.messages import Progress
+>>> from forewarn.dataflows.messages import Progress
 >>> f = FrontierTracker()
 >>> f.take(Progress(0, 100.0, ("S1",)))
 >>> f.due()  # the same epoch: nothing yet
@@ -49,8 +49,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflows.messages import Frontier, Progress
-from dataflows.state import restore_fields
+from forewarn.dataflows.messages import Frontier, Progress
+from forewarn.dataflows.state import restore_fields
 
 _NONE = float("-inf")  # no shard has reported: deadlines wait, outboxes are still released
 

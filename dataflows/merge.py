@@ -1,23 +1,23 @@
 """A site's merge of several input shards' messages into one event-time order.
 
-With several input shards (:mod:`dataflows.shards`), a site hears from every shard's
+With several input shards (:mod:`forewarn.dataflows.shards`), a site hears from every shard's
 sequencer: positions of each shard's subscribers, and from shard 0 the records every
 shard reads (topology, alarms, maintenance, KPIs) and the ticks. Each shard's messages
-come in that shard's release order, in :class:`~dataflows.messages.ShardBatch` lists
+come in that shard's release order, in :class:`~forewarn.dataflows.messages.ShardBatch` lists
 with the shard's watermark. The site must apply them in one order that depends only on
 the records, never on which shard's batch arrived first:
 
 * each message gets a *key*: the running maximum of the times of its shard's messages
   to this site, so it depends on nothing but that shard's own sequence of messages (a
   :class:`Near` counts when it was sent, a record with no time of its own comes
-  :class:`~dataflows.messages.Stamped` with the watermark it was released at, and a
+  :class:`~forewarn.dataflows.messages.Stamped` with the watermark it was released at, and a
   late record keeps its place in its shard's order);
 * messages are applied in ``(key, shard)`` order, each shard's own order kept;
 * a message is applied only once no shard can still send one that goes before it:
   every other shard has a message queued after it, or has promised (its watermark, or
-  a :class:`~dataflows.messages.Frontier` for all of them) that its next comes later.
+  a :class:`~forewarn.dataflows.messages.Frontier` for all of them) that its next comes later.
 
->>> from dataflows.messages import ShardBatch, Tick
+>>> from forewarn.dataflows.messages import ShardBatch, Tick
 >>> m = ShardMerge(2)
 >>> m.take(ShardBatch(0, 30.0, [("U1", "C1", 10.0, None), ("U1", "C1", 30.0, None)]))
 []
@@ -33,8 +33,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflows.messages import Near, ShardBatch, Stamped
-from dataflows.state import restore_fields
+from forewarn.dataflows.messages import Near, ShardBatch, Stamped
+from forewarn.dataflows.state import restore_fields
 
 _NONE = float("-inf")
 

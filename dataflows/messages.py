@@ -38,7 +38,7 @@ class Progress:
 class Stamped:
     """With several input shards, a record with no time of its own (topology, a
     maintenance window) as a site takes it: with the watermark of the shard that
-    released it, its place among the other shards' messages (dataflows.merge)."""
+    released it, its place among the other shards' messages (forewarn.dataflows.merge)."""
 
     at: float
     record: Any
@@ -49,7 +49,7 @@ class ShardBatch:
     """With several input shards, what one shard's sequencer sends a site in a batch:
     its messages in release order, and its watermark after them (every later message
     of the shard comes at or after it). The site merges the shards
-    (:class:`dataflows.merge.ShardMerge`)."""
+    (:class:`forewarn.dataflows.merge.ShardMerge`)."""
 
     shard: int
     watermark: float
@@ -62,7 +62,7 @@ class Frontier:
     input before ``at`` has been delivered to every site (a site fires its deadlines
     before it and releases the verdicts it decided in earlier epochs); to care shards,
     an epoch later again, every message before ``at`` has reached them; to dispatch,
-    an epoch after that, every action before ``at`` has (:mod:`dataflows.frontier`)."""
+    an epoch after that, every action before ``at`` has (:mod:`forewarn.dataflows.frontier`)."""
 
     at: float
 
@@ -108,11 +108,11 @@ class Watch:
 @dataclass(frozen=True, slots=True)
 class Near:
     """Sequencer says: a subscriber around this site's outage was heard on ``site_id`` at
-    ``at`` (:mod:`dataflows.nearby`).
+    ``at`` (:mod:`forewarn.dataflows.nearby`).
 
     ``near``: ``site_id`` is one of this site's nearest sites; if not, they have gone
     farther away and the site stops counting them as around it. ``anchored``: the buckets
-    of the day (:mod:`dataflows.anchors`, bit ``1 << bucket``) in which this site is their
+    of the day (:mod:`forewarn.dataflows.anchors`, bit ``1 << bucket``) in which this site is their
     learnt anchor place (0: none)."""
 
     subscriber_id: str
@@ -121,7 +121,7 @@ class Near:
     near: bool = True
     anchored: int = 0
     # when the sequencer sent it (the record that made it due; ``at`` may be older): its
-    # place among other shards' messages (dataflows.merge)
+    # place among other shards' messages (forewarn.dataflows.merge)
     sent: float | None = None
 
 

@@ -17,7 +17,7 @@ Two halves, because the two facts live in different places:
 
 * :class:`NearbyWatch`, in the sequencer (it sees every position): while a site has an
   open outage alarm (and for ``reappear_s`` after the last clears), it forwards to that
-  site a :class:`~dataflows.messages.Near` for each position heard on one of its
+  site a :class:`~forewarn.dataflows.messages.Near` for each position heard on one of its
   ``nearby_sites`` nearest sites (one site counts each subscriber: the nearest down
   one), and tells it when they are heard elsewhere. When the watch starts, the
   subscribers last heard on those sites are sent at once, from the sequencer's
@@ -45,9 +45,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dataflows.anchors import Anchors
-from dataflows.messages import Near, Watch
-from dataflows.state import restore_fields
+from forewarn.dataflows.anchors import Anchors
+from forewarn.dataflows.messages import Near, Watch
+from forewarn.dataflows.state import restore_fields
 
 #: A watch ends this long after it began even if its alarm stays open (a stuck alarm
 #: must not make a site follow everyone who passes by for weeks; by then the people
@@ -81,7 +81,7 @@ class NearbyWatch:
     followers: dict[str, dict[str, None]] = field(default_factory=dict)  # site -> subscribers
     unwatched: int = 0  # outage starts not watched: MAX_WATCHES reached
     # tell a site when its watch begins and ends; with several input shards one of them
-    # does (dataflows.shards), the others only send their own subscribers' Near
+    # does (forewarn.dataflows.shards), the others only send their own subscribers' Near
     announce: bool = True
     # the sequencer's learnt anchor places (the same object; None: not learnt): each
     # Near says in which buckets of the day the site counting them is their anchor
@@ -186,7 +186,7 @@ class NearbyWatch:
     def expire(self, now: float, last_site: dict[str, str], last_at: dict[str, float],
                sites: dict[str, list], silence_s: float = float("inf")) -> None:
         """End watches past their end (or :data:`MAX_WATCH_S` old): the site forgets who
-        it heard around (a :class:`~dataflows.messages.Watch` that ended), and those it
+        it heard around (a :class:`~forewarn.dataflows.messages.Watch` that ended), and those it
         followed go to the site that counts them now, if another still watches, unless
         their silence is older than ``silence_s`` (the site that had them judged it)."""
         for site, (near, began, until) in list(self.watches.items()):

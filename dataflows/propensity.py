@@ -10,7 +10,7 @@ Pure logic, no Bytewax. Three pieces:
   the model: in a 6 h run it only tracks the label stream). Nothing known only later.
 * :class:`PropensityModel` — a river pipeline ``(one-hot(segment, plan, trigger) ∪
   standard-scaled numbers) | LogisticRegression``, **one for the whole flow** (in
-  the dispatch step's state, :mod:`dataflows.dispatch`), never per subscriber.
+  the dispatch step's state, :mod:`forewarn.dataflows.dispatch`), never per subscriber.
   Progressive validation: every labelled example is first scored (ROC AUC, log
   loss), then learnt. ``version`` is ``p<updates>``;
   :meth:`to_bytes` / :meth:`from_bytes` are its snapshot (~4 KB pickled).

@@ -16,7 +16,7 @@ progress. All decoded records pass one sequencer (a single key), which
   topology) or a subscriber — into :class:`Routes`, one list of messages per
   destination key per batch. Positions go to their cell's site only; when a
   subscriber turns up on another site, the site they left gets a
-  :class:`~dataflows.messages.Left` (so a site knows whether its view of them is
+  :class:`~forewarn.dataflows.messages.Left` (so a site knows whether its view of them is
   still their latest anywhere, and subscriber state needs no position history);
 * sends :class:`Tick` to sites with pending deadlines whenever the watermark
   moves ``tick_s`` on, so group waits, hold-downs and 4 h escalations fire
@@ -50,15 +50,15 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from dataflows.anchors import Anchors
-from dataflows.messages import Drop, Left, Stamped, Tick
-from dataflows.nearby import NearbyWatch
-from dataflows.shards import is_context
-from dataflows.state import restore_fields
 from forewarn.codec import Source, dead_letter, fmt_time
+from forewarn.dataflows.anchors import Anchors
+from forewarn.dataflows.messages import Drop, Left, Stamped, Tick
+from forewarn.dataflows.nearby import NearbyWatch
+from forewarn.dataflows.shards import is_context
+from forewarn.dataflows.state import restore_fields
 
 if TYPE_CHECKING:
-    from rules.rulebook import Rulebook
+    from forewarn.rules.rulebook import Rulebook
 from forewarn.model import (
     Alarm,
     Call,
@@ -142,7 +142,7 @@ class Routes:
 
 @dataclass(slots=True)
 class Sequencer:
-    """Pure sequencer logic; the Bytewax operator in :mod:`dataflows.flow` wraps it."""
+    """Pure sequencer logic; the Bytewax operator in :mod:`forewarn.dataflows.flow` wraps it."""
 
     lateness_s: float = 0.0
     tick_s: float = 15.0
@@ -177,13 +177,13 @@ class Sequencer:
     # one is planned work, with no customer action: nobody is followed around it
     windows: dict[str, tuple[float, float, frozenset[str], frozenset[str]]] = field(
         default_factory=dict)
-    # which input shard this is, of how many (dataflows.shards): with several, records
+    # which input shard this is, of how many (forewarn.dataflows.shards): with several, records
     # every shard reads (topology, alarms, maintenance, KPIs) are forwarded by shard 0
     # alone, and shard 0 alone sends ticks and watch starts and ends
     shard: int = 0
     shards: int = 1
     # each subscriber's anchor sites, learnt from the time between their positions
-    # (dataflows.anchors); None: not learnt
+    # (forewarn.dataflows.anchors); None: not learnt
     anchors: Anchors | None = field(default_factory=Anchors)
 
     def __post_init__(self) -> None:
@@ -194,7 +194,7 @@ class Sequencer:
         self.nearby.anchors = self.anchors
 
     def learn_anchors(self, on: bool) -> None:
-        """Learn each subscriber's anchor places (:mod:`dataflows.anchors`), or not."""
+        """Learn each subscriber's anchor places (:mod:`forewarn.dataflows.anchors`), or not."""
         if not on:
             self.anchors = None
         elif self.anchors is None:
@@ -203,7 +203,7 @@ class Sequencer:
 
     def configure(self, book: Rulebook) -> None:
         """What of the rulebook the sequencer needs: whether and how to watch around
-        outages (:mod:`dataflows.nearby`)."""
+        outages (:mod:`forewarn.dataflows.nearby`)."""
         corr = book.correlation
         self.near_cfg = (corr.nearby_sites, corr.reappear_s, corr.outage_severities,
                          corr.outage_causes, corr.silence_s) if book.watches_nearby else None

@@ -13,7 +13,7 @@ the subscribers they impact:
 * **flapping** — the ``flapping_outages``-th outage of a cell within
   ``flapping_window_s`` opens one ``flapping`` incident that absorbs its next
   outages until it has been up ``flapping_stable_s``;
-* **walk-ins** — someone last heard on a nearby site (:mod:`dataflows.nearby`) who
+* **walk-ins** — someone last heard on a nearby site (:mod:`forewarn.dataflows.nearby`) who
   stays silent past ``nearby.silence_s`` while an outage lasts is most likely inside
   it: an :class:`Impact` with trigger ``walk_in`` (not the contract's impacted: no
   restored notice or escalation follows, and the NOC's count leaves them out);
@@ -23,7 +23,7 @@ the subscribers they impact:
 * **maintenance** — cells inside an active window impact nobody;
 * **dropped calls** — each drop is held for the hold-down, then sent on as a
   :class:`DropNote` naming the outage (if any) that explains it;
-* **silent failures** — per-cell detectors (:mod:`dataflows.degradation`) over
+* **silent failures** — per-cell detectors (:mod:`forewarn.dataflows.degradation`) over
   KPIs and traffic open ``degradation`` incidents for cells that fail without
   an alarm; a *sleeping* cell's users get an :class:`Impact` when it is found.
 
@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dataflows.anchors import expected_bucket
-from dataflows.degradation import SLEEPING, SiteHealth, Verdict
-from dataflows.messages import (
+from forewarn.dataflows.anchors import expected_bucket
+from forewarn.dataflows.degradation import SLEEPING, SiteHealth, Verdict
+from forewarn.dataflows.messages import (
     EXPECTED,
     REAPPEARED,
     WALK_IN,
@@ -56,10 +56,10 @@ from dataflows.messages import (
     Tick,
     Watch,
 )
-from dataflows.nearby import Surroundings
-from dataflows.state import restore_fields
+from forewarn.dataflows.nearby import Surroundings
+from forewarn.dataflows.state import restore_fields
 from forewarn.model import Alarm, Cell, Incident, Kpi, Maintenance
-from rules.rulebook import Rulebook
+from forewarn.rules.rulebook import Rulebook
 
 Out = tuple[str, Any]  # ("care", message) | ("incident", Incident)
 KEEP, FIRST = "keep", "first"  # SiteCorrelator._after_start's answers
@@ -272,7 +272,7 @@ class SiteCorrelator:
         """Every message before ``frontier`` has been delivered: fire the deadlines before
         it, as the next message would (the clock does not move: no message came).
 
-        >>> from rules.rulebook import load_rulebook
+        >>> from forewarn.rules.rulebook import load_rulebook
         >>> site = SiteCorrelator("S1", load_rulebook())
         >>> site._schedule(100.0, "open", "INC-X")
         >>> site.settle(100.0), len(site.deadlines)  # not before 100: still due
@@ -514,7 +514,7 @@ class SiteCorrelator:
                         self._window_for(d.cell_id, d.at) is not None, area, at, self.region)
         return [("care", note)]
 
-    # -- around an outage: walk-ins and reappearances (dataflows.nearby) ----------------
+    # -- around an outage: walk-ins and reappearances (forewarn.dataflows.nearby) ----------------
 
     def _walk_target(self) -> OpenIncident | None:
         """The outage a silent neighbour is counted in: the earliest open one past its
@@ -567,7 +567,7 @@ class SiteCorrelator:
         return out
 
     def _expected(self, at: float) -> list[Out]:
-        """Those heard around the outage whose anchor place (:mod:`dataflows.anchors`) is
+        """Those heard around the outage whose anchor place (:mod:`forewarn.dataflows.anchors`) is
         this site now (or within the rule's ``within_s``), silent for its ``silence_s``,
         once the outage is ``min_outage_s`` old: most likely in it (``at: expected``)."""
         terms = self.book.expected_terms

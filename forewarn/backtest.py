@@ -17,11 +17,11 @@ from pathlib import Path
 
 import orjson
 
-from connectors.files import JsonlFilesSource
 from forewarn.codec import parse_time
+from forewarn.connectors.files import JsonlFilesSource
+from forewarn.rules.rulebook import Rulebook
 from forewarn.runner import Collected, collect
 from forewarn.summary import quality
-from rules.rulebook import Rulebook
 
 COMPLAINT_WINDOW_S = 3 * 3600.0  # an action this long before a complaint counts as ahead of it
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from connectors import broker_cli, kafka_cli
 from forewarn import commands
+from forewarn.connectors import broker_cli, kafka_cli
 from forewarn.runner import tune_gc
-from simulator import cli as simulator_cli
+from forewarn.simulator import cli as simulator_cli
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (commands, simulator_cli, broker_cli, kafka_cli)

@@ -645,7 +645,7 @@ def decode_input(raw: bytes, source: Source, adapters: Adapters | None = None
                  ) -> Record | tuple | DeadLetter | Expanded:
     """:func:`decode` as the flow reads its input: a well-formed ``location`` or call
     that was not dropped (most of the traffic) comes out as the
-    :data:`~dataflows.messages.Position` it stands for, ``(subscriber_id, cell_id,
+    :data:`~forewarn.dataflows.messages.Position` it stands for, ``(subscriber_id, cell_id,
     at, ref)``, checked inline, with its cell id interned (one string per cell in all
     state); anything else as :func:`decode` gives it, except that an object without
     ``type`` that is an operator's alarm feed event (VES, TMF642) is mapped through

@@ -13,19 +13,19 @@ from pathlib import Path
 
 import orjson
 
-from connectors.broker_cli import positive_int
-from connectors.files import LinesSource
-from connectors.kafka_run import add_run_arguments, run_kafka
-from dataflows.flow import RunResults
-from dataflows.propensity import PropensityModel
 from forewarn import metrics
 from forewarn.backtest import compare, format_report, run_backtest
+from forewarn.connectors.broker_cli import positive_int
+from forewarn.connectors.files import LinesSource
+from forewarn.connectors.kafka_run import add_run_arguments, run_kafka
+from forewarn.dataflows.flow import RunResults
+from forewarn.dataflows.propensity import PropensityModel
 from forewarn.logs import get_logger, setup_logging
+from forewarn.rules.reload import RulebookWatcher
+from forewarn.rules.rulebook import Rulebook, RulebookError, load_rulebook
 from forewarn.runner import run_files, run_lines, run_to_dir
+from forewarn.simulator import ScenarioConfig, simulate, write_scenario
 from forewarn.summary import format_table, read_jsonl, summarize
-from rules.reload import RulebookWatcher
-from rules.rulebook import Rulebook, RulebookError, load_rulebook
-from simulator import ScenarioConfig, simulate, write_scenario
 
 log = get_logger("forewarn.cli")
 

@@ -456,7 +456,7 @@ def reset() -> None:
 
     For a run that must not show in /metrics (the demo's warm-up day): run it, then
     call this, while no flow runs. Series stay exported (at 0), children bound at
-    import (e.g. in :mod:`dataflows.flow`) stay the ones exported; the build
+    import (e.g. in :mod:`forewarn.dataflows.flow`) stay the ones exported; the build
     information stays; the open incidents, notices and complaints the observer
     holds and the ingest clock are forgotten.
     """

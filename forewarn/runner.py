@@ -12,10 +12,10 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-from connectors.files import JsonlFilesSource, JsonlSink, LinesSource, sort_jsonl
-from dataflows.flow import FlowConfig, Outputs, RunResults, build_flow
-from rules.reload import RulebookWatcher
-from rules.rulebook import Rulebook
+from forewarn.connectors.files import JsonlFilesSource, JsonlSink, LinesSource, sort_jsonl
+from forewarn.dataflows.flow import FlowConfig, Outputs, RunResults, build_flow
+from forewarn.rules.reload import RulebookWatcher
+from forewarn.rules.rulebook import Rulebook
 
 OUTPUT_FILES = {
     "actions": ("actions.jsonl", ("event_time", "action_id")),
@@ -66,7 +66,7 @@ def run_to_dir(source: Source, out_dir: Path, book: Rulebook, workers: int = 1,
                action_format: str = "contract", shards: int = 1) -> RunResults:
     """Run and write the three JSONL outputs, canonically ordered; return what the run
     leaves besides them (the propensity model and its figures). ``shards``: how many
-    input shards ``source`` has (its partitions: :mod:`dataflows.shards`)."""
+    input shards ``source`` has (its partitions: :mod:`forewarn.dataflows.shards`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = RunResults()
     execute(source, file_outputs(out_dir),
@@ -98,7 +98,7 @@ class Collected:
     actions: list[bytes]
     incidents: list[bytes]
     dead_letters: list[bytes]
-    suppressed: list = field(default_factory=list)  # dataflows.care.Suppressed
+    suppressed: list = field(default_factory=list)  # forewarn.dataflows.care.Suppressed
 
 
 def collect(source: Source, book: Rulebook, workers: int = 1, epoch_s: float = 0.25,

@@ -28,6 +28,11 @@ function), and extension codes and persistent ids are refused. The bytes that
 Forewarn's snapshots hold (a pickle inside Bytewax's pickle, and the propensity
 model's pickled pipeline inside that) are checked the same way, recursively.
 
+Snapshots written before the stages moved into the ``forewarn`` package name their
+classes by the old top-level modules (``dataflows.care.CareShard``): both the check and
+the loader read such a name as today's (:func:`current_name`, :data:`RENAMED_PACKAGES`),
+so a recovery store written then still resumes.
+
 A stage's snapshot is versioned bytes (:func:`dump_state`, :data:`SNAPSHOT_FORMAT`):
 ``b"forewarn-state:" + bytes([format]) + pickle``; a format this Forewarn does not
 read is refused at the start, not met by a failing unpickle in a worker.
@@ -48,10 +53,12 @@ __all__ = [
     "ALLOWED_METHODS",
     "SNAPSHOT_FORMAT",
     "LIBRARY_GLOBALS",
+    "RENAMED_PACKAGES",
     "STATE_MODULES",
     "UnsafePickle",
     "allowed_globals",
     "check_pickle",
+    "current_name",
     "dump_state",
     "load_state",
     "loads",
@@ -61,22 +68,22 @@ __all__ = [
 STATE_MODULES = (
     "forewarn.model",
     "forewarn.codec",
-    "dataflows.messages",
-    "dataflows.anchors",
-    "dataflows.nearby",
-    "dataflows.sequencer",
-    "dataflows.site",
-    "dataflows.care",
-    "dataflows.degradation",
-    "dataflows.dispatch",
-    "dataflows.frontier",
-    "dataflows.merge",
-    "dataflows.shards",
-    "dataflows.propensity",
+    "forewarn.dataflows.messages",
+    "forewarn.dataflows.anchors",
+    "forewarn.dataflows.nearby",
+    "forewarn.dataflows.sequencer",
+    "forewarn.dataflows.site",
+    "forewarn.dataflows.care",
+    "forewarn.dataflows.degradation",
+    "forewarn.dataflows.dispatch",
+    "forewarn.dataflows.frontier",
+    "forewarn.dataflows.merge",
+    "forewarn.dataflows.shards",
+    "forewarn.dataflows.propensity",
 )
 
 #: Library globals seen in real snapshots (``module.qualname``): containers, and the
-#: river pipeline, metrics and optimiser of :class:`dataflows.propensity.PropensityModel`.
+#: river pipeline, metrics and optimiser of :class:`forewarn.dataflows.propensity.PropensityModel`.
 LIBRARY_GLOBALS = frozenset({
     "builtins.set", "builtins.frozenset", "builtins.float", "builtins.int",
     "builtins.complex", "builtins.bytearray", "builtins.slice", "builtins.range",
@@ -96,7 +103,12 @@ LIBRARY_GLOBALS = frozenset({
 
 #: ``getattr(cls, name)`` a pickle may use: ``(class, attribute)``; what it returns is
 #: called with bytes that are a pickle themselves (checked in turn).
-ALLOWED_METHODS = frozenset({("dataflows.propensity.PropensityModel", "from_bytes")})
+ALLOWED_METHODS = frozenset({("forewarn.dataflows.propensity.PropensityModel", "from_bytes")})
+
+#: Top-level packages that became subpackages of ``forewarn``: a pickle written before
+#: names ``dataflows.care.CareShard`` for today's ``forewarn.dataflows.care.CareShard``.
+RENAMED_PACKAGES = {name: f"forewarn.{name}"
+                    for name in ("dataflows", "connectors", "rules", "simulator")}
 
 _GETATTR = "builtins.getattr"
 _MAX_DEPTH = 4  # pickles inside pickles: Bytewax's, Forewarn's, the propensity pipeline's
@@ -106,11 +118,24 @@ class UnsafePickle(ValueError):
     """A pickle that could run code Forewarn's state never needs (the message says what)."""
 
 
+def current_name(module: str) -> str:
+    """The module a pickle's module name stands for today (:data:`RENAMED_PACKAGES`).
+
+    >>> current_name("dataflows.care"), current_name("forewarn.codec")
+    ('forewarn.dataflows.care', 'forewarn.codec')
+    >>> current_name("dataflowsx.care"), current_name("builtins")
+    ('dataflowsx.care', 'builtins')
+    """
+    top, dot, rest = module.partition(".")
+    renamed = RENAMED_PACKAGES.get(top)
+    return renamed + dot + rest if renamed else module
+
+
 @lru_cache(maxsize=1)
 def allowed_globals() -> frozenset[str]:
     """``module.qualname`` of every global a snapshot may name (imports the state modules).
 
-    >>> "dataflows.care.CareShard" in allowed_globals(), "os.system" in allowed_globals()
+    >>> "forewarn.dataflows.care.CareShard" in allowed_globals(), "os.system" in allowed_globals()
     (True, False)
     """
     names = set(LIBRARY_GLOBALS)
@@ -179,6 +204,7 @@ def check_pickle(data: bytes, _depth: int = 0) -> None:
             items.append(item)
 
     def name_global(name: str) -> _Sym:
+        name = current_name(name)
         if name not in allowed and name != _GETATTR:
             raise UnsafePickle(f"it names {name}, which Forewarn's state never holds")
         return _Sym("global", name)
@@ -415,6 +441,7 @@ def _safe_getattr(obj: Any, name: str) -> Any:
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        module = current_name(module)
         full = f"{module}.{name}"
         if full == _GETATTR:
             return _safe_getattr

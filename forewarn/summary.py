@@ -73,7 +73,7 @@ def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
 
 def anchor_accuracy(anchors: dict[str, tuple[str | None, str | None]],
                     truth: list[dict]) -> dict:
-    """Learnt anchor sites (``sid -> (night, work)``, :mod:`dataflows.anchors`) against
+    """Learnt anchor sites (``sid -> (night, work)``, :mod:`forewarn.dataflows.anchors`) against
     where the simulator makes each subscriber live and work (``truth_subscriber``).
 
     A night anchor is right when it is their home site; a working-hours anchor when it is

@@ -9,7 +9,7 @@ refusal is logged once with the file, a reason code and the ``file:line``
 errors, and counted in ``forewarn_rulebook_reloads_total{outcome="refused",
 reason}``; ``forewarn_rulebook_file_refused`` is 1 until the file holds a rulebook
 that is in force again. Each change of the file is parsed once (a refused file is
-not parsed again until it changes), and parsing is bounded (``rules.safe_yaml``).
+not parsed again until it changes), and parsing is bounded (``forewarn.rules.safe_yaml``).
 
 >>> import tempfile, shutil, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from forewarn import metrics
 from forewarn.logs import get_logger
-from rules.rulebook import (  # noqa: F401  (DEFAULT_DIR: doctest)
+from forewarn.rules.rulebook import (  # noqa: F401  (DEFAULT_DIR: doctest)
     DEFAULT_DIR,
     ERROR_CODES,
     Rulebook,

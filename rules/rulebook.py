@@ -3,7 +3,7 @@
 Every problem is reported with ``file:line``, the key, what was expected and
 what was found; nothing half-valid is ever returned, and no input raises
 anything but :class:`RulebookError`. The file is first read within limits and
-as plain data only (:mod:`rules.safe_yaml`: size, depth, alias expansion, tags,
+as plain data only (:mod:`forewarn.rules.safe_yaml`: size, depth, alias expansion, tags,
 duplicate keys, finite numbers), then every value is checked for type and range
 (:data:`RANGES`). The language is documented in ``docs/rules.md``.
 
@@ -40,7 +40,7 @@ from forewarn.adapters import (
     NamingRule,
 )
 from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS, SEVERITIES
-from rules.safe_yaml import CODES, MAX_PROBLEMS, YamlRefused, compose_limited, read_limited
+from forewarn.rules.safe_yaml import CODES, MAX_PROBLEMS, YamlRefused, compose_limited, read_limited
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "eta"})
@@ -50,7 +50,7 @@ TEMPLATE_FIELDS = frozenset({"name", "area", "offer", "plan", "incident_id", "et
 #: hole), ``reappeared`` (someone unheard during the outage is back on a restored cell
 #: within ``correlation.nearby.reappear_s`` of its restoration) and ``expected`` (someone
 #: heard near the outage whose learnt anchor place is the down site at this hour, silent
-#: for the trigger's ``expected.silence_s``: :mod:`dataflows.anchors`).
+#: for the trigger's ``expected.silence_s``: :mod:`forewarn.dataflows.anchors`).
 TRIGGER_POINTS = ("hold_down", "resolved", "duration", "walk_in", "reappeared", "expected")
 #: Trigger points that need the subscribers around an outage watched (the sequencer
 #: sends a down site what it hears of them).
@@ -112,7 +112,7 @@ def _show(value: Any) -> str:
 
 
 #: Why a rulebook is refused: a file refused before its contents are checked
-#: (:data:`rules.safe_yaml.CODES`), or ``invalid`` contents (type, range, reference).
+#: (:data:`forewarn.rules.safe_yaml.CODES`), or ``invalid`` contents (type, range, reference).
 ERROR_CODES = (*CODES, "invalid")
 
 
@@ -965,7 +965,7 @@ TOP_KEYS = {"rulebook", "version", "correlation", "quiet_hours", "channels", "li
 def load_rulebook(path: str | Path | None = None) -> Rulebook:
     """Load ``rulebook.yaml`` from a directory (or a file); raise RulebookError.
 
-    Reads at most :data:`rules.safe_yaml.MAX_BYTES` (+1) bytes, whatever the file is.
+    Reads at most :data:`forewarn.rules.safe_yaml.MAX_BYTES` (+1) bytes, whatever the file is.
     """
     path = Path(path) if path is not None else DEFAULT_DIR
     file = path / "rulebook.yaml" if path.is_dir() else path

@@ -18,7 +18,7 @@ import random
 
 import orjson
 
-from simulator.config import fmt_time
+from forewarn.simulator.config import fmt_time
 
 KINDS = ("not_json", "truncated_json", "missing_field", "wrong_type", "unknown_enum",
          "absurd_time", "unknown_cell", "empty_line", "json_array")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import orjson
 
-from connectors.kafka_cli import add_pacing_arguments
-from simulator.config import ScenarioConfig, parse_time
-from simulator.scenario import simulate, write_scenario
+from forewarn.connectors.kafka_cli import add_pacing_arguments
+from forewarn.simulator.config import ScenarioConfig, parse_time
+from forewarn.simulator.scenario import simulate, write_scenario
 
 
 def _rfc3339(text: str) -> str:
@@ -108,14 +108,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace, cfg: ScenarioConfig) -> int:
     """``--bootstrap``: publish the events to the contract topics (truth to ``--truth``)."""
-    from connectors.kafka_cli import report_text
-    from connectors.kafka_config import (
+    from forewarn.connectors.kafka_cli import report_text
+    from forewarn.connectors.kafka_config import (
         KafkaConfigError,
         KafkaUnreachableError,
         check_reachable,
         config_from_args,
     )
-    from connectors.kafka_publish import Publisher, PublishError, Topics, publish_lines
+    from forewarn.connectors.kafka_publish import Publisher, PublishError, Topics, publish_lines
 
     try:
         config = config_from_args(args)

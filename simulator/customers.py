@@ -20,9 +20,9 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from simulator.config import ScenarioConfig, fmt_time
-from simulator.network import DownPeriod
-from simulator.traffic import DroppedCall, LossSpell, Trace
+from forewarn.simulator.config import ScenarioConfig, fmt_time
+from forewarn.simulator.network import DownPeriod
+from forewarn.simulator.traffic import DroppedCall, LossSpell, Trace
 
 NOTICE_AFTER_S = (300, 900)
 COMPLAIN_AFTER_S = (1800, 3600)

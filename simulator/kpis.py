@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import random
 
-from simulator.config import fmt_time
-from simulator.network import NetworkPlan
-from simulator.topology import Topology
+from forewarn.simulator.config import fmt_time
+from forewarn.simulator.network import NetworkPlan
+from forewarn.simulator.topology import Topology
 
 PERIOD_S = 900
 _HALF = PERIOD_S // 2

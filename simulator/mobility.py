@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import random
 
-from simulator.population import SubscriberInfo
-from simulator.topology import Topology
+from forewarn.simulator.population import SubscriberInfo
+from forewarn.simulator.topology import Topology
 
 DAY = 86400
 HOUR = 3600

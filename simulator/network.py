@@ -43,8 +43,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from simulator.config import ScenarioConfig, fmt_time, parse_time
-from simulator.topology import Topology
+from forewarn.simulator.config import ScenarioConfig, fmt_time, parse_time
+from forewarn.simulator.topology import Topology
 
 HOUR = 3600
 CELL_CAUSES = ("transmitterFailure", "equipmentMalfunction", "cellUnavailable")

@@ -12,8 +12,8 @@ import copy
 import random
 from dataclasses import dataclass, field
 
-from simulator.config import ScenarioConfig, fmt_time
-from simulator.topology import Topology
+from forewarn.simulator.config import ScenarioConfig, fmt_time
+from forewarn.simulator.topology import Topology
 
 SEGMENTS = ("consumer", "business", "vip")
 _SEGMENT_CUM_WEIGHTS = (0.85, 0.97, 1.0)

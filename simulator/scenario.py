@@ -15,22 +15,22 @@ from pathlib import Path
 
 import orjson
 
-from simulator.badlines import KINDS as BAD_KINDS
-from simulator.badlines import inject_bad_lines
-from simulator.config import ScenarioConfig, fmt_time
-from simulator.customers import (
+from forewarn.simulator.badlines import KINDS as BAD_KINDS
+from forewarn.simulator.badlines import inject_bad_lines
+from forewarn.simulator.config import ScenarioConfig, fmt_time
+from forewarn.simulator.customers import (
     Complaint,
     background_complaints,
     burst_truth,
     number_complaints,
     outage_truth,
 )
-from simulator.kpis import KpiCounters, kpi_records
-from simulator.network import NetworkPlan, plan_network
-from simulator.population import SubscriberInfo, build_population
-from simulator.records import REFERENCE_TIME, Collector
-from simulator.topology import Topology, build_topology
-from simulator.traffic import TrafficContext, simulate_subscriber
+from forewarn.simulator.kpis import KpiCounters, kpi_records
+from forewarn.simulator.network import NetworkPlan, plan_network
+from forewarn.simulator.population import SubscriberInfo, build_population
+from forewarn.simulator.records import REFERENCE_TIME, Collector
+from forewarn.simulator.topology import Topology, build_topology
+from forewarn.simulator.traffic import TrafficContext, simulate_subscriber
 
 FOUR_HOURS = 4 * 3600
 

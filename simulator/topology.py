@@ -3,7 +3,7 @@
 Sites lie in a UK-sized box, about half clustered around a few towns and the
 rest spread out. Ids are ``SITE0001`` and its cells ``CELL0001-1`` ...
 
->>> from simulator.config import ScenarioConfig
+>>> from forewarn.simulator.config import ScenarioConfig
 >>> topo = build_topology(ScenarioConfig(sites=5))
 >>> topo.sites[0].site_id, topo.sites[0].cell_ids[0]
 ('SITE0001', 'CELL0001-1')
@@ -17,7 +17,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from simulator.config import ScenarioConfig
+from forewarn.simulator.config import ScenarioConfig
 
 REGIONS = ("north", "south", "east", "west", "central")
 _CENTRE = (52.8, -1.6)

@@ -1,7 +1,7 @@
 """One subscriber's life in the network: mobility, service, observations and calls.
 
 A small discrete-event simulation per subscriber. The truth is the *position*
-(best-server cell, from :mod:`simulator.mobility`) and the *serving* cell (or
+(best-server cell, from :mod:`forewarn.simulator.mobility`) and the *serving* cell (or
 none). What the OSS sees:
 
 - ``location``: a periodic update every ``periodic_update_s`` after the last
@@ -30,13 +30,13 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from simulator.config import ScenarioConfig, fmt_time
-from simulator.kpis import KpiCounters
-from simulator.mobility import plan_moves
-from simulator.network import DownPeriod, NetworkPlan
-from simulator.population import SubscriberInfo
-from simulator.records import Collector
-from simulator.topology import Topology
+from forewarn.simulator.config import ScenarioConfig, fmt_time
+from forewarn.simulator.kpis import KpiCounters
+from forewarn.simulator.mobility import plan_moves
+from forewarn.simulator.network import DownPeriod, NetworkPlan
+from forewarn.simulator.population import SubscriberInfo
+from forewarn.simulator.records import Collector
+from forewarn.simulator.topology import Topology
 
 # Event kinds; the number is also the tie-break at equal times (cells go down first).
 EV_DOWN, EV_UP, EV_RETURN, EV_RESELECT, EV_MOVE, EV_CALL_END, EV_CALL, EV_PERIODIC = range(8)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from forewarn.rules.rulebook import Rulebook, load_rulebook
 from forewarn.runner import run_collect
-from rules.rulebook import Rulebook, load_rulebook
 
 BASE = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # 10:00 London (UTC+0 in November)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import orjson
 from confluent_kafka import KafkaError, Producer
 
-from connectors.kafka_publish import Topics
-from connectors.kafka_source import stream_time
-from connectors.topics import create_topics
+from forewarn.connectors.kafka_publish import Topics
+from forewarn.connectors.kafka_source import stream_time
+from forewarn.connectors.topics import create_topics
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import run_collect
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 from tests.builders import Scenario, comparable
 from tests.kafka_helpers import consume_all, unique_topic
 

@@ -13,7 +13,7 @@ Use from a test module::
 
 One broker serves the whole pytest session, however many modules import the
 fixtures (it is shared at module level and stopped after the last user). The
-first run assembles Kafka with Maven (see :mod:`connectors.broker`), needing Java
+first run assembles Kafka with Maven (see :mod:`forewarn.connectors.broker`), needing Java
 17+, ``mvn`` and Maven Central (``make test`` installs Java and Maven when run as
 root); without them these tests fail and say how to install them.
 ``FOREWARN_SKIP_KAFKA_TESTS=1`` skips them instead, on purpose (``.ci/run`` fails
@@ -44,8 +44,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors import broker
-from connectors.topics import create_topics
+from forewarn.connectors import broker
+from forewarn.connectors.topics import create_topics
 
 __all__ = [
     "Record",
@@ -116,7 +116,7 @@ def produce_lines(
     """Produce each line as one message; return how many were delivered.
 
     ``key`` is a fixed key, or a function of the line's bytes (for example
-    ``lambda v: connectors.topics.key_for(orjson.loads(v))``). Waits for every
+    ``lambda v: forewarn.connectors.topics.key_for(orjson.loads(v))``). Waits for every
     delivery report and raises ``KafkaException`` on the first failed delivery
     or ``TimeoutError`` if reports are missing after ``timeout`` seconds.
     """

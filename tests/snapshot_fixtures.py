@@ -17,15 +17,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dataflows.care import CareShard, care_order
-from dataflows.dispatch import Dispatcher
-from dataflows.flow import _decode_batch, _freeze_site
-from dataflows.messages import Frontier
-from dataflows.sequencer import Routes, Sequencer
-from dataflows.site import SiteCorrelator
+from forewarn.dataflows.care import CareShard, care_order
+from forewarn.dataflows.dispatch import Dispatcher
+from forewarn.dataflows.flow import _decode_batch, _freeze_site
+from forewarn.dataflows.messages import Frontier
+from forewarn.dataflows.sequencer import Routes, Sequencer
+from forewarn.dataflows.site import SiteCorrelator
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.safe_pickle import SNAPSHOT_FORMAT, dump_state
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 ROOT = Path(__file__).parent / "fixtures" / "snapshots"
 SCENARIO = ScenarioConfig(seed=3, sites=8, hours=3.0, subscribers_per_cell=6)

@@ -21,9 +21,15 @@ from forewarn.adapters import translate, ves_alarm_id
 from forewarn.cli import main
 from forewarn.codec import Expanded, decode, fmt_time
 from forewarn.model import Alarm, DeadLetter
+from forewarn.rules.rulebook import (
+    DEFAULT_DIR,
+    Rulebook,
+    RulebookError,
+    load_rulebook,
+    parse_rulebook,
+)
 from forewarn.runner import run_collect
-from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, parse_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 from tests.builders import Scenario, comparable, ts
 
 DEFAULT_TEXT = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")

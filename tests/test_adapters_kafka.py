@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from connectors.kafka_publish import publish_lines
+from forewarn.connectors.kafka_publish import publish_lines
 from tests.kafka_flow_helpers import flow_cmd, fresh_topics, records, run_flow, values
 from tests.kafka_helpers import (  # noqa: F401  (fixtures)
     create_topic,

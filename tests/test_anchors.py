@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 
-from dataflows.anchors import (
+from forewarn import safe_pickle
+from forewarn.dataflows.anchors import (
     CAP_MIN,
     MAX_GAP_S,
     MAX_SITES,
@@ -19,8 +20,7 @@ from dataflows.anchors import (
     credit,
     expected_bucket,
 )
-from dataflows.sequencer import Routes, Sequencer
-from forewarn import safe_pickle
+from forewarn.dataflows.sequencer import Routes, Sequencer
 from forewarn.model import Cell, Location
 
 MONDAY = 1795392000.0  # 2026-11-23T00:00:00Z, a Monday

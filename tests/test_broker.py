@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-import connectors.kafka_config
-import connectors.topics
-from connectors import broker
-from connectors.kafka_config import KafkaConfigError, KafkaUnreachableError, build_config
-from connectors.topics import ALL_TOPICS, create_topics, key_for
+import forewarn.connectors.kafka_config
+import forewarn.connectors.topics
 from forewarn.cli import main
+from forewarn.connectors import broker
+from forewarn.connectors.kafka_config import KafkaConfigError, KafkaUnreachableError, build_config
+from forewarn.connectors.topics import ALL_TOPICS, create_topics, key_for
 from tests.kafka_helpers import (  # noqa: F401  (kafka_broker, kafka_config: fixtures)
     consume_all,
     create_topic,
@@ -30,7 +30,7 @@ from tests.kafka_helpers import (  # noqa: F401  (kafka_broker, kafka_config: fi
 # --------------------------------------------------------------- no broker needed
 
 
-@pytest.mark.parametrize("module", [connectors.kafka_config, connectors.topics])
+@pytest.mark.parametrize("module", [forewarn.connectors.kafka_config, forewarn.connectors.topics])
 def test_doctests(module: object) -> None:
     # pytest's --doctest-modules only covers tests/ (testpaths), so run these here.
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
@@ -59,8 +59,8 @@ def test_config_file_overrides_and_errors(tmp_path: Path) -> None:
 
 
 def test_key_fields() -> None:
-    assert connectors.topics.TOPIC_FOR_TYPE["subscriber"] == "bss.subscribers"
-    assert connectors.topics.KEY_FIELD_FOR_TYPE["alarm"] == "site_id"
+    assert forewarn.connectors.topics.TOPIC_FOR_TYPE["subscriber"] == "bss.subscribers"
+    assert forewarn.connectors.topics.KEY_FIELD_FOR_TYPE["alarm"] == "site_id"
     assert key_for({"type": "alarm", "cell_id": "C9", "alarm_id": "a"}) == b"C9"
     assert key_for({"type": "call", "subscriber_id": "s1", "cell_id": "C1"}) == b"s1"
     assert key_for({"type": "nonsense", "cell_id": "C1"}) is None

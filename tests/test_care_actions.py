@@ -12,8 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from dataflows import care
-from dataflows.care import (
+from forewarn.codec import parse_time
+from forewarn.dataflows import care
+from forewarn.dataflows.care import (
     CareShard,
     ComplaintSeen,
     SubscriberCare,
@@ -22,7 +23,7 @@ from dataflows.care import (
     profile_of,
     quiet_until,
 )
-from dataflows.messages import (
+from forewarn.dataflows.messages import (
     REAPPEARED,
     WALK_IN,
     DropNote,
@@ -31,10 +32,9 @@ from dataflows.messages import (
     IncidentFacts,
     Restored,
 )
-from dataflows.propensity import CareFeatures
-from forewarn.codec import parse_time
+from forewarn.dataflows.propensity import CareFeatures
 from forewarn.model import Action, Channel, Complaint, Subscriber
-from rules.rulebook import Audience, ChannelPolicy, Rule, Rulebook, Silence, load_rulebook
+from forewarn.rules.rulebook import Audience, ChannelPolicy, Rule, Rulebook, Silence, load_rulebook
 
 BOOK = load_rulebook()
 T0 = parse_time("2026-11-23T10:00:00Z")  # 10:00 in London (UTC+0 in November)

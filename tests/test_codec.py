@@ -108,7 +108,7 @@ def test_the_subscriber_short_path_reads_what_the_validator_reads() -> None:
     """Every simulated subscriber line (defects included) decodes to what the per-field
     validator makes of it; the short path takes only well-formed upserts."""
     from forewarn.codec import Invalid, _fast_subscriber, _subscriber
-    from simulator import ScenarioConfig, simulate
+    from forewarn.simulator import ScenarioConfig, simulate
 
     lines = [line for line in simulate(ScenarioConfig(sites=20, hours=1)).lines
              if b'"subscriber"' in line]
@@ -138,7 +138,7 @@ def test_the_kpi_short_path_reads_what_the_validator_reads() -> None:
     """Every simulated KPI line, and each defect a KPI can have, decodes to what the
     per-field validator makes of it; the short path takes only well-formed records."""
     from forewarn.codec import Invalid, _fast_kpi, _kpi
-    from simulator import ScenarioConfig, simulate
+    from forewarn.simulator import ScenarioConfig, simulate
 
     objs = []
     for line in simulate(ScenarioConfig(sites=20, hours=2)).lines:
@@ -176,10 +176,10 @@ def test_the_flow_reads_positions_as_the_validator_reads_them() -> None:
     """Every simulated location and call line, and each defect they can have, gives
     through :func:`decode_input` the position the validated record stands for (or the
     same record or dead letter as :func:`decode`)."""
-    from dataflows.messages import position
     from forewarn.codec import decode_input
+    from forewarn.dataflows.messages import position
     from forewarn.model import DeadLetter, Location
-    from simulator import ScenarioConfig, simulate
+    from forewarn.simulator import ScenarioConfig, simulate
 
     lines = [line for line in simulate(ScenarioConfig(sites=20, hours=2)).lines
              if b'"location"' in line or b'"call"' in line]

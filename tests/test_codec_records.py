@@ -691,7 +691,7 @@ def test_an_operators_feed_event_through_the_flows_reader() -> None:
     adapters tables (docs/adapters.md), and is a dead letter ``no_adapter`` without them."""
     from pathlib import Path
 
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     line = (Path(__file__).parent / "fixtures" / "ves-fault.jsonl").read_bytes().splitlines()[0]
     event = orjson.loads(line)["event"]

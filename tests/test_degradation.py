@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 
 from bench.models import _Replay, _valid, silent_quality, ts
-from dataflows.degradation import DEFAULT, CellHealth, SiteHealth, _ew
+from forewarn.dataflows.degradation import DEFAULT, CellHealth, SiteHealth, _ew
 from forewarn.model import Kpi
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 from tests.builders import Scenario
 from tests.builders import ts as wire_ts
 
@@ -220,9 +220,9 @@ def test_a_sleeping_cell_is_found_by_night_and_by_day(hour: float) -> None:
 
 
 def _care():
-    from dataflows.care import SubscriberCare
+    from forewarn.dataflows.care import SubscriberCare
     from forewarn.model import Channel, Subscriber
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     care, book = SubscriberCare(), load_rulebook()
     care.handle("U", Subscriber("U", "upsert", DAY0, language="en", timezone="Europe/London",
@@ -232,7 +232,7 @@ def _care():
 
 
 def _sleeping(n: int, cell: str, at: float, confirmed: bool = True):
-    from dataflows.messages import IncidentFacts
+    from forewarn.dataflows.messages import IncidentFacts
 
     return IncidentFacts(f"DEG-{cell}-{n}", "degradation", "S1", "North", at - 900,
                          ((cell, at - 900),), (f"traffic:{cell}@{int(at)}",),
@@ -240,8 +240,8 @@ def _sleeping(n: int, cell: str, at: float, confirmed: bool = True):
 
 
 def test_one_silent_failure_notice_per_cell_problem_however_often_it_reopens() -> None:
-    from dataflows.care import Suppressed
-    from dataflows.messages import Impact, Restored
+    from forewarn.dataflows.care import Suppressed
+    from forewarn.dataflows.messages import Impact, Restored
 
     care, book = _care()
     kinds = []
@@ -265,8 +265,8 @@ def test_one_silent_failure_notice_per_cell_problem_however_often_it_reopens() -
 
 
 def test_an_unconfirmed_silent_failure_waits_for_the_subscribers_morning() -> None:
-    from dataflows.messages import Impact, Restored
     from forewarn.codec import parse_time
+    from forewarn.dataflows.messages import Impact, Restored
 
     care, book = _care()
     night = parse_time("2026-11-23T23:30:00Z")  # 23:30 in London
@@ -363,10 +363,10 @@ def test_a_sleeping_cell_impacts_who_was_heard_there_an_hour_before_its_silence(
     the verdict's time alone lost them.)"""
     import random
 
-    from dataflows.messages import Impact
-    from dataflows.site import SiteCorrelator
+    from forewarn.dataflows.messages import Impact
+    from forewarn.dataflows.site import SiteCorrelator
     from forewarn.model import Cell
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     rng = random.Random(3)
     asleep = DAY0 + 24 * 3600 + 14 * 3600 + 420

@@ -7,7 +7,15 @@ import math
 
 import pytest
 
-from dataflows.degradation import DEFAULT, CellHealth, SiteHealth, Verdict, _ew, _slot, kpi_ref
+from forewarn.dataflows.degradation import (
+    DEFAULT,
+    CellHealth,
+    SiteHealth,
+    Verdict,
+    _ew,
+    _slot,
+    kpi_ref,
+)
 from forewarn.model import Kpi
 
 P = 900.0  # KPI period

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import yaml
 
-from connectors.kafka_publish import publish_lines
 from forewarn.cli import build_parser
+from forewarn.connectors.kafka_publish import publish_lines
 from tests.builders import comparable
 from tests.kafka_flow_helpers import (
     expected,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from connectors.kafka_source import stream_time
 from forewarn.codec import parse_time
+from forewarn.connectors.kafka_source import stream_time
+from forewarn.rules.rulebook import DEFAULT_DIR, load_rulebook
 from forewarn.runner import Collected, run_collect
-from rules.rulebook import DEFAULT_DIR, load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.care import ComplaintSeen, Suppressed
-from dataflows.dispatch import MAX_DEFER_MINUTES, Dispatcher
-from dataflows.propensity import HORIZON_S, CareFeatures, PropensityModel
+from forewarn.dataflows.care import ComplaintSeen, Suppressed
+from forewarn.dataflows.dispatch import MAX_DEFER_MINUTES, Dispatcher
+from forewarn.dataflows.propensity import HORIZON_S, CareFeatures, PropensityModel
 from forewarn.model import Action
-from rules.rulebook import Budgets, parse_rulebook
+from forewarn.rules.rulebook import DEFAULT_DIR, Budgets, parse_rulebook
 
 DAY = 86400.0
 FEATURES = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)
@@ -245,7 +245,7 @@ def test_finish_settles_what_it_can():
 
 
 def test_handle_applies_the_rulebooks_budgets():
-    text = (Path(__file__).parent.parent / "rules" / "default" / "rulebook.yaml").read_text()
+    text = (DEFAULT_DIR / "rulebook.yaml").read_text()
     book = parse_rulebook(text.replace("\nrules:\n", "\nbudgets:\n  per_minute: {sms: 1}\n"
                                        "  reserve_share: 0\nrules:\n"), Path("r.yaml"))
     out = Dispatcher().handle([act(1, 60.0), act(2, 61.0)], book)

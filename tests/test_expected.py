@@ -12,7 +12,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, parse_rulebook
+from forewarn.rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, parse_rulebook
 from tests.builders import Scenario, ts
 
 NIGHT_FROM, NIGHT_TO = 13 * 60, 20 * 60  # Monday 23:00 to Tuesday 06:00, minutes from 10:00

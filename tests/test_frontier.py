@@ -10,14 +10,14 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.dispatch import Dispatcher
-from dataflows.flow import _SHARD_KEYS, FlowConfig, FrontierLogic, SiteLogic
-from dataflows.frontier import FrontierTracker
-from dataflows.messages import Frontier, Impact, Progress
-from dataflows.propensity import CareFeatures
 from forewarn import safe_pickle
+from forewarn.dataflows.dispatch import Dispatcher
+from forewarn.dataflows.flow import _SHARD_KEYS, FlowConfig, FrontierLogic, SiteLogic
+from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.messages import Frontier, Impact, Progress
+from forewarn.dataflows.propensity import CareFeatures
 from forewarn.model import Alarm, Cell
-from rules.rulebook import Budgets, load_rulebook
+from forewarn.rules.rulebook import Budgets, load_rulebook
 from tests.test_dispatch import BOOK, act
 
 INF = float("inf")

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer
 from forewarn import metrics
 from forewarn.codec import dead_letter_dict, decode, decode_input, parse_time
+from forewarn.dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer
 from forewarn.model import DeadLetter, stream_at
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import run_collect
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 from tests.builders import Scenario, comparable
 from tests.test_determinism import canonical
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from connectors.kafka_publish import publish_lines
-from dataflows.sequencer import AHEAD_QUORUM
+from forewarn.connectors.kafka_publish import publish_lines
+from forewarn.dataflows.sequencer import AHEAD_QUORUM
 from tests.builders import comparable
 from tests.kafka_flow_helpers import (
     expected,

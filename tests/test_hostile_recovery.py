@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.kafka_publish import Topics, publish_lines
+from forewarn.connectors.kafka_publish import Topics, publish_lines
 from forewarn.recovery_store import RecoveryStoreError, check_store, wal_lost_commits
 from forewarn.safe_pickle import UnsafePickle, check_pickle, load_state, loads
 from tests.kafka_flow_helpers import (
@@ -262,7 +262,7 @@ def test_group_writable_store_is_refused(store: Store, tmp_path: Path, what: str
 
 
 def test_new_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
-    from connectors.kafka_run import ensure_recovery_dir
+    from forewarn.connectors.kafka_run import ensure_recovery_dir
 
     old = os.umask(0o002)
     try:
@@ -332,7 +332,7 @@ def test_hostile_pickles_are_refused_without_running(what: str, blob: bytes) -> 
 
 
 def test_the_propensity_model_pickle_passes_and_loads() -> None:
-    from dataflows.propensity import PropensityModel
+    from forewarn.dataflows.propensity import PropensityModel
 
     blob = pickle.dumps(PropensityModel(), protocol=pickle.HIGHEST_PROTOCOL)
     check_pickle(blob)

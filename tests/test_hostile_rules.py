@@ -20,12 +20,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink
 from prometheus_client import REGISTRY
 
-from dataflows.flow import FlowConfig, Outputs
 from forewarn.cli import main
+from forewarn.dataflows.flow import FlowConfig, Outputs
+from forewarn.rules.reload import REFUSAL_CODES, RulebookWatcher
+from forewarn.rules.rulebook import DEFAULT_DIR, MAX_RULES, RANGES, RulebookError, load_rulebook
+from forewarn.rules.safe_yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from forewarn.runner import execute
-from rules.reload import REFUSAL_CODES, RulebookWatcher
-from rules.rulebook import DEFAULT_DIR, MAX_RULES, RANGES, RulebookError, load_rulebook
-from rules.safe_yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from tests.builders import Scenario
 
 DEFAULT_TEXT = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")
@@ -296,7 +296,7 @@ def test_non_utf8_files_are_refused_with_the_line(tmp_path):
 def loader(request, monkeypatch):
     """Both YAML parsers PyYAML may use: libyaml when built with it, else pure Python."""
     if request.param == "python":
-        monkeypatch.setattr("rules.safe_yaml._LOADER", yaml.SafeLoader)
+        monkeypatch.setattr("forewarn.rules.safe_yaml._LOADER", yaml.SafeLoader)
     return request.param
 
 
@@ -517,7 +517,7 @@ def test_hot_reload_refuses_even_an_unexpected_failure(tmp_path, monkeypatch):
     def broken(path):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("rules.reload.load_rulebook", broken)
+    monkeypatch.setattr("forewarn.rules.reload.load_rulebook", broken)
     before = reloads("refused", "internal")
     write(tmp_path, DEFAULT_TEXT + "# edited\n")
     assert watcher.current() is running

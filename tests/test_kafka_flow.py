@@ -11,14 +11,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-import connectors.kafka_publish
-import connectors.kafka_sink
-import connectors.kafka_source
-from connectors import broker
-from connectors.kafka_publish import Topics, publish_lines
-from connectors.kafka_sink import DeliveryError, KafkaOutSink
-from dataflows.sequencer import AHEAD_QUORUM
+import forewarn.connectors.kafka_publish
+import forewarn.connectors.kafka_sink
+import forewarn.connectors.kafka_source
 from forewarn import metrics
+from forewarn.connectors import broker
+from forewarn.connectors.kafka_publish import Topics, publish_lines
+from forewarn.connectors.kafka_sink import DeliveryError, KafkaOutSink
+from forewarn.dataflows.sequencer import AHEAD_QUORUM
 from tests.builders import comparable
 from tests.kafka_flow_helpers import (
     Expected,
@@ -45,8 +45,9 @@ from tests.kafka_helpers import (  # noqa: F401  (fixtures)
 )
 
 
-@pytest.mark.parametrize("module", [connectors.kafka_source, connectors.kafka_sink,
-                                    connectors.kafka_publish])
+@pytest.mark.parametrize("module", [forewarn.connectors.kafka_source,
+                                    forewarn.connectors.kafka_sink,
+                                    forewarn.connectors.kafka_publish])
 def test_doctests(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -303,7 +304,7 @@ def test_a_drained_partition_is_settled_from_its_watermark(kafka_config) -> None
     to its high watermark was released, the partition counts as at its end."""
     from confluent_kafka import OFFSET_BEGINNING
 
-    from connectors.kafka_source import _MergePartition
+    from forewarn.connectors.kafka_source import _MergePartition
     from tests.kafka_helpers import produce_lines
 
     cells, moves = unique_topic("cells"), unique_topic("moves")

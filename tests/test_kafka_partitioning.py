@@ -10,10 +10,10 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from connectors.kafka_publish import publish_lines
-from connectors.kafka_source import _check_copartitioning
-from connectors.topics import TOPIC_FOR_TYPE, partition_for
 from forewarn import metrics
+from forewarn.connectors.kafka_publish import publish_lines
+from forewarn.connectors.kafka_source import _check_copartitioning
+from forewarn.connectors.topics import TOPIC_FOR_TYPE, partition_for
 from forewarn.model import Location
 from tests.kafka_flow_helpers import flow_cmd, fresh_topics, produce
 from tests.kafka_helpers import kafka_broker, kafka_config  # noqa: F401  (fixtures)
@@ -108,7 +108,7 @@ def test_a_partition_that_gets_nothing_holds_no_one_back_live(kafka_config,  # n
     has been at its end a while it says it is idle, and the frontier goes on without it:
     the outage notices come. (Without that, sites, care and dispatch would wait for shard
     1 for ever.)"""
-    from connectors.topics import partition_for
+    from forewarn.connectors.topics import partition_for
     from tests.builders import Scenario
     from tests.kafka_flow_helpers import start_flow, tail, wait_until
 

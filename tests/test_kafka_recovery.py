@@ -12,9 +12,9 @@ from pathlib import Path
 
 import orjson
 
-from connectors.kafka_publish import publish_lines
-from connectors.kafka_source import stream_time
 from forewarn.codec import parse_time
+from forewarn.connectors.kafka_publish import publish_lines
+from forewarn.connectors.kafka_source import stream_time
 from tests.builders import comparable
 from tests.kafka_flow_helpers import (
     expected_every_rule,

@@ -11,12 +11,18 @@ from dataclasses import replace
 
 import pytest
 
-from dataflows.messages import Near, Watch
-from dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch, Surroundings
-from dataflows.sequencer import Routes, Sequencer
 from forewarn import safe_pickle
+from forewarn.dataflows.messages import Near, Watch
+from forewarn.dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch, Surroundings
+from forewarn.dataflows.sequencer import Routes, Sequencer
 from forewarn.model import Alarm, Cell, Location, Maintenance
-from rules.rulebook import DEFAULT_DIR, Rulebook, RulebookError, load_rulebook, parse_rulebook
+from forewarn.rules.rulebook import (
+    DEFAULT_DIR,
+    Rulebook,
+    RulebookError,
+    load_rulebook,
+    parse_rulebook,
+)
 from tests.builders import Scenario, ts
 
 SILENCE_MIN = load_rulebook().correlation.silence_s / 60  # 73 min
@@ -281,7 +287,7 @@ def test_no_one_is_followed_around_planned_work():
 
 def test_a_snapshot_of_an_open_incident_from_before_walk_ins_loads():
     """An OpenIncident pickled without the walk-in field gets its default on load."""
-    from dataflows.site import OpenIncident
+    from forewarn.dataflows.site import OpenIncident
 
     inc = OpenIncident(id="INC-S1-1", kind="outage", start=0.0)
     old_state = {f: getattr(inc, f) for f in inc.__slots__ if f != "walked_in"}

@@ -167,9 +167,9 @@ def test_every_metric_used_is_exported():
     """Dashboards and alerts only read metrics the exporter declares (in every mode)."""
     from prometheus_client import REGISTRY, generate_latest
 
-    import dataflows.flow  # noqa: F401  (module-level metric children)
+    import forewarn.dataflows.flow  # noqa: F401  (module-level metric children)
     from forewarn import metrics
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     metrics.declare_rulebook(load_rulebook(None))
     exported = exported_families(generate_latest(REGISTRY).decode())

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from dataflows.propensity import CareFeatures, ExposureBook, PropensityModel
+from forewarn.dataflows.propensity import CareFeatures, ExposureBook, PropensityModel
 
 #: Stated floor on a stream whose complaints depend on what is known at exposure time.
 SYNTHETIC_AUC_FLOOR = 0.65  # the Bayes-optimal AUC of this stream is ~0.72
@@ -81,12 +81,12 @@ def test_delayed_labels_use_only_the_past() -> None:
 def test_dispatch_model_survives_a_recovery_snapshot_with_the_same_predictions():
     """The flow keeps the model in the dispatch step's state: what Bytewax snapshots
     (with recovery on) resumes to a model that scores exactly as before."""
-    from dataflows.care import ComplaintSeen
-    from dataflows.dispatch import Dispatcher
-    from dataflows.flow import DispatchLogic, FlowConfig
-    from dataflows.messages import Frontier
+    from forewarn.dataflows.care import ComplaintSeen
+    from forewarn.dataflows.dispatch import Dispatcher
+    from forewarn.dataflows.flow import DispatchLogic, FlowConfig
+    from forewarn.dataflows.messages import Frontier
     from forewarn.model import Action
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     book = load_rulebook()
     cfg = FlowConfig(book=book, durable=True)

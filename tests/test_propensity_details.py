@@ -9,7 +9,7 @@ import pickle
 import pytest
 from river import metrics
 
-from dataflows.propensity import (
+from forewarn.dataflows.propensity import (
     HORIZON_S,
     CareFeatures,
     ExposureBook,

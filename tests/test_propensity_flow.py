@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from dataflows.propensity import PropensityModel
+from forewarn.dataflows.propensity import PropensityModel
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import run_lines
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 #: Seed 7, 300 sites, 6 h, warm-started by a 150-site day (seed 1007) through the same
 #: flow: measured 0.603-0.606 (seeds 8, 9, 11: 0.567, 0.622, 0.605). A model fully

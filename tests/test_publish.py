@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.files import JsonlFilesSource
-from connectors.kafka_publish import (
+from forewarn.connectors.files import JsonlFilesSource
+from forewarn.connectors.kafka_publish import (
     Publisher,
     PublishError,
     PublishReport,
@@ -24,11 +24,11 @@ from connectors.kafka_publish import (
     place,
     publish_lines,
 )
-from connectors.topics import KEY_FIELD_FOR_TYPE
+from forewarn.connectors.topics import KEY_FIELD_FOR_TYPE
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import collect
-from rules.rulebook import load_rulebook
-from simulator import simulate
-from simulator.badlines import KINDS
+from forewarn.simulator import simulate
+from forewarn.simulator.badlines import KINDS
 from tests.kafka_flow_helpers import (
     SCENARIO,
     flow_cmd,

@@ -9,9 +9,9 @@ import os
 import pytest
 from prometheus_client import REGISTRY
 
-from rules import reload
-from rules.reload import MAX_LOGGED_ERRORS, REFUSAL_CODES, RulebookWatcher
-from rules.rulebook import DEFAULT_DIR, ERROR_CODES, load_rulebook
+from forewarn.rules import reload
+from forewarn.rules.reload import MAX_LOGGED_ERRORS, REFUSAL_CODES, RulebookWatcher
+from forewarn.rules.rulebook import DEFAULT_DIR, ERROR_CODES, load_rulebook
 
 DEFAULT_TEXT = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")
 V2 = DEFAULT_TEXT.replace("version: 1\n", "version: 2\n", 1)

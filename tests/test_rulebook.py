@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from forewarn.cli import main
-from rules.rulebook import DEFAULT_DIR, RulebookError, load_rulebook
+from forewarn.rules.rulebook import DEFAULT_DIR, RulebookError, load_rulebook
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from forewarn.model import CHANNEL_NAMES
-from rules.rulebook import (
+from forewarn.rules.rulebook import (
     Audience,
     Budgets,
     ChannelPolicy,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.rulebook import Audience, RulebookError, Silence, load_rulebook, parse_rulebook
+from forewarn.rules.rulebook import Audience, RulebookError, Silence, load_rulebook, parse_rulebook
 
 WHO = {"segment": "vip", "plan": "Gold", "tags": ("fibre", "5g"), "language": "de",
        "tenure": 24, "complaints": 2, "region": "North"}

@@ -12,12 +12,12 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, run_main
 
-from connectors.files import LinesSource
-from dataflows.flow import FlowConfig, Outputs, build_flow
 from forewarn.backtest import compare, run_backtest
 from forewarn.cli import main
-from rules.reload import RulebookWatcher
-from rules.rulebook import DEFAULT_DIR, RulebookError, load_rulebook
+from forewarn.connectors.files import LinesSource
+from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.rules.reload import RulebookWatcher
+from forewarn.rules.rulebook import DEFAULT_DIR, RulebookError, load_rulebook
 from tests.builders import Scenario, ts
 
 DEFAULT_TEXT = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")

@@ -3,12 +3,12 @@ show in /metrics (the demo's warm-up day) is zeroed out of them."""
 
 from __future__ import annotations
 
-from dataflows import flow
-from dataflows.propensity import PropensityModel
 from forewarn import metrics
+from forewarn.dataflows import flow
+from forewarn.dataflows.propensity import PropensityModel
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import run_lines
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 
 def _events_total() -> float:
@@ -43,7 +43,7 @@ def test_metrics_reset_zeroes_a_run_and_keeps_the_flows_series_exported(tmp_path
     assert metrics.INGEST.due_since(0.0) is None
     assert [s.value for m in metrics.BUILD.collect() for s in m.samples] == [1.0]
     run_lines(lines, tmp_path / "run", book)
-    # counted again in full: the children dataflows.flow bound at import (its accepted
+    # counted again in full: the children forewarn.dataflows.flow bound at import (its accepted
     # counters) are still the exported ones
     assert sum(c._value.get() for c in flow._ACCEPTED.values()) > 0
     assert _events_total() == counted

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rules.safe_yaml import (
+from forewarn.rules.safe_yaml import (
     MAX_BYTES,
     MAX_DEPTH,
     MAX_NODES,
@@ -196,7 +196,7 @@ def test_the_code_of_a_stopped_walk_is_that_of_its_first_problem():
 
 
 def test_the_pure_python_parsers_errors_are_placed_on_their_line(monkeypatch):
-    monkeypatch.setattr("rules.safe_yaml._LOADER", yaml.SafeLoader)
+    monkeypatch.setattr("forewarn.rules.safe_yaml._LOADER", yaml.SafeLoader)
     assert refused(b"a: 1\nb: \x07\nc: 3\n") == ("not_yaml", [
         "r.yaml:2: (top): not valid YAML: special characters are not allowed"])
     assert refused(b"\na: \x07\n")[1][0].startswith("r.yaml:2: (top): not valid YAML")

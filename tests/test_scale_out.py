@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.scale_out import determinism, effective_partitions, launch, step_summary, write_input
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 
 def test_two_processes_give_the_outputs_of_one(tmp_path: Path) -> None:

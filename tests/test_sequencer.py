@@ -8,11 +8,11 @@ import random
 
 import pytest
 
-from dataflows.messages import Left, Stamped, Tick
-from dataflows.nearby import NearbyWatch
-from dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span
-from dataflows.shards import ShardSource
 from forewarn.codec import fmt_time
+from forewarn.dataflows.messages import Left, Stamped, Tick
+from forewarn.dataflows.nearby import NearbyWatch
+from forewarn.dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span
+from forewarn.dataflows.shards import ShardSource
 from forewarn.model import (
     Alarm,
     Call,
@@ -148,7 +148,7 @@ def test_a_snapshot_without_the_first_watermark_still_settles_what_it_holds():
 
 
 def test_too_many_held_records_send_the_farthest_to_dead_letters(monkeypatch):
-    monkeypatch.setattr("dataflows.sequencer.AHEAD_HELD_MAX", 3)
+    monkeypatch.setattr("forewarn.dataflows.sequencer.AHEAD_HELD_MAX", 3)
     seq, out = _started(ahead_s=100.0)
     seq.take_batch([[_pos(t) for t in (900.0, 700.0, 800.0, 600.0, 650.0)]], out)
     assert [x[3] for x in seq.ahead] == [600.0, 650.0, 700.0]
@@ -383,7 +383,7 @@ def test_the_streams_progress_is_its_latest_record_inside_the_reorder_window():
 
 
 def test_an_outage_inside_a_maintenance_window_is_planned_work_nobody_is_followed_around():
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     seq, out = _started()
     seq.configure(load_rulebook())
@@ -497,7 +497,7 @@ def _outage(alarm_id: str, at: float, severity: str = "critical", **where) -> tu
 def test_an_outage_at_a_windows_very_end_is_planned_and_a_partial_window_covers_its_cells():
     """A window on C1 alone of site S1 (C1, C2): an outage on C1 inside it (up to its last
     second) is planned; one on C2, or on the whole site, is not (not all its cells)."""
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     seq, out = _started()
     seq.configure(load_rulebook())
@@ -527,7 +527,7 @@ class _Watch(NearbyWatch):
 def test_a_rulebook_reloaded_without_the_nearby_watch_ends_the_running_one_at_once():
     """While the watch is configured, ticks hand it the rulebook's silence; reloaded
     without it, a clear ends the watch with no linger, and ticks hand it no silence."""
-    from rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook
 
     seq, out = _started()
     seq.nearby = _Watch()

@@ -12,16 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.files import shard_lines
-from dataflows.flow import FlowConfig, SiteLogic, _decode_batch
-from dataflows.merge import ShardMerge
-from dataflows.messages import Frontier, Near, ShardBatch, Stamped, Tick, Watch
-from dataflows.sequencer import Routes, Sequencer
-from dataflows.shards import ShardSource, is_context, owner, shard_of
+from forewarn.connectors.files import shard_lines
+from forewarn.dataflows.flow import FlowConfig, SiteLogic, _decode_batch
+from forewarn.dataflows.merge import ShardMerge
+from forewarn.dataflows.messages import Frontier, Near, ShardBatch, Stamped, Tick, Watch
+from forewarn.dataflows.sequencer import Routes, Sequencer
+from forewarn.dataflows.shards import ShardSource, is_context, owner, shard_of
 from forewarn.model import Cell
+from forewarn.rules.rulebook import load_rulebook
 from forewarn.runner import run_collect
-from rules.rulebook import load_rulebook
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 from tests.builders import Scenario
 
 INF = float("inf")
@@ -52,8 +52,8 @@ def test_the_kafka_partitioner_gives_the_partition_a_producer_puts_each_record_o
     from partition ``i``: a keyed record's partition under the contract's producer
     partitioner (murmur2 of its key: ``subscriber_id``, a KPI's ``cell_id``), and every
     shard reads what is not keyed by one of those (topology, alarms, maintenance)."""
-    from connectors.topics import TOPIC_FOR_TYPE, key_for
-    from dataflows.shards import SHARD_KEYED, partition_for
+    from forewarn.connectors.topics import TOPIC_FOR_TYPE, key_for
+    from forewarn.dataflows.shards import SHARD_KEYED, partition_for
 
     lines = simulate(ScenarioConfig(seed=5, sites=4, hours=1.0, subscribers_per_cell=4,
                                     bad_line_rate=0.0)).lines
@@ -400,7 +400,7 @@ def test_lines_written_as_the_contract_writes_them_are_not_parsed(monkeypatch):
         def loads(line):
             raise AssertionError(f"parsed {line!r}")
 
-    monkeypatch.setattr("dataflows.shards.orjson", NoParse)
+    monkeypatch.setattr("forewarn.dataflows.shards.orjson", NoParse)
     assert owner(b'{"type":"location","subscriber_id":"U1","cell_id":"C1"}', _EXACT) == \
         shard_of("U1", _EXACT)
     assert owner(b'{"type":"call","subscriber_id":"U2",', _EXACT) == shard_of("U2", _EXACT)

@@ -9,8 +9,8 @@ from datetime import datetime
 import orjson
 import pytest
 
-from simulator import Scenario, ScenarioConfig, simulate, write_scenario
-from simulator import cli as simulator_cli
+from forewarn.simulator import Scenario, ScenarioConfig, simulate, write_scenario
+from forewarn.simulator import cli as simulator_cli
 
 SMALL = ScenarioConfig(seed=5, sites=30, hours=3.0, subscribers_per_cell=20)
 TINY = ScenarioConfig(seed=11, sites=12, hours=2.0, subscribers_per_cell=10)
@@ -300,15 +300,15 @@ def test_silent_failures_raise_no_alarm_and_show_in_kpis(
 
 
 def test_slow_degradation_ramps_the_drop_rate() -> None:
-    from simulator.network import Degradation
+    from forewarn.simulator.network import Degradation
     d = Degradation("C", 1000, 1000 + 7200, 0.15, ramp_s=3600, failure_id="SIL0001")
     rates = [d.rate_at(t) for t in range(1000, 1000 + 7200, 600)]
     assert rates == sorted(rates) and rates[0] == 0.01 and rates[-1] == 0.15
 
 
 def test_drop_bursts_chain_drops_within_30_minutes() -> None:
-    from simulator.customers import _bursts
-    from simulator.traffic import DroppedCall
+    from forewarn.simulator.customers import _bursts
+    from forewarn.simulator.traffic import DroppedCall
 
     def drop(end: int) -> DroppedCall:
         return DroppedCall(f"C{end}", "CELL0001-1", end - 60, end, 41, None, False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from dataflows.site import incident_id
+from forewarn.dataflows.site import incident_id
 from tests.builders import BASE, Result, Scenario, ts
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.flow import _thaw_site
+from forewarn.dataflows.flow import _thaw_site
 from forewarn.safe_pickle import SNAPSHOT_FORMAT, load_state
 from tests.snapshot_fixtures import ROOT, Stages, lines
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataflows.care import SubscriberCare, Suppressed, quiet_until
-from dataflows.messages import (
+from forewarn import safe_pickle
+from forewarn.codec import parse_time
+from forewarn.dataflows.care import SubscriberCare, Suppressed, quiet_until
+from forewarn.dataflows.messages import (
     Drop,
     DropNote,
     Impact,
@@ -13,10 +15,8 @@ from dataflows.messages import (
     Tick,
     position,
 )
-from dataflows.sequencer import Routes, Sequencer
-from dataflows.site import PRUNE_EVERY_S, SiteCorrelator
-from forewarn import safe_pickle
-from forewarn.codec import parse_time
+from forewarn.dataflows.sequencer import Routes, Sequencer
+from forewarn.dataflows.site import PRUNE_EVERY_S, SiteCorrelator
 from forewarn.model import (
     Action,
     Alarm,
@@ -27,7 +27,7 @@ from forewarn.model import (
     Subscriber,
     stream_at,
 )
-from rules.rulebook import load_rulebook
+from forewarn.rules.rulebook import load_rulebook
 
 BOOK = load_rulebook()
 T0 = parse_time("2026-11-23T10:00:00Z")
@@ -116,8 +116,8 @@ def decoded(*recs) -> list[tuple]:
 
 
 def test_sequencer_counts_records_beyond_the_reorder_window_and_the_flow_exports_them():
-    from dataflows.flow import FlowConfig, SequenceLogic
     from forewarn import metrics
+    from forewarn.dataflows.flow import FlowConfig, SequenceLogic
 
     logic = SequenceLogic(FlowConfig(book=BOOK, lateness_s=30), None)
     logic.seq = seq_with_topology(lateness_s=30)
@@ -321,7 +321,7 @@ def test_state_with_care_position_history_loads():
     history is dropped, the site's away map and the sequencer's latest sites start empty."""
     import pickle
 
-    from dataflows.flow import FlowConfig, SequenceLogic, _freeze_site, _thaw_site
+    from forewarn.dataflows.flow import FlowConfig, SequenceLogic, _freeze_site, _thaw_site
 
     old = SubscriberCare.__new__(SubscriberCare)  # as pickle rebuilds one of an older format
     old.__setstate__((None, {"profile": None, "complaints": 2, "notified": None,
@@ -347,7 +347,7 @@ def test_state_with_care_position_history_loads():
 
 def test_a_resumed_sequencer_takes_the_reorder_window_from_the_command_line():
     """`--lateness` given to a resumed run wins over the value in the snapshot."""
-    from dataflows.flow import FlowConfig, SequenceLogic
+    from forewarn.dataflows.flow import FlowConfig, SequenceLogic
 
     old = seq_with_topology(lateness_s=30, tick_s=10)
     blob = safe_pickle.dump_state(old)

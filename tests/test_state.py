@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dataflows.state import restore_fields
+from forewarn.dataflows.state import restore_fields
 
 
 @dataclass(slots=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import orjson
 
-from connectors.files import merge_by_time
 from forewarn.codec import decode, stream_time
+from forewarn.connectors.files import merge_by_time
 from forewarn.model import DeadLetter, stream_at
-from simulator import ScenarioConfig, simulate
+from forewarn.simulator import ScenarioConfig, simulate
 
 
 def test_raw_stream_time_is_the_decoded_records_for_every_kind_of_line() -> None:

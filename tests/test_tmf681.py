@@ -6,9 +6,9 @@ from pathlib import Path
 
 import orjson
 
-from connectors.kafka_sink import action_identity
 from forewarn import tmf681
 from forewarn.cli import main
+from forewarn.connectors.kafka_sink import action_identity
 from tests.builders import Scenario
 
 
