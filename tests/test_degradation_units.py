@@ -7,7 +7,16 @@ import math
 
 import pytest
 
-from dataflows.degradation import DEFAULT, CellHealth, SiteHealth, Verdict, _ew, _slot, kpi_ref
+from dataflows.degradation import (
+    DEFAULT,
+    CellHealth,
+    HealthParams,
+    SiteHealth,
+    Verdict,
+    _ew,
+    _slot,
+    kpi_ref,
+)
 from forewarn.model import Kpi
 
 P = 900.0  # KPI period
@@ -245,3 +254,62 @@ def test_warm_up_learns_the_plain_mean_of_its_periods():
     assert h.calls == pytest.approx(sum((100 + 100 * (i % 2)) * decay ** (5 - i)
                                         for i in range(6)))
     assert h.drops == pytest.approx(sum(decay ** (5 - i) for i in range(6)))
+
+
+# -- KPI side: learning, the drop CUSUM's terms, thresholds at equality ---------------------
+
+def warm_p(p: HealthParams, periods: int = 6, **kw) -> CellHealth:
+    """``warm`` with other detector settings."""
+    h = CellHealth("C1")
+    for i in range(periods):
+        assert h.observe_kpi(kpi(i, **kw), p) == []
+    return h
+
+
+def test_after_warm_up_each_period_is_learnt_with_the_kpi_weight():
+    h = warm(users=40)
+    calls, drops, var = h.calls, h.drops, h.rrc_var
+    assert h.observe_kpi(kpi(6, attempts=125, drops=1, users=50, rrc=0.98)) == []
+    a = DEFAULT.kpi_alpha
+    assert h.periods == DEFAULT.warmup + 1
+    assert (h.attempts, h.users) == pytest.approx((100 + a * 25, 40 + a * 10))
+    assert (h.rrc, h.rrc_var) == pytest.approx(_ew(0.99, var, 0.98, a))
+    decay = 1 - a / 4
+    assert (h.calls, h.drops) == pytest.approx((calls * decay + 125, drops * decay + 1))
+    # a period without users or an RRC figure leaves those baselines alone
+    users, rrc = h.users, h.rrc
+    assert h.observe_kpi(kpi(7, users=None, rrc=None)) == []
+    assert (h.users, h.rrc, h.periods) == (users, rrc, DEFAULT.warmup + 2)
+
+
+def _llr(h: CellHealth, attempts: int, drops: int) -> float:
+    """The documented per-period term: ``D ln(p1/p0) + (A-D) ln((1-p1)/(1-p0))``."""
+    p = DEFAULT
+    p0 = (h.drops + p.prior_drop_rate * p.prior_calls) / (h.calls + p.prior_calls)
+    p1 = min(0.5, max(p.drop_factor * p0, p.min_p1))
+    return drops * math.log(p1 / p0) + (attempts - drops) * math.log((1 - p1) / (1 - p0))
+
+
+def test_the_drop_cusum_adds_the_binomial_log_likelihood_ratio_below_its_cap():
+    h = warm()
+    llr = _llr(h, 100, 4)
+    assert 0 < llr < DEFAULT.drop_llr_cap
+    assert h.observe_kpi(kpi(6, drops=4)) == []
+    assert h.s_drop == pytest.approx(llr) and h.run_start == 6 * P
+    assert h.periods == DEFAULT.warmup + 1  # learnt: below learn_below
+    before, llr = h.s_drop, _llr(h, 40, 2)
+    assert 0 < llr < DEFAULT.drop_llr_cap
+    assert h.observe_kpi(kpi(7, attempts=40, drops=2)) == []
+    assert h.s_drop == pytest.approx(before + llr) and h.run_start == 6 * P
+    assert h.periods == DEFAULT.warmup + 1  # not learnt: above learn_below
+    assert h.observe_kpi(kpi(8, drops=0)) == [] and h.s_drop == 0.0 and h.run_start == -1.0
+
+
+def test_on_a_cell_with_many_drops_the_alternative_drop_rate_is_at_most_a_half():
+    h = warm(drops=20)
+    p0 = (h.drops + 4.0) / (h.calls + 400.0)
+    assert DEFAULT.drop_factor * p0 > 0.5
+    llr = 29 * math.log(0.5 / p0) + 71 * math.log(0.5 / (1 - p0))
+    assert 0 < llr < DEFAULT.drop_llr_cap
+    assert h.observe_kpi(kpi(6, drops=29)) == [] and h.s_drop == pytest.approx(llr)
+
