@@ -4,6 +4,7 @@ each verdict opens and resolves, with which start, time, score, reason and evide
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -313,3 +314,98 @@ def test_on_a_cell_with_many_drops_the_alternative_drop_rate_is_at_most_a_half()
     assert 0 < llr < DEFAULT.drop_llr_cap
     assert h.observe_kpi(kpi(6, drops=29)) == [] and h.s_drop == pytest.approx(llr)
 
+
+
+def test_a_collapse_is_judged_from_a_mean_of_exactly_min_users():
+    # active users: a mean of exactly 4 is enough to judge (attempts would not collapse)
+    h = warm(users=4)
+    (v,) = h.observe_kpi(kpi(6, users=0, rrc=0.9))
+    assert (v.kind, v.reason) == ("sleeping", "kpi_collapse")
+    # attempts, without users: likewise
+    h = warm(attempts=4, drops=0)
+    (v,) = h.observe_kpi(kpi(6, attempts=0, drops=0, rrc=0.9))
+    assert (v.kind, v.reason) == ("sleeping", "kpi_collapse")
+
+
+# an RRC baseline of 1 whose sd floor is 0.25: z-scores are exact binary fractions
+EXACT = HealthParams(min_rrc_sd=0.25)
+
+
+def test_a_collapse_with_the_rrc_exactly_rrc_z_below_its_mean_is_sleeping():
+    h = warm_p(EXACT, rrc=1.0)
+    (v,) = h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.25), EXACT)  # z = 3
+    assert (v.kind, v.score) == ("sleeping", 3.0)
+    h = warm_p(EXACT, rrc=1.0)
+    assert h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.3125), EXACT) == []  # z = 2.75
+
+
+def test_a_collapse_after_the_last_position_starts_at_that_position():
+    h = warm()
+    h.last_seen = 5000.0  # inside the period before the collapsed one
+    (v,) = h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.9))
+    assert (v.kind, v.start_time, v.at) == ("sleeping", 5000.0, 7 * P)
+
+
+def test_a_sleeping_verdict_is_resolved_by_kpis_from_its_start_on():
+    h = warm()
+    h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.9))  # sleeping since 5 P
+    assert h.observe_kpi(kpi(4)) == []  # a normal period before it: still asleep
+    (r,) = h.observe_kpi(kpi(5))
+    assert (r.kind, r.status, r.start_time, r.end_time, r.at, r.reason) == (
+        "sleeping", "resolved", 5 * P, 5 * P, 6 * P, "traffic_back")
+
+
+def test_the_cusum_thresholds_open_at_equality():
+    # four capped periods of 2 nats: exactly drop_h
+    p = HealthParams(drop_llr_cap=2.0)
+    h = warm_p(p)
+    for i in range(6, 9):
+        assert h.observe_kpi(kpi(i, drops=20), p) == []
+    (v,) = h.observe_kpi(kpi(9, drops=20), p)
+    assert (v.reason, v.start_time, v.at, v.score) == ("drop_rate", 6 * P, 10 * P, 1.0)
+    # the RRC CUSUM exactly at its threshold: z = 3, k = 1.5
+    p = replace(EXACT, rrc_h=1.5)
+    h = warm_p(p, rrc=1.0)
+    (v,) = h.observe_kpi(kpi(6, rrc=0.25), p)
+    assert (v.reason, v.start_time, v.score) == ("rrc", 6 * P, 1.0)
+
+
+def test_both_cusums_over_their_thresholds_name_the_drop_rate_and_add_their_shares():
+    p = replace(EXACT, drop_llr_cap=2.0)
+    h = warm_p(p, rrc=1.0)
+    for i in range(6, 9):
+        assert h.observe_kpi(kpi(i, drops=20, rrc=1.0), p) == []
+    (v,) = h.observe_kpi(kpi(9, drops=20, rrc=0.25), p)  # s_drop 8, s_rrc 1.5
+    assert (v.reason, v.score) == ("drop_rate", 8 / 8 + 1.5 / 10)
+
+
+def test_baselines_stop_learning_when_a_cusum_reaches_learn_below():
+    p = HealthParams(drop_llr_cap=2.0)
+    h = warm_p(p)
+    assert h.observe_kpi(kpi(6, drops=20), p) == [] and h.s_drop == 2.0
+    assert h.periods == p.warmup
+    p = HealthParams(min_rrc_sd=0.125)
+    h = warm_p(p, rrc=1.0)
+    assert h.observe_kpi(kpi(6, rrc=0.5625), p) == [] and h.s_rrc == 2.0  # z = 3.5
+    assert h.periods == p.warmup
+
+
+def _degraded(p: HealthParams = DEFAULT, **kw) -> CellHealth:
+    h = warm_p(p, **kw)
+    for i in range(6, 10):
+        h.observe_kpi(kpi(i, drops=20, **kw), p)
+    assert "degradation" in h.open
+    return h
+
+
+def test_a_period_is_healthy_with_no_drop_evidence_and_the_rrc_within_half_rrc_z():
+    # z exactly rrc_z / 2 is not healthy; below it is
+    h = _degraded(EXACT, rrc=1.0)
+    assert h.observe_kpi(kpi(10, rrc=0.625), EXACT) == [] and h.healthy == 0
+    assert h.observe_kpi(kpi(11, rrc=0.8125), EXACT) == [] and h.healthy == 1
+    # a period without calls: no evidence either way (llr 0) counts as healthy
+    h = _degraded()
+    for i in range(10, 12):
+        assert h.observe_kpi(kpi(i, attempts=0, drops=0)) == []
+    (r,) = h.observe_kpi(kpi(12, attempts=0, drops=0))
+    assert (r.status, r.reason, r.end_time) == ("resolved", "healthy", 10 * P)
