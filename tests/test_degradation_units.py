@@ -409,3 +409,115 @@ def test_a_period_is_healthy_with_no_drop_evidence_and_the_rrc_within_half_rrc_z
         assert h.observe_kpi(kpi(i, attempts=0, drops=0)) == []
     (r,) = h.observe_kpi(kpi(12, attempts=0, drops=0))
     assert (r.status, r.reason, r.end_time) == ("resolved", "healthy", 10 * P)
+
+
+# -- traffic: bins, the rate, the hours' profile, silence ------------------------------------
+
+def test_positions_are_counted_in_bins_aligned_on_the_bin_size():
+    h = CellHealth("C1")
+    assert h.observe_traffic(130.0) == [] and h.observe_traffic(200.0) == []
+    assert (h.bin_start, h.bin_count, h.bins, h.rate) == (0.0, 2, 0, 0.0)  # still open
+    h.observe_traffic(310.0)  # closes [0, 300) with 2: the first bin is the rate itself
+    assert (h.bin_start, h.bin_count, h.bins, h.rate, h.rate_sq) == (300.0, 1, 1, 2.0, 4.0)
+    h.observe_traffic(320.0)
+    h.observe_traffic(330.0)
+    h.observe_traffic(340.0)
+    # [300, 600) closes with 4, [600, 900) empty: EW step, then one empty bin's decay
+    h.observe_traffic(1000.0)
+    a = DEFAULT.rate_alpha
+    assert (h.bin_start, h.bin_count, h.bins) == (900.0, 1, 3)
+    assert h.rate == pytest.approx((a * 4 + (1 - a) * 2) * (1 - a))
+    assert h.rate_sq == pytest.approx((a * 16 + (1 - a) * 4) * (1 - a))
+    assert h.lam == pytest.approx(h.silence_rate())
+    assert h.last_seen == 1000.0
+    h.observe_traffic(950.0)  # late: counted, but the last position stays the latest
+    assert (h.bin_count, h.last_seen) == (2, 1000.0)
+
+
+def test_bins_of_an_outage_are_not_learnt_and_learning_resumes_with_the_return():
+    h = CellHealth("C1")
+    h.observe_traffic(10.0)
+    h.observe_traffic(20.0)
+    h.cell_down(100.0)
+    h.observe_traffic(400.0)  # while down: [0, 300) closes, not learnt
+    assert (h.bins, h.rate, h.profile) == (0, 0.0, None)
+    h.cell_up(600.0)
+    h.observe_traffic(650.0)  # [300, 600) ends at the return: still the outage's
+    assert (h.bins, h.rate, h.profile) == (0, 0.0, None)
+    h.observe_traffic(910.0)  # [600, 900): after the return
+    assert (h.bins, h.rate) == (1, 1.0) and h.profile is not None
+    # a bin that ends exactly at the return is not learnt, one that ends after it is
+    h = CellHealth("C1")
+    h.observe_traffic(10.0)
+    h.observe_traffic(20.0)
+    h.cell_down(100.0)
+    h.cell_up(300.0)
+    h.observe_traffic(310.0)
+    assert h.bins == 0
+    h.observe_traffic(610.0)
+    assert (h.bins, h.rate) == (1, 1.0)
+
+
+def _site_warm(cell: str = "C1", until: float = 2350.0, every: float = 50.0,
+               p: HealthParams = DEFAULT, site: SiteHealth | None = None,
+               start: float = 0.0) -> SiteHealth:
+    site = site if site is not None else SiteHealth()
+    t = start
+    while t <= until:
+        assert site.position(cell, t, p) == []
+        t += every
+    return site
+
+
+def test_the_silence_test_is_armed_from_exactly_warmup_bins():
+    site = _site_warm(until=1850.0)  # bins 0-5 closed by the position at 1800
+    assert site.cells["C1"].bins == DEFAULT.warmup_bins
+    assert site.cells["C1"].silence_at == 1850.0 + DEFAULT.min_silence_s
+
+
+def test_under_a_sleeping_verdict_the_hours_are_learnt_but_not_the_rate():
+    site = _site_warm()
+    c = site.cells["C1"]
+    (v,) = site.advance(3250.0)
+    assert v.kind == "sleeping" and (c.bins, c.rate) == (7, 6.0)
+    assert list(c.profile_bins[:2]) == [7, 0]  # 1970-01-01 was a Thursday: slot 0
+    (r,) = site.position("C1", 4000.0)  # closes the bins from 2100 to 3900
+    assert r.reason == "traffic_back"
+    assert (c.bins, c.rate, c.rate_sq) == (7, 6.0, 36.0)
+    assert list(c.profile_bins[:2]) == [12, 1]
+    assert c.profile[0] == pytest.approx(6.0 * (1 - DEFAULT.profile_alpha) ** 4, rel=1e-6)
+    assert c.profile[1] == 0.0
+
+
+MON = MONDAY
+
+
+def test_each_slot_starts_at_its_first_bin_then_learns_with_the_profile_weight():
+    h = CellHealth("C1")
+    for t in (10.0, 20.0, 30.0, 310.0):  # 3 in [Mon 00:00, 00:05), 1 in the next
+        h.observe_traffic(MON + t)
+    assert h.profile[0] == 3.0 and list(h.profile_bins[:2]) == [1, 0]
+    h.observe_traffic(MON + 610.0)
+    a = DEFAULT.profile_alpha
+    assert h.profile[0] == pytest.approx(a * 1 + (1 - a) * 3, rel=1e-6)
+    assert h.profile_bins[0] == 2
+    # empty bins count as zeros in their slots; an hour later slot 1 starts at 0
+    h.observe_traffic(MON + 3600.0 + 310.0)
+    assert list(h.profile_bins[:2]) == [12, 1] and h.profile[1] == 0.0
+    assert h.profile[0] == pytest.approx(
+        (a * 1 + (1 - a) * (a * 1 + (1 - a) * 3)) * (1 - a) ** 9, rel=1e-5)
+
+
+def test_a_gap_teaches_at_most_two_days_of_empty_bins_and_a_slot_counts_to_255():
+    h = CellHealth("C1")
+    h.observe_traffic(MON)
+    h.observe_traffic(MON + 300.0)  # one bin: slot 0
+    h.observe_traffic(MON + 300.0 + 5 * 86400.0)  # five days later: two days' bins learnt
+    assert sum(h.profile_bins) == 1 + 2 * 288
+    assert list(h.profile_bins[:24]) == [1 + 24] + [24] * 23 and sum(h.profile_bins[24:]) == 0
+    h.profile_bins[0] = 254
+    bin0 = MON + 7 * 86400.0  # the next Monday 00:00
+    h.observe_traffic(bin0)
+    h.observe_traffic(bin0 + 300.0)
+    h.observe_traffic(bin0 + 600.0)
+    assert h.profile_bins[0] == 255
