@@ -4,6 +4,7 @@ each verdict opens and resolves, with which start, time, score, reason and evide
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import replace
 
 import pytest
@@ -521,3 +522,104 @@ def test_a_gap_teaches_at_most_two_days_of_empty_bins_and_a_slot_counts_to_255()
     h.observe_traffic(bin0 + 300.0)
     h.observe_traffic(bin0 + 600.0)
     assert h.profile_bins[0] == 255
+
+
+def _profiled(rate: float = 10.0, **slots: tuple[int, float]) -> CellHealth:
+    """A cell whose slot ``s<i>`` learnt ``(bins, value)``."""
+    h = CellHealth("C1", rate=rate)
+    h.profile, h.profile_bins = array("f", bytes(4 * 48)), array("B", bytes(48))
+    for name, (bins, value) in slots.items():
+        h.profile_bins[int(name[1:])], h.profile[int(name[1:])] = bins, value
+    return h
+
+
+def test_the_rate_expected_is_capped_by_the_quieter_of_this_hour_and_the_next():
+    now = MON + 10 * 3600.0 + 3599.0  # Monday 10:59:59: slots 10 and 11
+    p = DEFAULT
+    assert _profiled(s10=(12, 4.0), s11=(12, 2.0))._expected(now, p) == 2 * 2.0 / 10
+    assert _profiled(s10=(12, 1.0), s11=(12, 2.0))._expected(now, p) == 2 * 1.0 / 10
+    # learnt busier than the rate: 1 at most
+    assert _profiled(s10=(12, 8.0), s11=(12, 8.0))._expected(now, p) == 1.0
+    # a slot with fewer than profile_min_bins bins: the other kind of day's, same hour
+    assert _profiled(s10=(12, 4.0), s11=(11, 0.0), s35=(12, 3.0))._expected(now, p) == 0.6
+    assert _profiled(s10=(12, 4.0), s11=(11, 0.0), s35=(11, 0.0))._expected(now, p) == 1.0
+    assert _profiled(s10=(11, 0.0), s11=(12, 4.0))._expected(now, p) == 1.0
+    assert _profiled(s10=(12, 4.0), s11=(12, 4.0), s12=(12, 0.0))._expected(now, p) == 0.8
+    # on a Saturday, the weekdays' hour when the weekend's is unlearnt
+    sat = MON + 5 * 86400.0 + 10 * 3600.0
+    assert _profiled(s10=(12, 1.0), s11=(12, 4.0), s35=(12, 4.0))._expected(sat, p) == 0.2
+    # nothing learnt, or no rate: 1
+    assert CellHealth("C1", rate=10.0)._expected(now, p) == 1.0
+    assert _profiled(rate=0.0, s10=(12, 4.0), s11=(12, 2.0))._expected(now, p) == 1.0
+
+
+def test_a_bin_closed_sets_the_expected_share_for_the_bin_that_starts():
+    h = _profiled(rate=10.0, s0=(12, 1.0), s1=(12, 1.0), s2=(12, 9.0))
+    h.bin_start, h.bins, h.rate_sq = MON + 3300.0, 6, 110.0
+    h.observe_traffic(MON + 3600.0)  # the bin starting 01:00: slots 1 and 2
+    a = DEFAULT.rate_alpha
+    rate = (1 - a) * 10.0
+    assert h.rate == pytest.approx(rate)
+    assert h.expect == pytest.approx(2 * h.profile[1] / rate)
+    assert h.lam == pytest.approx(h.silence_rate())
+
+
+def test_slightly_over_dispersed_counts_lower_the_silence_rate():
+    h = CellHealth("C", rate=6.0, rate_sq=36.0 + 9.0)  # D = 1.5
+    assert h.silence_rate() * 300 == pytest.approx(6.0 * math.log(1.5) / 0.5)
+    assert h.silence_rate(HealthParams(bin_s=600.0)) * 600 == pytest.approx(
+        6.0 * math.log(1.5) / 0.5)
+
+
+def test_arming_the_silence_test():
+    # an older snapshot without the kept rate: computed
+    h = CellHealth("C1", bins=6, rate=2.0, rate_sq=4.0, last_seen=1000.0)
+    h.arm_silence()
+    assert h.silence_at == pytest.approx(1000.0 + 16 / (2 / 300))
+    # hours learnt as empty: never
+    h = CellHealth("C1", bins=6, rate=2.0, rate_sq=4.0, last_seen=1000.0, expect=0.0)
+    h.arm_silence()
+    assert h.silence_at == math.inf
+    # down, or not warm: never
+    h = CellHealth("C1", bins=6, rate=2.0, rate_sq=4.0, last_seen=1000.0, down=True)
+    h.arm_silence()
+    assert h.silence_at == math.inf
+    h = CellHealth("C1", bins=5, rate=2.0, rate_sq=4.0, last_seen=1000.0, silence_at=5.0)
+    h.arm_silence()
+    assert h.silence_at == math.inf
+    # other settings
+    p = HealthParams(silence_k=8.0, min_silence_s=100.0)
+    h = CellHealth("C1", bins=6, rate=2.0, rate_sq=4.0, last_seen=1000.0)
+    h.arm_silence(p)
+    assert h.silence_at == pytest.approx(1000.0 + 8 / (2 / 300))
+    h = CellHealth("C1", bins=6, rate=60.0, rate_sq=3600.0, last_seen=1000.0)
+    h.arm_silence(p)
+    assert h.silence_at == 1100.0
+
+
+def test_after_an_outage_a_silence_as_long_as_it_is_no_evidence_until_sync_until():
+    h = CellHealth("C1", bins=6, rate=60.0, rate_sq=3600.0)
+    h.cell_down(0.0)
+    h.cell_up(1200.0)
+    assert (h.sync_gap, h.sync_until) == (1500.0, 1200.0 + 8 * 3600)
+    h.last_seen = h.sync_until - 1.0
+    h.arm_silence()
+    assert h.silence_at == h.last_seen + 1500.0
+    h.last_seen = h.sync_until
+    h.arm_silence()
+    assert h.silence_at == h.last_seen + DEFAULT.min_silence_s
+    # other settings: their update period, margin and hold
+    p = HealthParams(periodic_update_s=600.0, sync_margin_s=60.0, sync_hold_s=3600.0)
+    h.cell_down(50000.0)
+    h.cell_up(51200.0, p)
+    assert (h.sync_gap, h.sync_until) == (660.0, 51200.0 + 3600.0)
+
+
+def test_a_return_without_an_outage_or_at_its_very_start_bunches_nothing():
+    h = CellHealth("C1")
+    h.cell_up(1000.0)  # never down
+    assert (h.sync_gap, h.sync_until) == (0.0, -math.inf)
+    h.cell_down(2000.0)
+    h.cell_up(2000.0)
+    assert (h.sync_gap, h.sync_until) == (0.0, -math.inf)
+    assert (h.last_seen, h.silence_at, h.up_at) == (-1.0, math.inf, 2000.0)
