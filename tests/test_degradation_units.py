@@ -623,3 +623,77 @@ def test_a_return_without_an_outage_or_at_its_very_start_bunches_nothing():
     h.cell_up(2000.0)
     assert (h.sync_gap, h.sync_until) == (0.0, -math.inf)
     assert (h.last_seen, h.silence_at, h.up_at) == (-1.0, math.inf, 2000.0)
+
+
+# settings under which a silence falls due inside the last position's bin (min 60 s)
+SHORT = HealthParams(silence_k=1.0, min_silence_s=60.0)
+
+
+def test_a_position_exactly_when_a_silence_falls_due_opens_and_resolves_it():
+    site = _site_warm(until=2100.0, p=SHORT)  # 6 a bin: 1 / 0.02 = 50 s < 60 s
+    c = site.cells["C1"]
+    assert site.advance(2150.0, SHORT) == []  # nothing due: the next deadline is known
+    assert (c.bin_start, c.silence_at, site.due_at) == (2100.0, 2160.0, 2160.0)
+    v, r = site.position("C1", 2160.0, SHORT)  # in the same traffic bin
+    assert (v.status, v.at, v.start_time, r.status, r.reason, r.at) == (
+        "open", 2160.0, 2100.0, "resolved", "traffic_back", 2160.0)
+
+
+def test_a_position_on_one_cell_reports_the_silence_due_then_on_another():
+    site = _site_warm(cell="A", until=2100.0, p=SHORT)
+    site = _site_warm(cell="B", start=2000.0, until=2100.0, p=SHORT, site=site)
+    assert site.advance(2150.0, SHORT) == []
+    assert site.due_at == site.cells["A"].silence_at == 2160.0
+    (v,) = site.position("B", 2160.0, SHORT)
+    assert (v.cell_id, v.status, v.at) == ("A", "open", 2160.0)
+
+
+def test_a_position_at_the_end_of_a_bin_starts_the_next_bin():
+    site = SiteHealth()
+    for t in (10.0, 20.0, 300.0):
+        assert site.position("C1", t) == []
+    c = site.cells["C1"]
+    assert (c.bin_start, c.bin_count, c.bins, c.rate) == (300.0, 1, 1, 2.0)
+    assert site.position("C1", 599.0) == [] and (c.bin_start, c.bin_count) == (300.0, 2)
+
+
+def test_a_position_under_a_kpi_verdict_wakes_the_cell_within_the_same_bin():
+    site = SiteHealth()
+    assert site.position("C1", 4400.0) == []
+    for i in range(6):
+        assert site.kpi(Kpi("C1", 60.0 * i, 60.0, 100, 1, 0.99, None, None)) == []
+    (v,) = site.kpi(Kpi("C1", 4410.0, 60.0, 10, 0, 0.9, None, None))
+    assert (v.kind, v.status, v.start_time) == ("sleeping", "open", 4400.0)
+    (r,) = site.position("C1", 4480.0)  # the same traffic bin
+    assert (r.kind, r.status, r.reason, r.at) == ("sleeping", "resolved", "traffic_back",
+                                                  4480.0)
+
+
+def test_a_sleeping_cell_is_not_reported_again_when_its_silence_falls_due():
+    site = _site_warm()  # silent from 2350: due at 3250
+    for i in range(6):
+        assert site.kpi(Kpi("C1", 60.0 * i, 60.0, 100, 1, 0.99, None, None)) == []
+    (v,) = site.kpi(Kpi("C1", 2400.0, 600.0, 10, 0, 0.9, None, None))
+    assert (v.reason, v.at) == ("kpi_collapse", 3000.0)
+    assert site.advance(5000.0) == [] and site.cells["C1"].silence_at == 3250.0
+
+
+def test_a_silence_verdict_is_due_at_its_time_whenever_event_time_gets_there():
+    site = _site_warm()
+    (v,) = site.advance(10000.0)
+    assert (v.at, v.start_time, v.score) == (3250.0, 2350.0, 18.0)
+
+
+def test_silences_due_at_the_same_time_come_out_by_cell():
+    site = _site_warm(cell="B")
+    site = _site_warm(cell="A", site=site)
+    assert [v.cell_id for v in site.advance(3250.0)] == ["A", "B"]
+    assert site.due_at == math.inf
+
+
+def test_a_kpi_reports_the_silence_that_fell_due_in_its_period_first():
+    site = _site_warm()
+    for i in range(6):
+        assert site.kpi(Kpi("C1", 60.0 * i, 60.0, 100, 1, 0.99, None, None)) == []
+    (v,) = site.kpi(Kpi("C1", 2400.0, 900.0, 10, 0, 0.9, None, None))  # collapsed too
+    assert (v.reason, v.at) == ("silence", 3250.0)
