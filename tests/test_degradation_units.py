@@ -317,6 +317,21 @@ def test_on_a_cell_with_many_drops_the_alternative_drop_rate_is_at_most_a_half()
 
 
 
+def test_more_drops_than_attempts_count_as_every_attempt_dropped():
+    # learnt during warm-up: the baseline stays a rate (the cell is judged afterwards)
+    h = CellHealth("C1")
+    h.observe_kpi(kpi(0, attempts=0, drops=2000))
+    h.observe_kpi(kpi(1, attempts=10, drops=200))
+    for i in range(2, 7):
+        h.observe_kpi(kpi(i))
+    assert h.drops <= h.calls
+    # judged: the same evidence as every attempt dropped
+    a, b = warm(), warm()
+    assert a.observe_kpi(kpi(6, attempts=60, drops=60)) == []
+    assert b.observe_kpi(kpi(6, attempts=60, drops=61)) == []
+    assert a.s_drop == b.s_drop == DEFAULT.drop_llr_cap
+
+
 def test_a_collapse_is_judged_from_a_mean_of_exactly_min_users():
     # active users: a mean of exactly 4 is enough to judge (attempts would not collapse)
     h = warm(users=4)
