@@ -712,3 +712,42 @@ def test_a_kpi_reports_the_silence_that_fell_due_in_its_period_first():
         assert site.kpi(Kpi("C1", 60.0 * i, 60.0, 100, 1, 0.99, None, None)) == []
     (v,) = site.kpi(Kpi("C1", 2400.0, 900.0, 10, 0, 0.9, None, None))  # collapsed too
     assert (v.reason, v.at) == ("silence", 3250.0)
+
+
+# other settings, followed throughout: 10-minute bins, fast weights, two bins of warm-up
+Q = HealthParams(bin_s=600.0, rate_alpha=0.5, warmup_bins=2, silence_k=2.0,
+                 min_silence_s=60.0, grace_s=600.0, sync_hold_s=3600.0, profile_alpha=0.5,
+                 warmup=2)
+
+
+def test_a_site_follows_its_settings_on_traffic():
+    site = SiteHealth()
+    for t in (0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 900.0, 1200.0, 1250.0):
+        assert site.position("C1", t, Q) == []
+    c = site.cells["C1"]
+    # bins of 6 and 2: rate 4, rate_sq 20 (no dispersion), profile 0.5 * 2 + 0.5 * 6
+    assert (c.bins, c.rate, c.rate_sq, c.profile[0]) == (2, 4.0, 20.0, 4.0)
+    assert c.silence_at == 1250.0 + 2.0 / (4.0 / 600)  # silence_k / lam
+    (v,) = site.advance(2000.0, Q)
+    assert (v.start_time, v.at, v.score) == (1250.0, 1550.0, 2.0)
+    (r,) = site.position("C1", 2050.0, Q)
+    assert r.reason == "traffic_back"
+    assert (c.up_at, c.sync_gap, c.sync_until) == (2050.0, 800.0 + 300.0, 2050.0 + 3600.0)
+    site.cell_down("C1", 3000.0)
+    site.cell_up("C1", 3500.0, Q)
+    assert (c.sync_gap, c.sync_until) == (500.0 + 300.0, 3500.0 + 3600.0)
+
+
+def test_a_site_follows_its_settings_on_kpis():
+    site = SiteHealth()
+    for i in range(2):
+        assert site.kpi(kpi(i), Q) == []
+    (v,) = site.kpi(kpi(2, attempts=10, drops=0, rrc=0.9), Q)
+    assert (v.kind, v.start_time) == ("sleeping", P)
+    (r,) = site.kpi(kpi(3), Q)
+    assert (r.status, r.end_time, r.at) == ("resolved", 3 * P, 4 * P)
+    c = site.cells["C1"]
+    assert (c.up_at, c.sync_until) == (3 * P, 3 * P + 3600.0)
+    assert site.kpi(kpi(3, drops=90), Q) == []  # within the grace after waking: not judged
+    assert c.s_drop == 0.0 and c.periods == 2
+    assert site.kpi(kpi(4, drops=90), Q) == [] and c.s_drop == Q.drop_llr_cap  # 3600 >= 3300
