@@ -120,6 +120,14 @@ def test_a_cell_whose_traffic_collapses_is_sleeping():
     assert (v.kind, v.score) == ("sleeping", 0.0)
 
 
+def test_scores_are_rounded_to_three_decimals():
+    h = warm()
+    z = (h.rrc - 0.91233) / DEFAULT.min_rrc_sd
+    assert round(z, 3) != round(z, 4)
+    (v,) = h.observe_kpi(kpi(6, attempts=10, drops=0, rrc=0.91233))
+    assert (v.kind, v.score) == ("sleeping", round(z, 3))
+
+
 def test_no_collapse_while_traffic_is_seen_or_the_rrc_looks_normal_or_the_cell_is_tiny():
     h = warm()
     h.last_seen = 6 * P  # a position in the period: the cell serves someone
@@ -147,6 +155,10 @@ def test_a_sleeping_cell_supersedes_a_degradation_opened_on_its_way_down():
                                  "superseded", ("kpi:C1@8100",))
     assert (sleeping.kind, sleeping.start_time, sleeping.at) == ("sleeping", 9 * P, 11 * P)
     assert (h.s_drop, h.s_rrc, h.run_start) == (0.0, 0.0, -1.0)
+    # the degradation giving way is no outage: the very next period is judged
+    (r,) = h.observe_kpi(kpi(11))
+    assert (r.kind, r.status, r.reason, r.end_time) == ("sleeping", "resolved", "traffic_back",
+                                                        11 * P)
 
 
 def test_an_alarmed_outage_and_its_grace_period_are_neither_learnt_nor_judged():
@@ -728,7 +740,7 @@ def test_a_site_follows_its_settings_on_traffic():
     # bins of 6 and 2: rate 4, rate_sq 20 (no dispersion), profile 0.5 * 2 + 0.5 * 6
     assert (c.bins, c.rate, c.rate_sq, c.profile[0]) == (2, 4.0, 20.0, 4.0)
     assert c.silence_at == 1250.0 + 2.0 / (4.0 / 600)  # silence_k / lam
-    (v,) = site.advance(2000.0, Q)
+    (v,) = site.kpi(Kpi("C1", 1100.0, 900.0, 10, 0, 0.99, None, None), Q)  # to 2000
     assert (v.start_time, v.at, v.score) == (1250.0, 1550.0, 2.0)
     (r,) = site.position("C1", 2050.0, Q)
     assert r.reason == "traffic_back"
