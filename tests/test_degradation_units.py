@@ -430,7 +430,7 @@ def test_a_period_is_healthy_with_no_drop_evidence_and_the_rrc_within_half_rrc_z
     # z exactly rrc_z / 2 is not healthy; below it is
     h = _degraded(EXACT, rrc=1.0)
     assert h.observe_kpi(kpi(10, rrc=0.625), EXACT) == [] and h.healthy == 0
-    assert h.observe_kpi(kpi(11, rrc=0.8125), EXACT) == [] and h.healthy == 1
+    assert h.observe_kpi(kpi(11, rrc=0.6875), EXACT) == [] and h.healthy == 1  # z = 1.25
     # a period without calls: no evidence either way (llr 0) counts as healthy
     h = _degraded()
     for i in range(10, 12):
@@ -763,3 +763,33 @@ def test_a_site_follows_its_settings_on_kpis():
     assert site.kpi(kpi(3, drops=90), Q) == []  # within the grace after waking: not judged
     assert c.s_drop == 0.0 and c.periods == 2
     assert site.kpi(kpi(4, drops=90), Q) == [] and c.s_drop == Q.drop_llr_cap  # 3600 >= 3300
+
+
+def test_a_period_with_a_little_drop_evidence_is_not_healthy():
+    h = _degraded()
+    llr = _llr(h, 110, 4)
+    assert 0 < llr < 1
+    assert h.observe_kpi(kpi(10, attempts=110, drops=4)) == [] and h.healthy == 0
+    assert h.open["degradation"][1][-1] == kpi_ref("C1", 10 * P)
+
+
+def test_a_run_starts_with_its_first_period_of_evidence_however_small():
+    h = warm()
+    llr = _llr(h, 110, 4)
+    assert 0 < llr < 1
+    assert h.observe_kpi(kpi(6, attempts=110, drops=4)) == [] and h.s_drop == pytest.approx(llr)
+    for i in range(7, 9):
+        assert h.observe_kpi(kpi(i, drops=20)) == []
+    (v,) = h.observe_kpi(kpi(9, drops=20))
+    assert (v.reason, v.start_time) == ("drop_rate", 6 * P)
+    # the RRC CUSUM: one sd over the allowance, then a collapse
+    h = warm()
+    assert h.observe_kpi(kpi(6, rrc=0.98)) == [] and h.s_rrc == pytest.approx(1.0)  # z = 2.5
+    (v,) = h.observe_kpi(kpi(7, rrc=0.9))
+    assert (v.reason, v.start_time) == ("rrc", 6 * P)
+
+
+def test_a_period_without_an_rrc_figure_leaves_the_rrc_cusum_as_it_is():
+    h = warm()
+    assert h.observe_kpi(kpi(6, rrc=0.98)) == [] and h.s_rrc == pytest.approx(1.0)
+    assert h.observe_kpi(kpi(7, rrc=None)) == [] and h.s_rrc == pytest.approx(1.0)
