@@ -782,9 +782,10 @@ def test_a_run_starts_with_its_first_period_of_evidence_however_small():
         assert h.observe_kpi(kpi(i, drops=20)) == []
     (v,) = h.observe_kpi(kpi(9, drops=20))
     assert (v.reason, v.start_time) == ("drop_rate", 6 * P)
-    # the RRC CUSUM: one sd over the allowance, then a collapse
+    # the RRC CUSUM: a little over the allowance, then a collapse
     h = warm()
-    assert h.observe_kpi(kpi(6, rrc=0.98)) == [] and h.s_rrc == pytest.approx(1.0)  # z = 2.5
+    assert h.observe_kpi(kpi(6, rrc=0.9825)) == []  # z = 1.875
+    assert h.s_rrc == pytest.approx(0.375)
     (v,) = h.observe_kpi(kpi(7, rrc=0.9))
     assert (v.reason, v.start_time) == ("rrc", 6 * P)
 
@@ -793,3 +794,13 @@ def test_a_period_without_an_rrc_figure_leaves_the_rrc_cusum_as_it_is():
     h = warm()
     assert h.observe_kpi(kpi(6, rrc=0.98)) == [] and h.s_rrc == pytest.approx(1.0)
     assert h.observe_kpi(kpi(7, rrc=None)) == [] and h.s_rrc == pytest.approx(1.0)
+
+
+def test_a_sleeping_cell_taken_down_and_up_at_once_is_not_bunched():
+    site = _site_warm()
+    (v,) = site.advance(3250.0)
+    (r,) = site.cell_down("C1", 3300.0)
+    assert (r.kind, r.reason) == ("sleeping", "outage")
+    site.cell_up("C1", 3300.0)
+    assert site.position("C1", 4000.0) == []
+    assert site.cells["C1"].silence_at == 4000.0 + DEFAULT.min_silence_s
