@@ -804,3 +804,12 @@ def test_a_sleeping_cell_taken_down_and_up_at_once_is_not_bunched():
     site.cell_up("C1", 3300.0)
     assert site.position("C1", 4000.0) == []
     assert site.cells["C1"].silence_at == 4000.0 + DEFAULT.min_silence_s
+
+
+def test_a_degradation_score_is_rounded_once_to_three_decimals():
+    p = HealthParams(min_rrc_sd=0.0625)
+    h = warm_p(p, rrc=1.0)
+    score = ((1.0 - 0.27843125) / 0.0625 - p.rrc_k) / p.rrc_h  # 1.00451
+    assert round(score, 3) != round(round(score, 4), 3)
+    (v,) = h.observe_kpi(kpi(6, rrc=0.27843125), p)
+    assert (v.reason, v.score) == ("rrc", round(score, 3))
