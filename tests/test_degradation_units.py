@@ -592,6 +592,8 @@ def test_a_bin_closed_sets_the_expected_share_for_the_bin_that_starts():
 
 
 def test_slightly_over_dispersed_counts_lower_the_silence_rate():
+    thin = CellHealth("C", rate=0.5, rate_sq=0.25 + 1.0)  # under one a bin, D = 2
+    assert thin.silence_rate() * 300 == pytest.approx(0.5 * math.log(2))
     h = CellHealth("C", rate=6.0, rate_sq=36.0 + 9.0)  # D = 1.5
     assert h.silence_rate() * 300 == pytest.approx(6.0 * math.log(1.5) / 0.5)
     assert h.silence_rate(HealthParams(bin_s=600.0)) * 600 == pytest.approx(
@@ -650,6 +652,9 @@ def test_a_return_without_an_outage_or_at_its_very_start_bunches_nothing():
     h.cell_up(2000.0)
     assert (h.sync_gap, h.sync_until) == (0.0, -math.inf)
     assert (h.last_seen, h.silence_at, h.up_at) == (-1.0, math.inf, 2000.0)
+    h.cell_down(3000.0)
+    h.cell_up(3001.0)  # a second: its phones' updates are a second apart
+    assert (h.sync_gap, h.sync_until) == (1.0 + 300.0, 3001.0 + 8 * 3600)
 
 
 # settings under which a silence falls due inside the last position's bin (min 60 s)
