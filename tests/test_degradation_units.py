@@ -737,10 +737,15 @@ Q = HealthParams(bin_s=600.0, rate_alpha=0.5, warmup_bins=2, silence_k=2.0,
                  warmup=2)
 
 
-def test_a_site_follows_its_settings_on_traffic():
+def _q_site() -> SiteHealth:
     site = SiteHealth()
     for t in (0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 900.0, 1200.0, 1250.0):
         assert site.position("C1", t, Q) == []
+    return site
+
+
+def test_a_site_follows_its_settings_on_traffic():
+    site = _q_site()
     c = site.cells["C1"]
     # bins of 6 and 2: rate 4, rate_sq 20 (no dispersion), profile 0.5 * 2 + 0.5 * 6
     assert (c.bins, c.rate, c.rate_sq, c.profile[0]) == (2, 4.0, 20.0, 4.0)
@@ -753,6 +758,9 @@ def test_a_site_follows_its_settings_on_traffic():
     site.cell_down("C1", 3000.0)
     site.cell_up("C1", 3500.0, Q)
     assert (c.sync_gap, c.sync_until) == (500.0 + 300.0, 3500.0 + 3600.0)
+    # the silence reported by a position on another cell: the same
+    (v,) = _q_site().position("C2", 2000.0, Q)
+    assert (v.cell_id, v.start_time, v.at, v.score) == ("C1", 1250.0, 1550.0, 2.0)
 
 
 def test_a_site_follows_its_settings_on_kpis():
