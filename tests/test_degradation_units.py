@@ -826,3 +826,12 @@ def test_a_degradation_score_is_rounded_once_to_three_decimals():
     assert round(score, 3) != round(round(score, 4), 3)
     (v,) = h.observe_kpi(kpi(6, rrc=0.27843125), p)
     assert (v.reason, v.score) == ("rrc", round(score, 3))
+
+
+def test_a_cell_seen_again_after_its_silence_fell_due_reports_it_then_wakes():
+    h = CellHealth("C1")
+    for t in (0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 900.0, 1200.0, 1250.0):
+        assert h.observe_traffic(t, Q) == []
+    v, r = h.observe_traffic(2000.0, Q)
+    assert (v.status, v.start_time, v.at, v.score) == ("open", 1250.0, 1550.0, 2.0)
+    assert (r.status, r.reason, r.end_time) == ("resolved", "traffic_back", 2000.0)
