@@ -605,6 +605,10 @@ def test_arming_the_silence_test():
     h = CellHealth("C1", bins=6, rate=2.0, rate_sq=4.0, last_seen=1000.0)
     h.arm_silence()
     assert h.silence_at == pytest.approx(1000.0 + 16 / (2 / 300))
+    # a thin cell, under one position a bin
+    h = CellHealth("C1", bins=6, rate=0.5, rate_sq=0.25, last_seen=1000.0)
+    h.arm_silence()
+    assert h.silence_at == pytest.approx(1000.0 + 16 / (0.5 / 300))
     # hours learnt as empty: never
     h = CellHealth("C1", bins=6, rate=2.0, rate_sq=4.0, last_seen=1000.0, expect=0.0)
     h.arm_silence()
