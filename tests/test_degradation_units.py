@@ -509,7 +509,7 @@ def test_under_a_sleeping_verdict_the_hours_are_learnt_but_not_the_rate():
     (v,) = site.advance(3250.0)
     assert v.kind == "sleeping" and (c.bins, c.rate) == (7, 6.0)
     assert list(c.profile_bins[:2]) == [7, 0]  # 1970-01-01 was a Thursday: slot 0
-    (r,) = site.position("C1", 4000.0)  # closes the bins from 2100 to 3900
+    (r,) = site.position("C1", 4000.0)  # closes the six bins from 2100 to 3900
     assert r.reason == "traffic_back"
     assert (c.bins, c.rate, c.rate_sq) == (7, 6.0, 36.0)
     assert list(c.profile_bins[:2]) == [12, 1]
@@ -517,20 +517,17 @@ def test_under_a_sleeping_verdict_the_hours_are_learnt_but_not_the_rate():
     assert c.profile[1] == 0.0
 
 
-MON = MONDAY
-
-
 def test_each_slot_starts_at_its_first_bin_then_learns_with_the_profile_weight():
     h = CellHealth("C1")
     for t in (10.0, 20.0, 30.0, 310.0):  # 3 in [Mon 00:00, 00:05), 1 in the next
-        h.observe_traffic(MON + t)
+        h.observe_traffic(MONDAY + t)
     assert h.profile[0] == 3.0 and list(h.profile_bins[:2]) == [1, 0]
-    h.observe_traffic(MON + 610.0)
+    h.observe_traffic(MONDAY + 610.0)
     a = DEFAULT.profile_alpha
     assert h.profile[0] == pytest.approx(a * 1 + (1 - a) * 3, rel=1e-6)
     assert h.profile_bins[0] == 2
     # empty bins count as zeros in their slots; an hour later slot 1 starts at 0
-    h.observe_traffic(MON + 3600.0 + 310.0)
+    h.observe_traffic(MONDAY + 3600.0 + 310.0)
     assert list(h.profile_bins[:2]) == [12, 1] and h.profile[1] == 0.0
     assert h.profile[0] == pytest.approx(
         (a * 1 + (1 - a) * (a * 1 + (1 - a) * 3)) * (1 - a) ** 9, rel=1e-5)
@@ -538,13 +535,13 @@ def test_each_slot_starts_at_its_first_bin_then_learns_with_the_profile_weight()
 
 def test_a_gap_teaches_at_most_two_days_of_empty_bins_and_a_slot_counts_to_255():
     h = CellHealth("C1")
-    h.observe_traffic(MON)
-    h.observe_traffic(MON + 300.0)  # one bin: slot 0
-    h.observe_traffic(MON + 300.0 + 5 * 86400.0)  # five days later: two days' bins learnt
+    h.observe_traffic(MONDAY)
+    h.observe_traffic(MONDAY + 300.0)  # one bin: slot 0
+    h.observe_traffic(MONDAY + 300.0 + 5 * 86400.0)  # five days later: two days' bins learnt
     assert sum(h.profile_bins) == 1 + 2 * 288
     assert list(h.profile_bins[:24]) == [1 + 24] + [24] * 23 and sum(h.profile_bins[24:]) == 0
     h.profile_bins[0] = 254
-    bin0 = MON + 7 * 86400.0  # the next Monday 00:00
+    bin0 = MONDAY + 7 * 86400.0  # the next Monday 00:00
     h.observe_traffic(bin0)
     h.observe_traffic(bin0 + 300.0)
     h.observe_traffic(bin0 + 600.0)
@@ -561,7 +558,7 @@ def _profiled(rate: float = 10.0, **slots: tuple[int, float]) -> CellHealth:
 
 
 def test_the_rate_expected_is_capped_by_the_quieter_of_this_hour_and_the_next():
-    now = MON + 10 * 3600.0 + 3599.0  # Monday 10:59:59: slots 10 and 11
+    now = MONDAY + 10 * 3600.0 + 3599.0  # Monday 10:59:59: slots 10 and 11
     p = DEFAULT
     assert _profiled(s10=(12, 4.0), s11=(12, 2.0))._expected(now, p) == 2 * 2.0 / 10
     assert _profiled(s10=(12, 1.0), s11=(12, 2.0))._expected(now, p) == 2 * 1.0 / 10
@@ -573,7 +570,7 @@ def test_the_rate_expected_is_capped_by_the_quieter_of_this_hour_and_the_next():
     assert _profiled(s10=(11, 0.0), s11=(12, 4.0))._expected(now, p) == 1.0
     assert _profiled(s10=(12, 4.0), s11=(12, 4.0), s12=(12, 0.0))._expected(now, p) == 0.8
     # on a Saturday, the weekdays' hour when the weekend's is unlearnt
-    sat = MON + 5 * 86400.0 + 10 * 3600.0
+    sat = MONDAY + 5 * 86400.0 + 10 * 3600.0
     assert _profiled(s10=(12, 1.0), s11=(12, 4.0), s35=(12, 4.0))._expected(sat, p) == 0.2
     # nothing learnt, or no rate: 1
     assert CellHealth("C1", rate=10.0)._expected(now, p) == 1.0
@@ -582,8 +579,8 @@ def test_the_rate_expected_is_capped_by_the_quieter_of_this_hour_and_the_next():
 
 def test_a_bin_closed_sets_the_expected_share_for_the_bin_that_starts():
     h = _profiled(rate=10.0, s0=(12, 1.0), s1=(12, 1.0), s2=(12, 9.0))
-    h.bin_start, h.bins, h.rate_sq = MON + 3300.0, 6, 110.0
-    h.observe_traffic(MON + 3600.0)  # the bin starting 01:00: slots 1 and 2
+    h.bin_start, h.bins, h.rate_sq = MONDAY + 3300.0, 6, 110.0
+    h.observe_traffic(MONDAY + 3600.0)  # the bin starting 01:00: slots 1 and 2
     a = DEFAULT.rate_alpha
     rate = (1 - a) * 10.0
     assert h.rate == pytest.approx(rate)
