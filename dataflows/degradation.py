@@ -369,8 +369,9 @@ class CellHealth:
         verdict: list[Verdict] = []
         if self._quiet(start, p):
             return verdict
-        attempts, drops = kpi.call_attempts, min(kpi.dropped_calls, max(kpi.call_attempts,
-                                                                         kpi.dropped_calls))
+        # No more drops than attempts (a binomial count): more would make the baseline
+        # drop rate exceed 1 and its logarithms fail.
+        attempts, drops = kpi.call_attempts, min(kpi.dropped_calls, kpi.call_attempts)
         users = kpi.active_users
         rrc = kpi.rrc_success_rate
         ref = kpi_ref(self.cell_id, start)
