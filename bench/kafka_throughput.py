@@ -147,6 +147,9 @@ def _broker_cpu() -> float | None:
     pids = found.stdout.split()
     for pid in pids:
         try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if not cmdline or not cmdline[0].endswith(b"java"):
+                continue  # (the JVM only: not a shell or a tool naming the class)
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
