@@ -1,0 +1,206 @@
+"""One site's correlation (dataflows/site.py) alone, message by message, at its edges:
+silent failures superseded and resolved, drop notes at the ends of an outage, moves
+seen exactly at the hold-down, positions exactly as old as allowed, an incident's
+causes."""
+
+from __future__ import annotations
+
+from dataflows.degradation import Verdict
+from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Left, Restored, Tick, position
+from dataflows.site import SiteCorrelator
+from forewarn.codec import parse_time
+from forewarn.model import Alarm, Cell, Incident
+from rules.rulebook import load_rulebook
+
+BOOK = load_rulebook()  # group wait 60 s, hold-down 120 s, positions at most 60 min old
+T0 = parse_time("2026-11-23T10:00:00Z")
+
+
+def site() -> SiteCorrelator:
+    s = SiteCorrelator("S1", BOOK)
+    for c in ("C1", "C2", "C3"):
+        s.handle(Cell(c, "S1", region="north"))
+    return s
+
+
+def alarm(aid: str, at: float, cell: str, cause: str = "powerProblem",
+          severity: str = "critical") -> Alarm:
+    return Alarm(aid, T0 + at, severity, cause, cell_id=cell)
+
+
+def records(out: list) -> list[tuple]:
+    return [(m.incident_id, m.status, m.event_time - T0, m.silent_kind, m.detector,
+             m.evidence, m.impacted_subscribers, m.end_time)
+            for kind, m in out if kind == "incident" and isinstance(m, Incident)]
+
+
+def care(out: list) -> list:
+    return [m for kind, m in out if kind == "care"]
+
+
+class Scripted:
+    """Silent-failure detectors whose verdicts are given in advance, by tick time."""
+
+    def __init__(self, verdicts: dict[float, list[Verdict]]) -> None:
+        self.verdicts = verdicts
+
+    def advance(self, at: float) -> list[Verdict]:
+        return self.verdicts.pop(at, [])
+
+    def position(self, cell: str, at: float) -> list[Verdict]:
+        return []
+
+    def kpi(self, k: object) -> list[Verdict]:
+        return []
+
+    def cell_down(self, cell: str, at: float) -> list[Verdict]:
+        return []
+
+    def cell_up(self, cell: str, at: float) -> None:
+        pass
+
+
+def verdict(kind: str, status: str, start: float, at: float, reason: str,
+            evidence: tuple[str, ...] = (), cell: str = "C1") -> Verdict:
+    return Verdict(cell, kind, status, T0 + start, T0 + at,
+                   T0 + at if status == "resolved" else None, 1.0, reason, evidence)
+
+
+def test_a_degradation_superseded_by_a_sleeping_cell_then_resolved():
+    """C1 degrades (drop rate), then is found sleeping: the same incident, updated with
+    the new kind, detector and evidence, and its users impacted; traffic back resolves
+    it, telling them; a later verdict opens a new incident."""
+    s = site()
+    s.health = Scripted({
+        T0 + 1000: [verdict("degradation", "open", 400, 1000, "drop_rate", ("kpi:C1@a",))],
+        T0 + 2000: [verdict("sleeping", "open", 1500, 2000, "silence", ("traffic:C1@b",))],
+        T0 + 3000: [verdict("sleeping", "resolved", 1500, 3000, "traffic_back"),
+                    verdict("sleeping", "resolved", 1500, 3000, "traffic_back", cell="C2")],
+        T0 + 4000: [verdict("degradation", "open", 3500, 4000, "rrc", ("kpi:C1@c",))],
+    })
+    s.handle(position("U1", "C1", T0 + 300, "r1"))  # on C1 before it degraded
+    s.handle(position("U2", "C1", T0 + 500, "r2"))  # arrived after: not impacted
+    s.handle(position("U3", "C2", T0 + 300, "r3"))  # another cell
+    deg = "DEG-C1-20261123T100640"  # from its onset, 10:06:40
+    out = s.handle(Tick(T0 + 1000))
+    assert records(out) == [(deg, "open", 1000, "degradation", "drop_rate", ("kpi:C1@a",), 0,
+                             None)]
+    assert s.silent == {"C1": deg}
+    out = s.handle(Tick(T0 + 2000))
+    assert records(out) == [
+        (deg, "updated", 2000, "sleeping", "silence", ("traffic:C1@b",), 0, None),
+        (deg, "updated", 2000, "sleeping", "silence", ("traffic:C1@b",), 1, None)]
+    facts = IncidentFacts(deg, "degradation", "S1", "North", T0 + 400, (("C1", T0 + 400),),
+                          ("traffic:C1@b",), "north", "cell", (), False)
+    assert care(out) == [Impact("U1", facts, T0 + 2000, (T0 + 300, "C1", "r1"), False)]
+    out = s.handle(Tick(T0 + 3000))
+    assert records(out) == [(deg, "resolved", 3000, "sleeping", "traffic_back",
+                             ("traffic:C1@b",), 1, T0 + 3000)]
+    assert care(out) == [Restored("U1", facts, T0 + 3000)]
+    assert s.incidents == {} and s.silent == {} and s.recent == {}
+    out = s.handle(Tick(T0 + 4000))
+    again = "DEG-C1-20261123T105820"
+    assert records(out) == [(again, "open", 4000, "degradation", "rrc", ("kpi:C1@c",), 0,
+                             None)]
+    assert care(out) == []
+
+
+def test_a_sleeping_cell_found_at_once_is_opened_and_impacts_in_one_step():
+    s = site()
+    s.health = Scripted({T0 + 900: [verdict("sleeping", "open", 600, 900, "kpi_collapse",
+                                            ("kpi:C2@a",), cell="C2")]})
+    s.handle(position("U1", "C2", T0 + 100, "r1"))
+    out = s.handle(Tick(T0 + 900))
+    deg = "DEG-C2-20261123T101000"
+    assert records(out) == [
+        (deg, "open", 900, "sleeping", "kpi_collapse", ("kpi:C2@a",), 0, None),
+        (deg, "updated", 900, "sleeping", "kpi_collapse", ("kpi:C2@a",), 1, None)]
+    facts = IncidentFacts(deg, "degradation", "S1", "North", T0 + 600, (("C2", T0 + 600),),
+                          ("kpi:C2@a",), "north", "cell", (), True)
+    assert care(out) == [Impact("U1", facts, T0 + 900, (T0 + 100, "C2", "r1"), False)]
+
+
+def test_drop_notes_at_the_ends_of_an_outage_and_with_the_sites_region():
+    """A drop one group wait (60 s) before an outage's start, or exactly at its end, is
+    explained by it; a second earlier, or later, is not. A drop the outage explains waits
+    for its hold-down (care knows who was told by then)."""
+    s = site()
+    inc = "INC-S1-20261123T100140"  # C1 down from 10:01:40 to 10:05:00
+    s.handle(Drop("U1", "C1", "K1", T0 + 39))
+    s.handle(Drop("U2", "C1", "K2", T0 + 40))
+    s.handle(alarm("A1", 100, "C1"))
+    out = s.handle(Tick(T0 + 161))
+    assert care(out) == [DropNote("U1", "K1", "C1", T0 + 39, None, False, "North", T0 + 159,
+                                  "north")]
+    out = s.handle(Tick(T0 + 221))  # the hold-down at 220, then the drop it explains
+    assert care(out) == [DropNote("U2", "K2", "C1", T0 + 40, inc, False, "North", T0 + 220,
+                                  "north")]
+    s.handle(alarm("A1", 300, "C1", severity="cleared"))
+    s.handle(Drop("U3", "C1", "K3", T0 + 300))
+    s.handle(Drop("U4", "C1", "K4", T0 + 301))
+    out = s.handle(Tick(T0 + 500))
+    assert care(out) == [
+        DropNote("U3", "K3", "C1", T0 + 300, inc, False, "North", T0 + 420, "north"),
+        DropNote("U4", "K4", "C1", T0 + 301, None, False, "North", T0 + 421, "north")]
+
+
+def test_moves_and_positions_exactly_at_the_edges_of_the_hold_down():
+    """At the hold-down (120 s after the alarm at 10:00): a position exactly 60 min old,
+    or exactly at the alarm, counts; a second older does not. Someone seen elsewhere
+    exactly when last seen here, or exactly at the hold-down time, has moved."""
+    s = site()
+    s.handle(position("U4", "C1", T0 - 3601, "r4"))
+    s.handle(position("U3", "C1", T0 - 3600, "r3"))
+    s.handle(position("U1", "C1", T0 - 60, "r1"))
+    s.handle(position("U6", "C1", T0 - 60, "r6"))
+    s.handle(position("U7", "C1", T0 - 60, "r7"))
+    s.handle(position("U5", "C1", T0, "r5"))
+    s.handle(Left("U1", T0 - 60))
+    s.handle(alarm("A1", 0, "C1"))
+    out = s.handle(Left("U6", T0 + 120))  # the group wait ended; the hold-down is not before
+    assert [(r[1], r[2]) for r in records(out)] == [("open", 60)] and care(out) == []
+    out = s.handle(Tick(T0 + 121))
+    moved = [(m.subscriber_id, m.seen, m.moved, m.at) for m in care(out)]
+    assert moved == [("U3", (T0 - 3600, "C1", "r3"), False, T0 + 120),
+                     ("U1", (T0 - 60, "C1", "r1"), True, T0 + 120),
+                     ("U6", (T0 - 60, "C1", "r6"), True, T0 + 120),
+                     ("U7", (T0 - 60, "C1", "r7"), False, T0 + 120),
+                     ("U5", (T0, "C1", "r5"), False, T0 + 120)]
+
+
+def test_of_two_moves_told_out_of_order_the_earlier_one_counts():
+    """Seen elsewhere at 10:08, then (a late record) at 10:00:50: by the hold-down of an
+    outage from 10:00, applied late, they had moved."""
+    s = site()
+    s.handle(position("U1", "C1", T0 - 60, "r1"))
+    s.handle(position("U2", "C1", T0 - 60, "r2"))
+    s.handle(Left("U1", T0 + 480))
+    s.handle(Left("U1", T0 + 50))
+    s.handle(Left("U2", T0 + 50))
+    s.handle(Left("U2", T0 + 480))  # a later sighting does not move the first one
+    s.handle(Tick(T0 + 600))
+    s.handle(alarm("A1", 0, "C1"))
+    out = s.handle(Tick(T0 + 700))
+    assert [(m.subscriber_id, m.moved) for m in care(out)] == [("U1", True), ("U2", True)]
+
+
+def test_an_incidents_causes_are_its_alarms_probable_causes_once_each_in_order():
+    s = site()
+    s.handle(position("U1", "C1", T0 - 60, "r1"))
+    s.handle(alarm("A1", 0, "C1", "powerProblem"))
+    s.handle(alarm("A2", 10, "C2", "lossOfSignal"))
+    s.handle(alarm("A3", 20, "C3", "powerProblem"))
+    out = s.handle(Tick(T0 + 121))
+    inc = "INC-S1-20261123T100000"
+    facts = IncidentFacts(inc, "outage", "S1", "North", T0,
+                          (("C1", T0), ("C2", T0 + 10), ("C3", T0 + 20)),
+                          ("alarm:A1", "alarm:A2", "alarm:A3"), "north", "site",
+                          ("powerProblem", "lossOfSignal"), True)
+    assert care(out) == [Impact("U1", facts, T0 + 120, (T0 - 60, "C1", "r1"), False)]
+    for aid, cell in (("A1", "C1"), ("A2", "C2"), ("A3", "C3")):
+        s.handle(alarm(aid, 200, cell, severity="cleared"))
+    assert s.alarm_causes == {} and s.incidents == {}
+    s.handle(alarm("B1", 900, "C2", "equipmentMalfunction"))  # a new outage: its own cause
+    s.handle(position("U2", "C2", T0 + 899, "r2"))
+    out = s.handle(Tick(T0 + 1100))
+    assert [m.facts.causes for m in care(out)] == [("equipmentMalfunction",)]
