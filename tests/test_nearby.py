@@ -348,3 +348,40 @@ def test_surroundings_keep_the_least_recently_heard_first_whatever_the_arrival_o
     s.near(Near("U5", "S2", 10.0))
     s.clear()
     assert s.heard == {} and s.ordered
+
+
+def test_a_position_on_the_site_itself_forgets_who_was_heard_around_unless_it_is_older():
+    s = Surroundings()
+    s.near(Near("U1", "S2", 50.0, anchored=0b01))
+    s.near(Near("U2", "S2", 60.0, anchored=0b10))
+    assert s.here("U1", 40.0) == ("S2", 50.0)  # a late position: their latest stands
+    assert s.heard == {"U1": ("S2", 50.0), "U2": ("S2", 60.0)}
+    assert s.anchored == {"U1": 0b01, "U2": 0b10}
+    assert s.here("U1", 50.0) == ("S2", 50.0)  # as recent: heard here, not around
+    assert s.heard == {"U2": ("S2", 60.0)} and s.anchored == {"U2": 0b10}
+    assert s.here("U9", 70.0) is None and s.heard == {"U2": ("S2", 60.0)}
+    assert s.here("U2", 61.0) == ("S2", 60.0) and s.heard == {} and s.anchored == {}
+
+
+def test_a_watch_that_ends_hands_over_only_those_another_watch_covers():
+    """S1 follows U1 (on S2), U2 and U3 (on S3); S5 watches S2 too, not S3. When S1's
+    watch ends, U1 goes to S5; U3's site is watched by nobody now; U2's latest site is
+    not known (another shard's): neither is handed over."""
+    w = NearbyWatch()
+    for s, lon in (("S1", 0.0), ("S2", 0.01), ("S3", -0.01), ("S5", 0.03)):
+        w.place(s, 0.0, lon)
+    sites: dict = {}
+    w.start("S1", 10.0, 2, {"U1": "S2", "U2": "S2", "U3": "S3"},
+            {"U1": 1.0, "U2": 2.0, "U3": 3.0}, sites)
+    w.start("S5", 20.0, 1, {}, {}, sites)
+    assert w.followed == {"U1": "S1", "U2": "S1", "U3": "S1"}
+    assert {n: [s for _, s in ws] for n, ws in w.near_of.items()} == {"S2": ["S1", "S5"],
+                                                                     "S3": ["S1"]}
+    w.stop("S1", 100.0, 0.0)
+    sites = {}
+    w.expire(101.0, {"U1": "S2", "U3": "S3"}, {"U1": 50.0, "U3": 60.0}, sites)
+    assert sites == {"S1": [Watch(101.0, ended=True)],
+                     "S5": [Near("U1", "S2", 50.0, sent=101.0)]}
+    assert w.followed == {"U1": "S5"} and w.followers == {"S5": {"U1": None}}
+    assert list(w.watches) == ["S5"] and list(w.near_of) == ["S2"]
+    assert [s for _, s in w.near_of["S2"]] == ["S5"]
