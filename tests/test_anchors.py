@@ -51,9 +51,22 @@ def commute(a: Anchors, sid: str, home: str, work: str, days: range) -> None:
     (23, 0, NIGHT), (0, 1, NIGHT), (5.99, 1, NIGHT), (6, 1, None), (9.99, 1, None),
     (10, 1, WORK), (15.99, 4, WORK), (16, 1, None), (22.99, 1, None),
     (12, 5, None), (12, 6, None),  # Saturday, Sunday: no working hours
+    (12, 7, WORK), (12, 8, WORK), (12, 11, WORK), (12, 12, None), (12, 13, None),  # a week on
+    (10, 28, WORK), (12, 33, None),
 ])
 def test_buckets_of_the_day(hour: float, day: int, bucket: int | None) -> None:
     assert bucket_of(at(day, hour)) == bucket
+
+
+def test_working_hours_are_monday_to_friday_in_any_year() -> None:
+    monday_2100 = 4130524800.0  # 2100-11-22T00:00:00Z
+    assert bucket_of(monday_2100 + 10 * HOUR) == WORK
+    assert bucket_of(monday_2100 + 4 * 86400 + 15.5 * HOUR) == WORK  # Friday
+    assert bucket_of(monday_2100 - 86400 + 10 * HOUR) is None  # Sunday
+    a = Anchors()
+    a.learn_one("U1", "S1", monday_2100 + 10 * HOUR, monday_2100 + 11 * HOUR)
+    a.learn_one("U2", "S1", monday_2100 - 86400 + 10 * HOUR, monday_2100 - 86400 + 11 * HOUR)
+    assert _unpack(a.packed["U1"] >> 52)[:2] == (1, 60) and "U2" not in a.packed
 
 
 @pytest.mark.parametrize(("hour", "day", "bucket"), [
@@ -270,6 +283,9 @@ def test_a_site_can_be_the_anchor_of_both_buckets() -> None:
     (at(4, 15.5), at(4, 16.5), False, 0, 0),  # Friday 16:00
     (at(5, 11), at(5, 12), False, 0, 0),  # Saturday
     (at(6, 11), at(6, 12), False, 0, 0),  # Sunday
+    (at(7, 11), at(7, 12), False, 0, 60),  # Monday, a week on
+    (at(11, 11), at(11, 12), False, 0, 60),  # Friday
+    (at(12, 11), at(12, 12), False, 0, 0),  # Saturday
     (at(1, 1), at(1, 1) + 60, False, 1, 0),  # one minute exactly
     (at(1, 1), at(1, 1) + 119, False, 1, 0),
     (at(1, 1), at(1, 1) + 120, True, 1, 0),  # moved: one minute of two
