@@ -262,6 +262,9 @@ def test_a_site_can_be_the_anchor_of_both_buckets() -> None:
     stay(a, "U1", "HOME", at(0, -1), at(0, 6))
     stay(a, "U1", "HOME", at(0, 9.5), at(0, 16.5))
     assert a.anchored_buckets("U1", "HOME") == (1 << NIGHT) | (1 << WORK)
+    assert a.expected("U1", at(1, 7.99)) == "HOME" and a.expected("U1", at(1, 9)) == "HOME"
+    assert a.expected("U1", at(1, 8.5)) is None  # between the two: expected nowhere
+    assert a.expected("U1", at(5, 12)) is None  # Saturday midday
     assert a.anchored_buckets("U2", "HOME") == 0  # someone else: no anchor
     assert a.anchor("U2", NIGHT) is None and a.expected("U2", at(1, 1)) is None
 
