@@ -195,6 +195,7 @@ def test_sites_past_the_numbering_limit_are_counted_not_learnt() -> None:
     for i in range(MAX_SITES):
         a.learn_one(f"U{i}", f"S{i}", at(1, 0), at(1, 1))
     assert len(a.sites) == MAX_SITES + 1 and a.unplaced == 0  # (index 0: no site)
+    assert _unpack(a.packed[f"U{MAX_SITES - 1}"]) == (MAX_SITES, 60, 0, 0)  # the last one
     a.learn_one("U0", "ONE-TOO-MANY", at(1, 1), at(1, 2))
     assert a.unplaced == 1 and "ONE-TOO-MANY" not in a.number
     assert (a.packed["U0"] >> 16) & 0x3FF == 60  # their S0 hour stands, nothing added
