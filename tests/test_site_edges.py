@@ -9,7 +9,7 @@ from dataflows.degradation import Verdict
 from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Left, Restored, Tick, position
 from dataflows.site import SiteCorrelator
 from forewarn.codec import parse_time
-from forewarn.model import Alarm, Cell, Incident
+from forewarn.model import Alarm, Cell, Incident, Maintenance
 from rules.rulebook import load_rulebook
 
 BOOK = load_rulebook()  # group wait 60 s, hold-down 120 s, positions at most 60 min old
@@ -204,3 +204,47 @@ def test_an_incidents_causes_are_its_alarms_probable_causes_once_each_in_order()
     s.handle(position("U2", "C2", T0 + 899, "r2"))
     out = s.handle(Tick(T0 + 1100))
     assert [m.facts.causes for m in care(out)] == [("equipmentMalfunction",)]
+
+
+def test_a_drop_on_a_cell_in_planned_work_says_so_and_one_on_another_cell_does_not():
+    s = site()
+    s.handle(Maintenance("W1", "upsert", T0, T0 + 600, cell_ids=("C1",)))
+    s.handle(Drop("U1", "C1", "K1", T0 + 100))
+    s.handle(Drop("U2", "C2", "K2", T0 + 100))
+    out = s.handle(Tick(T0 + 300))
+    assert care(out) == [
+        DropNote("U1", "K1", "C1", T0 + 100, None, True, "North", T0 + 220, "north"),
+        DropNote("U2", "K2", "C2", T0 + 100, None, False, "North", T0 + 220, "north")]
+
+
+def test_a_late_position_before_a_cell_went_down_counts_after_one_that_arrived_after():
+    """C1 down at 10:00, C2 at 10:00:50 (the same incident): U1 arrives on C1 at 10:01:10
+    (after its start, past the group wait: not impacted); U2's position on C2 at
+    10:00:20, before C2 went down, comes after it (a late record): impacted."""
+    s = site()
+    s.handle(alarm("A1", 0, "C1"))
+    s.handle(alarm("A2", 50, "C2"))
+    s.handle(position("U1", "C1", T0 + 70, "r1"))
+    s.handle(position("U2", "C2", T0 + 20, "r2"))
+    out = s.handle(Tick(T0 + 121))
+    assert [(m.subscriber_id, m.seen) for m in care(out)] == [("U2", (T0 + 20, "C2", "r2"))]
+
+
+def test_a_site_alarm_cleared_resolves_every_incident_its_cells_were_in():
+    """C1 down from 10:00 (its own incident); the whole site from 10:05 (a second one for
+    C2 and C3; C1, already down, stays in the first). A1 clears, then the site alarm:
+    both incidents resolve at once."""
+    s = site()
+    s.handle(position("U1", "C1", T0 - 60, "r1"))
+    s.handle(position("U2", "C2", T0 - 60, "r2"))
+    s.handle(alarm("A1", 0, "C1"))
+    s.handle(Alarm("A2", T0 + 300, "critical", "powerProblem", site_id="S1"))
+    s.handle(Tick(T0 + 500))
+    s.handle(alarm("A1", 600, "C1", severity="cleared"))
+    out = s.handle(Alarm("A2", T0 + 700, "cleared", "powerProblem", site_id="S1"))
+    first, second = "INC-S1-20261123T100000", "INC-S1-20261123T100500"
+    assert [(r[0], r[1], r[2], r[7]) for r in records(out)] == [
+        (first, "resolved", 700, T0 + 700), (second, "resolved", 700, T0 + 700)]
+    assert [(m.subscriber_id, m.facts.incident_id, m.at) for m in care(out)] == [
+        ("U1", first, T0 + 700), ("U2", second, T0 + 700)]
+    assert s.incidents == {} and s.down == {}
