@@ -248,3 +248,18 @@ def test_a_site_alarm_cleared_resolves_every_incident_its_cells_were_in():
     assert [(m.subscriber_id, m.facts.incident_id, m.at) for m in care(out)] == [
         ("U1", first, T0 + 700), ("U2", second, T0 + 700)]
     assert s.incidents == {} and s.down == {}
+
+
+def test_verdicts_due_together_are_all_reported_in_their_order():
+    s = site()
+    s.health = Scripted({
+        T0 + 1000: [verdict("degradation", "open", 400, 1000, "drop_rate", ("kpi:C1@a",))],
+        T0 + 2000: [verdict("degradation", "open", 1400, 2000, "rrc", ("kpi:C2@b",), "C2"),
+                    verdict("degradation", "resolved", 400, 2000, "healthy")],
+    })
+    s.handle(Tick(T0 + 1000))
+    out = s.handle(Tick(T0 + 2000))
+    assert [(r[0], r[1], r[4]) for r in records(out)] == [
+        ("DEG-C2-20261123T102320", "open", "rrc"),
+        ("DEG-C1-20261123T100640", "resolved", "healthy")]
+    assert s.silent == {"C2": "DEG-C2-20261123T102320"}
