@@ -9,7 +9,7 @@ from dataflows.degradation import Verdict
 from dataflows.messages import Drop, DropNote, Impact, IncidentFacts, Left, Restored, Tick, position
 from dataflows.site import SiteCorrelator
 from forewarn.codec import parse_time
-from forewarn.model import Alarm, Cell, Incident, Maintenance
+from forewarn.model import Alarm, Cell, Incident, Kpi, Maintenance
 from rules.rulebook import load_rulebook
 
 BOOK = load_rulebook()  # group wait 60 s, hold-down 120 s, positions at most 60 min old
@@ -41,8 +41,10 @@ def care(out: list) -> list:
 class Scripted:
     """Silent-failure detectors whose verdicts are given in advance, by tick time."""
 
-    def __init__(self, verdicts: dict[float, list[Verdict]]) -> None:
+    def __init__(self, verdicts: dict[float, list[Verdict]],
+                 downs: dict[str, list[Verdict]] | None = None) -> None:
         self.verdicts = verdicts
+        self.downs = downs or {}  # cell -> verdicts when an alarm takes it down
 
     def advance(self, at: float) -> list[Verdict]:
         return self.verdicts.pop(at, [])
@@ -54,7 +56,7 @@ class Scripted:
         return []
 
     def cell_down(self, cell: str, at: float) -> list[Verdict]:
-        return []
+        return self.downs.pop(cell, [])
 
     def cell_up(self, cell: str, at: float) -> None:
         pass
@@ -263,3 +265,70 @@ def test_verdicts_due_together_are_all_reported_in_their_order():
         ("DEG-C2-20261123T102320", "open", "rrc"),
         ("DEG-C1-20261123T100640", "resolved", "healthy")]
     assert s.silent == {"C2": "DEG-C2-20261123T102320"}
+
+
+def test_a_record_fires_what_is_due_before_it_is_applied():
+    """Without ticks: a drop or a KPI past the hold-down brings its records; a clear past
+    it brings the hold-down's impacts first, then the restoration to those impacted."""
+    for late in (Drop("U9", "C3", "K9", T0 + 200), Kpi("C3", T0 + 100, 100.0, 10, 0)):
+        s = site()
+        s.handle(position("U1", "C1", T0 - 60, "r1"))
+        s.handle(alarm("A1", 0, "C1"))
+        out = s.handle(late)
+        assert [(r[1], r[2]) for r in records(out)] == [("open", 60), ("updated", 120)]
+        assert [m.subscriber_id for m in care(out)] == ["U1"] and s.clock == T0 + 200
+    s = site()
+    s.handle(position("U1", "C1", T0 - 60, "r1"))
+    s.handle(alarm("A1", 0, "C1"))
+    out = s.handle(alarm("A1", 130, "C1", severity="cleared"))
+    assert [(r[1], r[2]) for r in records(out)] == [("open", 60), ("updated", 120),
+                                                   ("resolved", 130)]
+    assert [(type(m).__name__, m.subscriber_id, m.at) for m in care(out)] == [
+        ("Impact", "U1", T0 + 120), ("Restored", "U1", T0 + 130)]
+
+
+def test_calls_on_a_down_cell_after_its_start_keep_their_subscriber_impacted():
+    """U1 and U2 on C1 before it went down, both heard on it again after the group wait
+    (a call the outage cut): U1 stays impacted from the position at the start; U2 was seen
+    on another site in between, so the later call is theirs now: not impacted."""
+    s = site()
+    s.handle(position("U1", "C1", T0 - 60, "r1"))
+    s.handle(position("U2", "C1", T0 - 60, "r2"))
+    s.handle(alarm("A1", 0, "C1"))
+    s.handle(Left("U2", T0 + 30))
+    s.handle(position("U1", "C1", T0 + 90, "call:K1"))
+    s.handle(position("U2", "C1", T0 + 90, "call:K2"))
+    out = s.handle(Tick(T0 + 121))
+    assert [(m.subscriber_id, m.seen) for m in care(out)] == [("U1", (T0 - 60, "C1", "r1"))]
+
+
+def test_of_two_positions_at_the_same_time_the_later_record_is_the_latest():
+    s = site()
+    s.handle(position("U1", "C2", T0 - 60, "r1"))
+    s.handle(position("U1", "C1", T0 - 60, "r2"))
+    s.handle(alarm("A1", 0, "C1"))
+    out = s.handle(Tick(T0 + 121))
+    assert [(m.subscriber_id, m.seen) for m in care(out)] == [("U1", (T0 - 60, "C1", "r2"))]
+
+
+def test_an_alarm_raised_again_on_a_cell_still_down_is_named_once():
+    s = site()
+    s.handle(alarm("A1", 0, "C1"))
+    s.handle(alarm("A2", 10, "C1"))
+    s.handle(alarm("A1", 20, "C1", severity="cleared"))  # C1 still down (A2)
+    s.handle(alarm("A1", 30, "C1"))
+    out = s.handle(Tick(T0 + 121))
+    assert [(r[1], r[5]) for r in records(out)] == [
+        ("open", ("alarm:A1", "alarm:A2")), ("updated", ("alarm:A1", "alarm:A2"))]
+
+
+def test_a_site_alarm_over_a_degrading_cell_resolves_its_silent_incident_first():
+    s = site()
+    s.health = Scripted(
+        {T0 + 1000: [verdict("degradation", "open", 400, 1000, "drop_rate", ("kpi:C1@a",))]},
+        {"C1": [verdict("degradation", "resolved", 400, 1100, "outage")]})
+    s.handle(Tick(T0 + 1000))
+    out = s.handle(Alarm("A1", T0 + 1100, "critical", "powerProblem", site_id="S1"))
+    assert [(r[0], r[1], r[4]) for r in records(out)] == [
+        ("DEG-C1-20261123T100640", "resolved", "outage")]
+    assert s.down == {"C1": {"A1"}, "C2": {"A1"}, "C3": {"A1"}}
