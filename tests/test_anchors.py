@@ -16,6 +16,7 @@ from forewarn.dataflows.anchors import (
     NIGHT,
     WORK,
     Anchors,
+    _unpack,
     bucket_of,
     credit,
     expected_bucket,
@@ -50,9 +51,22 @@ def commute(a: Anchors, sid: str, home: str, work: str, days: range) -> None:
     (23, 0, NIGHT), (0, 1, NIGHT), (5.99, 1, NIGHT), (6, 1, None), (9.99, 1, None),
     (10, 1, WORK), (15.99, 4, WORK), (16, 1, None), (22.99, 1, None),
     (12, 5, None), (12, 6, None),  # Saturday, Sunday: no working hours
+    (12, 7, WORK), (12, 8, WORK), (12, 11, WORK), (12, 12, None), (12, 13, None),  # a week on
+    (10, 28, WORK), (12, 33, None),
 ])
 def test_buckets_of_the_day(hour: float, day: int, bucket: int | None) -> None:
     assert bucket_of(at(day, hour)) == bucket
+
+
+def test_working_hours_are_monday_to_friday_in_any_year() -> None:
+    monday_2100 = 4130524800.0  # 2100-11-22T00:00:00Z
+    assert bucket_of(monday_2100 + 10 * HOUR) == WORK
+    assert bucket_of(monday_2100 + 4 * 86400 + 15.5 * HOUR) == WORK  # Friday
+    assert bucket_of(monday_2100 - 86400 + 10 * HOUR) is None  # Sunday
+    a = Anchors()
+    a.learn_one("U1", "S1", monday_2100 + 10 * HOUR, monday_2100 + 11 * HOUR)
+    a.learn_one("U2", "S1", monday_2100 - 86400 + 10 * HOUR, monday_2100 - 86400 + 11 * HOUR)
+    assert _unpack(a.packed["U1"] >> 52)[:2] == (1, 60) and "U2" not in a.packed
 
 
 @pytest.mark.parametrize(("hour", "day", "bucket"), [
@@ -181,6 +195,7 @@ def test_sites_past_the_numbering_limit_are_counted_not_learnt() -> None:
     for i in range(MAX_SITES):
         a.learn_one(f"U{i}", f"S{i}", at(1, 0), at(1, 1))
     assert len(a.sites) == MAX_SITES + 1 and a.unplaced == 0  # (index 0: no site)
+    assert _unpack(a.packed[f"U{MAX_SITES - 1}"]) == (MAX_SITES, 60, 0, 0)  # the last one
     a.learn_one("U0", "ONE-TOO-MANY", at(1, 1), at(1, 2))
     assert a.unplaced == 1 and "ONE-TOO-MANY" not in a.number
     assert (a.packed["U0"] >> 16) & 0x3FF == 60  # their S0 hour stands, nothing added
@@ -196,3 +211,126 @@ def test_the_sequencer_keeps_one_string_per_subscriber_for_its_tables_and_anchor
     (in_anchors,) = seq.anchors.packed
     (in_tables,) = seq.last_site
     assert in_anchors == "U1" and in_anchors is in_tables
+
+
+def test_credit_moves_minutes_between_the_anchor_and_its_challenger() -> None:
+    s = credit(0, 7, 100)
+    assert _unpack(s) == (7, 100, 0, 0)  # the first site becomes the anchor
+    assert _unpack(credit(s, 7, 23)) == (7, 123, 0, 0)
+    c = credit(s, 9, 30)
+    assert _unpack(c) == (7, 100, 9, 30)  # a challenger, the anchor untouched
+    assert _unpack(credit(c, 9, 20)) == (7, 100, 9, 50)  # more on the challenger
+    assert _unpack(credit(c, 8, 20)) == (7, 100, 9, 10)  # a third site wears it down
+    assert _unpack(credit(c, 8, 30)) == (7, 100, 0, 0)  # ... exactly to nothing
+    assert _unpack(credit(c, 8, 50)) == (7, 100, 8, 20)  # ... and replaces it
+    tie = credit(c, 9, 70)
+    assert _unpack(tie) == (7, 100, 9, 100)  # level with the anchor: still the challenger
+    assert _unpack(credit(tie, 8, 10)) == (7, 100, 9, 90)
+    assert _unpack(credit(c, 9, 71)) == (9, 101, 7, 100)  # past it: takes its place
+
+
+def test_credit_halves_both_scores_only_past_the_cap() -> None:
+    assert _unpack(credit(0, 7, CAP_MIN)) == (7, CAP_MIN, 0, 0)  # at the cap: kept
+    assert _unpack(credit(0, 7, CAP_MIN + 1)) == (7, 512, 0, 0)
+    assert _unpack(credit(credit(0, 7, CAP_MIN), 7, CAP_MIN)) == (7, CAP_MIN, 0, 0)
+    assert _unpack(credit(credit(0, 7, CAP_MIN), 7, CAP_MIN + 2)) == (7, 512, 0, 0)  # twice
+    s = credit(credit(0, 7, 1000), 9, 301)
+    assert _unpack(credit(s, 7, 100)) == (7, 550, 9, 150)  # both halved
+    one = credit(credit(0, 7, CAP_MIN), 9, 1)
+    assert _unpack(credit(one, 7, 1)) == (7, 512, 0, 0)  # a challenger halved to nothing goes
+
+
+def test_an_anchor_is_sure_with_at_least_twice_its_challengers_minutes() -> None:
+    a = Anchors()
+    for h in range(4):
+        a.learn_one("U1", "S1", at(1, h), at(1, h + 1))
+    a.learn_one("U1", "S2", at(1, 4), at(1, 4) + 2 * HOUR)  # 60 min: one hour at most
+    a.learn_one("U1", "S2", at(1, 5), at(1, 5) + 60 * 60)  # 60 more
+    assert _unpack(a.packed["U1"] & 0xFFFFFFFFFFFFF)[1::2] == (240, 120)
+    assert a.anchor("U1", NIGHT) == "S1" and a.anchored_buckets("U1", "S1") == 1 << NIGHT
+    b = Anchors()
+    for h in range(4):
+        b.learn_one("U1", "S1", at(1, h), at(1, h + 1))
+    b.learn_one("U1", "S2", at(1, 4), at(1, 5))
+    b.learn_one("U1", "S2", at(1, 5), at(1, 5) + 61 * 60)  # (one hour at most)
+    b.learn_one("U1", "S2", at(1, 2), at(1, 2) + 60)  # one minute more: 240 against 121
+    assert b.anchor("U1", NIGHT) is None and b.anchored_buckets("U1", "S1") == 0
+    assert b.table() == {}
+
+
+def test_a_site_can_be_the_anchor_of_both_buckets() -> None:
+    a = Anchors()
+    stay(a, "U1", "HOME", at(0, -1), at(0, 6))
+    stay(a, "U1", "HOME", at(0, 9.5), at(0, 16.5))
+    assert a.anchored_buckets("U1", "HOME") == (1 << NIGHT) | (1 << WORK)
+    assert a.expected("U1", at(1, 7.99)) == "HOME" and a.expected("U1", at(1, 9)) == "HOME"
+    assert a.expected("U1", at(1, 8.5)) is None  # between the two: expected nowhere
+    assert a.expected("U1", at(5, 12)) is None  # Saturday midday
+    assert a.anchored_buckets("U2", "HOME") == 0  # someone else: no anchor
+    assert a.anchor("U2", NIGHT) is None and a.expected("U2", at(1, 1)) is None
+
+
+@pytest.mark.parametrize(("since", "until", "moved", "night", "work"), [
+    (at(1, 22 + 20 / 60), at(1, 23 + 20 / 60), False, 0, 0),  # middle 22:50: no bucket
+    (at(1, 22.5), at(1, 23.5), False, 60, 0),  # middle exactly 23:00
+    (at(1, 22.5) - 1, at(1, 23.5) - 1, False, 0, 0),  # middle 22:59:59
+    (at(1, 22 + 40 / 60), at(1, 23 + 40 / 60), False, 60, 0),  # middle 23:10
+    (at(1, 22 + 50 / 60), at(1, 23.5), True, 20, 0),  # moved: half of 40 min, middle 23:00
+    (at(1, 22 + 50 / 60) - 1, at(1, 23.5) - 1, True, 0, 0),
+    (at(1, 22.5) - 0.25, at(1, 22.5) + 10 * HOUR, False, 0, 0),  # silent: its 1st hour
+    (at(1, 22.5), at(1, 22.5) + 10 * HOUR, False, 60, 0),
+    (at(1, 5.5) - 1, at(1, 6.5) - 1, False, 60, 0),  # middle 05:59:59
+    (at(1, 5.5), at(1, 6.5), False, 0, 0),  # middle 06:00
+    (at(0, 9.5), at(0, 10.5), False, 0, 60),  # middle 10:00 on Monday
+    (at(0, 9.5) - 1, at(0, 10.5) - 1, False, 0, 0),
+    (at(4, 15.5) - 1, at(4, 16.5) - 1, False, 0, 60),  # Friday 15:59:59
+    (at(4, 15.5), at(4, 16.5), False, 0, 0),  # Friday 16:00
+    (at(5, 11), at(5, 12), False, 0, 0),  # Saturday
+    (at(6, 11), at(6, 12), False, 0, 0),  # Sunday
+    (at(7, 11), at(7, 12), False, 0, 60),  # Monday, a week on
+    (at(11, 11), at(11, 12), False, 0, 60),  # Friday
+    (at(12, 11), at(12, 12), False, 0, 0),  # Saturday
+    (at(1, 1), at(1, 1) + 60, False, 1, 0),  # one minute exactly
+    (at(1, 1), at(1, 1) + 119, False, 1, 0),
+    (at(1, 1), at(1, 1) + 120, True, 1, 0),  # moved: one minute of two
+    (at(1, 1), at(1, 1) + 119, True, None, None),  # moved: under a minute, nothing at all
+])
+def test_credit_goes_to_the_bucket_of_the_credited_spans_middle(
+        since: float, until: float, moved: bool, night: int | None, work: int | None) -> None:
+    a = Anchors()
+    a.learn_one("U1", "S1", since, until, moved)
+    if night is None:
+        assert a.packed == {} and a.sites == [""] and a.number == {}
+        return
+    state = a.packed.get("U1", 0)
+    assert (_unpack(state & 0xFFFFFFFFFFFFF)[1], _unpack(state >> 52)[1]) == (night, work)
+
+
+def test_learnt_anchors_are_kept_in_one_integer_per_subscriber_from_snapshot_to_snapshot() -> None:
+    """The packed layout is what recovery snapshots hold: a snapshot written before reads
+    the same anchors, and learning writes the same bits."""
+    snapshot = 0x280004FA000200000012C0001  # night: HOME 300 min; work: WORK 250, HOME 10
+    old = Anchors(packed={"U1": snapshot}, sites=["", "HOME", "WORK"],
+                  number={"HOME": 1, "WORK": 2})
+    assert old.table() == {"U1": ("HOME", "WORK")}
+    assert old.anchored_buckets("U1", "HOME") == 1 << NIGHT
+    a = Anchors()
+    a.meet("U1")
+    assert a.packed == {"U1": 0}
+    for h in range(5):
+        a.learn_one("U1", "HOME", at(1, h), at(1, h + 1))
+    a.learn_one("U1", "HOME", at(1, 10), at(1, 10) + 600)  # work: 10 min at home, then
+    for m in range(250):
+        a.learn_one("U1", "WORK", at(1, 10.5) + m * 60, at(1, 10.5) + (m + 1) * 60)
+    assert a.packed == {"U1": snapshot} and a.sites == ["", "HOME", "WORK"]
+
+
+def test_every_credit_lost_past_the_numbering_limit_is_counted(monkeypatch) -> None:
+    monkeypatch.setattr("forewarn.dataflows.anchors.MAX_SITES", 2)
+    a = Anchors()
+    a.learn_one("U1", "S1", at(1, 0), at(1, 1))
+    a.learn_one("U1", "S2", at(1, 1), at(1, 2))
+    a.learn_one("U1", "S3", at(1, 2), at(1, 3))
+    a.learn_one("U2", "S4", at(1, 2), at(1, 3))
+    assert a.unplaced == 2 and a.sites == ["", "S1", "S2"]
+    assert _unpack(a.packed["U1"]) == (1, 60, 2, 60) and "U2" not in a.packed

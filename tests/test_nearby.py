@@ -7,6 +7,7 @@ last, is not.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -354,3 +355,159 @@ def test_surroundings_keep_the_least_recently_heard_first_whatever_the_arrival_o
     s.near(Near("U5", "S2", 10.0))
     s.clear()
     assert s.heard == {} and s.ordered
+
+
+def test_a_position_on_the_site_itself_forgets_who_was_heard_around_unless_it_is_older():
+    s = Surroundings()
+    s.near(Near("U1", "S2", 50.0, anchored=0b01))
+    s.near(Near("U2", "S2", 60.0, anchored=0b10))
+    assert s.here("U1", 40.0) == ("S2", 50.0)  # a late position: their latest stands
+    assert s.heard == {"U1": ("S2", 50.0), "U2": ("S2", 60.0)}
+    assert s.anchored == {"U1": 0b01, "U2": 0b10}
+    assert s.here("U1", 50.0) == ("S2", 50.0)  # as recent: heard here, not around
+    assert s.heard == {"U2": ("S2", 60.0)} and s.anchored == {"U2": 0b10}
+    assert s.here("U9", 70.0) is None and s.heard == {"U2": ("S2", 60.0)}
+    assert s.here("U2", 61.0) == ("S2", 60.0) and s.heard == {} and s.anchored == {}
+
+
+def test_a_watch_that_ends_hands_over_only_those_another_watch_covers():
+    """S1 follows U1 (on S2), U2 and U3 (on S3); S5 watches S2 too, not S3. When S1's
+    watch ends, U1 goes to S5; U3's site is watched by nobody now; U2's latest site is
+    not known (another shard's): neither is handed over."""
+    w = NearbyWatch()
+    for s, lon in (("S1", 0.0), ("S2", 0.01), ("S3", -0.01), ("S5", 0.03)):
+        w.place(s, 0.0, lon)
+    sites: dict = {}
+    w.start("S1", 10.0, 2, {"U1": "S2", "U2": "S2", "U3": "S3"},
+            {"U1": 1.0, "U2": 2.0, "U3": 3.0}, sites)
+    w.start("S5", 20.0, 1, {}, {}, sites)
+    assert w.followed == {"U1": "S1", "U2": "S1", "U3": "S1"}
+    assert {n: [s for _, s in ws] for n, ws in w.near_of.items()} == {"S2": ["S1", "S5"],
+                                                                     "S3": ["S1"]}
+    w.stop("S1", 100.0, 0.0)
+    sites = {}
+    w.expire(101.0, {"U1": "S2", "U3": "S3"}, {"U1": 50.0, "U3": 60.0}, sites)
+    assert sites == {"S1": [Watch(101.0, ended=True)],
+                     "S5": [Near("U1", "S2", 50.0, sent=101.0)]}
+    assert w.followed == {"U1": "S5"} and w.followers == {"S5": {"U1": None}}
+    assert list(w.watches) == ["S5"] and list(w.near_of) == ["S2"]
+    assert [s for _, s in w.near_of["S2"]] == ["S5"]
+
+
+def _by_hundreds(t: float) -> int | None:
+    """A day of 300 s: night (bucket 0) for its first 100, work (1) for the next 100."""
+    return {0: 0, 1: 1}.get(int(t // 100) % 3)
+
+
+def _anchored_around() -> Surroundings:
+    s = Surroundings()
+    s.near(Near("U1", "S2", 10.0, anchored=0b01))  # anchored here at night
+    s.near(Near("U2", "S2", 12.0))  # not anchored here
+    s.near(Near("U3", "S2", 20.0, anchored=0b10))  # anchored here in working hours
+    return s
+
+
+@pytest.mark.parametrize(("now", "within", "silence", "from_", "told"), [
+    (90.0, 0.0, 30.0, 0.0, ["U1"]),  # night: U1 only
+    (90.0, 20.0, 30.0, 0.0, ["U1", "U3"]),  # night, and work within 20 s
+    (190.0, 20.0, 30.0, 0.0, ["U3"]),  # work, and no bucket within 20 s
+    (250.0, 0.0, 30.0, 0.0, []),  # no bucket now or soon
+    (290.0, 20.0, 30.0, 0.0, ["U1"]),  # no bucket now, night soon
+    (150.0, 0.0, 130.0, 0.0, ["U3"]),  # U3 silent exactly 130 s
+    (150.0, 0.0, 131.0, 0.0, []),
+    (150.0, 0.0, 30.0, 20.0, ["U3"]),  # U3 heard exactly at the start of the span
+    (150.0, 0.0, 30.0, 21.0, []),
+])
+def test_those_expected_here_now_or_within_a_while_are_taken_out_of_the_anchored(
+        now: float, within: float, silence: float, from_: float, told: list[str]) -> None:
+    s = _anchored_around()
+    out = s.expected(now, within, silence, from_, _by_hundreds)
+    assert out == [(sid, "S2", {"U1": 10.0, "U3": 20.0}[sid]) for sid in told]
+    assert s.anchored == {sid: bits for sid, bits in (("U1", 1), ("U3", 2)) if sid not in told}
+    assert list(s.heard) == ["U1", "U2", "U3"]  # (a walk-in check skips the told)
+
+
+def test_forgetting_and_taking_out_the_silent_forget_their_anchor_bits_too() -> None:
+    s = _anchored_around()
+    s.near(Near("U1", "S2", 30.0))  # heard again, not anchored here this time
+    assert s.anchored == {"U3": 0b10}
+    s.near(Near("U3", "S9", 40.0, near=False))  # gone farther away
+    assert s.heard == {"U2": ("S2", 12.0), "U1": ("S2", 30.0)} and s.anchored == {}
+    s = _anchored_around()
+    assert s.silent_since(11.0, 10.0) == [("U1", "S2", 10.0)]  # heard exactly at from_
+    assert s.anchored == {"U3": 0b10}
+    assert s.silent_since(20.0, 15.0) == [("U3", "S2", 20.0)]  # U2 too old: dropped
+    assert s.heard == {} and s.anchored == {}
+    s = _anchored_around()
+    s.forget_before(12.0)  # U2 was heard exactly then: kept
+    assert list(s.heard) == ["U2", "U3"] and s.anchored == {"U3": 0b10}
+    s.forget_before(20.5)
+    assert s.heard == {} and s.anchored == {}
+
+
+def test_a_site_is_where_its_first_cell_with_both_coordinates_is():
+    w = NearbyWatch()
+    w.place("S1", 50.0, None)
+    w.place("S1", None, 1.0)
+    w.place("S1", 50.0, 1.0)
+    w.place("S1", 51.0, 2.0)
+    assert w.site_xy == {"S1": (50.0, 1.0)}
+
+
+def test_nearest_sites_by_distance_with_longitudes_shrunk_by_the_latitude():
+    w = NearbyWatch()
+    for s, lat, lon in (("A", 50.0, 0.0), ("B", 50.1, 0.0), ("C", 50.0, 0.1),
+                        ("D", 49.9, 0.05), ("E", 49.95, -0.15)):
+        w.place(s, lat, lon)
+    shrink2 = math.cos(math.radians(50.0)) ** 2
+    ranked = w.ranked("A", 4)
+    assert [s for _, s in ranked] == ["C", "B", "D", "E"]
+    assert [d for d, _ in ranked] == pytest.approx(
+        [0.01 * shrink2, 0.01, 0.01 + 0.0025 * shrink2, 0.0025 + 0.0225 * shrink2])
+
+
+def test_an_outage_alarm_on_a_site_already_watched_keeps_its_watch_and_opens_it_again():
+    w = NearbyWatch()
+    for s, lon in (("S1", 0.0), ("S2", 0.01)):
+        w.place(s, 0.0, lon)
+    sites: dict = {}
+    w.start("S1", 10.0, 1, {"U1": "S2"}, {"U1": 5.0}, sites)
+    w.stop("S1", 20.0, 100.0)
+    w.start("S1", 30.0, 1, {"U1": "S2"}, {"U1": 25.0}, sites)
+    assert w.watches == {"S1": [("S2",), 10.0, None]}
+    assert sites == {"S1": [Watch(10.0), Near("U1", "S2", 5.0, sent=10.0)]}
+    assert [s for _, s in w.near_of["S2"]] == ["S1"]
+
+
+def test_a_watch_ends_only_after_its_end_and_hands_over_only_those_not_silent_too_long():
+    w = NearbyWatch()
+    for s, lon in (("S1", 0.0), ("S2", 0.01), ("S5", 0.03)):
+        w.place(s, 0.0, lon)
+    w.start("S1", 10.0, 1, {"U1": "S2", "U2": "S2"}, {"U1": 40.0, "U2": 41.0}, {})
+    w.start("S5", 20.0, 1, {}, {}, {})
+    w.stop("S1", 100.0, 50.0)
+    sites: dict = {}
+    w.expire(150.0, {}, {}, sites, 10.0)  # the watch lasts to 150 itself
+    assert sites == {} and list(w.watches) == ["S1", "S5"]
+    w.expire(151.0, {"U1": "S2", "U2": "S2"}, {"U1": 40.0, "U2": 41.0}, sites, 111.0)
+    # U1 silent since 40: 40 + 111 is not after 151 (S1 judged them); U2 is handed over
+    assert sites == {"S1": [Watch(151.0, ended=True)],
+                     "S5": [Near("U2", "S2", 41.0, sent=151.0)]}
+    assert w.followed == {"U2": "S5"}
+
+
+def test_someone_heard_again_near_the_same_site_or_near_another_is_told_to_each_once():
+    w = NearbyWatch()
+    for s, lon in (("S1", 0.0), ("S2", 0.01), ("S4", 0.1), ("S5", 0.11)):
+        w.place(s, 0.0, lon)
+    sites: dict = {}
+    w.start("S1", 10.0, 1, {}, {}, sites)
+    w.start("S5", 10.0, 1, {}, {}, sites)
+    sites = {}
+    w.heard("U1", "S2", 20.0, sites)
+    w.heard("U1", "S2", 30.0, sites)  # again near S1: nothing to let go of
+    w.heard("U1", "S4", 40.0, sites)  # near S5 now: S1 lets them go
+    assert sites == {"S1": [Near("U1", "S2", 20.0, sent=20.0), Near("U1", "S2", 30.0, sent=30.0),
+                            Near("U1", "S4", 40.0, near=False, sent=40.0)],
+                     "S5": [Near("U1", "S4", 40.0, sent=40.0)]}
+    assert w.followed == {"U1": "S5"} and w.followers == {"S1": {}, "S5": {"U1": None}}

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from forewarn.codec import fmt_time
-from forewarn.dataflows.messages import Left, Stamped, Tick
+from forewarn.dataflows.messages import Drop, Left, Near, Stamped, Tick
 from forewarn.dataflows.nearby import NearbyWatch
 from forewarn.dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span
 from forewarn.dataflows.shards import ShardSource
@@ -586,3 +586,36 @@ def test_a_kpi_on_an_unknown_cell_is_refused_and_a_cancel_of_an_unknown_window_i
     assert [(d.raw, d.reason) for d in out.dead] == [
         (b"k", "kpi.cell_id: unknown cell 'C9' (no `cell` topology record)")]
     assert seq.windows == {}
+
+
+def test_a_dropped_call_keeps_its_site_ticked_until_the_drop_notes_hold_down():
+    """A drop note is held for the hold-down: its site needs ticks 10 min after the drop
+    (a last one once that time is up), though it has no alarm."""
+    seq, out = _started(ahead_s=INF)
+    call = Call("K1", "U", "C1", 40.0, 100.0, True)
+    seq.take_batch([[("f", b"", call, stream_at(call))]], out)
+    assert seq.active_until == {"S1": 700.0}
+    assert out.sites["S1"][-2:] == [("U", "C1", 100.0, "call:K1"),
+                                    Drop("U", "C1", "K1", 100.0)]
+    out = Routes()
+    seq.take_batch([[_pos(t, "V") for t in (115.0, 690.0, 715.0, 730.0)]], out)
+    assert [m.at for m in out.sites["S1"] if type(m) is Tick] == [115.0, 690.0, 715.0]
+    assert seq.active_until == {}
+
+
+def test_a_watch_that_started_with_nobody_around_follows_the_first_one_heard_near():
+    """S1 goes down with nobody last heard around it: the first position on a site near
+    it is followed (a Near to S1) though the watch follows nobody yet."""
+    from forewarn.rules.rulebook import load_rulebook
+
+    seq = Sequencer(warmup=1)
+    seq.configure(load_rulebook())
+    out = Routes()
+    seq.take_batch([[("f", b"", Cell(f"C{i}", f"S{i}", lat=51.5, lon=0.01 * i), None)
+                     for i in (1, 2)] + [_pos(0.0, "V", "C1")]], out)
+    seq.take_batch([[_outage("A1", 10.0, site_id="S1")]], out)
+    assert seq.nearby.followed == {} and list(seq.nearby.near_of) == ["S2"]
+    out = Routes()
+    seq.take_batch([[_pos(20.0, "U", "C2")]], out)
+    assert [m for m in out.sites["S1"] if type(m) is Near] == [Near("U", "S2", 20.0, sent=20.0)]
+    assert seq.nearby.followed == {"U": "S1"}
