@@ -54,6 +54,7 @@ class Scripted:
                  downs: dict[str, list[Verdict]] | None = None) -> None:
         self.verdicts = verdicts
         self.downs = downs or {}  # cell -> verdicts when an alarm takes it down
+        self.cells: dict = {}  # no cell's traffic is followed: pruning keeps nobody longer
 
     def advance(self, at: float) -> list[Verdict]:
         return self.verdicts.pop(at, [])
