@@ -144,6 +144,10 @@ class Topics:
         return self.of("dead_letter")
 
     @property
+    def care_context(self) -> str:
+        return self.of("care_context")
+
+    @property
     def all(self) -> list[str]:
         return [self.prefix + s.name for s in ALL_TOPICS]
 

@@ -171,6 +171,8 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
         incidents=KafkaOutSink(config, topics.incidents, value_identity, dedupe_tail, durable),
         dead_letters=KafkaOutSink(config, topics.dead_letters, dead_letter_identity,
                                   dedupe_tail, durable),
+        care_context=KafkaOutSink(config, topics.care_context, value_identity, dedupe_tail,
+                                  durable),
     )
     return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
                                                   lateness_s=lateness_s,

@@ -68,6 +68,7 @@ OUTPUT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("care.actions", "action", output=True),
     TopicSpec("noc.incidents", "incident", output=True),
     TopicSpec("forewarn.deadletter", "dead_letter", output=True),
+    TopicSpec("care.context", "care_context", output=True),  # for agents and the IVR
 )
 ALL_TOPICS: tuple[TopicSpec, ...] = INPUT_TOPICS + OUTPUT_TOPICS
 
@@ -91,6 +92,7 @@ KEY_FIELDS_FOR_TYPE: dict[str, tuple[str, ...]] = {
     "action": ("subscriber_id",),
     "incident": ("incident_id",),
     "dead_letter": (),
+    "care_context": ("subscriber_id",),
 }
 
 #: record ``type`` -> the contract's key field (``None``: unkeyed). See

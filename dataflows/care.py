@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from forewarn.codec import zone
+from forewarn.codec import fmt_time, zone
 from forewarn.dataflows.messages import (
     EXPECTED,
     HOLD_DOWN,
@@ -46,7 +46,7 @@ from forewarn.dataflows.messages import (
     evidence_ref,
 )
 from forewarn.dataflows.propensity import CareFeatures
-from forewarn.model import Action, Complaint, Subscriber
+from forewarn.model import FOREWARNING_KINDS, Action, Complaint, Subscriber
 from forewarn.rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 
 #: :meth:`SubscriberCare._gate`'s answer when a rule's audience leaves the subscriber out.
@@ -86,7 +86,78 @@ class Suppressed:
 
 
 #: What care sends on to dispatch.
-CareOut = Action | Suppressed | ComplaintSeen
+@dataclass(frozen=True, slots=True)
+class CareContext:
+    """What care knows of a subscriber when they complain (the ``care.context`` output):
+    for the agent desktop and the IVR, before the customer explains. No message text, no
+    name: incidents (``(incident_id, kind, scope, area, start, cells, restored or None)``),
+    actions sent in the last day (``(action_id, kind, channel, event_time, send_after,
+    rule_id, incident_id)``), unexplained dropped calls (``(call_id, time, incident_id)``),
+    and the next steps the rulebook has for an open incident they were told of
+    (``(incident_id, rule_id, action, due)``)."""
+
+    complaint_id: str
+    subscriber_id: str
+    at: float
+    category: str
+    channel: str | None
+    incidents: tuple[tuple, ...] = ()
+    sent: tuple[tuple, ...] = ()
+    drops: tuple[tuple, ...] = ()
+    next_steps: tuple[tuple, ...] = ()
+
+    @property
+    def forewarned(self) -> bool:
+        """Told of a problem before this contact: a notice or an apology in the last day."""
+        return any(s[1] in FOREWARNING_KINDS for s in self.sent)
+
+    def record(self) -> dict[str, Any]:
+        """The ``care_context`` record (``docs/care-context.md``).
+
+        >>> ctx = CareContext("K1", "U1", 1795435200.0, "no_service", "ivr",
+        ...                   incidents=(("INC-S1", "outage", "site", "North", 1795431600.0,
+        ...                               ("S1-C1",), None),),
+        ...                   sent=(("act-1", "outage_notice", "sms", 1795431720.0, None,
+        ...                          "outage-notice", "INC-S1"),))
+        >>> r = ctx.record()
+        >>> r["forewarned"], r["incidents"][0]["status"], r["sent"][0]["event_time"]
+        (True, 'open', '2026-11-23T11:02:00Z')
+        """
+        return {
+            "type": "care_context",
+            "context_id": "ctx-" + hashlib.blake2b(
+                f"{self.subscriber_id}|{self.complaint_id}".encode(), digest_size=12).hexdigest(),
+            "complaint_id": self.complaint_id,
+            "subscriber_id": self.subscriber_id,
+            "event_time": fmt_time(self.at),
+            "category": self.category,
+            "channel": self.channel,
+            "forewarned": self.forewarned,
+            "incidents": [
+                {"incident_id": inc, "kind": kind, "scope": scope, "area": area,
+                 "start_time": fmt_time(start), "cell_ids": list(cells),
+                 "status": "open" if restored is None else "restored",
+                 "restored_time": None if restored is None else fmt_time(restored)}
+                for inc, kind, scope, area, start, cells, restored in self.incidents],
+            "sent": [
+                {"action_id": aid, "kind": kind, "channel": channel,
+                 "event_time": fmt_time(at),
+                 "send_after": None if after is None else fmt_time(after),
+                 "rule_id": rule_id, "incident_id": inc}
+                for aid, kind, channel, at, after, rule_id, inc in self.sent],
+            "dropped_calls": [{"call_id": call, "end_time": fmt_time(at), "incident_id": inc}
+                              for call, at, inc in self.drops],
+            "next_steps": [{"incident_id": inc, "rule_id": rule_id, "action": action,
+                            "due_time": fmt_time(due)}
+                           for inc, rule_id, action, due in self.next_steps],
+        }
+
+
+#: How far back a care context looks (incidents, actions, drops).
+CONTEXT_S = 86400.0
+
+
+CareOut = Action | Suppressed | ComplaintSeen | CareContext
 
 
 _PROFILES: dict[tuple, Profile] = {}  # profiles are few shapes: share one object per shape
@@ -187,7 +258,7 @@ class SubscriberCare:
 
     __slots__ = ("profile", "name", "since", "prev", "deleted_at", "known_since",
                  "notified", "last_notice", "drops", "last_apology_at", "complaints", "contacts",
-                 "cell_notices")
+                 "cell_notices", "sent", "incidents")
 
     def __init__(self) -> None:
         self.profile: Profile | None = None
@@ -207,6 +278,11 @@ class SubscriberCare:
         # rules with a cell cooldown: rule id -> ((cell, last action time), ...), the
         # cells it acted about within its cooldown
         self.cell_notices: dict[str, tuple] | None = None
+        # for a care context: actions of the last day, (action_id, kind, channel,
+        # event_time, send_after, rule_id, incident_id), and the incidents that impacted
+        # them, id -> [kind, scope, area, start, cells, restored time or None]
+        self.sent: tuple[tuple, ...] = ()
+        self.incidents: dict[str, list] | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.__init__()  # type: ignore[misc]  # slots a snapshot predates get their default
@@ -248,7 +324,7 @@ class SubscriberCare:
                     self.known_since = msg.updated_at
         elif isinstance(msg, Complaint):
             self.complaints += 1
-            return [ComplaintSeen(sid, msg.event_time)]
+            return [ComplaintSeen(sid, msg.event_time), self._context(sid, msg, book)]
         elif isinstance(msg, Impact):
             return self._impact(sid, msg, book)
         elif isinstance(msg, Restored):
@@ -264,6 +340,7 @@ class SubscriberCare:
     def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
         out: list[CareOut] = []
+        self._remember(facts, msg.at)
         if self.notified and facts.incident_id in self.notified:
             return out  # one contact per incident
         down = dict(facts.down_cells)
@@ -312,6 +389,9 @@ class SubscriberCare:
 
     def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
+        known = self.incidents.get(facts.incident_id) if self.incidents else None
+        if known is not None:
+            known[5] = msg.at
         told = self.notified.pop(facts.incident_id, None) if self.notified else None
         if told is None:
             return []  # restored notices go to those who were told of the outage
@@ -386,6 +466,43 @@ class SubscriberCare:
             self.last_apology_at = at
             self.drops = ()
         return out
+
+    # -- care context ---------------------------------------------------------------
+
+    def _remember(self, facts: IncidentFacts, at: float) -> None:
+        """An incident impacts them: kept a day for the care context."""
+        incidents = {i: v for i, v in (self.incidents or {}).items()
+                     if v[5] is None or v[5] > at - CONTEXT_S}
+        if facts.incident_id not in incidents:
+            incidents[facts.incident_id] = [
+                facts.incident_kind, facts.scope, facts.area, facts.start_time,
+                tuple(c for c, _ in facts.down_cells), None]
+        self.incidents = incidents
+
+    def _context(self, sid: str, msg: Complaint, book: Rulebook) -> CareContext:
+        """What care knows when ``sid`` complains (:class:`CareContext`)."""
+        at, since = msg.event_time, msg.event_time - CONTEXT_S
+        incidents = tuple(
+            (inc, *v) for inc, v in sorted((self.incidents or {}).items(),
+                                           key=lambda kv: (kv[1][3], kv[0]))
+            if v[5] is None or v[5] > since)
+        steps = []
+        for inc, told in sorted((self.notified or {}).items()):
+            known = (self.incidents or {}).get(inc)
+            if known is None:
+                continue
+            kind, start = known[0], known[3]
+            due = [d for d in book.durations(kind) if start + d > at and d not in told[1]]
+            if due:
+                steps += [(inc, rule.id, rule.action, start + due[0])
+                          for rule in book.incident_rules("duration", kind)
+                          if rule.min_duration_s == due[0]]
+        return CareContext(
+            complaint_id=msg.complaint_id, subscriber_id=sid, at=at, category=msg.category,
+            channel=msg.channel, incidents=incidents,
+            sent=tuple(x for x in self.sent if x[3] > since),
+            drops=tuple((d[1], d[0], d[3]) for d in self.drops if d[0] > since),
+            next_steps=tuple(sorted(steps, key=lambda x: (x[3], x[0], x[1]))))
 
     # -- policy ---------------------------------------------------------------------
 
@@ -494,11 +611,15 @@ class SubscriberCare:
         fields = {"name": self.name or "there", "area": area, "plan": p.plan,
                   "incident_id": incident or "", "offer": _offer_text(offer)}
         self.contacts = recent + (at,)
+        act_id = action_id(rule.id, sid, basis)
+        channel = _channel(p.channels, rule, cell_down)
+        self.sent = tuple(x for x in self.sent if x[3] > at - CONTEXT_S) + (
+            (act_id, rule.action, channel, at, send_after, rule.id, incident),)
         return Action(
-            action_id=action_id(rule.id, sid, basis),
+            action_id=act_id,
             subscriber_id=sid,
             action_kind=rule.action,
-            channel=_channel(p.channels, rule, cell_down),
+            channel=channel,
             language=p.language,
             message=book.render(rule, p.language, fields),
             rule_id=rule.id,
@@ -519,8 +640,10 @@ class CareShard:
     >>> from forewarn.model import Complaint
     >>> from forewarn.rules.rulebook import load_rulebook
     >>> shard = CareShard()
-    >>> shard.handle_batch([Complaint("K1", "U1", 60.0, "other")], load_rulebook())
-    [ComplaintSeen(subscriber_id='U1', at=60.0)]
+    >>> seen, context = shard.handle_batch([Complaint("K1", "U1", 60.0, "other")],
+    ...                                    load_rulebook())
+    >>> seen, context.forewarned
+    (ComplaintSeen(subscriber_id='U1', at=60.0), False)
     >>> shard.subscribers["U1"].complaints
     1
     """

@@ -55,7 +55,7 @@ from bytewax.outputs import Sink
 from forewarn import metrics, safe_pickle, tmf681
 from forewarn.adapters import Adapters
 from forewarn.codec import Expanded, dead_letter_dict, decode_input, encode
-from forewarn.dataflows.care import CareShard, Suppressed, care_order, order_key
+from forewarn.dataflows.care import CareContext, CareShard, Suppressed, care_order, order_key
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
@@ -707,6 +707,8 @@ class Outputs:
     incidents: Sink
     dead_letters: Sink
     suppressed: Sink | None = None  # optional: ("suppressed", Suppressed) for backtests
+    # what care knows at each complaint (``care.context``), keyed by subscriber_id
+    care_context: Sink | None = None
 
 
 def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
@@ -744,8 +746,14 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
                                 lambda x: x[1] if x[0] == "care" else ())
     care_keyed = op.merge("care_in", care_from_seq, verdicts, care_frontier)
     care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
+    care_split = op.branch("care_split", op.map("unkey_care", care_out, lambda kv: kv[1]),
+                           lambda x: type(x) is not CareContext)
+    if outputs.care_context is not None:  # (a context goes straight out, not to dispatch)
+        op.output("care_context_out", op.map(
+            "encode_care_context", care_split.falses,
+            lambda c: (c.subscriber_id, orjson.dumps(c.record()))), outputs.care_context)
     to_dispatch = op.key_on("key_dispatch", op.merge(
-        "dispatch_in", op.map("unkey_care", care_out, lambda kv: kv[1]),
+        "dispatch_in", care_split.trues,
         op.filter_map("frontier_to_dispatch", frontier,
                       lambda x: x[1] if x[0] == "dispatch" else None)),
         lambda _: DISPATCH_KEY)

@@ -48,7 +48,13 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from forewarn import __version__
-from forewarn.model import ACTION_KINDS, CHANNEL_NAMES, INCIDENT_KINDS, SEGMENTS
+from forewarn.model import (
+    ACTION_KINDS,
+    CHANNEL_NAMES,
+    FOREWARNING_KINDS,
+    INCIDENT_KINDS,
+    SEGMENTS,
+)
 
 log = logging.getLogger("forewarn.metrics")
 disable_created_metrics()  # no *_created series: half the series, nothing we chart
@@ -63,7 +69,7 @@ TOPIC_FOR_TYPE = {
     "maintenance": "bss.maintenance",
     "complaint": "care.complaints",
 }
-OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter")
+OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter", "care.context")
 SCOPES = ("cell", "site")
 SUPPRESS_REASONS = ("moved_away", "no_consent", "unknown_subscriber", "deleted_subscriber",
                     "cooldown", "repeat_outage", "cell_cooldown")
@@ -111,7 +117,7 @@ COMPENSATION_BYTES = Counter("forewarn_compensation_data_credit_bytes",
                              "Data credit offered in actions (offer amount_gb), in bytes",
                              ["rule"])
 COMPLAINTS = Counter("forewarn_complaints", "Complaints received, and whether the "
-                     "subscriber had been sent an outage notice or apology in the day "
+                     "subscriber had been sent an outage or area notice or an apology in the day "
                      "before (event time; counted about a minute after arrival)",
                      ["category", "forewarned"])
 INCIDENTS = Counter("forewarn_incident_updates", "NOC incident updates", ["kind", "status"])
@@ -346,7 +352,7 @@ class FlowObserver:
             gb = a.offer.get("amount_gb")
             if isinstance(gb, int | float):
                 COMPENSATION_BYTES.labels(rule=a.rule_id).inc(gb * 1e9)
-        if a.action_kind in ("outage_notice", "apology"):
+        if a.action_kind in FOREWARNING_KINDS:
             self._told(a.subscriber_id, a.event_time)
         if a.incident_id is None:
             return

@@ -29,6 +29,9 @@ DEFAULT_CHANNEL_ORDER = ("push", "sms", "email")
 COMPLAINT_CATEGORIES = ("no_service", "dropped_calls", "slow_data", "other")
 ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "care_callback",
                 "area_notice")
+#: Action kinds that tell a subscriber of a problem before they report it: a complaint
+#: within a day of one was *forewarned* (the care context, the complaints metric).
+FOREWARNING_KINDS = frozenset({"outage_notice", "area_notice", "apology"})
 INCIDENT_KINDS = ("outage", "flapping", "degradation")
 
 

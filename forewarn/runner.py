@@ -21,6 +21,7 @@ OUTPUT_FILES = {
     "actions": ("actions.jsonl", ("event_time", "action_id")),
     "incidents": ("incidents.jsonl", ("event_time", "incident_id", "status")),
     "dead_letters": ("dead_letters.jsonl", ("source", "reason", "raw")),
+    "care_context": ("care_context.jsonl", ("event_time", "context_id")),
 }
 
 
@@ -98,6 +99,7 @@ class Collected:
     actions: list[bytes]
     incidents: list[bytes]
     dead_letters: list[bytes]
+    care_context: list[bytes] = field(default_factory=list)
     suppressed: list = field(default_factory=list)  # forewarn.dataflows.care.Suppressed
 
 

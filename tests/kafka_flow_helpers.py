@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class Expected:
     actions: list[dict]
     incidents: list[bytes]
     dead_letters: list[bytes]
+    care_context: list[bytes] = field(default_factory=list)
 
     @property
     def action_ids(self) -> set[str]:
@@ -60,7 +61,7 @@ def expected(cfg: ScenarioConfig = SCENARIO, partitions: int = 1) -> Expected:
     lines = simulate(cfg).lines
     got = run_collect(lines, load_rulebook(), partitions=partitions, partitioner="kafka")
     return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
-                    got.dead_letters)
+                    got.dead_letters, got.care_context)
 
 
 #: Six hours from 09:30 with every default rule in it: the simulator's outages, flapping,
@@ -113,7 +114,7 @@ def expected_every_rule(partitions: int = 1) -> Expected:
     lines = _merged(simulate(EVERY_RULE).lines, every_rule_block())
     got = run_collect(lines, load_rulebook(), partitions=partitions, partitioner="kafka")
     return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
-                    got.dead_letters)
+                    got.dead_letters, got.care_context)
 
 
 def fresh_topics(config: Mapping[str, str], partitions: int = 1,

@@ -15,6 +15,7 @@ import pytest
 from forewarn.codec import parse_time
 from forewarn.dataflows import care
 from forewarn.dataflows.care import (
+    CareContext,
     CareShard,
     ComplaintSeen,
     SubscriberCare,
@@ -573,9 +574,10 @@ def test_audiences_scopes_causes_and_durations_choose_the_rules():
                                         down_cells=(("S2-C1", T0),))))
     # every rule that matches now; one contact per incident: the first acts, the others
     # are held back as a second notice about the same cells
-    assert kinds(out[1:]) == [("north", "outage_notice"), ("complainers", "repeat_outage"),
+    assert kinds(out[2:]) == [("north", "outage_notice"), ("complainers", "repeat_outage"),
                               ("sites", "repeat_outage"), ("power", "repeat_outage")]
     assert out[0] == ComplaintSeen("U", T0 + 200)
+    assert type(out[1]) is CareContext and out[1].forewarned  # told of INC-S1-1 before
 
 
 def test_a_verdict_is_judged_on_the_profile_in_force_at_its_time():
@@ -607,7 +609,7 @@ def test_the_shard_keeps_only_subscribers_with_state():
     shard = CareShard()
     out = run(shard, BOOK, impact(sid="X"), Complaint("K1", "Y", T0, "other"), upsert("Z"))
     assert out == [Suppressed("outage-notice", "outage_notice", "unknown_subscriber", T0 + 120),
-                   ComplaintSeen("Y", T0)]
+                   ComplaintSeen("Y", T0), CareContext("K1", "Y", T0, "other", None)]
     assert sorted(shard.subscribers) == ["Y", "Z"]
     assert shard.subscribers["Y"].complaints == 1
     run(shard, BOOK, Subscriber("W", "delete", T0))
@@ -790,10 +792,10 @@ def test_complaints_are_counted_for_audiences():
     shard = CareShard()
     complaints = [Complaint(f"K{n}", "U", T0 + n, "coverage") for n in range(2)]
     out = run(shard, book, upsert(), complaints[0], impact())
-    assert out == [ComplaintSeen("U", T0)]
+    assert out == [ComplaintSeen("U", T0), CareContext("K0", "U", T0, "coverage", None)]
     again = replace(FACTS, incident_id="INC-2", down_cells=(("S2-C1", T0),))
     out = run(shard, book, complaints[1], impact(T0 + 3600, again))
-    assert kinds(out[1:]) == [("twice", "outage_notice")]
+    assert kinds(out[2:]) == [("twice", "outage_notice")]
     assert shard.subscribers["U"].complaints == 2
 
 

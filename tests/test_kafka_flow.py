@@ -63,6 +63,9 @@ def _check_outputs(config, topics: Topics, exp: Expected | None = None) -> None:
     incidents = records(config, topics.incidents)
     assert sorted(r.value for r in incidents) == sorted(exp.incidents)
     assert all(r.key == orjson.loads(r.value)["incident_id"].encode() for r in incidents)
+    contexts = records(config, topics.care_context)  # one per complaint, whole records
+    assert exp.care_context and sorted(r.value for r in contexts) == sorted(exp.care_context)
+    assert all(r.key == orjson.loads(r.value)["subscriber_id"].encode() for r in contexts)
 
 
 def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Path) -> None:  # noqa: F811
