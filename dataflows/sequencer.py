@@ -22,22 +22,23 @@ progress. All decoded records pass one sequencer (a single key), which
   moves ``tick_s`` on, so group waits, hold-downs and 4 h escalations fire
   on event time at any replay speed.
 
+A batch as the flow hands it over (items ``(source, raw, record, at)``; a cell has no
+time of its own):
+
 >>> from forewarn.model import Cell, Location
 >>> seq = Sequencer(warmup=1)
->>> seq.feed(Cell(cell_id="C1", site_id="S1"), b"", "f")
-[('site', 'S1', Cell(cell_id='C1', site_id='S1', region=None, lat=None, lon=None, technology=None))]
->>> _ = seq.feed(Cell(cell_id="C2", site_id="S2"), b"", "f")
->>> seq.feed(Location("U1", "C1", 100.0), b"", "f")
-[('site', 'S1', ('U1', 'C1', 100.0, None))]
->>> seq.feed(Location("U1", "C2", 160.0), b"", "f")
-[('site', 'S2', ('U1', 'C2', 160.0, None)), ('site', 'S1', Left(subscriber_id='U1', at=160.0))]
-
-A batch as the flow hands it over (items ``(source, raw, record, at)``):
-
 >>> out = Routes()
->>> seq.take_batch([[("f", b"", Location("U2", "C1", 170.0), 170.0)]], out)
->>> out.sites, out.cares
-({'S1': [('U2', 'C1', 170.0, None)]}, {})
+>>> seq.take_batch([[("f", b"", Cell(cell_id="C1", site_id="S1"), None),
+...                  ("f", b"", Cell(cell_id="C2", site_id="S2"), None)]], out)
+>>> out.sites["S1"]
+[Cell(cell_id='C1', site_id='S1', region=None, lat=None, lon=None, technology=None)]
+>>> out = Routes()
+>>> seq.take_batch([[("f", b"", Location("U1", "C1", 100.0), 100.0),
+...                  ("f", b"", Location("U1", "C2", 160.0), 160.0)]], out)
+>>> out.sites["S1"]  # U1 heard here, then elsewhere: this site is told they left
+[('U1', 'C1', 100.0, None), Left(subscriber_id='U1', at=160.0)]
+>>> out.sites["S2"]
+[('U1', 'C2', 160.0, None)]
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ from forewarn.model import (
     Record,
     Subscriber,
     kind_of,
-    stream_at,
 )
 
 INF = float("inf")
@@ -89,7 +89,6 @@ AHEAD_HELD_MAX = 10_000  # held records at most; past it the farthest goes to de
 ALARM_HORIZON_S = 5 * 3600  # a site with alarm activity needs ticks this long (4 h escalations)
 DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of drop notes)
 
-Routed = tuple[str, Any, Any]  # (stage, key, message): stage in site | care | dead
 #: A record as the decode step hands it over: ``(source, raw, record, at)``, ``at``
 #: its :func:`~forewarn.model.stream_at`. Held records keep this shape.
 Item = tuple[Source, bytes, Any, float | None]  # the record: Record, or a position tuple
@@ -158,7 +157,6 @@ class Sequencer:
     last_at: dict[str, float] = field(default_factory=dict)
     # warm-up records, then the reorder buffer: Items, sorted by stream time (stable)
     _pending: deque = field(default_factory=deque)
-    _seq: int = 0  # records taken
     _next_tick: float = 0.0
     late: int = 0
     late_by_kind: dict[str, int] = field(default_factory=dict)  # late records per type
@@ -210,17 +208,6 @@ class Sequencer:
 
     # -- input -----------------------------------------------------------------
 
-    def feed(self, rec: Record, raw: bytes, source: Source) -> list[Routed]:
-        """Take one decoded record; return what is released by it: ``(stage, key,
-        message)`` for sites, then subscribers, then dead letters (order is kept per
-        key, not across keys)."""
-        out = Routes()
-        self._seq += 1
-        self.take(rec, raw, source, stream_at(rec), out)
-        return ([("site", k, m) for k, box in out.sites.items() for m in box]
-                + [("care", k, m) for k, box in out.cares.items() for m in box]
-                + [("dead", None, d) for d in out.dead])
-
     def take_batch(self, batches: Iterable[list], out: Routes) -> None:
         """Take lists of :data:`Item` and dead letters (decoding's), in arrival order.
 
@@ -235,7 +222,6 @@ class Sequencer:
         reach = self.lateness_s + self.ahead_s  # past watermark + reach: ahead
         run_from = 0  # len(pending) when the run began
         for batch in batches:
-            self._seq += len(batch)
             for item in batch:
                 if type(item) is DeadLetter:
                     out.dead.append(item)
@@ -258,8 +244,8 @@ class Sequencer:
 
     def take(self, rec: Record, raw: bytes, source: Source, at: float | None,
              out: Routes) -> None:
-        """:meth:`feed`, given the record's :func:`~forewarn.model.stream_at`, routing
-        what is released into ``out``."""
+        """Take one decoded record, its :func:`~forewarn.model.stream_at` ``at``; route
+        what it releases into ``out`` (per key in order: sites, subscribers, dead letters)."""
         if at is None:
             self._route(rec, raw, source, out)
             return

@@ -148,3 +148,17 @@ class Result:
 
     def subscribers(self, kind: str) -> set[str]:
         return {a["subscriber_id"] for a in self.of(kind)}
+
+
+def feed(seq, rec, raw: bytes = b"", source: str = "f") -> list:
+    """One decoded record into a :class:`~forewarn.dataflows.sequencer.Sequencer`; what it
+    releases, ``(stage, key, message)``: for sites, then subscribers, then dead letters
+    (order kept per key, not across keys)."""
+    from forewarn.dataflows.sequencer import Routes
+    from forewarn.model import stream_at
+
+    out = Routes()
+    seq.take(rec, raw, source, stream_at(rec), out)
+    return ([("site", k, m) for k, box in out.sites.items() for m in box]
+            + [("care", k, m) for k, box in out.cares.items() for m in box]
+            + [("dead", None, d) for d in out.dead])

@@ -24,7 +24,7 @@ from forewarn.rules.rulebook import (
     load_rulebook,
     parse_rulebook,
 )
-from tests.builders import Scenario, ts
+from tests.builders import Scenario, feed, ts
 
 SILENCE_MIN = load_rulebook().correlation.silence_s / 60  # 73 min
 NEAREST = load_rulebook().correlation.nearby_sites
@@ -184,7 +184,7 @@ def sequencer() -> Sequencer:
     seq.configure(load_rulebook())
     for i in range(1, LAST + 1):
         for c in (1, 2):
-            seq.feed(Cell(f"S{i}-C{c}", f"S{i}", lat=51.5, lon=-0.1 + 0.01 * (i - 1)), b"", "f")
+            feed(seq, Cell(f"S{i}-C{c}", f"S{i}", lat=51.5, lon=-0.1 + 0.01 * (i - 1)), b"", "f")
     return seq
 
 
@@ -303,9 +303,9 @@ def test_without_a_walk_in_or_reappeared_rule_nothing_is_followed():
     seq = Sequencer(warmup=1)
     seq.configure(without_walk_ins())
     for i in (1, 2):
-        seq.feed(Cell(f"S{i}-C1", f"S{i}", lat=0.0, lon=0.01 * i), b"", "f")
-    seq.feed(Location("U1", "S2-C1", 100.0), b"", "f")
-    routed = seq.feed(Alarm("A1", 200.0, "critical", "transmitterFailure", site_id="S1"),
+        feed(seq, Cell(f"S{i}-C1", f"S{i}", lat=0.0, lon=0.01 * i), b"", "f")
+    feed(seq, Location("U1", "S2-C1", 100.0), b"", "f")
+    routed = feed(seq, Alarm("A1", 200.0, "critical", "transmitterFailure", site_id="S1"),
                       b"", "f")
     assert [m for _, _, m in routed if type(m) is Near] == []
     assert seq.nearby.watches == {}

@@ -24,6 +24,7 @@ from forewarn.model import (
     Subscriber,
     stream_at,
 )
+from tests.builders import feed
 
 INF = float("inf")
 
@@ -366,10 +367,10 @@ def test_alarms_the_topology_does_not_place_are_refused_with_their_reason():
 
 def test_feeding_one_record_lists_what_it_releases_by_stage():
     seq = Sequencer(warmup=1)
-    assert seq.feed(Cell("C1", "S1"), b"c", "f") == [("site", "S1", Cell("C1", "S1"))]
+    assert feed(seq, Cell("C1", "S1"), b"c", "f") == [("site", "S1", Cell("C1", "S1"))]
     sub = Subscriber("U1", "upsert", 3.0)
-    assert seq.feed(sub, b"s", "f") == [("care", "U1", sub)]
-    [(stage, key, dead)] = seq.feed(Kpi("C9", 0.0, 60.0, 10, 0), b"k", "g")
+    assert feed(seq, sub, b"s", "f") == [("care", "U1", sub)]
+    [(stage, key, dead)] = feed(seq, Kpi("C9", 0.0, 60.0, 10, 0), b"k", "g")
     assert (stage, key, dead.raw, dead.source) == ("dead", None, b"k", "g")
 
 

@@ -28,6 +28,7 @@ from forewarn.model import (
     stream_at,
 )
 from forewarn.rules.rulebook import load_rulebook
+from tests.builders import feed
 
 BOOK = load_rulebook()
 T0 = parse_time("2026-11-23T10:00:00Z")
@@ -39,71 +40,71 @@ T0 = parse_time("2026-11-23T10:00:00Z")
 def seq_with_topology(**kw) -> Sequencer:
     s = Sequencer(warmup=1, **kw)
     for c in ("C1", "C2"):
-        s.feed(Cell(c, "S1"), b"", "f")
-    s.feed(Cell("D1", "S2"), b"", "f")
+        feed(s, Cell(c, "S1"), b"", "f")
+    feed(s, Cell("D1", "S2"), b"", "f")
     return s
 
 
 def test_sequencer_routes_by_topology_and_dead_letters_unknown_cells():
     s = seq_with_topology()
-    out = s.feed(Location("U", "C2", T0), b"raw", "f")
+    out = feed(s, Location("U", "C2", T0), b"raw", "f")
     assert [(st, k) for st, k, _ in out] == [("site", "S1")]  # positions: their site only
-    dead = s.feed(Location("U", "ZZ", T0), b"raw", "f")
+    dead = feed(s, Location("U", "ZZ", T0), b"raw", "f")
     assert dead[0][0] == "dead" and "unknown cell 'ZZ'" in dead[0][2].reason
     alarm = Alarm("A", T0, "major", "powerProblem", site_id="NOPE")
-    assert s.feed(alarm, b"", "f")[0][0] == "dead"
+    assert feed(s, alarm, b"", "f")[0][0] == "dead"
 
 
 def test_sequencer_tells_the_site_a_subscriber_left():
     s = seq_with_topology()
-    s.feed(Location("U", "C1", T0), b"", "f")
-    assert s.feed(Location("U", "C2", T0 + 10), b"", "f") == [  # same site: nothing to tell
+    feed(s, Location("U", "C1", T0), b"", "f")
+    assert feed(s, Location("U", "C2", T0 + 10), b"", "f") == [  # same site: nothing to tell
         ("site", "S1", ("U", "C2", T0 + 10, None))]
-    out = s.feed(Location("U", "D1", T0 + 20), b"", "f")
+    out = feed(s, Location("U", "D1", T0 + 20), b"", "f")
     assert out == [("site", "S2", ("U", "D1", T0 + 20, None)), ("site", "S1", Left("U", T0 + 20))]
-    assert s.feed(Location("U", "D1", T0 + 30), b"", "f")[1:] == []  # once per move
+    assert feed(s, Location("U", "D1", T0 + 30), b"", "f")[1:] == []  # once per move
 
 
 def test_sequencer_a_late_position_is_not_a_move_when_a_newer_one_is_known():
     s = seq_with_topology()
-    s.feed(Location("U", "D1", T0 + 60), b"", "f")
+    feed(s, Location("U", "D1", T0 + 60), b"", "f")
     # older than their latest (on S2): S1's view of them is out of date at once
-    out = s.feed(Location("U", "C1", T0), b"", "f")
+    out = feed(s, Location("U", "C1", T0), b"", "f")
     assert out == [("site", "S1", ("U", "C1", T0, None)), ("site", "S1", Left("U", T0 + 60))]
     assert s.last_site["U"] == "S2" and s.last_at["U"] == T0 + 60
     # late, but newer than anything known of them: a move like any other
-    s.feed(Location("V", "D1", T0 + 90), b"", "f")
-    s.feed(Location("W", "C1", T0), b"", "f")
-    out = s.feed(Location("U", "C1", T0 + 70), b"", "f")
+    feed(s, Location("V", "D1", T0 + 90), b"", "f")
+    feed(s, Location("W", "C1", T0), b"", "f")
+    out = feed(s, Location("U", "C1", T0 + 70), b"", "f")
     assert out == [("site", "S1", ("U", "C1", T0 + 70, None)), ("site", "S2", Left("U", T0 + 70))]
 
 
 def test_sequencer_rejects_times_more_than_7_days_from_progress():
     s = seq_with_topology()
-    s.feed(Location("U", "C1", T0), b"", "f")
-    out = s.feed(Location("U", "C1", T0 + 8 * 86400), b"x", "f")
+    feed(s, Location("U", "C1", T0), b"", "f")
+    out = feed(s, Location("U", "C1", T0 + 8 * 86400), b"x", "f")
     assert out[0][0] == "dead" and "more than 7 days" in out[0][2].reason
     assert s.watermark == T0
 
 
 def test_sequencer_warmup_median_survives_a_bad_first_time():
     s = Sequencer(warmup=3)
-    s.feed(Cell("C1", "S1"), b"", "f")
-    assert s.feed(Location("U", "C1", 0.0), b"bad", "f") == []  # 1970: held
-    s.feed(Location("U", "C1", T0), b"", "f")
-    out = s.feed(Location("U", "C1", T0 + 1), b"", "f")
+    feed(s, Cell("C1", "S1"), b"", "f")
+    assert feed(s, Location("U", "C1", 0.0), b"bad", "f") == []  # 1970: held
+    feed(s, Location("U", "C1", T0), b"", "f")
+    out = feed(s, Location("U", "C1", T0 + 1), b"", "f")
     assert [r[0] for r in out].count("dead") == 1 and s.watermark == T0 + 1
 
 
 def test_sequencer_reorders_within_lateness_and_ticks_active_sites():
     s = seq_with_topology(lateness_s=30, tick_s=10)
-    s.feed(Location("U", "C1", T0), b"", "f")
-    s.feed(Alarm("A", T0 + 1, "major", "powerProblem", site_id="S1"), b"", "f")
-    held = s.feed(Location("U", "C1", T0 + 20), b"", "f")
+    feed(s, Location("U", "C1", T0), b"", "f")
+    feed(s, Alarm("A", T0 + 1, "major", "powerProblem", site_id="S1"), b"", "f")
+    held = feed(s, Location("U", "C1", T0 + 20), b"", "f")
     assert held == []  # within the reorder window
-    early = s.feed(Location("V", "D1", T0 + 5), b"", "f")
+    early = feed(s, Location("V", "D1", T0 + 5), b"", "f")
     assert early == []
-    out = s.feed(Location("U", "C1", T0 + 60), b"", "f")
+    out = feed(s, Location("U", "C1", T0 + 60), b"", "f")
     for site in ("S1", "S2"):  # each site's positions in event-time order
         times = [m[2] for _, k, m in out if k == site and type(m) is tuple]
         assert times and times == sorted(times)
@@ -137,8 +138,8 @@ def test_sequencer_counts_records_beyond_the_reorder_window_and_the_flow_exports
 
 def test_sequencer_finish_flushes_and_ticks():
     s = seq_with_topology(lateness_s=100)
-    s.feed(Alarm("A", T0, "major", "powerProblem", site_id="S1"), b"", "f")
-    assert s.feed(Location("U", "C1", T0 + 50), b"", "f") == []  # held: within the window
+    feed(s, Alarm("A", T0, "major", "powerProblem", site_id="S1"), b"", "f")
+    assert feed(s, Location("U", "C1", T0 + 50), b"", "f") == []  # held: within the window
     routes = Routes()
     s.finish(routes)
     # the tick its release makes due (every tick_s), the position, the last tick
