@@ -244,7 +244,7 @@ def _latencies(lines: list[bytes], sent: list[float], arrivals: list[tuple[float
 def _latency_run(bootstrap: str, config: dict, lines: list[bytes], rate: float,
                  partitions: int, lateness: float) -> dict:
     topics = _fresh(config, partitions)
-    tail = _Tail(bootstrap, [topics.actions, topics.incidents])
+    tail = _Tail(bootstrap, [topics.actions, topics.incidents, topics.care_context])
     tail.start()
     proc = subprocess.Popen(_forewarn(bootstrap, topics, "--lateness", str(lateness),
                                       "--log-level", "INFO"),
@@ -279,10 +279,20 @@ def _latency_run(bootstrap: str, config: dict, lines: list[bytes], rate: float,
     lat = sorted(_latencies(lines, sent, [a for a in tail.arrivals
                                            if a[1].get("type") in ("action", "incident")],
                             lateness))
+    # a care context's latency: from the complaint's own publication (it waits for the
+    # event-time frontier, which trails the newest record by the reorder window)
+    complaint_sent = {orjson.loads(line).get("complaint_id"): sent[i]
+                      for i, line in enumerate(lines) if b'"type":"complaint"' in line
+                      and i < len(sent)}
+    ctx = sorted(wall - complaint_sent[rec["complaint_id"]] for wall, rec in tail.arrivals
+                 if rec.get("type") == "care_context"
+                 and rec.get("complaint_id") in complaint_sent)
     return {"rate_target": rate or None, "rate_published": len(lines) / report.seconds,
             "outputs": len(tail.arrivals), "expected_outputs": expected,
             "p50_ms": 1000 * _q(lat, 0.50), "p99_ms": 1000 * _q(lat, 0.99),
-            "max_ms": 1000 * lat[-1] if lat else None}
+            "max_ms": 1000 * lat[-1] if lat else None,
+            "care_contexts": len(ctx), "context_p50_ms": 1000 * _q(ctx, 0.50) if ctx else None,
+            "context_p99_ms": 1000 * _q(ctx, 0.99) if ctx else None}
 
 
 def _q(xs: list[float], q: float) -> float | None:
@@ -301,7 +311,7 @@ def _count_outputs(lines: list[bytes]) -> int:
         from forewarn.runner import run_collect
 
         got = run_collect(lines, load_rulebook())
-        _outputs_cache[key] = len(got.actions) + len(got.incidents)
+        _outputs_cache[key] = len(got.actions) + len(got.incidents) + len(got.care_context)
     return _outputs_cache[key]
 
 
@@ -327,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
                          "the broker's CPU in each (it shares the machine's cores)")
     ap.add_argument("--saturation-only", action="store_true",
                     help="skip the recovery and latency parts")
+    ap.add_argument("--latency-only", type=float, metavar="RATE",
+                    help="only the latency part, publishing at RATE records/s (and as fast "
+                         "as possible): actions and incidents, and care contexts from their "
+                         "complaint's publication")
     ap.add_argument("--passthrough-batch", type=int, default=PASSTHROUGH_BATCH,
                     help=f"the pass-through's batch size (default {PASSTHROUGH_BATCH})")
     ap.add_argument("--passthrough-prefix", help=argparse.SUPPRESS)
@@ -343,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.subscribers_per_cell:g}/cell), {args.partitions} partitions/topic",
           file=sys.stderr)
     res: dict = {"records": n, "partitions": args.partitions}
+    if args.latency_only:
+        res["latency"] = [_latency_run(args.bootstrap, config, lines, rate, args.partitions,
+                                       args.lateness) for rate in (args.latency_only, 0.0)]
+        print(json.dumps(res, indent=1))
+        return 0
 
     half = _fresh(config, args.partitions, ("passthrough",))
     full = _fresh(config, args.partitions, ("passthrough",))

@@ -127,6 +127,9 @@ class TopicMissingError(RuntimeError):
 
 
 WATERMARK_CHECK_S = 2.0  # how often to read partition high watermarks (wall clock)
+#: How long an idle poll waits in ``consume`` for a message (wall clock): one reader;
+#: one shard of several (Bytewax polls a worker's source partitions in turn).
+POLL_WAIT_S, SHARD_POLL_WAIT_S = 0.05, 0.005
 #: With input shards, live: a shard whose every partition has been at its end this long
 #: (wall clock) says so, and the event-time frontier stops waiting for it until it has
 #: news (Flink's idle sources): a partition that gets nothing must not hold the others.
@@ -277,7 +280,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
     # -- Bytewax -------------------------------------------------------------------
 
     def next_batch(self) -> list[tuple]:
-        wait = 0 if self._buffered or self._ready_at < len(self._ready) else 0.05
+        # Nothing to emit: wait for a fetch, briefly. Several shards of one worker are
+        # polled in turn, each blocking in its own consume, so a shard waits less.
+        wait = 0 if self._buffered or self._ready_at < len(self._ready) else (
+            POLL_WAIT_S if self._shard is None else SHARD_POLL_WAIT_S)
         fetch = min(self._batch, FETCH)
         for _ in range(max(1, self._batch // fetch)):  # up to a batch, while there is more
             msgs = self._consumer.consume(fetch, wait)
