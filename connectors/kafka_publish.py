@@ -148,6 +148,10 @@ class Topics:
         return self.of("care_context")
 
     @property
+    def care_status(self) -> str:
+        return self.of("care_status")
+
+    @property
     def all(self) -> list[str]:
         return [self.prefix + s.name for s in ALL_TOPICS]
 

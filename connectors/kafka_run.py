@@ -56,6 +56,7 @@ from forewarn.connectors.kafka_publish import CONTRACT_TOPICS, Topics
 from forewarn.connectors.kafka_sink import (
     KafkaOutSink,
     action_identity,
+    cleared_status,
     dead_letter_identity,
     value_identity,
 )
@@ -173,6 +174,9 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                                   dedupe_tail, durable),
         care_context=KafkaOutSink(config, topics.care_context, value_identity, dedupe_tail,
                                   durable),
+        # compacted: a repeat is harmless (the last value per key counts), so no dedupe
+        care_status=KafkaOutSink(config, topics.care_status, None, 0, durable,
+                                 tombstone=cleared_status),
     )
     return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
                                                   lateness_s=lateness_s,

@@ -150,21 +150,23 @@ def read_delivered(config: Mapping[str, str], topic: str, identity: Identity, ta
 
 class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
     def __init__(self, producer: Producer, topic: str, identity: Identity,
-                 delivered: set[str], flush_every_batch: bool = True):
+                 delivered: set[str], flush_every_batch: bool = True,
+                 tombstone: Callable[[bytes], bool] | None = None):
         self._flush_every_batch = flush_every_batch
+        self._tombstone = tombstone
         self._producer = producer
         self._topic = topic
         self._identity = identity
         self._delivered = delivered
         # (error, key, value, partition) of each failed delivery
-        self._failed: list[tuple[KafkaError, bytes | None, bytes, int]] = []
+        self._failed: list[tuple[KafkaError, bytes | None, bytes | None, int]] = []
         self.skipped = 0
 
     def _report(self, err: KafkaError | None, msg) -> None:
         if err is not None:
             self._failed.append((err, msg.key(), msg.value(), msg.partition()))
 
-    def _produce(self, key: bytes | None, value: bytes) -> None:
+    def _produce(self, key: bytes | None, value: bytes | None) -> None:
         while True:
             try:
                 self._producer.produce(self._topic, value=value, key=key,
@@ -182,6 +184,8 @@ class _Partition(StatelessSinkPartition[tuple[str, bytes]]):
                 if ident in delivered:
                     self.skipped += 1
                     continue
+            if self._tombstone is not None and self._tombstone(value):
+                value = None  # (a compacted topic forgets the key)
             self._produce(key.encode() if isinstance(key, str) else key, value)
         if self.skipped != skipped:  # what a restart re-emitted, seen and dropped (counts)
             log.info("re-emitted outputs dropped", extra={
@@ -232,7 +236,9 @@ class KafkaOutSink(DynamicSink[tuple[str, bytes]]):
 
     def __init__(self, config: Mapping[str, str], topic: str,
                  identity: Identity | None = value_identity, tail: int = 20_000,
-                 flush_every_batch: bool = True):
+                 flush_every_batch: bool = True,
+                 tombstone: Callable[[bytes], bool] | None = None):
+        self.tombstone = tombstone  # an output that is sent as a tombstone (no value)
         self.config = dict(config)
         self.flush_every_batch = flush_every_batch
         self.topic = topic
@@ -266,7 +272,17 @@ class KafkaOutSink(DynamicSink[tuple[str, bytes]]):
             **SAFE_PRODUCER,
         })
         return _Partition(producer, self.topic, self.identity or value_identity,
-                          self._delivered(), self.flush_every_batch)
+                          self._delivered(), self.flush_every_batch, self.tombstone)
+
+
+def cleared_status(value: bytes) -> bool:
+    """A ``care_status`` record with no impact left: sent as a tombstone on the compacted
+    ``care.status`` topic.
+
+    >>> cleared_status(b'{"type":"care_status","impacted":false,"incidents":[]}')
+    True
+    """
+    return b'"impacted":false' in value
 
 
 def _producer_error(err: KafkaError) -> None:

@@ -69,6 +69,7 @@ OUTPUT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("noc.incidents", "incident", output=True),
     TopicSpec("forewarn.deadletter", "dead_letter", output=True),
     TopicSpec("care.context", "care_context", output=True),  # for agents and the IVR
+    TopicSpec("care.status", "care_status", compacted=True, output=True),  # current impact
 )
 ALL_TOPICS: tuple[TopicSpec, ...] = INPUT_TOPICS + OUTPUT_TOPICS
 
@@ -93,6 +94,7 @@ KEY_FIELDS_FOR_TYPE: dict[str, tuple[str, ...]] = {
     "incident": ("incident_id",),
     "dead_letter": (),
     "care_context": ("subscriber_id",),
+    "care_status": ("subscriber_id",),
 }
 
 #: record ``type`` -> the contract's key field (``None``: unkeyed). See

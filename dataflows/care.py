@@ -153,11 +153,39 @@ class CareContext:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CareStatus:
+    """A subscriber's current impact (the ``care.status`` output, compacted by subscriber):
+    the open incidents that impact them by the contract's rules, ``(incident_id, kind,
+    scope, area, start, cells)``; none when the last is restored (a tombstone on Kafka)."""
+
+    subscriber_id: str
+    at: float
+    incidents: tuple[tuple, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        """The ``care_status`` record (``docs/care-context.md``).
+
+        >>> CareStatus("U1", 1795435200.0).record()["incidents"]
+        []
+        """
+        return {
+            "type": "care_status",
+            "subscriber_id": self.subscriber_id,
+            "event_time": fmt_time(self.at),
+            "impacted": bool(self.incidents),
+            "incidents": [
+                {"incident_id": inc, "kind": kind, "scope": scope, "area": area,
+                 "start_time": fmt_time(start), "cell_ids": list(cells)}
+                for inc, kind, scope, area, start, cells in self.incidents],
+        }
+
+
 #: How far back a care context looks (incidents, actions, drops).
 CONTEXT_S = 86400.0
 
 
-CareOut = Action | Suppressed | ComplaintSeen | CareContext
+CareOut = Action | Suppressed | ComplaintSeen | CareContext | CareStatus
 
 
 _PROFILES: dict[tuple, Profile] = {}  # profiles are few shapes: share one object per shape
@@ -258,7 +286,7 @@ class SubscriberCare:
 
     __slots__ = ("profile", "name", "since", "prev", "deleted_at", "known_since",
                  "notified", "last_notice", "drops", "last_apology_at", "complaints", "contacts",
-                 "cell_notices", "sent", "incidents")
+                 "cell_notices", "sent", "incidents", "impacts")
 
     def __init__(self) -> None:
         self.profile: Profile | None = None
@@ -283,6 +311,8 @@ class SubscriberCare:
         # them, id -> [kind, scope, area, start, cells, restored time or None]
         self.sent: tuple[tuple, ...] = ()
         self.incidents: dict[str, list] | None = None
+        # the open incidents that impact them by the contract's rules (care.status)
+        self.impacts: tuple[str, ...] = ()
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.__init__()  # type: ignore[misc]  # slots a snapshot predates get their default
@@ -292,9 +322,11 @@ class SubscriberCare:
 
     def empty(self) -> bool:
         return (self.profile is None and self.deleted_at is None and not self.notified
-                and not self.drops and not self.complaints)
+                and not self.drops and not self.complaints and not self.impacts)
 
-    def handle(self, sid: str, msg: Any, book: Rulebook) -> list[CareOut]:
+    def handle(self, sid: str, msg: Any, book: Rulebook, status: bool = False) -> list[CareOut]:
+        """Apply one message; what it makes due (``status``: with :class:`CareStatus` when
+        their current impact changes)."""
         if self.prev is not None and self.since is not None and self.since > msg.at \
                 and isinstance(msg, Impact | Restored | Escalation | DropNote):
             # A verdict about time T judged on the profile in force at T, even when a
@@ -302,12 +334,12 @@ class SubscriberCare:
             current = (self.profile, self.name)
             self.profile, self.name = self.prev
             try:
-                return self._handle(sid, msg, book)
+                return self._handle(sid, msg, book, status)
             finally:
                 self.profile, self.name = current
-        return self._handle(sid, msg, book)
+        return self._handle(sid, msg, book, status)
 
-    def _handle(self, sid: str, msg: Any, book: Rulebook) -> list[CareOut]:
+    def _handle(self, sid: str, msg: Any, book: Rulebook, status: bool) -> list[CareOut]:
         if isinstance(msg, Subscriber):
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
@@ -326,9 +358,9 @@ class SubscriberCare:
             self.complaints += 1
             return [ComplaintSeen(sid, msg.event_time), self._context(sid, msg, book)]
         elif isinstance(msg, Impact):
-            return self._impact(sid, msg, book)
+            return self._impact(sid, msg, book, status)
         elif isinstance(msg, Restored):
-            return self._restored(sid, msg, book)
+            return self._restored(sid, msg, book, status)
         elif isinstance(msg, Escalation):
             return self._escalation(sid, msg, book)
         elif isinstance(msg, DropNote):
@@ -337,10 +369,16 @@ class SubscriberCare:
 
     # -- verdicts ------------------------------------------------------------------
 
-    def _impact(self, sid: str, msg: Impact, book: Rulebook) -> list[CareOut]:
+    def _impact(self, sid: str, msg: Impact, book: Rulebook,
+                status: bool = False) -> list[CareOut]:
         facts = msg.facts
         out: list[CareOut] = []
         self._remember(facts, msg.at)
+        if getattr(msg, "trigger", HOLD_DOWN) == HOLD_DOWN \
+                and facts.incident_id not in self.impacts:
+            self.impacts += (facts.incident_id,)
+            if status:
+                out.append(self._status(sid, msg.at))
         if self.notified and facts.incident_id in self.notified:
             return out  # one contact per incident
         down = dict(facts.down_cells)
@@ -387,17 +425,23 @@ class SubscriberCare:
                 self.cell_notices[rule.id] = tuple(told.items())
         return out
 
-    def _restored(self, sid: str, msg: Restored, book: Rulebook) -> list[CareOut]:
+    def _restored(self, sid: str, msg: Restored, book: Rulebook,
+                  status: bool = False) -> list[CareOut]:
         facts = msg.facts
         known = self.incidents.get(facts.incident_id) if self.incidents else None
         if known is not None:
             known[5] = msg.at
+        changed: list[CareOut] = []
+        if facts.incident_id in self.impacts:
+            self.impacts = tuple(i for i in self.impacts if i != facts.incident_id)
+            if status:
+                changed.append(self._status(sid, msg.at))
         told = self.notified.pop(facts.incident_id, None) if self.notified else None
         if told is None:
-            return []  # restored notices go to those who were told of the outage
+            return changed  # restored notices go to those who were told of the outage
         # A notice deferred to the morning: the restored notice goes no earlier than it.
         wake = told[2] if len(told) > 2 and told[2] is not None and told[2] > msg.at else None
-        out: list[CareOut] = []
+        out: list[CareOut] = changed
         for rule, why in self._rules_for("resolved", facts, msg.at, book, capped=False,
                                          silenced=False):
             if why is not None:
@@ -478,6 +522,12 @@ class SubscriberCare:
                 facts.incident_kind, facts.scope, facts.area, facts.start_time,
                 tuple(c for c, _ in facts.down_cells), None]
         self.incidents = incidents
+
+    def _status(self, sid: str, at: float) -> CareStatus:
+        """Their current impact (:class:`CareStatus`), after a change."""
+        known = self.incidents or {}
+        return CareStatus(sid, at, tuple((inc, *known[inc][:5]) for inc in self.impacts
+                                         if inc in known))
 
     def _context(self, sid: str, msg: Complaint, book: Rulebook) -> CareContext:
         """What care knows when ``sid`` complains (:class:`CareContext`)."""
@@ -653,7 +703,7 @@ class CareShard:
     def __init__(self) -> None:
         self.subscribers: dict[str, SubscriberCare] = {}
 
-    def handle_batch(self, msgs: list, book: Rulebook) -> list[CareOut]:
+    def handle_batch(self, msgs: list, book: Rulebook, status: bool = False) -> list[CareOut]:
         """Apply messages in :func:`order_key` order; return what they make due."""
         out: list[CareOut] = []
         subs = self.subscribers
@@ -662,7 +712,7 @@ class CareShard:
             care = subs.get(sid)
             if care is None:
                 care = subs[sid] = SubscriberCare()
-            out += care.handle(sid, msg, book)
+            out += care.handle(sid, msg, book, status)
             if care.empty():
                 del subs[sid]
         return out

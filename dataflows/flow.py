@@ -55,7 +55,14 @@ from bytewax.outputs import Sink
 from forewarn import metrics, safe_pickle, tmf681
 from forewarn.adapters import Adapters
 from forewarn.codec import Expanded, dead_letter_dict, decode_input, encode
-from forewarn.dataflows.care import CareContext, CareShard, Suppressed, care_order, order_key
+from forewarn.dataflows.care import (
+    CareContext,
+    CareShard,
+    CareStatus,
+    Suppressed,
+    care_order,
+    order_key,
+)
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
@@ -412,8 +419,9 @@ class CareLogic(StatefulBatchLogic):
     several lists are merged as they come.
     """
 
-    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+    def __init__(self, cfg: FlowConfig, resume: bytes | None, status: bool = False):
         self.cfg = cfg
+        self.status = status  # emit CareStatus (the flow has a care.status output)
         self.held: list = []
         if resume:
             self.shard, self.held = _thaw_care(resume)
@@ -425,7 +433,7 @@ class CareLogic(StatefulBatchLogic):
         if self.cfg.durable:
             msgs = values[0] if len(values) == 1 else sorted(
                 (m for msgs in values for m in msgs), key=order_key)
-            return self.shard.handle_batch(msgs, book), not self.shard.subscribers
+            return self.shard.handle_batch(msgs, book, self.status), not self.shard.subscribers
         out: list = []
         held = self.held
         for msgs in values:
@@ -442,7 +450,7 @@ class CareLogic(StatefulBatchLogic):
             return []
         self.held = [m for m in self.held if m.at >= frontier]
         ready.sort(key=care_order)
-        return self.shard.handle_batch(ready, book)
+        return self.shard.handle_batch(ready, book, self.status)
 
     def on_eof(self) -> tuple[list, bool]:
         return self._take_before(INF, self.cfg.rulebook()), False
@@ -459,6 +467,16 @@ def _thaw_care(blob: bytes) -> tuple[CareShard, list]:
 
 
 # ---- stateless steps ---------------------------------------------------------------
+
+
+def _encoder_of(kind: type[CareContext] | type[CareStatus]
+                ) -> Callable[[Any], tuple[str, bytes] | None]:
+    """``(subscriber_id, JSON line)`` of a care output of ``kind`` (its ``record()``)."""
+    def encode_one(item: Any) -> tuple[str, bytes] | None:
+        if type(item) is not kind:
+            return None
+        return item.subscriber_id, orjson.dumps(item.record())
+    return encode_one
 
 
 #: Each input shard's sequencer gauges in this process: shard -> (watermark, records
@@ -709,6 +727,8 @@ class Outputs:
     suppressed: Sink | None = None  # optional: ("suppressed", Suppressed) for backtests
     # what care knows at each complaint (``care.context``), keyed by subscriber_id
     care_context: Sink | None = None
+    # each subscriber's current impact when it changes (``care.status``, compacted)
+    care_status: Sink | None = None
 
 
 def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
@@ -745,13 +765,16 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     care_frontier = op.flat_map("frontier_to_care", frontier,
                                 lambda x: x[1] if x[0] == "care" else ())
     care_keyed = op.merge("care_in", care_from_seq, verdicts, care_frontier)
-    care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r))
+    status = outputs.care_status is not None
+    care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r, status))
+    # a care context or status goes straight out, not to dispatch
     care_split = op.branch("care_split", op.map("unkey_care", care_out, lambda kv: kv[1]),
-                           lambda x: type(x) is not CareContext)
-    if outputs.care_context is not None:  # (a context goes straight out, not to dispatch)
-        op.output("care_context_out", op.map(
-            "encode_care_context", care_split.falses,
-            lambda c: (c.subscriber_id, orjson.dumps(c.record()))), outputs.care_context)
+                           lambda x: type(x) is not CareContext and type(x) is not CareStatus)
+    for name, kind, sink in (("care_context", CareContext, outputs.care_context),
+                             ("care_status", CareStatus, outputs.care_status)):
+        if sink is not None:
+            op.output(f"{name}_out", op.filter_map(
+                f"encode_{name}", care_split.falses, _encoder_of(kind)), sink)
     to_dispatch = op.key_on("key_dispatch", op.merge(
         "dispatch_in", care_split.trues,
         op.filter_map("frontier_to_dispatch", frontier,

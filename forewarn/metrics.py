@@ -69,7 +69,8 @@ TOPIC_FOR_TYPE = {
     "maintenance": "bss.maintenance",
     "complaint": "care.complaints",
 }
-OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter", "care.context")
+OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter", "care.context",
+                 "care.status")
 SCOPES = ("cell", "site")
 SUPPRESS_REASONS = ("moved_away", "no_consent", "unknown_subscriber", "deleted_subscriber",
                     "cooldown", "repeat_outage", "cell_cooldown")

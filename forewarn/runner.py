@@ -22,6 +22,7 @@ OUTPUT_FILES = {
     "incidents": ("incidents.jsonl", ("event_time", "incident_id", "status")),
     "dead_letters": ("dead_letters.jsonl", ("source", "reason", "raw")),
     "care_context": ("care_context.jsonl", ("event_time", "context_id")),
+    "care_status": ("care_status.jsonl", ("event_time", "subscriber_id")),
 }
 
 
@@ -100,6 +101,7 @@ class Collected:
     incidents: list[bytes]
     dead_letters: list[bytes]
     care_context: list[bytes] = field(default_factory=list)
+    care_status: list[bytes] = field(default_factory=list)
     suppressed: list = field(default_factory=list)  # forewarn.dataflows.care.Suppressed
 
 

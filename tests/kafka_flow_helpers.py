@@ -35,6 +35,7 @@ class Expected:
     incidents: list[bytes]
     dead_letters: list[bytes]
     care_context: list[bytes] = field(default_factory=list)
+    care_status: list[bytes] = field(default_factory=list)
 
     @property
     def action_ids(self) -> set[str]:
@@ -61,7 +62,7 @@ def expected(cfg: ScenarioConfig = SCENARIO, partitions: int = 1) -> Expected:
     lines = simulate(cfg).lines
     got = run_collect(lines, load_rulebook(), partitions=partitions, partitioner="kafka")
     return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
-                    got.dead_letters, got.care_context)
+                    got.dead_letters, got.care_context, got.care_status)
 
 
 #: Six hours from 09:30 with every default rule in it: the simulator's outages, flapping,
@@ -114,7 +115,7 @@ def expected_every_rule(partitions: int = 1) -> Expected:
     lines = _merged(simulate(EVERY_RULE).lines, every_rule_block())
     got = run_collect(lines, load_rulebook(), partitions=partitions, partitioner="kafka")
     return Expected(lines, [orjson.loads(a) for a in got.actions], got.incidents,
-                    got.dead_letters, got.care_context)
+                    got.dead_letters, got.care_context, got.care_status)
 
 
 def fresh_topics(config: Mapping[str, str], partitions: int = 1,

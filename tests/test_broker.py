@@ -148,7 +148,7 @@ def test_dedicated_broker_round_trip(tmp_path: Path) -> None:
         assert create_topics(config, partitions=3) == []  # idempotent
         for name, (partitions, policy) in _describe_topics(config, names).items():
             assert partitions == 3, name
-            compacted = name in ("oss.topology", "bss.subscribers")
+            compacted = name in ("oss.topology", "bss.subscribers", "care.status")
             assert policy == ("compact" if compacted else "delete"), name
 
         produce_lines(

@@ -610,8 +610,10 @@ def test_the_shard_keeps_only_subscribers_with_state():
     out = run(shard, BOOK, impact(sid="X"), Complaint("K1", "Y", T0, "other"), upsert("Z"))
     assert out == [Suppressed("outage-notice", "outage_notice", "unknown_subscriber", T0 + 120),
                    ComplaintSeen("Y", T0), CareContext("K1", "Y", T0, "other", None)]
-    assert sorted(shard.subscribers) == ["Y", "Z"]
+    assert sorted(shard.subscribers) == ["X", "Y", "Z"]  # X while the outage impacts them
     assert shard.subscribers["Y"].complaints == 1
+    run(shard, BOOK, Restored("X", FACTS, T0 + HOUR))
+    assert sorted(shard.subscribers) == ["Y", "Z"]
     run(shard, BOOK, Subscriber("W", "delete", T0))
     assert shard.subscribers["W"].deleted_at == T0  # a deletion is remembered
     run(shard, BOOK, impact(sid="Z"), Restored("Z", FACTS, T0 + HOUR))

@@ -93,3 +93,51 @@ def test_a_flow_run_writes_one_context_per_complaint_the_same_on_any_layout():
     assert set(got) == {"U1", "U2"}
     assert got["U1"]["forewarned"] and got["U1"]["incidents"][0]["cell_ids"] == ["S1-C1"]
     assert not got["U2"]["forewarned"] and got["U2"]["incidents"] == []
+
+
+# ---- care.status: each subscriber's current impact --------------------------------------
+
+
+def statuses(out: list) -> list:
+    from forewarn.dataflows.care import CareStatus
+
+    return [(o.at, [i[0] for i in o.incidents]) for o in out if type(o) is CareStatus]
+
+
+def test_the_status_follows_the_open_incidents_that_impact_them():
+    from dataclasses import replace
+
+    other = replace(FACTS, incident_id="INC-2", down_cells=(("S2-C1", T0 + 60),))
+    shard = CareShard()
+    out = shard.handle_batch([upsert(), impact(), impact(T0 + 300, other)], BOOK, status=True)
+    assert statuses(out) == [(T0 + 120, ["INC-S1-1"]), (T0 + 300, ["INC-S1-1", "INC-2"])]
+    out = shard.handle_batch([Restored("U", FACTS, T0 + HOUR)], BOOK, status=True)
+    assert statuses(out) == [(T0 + HOUR, ["INC-2"])]
+    out = shard.handle_batch([Restored("U", other, T0 + 2 * HOUR)], BOOK, status=True)
+    assert statuses(out) == [(T0 + 2 * HOUR, [])]  # cleared: a tombstone on Kafka
+    record = [o for o in out if type(o).__name__ == "CareStatus"][0].record()
+    assert record["impacted"] is False and record["incidents"] == []
+
+
+def test_a_walk_in_is_no_status_and_without_the_output_none_is_made():
+    from forewarn.dataflows.messages import WALK_IN
+
+    shard = CareShard()
+    out = shard.handle_batch([upsert(), impact(trigger=WALK_IN)], BOOK, status=True)
+    assert statuses(out) == []  # not the contract's impacted: no restored follows
+    quiet = CareShard()
+    assert statuses(quiet.handle_batch([upsert(), impact()], BOOK)) == []
+    assert quiet.subscribers["U"].impacts == ("INC-S1-1",)  # (kept: a later status is right)
+
+
+def test_a_flow_run_writes_statuses_the_same_on_any_layout():
+    s = Scenario().site("S1", cells=2).subscriber("U1").subscriber("U2")
+    s.seen("U1", "S1-C1", 1).seen("U2", "S1-C2", 1)
+    s.alarm("A1", 10, cell="S1-C1").clear("A1", 40, cell="S1-C1")
+    s.seen("U2", "S1-C2", 50)
+    one = run_collect(s.lines, BOOK)
+    two = run_collect(s.lines, BOOK, workers=2, batch=3, epoch_s=0.01)
+    assert sorted(one.care_status) == sorted(two.care_status)
+    got = [orjson.loads(r) for r in one.care_status]
+    assert [(r["subscriber_id"], r["impacted"], [i["incident_id"] for i in r["incidents"]])
+            for r in got] == [("U1", True, ["INC-S1-20261123T101000"]), ("U1", False, [])]

@@ -66,6 +66,15 @@ def _check_outputs(config, topics: Topics, exp: Expected | None = None) -> None:
     contexts = records(config, topics.care_context)  # one per complaint, whole records
     assert exp.care_context and sorted(r.value for r in contexts) == sorted(exp.care_context)
     assert all(r.key == orjson.loads(r.value)["subscriber_id"].encode() for r in contexts)
+    # care.status: each change of a subscriber's impact, a tombstone when it clears
+    def order(kv: tuple) -> tuple:
+        return kv[0], kv[1] or b""
+
+    want = sorted(((orjson.loads(v)["subscriber_id"].encode(),
+                    None if b'"impacted":false' in v else v) for v in exp.care_status),
+                  key=order)
+    got = sorted(((r.key, r.value) for r in records(config, topics.care_status)), key=order)
+    assert exp.care_status and got == want
 
 
 def test_simulate_then_run_on_3_partitions_2_workers(kafka_config, tmp_path: Path) -> None:  # noqa: F811
