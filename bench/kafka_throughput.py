@@ -110,16 +110,21 @@ def _forewarn(bootstrap: str, topics: Topics, *extra: str) -> list[str]:
             "--dedupe-tail", "0", *extra]
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system, every thread) of the waited-for child processes."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def _timed(cmd: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds (user + system, every thread) of one command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = _children_cpu()
     began = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - began
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, _children_cpu() - cpu
 
 
 def _timed_cluster(cmd: list[str], processes: int) -> tuple[float, float]:
@@ -128,7 +133,7 @@ def _timed_cluster(cmd: list[str], processes: int) -> tuple[float, float]:
     from bench.scale_out import free_port
 
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = _children_cpu()
     began = time.monotonic()
     procs = [subprocess.Popen([*cmd, "-i", str(k), "-a", addresses], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for k in range(processes)]
@@ -136,8 +141,7 @@ def _timed_cluster(cmd: list[str], processes: int) -> tuple[float, float]:
     wall = time.monotonic() - began
     if any(p.returncode != 0 for p in procs):
         raise SystemExit(f"failed: {' '.join(cmd)}\n" + "\n".join(e[-2000:] for e in errors))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, _children_cpu() - cpu
 
 
 def _broker_cpu() -> float | None:

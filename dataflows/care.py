@@ -134,11 +134,10 @@ class CareContext:
             "channel": self.channel,
             "forewarned": self.forewarned,
             "incidents": [
-                {"incident_id": inc, "kind": kind, "scope": scope, "area": area,
-                 "start_time": fmt_time(start), "cell_ids": list(cells),
-                 "status": "open" if restored is None else "restored",
-                 "restored_time": None if restored is None else fmt_time(restored)}
-                for inc, kind, scope, area, start, cells, restored in self.incidents],
+                {**_incident_record(*inc[:6]),
+                 "status": "open" if inc[6] is None else "restored",
+                 "restored_time": None if inc[6] is None else fmt_time(inc[6])}
+                for inc in self.incidents],
             "sent": [
                 {"action_id": aid, "kind": kind, "channel": channel,
                  "event_time": fmt_time(at),
@@ -174,11 +173,15 @@ class CareStatus:
             "subscriber_id": self.subscriber_id,
             "event_time": fmt_time(self.at),
             "impacted": bool(self.incidents),
-            "incidents": [
-                {"incident_id": inc, "kind": kind, "scope": scope, "area": area,
-                 "start_time": fmt_time(start), "cell_ids": list(cells)}
-                for inc, kind, scope, area, start, cells in self.incidents],
+            "incidents": [_incident_record(*inc) for inc in self.incidents],
         }
+
+
+def _incident_record(incident_id: str, kind: str, scope: str, area: str, start: float,
+                     cells: tuple[str, ...]) -> dict[str, Any]:
+    """An incident as the care context and status records show it."""
+    return {"incident_id": incident_id, "kind": kind, "scope": scope, "area": area,
+            "start_time": fmt_time(start), "cell_ids": list(cells)}
 
 
 #: How far back a care context looks (incidents, actions, drops).
@@ -513,10 +516,14 @@ class SubscriberCare:
 
     # -- care context ---------------------------------------------------------------
 
+    def _recent_incidents(self, since: float) -> dict[str, list]:
+        """The incidents that impacted them still open, or restored after ``since``."""
+        return {i: v for i, v in (self.incidents or {}).items()
+                if v[5] is None or v[5] > since}
+
     def _remember(self, facts: IncidentFacts, at: float) -> None:
         """An incident impacts them: kept a day for the care context."""
-        incidents = {i: v for i, v in (self.incidents or {}).items()
-                     if v[5] is None or v[5] > at - CONTEXT_S}
+        incidents = self._recent_incidents(at - CONTEXT_S)
         if facts.incident_id not in incidents:
             incidents[facts.incident_id] = [
                 facts.incident_kind, facts.scope, facts.area, facts.start_time,
@@ -532,13 +539,12 @@ class SubscriberCare:
     def _context(self, sid: str, msg: Complaint, book: Rulebook) -> CareContext:
         """What care knows when ``sid`` complains (:class:`CareContext`)."""
         at, since = msg.event_time, msg.event_time - CONTEXT_S
-        incidents = tuple(
-            (inc, *v) for inc, v in sorted((self.incidents or {}).items(),
-                                           key=lambda kv: (kv[1][3], kv[0]))
-            if v[5] is None or v[5] > since)
+        recent = self._recent_incidents(since)
+        incidents = tuple((inc, *v) for inc, v in sorted(recent.items(),
+                                                         key=lambda kv: (kv[1][3], kv[0])))
         steps = []
         for inc, told in sorted((self.notified or {}).items()):
-            known = (self.incidents or {}).get(inc)
+            known = recent.get(inc)
             if known is None:
                 continue
             kind, start = known[0], known[3]

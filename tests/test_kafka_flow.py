@@ -17,7 +17,7 @@ import forewarn.connectors.kafka_source
 from forewarn import metrics
 from forewarn.connectors import broker
 from forewarn.connectors.kafka_publish import Topics, publish_lines
-from forewarn.connectors.kafka_sink import DeliveryError, KafkaOutSink
+from forewarn.connectors.kafka_sink import DeliveryError, KafkaOutSink, cleared_status
 from forewarn.dataflows.sequencer import AHEAD_QUORUM
 from tests.builders import comparable
 from tests.kafka_flow_helpers import (
@@ -71,7 +71,7 @@ def _check_outputs(config, topics: Topics, exp: Expected | None = None) -> None:
         return kv[0], kv[1] or b""
 
     want = sorted(((orjson.loads(v)["subscriber_id"].encode(),
-                    None if b'"impacted":false' in v else v) for v in exp.care_status),
+                    None if cleared_status(v) else v) for v in exp.care_status),
                   key=order)
     got = sorted(((r.key, r.value) for r in records(config, topics.care_status)), key=order)
     assert exp.care_status and got == want
