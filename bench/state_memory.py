@@ -77,7 +77,8 @@ def synthetic_lines(n: int, positions: int = 1) -> Iterator[bytes]:
         site = cell[4:8]
         yield (b'{"type":"cell","cell_id":"%s","site_id":"SITE%s","region":"central",'
                b'"lat":52.1,"lon":-1.2,"technology":"lte"}' % (cell, site))
-    start = _iso(T0)
+    start = _iso(T0 + _SHIFT[0])  # the upserts at the locations' time: care applies them once the
+    # event-time frontier passes them (a profile from the future would be held there)
     for i in range(1, n + 1):
         sid = b"SUB%07d" % i
         first, last = FIRST[i % len(FIRST)], LAST[(i // 7) % len(LAST)]

@@ -403,7 +403,7 @@ class Sequencer:
         pending = self._pending
         if not pending or pending[0][3] > horizon:
             return
-        cell_site, cell_names = self.cell_site, self.cell_names
+        cell_site, cell_names, intern = self.cell_site, self.cell_names, sys.intern
         sites, last_site, last_at = out.sites, self.last_site, self.last_at
         anchors = self.anchors
         learn = anchors.learn_one if anchors is not None else None
@@ -420,20 +420,23 @@ class Sequencer:
                 if at >= self._next_tick:
                     self._ticks(at, out)
             kind = type(rec)
-            if kind is tuple:  # a position the decoder made: most records, as they are
+            if kind is tuple:  # a position the decoder made: most records
                 site = cell_site.get(rec[1])
                 if site is None:
                     out.refuse(self._unknown_cell(rec, raw, source, rec[1]))
                     continue
-                pos = rec
-                sid = rec[0]
+                # One string per subscriber and per cell in all state: the sites keep the
+                # latest position of each member (a decoded record's own copies would
+                # cost ~100 B per subscriber there), care and these tables the id.
+                sid = intern(rec[0])
+                pos = (sid, cell_names[rec[1]], at, rec[3])
             elif kind is Location or kind is Call:
                 site = cell_site.get(rec.cell_id)
                 if site is None:
                     out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
                     continue
                 cell = cell_names[rec.cell_id]  # one shared string per cell in all state
-                sid = rec.subscriber_id
+                sid = intern(rec.subscriber_id)
                 # a call is known when it ends: its end_time (`at`) keeps "as of T" exact
                 pos = (sid, cell, at, None if kind is Location else f"call:{rec.call_id}")
             else:
