@@ -16,7 +16,7 @@ from /proc/self/status — the flow's state is all live then (at EOF Bytewax fre
 * ``--breakdown N`` (default 50 k) runs one more child with tracemalloc and walks the
   live objects (``gc.get_objects``) at the hold: care state (``SubscriberCare`` and what
   it owns), site membership (entries of ``SiteCorrelator.members``), the sequencer's
-  latest site and time per subscriber (``Sequencer.last_site``/``last_at``), the care keys'
+  latest site and time per subscriber (``Sequencer.heard``'s rows), the care keys'
   Python objects (``CareLogic``: 64 shards, each with a dict of its subscribers); the
   rest of the RSS is native (Bytewax's Rust per-key state) and allocator overhead.
 
@@ -217,18 +217,17 @@ def breakdown(n: int) -> dict[str, Any]:
                    "entries (sub id str + (cell, at, ref) tuple, unshared parts)":
                        member_entries / n}
 
-    # The sequencer's latest site and time of each subscriber (keys and times are
-    # mostly the members' own objects, counted above; the rest is counted here).
-    latest = sum(sys.getsizeof(q.last_site) + sys.getsizeof(q.last_at) for q in sequencers)
-    latest += sum(_deep(k, seen) + _deep(v, seen) for q in sequencers
-                  for d in (q.last_site, q.last_at) for k, v in d.items())
-    # Their learnt anchor places (forewarn.dataflows.anchors): a dict slot and one packed int each
-    # (and the key, when it is not the string the tables above hold already).
-    anchors = sum(sys.getsizeof(q.anchors.packed) + sum(_deep(k, seen) + _deep(v, seen)
-                                                          for k, v in q.anchors.packed.items())
-                  for q in sequencers if q.anchors is not None)
-    out["sequencer"] = {"latest site + time (dict slots, unshared parts)": latest / n,
-                        "anchor places (dict slots, packed ints, unshared keys)": anchors / n}
+    # The sequencer's rows (forewarn.dataflows.heard): per subscriber a dict slot and a
+    # row number (the key is the members' own string, counted above), a site number and
+    # a time in typed arrays; the learnt anchor places are the anchor column's 16 bytes.
+    latest = sum(sys.getsizeof(q.heard.rows) + sum(_deep(k, seen) + _deep(v, seen)
+                                                    for k, v in q.heard.rows.items())
+                 + sys.getsizeof(q.heard.site) + sys.getsizeof(q.heard.at)
+                 for q in sequencers)
+    anchors = sum(sys.getsizeof(q.heard.anchor) for q in sequencers
+                  if q.heard.anchor is not None)
+    out["sequencer"] = {"latest site + time (rows: dict slot, row number, arrays)": latest / n,
+                        "anchor places (the rows' anchor column)": anchors / n}
 
     # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
     # dict of its subscribers; per subscriber that is the dict's share.

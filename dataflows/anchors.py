@@ -10,8 +10,9 @@ one clock, like the cells' hour profiles):
 * :data:`NIGHT`: 23:00-06:00, every day (home);
 * :data:`WORK`: 10:00-16:00, Monday to Friday (work, or home for who stays there).
 
-Bounded state: per subscriber one ``int`` packing, for each bucket, an *anchor* and a
-*challenger* site (interned to 16-bit numbers) with their minutes (10 bits each). A
+Bounded state: per subscriber and bucket, 52 bits in a 64-bit word of the sequencer's
+rows (:mod:`forewarn.dataflows.heard`: 16 bytes a subscriber), packing an *anchor* and a
+*challenger* site (16-bit site numbers) with their minutes (10 bits each). A
 site that is neither takes minutes from the challenger (a Misra-Gries counter: the
 challenger is replaced once outweighed), never from the anchor; a challenger with more
 minutes than the anchor becomes it. When a score would pass :data:`CAP_MIN`, both are
@@ -35,8 +36,10 @@ in between). It goes to the bucket of the credited span's middle.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
+from forewarn.dataflows.heard import Heard
 from forewarn.dataflows.state import restore_fields
 
 NIGHT, WORK = 0, 1
@@ -147,28 +150,67 @@ def credit(state: int, site: int, minutes: int) -> int:
 
 @dataclass(slots=True)
 class Anchors:
-    """Learnt anchor sites of every subscriber heard: ``packed[sid]`` holds both buckets
-    (:func:`credit`'s bits, :data:`NIGHT` in the low half); ``sites`` numbers the sites
-    (index 0: none)."""
+    """Learnt anchor sites of every subscriber heard, in the anchor column of a
+    :class:`~forewarn.dataflows.heard.Heard` (the sequencer's rows, one per subscriber:
+    :func:`credit`'s bits of :data:`NIGHT` at ``2 * row``, :data:`WORK` at ``2 * row +
+    1``), with its site numbers (16 bits: sites numbered past :data:`MAX_SITES` are not
+    learnt)."""
 
-    packed: dict[str, int] = field(default_factory=dict)
-    sites: list[str] = field(default_factory=lambda: [""])
-    number: dict[str, int] = field(default_factory=dict)  # site -> its index in ``sites``
-    unplaced: int = 0  # credits lost: more than MAX_SITES sites
+    heard: Heard = field(default_factory=Heard)
+    unplaced: int = 0  # credits lost: a site numbered past MAX_SITES
+
+    def __post_init__(self) -> None:
+        self.heard.learning(True)
 
     def __setstate__(self, state: tuple) -> None:
-        restore_fields(self, state)
+        saved = state[1] if isinstance(state, tuple) else state
+        if "packed" not in saved:
+            restore_fields(self, state)
+            return
+        # Format 1: ``packed[sid]`` (both buckets in one int) and site numbers of its
+        # own; the sequencer's upgrade then adds each subscriber's latest site and time.
+        self.unplaced = saved.get("unplaced", 0)
+        heard = self.heard = Heard(names=list(saved["sites"]), numbers=dict(saved["number"]))
+        for sid, bits in saved["packed"].items():
+            row = heard.add(sid, 0, 0.0)
+            heard.anchor[2 * row:2 * row + 2] = array(  # type: ignore[index]
+                "Q", (bits & _BUCKET_MASK, bits >> _BUCKET_BITS))
 
-    def meet(self, sid: str) -> None:
-        """``sid`` heard for the first time: their entry, keyed by the string the caller
-        keeps for them (the sequencer's tables'), not by a later record's copy of it."""
-        self.packed.setdefault(sid, 0)
+    @property
+    def packed(self) -> dict[str, int]:
+        """``sid -> `` both buckets' bits in one int (:data:`NIGHT` in the low half)."""
+        col = self.heard.anchor
+        assert col is not None
+        return {sid: col[2 * r] | col[2 * r + 1] << _BUCKET_BITS
+                for sid, r in self.heard.rows.items()}
+
+    @property
+    def sites(self) -> list[str]:
+        """Site ids by number (index 0: none)."""
+        return self.heard.names
+
+    @property
+    def number(self) -> dict[str, int]:
+        """Site id -> its number."""
+        return self.heard.numbers
 
     def learn_one(self, sid: str, site: str, since: float, at: float,
                   moved: bool = False) -> None:
         """``sid``, heard on ``site`` at ``since``, is heard again at ``at`` (elsewhere if
-        ``moved``): credit the time between to ``site``. (Called for every position: the
-        bucket and the common case, more time on the anchor, are inlined.)"""
+        ``moved``): credit the time between to ``site`` (:meth:`learn_row`, for a caller
+        without rows of its own)."""
+        heard = self.heard
+        row = heard.rows.get(sid)
+        if row is None:
+            if _bucket_minutes(since, at, moved) is None:
+                return
+            row = heard.add(sid, 0, 0.0)
+        self.learn_row(row, heard.number(site), since, at, moved)
+
+    def learn_row(self, row: int, n: int, since: float, at: float, moved: bool = False) -> None:
+        """Row ``row``, heard on site number ``n`` at ``since``, is heard again at ``at``
+        (elsewhere if ``moved``): credit the time between to ``n``. (Called for every
+        position: the bucket and the common case, more time on the anchor, are inlined.)"""
         gap = at - since
         if gap < 60.0:
             return
@@ -179,34 +221,34 @@ class Anchors:
         t = int(since + gap * 0.5)
         hour = t // 3600 % 24
         if hour >= 23 or hour < 6:
-            shift = 0  # NIGHT
+            i = 2 * row  # NIGHT
         elif 10 <= hour < 16 and (t - _EPOCH_MONDAY) // 86400 % 7 < 5:
-            shift = _BUCKET_BITS  # WORK
+            i = 2 * row + 1  # WORK
         else:
             return
         minutes = int(gap // 60)
         if minutes == 0:
             return
-        n = self.number.get(site)
-        if n is None:
-            if len(self.sites) > MAX_SITES:
-                self.unplaced += 1
-                return
-            n = self.number[site] = len(self.sites)
-            self.sites.append(site)
-        packed = self.packed
-        state = packed.get(sid, 0)
-        mine = (state >> shift) & _BUCKET_MASK
-        if mine & _SITE_MASK == n and ((mine >> _SITE_BITS) & _SCORE_MASK) + minutes <= CAP_MIN:
-            packed[sid] = state + (minutes << (shift + _SITE_BITS))  # more on the anchor
+        if n > MAX_SITES:
+            self.unplaced += 1
             return
-        packed[sid] = (state & ~(_BUCKET_MASK << shift)) | (credit(mine, n, minutes) << shift)
+        col = self.heard.anchor
+        assert col is not None
+        mine = col[i]
+        if mine & _SITE_MASK == n and ((mine >> _SITE_BITS) & _SCORE_MASK) + minutes <= CAP_MIN:
+            col[i] = mine + (minutes << _SITE_BITS)  # more on the anchor
+            return
+        col[i] = credit(mine, n, minutes)
+
+    def _bits(self, sid: str, bucket: int) -> int:
+        row = self.heard.rows.get(sid)
+        col = self.heard.anchor
+        return 0 if row is None or col is None else col[2 * row + bucket]
 
     def anchor(self, sid: str, bucket: int) -> str | None:
         """``sid``'s anchor site in ``bucket``, once it has :data:`MIN_ANCHOR_MIN` minutes."""
-        anchor, a_min, _, o_min = _unpack(self.packed.get(sid, 0) >> (bucket * _BUCKET_BITS)
-                                          & _BUCKET_MASK)
-        return self.sites[anchor] if anchor and _sure(a_min, o_min) else None
+        anchor, a_min, _, o_min = _unpack(self._bits(sid, bucket))
+        return self.heard.names[anchor] if anchor and _sure(a_min, o_min) else None
 
     def expected(self, sid: str, at: float) -> str | None:
         """Where ``sid`` is expected at ``at``: their anchor for it (:func:`expected_bucket`)."""
@@ -222,12 +264,12 @@ class Anchors:
         >>> a.anchored_buckets("U1", "S1"), a.anchored_buckets("U1", "S2")
         (1, 0)
         """
-        n = self.number.get(site)
+        n = self.heard.numbers.get(site)
         if n is None:
             return 0
-        state, bits = self.packed.get(sid, 0), 0
+        bits = 0
         for bucket in BUCKETS:
-            anchor, a_min, _, o_min = _unpack(state >> (bucket * _BUCKET_BITS) & _BUCKET_MASK)
+            anchor, a_min, _, o_min = _unpack(self._bits(sid, bucket))
             if anchor == n and _sure(a_min, o_min):
                 bits |= 1 << bucket
         return bits
@@ -235,8 +277,16 @@ class Anchors:
     def table(self) -> dict[str, tuple[str | None, str | None]]:
         """Every subscriber with an anchor: ``sid -> (night anchor, work anchor)``."""
         out = {}
-        for sid in self.packed:
+        for sid in self.heard.rows:
             found = (self.anchor(sid, NIGHT), self.anchor(sid, WORK))
             if found != (None, None):
                 out[sid] = found
         return out
+
+
+def _bucket_minutes(since: float, at: float, moved: bool) -> int | None:
+    """Whether :meth:`Anchors.learn_row` would credit anything (a bucket, a minute)."""
+    gap = min(at - since, MAX_GAP_S) * (0.5 if moved else 1.0)
+    if at - since < 60.0 or bucket_of(since + gap * 0.5) is None or int(gap // 60) == 0:
+        return None
+    return int(gap // 60)

@@ -171,8 +171,6 @@ class SequenceLogic(StatefulBatchLogic):
         self.seq.learn_anchors(cfg.anchors)
         self.applied = cfg.book.digest
         self.seq.configure(cfg.rulebook())
-        if not hasattr(self.seq, "last_site"):  # an older format without latest sites: moves
-            self.seq.last_site, self.seq.last_at = {}, {}  # told from the next position on
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
         self.reported = -INF  # the watermark last told the frontier step
         self.idle = False  # the frontier step was told this shard's input is idle

@@ -29,7 +29,7 @@ Two halves, because the two facts live in different places:
 >>> watch = NearbyWatch()
 >>> watch.place("S1", 0.0, 0.0); watch.place("S2", 0.0, 0.01); watch.place("S3", 0.0, 1.0)
 >>> sites: dict = {}
->>> watch.start("S1", 65.0, 1, {"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}, sites)
+>>> watch.start("S1", 65.0, 1, Heard.of({"U1": "S2", "U2": "S3"}, {"U1": 50.0, "U2": 60.0}), sites)
 >>> sites["S1"][0], len(sites["S1"])
 (Watch(at=65.0, ended=False), 2)
 >>> sites["S1"][1]  # last heard at 50, sent when the watch began
@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from forewarn.dataflows.anchors import Anchors
+from forewarn.dataflows.heard import Heard
 from forewarn.dataflows.messages import Near, Watch
 from forewarn.dataflows.state import restore_fields
 
@@ -124,8 +125,8 @@ class NearbyWatch:
         watching = self.near_of.get(site)
         return watching[0][1] if watching else None
 
-    def start(self, site: str, at: float, k: int, last_site: dict[str, str],
-              last_at: dict[str, float], sites: dict[str, list]) -> None:
+    def start(self, site: str, at: float, k: int, heard: Heard,
+              sites: dict[str, list]) -> None:
         """An outage alarm opened on ``site`` at ``at``: follow who is around it (if not
         already)."""
         watch = self.watches.get(site)
@@ -144,7 +145,7 @@ class NearbyWatch:
         if self.announce:  # an earlier watch's news is stale
             sites.setdefault(site, []).append(Watch(at))
         mine = {n for _, n in ranked if self.owner(n) == site} | {site}
-        around = sorted((last_at[sid], sid, s) for sid, s in last_site.items() if s in mine)
+        around = sorted((when, sid, s) for sid, s, when in heard.items() if s in mine)
         for when, sid, s in around:  # oldest first: the site keeps them in last-heard order
             self._claim(sid, s, when, site, sites, at)
 
@@ -183,8 +184,8 @@ class NearbyWatch:
             if before != site:
                 sites.setdefault(before, []).append(Near(sid, site, at, False, sent=now))
 
-    def expire(self, now: float, last_site: dict[str, str], last_at: dict[str, float],
-               sites: dict[str, list], silence_s: float = float("inf")) -> None:
+    def expire(self, now: float, heard: Heard, sites: dict[str, list],
+               silence_s: float = float("inf")) -> None:
         """End watches past their end (or :data:`MAX_WATCH_S` old): the site forgets who
         it heard around (a :class:`~forewarn.dataflows.messages.Watch` that ended), and those it
         followed go to the site that counts them now, if another still watches, unless
@@ -202,11 +203,13 @@ class NearbyWatch:
                     sites.setdefault(site, []).append(Watch(now, ended=True))
                 for sid in self.followers.pop(site, ()):
                     del self.followed[sid]
-                    where = last_site.get(sid)
-                    owner = self.owner(where) if where is not None else None
-                    if owner is not None and where is not None \
-                            and last_at[sid] + silence_s > now:
-                        self._claim(sid, where, last_at[sid], owner, sites, now)
+                    latest = heard.latest(sid)
+                    if latest is None:
+                        continue
+                    where, when = latest
+                    owner = self.owner(where)
+                    if owner is not None and when + silence_s > now:
+                        self._claim(sid, where, when, owner, sites, now)
 
 
 @dataclass(slots=True)

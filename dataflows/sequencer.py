@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from forewarn.codec import Source, dead_letter, fmt_time
 from forewarn.dataflows.anchors import Anchors
+from forewarn.dataflows.heard import Heard
 from forewarn.dataflows.messages import Drop, Left, Stamped, Tick
 from forewarn.dataflows.nearby import NearbyWatch
 from forewarn.dataflows.shards import is_context
@@ -152,9 +153,9 @@ class Sequencer:
     site_cells: dict[str, set[str]] = field(default_factory=dict)
     open_alarms: dict[str, set[str]] = field(default_factory=dict)  # site -> alarm ids
     active_until: dict[str, float] = field(default_factory=dict)  # site -> event time
-    # each subscriber's latest position: its site, and its time
-    last_site: dict[str, str] = field(default_factory=dict)
-    last_at: dict[str, float] = field(default_factory=dict)
+    # each subscriber's latest position: its site, and its time (and, when learnt,
+    # their anchor places: one row each, forewarn.dataflows.heard)
+    heard: Heard = field(default_factory=Heard)
     # warm-up records, then the reorder buffer: Items, sorted by stream time (stable)
     _pending: deque = field(default_factory=deque)
     _next_tick: float = 0.0
@@ -181,23 +182,43 @@ class Sequencer:
     shard: int = 0
     shards: int = 1
     # each subscriber's anchor sites, learnt from the time between their positions
-    # (forewarn.dataflows.anchors); None: not learnt
+    # (forewarn.dataflows.anchors, in ``heard``'s rows); None: not learnt
     anchors: Anchors | None = field(default_factory=Anchors)
 
     def __post_init__(self) -> None:
-        self.nearby.anchors = self.anchors  # (one object: the watch reads what is learnt)
+        self._share()
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)  # an older format's missing fields get their defaults
+        saved = state[1] if isinstance(state, tuple) else state
+        if "heard" not in saved:  # format 1: latest sites and times in two dicts
+            self.heard = _upgrade_heard(saved, self.anchors)
+        self._share()
+
+    def _share(self) -> None:
+        """One table of rows: the anchors learn in it, the watch reads what is learnt."""
+        if self.anchors is not None:
+            self.anchors.heard = self.heard
+        self.heard.learning(self.anchors is not None)
         self.nearby.anchors = self.anchors
+
+    @property
+    def last_site(self) -> dict[str, str]:
+        """``sid -> `` the site of their latest position (a copy, for reading)."""
+        return {sid: site for sid, site, _ in self.heard.items()}
+
+    @property
+    def last_at(self) -> dict[str, float]:
+        """``sid -> `` the time of their latest position (a copy, for reading)."""
+        return {sid: at for sid, _, at in self.heard.items()}
 
     def learn_anchors(self, on: bool) -> None:
         """Learn each subscriber's anchor places (:mod:`forewarn.dataflows.anchors`), or not."""
         if not on:
             self.anchors = None
         elif self.anchors is None:
-            self.anchors = Anchors()
-        self.nearby.anchors = self.anchors
+            self.anchors = Anchors(self.heard)
+        self._share()
 
     def configure(self, book: Rulebook) -> None:
         """What of the rulebook the sequencer needs: whether and how to watch around
@@ -404,9 +425,11 @@ class Sequencer:
         if not pending or pending[0][3] > horizon:
             return
         cell_site, cell_names, intern = self.cell_site, self.cell_names, sys.intern
-        sites, last_site, last_at = out.sites, self.last_site, self.last_at
+        sites, heard = out.sites, self.heard
+        rows, h_site, h_at, numbers, names = (heard.rows, heard.site, heard.at, heard.numbers,
+                                              heard.names)
         anchors = self.anchors
-        learn = anchors.learn_one if anchors is not None else None
+        learn = anchors.learn_row if anchors is not None else None
         watermark = self.watermark
         while pending and pending[0][3] <= horizon:
             source, raw, rec, at = pending.popleft()
@@ -446,21 +469,26 @@ class Sequencer:
             if box is None:
                 box = sites[site] = []
             box.append(pos)
-            before = last_site.get(sid)
-            if late and before is not None and at < last_at[sid]:  # not their latest
-                if before != site:  # this site's view of them is out of date already
-                    sites[site].append(Left(sid, last_at[sid]))
+            n = numbers.get(site)
+            if n is None:
+                n = heard.number(site)
+            row = rows.get(sid)
+            if row is None:  # heard for the first time
+                heard.add(sid, n, at)
+            elif late and at < h_at[row]:  # not their latest
+                if h_site[row] != n:  # this site's view of them is out of date already
+                    sites[site].append(Left(sid, h_at[row]))
+                row = -1
             else:
-                if learn is not None:  # time on their last site
-                    if before is not None:
-                        learn(sid, before, last_at[sid], at, before != site)
-                    elif anchors is not None:  # (keyed by the string last_site keeps)
-                        anchors.meet(sid)
-                last_at[sid] = at
-                if before != site:  # on another site than last time: tell the one left
-                    last_site[sid] = site
-                    if before is not None:  # (a move: ~8 % of positions, off the hot path)
-                        out.site(before, Left(sid, at))
+                before = h_site[row]  # (0: a row an older snapshot had no site for)
+                if learn is not None and before:  # time on their last site
+                    learn(row, before, h_at[row], at, before != n)
+                h_at[row] = at
+                if before != n:  # on another site than last time: tell the one left
+                    h_site[row] = n  # (a move: ~8 % of positions, off the hot path)
+                    if before:
+                        out.site(names[before], Left(sid, at))
+            if row != -1:
                 nearby = self.nearby
                 if nearby.near_of or nearby.followed:  # some site is down: who is around
                     nearby.heard(sid, site, at, sites)  # (their latest position only)
@@ -472,7 +500,7 @@ class Sequencer:
         self._next_tick = now + self.tick_s
         if self.nearby.watches:
             silence = self.near_cfg[4] if self.near_cfg is not None else 0.0
-            self.nearby.expire(now, self.last_site, self.last_at, out.sites, silence)
+            self.nearby.expire(now, self.heard, out.sites, silence)
         tick = Tick(now)
         for site, until in list(self.active_until.items()):
             if until < now and not self.open_alarms.get(site):
@@ -591,7 +619,7 @@ class Sequencer:
                 return  # maintenance: no customer action, nobody to follow
             if outage is None:
                 outage = self.outage_open[site] = set()
-            self.nearby.start(site, rec.event_time, k, self.last_site, self.last_at, out.sites)
+            self.nearby.start(site, rec.event_time, k, self.heard, out.sites)
             outage.add(rec.alarm_id)
 
     def _planned(self, site: str, rec: Alarm) -> bool:
@@ -634,3 +662,16 @@ def _span(seconds: float) -> str:
 def _skew_reason(rec: Record | tuple, at: float, watermark: float) -> str:
     return (f"{kind_of(rec).kind}: event time {fmt_time(at)} is more than 7 days from the stream's "
             f"progress ({fmt_time(watermark)})")
+
+
+def _upgrade_heard(saved: dict, anchors: Anchors | None) -> Heard:
+    """Format 1 of the sequencer's state kept each subscriber's latest site and time in
+    two dicts (``last_site``, ``last_at``; anchors keyed by subscriber, already turned
+    into rows by :class:`Anchors`' own upgrade): the rows they make."""
+    if anchors is None:
+        return Heard.of(saved.get("last_site", {}), saved.get("last_at", {}))
+    heard = anchors.heard
+    last_at = saved.get("last_at", {})
+    for sid, site in saved.get("last_site", {}).items():
+        heard.note(sid, heard.number(site), last_at[sid])
+    return heard

@@ -70,6 +70,7 @@ STATE_MODULES = (
     "forewarn.codec",
     "forewarn.dataflows.messages",
     "forewarn.dataflows.anchors",
+    "forewarn.dataflows.heard",
     "forewarn.dataflows.nearby",
     "forewarn.dataflows.sequencer",
     "forewarn.dataflows.site",

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from forewarn import safe_pickle
+from forewarn.dataflows.heard import Heard
 from forewarn.dataflows.messages import Near, Watch
 from forewarn.dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch, Surroundings
 from forewarn.dataflows.sequencer import Routes, Sequencer
@@ -224,11 +225,11 @@ def test_a_stuck_alarm_ends_its_watch_after_twelve_hours():
     w = NearbyWatch()
     for s, lon in (("S1", 0.0), ("S2", 0.01)):
         w.place(s, 0.0, lon)
-    w.start("S1", 0.0, 8, {"U1": "S2"}, {"U1": 0.0}, {})
+    w.start("S1", 0.0, 8, Heard.of({"U1": "S2"}, {"U1": 0.0}), {})
     sites: dict = {}
-    w.expire(MAX_WATCH_S, {"U1": "S2"}, {"U1": 0.0}, sites)
+    w.expire(MAX_WATCH_S, Heard.of({"U1": "S2"}, {"U1": 0.0}), sites)
     assert "S1" in w.watches and sites == {}
-    w.expire(MAX_WATCH_S + 1, {"U1": "S2"}, {"U1": 0.0}, sites)
+    w.expire(MAX_WATCH_S + 1, Heard.of({"U1": "S2"}, {"U1": 0.0}), sites)
     assert w.watches == {} and w.near_of == {} and w.followed == {} and w.followers == {}
     assert sites == {"S1": [Watch(MAX_WATCH_S + 1, ended=True)]}  # the site forgets them
 
@@ -240,12 +241,12 @@ def test_the_end_of_a_watch_hands_its_subscribers_to_the_next_down_site():
     for s, lon in (("S2", 0.0), ("N", 0.01), ("S3", 0.03)):
         w.place(s, 0.0, lon)
     sites: dict = {}
-    w.start("S3", 0.0, 8, {"U1": "N"}, {"U1": 5.0}, sites)
-    w.start("S2", 10.0, 8, {"U1": "N"}, {"U1": 5.0}, sites)
+    w.start("S3", 0.0, 8, Heard.of({"U1": "N"}, {"U1": 5.0}), sites)
+    w.start("S2", 10.0, 8, Heard.of({"U1": "N"}, {"U1": 5.0}), sites)
     assert w.followed == {"U1": "S2"}
     w.stop("S2", 20.0, 0.0)
     sites = {}
-    w.expire(30.0, {"U1": "N"}, {"U1": 5.0}, sites)
+    w.expire(30.0, Heard.of({"U1": "N"}, {"U1": 5.0}), sites)
     assert w.followed == {"U1": "S3"}
     assert sites == {"S2": [Watch(30.0, ended=True)], "S3": [Near("U1", "N", 5.0, sent=30.0)]}
 
@@ -333,7 +334,7 @@ def test_a_storm_of_outage_alarms_watches_a_bounded_number_of_sites():
     for i in range(MAX_WATCHES + 5):
         w.place(f"S{i}", 0.0, 0.01 * i)
     for i in range(MAX_WATCHES + 5):
-        w.start(f"S{i}", 0.0, 4, {}, {}, {})
+        w.start(f"S{i}", 0.0, 4, Heard.of({}, {}), {})
     assert len(w.watches) == MAX_WATCHES and w.unwatched == 5
 
 
@@ -378,15 +379,15 @@ def test_a_watch_that_ends_hands_over_only_those_another_watch_covers():
     for s, lon in (("S1", 0.0), ("S2", 0.01), ("S3", -0.01), ("S5", 0.03)):
         w.place(s, 0.0, lon)
     sites: dict = {}
-    w.start("S1", 10.0, 2, {"U1": "S2", "U2": "S2", "U3": "S3"},
-            {"U1": 1.0, "U2": 2.0, "U3": 3.0}, sites)
-    w.start("S5", 20.0, 1, {}, {}, sites)
+    w.start("S1", 10.0, 2, Heard.of({"U1": "S2", "U2": "S2", "U3": "S3"},
+                                    {"U1": 1.0, "U2": 2.0, "U3": 3.0}), sites)
+    w.start("S5", 20.0, 1, Heard.of({}, {}), sites)
     assert w.followed == {"U1": "S1", "U2": "S1", "U3": "S1"}
     assert {n: [s for _, s in ws] for n, ws in w.near_of.items()} == {"S2": ["S1", "S5"],
                                                                      "S3": ["S1"]}
     w.stop("S1", 100.0, 0.0)
     sites = {}
-    w.expire(101.0, {"U1": "S2", "U3": "S3"}, {"U1": 50.0, "U3": 60.0}, sites)
+    w.expire(101.0, Heard.of({"U1": "S2", "U3": "S3"}, {"U1": 50.0, "U3": 60.0}), sites)
     assert sites == {"S1": [Watch(101.0, ended=True)],
                      "S5": [Near("U1", "S2", 50.0, sent=101.0)]}
     assert w.followed == {"U1": "S5"} and w.followers == {"S5": {"U1": None}}
@@ -471,9 +472,9 @@ def test_an_outage_alarm_on_a_site_already_watched_keeps_its_watch_and_opens_it_
     for s, lon in (("S1", 0.0), ("S2", 0.01)):
         w.place(s, 0.0, lon)
     sites: dict = {}
-    w.start("S1", 10.0, 1, {"U1": "S2"}, {"U1": 5.0}, sites)
+    w.start("S1", 10.0, 1, Heard.of({"U1": "S2"}, {"U1": 5.0}), sites)
     w.stop("S1", 20.0, 100.0)
-    w.start("S1", 30.0, 1, {"U1": "S2"}, {"U1": 25.0}, sites)
+    w.start("S1", 30.0, 1, Heard.of({"U1": "S2"}, {"U1": 25.0}), sites)
     assert w.watches == {"S1": [("S2",), 10.0, None]}
     assert sites == {"S1": [Watch(10.0), Near("U1", "S2", 5.0, sent=10.0)]}
     assert [s for _, s in w.near_of["S2"]] == ["S1"]
@@ -483,13 +484,13 @@ def test_a_watch_ends_only_after_its_end_and_hands_over_only_those_not_silent_to
     w = NearbyWatch()
     for s, lon in (("S1", 0.0), ("S2", 0.01), ("S5", 0.03)):
         w.place(s, 0.0, lon)
-    w.start("S1", 10.0, 1, {"U1": "S2", "U2": "S2"}, {"U1": 40.0, "U2": 41.0}, {})
-    w.start("S5", 20.0, 1, {}, {}, {})
+    w.start("S1", 10.0, 1, Heard.of({"U1": "S2", "U2": "S2"}, {"U1": 40.0, "U2": 41.0}), {})
+    w.start("S5", 20.0, 1, Heard.of({}, {}), {})
     w.stop("S1", 100.0, 50.0)
     sites: dict = {}
-    w.expire(150.0, {}, {}, sites, 10.0)  # the watch lasts to 150 itself
+    w.expire(150.0, Heard.of({}, {}), sites, 10.0)  # the watch lasts to 150 itself
     assert sites == {} and list(w.watches) == ["S1", "S5"]
-    w.expire(151.0, {"U1": "S2", "U2": "S2"}, {"U1": 40.0, "U2": 41.0}, sites, 111.0)
+    w.expire(151.0, Heard.of({"U1": "S2", "U2": "S2"}, {"U1": 40.0, "U2": 41.0}), sites, 111.0)
     # U1 silent since 40: 40 + 111 is not after 151 (S1 judged them); U2 is handed over
     assert sites == {"S1": [Watch(151.0, ended=True)],
                      "S5": [Near("U2", "S2", 41.0, sent=151.0)]}
@@ -501,8 +502,8 @@ def test_someone_heard_again_near_the_same_site_or_near_another_is_told_to_each_
     for s, lon in (("S1", 0.0), ("S2", 0.01), ("S4", 0.1), ("S5", 0.11)):
         w.place(s, 0.0, lon)
     sites: dict = {}
-    w.start("S1", 10.0, 1, {}, {}, sites)
-    w.start("S5", 10.0, 1, {}, {}, sites)
+    w.start("S1", 10.0, 1, Heard.of({}, {}), sites)
+    w.start("S5", 10.0, 1, Heard.of({}, {}), sites)
     sites = {}
     w.heard("U1", "S2", 20.0, sites)
     w.heard("U1", "S2", 30.0, sites)  # again near S1: nothing to let go of

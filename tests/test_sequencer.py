@@ -520,9 +520,9 @@ def test_an_outage_at_a_windows_very_end_is_planned_and_a_partial_window_covers_
 class _Watch(NearbyWatch):
     """A nearby watch that records the silence each expiry is handed."""
 
-    def expire(self, now, last_site, last_at, sites, silence_s=INF):
+    def expire(self, now, heard, sites, silence_s=INF):
         self.silences.append((now, silence_s))
-        NearbyWatch.expire(self, now, last_site, last_at, sites, silence_s)
+        NearbyWatch.expire(self, now, heard, sites, silence_s)
 
 
 def test_a_rulebook_reloaded_without_the_nearby_watch_ends_the_running_one_at_once():
@@ -551,24 +551,23 @@ def test_a_rulebook_reloaded_without_the_nearby_watch_ends_the_running_one_at_on
 
 
 class _Learnt:
-    """Anchors that record what they are told."""
+    """Anchors that record what they are told (rows named by the sequencer's table)."""
 
-    def __init__(self) -> None:
+    def __init__(self, heard) -> None:
+        self.heard = heard
         self.told: list = []
 
-    def meet(self, sid: str) -> None:
-        self.told.append(("meet", sid))
-
-    def learn_one(self, sid, site, since, at, moved=False) -> None:
-        self.told.append((sid, site, since, at, moved))
+    def learn_row(self, row, n, since, at, moved=False) -> None:
+        sid = next(s for s, r in self.heard.rows.items() if r == row)
+        self.told.append((sid, self.heard.names[n], since, at, moved))
 
 
 def test_anchor_learning_is_told_whether_the_subscriber_moved():
     seq, out = _started()
     seq.take_batch([[("f", b"", Cell("C2", "S2"), None)]], out)
-    seq.anchors = _Learnt()
+    seq.anchors = _Learnt(seq.heard)  # type: ignore[assignment]
     seq.take_batch([[_pos(100.0, "V"), _pos(200.0, "V"), _pos(300.0, "V", "C2")]], out)
-    assert seq.anchors.told == [("meet", "V"), ("V", "S1", 100.0, 200.0, False),
+    assert seq.anchors.told == [("V", "S1", 100.0, 200.0, False),
                                 ("V", "S1", 200.0, 300.0, True)]
 
 

@@ -339,7 +339,7 @@ def test_state_with_care_position_history_loads():
     assert thawed.away == {} and "U1" in thawed.members
 
     seq = seq_with_topology()
-    del seq.last_site, seq.last_at
+    del seq.heard  # a Sequencer of an older format, without latest sites
     logic = SequenceLogic(FlowConfig(book=BOOK), pickle.dumps(seq))  # no format header
     out, _ = logic.on_batch([decoded(Location("U", "C1", T0), Location("U", "D1", T0 + 5))])
     sites = dict(out[0][1])
