@@ -350,9 +350,10 @@ class StatusConsumer:
                 read = 0
                 for msg in msgs:
                     err = msg.error()
+                    partition, offset = msg.partition() or 0, msg.offset() or 0
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
-                            catch_up.note(msg.partition(), msg.offset())
+                            catch_up.note(partition, offset)
                             continue
                         if err.fatal():
                             raise RuntimeError(err.str())
@@ -364,9 +365,8 @@ class StatusConsumer:
                     if outcome not in ("stored", "deleted"):
                         m.skipped.labels(outcome).inc()
                         log.warning("care.status message skipped", extra={
-                            "reason": outcome, "partition": msg.partition(),
-                            "offset": msg.offset()})
-                    catch_up.note(msg.partition(), msg.offset() + 1)
+                            "reason": outcome, "partition": partition, "offset": offset})
+                    catch_up.note(partition, offset + 1)
                 if read:
                     m.messages.inc(read)
                     m.last_message.set(time.time())
