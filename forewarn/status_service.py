@@ -45,6 +45,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -533,6 +534,85 @@ def read_token(token_file: Path | None, env: Mapping[str, str]) -> str | None:
     return text
 
 
+@dataclass(frozen=True)
+class Tls:
+    """``--tls-cert``/``--tls-key`` (HTTPS) and ``--tls-client-ca`` (mutual TLS: clients
+    must present a certificate this CA signed)."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.cert is not None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+    def check(self) -> ssl.SSLContext | None:
+        """Load the files as the server will; :class:`StartError` naming the file and what
+        is wrong with it."""
+        if self.cert is None and self.key is None and self.client_ca is None:
+            return None
+        if self.cert is None or self.key is None:
+            raise StartError("--tls-cert FILE and --tls-key FILE go together (a PEM "
+                             "certificate and its private key); --tls-client-ca needs them")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            ctx.load_cert_chain(self.cert, self.key)
+        except OSError as exc:  # ssl.SSLError is an OSError
+            reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+            raise StartError(f"--tls-cert {self.cert} / --tls-key {self.key}: {reason}; give "
+                             f"a PEM certificate and the private key it was made for "
+                             f"(the key unencrypted)") from None
+        if self.client_ca is not None:
+            try:
+                ctx.load_verify_locations(cafile=self.client_ca)
+            except OSError as exc:
+                reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+                raise StartError(f"--tls-client-ca {self.client_ca}: {reason}; give the PEM "
+                                 f"certificate of the CA that signs the clients' "
+                                 f"certificates") from None
+        return ctx
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        if not self.on:
+            return {}
+        return {"ssl_certfile": str(self.cert), "ssl_keyfile": str(self.key),
+                **({"ssl_ca_certs": str(self.client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+                   if self.mutual else {})}
+
+
+def check_exposure(host: str, token: str | None, tls: Tls) -> str | None:
+    """Refuses (:class:`StartError`) a non-loopback address without a token or mutual TLS;
+    returns a warning to log, if any.
+
+    >>> check_exposure("127.0.0.1", None, Tls())
+    "no token: anyone on this machine can read subscribers' status (loopback only); ..."
+    >>> check_exposure("0.0.0.0", "t" * 16, Tls())
+    'the bearer token travels in clear over the network: ...'
+    >>> check_exposure("0.0.0.0", None, Tls(Path("c"), Path("k"), Path("ca"))) is None
+    True
+    """
+    if is_loopback(host):
+        if token is None and not tls.mutual:
+            return ("no token: anyone on this machine can read subscribers' status (loopback "
+                    "only); give --token-file to require one")
+        return None
+    if token is None and not tls.mutual:
+        raise StartError(
+            f"--host {host} is not loopback: serving subscribers' status beyond this "
+            f"machine needs a token or mutual TLS. Give --token-file PATH (or set "
+            f"${TOKEN_ENV}; make one with {MAKE_TOKEN}), or --tls-cert, --tls-key and "
+            f"--tls-client-ca")
+    if token is not None and not tls.on:
+        return ("the bearer token travels in clear over the network: give --tls-cert and "
+                "--tls-key unless TLS ends before this service (a sidecar or ingress)")
+    return None
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only listens on this machine (a hostname other than localhost
     counts as exposed).
@@ -594,6 +674,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--token-file", type=Path, metavar="PATH",
                    help=f"file holding the bearer token clients must send (else "
                         f"${TOKEN_ENV}); at least {MIN_TOKEN_CHARS} characters")
+    s.add_argument("--tls-cert", type=Path, metavar="FILE",
+                   help="serve HTTPS with this PEM certificate (chain); with --tls-key")
+    s.add_argument("--tls-key", type=Path, metavar="FILE",
+                   help="the certificate's PEM private key (unencrypted)")
+    s.add_argument("--tls-client-ca", type=Path, metavar="FILE",
+                   help="mutual TLS: require a client certificate signed by this PEM CA")
     s.add_argument("--topic-prefix", default="", metavar="PREFIX",
                    help="prefix of the topic name, as given to `forewarn run` (default none)")
     s.add_argument("--kafka-timeout", type=float, default=10.0, metavar="SECONDS",
@@ -634,11 +720,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gc.set_threshold(700, 10, 10)
     try:
         token = read_token(args.token_file, os.environ)
-        if token is None and not is_loopback(args.host):
-            raise StartError(
-                f"--host {args.host} is not loopback: serving subscribers' status beyond "
-                f"this machine needs a token. Give --token-file PATH (or set ${TOKEN_ENV}); "
-                f"make one with {MAKE_TOKEN}")
+        tls = Tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+        tls.check()
+        warning = check_exposure(args.host, token, tls)
         if not 0 <= args.port <= 65535:
             raise StartError(f"--port {args.port}: a port is 0 to 65535")
         config = config_from_args(args)
@@ -650,9 +734,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KafkaUnreachableError as exc:
         sock.close()
         return _fail(str(exc))
-    if token is None:
-        log.warning("no token: anyone on this machine can read subscribers' status "
-                    "(loopback only); give --token-file to require one")
+    if warning:
+        log.warning(warning)
 
     store, metrics = StatusStore(), StatusMetrics()
     fatal: list[str] = []
@@ -674,12 +757,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = build_app(store, consumer, Auth(token), metrics, access=args.access_log)
     server = Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                    server_header=False, proxy_headers=False,
-                                   timeout_keep_alive=30))
+                                   timeout_keep_alive=30, **tls.uvicorn_options()))
     server_box.append(server)
     host, port = sock.getsockname()[:2]
+    scheme = "https" if tls.on else "http"
     log.info("status service listening", extra={
-        "url": f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{port}",
-        "host": host, "port": port, "topic": topic, "token": token is not None})
+        "url": f"{scheme}://{args.host if ':' not in args.host else f'[{args.host}]'}:{port}",
+        "host": host, "port": port, "topic": topic, "token": token is not None,
+        "mutual_tls": tls.mutual})
     try:
         server.run(sockets=[sock])
     finally:
@@ -712,4 +797,5 @@ class Server(uvicorn.Server):
 
 
 __all__ = ["Auth", "CatchUp", "Server", "StatusConsumer", "StatusMetrics", "StatusStore",
-           "build_app", "is_loopback", "read_token", "register", "route_template"]
+           "Tls", "build_app", "check_exposure", "is_loopback", "read_token", "register",
+           "route_template"]

@@ -4,9 +4,11 @@ start-up refusals a user can hit, and the real service as a subprocess reading a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from forewarn.status_service import (
     CatchUp,
     StartError,
     StatusStore,
+    Tls,
+    check_exposure,
     is_loopback,
     read_token,
     route_template,
@@ -124,6 +128,21 @@ def test_loopback_is_this_machine_only() -> None:
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.4", "status.example"))
 
 
+def test_beyond_loopback_needs_a_token_or_mutual_tls() -> None:
+    mutual = Tls(Path("cert.pem"), Path("key.pem"), Path("ca.pem"))
+    https = Tls(Path("cert.pem"), Path("key.pem"))
+    with pytest.raises(StartError, match="needs a token or mutual TLS"):
+        check_exposure("0.0.0.0", None, Tls())
+    with pytest.raises(StartError, match="needs a token or mutual TLS"):
+        check_exposure("10.1.2.3", None, https)  # TLS alone authenticates nobody
+    assert check_exposure("0.0.0.0", None, mutual) is None
+    assert check_exposure("0.0.0.0", TOKEN, https) is None
+    assert "travels in clear" in str(check_exposure("0.0.0.0", TOKEN, Tls()))
+    assert "no token" in str(check_exposure("127.0.0.1", None, Tls()))
+    assert check_exposure("127.0.0.1", TOKEN, Tls()) is None
+    assert check_exposure("::1", None, mutual) is None
+
+
 # ---- refused at start: one line, what and how, exit 2, no traceback -------------------
 
 def serve_cmd(bootstrap: str, port: int, *extra: str) -> list[str]:
@@ -170,6 +189,20 @@ def test_a_port_in_use_is_refused() -> None:
     assert "pick another --port" in msg
 
 
+def test_tls_files_that_do_not_load_are_refused(tmp_path: Path, pki: Path) -> None:
+    msg = refused(serve_cmd("127.0.0.1:9", free_port(), "--tls-cert", str(pki / "server.pem")))
+    assert "--tls-cert FILE and --tls-key FILE go together" in msg
+    msg = refused(serve_cmd("127.0.0.1:9", free_port(), "--tls-cert", str(pki / "server.pem"),
+                            "--tls-key", str(pki / "client.key")))
+    assert f"--tls-cert {pki / 'server.pem'} / --tls-key {pki / 'client.key'}:" in msg
+    assert "the private key it was made for" in msg
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    msg = refused(serve_cmd("127.0.0.1:9", free_port(), "--tls-cert", str(pki / "server.pem"),
+                            "--tls-key", str(pki / "server.key"), "--tls-client-ca",
+                            str(tmp_path / "ca.pem")))
+    assert f"--tls-client-ca {tmp_path / 'ca.pem'}:" in msg
+
+
 def test_no_broker_is_refused() -> None:
     nobody = free_port()
     msg = refused(serve_cmd(f"127.0.0.1:{nobody}", free_port(), "--kafka-timeout", "2"))
@@ -193,11 +226,13 @@ class Service:
     config: dict[str, str]
     proc: subprocess.Popen
     log: Path
+    verify: ssl.SSLContext | bool = True
 
     def get(self, path: str, token: str | None = TOKEN,
             headers: dict[str, str] | None = None) -> httpx.Response:
         auth = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return httpx.get(self.url + path, headers={**auth, **(headers or {})}, timeout=10)
+        return httpx.get(self.url + path, headers={**auth, **(headers or {})}, timeout=10,
+                         verify=self.verify)
 
     def status(self, subscriber_id: str) -> httpx.Response:
         return self.get(f"/v1/subscribers/{subscriber_id}/status")
@@ -213,20 +248,21 @@ BEFORE = [("U1", status_value("U1", "INC-A")),
           ("U4", b"not json")]
 
 
-@pytest.fixture(scope="module")
-def service(kafka_broker, tmp_path_factory) -> Iterator[Service]:  # noqa: F811
-    config = {"bootstrap.servers": kafka_broker.bootstrap}
+@contextlib.contextmanager
+def running(bootstrap: str, records: list[tuple[str, bytes | None]], tmp: Path,
+            *extra: str, scheme: str = "http", verify: ssl.SSLContext | bool = True,
+            ) -> Iterator[Service]:
+    """``forewarn status serve`` on a fresh topic holding ``records``, once /readyz is 200
+    (polled: readiness, not a sleep); SIGTERM after."""
+    config = {"bootstrap.servers": bootstrap}
     prefix = unique_topic("status") + "."
     topic = prefix + "care.status"
     create_topic(config, topic, partitions=3, topic_config={"cleanup.policy": "compact"})
-    produce(config, [(topic, k.encode(), v) for k, v in BEFORE])
-    tmp = tmp_path_factory.mktemp("status")
-    (tmp / "token").write_text(TOKEN + "\n")
+    produce(config, [(topic, k.encode(), v) for k, v in records])
     port = free_port()
     log = tmp / "service.log"
-    proc = start_flow(serve_cmd(kafka_broker.bootstrap, port, "--topic-prefix", prefix,
-                                "--token-file", str(tmp / "token")), log)
-    svc = Service(f"http://127.0.0.1:{port}", topic, config, proc, log)
+    proc = start_flow(serve_cmd(bootstrap, port, "--topic-prefix", prefix, *extra), log)
+    svc = Service(f"{scheme}://127.0.0.1:{port}", topic, config, proc, log, verify)
 
     def ready() -> bool:
         try:
@@ -245,6 +281,15 @@ def service(kafka_broker, tmp_path_factory) -> Iterator[Service]:  # noqa: F811
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def service(kafka_broker, tmp_path_factory) -> Iterator[Service]:  # noqa: F811
+    tmp = tmp_path_factory.mktemp("status")
+    (tmp / "token").write_text(TOKEN + "\n")
+    with running(kafka_broker.bootstrap, BEFORE, tmp, "--token-file", str(tmp / "token")) \
+            as svc:
+        yield svc
 
 
 def test_an_impacted_subscriber_gets_the_latest_record_as_the_flow_wrote_it(
@@ -357,3 +402,64 @@ def test_the_module_has_no_subscriber_id_in_a_log_call() -> None:
         if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in (
                 "debug", "info", "warning", "error", "exception"):
             assert "subscriber_id" not in ast.unparse(node), ast.unparse(node)
+
+
+# ---- mutual TLS ------------------------------------------------------------------------
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def issue(pki: Path, ca: str, name: str, ext: str) -> None:
+    """``name``.key and ``name``.pem, signed by the CA ``ca`` (``ca``.pem, ``ca``.key)."""
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(pki / f"{name}.key"), "-out", str(pki / f"{name}.csr"),
+            "-subj", f"/CN={name}")
+    (pki / f"{name}.ext").write_text(ext + "\n")
+    openssl("x509", "-req", "-in", str(pki / f"{name}.csr"), "-CA", str(pki / f"{ca}.pem"),
+            "-CAkey", str(pki / f"{ca}.key"), "-CAcreateserial", "-days", "2",
+            "-out", str(pki / f"{name}.pem"), "-extfile", str(pki / f"{name}.ext"))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate it signed; and a
+    client certificate from another CA (``openssl``)."""
+    pki = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-nodes", "-keyout", str(pki / f"{ca}.key"), "-out", str(pki / f"{ca}.pem"),
+                "-days", "2", "-subj", f"/CN={ca}")
+    issue(pki, "ca", "server", "subjectAltName=IP:127.0.0.1")
+    issue(pki, "ca", "client", "extendedKeyUsage=clientAuth")
+    issue(pki, "other-ca", "stranger", "extendedKeyUsage=clientAuth")
+    return pki
+
+
+def client_tls(pki: Path, cert: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    if cert:
+        ctx.load_cert_chain(pki / f"{cert}.pem", pki / f"{cert}.key")
+    return ctx
+
+
+def test_mutual_tls_serves_a_client_the_ca_signed_and_no_other(
+        kafka_broker, pki: Path, tmp_path: Path) -> None:  # noqa: F811
+    with running(kafka_broker.bootstrap, BEFORE, tmp_path,
+                 "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
+                 "--tls-client-ca", str(pki / "ca.pem"), scheme="https",
+                 verify=client_tls(pki, "client")) as svc:
+        got = svc.get("/v1/subscribers/U1/status", token=None)  # no token: the certificate
+        assert got.status_code == 200
+        assert got.content == status_value("U1", "INC-A", "INC-B", at=T0 + 30)
+        for who in (None, "stranger"):
+            with pytest.raises(httpx.TransportError):
+                httpx.get(svc.url + "/v1/subscribers/U1/status", timeout=10,
+                          verify=client_tls(pki, who))
+        with pytest.raises(httpx.TransportError):  # plain HTTP to the TLS port
+            httpx.get(svc.url.replace("https", "http") + "/v1/subscribers/U1/status",
+                      timeout=10)
+        assert svc.get("/v1/subscribers/U1/status", token=None).status_code == 200
+    log = svc.log.read_text()
+    assert '"mutual_tls":true' in log and "https://127.0.0.1" in log
+    assert "U1" not in log
