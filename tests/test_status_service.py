@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import ssl
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from forewarn.status_service import (
 )
 from tests.kafka_flow_helpers import forewarn_cmd, produce, start_flow, tail, wait_until
 from tests.kafka_helpers import (  # noqa: F401  (fixtures)
+    contract_topics,
     create_topic,
     free_port,
     kafka_broker,
@@ -248,6 +251,13 @@ BEFORE = [("U1", status_value("U1", "INC-A")),
           ("U4", b"not json")]
 
 
+def _ready(svc: Service) -> bool:
+    try:
+        return svc.get("/readyz", token=None).status_code == 200
+    except httpx.TransportError:  # not listening yet
+        return False
+
+
 @contextlib.contextmanager
 def running(bootstrap: str, records: list[tuple[str, bytes | None]], tmp: Path,
             *extra: str, scheme: str = "http", verify: ssl.SSLContext | bool = True,
@@ -263,15 +273,8 @@ def running(bootstrap: str, records: list[tuple[str, bytes | None]], tmp: Path,
     log = tmp / "service.log"
     proc = start_flow(serve_cmd(bootstrap, port, "--topic-prefix", prefix, *extra), log)
     svc = Service(f"{scheme}://127.0.0.1:{port}", topic, config, proc, log, verify)
-
-    def ready() -> bool:
-        try:
-            return svc.get("/readyz", token=None).status_code == 200
-        except httpx.TransportError:  # not listening yet
-            return False
-
     try:
-        wait_until(ready, 60, "the status service's /readyz", proc=proc, log=log)
+        wait_until(lambda: _ready(svc), 60, "the status service's /readyz", proc=proc, log=log)
         yield svc
     finally:
         if proc.poll() is None:
@@ -463,3 +466,40 @@ def test_mutual_tls_serves_a_client_the_ca_signed_and_no_other(
     log = svc.log.read_text()
     assert '"mutual_tls":true' in log and "https://127.0.0.1" in log
     assert "U1" not in log
+
+
+# ---- the README's command --------------------------------------------------------------
+
+def readme_command() -> list[str]:
+    """The ``forewarn status serve`` command of the README's status service section."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The care status service", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("forewarn status serve")]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0])
+
+
+def test_the_service_starts_from_the_readmes_command(
+        contract_topics: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    cmd = readme_command()
+    assert cmd[:3] == ["forewarn", "status", "serve"]
+    options = dict(zip(cmd[3::2], cmd[4::2], strict=True))
+    assert set(options) == {"--bootstrap", "--port", "--token-file"}
+    token_file = tmp_path / options["--token-file"]
+    token_file.write_text(TOKEN + "\n")  # as the README's line before makes it
+    options.update({"--bootstrap": contract_topics["bootstrap.servers"],
+                    "--port": str(free_port()), "--token-file": str(token_file)})
+    sid = f"README-{uuid.uuid4().hex[:8]}"
+    produce(contract_topics, [("care.status", sid.encode(), status_value(sid, "INC-R"))])
+    log = tmp_path / "service.log"
+    proc = start_flow(forewarn_cmd(*cmd[1:3], *(x for kv in options.items() for x in kv)),
+                      log)
+    svc = Service(f"http://127.0.0.1:{options['--port']}", "care.status", contract_topics,
+                  proc, log)
+    try:
+        wait_until(lambda: _ready(svc), 60, "/readyz", proc=proc, log=log)
+        assert svc.status(sid).content == status_value(sid, "INC-R")
+        assert svc.get(f"/v1/subscribers/{sid}/status", token=None).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, tail(log)
