@@ -270,16 +270,19 @@ class StatusConsumer:
         self._thread = threading.Thread(target=self._run, name="care-status-consumer",
                                         daemon=True)
         self._consumer = Consumer({
-            # a group id of its own, never committed: every replica reads everything
+            # a group id of its own (partitions are assigned, no group is joined)
             "group.id": f"forewarn-status-{uuid.uuid4().hex}",
-            "enable.auto.commit": "false",
-            "enable.auto.offset.store": "false",
-            "enable.partition.eof": "true",
-            "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": "100",
             "logger": logging.getLogger("forewarn.status.kafka"),
             "error_cb": self._error,
             **config,
+            # what the service relies on, whatever --config / -X say: nothing committed
+            # (every replica reads everything), and the end of each partition reported
+            # (readiness on a partition whose tail was compacted away)
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "enable.partition.eof": "true",
+            "auto.offset.reset": "earliest",
         })
 
     @property
@@ -691,7 +694,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
                             "error"], help="log level of the JSON logs on stderr (default INFO)")
     s.set_defaults(func=cmd_serve)
-    p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
+
+    def usage(_args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=usage)
 
 
 def _fail(message: str) -> int:
@@ -734,6 +742,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KafkaUnreachableError as exc:
         sock.close()
         return _fail(str(exc))
+    except KafkaException as exc:  # a setting librdkafka refuses, at the client's creation
+        sock.close()
+        return _fail(f"Kafka client settings (--config / -X): {exc.args[0].str()}; see "
+                     f"https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md")
     if warning:
         log.warning(warning)
 
@@ -747,13 +759,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server_box[0].should_exit = True
 
     topic = args.topic_prefix + TOPIC
-    consumer = StatusConsumer(config, topic, store, metrics, on_fatal)
+    try:
+        consumer = StatusConsumer(config, topic, store, metrics, on_fatal)
+    except KafkaException as exc:
+        sock.close()
+        return _fail(f"Kafka consumer settings (--config / -X): {exc.args[0].str()}")
     try:
         consumer.start(args.kafka_timeout)
-    except StartError as exc:
+    except (StartError, KafkaException) as exc:
         sock.close()
         consumer.stop()
-        return _fail(str(exc))
+        reason = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
+        return _fail(reason if isinstance(exc, StartError) else
+                     f"reading {topic} at {consumer.bootstrap}: {reason}")
     app = build_app(store, consumer, Auth(token), metrics, access=args.access_log)
     server = Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                    server_header=False, proxy_headers=False,

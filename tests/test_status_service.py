@@ -212,6 +212,14 @@ def test_no_broker_is_refused() -> None:
     assert f"no Kafka broker answered at 127.0.0.1:{nobody}" in msg
 
 
+def test_a_kafka_setting_librdkafka_refuses_is_refused(
+        kafka_config: dict[str, str]) -> None:  # noqa: F811
+    msg = refused(serve_cmd(kafka_config["bootstrap.servers"], free_port(),
+                            "-X", "no.such.setting=1"))
+    assert 'Kafka client settings (--config / -X): No such configuration property: ' \
+           '"no.such.setting"' in msg
+
+
 def test_a_missing_topic_is_refused(kafka_config: dict[str, str]) -> None:  # noqa: F811
     bootstrap = kafka_config["bootstrap.servers"]
     prefix = unique_topic("absent") + "."
