@@ -4,6 +4,7 @@ start-up refusals a user can hit, and the real service as a subprocess reading a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shlex
@@ -26,8 +27,11 @@ from forewarn.status_service import (
     Auth,
     CatchUp,
     StartError,
+    StatusConsumer,
+    StatusMetrics,
     StatusStore,
     Tls,
+    build_app,
     check_exposure,
     is_loopback,
     read_token,
@@ -226,6 +230,34 @@ def test_a_missing_topic_is_refused(kafka_config: dict[str, str]) -> None:  # no
     msg = refused(serve_cmd(bootstrap, free_port(), "--topic-prefix", prefix))
     assert f"topic {prefix}care.status not found at {bootstrap}" in msg
     assert "forewarn topics create" in msg
+
+
+def test_before_it_has_caught_up_lookups_are_503_and_the_token_comes_first(
+        kafka_config: dict[str, str]) -> None:  # noqa: F811
+    """The app over a real consumer that has not started reading (in process, over ASGI)."""
+    store, metrics = StatusStore(), StatusMetrics()
+    store.apply(b"U1", status_value("U1", "INC-A"))  # read, but not everything yet
+    consumer = StatusConsumer(kafka_config, unique_topic("unread"), store, metrics,
+                              on_fatal=lambda reason: None)
+    app = build_app(store, consumer, Auth(TOKEN), metrics, access=False)
+
+    async def ask() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://status") as client:
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            return [await client.get("/v1/subscribers/U1/status", headers=bearer),
+                    await client.get("/v1/subscribers/U1/status"),
+                    await client.get("/readyz"), await client.get("/healthz")]
+
+    try:
+        lookup, no_token, ready, health = asyncio.run(ask())
+    finally:
+        consumer.stop()
+    assert lookup.status_code == 503 and lookup.headers["retry-after"] == "1"
+    assert "INC-A" not in lookup.text and lookup.json()["error"].startswith("not ready")
+    assert no_token.status_code == 401
+    assert ready.status_code == 503 and ready.json() == {"ready": False, "records": 1}
+    assert health.status_code == 503  # its thread is not running
 
 
 # ---- the service on a real broker ----------------------------------------------------
