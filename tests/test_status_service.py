@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -450,6 +451,9 @@ def test_the_module_has_no_subscriber_id_in_a_log_call() -> None:
 # ---- mutual TLS ------------------------------------------------------------------------
 
 def openssl(*args: str) -> None:
+    if shutil.which("openssl") is None:
+        pytest.fail("the mutual TLS tests make certificates with the openssl command: "
+                    "install it (apt-get install openssl)", pytrace=False)
     subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
 
