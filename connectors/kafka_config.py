@@ -23,6 +23,7 @@ import argparse
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
@@ -191,7 +192,8 @@ def check_reachable(config: Mapping[str, str], timeout: float = 10.0) -> Cluster
     logger.propagate = False
     logger.addHandler(handler)
     try:
-        admin = AdminClient({**config, "logger": logger})
+        settings: dict[str, Any] = {**config, "logger": logger}  # the stubs omit a logger
+        admin = AdminClient(settings)
         try:
             return admin.list_topics(timeout=timeout)
         except KafkaException as exc:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from forewarn import commands
+from forewarn import commands, status_service
 from forewarn.connectors import broker_cli, kafka_cli
 from forewarn.runner import tune_gc
 from forewarn.simulator import cli as simulator_cli
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
-COMMAND_MODULES = (commands, simulator_cli, broker_cli, kafka_cli)
+COMMAND_MODULES = (commands, simulator_cli, broker_cli, kafka_cli, status_service)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ APPLICATION = {
     "forewarn.connectors.kafka_cli": "forewarn replay",
     "forewarn.connectors.broker_cli": "forewarn broker / topics",
     "forewarn.simulator.cli": "forewarn simulate",
+    "forewarn.status_service": "forewarn status serve: the HTTP status service over care.status",
 }
 
 #: Where the modules checked live: package -> its folder in the repository (pyproject's
