@@ -193,7 +193,13 @@ def check_reachable(config: Mapping[str, str], timeout: float = 10.0) -> Cluster
     logger.addHandler(handler)
     try:
         settings: dict[str, Any] = {**config, "logger": logger}  # the stubs omit a logger
-        admin = AdminClient(settings)
+        try:
+            admin = AdminClient(settings)
+        except KafkaException as exc:  # a setting librdkafka refuses (name or value)
+            raise KafkaConfigError(
+                f"a Kafka client setting was refused: {exc.args[0].str()}: fix it in "
+                "--config FILE or -X key=value (librdkafka's names: see its CONFIGURATION.md)"
+            ) from exc
         try:
             return admin.list_topics(timeout=timeout)
         except KafkaException as exc:

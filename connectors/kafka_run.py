@@ -299,6 +299,8 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
     topics = Topics(args.topic_prefix)
     try:
         missing = missing_topics(config, topics)
+    except KafkaConfigError as exc:
+        return _fail(exc)
     except KafkaUnreachableError as exc:
         return _fail(f"{exc}; check --bootstrap (start a local broker with "
                      f"`forewarn broker start`)")

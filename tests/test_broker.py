@@ -6,6 +6,8 @@ import doctest
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,22 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
 def test_unreachable_cluster_fails_fast() -> None:
     with pytest.raises(KafkaUnreachableError, match="Connection refused"):
         create_topics({"bootstrap.servers": f"127.0.0.1:{free_port()}"}, timeout=2)
+
+
+@pytest.mark.parametrize("command", ["replay", "run"])
+def test_a_client_setting_librdkafka_refuses_is_one_line_not_a_traceback(
+        tmp_path, command: str) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"type": "cell", "cell_id": "C1", "site_id": "S1"}\n')
+    extra = [str(events)] if command == "replay" else ["--metrics-port", "-1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "forewarn.cli", command, *extra,
+         "--bootstrap", f"127.0.0.1:{free_port()}", "-X", "no.such.setting=1"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert 'a Kafka client setting was refused: No such configuration property: "no.such.setting"' \
+        in done.stderr and "-X key=value" in done.stderr
 
 
 # -------------------------------------------------------------- real broker needed
