@@ -717,8 +717,6 @@ class CareShard:
             sid = msg.subscriber_id
             care = subs.get(sid)
             if care is None:
-                # one string per subscriber in a process's state (the sequencer's)
-                sid = sys.intern(sid)
                 care = subs[sid] = SubscriberCare()
             out += care.handle(sid, msg, book, status)
             if care.empty():

@@ -5,9 +5,9 @@ site should be told has left, who is around an outage), and learns their anchor 
 (:mod:`forewarn.dataflows.anchors`) from the same rows. At a million subscribers per
 shard that table is most of the sequencer's state, so it is columns of typed arrays
 indexed by a row number, not dicts of Python objects: a subscriber costs one dict slot
-and row number, 4 bytes of site number and 8 of time, and 16 more when anchors are
-learnt (two 52-bit buckets), about 100 bytes in all, where three dicts of strings,
-floats and ints cost about 180.
+and row number, 4 bytes of site number and 8 of time, 8 of id reference and 16 more when
+anchors are learnt (two 52-bit buckets), about 100 bytes in all, where three dicts of
+strings, floats and ints cost about 180.
 
 Sites are numbered once (``names[n]``, 0: none); :mod:`forewarn.dataflows.anchors`
 packs the same numbers.
@@ -32,11 +32,16 @@ from forewarn.dataflows.state import restore_fields
 
 @dataclass(slots=True)
 class Heard:
-    """The rows: ``rows[sid]`` indexes ``site`` (a site number) and ``at`` (the time
-    of their latest position); ``anchor[2 * row + bucket]`` holds their anchor bits in a
-    bucket of the day, or ``anchor`` is ``None`` when anchors are not learnt."""
+    """The rows: ``rows[sid]`` indexes ``sids`` (the id), ``site`` (a site number) and
+    ``at`` (the time of their latest position); ``anchor[2 * row + bucket]`` holds their
+    anchor bits in a bucket of the day, or ``anchor`` is ``None`` when anchors are not
+    learnt."""
 
     rows: dict[str, int] = field(default_factory=dict)
+    # row -> the id string ``rows`` holds: positions carry it on, so that the sites keep
+    # that one string for each member, not a copy per record (8 bytes a subscriber here
+    # against ~60 for a copy there)
+    sids: list[str] = field(default_factory=list)
     site: array = field(default_factory=lambda: array("I"))
     at: array = field(default_factory=lambda: array("d"))
     anchor: array | None = field(default_factory=lambda: array("Q"))
@@ -45,6 +50,10 @@ class Heard:
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
+        if len(self.sids) != len(self.site):  # a table saved without its id column
+            self.sids = [""] * len(self.site)
+            for sid, row in self.rows.items():
+                self.sids[row] = sid
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -61,6 +70,7 @@ class Heard:
         """A new row: ``sid`` first heard on site number ``n`` at ``at`` (0: no site yet,
         a row for anchors alone)."""
         row = self.rows[sid] = len(self.site)
+        self.sids.append(sid)
         self.site.append(n)
         self.at.append(at)
         if self.anchor is not None:

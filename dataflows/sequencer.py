@@ -424,10 +424,10 @@ class Sequencer:
         pending = self._pending
         if not pending or pending[0][3] > horizon:
             return
-        cell_site, cell_names, intern = self.cell_site, self.cell_names, sys.intern
+        cell_site, cell_names = self.cell_site, self.cell_names
         sites, heard = out.sites, self.heard
-        rows, h_site, h_at, numbers, names = (heard.rows, heard.site, heard.at, heard.numbers,
-                                              heard.names)
+        rows, h_sid, h_site, h_at = heard.rows, heard.sids, heard.site, heard.at
+        numbers, names = heard.numbers, heard.names
         anchors = self.anchors
         learn = anchors.learn_row if anchors is not None else None
         watermark = self.watermark
@@ -448,23 +448,25 @@ class Sequencer:
                 if site is None:
                     out.refuse(self._unknown_cell(rec, raw, source, rec[1]))
                     continue
-                # One string per subscriber and per cell in all state: the sites keep the
-                # latest position of each member (a decoded record's own copies would
-                # cost ~100 B per subscriber there), care and these tables the id.
-                sid = intern(rec[0])
-                pos = (sid, cell_names[rec[1]], at, rec[3])
+                sid, cell, ref = rec[0], rec[1], rec[3]
             elif kind is Location or kind is Call:
                 site = cell_site.get(rec.cell_id)
                 if site is None:
                     out.refuse(self._unknown_cell(rec, raw, source, rec.cell_id))
                     continue
-                cell = cell_names[rec.cell_id]  # one shared string per cell in all state
-                sid = intern(rec.subscriber_id)
+                sid, cell = rec.subscriber_id, rec.cell_id
                 # a call is known when it ends: its end_time (`at`) keeps "as of T" exact
-                pos = (sid, cell, at, None if kind is Location else f"call:{rec.call_id}")
+                ref = None if kind is Location else f"call:{rec.call_id}"
             else:
                 self._route(rec, raw, source, out)
                 continue
+            # One string per subscriber and per cell in all state: the sites keep each
+            # member's latest position, and a decoded record's own copies of the two
+            # strings would cost ~100 B per subscriber there.
+            row = rows.get(sid)
+            if row is not None:
+                sid = h_sid[row]
+            pos = (sid, cell_names[cell], at, ref)
             box = sites.get(site)
             if box is None:
                 box = sites[site] = []
@@ -472,7 +474,6 @@ class Sequencer:
             n = numbers.get(site)
             if n is None:
                 n = heard.number(site)
-            row = rows.get(sid)
             if row is None:  # heard for the first time
                 heard.add(sid, n, at)
             elif late and at < h_at[row]:  # not their latest

@@ -333,3 +333,39 @@ def test_every_credit_lost_past_the_numbering_limit_is_counted(monkeypatch) -> N
     a.learn_one("U2", "S4", at(1, 2), at(1, 3))
     assert a.unplaced == 2 and a.sites == ["", "S1", "S2", "S3", "S4"]
     assert _unpack(a.packed["U1"]) == (1, 60, 2, 60) and a.packed["U2"] == 0
+
+
+def test_a_format_1_sequencer_snapshot_becomes_one_table_of_rows() -> None:
+    """Latest sites and times in two dicts and anchors in a dict of ints (format 1) load
+    into the rows, anchors and positions alike; a table without its id column too."""
+    import pickle
+
+    from forewarn.dataflows.heard import Heard
+    from forewarn.dataflows.sequencer import Sequencer
+
+    snapshot = 0x280004FA000200000012C0001  # night: HOME 300 min; work: WORK 250, HOME 10
+    anchors = Anchors.__new__(Anchors)
+    anchors.__setstate__((None, {"packed": {"U1": snapshot}, "sites": ["", "HOME", "WORK"],
+                                 "number": {"HOME": 1, "WORK": 2}, "unplaced": 3}))
+    seq = Sequencer.__new__(Sequencer)
+    seq.__setstate__((None, {"last_site": {"U1": "WORK", "U2": "AWAY"},
+                             "last_at": {"U1": 50.0, "U2": 60.0}, "anchors": anchors}))
+    assert seq.heard is seq.anchors.heard and seq.nearby.anchors is seq.anchors
+    assert seq.last_site == {"U1": "WORK", "U2": "AWAY"}
+    assert seq.last_at == {"U1": 50.0, "U2": 60.0}
+    assert seq.anchors.table() == {"U1": ("HOME", "WORK")} and seq.anchors.unplaced == 3
+    assert seq.heard.sids == ["U1", "U2"] and seq.heard.names == ["", "HOME", "WORK", "AWAY"]
+    again = pickle.loads(pickle.dumps(seq))
+    assert again.last_site == seq.last_site and again.anchors.table() == seq.anchors.table()
+
+    without = Sequencer.__new__(Sequencer)  # anchors not learnt
+    without.__setstate__((None, {"last_site": {"U1": "S1"}, "last_at": {"U1": 5.0},
+                                 "anchors": None}))
+    assert without.heard.latest("U1") == ("S1", 5.0) and without.heard.anchor is None
+
+    table = Heard.of({"U1": "S1", "U2": "S2"}, {"U1": 1.0, "U2": 2.0})
+    state = (None, {f: getattr(table, f) for f in ("rows", "site", "at", "anchor", "names",
+                                                   "numbers")})
+    old = Heard.__new__(Heard)
+    old.__setstate__(state)
+    assert old.sids == ["U1", "U2"] and old.latest("U2") == ("S2", 2.0)
