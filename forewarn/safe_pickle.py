@@ -78,6 +78,7 @@ STATE_MODULES = (
     "forewarn.dataflows.dispatch",
     "forewarn.dataflows.frontier",
     "forewarn.dataflows.merge",
+    "forewarn.dataflows.region",
     "forewarn.dataflows.shards",
     "forewarn.dataflows.propensity",
 )
