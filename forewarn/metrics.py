@@ -74,7 +74,7 @@ OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter", "care.c
                  "care.status")
 SCOPES = ("cell", "site")
 SUPPRESS_REASONS = ("moved_away", "no_consent", "unknown_subscriber", "deleted_subscriber",
-                    "cooldown", "repeat_outage", "cell_cooldown")
+                    "cooldown", "repeat_outage", "cell_cooldown", "same_event")
 DEAD_LETTER_CODES = ("not_json", "not_object", "unknown_type", "missing_field", "bad_enum",
                      "bad_time", "time_out_of_range", "unknown_cell", "unknown_site",
                      "too_large", "bad_type", "bad_value", "future", "wrong_topic")
