@@ -111,6 +111,9 @@ ACTIONS = Counter("forewarn_actions", "Customer actions emitted",
                   ["kind", "channel", "rule", "segment"])
 DEFERRED = Counter("forewarn_deferred_actions", "Actions emitted with a send_after "
                    "(held back, e.g. to the end of quiet hours)", ["kind", "reason"])
+BUDGET_OVERFLOW = Counter("forewarn_budget_overflow", "Actions sent over a channel's "
+                          "per-minute budget: no minute up to budgets.max_delay_s after "
+                          "they became due had room", ["kind", "channel"])
 SUPPRESSED = Counter("forewarn_suppressed_actions", "Actions a rule wanted but policy "
                      "stopped, by reason", ["kind", "reason"])
 COMPENSATION_OFFERS = Counter("forewarn_compensation_offers", "Actions carrying an offer",
@@ -354,6 +357,8 @@ class FlowObserver:
                        segment=a.segment or "unknown").inc()
         if a.send_after is not None:
             DEFERRED.labels(kind=a.action_kind, reason="quiet_hours").inc()
+        if a.evidence and a.evidence[-1] == "budget:overflow":
+            BUDGET_OVERFLOW.labels(kind=a.action_kind, channel=a.channel).inc()
         if a.offer:
             COMPENSATION_OFFERS.labels(offer_kind=str(a.offer.get("kind", "other")),
                                        rule=a.rule_id).inc()

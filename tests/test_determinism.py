@@ -5,6 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from tests.builders import without_budgets
+
 from forewarn.codec import parse_time
 from forewarn.connectors.kafka_source import stream_time
 from forewarn.rules.rulebook import DEFAULT_DIR, load_rulebook
@@ -60,7 +62,7 @@ def budget_scenario():
 
 def test_budgets_are_granted_the_same_whatever_the_batching_and_workers(budget_scenario,
                                                                         tmp_path):
-    text = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")
+    text = without_budgets((DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8"))
     (tmp_path / "rulebook.yaml").write_text(text.replace("\nrules:\n", f"\n{BUDGETS}\nrules:\n"),
                                             encoding="utf-8")
     book = load_rulebook(tmp_path)
