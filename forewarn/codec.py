@@ -27,9 +27,9 @@ import orjson
 
 from forewarn.model import (
     ALARM_TYPES,
-    REGIONAL_OUTAGE,
     CHANNEL_NAMES,
     COMPLAINT_CATEGORIES,
+    REGIONAL_OUTAGE,
     SEGMENTS,
     SEVERITIES,
     Action,

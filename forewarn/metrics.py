@@ -314,8 +314,9 @@ class FlowObserver:
         """Forget every incident, notice and complaint seen (see :func:`reset`)."""
         with self._lock:
             self.open: dict[str, _Open] = {}
-            # open regional events: id -> (region, sites down now, sites, impacted, start)
+            # open regional events: id -> (region, site incidents, sites, impacted, start)
             self.regional: dict[str, tuple[str, int, int, int, float]] = {}
+            self.regions: set[str] = set()  # regions of every incident seen (0 when calm)
             self._noticed: OrderedDict[str, None] = OrderedDict()
             self._told_at: OrderedDict[str, tuple[float, ...]] = OrderedDict()
             self._complaints: deque[tuple[float, float, str, str]] = deque()
@@ -324,6 +325,8 @@ class FlowObserver:
 
     def incident(self, inc: Any) -> None:
         INCIDENTS.labels(kind=inc.incident_kind, status=inc.status).inc()
+        if inc.region and len(self.regions) < 1000:
+            self.regions.add(inc.region)
         if inc.incident_kind == REGIONAL_OUTAGE:
             self._regional(inc)
             return
@@ -426,7 +429,7 @@ class FlowObserver:
                 self.regional.pop(inc.incident_id, None)
             else:
                 self.regional[inc.incident_id] = (
-                    region, len(inc.sites), len(inc.sites), inc.impacted_subscribers,
+                    region, len(inc.child_ids), len(inc.sites), inc.impacted_subscribers,
                     inc.start_time)
         if inc.status != "updated":
             log.info("regional event %s", "opened" if inc.status == "open" else "resolved",
@@ -441,6 +444,7 @@ class FlowObserver:
         with self._lock:
             items = list(self.open.values())
             regional = list(self.regional.values())
+            regions = sorted(self.regions)
         labels = ["region"]
         events = GaugeMetricFamily("forewarn_regional_events_open",
                                    "Regional events (regional_outage incidents) open now",
@@ -455,6 +459,9 @@ class FlowObserver:
                                   "Event-time start of the oldest open regional event of a "
                                   "region", labels=labels)
         per: dict[str, list] = {}
+        for region in regions:
+            if not any(r[0] == region for r in regional):
+                events.add_metric([region], 0)
         for region, _, n_sites, impacted_n, began in regional:
             slot = per.setdefault(region, [0, 0, 0, began])
             slot[0] += 1

@@ -89,9 +89,10 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
       ``messages_per_impacted``: the actions they got from the storm's start to an hour
       after its end, per one of them told anything;
     * ``outage_notices``: notices about the storm's site incidents (children of its
-      parent on the storm's sites); ``time_to_notify_s``: from the storm's start to the last of them sent
-      (``send_after`` when paced, else its time), ``max_send_delay_s``: the longest a
-      notice waited for the budget, ``overflow``: sent over the rate at the bound.
+      parent on the storm's sites); ``time_to_notify_s``: from the storm's start to the
+      last of them sent (``send_after`` when paced, else its time);
+      ``max_send_delay_s``: the longest a notice waited for the budget; ``overflow``:
+      those sent over the rate at the bound.
     """
     storms = [t for t in truth if t.get("type") == "truth_storm"]
     latest: dict[str, dict] = {}
@@ -104,7 +105,8 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
     on_storm: dict[str, dict] = {}
     for pid, p in latest.items():
         for st in storms:
-            if len(set(p.get("sites", ())) & set(st["site_ids"])) * 2 >= len(p.get("sites", ())):
+            sites = set(p.get("sites", ()))
+            if len(sites & set(st["site_ids"])) * 2 >= len(sites):
                 on_storm[pid] = st
     out["parents_on_storms"] = len(on_storm)
     outages = {o for st in storms for o in st["outage_ids"]}

@@ -5,13 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.builders import without_budgets
-
 from forewarn.codec import parse_time
 from forewarn.connectors.kafka_source import stream_time
 from forewarn.rules.rulebook import DEFAULT_DIR, load_rulebook
 from forewarn.runner import Collected, run_collect
 from forewarn.simulator import ScenarioConfig, simulate
+from tests.builders import without_budgets
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import without_budgets
-
 from forewarn.dataflows.care import ComplaintSeen, Suppressed
 from forewarn.dataflows.dispatch import MAX_DEFER_MINUTES, OVERFLOW, Dispatcher
 from forewarn.dataflows.propensity import HORIZON_S, CareFeatures, PropensityModel
 from forewarn.model import Action
 from forewarn.rules.rulebook import DEFAULT_DIR, Budgets, parse_rulebook
+from tests.builders import without_budgets
 
 DAY = 86400.0
 FEATURES = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)

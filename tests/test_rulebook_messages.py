@@ -229,7 +229,8 @@ CASES = [
     pytest.param(top("limits: 3\n"), ["9: limits: expected a mapping of max_contacts_per_day"],
                  id="limits-not-a-mapping"),
     pytest.param(top("inhibit:\n  z: 1\n  apology_when_notified: maybe\n"),
-                 ["10: inhibit.z: unknown key; expected among apology_when_notified, notice_when_notified_in_region",
+                 ["10: inhibit.z: unknown key; expected among apology_when_notified, "
+                  "notice_when_notified_in_region",
                   "11: inhibit.apology_when_notified: expected bool, got 'maybe'"],
                  id="inhibit"),
     # ---- the list of rules
@@ -450,8 +451,8 @@ CASES = [
     pytest.param(top("budgets:\n  compensation_per_day: -1\n  per_minute:\n    sms: 0\n"
                      "    fax: 3\n    push: 10000001\n  priority_segments: [alien]\n"
                      "  reserve_share: 1\n  spare: 1\n"),
-                 ["17: budgets.spare: unknown key; expected among compensation_per_day, max_delay_s, "
-                  "per_minute, priority_segments, reserve_share",
+                 ["17: budgets.spare: unknown key; expected among compensation_per_day, "
+                  "max_delay_s, per_minute, priority_segments, reserve_share",
                   f"12: budgets.per_minute.sms: expected at least 1 and at most 10000000, got 0"
                   f"{RANGE}",
                   "13: budgets.per_minute.fax: expected a channel among push, sms, email",
