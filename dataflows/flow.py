@@ -13,8 +13,10 @@
            |                             to every site, then every care shard (without
            |                             recovery), then dispatch, each an epoch later
            |-> site     [key: site_id]   positions, moves, incidents, hold-down, silent
-           |                             failures, fan-out -> incidents; verdicts released
-           |                             at the next frontier, an epoch later
+           |                             failures, fan-out; verdicts released at the next
+           |                             frontier, an epoch later
+           |     -> region [key: "noc-N"] incidents grouped into regional events (storms),
+           |                             in event-time order up to the frontier -> incidents
            |-> care     [key: care_shard(subscriber_id), or subscriber_id with recovery]
            |                             profiles, complaints; fed by site: verdicts -> actions
       -> dispatch   [key: "dispatch"]    propensity score, budgets, in event-time order up
