@@ -467,8 +467,12 @@ class SubscriberCare:
         lead = self._event_of(facts.incident_id)
         if lead is not None:  # one of a regional event they were told of
             assert self.events is not None
-            _, members, lead_facts = self.events[lead]
+            event = self.events[lead]
+            members = event[1]
             members[facts.incident_id][1] = msg.at
+            if facts.incident_id == lead:
+                event[2] = facts  # the incident they were told of, as it resolved
+            lead_facts = event[2]
             if any(back is None for _, back in members.values()):
                 return changed  # the restored notice waits for the last of them
             del self.events[lead]

@@ -126,3 +126,16 @@ def test_moved_away_is_not_part_of_their_event():
                 Restored("U", b, T0 + 7200))
     assert [(x.action_kind, x.event_time) for x in actions(out)] == [
         ("outage_notice", T0 + HOLD), ("restored_notice", T0 + 3600)]
+
+
+def test_a_restored_notice_speaks_of_the_incident_as_it_resolved():
+    """Alone, or the last of its event: the restored notice's evidence is the one the
+    resolution carries (alarms that joined after the notice), as without the inhibition."""
+    a = facts("S1", T0)
+    later = replace(a, evidence=a.evidence + ("alarm:A-late",))
+    sent = actions(apply(impact(a), Restored("U", later, T0 + 3600)))
+    assert sent[1].evidence == later.evidence
+    b = facts("S2", T0 + 60)
+    sent = actions(apply(impact(a), impact(b), Restored("U", later, T0 + 3600),
+                         Restored("U", b, T0 + 7200)))
+    assert sent[1].evidence == later.evidence + (f"incident:{b.incident_id}",)
