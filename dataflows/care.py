@@ -406,10 +406,12 @@ class SubscriberCare:
         # walk-ins, the expected and reappearances are not the contract's impacted: nothing follows
         # their action (no restored notice, no escalation), so nothing is kept for it
         untold = back or trigger_at in (WALK_IN, EXPECTED)
-        if not back and book.inhibit_notice_in_region:
+        if not untold and book.inhibit_notice_in_region:
+            # (an area notice is not inhibited: it finds someone inside another dark
+            # area an hour or more later, often after they came back into it)
             lead = self._same_event(facts, book)
             if lead is not None:
-                return out + self._inhibited(msg, lead, book, untold, moved)
+                return out + self._inhibited(msg, lead, book, moved)
         for rule, why in self._rules_for(trigger_at, facts, msg.at, book,
                                          first="moved_away" if moved else None):
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
@@ -521,18 +523,18 @@ class SubscriberCare:
                 return lead
         return None
 
-    def _inhibited(self, msg: Impact, lead: str, book: Rulebook, untold: bool,
-                   moved: bool) -> list[CareOut]:
-        """An incident of a regional event they were told of (``lead``): its notices
-        are suppressed (``same_event``, evidence ``incident:<lead>``); an impact by the
-        contract's rules joins the event, whose restored notice then waits for it."""
+    def _inhibited(self, msg: Impact, lead: str, book: Rulebook, moved: bool
+                   ) -> list[CareOut]:
+        """An incident of a regional event they were told of (``lead``): its outage
+        notice is suppressed (``same_event``, evidence ``incident:<lead>``) and it joins
+        the event, whose restored notice then waits for it."""
         facts = msg.facts
         out: list[CareOut] = []
         joins = False
-        for rule, why in self._rules_for(getattr(msg, "trigger", HOLD_DOWN), facts, msg.at,
-                                         book, first="moved_away" if moved else None):
+        for rule, why in self._rules_for(HOLD_DOWN, facts, msg.at, book,
+                                         first="moved_away" if moved else None):
             if why is None:
-                why, joins = "same_event", not untold
+                why, joins = "same_event", True
             out.append(Suppressed(rule.id, rule.action, why, msg.at, facts.incident_id,
                                   (f"incident:{lead}",)))
         if joins:
