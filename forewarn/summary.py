@@ -92,7 +92,9 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
       parent on the storm's sites); ``time_to_notify_s``: from the storm's start to the
       last of them sent (``send_after`` when paced, else its time);
       ``max_send_delay_s``: the longest a notice waited for the budget; ``overflow``:
-      those sent over the rate at the bound.
+      those sent over the rate at the bound; ``complaints_before_paced_notice``: would-be
+      complainers who complained while their notice waited for the budget (recall counts
+      a notice at its time, not its send time).
     """
     storms = [t for t in truth if t.get("type") == "truth_storm"]
     latest: dict[str, dict] = {}
@@ -130,6 +132,14 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
     sent = [parse_time(a["send_after"] or a["event_time"]) for a in notices]
     waits = sorted(s - parse_time(a["event_time"]) for s, a in zip(sent, notices, strict=True))
     start = min(parse_time(st["start_time"]) for st in storms)
+    # the cost of pacing: would-be complainers whose complaint fell between a notice's
+    # time (when recall counts it) and its send time
+    complaints: dict[str, list[float]] = defaultdict(list)
+    for t in truth:
+        if t.get("type") == "truth_impact" and t.get("complaint_time"):
+            complaints[t["subscriber_id"]].append(parse_time(t["complaint_time"]))
+    late = sum(1 for s, a in zip(sent, notices, strict=True) if a["send_after"] and any(
+        parse_time(a["event_time"]) <= c < s for c in complaints.get(a["subscriber_id"], ())))
     out.update({
         "impacted": len(impacted),
         "impacted_told": len(got),
@@ -140,6 +150,7 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
         "max_send_delay_s": round(waits[-1], 1) if waits else None,
         "p95_send_delay_s": round(waits[int(0.95 * (len(waits) - 1))], 1) if waits else None,
         "overflow": sum(1 for a in notices if "budget:overflow" in a.get("evidence", ())),
+        "complaints_before_paced_notice": late,
     })
     return out
 
