@@ -74,6 +74,42 @@ def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
     return summary
 
 
+def _storm_recall(actions: list[dict], truth: list[dict], outages: set[str],
+                  children: set[str]) -> dict:
+    """Recall before complaint of the storm's reachable would-be complainers, counted two
+    ways: ``recall_per_outage`` as ``quality`` counts it (a notice from the start of the
+    spell they complain of: a notice about another site of the storm, told earlier, does
+    not count), and ``recall_per_event`` counting the storm as one event (a notice about
+    any of its site incidents from their first spell in the storm on), which is what
+    ``inhibit.notice_when_notified_in_region`` aims at."""
+    told: dict[str, list[float]] = defaultdict(list)
+    for a in actions:
+        if a["kind"] in ("outage_notice", "area_notice") and a.get("incident_id") in children:
+            told[a["subscriber_id"]].append(parse_time(a["event_time"]))
+    anyone: dict[str, list[float]] = defaultdict(list)
+    for a in actions:
+        if a["kind"] in ("outage_notice", "area_notice"):
+            anyone[a["subscriber_id"]].append(parse_time(a["event_time"]))
+    spells = [t for t in truth if t.get("type") == "truth_impact"
+              and t.get("outage_id") in outages]
+    first: dict[str, float] = {}
+    for t in spells:
+        at = parse_time(t["lost_from"]) - 300.0
+        first[t["subscriber_id"]] = min(first.get(t["subscriber_id"], at), at)
+    cases = per_outage = per_event = 0
+    for t in spells:
+        c = _t(t.get("complaint_time"))
+        if c is None or t.get("planned") or not t.get("contactable", True):
+            continue
+        sid, began = t["subscriber_id"], parse_time(t["lost_from"]) - 300.0
+        cases += 1
+        per_outage += any(began <= at < c for at in anyone.get(sid, ()))
+        per_event += any(first[sid] <= at < c for at in told.get(sid, ())) or any(
+            began <= at < c for at in anyone.get(sid, ()))
+    return {"complainers": cases, "recall_per_outage": _ratio(per_outage, cases),
+            "recall_per_event": _ratio(per_event, cases)}
+
+
 #: After a storm's last site is back, how long its restored notices may still come.
 STORM_AFTER_S = 3600.0
 
@@ -88,8 +124,8 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
     * ``impacted``: subscribers who really lost service in a storm's outages;
       ``messages_per_impacted``: the actions they got from the storm's start to an hour
       after its end, per one of them told anything;
-    * ``outage_notices``: notices about the storm's site incidents (children of its
-      parent on the storm's sites); ``time_to_notify_s``: from the storm's start to the
+    * ``outage_notices``: notices about the storm's site incidents (on its sites, started
+      while it lasted); ``time_to_notify_s``: from the storm's start to the
       last of them sent (``send_after`` when paced, else its time);
       ``max_send_delay_s``: the longest a notice waited for the budget; ``overflow``:
       those sent over the rate at the bound; ``complaints_before_paced_notice``: would-be
@@ -123,10 +159,13 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
                 lo <= parse_time(a["event_time"]) <= hi for lo, hi in spans):
             got[a["subscriber_id"]] += 1
             kinds[a["kind"]] += 1
-    # the storm's own site incidents (not the region's later outages that joined it)
-    site_of = {i["incident_id"]: i["site_id"] for i in incidents}
-    children = {c for pid, st in on_storm.items() for c in latest[pid].get("child_ids", ())
-                if site_of.get(c) in st["site_ids"]}
+    # the storm's own site incidents: on its sites, started while it lasted (not the
+    # region's later outages that joined its regional event; found without it, so the
+    # figures compare with a run that groups nothing)
+    children = {i["incident_id"] for i in incidents
+                if i["kind"] in ("outage", "flapping") and any(
+                    i["site_id"] in st["site_ids"] and lo <= parse_time(i["start_time"]) <= hi
+                    for st, (lo, hi) in zip(storms, spans, strict=True))}
     notices = [a for a in actions if a["kind"] == "outage_notice"
                and a.get("incident_id") in children]
     sent = [parse_time(a["send_after"] or a["event_time"]) for a in notices]
@@ -140,6 +179,7 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
             complaints[t["subscriber_id"]].append(parse_time(t["complaint_time"]))
     late = sum(1 for s, a in zip(sent, notices, strict=True) if a["send_after"] and any(
         parse_time(a["event_time"]) <= c < s for c in complaints.get(a["subscriber_id"], ())))
+    out.update(_storm_recall(actions, truth, outages, children))
     out.update({
         "impacted": len(impacted),
         "impacted_told": len(got),
