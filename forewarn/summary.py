@@ -423,7 +423,7 @@ def format_table(s: dict) -> str:
     ]
     for kind, n in s["actions"].items():
         rows.append((f"actions: {kind}", f"{n:,}"))
-    rows.append(("actions deferred (quiet hours)", f"{s.get('deferred', 0):,}"))
+    rows.append(("actions deferred (quiet hours, pacing)", f"{s.get('deferred', 0):,}"))
     if "events_per_second" in s:
         rows.append(("flow throughput", f"{s['events_per_second']:,} events/s "
                      f"({s['flow_seconds']} s)"))
