@@ -83,6 +83,14 @@ class Suppressed:
     action_kind: str
     reason: str
     at: float
+    # what it was about, and what stopped it (``same_event``: the incident the subscriber
+    # was told of, ``incident:<id>``)
+    incident_id: str | None = None
+    evidence: tuple[str, ...] = ()
+
+
+#: Incident kinds one regional event is made of (``inhibit.notice_when_notified_in_region``).
+EVENT_KINDS = frozenset({"outage", "flapping"})
 
 
 #: What care sends on to dispatch.
@@ -289,7 +297,7 @@ class SubscriberCare:
 
     __slots__ = ("profile", "name", "since", "prev", "deleted_at", "known_since",
                  "notified", "last_notice", "drops", "last_apology_at", "complaints", "contacts",
-                 "cell_notices", "sent", "incidents", "impacts")
+                 "cell_notices", "sent", "incidents", "impacts", "events")
 
     def __init__(self) -> None:
         self.profile: Profile | None = None
@@ -316,6 +324,11 @@ class SubscriberCare:
         self.incidents: dict[str, list] | None = None
         # the open incidents that impact them by the contract's rules (care.status)
         self.impacts: tuple[str, ...] = ()
+        # regional events they were told of (inhibit.notice_when_notified_in_region): the
+        # incident they were told of -> [region, {incident: [start, restored at or None]},
+        # its facts]; the other incidents of the event got no notice of their own, and
+        # the restored notice waits for the last of them
+        self.events: dict[str, list] | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.__init__()  # type: ignore[misc]  # slots a snapshot predates get their default
@@ -325,7 +338,8 @@ class SubscriberCare:
 
     def empty(self) -> bool:
         return (self.profile is None and self.deleted_at is None and not self.notified
-                and not self.drops and not self.complaints and not self.impacts)
+                and not self.drops and not self.complaints and not self.impacts
+                and not self.events)
 
     def handle(self, sid: str, msg: Any, book: Rulebook, status: bool = False) -> list[CareOut]:
         """Apply one message; what it makes due (``status``: with :class:`CareStatus` when
@@ -392,6 +406,12 @@ class SubscriberCare:
         # walk-ins, the expected and reappearances are not the contract's impacted: nothing follows
         # their action (no restored notice, no escalation), so nothing is kept for it
         untold = back or trigger_at in (WALK_IN, EXPECTED)
+        if not untold and book.inhibit_notice_in_region:
+            # (an area notice is not inhibited: it finds someone inside another dark
+            # area an hour or more later, often after they came back into it)
+            lead = self._same_event(facts, book)
+            if lead is not None:
+                return out + self._inhibited(msg, lead, book, moved)
         for rule, why in self._rules_for(trigger_at, facts, msg.at, book,
                                          first="moved_away" if moved else None):
             if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
@@ -418,6 +438,12 @@ class SubscriberCare:
                 self.notified = {}
             # [notice time, escalated durations, deferred to (or None)]
             self.notified[facts.incident_id] = [msg.at, [], wake]
+            if book.inhibit_notice_in_region and facts.region is not None \
+                    and facts.incident_kind in EVENT_KINDS:
+                if self.events is None:
+                    self.events = {}
+                self.events[facts.incident_id] = [
+                    facts.region, {facts.incident_id: [facts.start_time, None]}, facts]
             self.last_notice = (msg.at, tuple(down))
             if rule.cell_cooldown_s:
                 if self.cell_notices is None:
@@ -439,6 +465,22 @@ class SubscriberCare:
             self.impacts = tuple(i for i in self.impacts if i != facts.incident_id)
             if status:
                 changed.append(self._status(sid, msg.at))
+        evidence = facts.evidence
+        lead = self._event_of(facts.incident_id)
+        if lead is not None:  # one of a regional event they were told of
+            assert self.events is not None
+            event = self.events[lead]
+            members = event[1]
+            members[facts.incident_id][1] = msg.at
+            if facts.incident_id == lead:
+                event[2] = facts  # the incident they were told of, as it resolved
+            lead_facts = event[2]
+            if any(back is None for _, back in members.values()):
+                return changed  # the restored notice waits for the last of them
+            del self.events[lead]
+            facts = lead_facts  # the notice they got: its incident, rules and area
+            evidence = lead_facts.evidence + tuple(
+                f"incident:{i}" for i in sorted(members) if i != lead)
         told = self.notified.pop(facts.incident_id, None) if self.notified else None
         if told is None:
             return changed  # restored notices go to those who were told of the outage
@@ -451,12 +493,61 @@ class SubscriberCare:
                 out.append(Suppressed(rule.id, rule.action, why, msg.at))
                 continue
             out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
-                                 facts.evidence, msg.at, facts.area, book, send_after=wake))
+                                 evidence, msg.at, facts.area, book, send_after=wake))
+        return out
+
+    # -- regional events (inhibit.notice_when_notified_in_region) --------------------
+
+    def _same_event(self, facts: IncidentFacts, book: Rulebook) -> str | None:
+        """The incident they were told of whose regional event ``facts`` belongs to: an
+        outage of the same region with an incident of the event still open that began
+        within ``correlation.storm.window_s`` of it (None: none)."""
+        if not self.events or facts.region is None or facts.incident_kind not in EVENT_KINDS:
+            return None
+        window, start = book.correlation.storm_window_s, facts.start_time
+        for lead, (region, members, _) in sorted(self.events.items()):
+            if region == facts.region and any(
+                    back is None and abs(began - start) <= window
+                    for began, back in members.values()):
+                return lead
+        return None
+
+    def _event_of(self, incident_id: str) -> str | None:
+        """The incident they were told of whose regional event holds ``incident_id``."""
+        if not self.events:
+            return None
+        if incident_id in self.events:
+            return incident_id
+        for lead, (_, members, _) in self.events.items():
+            if incident_id in members:
+                return lead
+        return None
+
+    def _inhibited(self, msg: Impact, lead: str, book: Rulebook, moved: bool
+                   ) -> list[CareOut]:
+        """An incident of a regional event they were told of (``lead``): its outage
+        notice is suppressed (``same_event``, evidence ``incident:<lead>``) and it joins
+        the event, whose restored notice then waits for it."""
+        facts = msg.facts
+        out: list[CareOut] = []
+        joins = False
+        for rule, why in self._rules_for(HOLD_DOWN, facts, msg.at, book,
+                                         first="moved_away" if moved else None):
+            if why is None:
+                why, joins = "same_event", True
+            out.append(Suppressed(rule.id, rule.action, why, msg.at, facts.incident_id,
+                                  (f"incident:{lead}",)))
+        if joins:
+            assert self.events is not None
+            self.events[lead][1][facts.incident_id] = [facts.start_time, None]
         return out
 
     def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[CareOut]:
         facts = msg.facts
         told = self.notified.get(facts.incident_id) if self.notified else None
+        if told is None and self.notified:  # told of it as one of a regional event:
+            lead = self._event_of(facts.incident_id)  # once per event and duration
+            told = self.notified.get(lead) if lead is not None else None
         if told is None or msg.duration_s in told[1]:
             return []  # once per incident, subscriber and duration; only to those told
         told[1].append(msg.duration_s)
@@ -475,8 +566,8 @@ class SubscriberCare:
     def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[CareOut]:
         if msg.in_maintenance:
             return []  # planned work
-        if book.inhibit_apology_when_notified and msg.incident_id \
-                and self.notified and msg.incident_id in self.notified:
+        if book.inhibit_apology_when_notified and msg.incident_id and self.notified \
+                and (msg.incident_id in self.notified or self._event_of(msg.incident_id)):
             return []  # inhibited: an outage they were told about explains it
         rules = book.drop_rules()
         if not rules:

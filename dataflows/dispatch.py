@@ -16,7 +16,9 @@ decides whether the operator can afford it now.
   suppressed (reason ``compensation_budget``);
 * ``per_minute``: sends per channel and minute of send time; consumers may use
   ``1 - reserve_share`` of a minute, the priority segments all of it; an action
-  over budget is deferred (``send_after``) to the next minute with room.
+  over budget is deferred (``send_after``) to the next minute with room, at most
+  ``max_delay_s`` after it became due: when no minute up to then has room, it goes in
+  the bound's minute over the rate, with the evidence ``budget:overflow``.
 
 Actions are taken in (event time, priority, action id) order: :meth:`Dispatcher.take`
 holds what arrives until a :class:`~forewarn.dataflows.messages.Frontier` says every action
@@ -65,6 +67,9 @@ def _min_propensity(book: Rulebook, rule_id: str) -> float | None:
 
 
 MAX_DEFER_MINUTES = 24 * 60  # a rate-limited send is deferred at most this far
+#: The evidence of a send placed over the rate: no minute up to ``budgets.max_delay_s``
+#: after it became due had room.
+OVERFLOW = "budget:overflow"
 SWEEP_S = 600.0  # expire unlabelled exposures this often (event time)
 DAY_S = 86400.0
 
@@ -211,12 +216,21 @@ class Dispatcher:
             limit = max(1, int(limit * (1.0 - budgets.reserve_share)))
         when = a.send_after if a.send_after is not None else a.event_time
         minute = int(when // 60)
-        for m in range(minute, minute + MAX_DEFER_MINUTES):
+        bound = budgets.max_delay_s
+        span = MAX_DEFER_MINUTES if bound is None else int((when + bound) // 60) - minute + 1
+        for m in range(minute, minute + span):
             used = self.sends.get((a.channel, m), 0)
             if used < limit:
                 self.sends[(a.channel, m)] = used + 1
                 return a if m == minute else replace(a, send_after=m * 60.0)
-        return replace(a, send_after=(minute + MAX_DEFER_MINUTES) * 60.0)
+        if bound is None:
+            return replace(a, send_after=(minute + MAX_DEFER_MINUTES) * 60.0)
+        # every minute up to the bound is full: it goes at the bound, over the rate, and
+        # says so (counted: forewarn_budget_overflow_total)
+        last = minute + span - 1
+        self.sends[(a.channel, last)] = self.sends.get((a.channel, last), 0) + 1
+        return replace(a, send_after=None if last == minute else max(when, last * 60.0),
+                       evidence=a.evidence + (OVERFLOW,))
 
     def _prune(self, items: list) -> None:
         if not items:

@@ -13,8 +13,10 @@
            |                             to every site, then every care shard (without
            |                             recovery), then dispatch, each an epoch later
            |-> site     [key: site_id]   positions, moves, incidents, hold-down, silent
-           |                             failures, fan-out -> incidents; verdicts released
-           |                             at the next frontier, an epoch later
+           |                             failures, fan-out; verdicts released at the next
+           |                             frontier, an epoch later
+           |     -> region [key: "noc-N"] incidents grouped into regional events (storms),
+           |                             in event-time order up to the frontier -> incidents
            |-> care     [key: care_shard(subscriber_id), or subscriber_id with recovery]
            |                             profiles, complaints; fed by site: verdicts -> actions
       -> dispatch   [key: "dispatch"]    propensity score, budgets, in event-time order up
@@ -68,6 +70,7 @@ from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.messages import Decoded, Frontier, Progress, ShardBatch
 from forewarn.dataflows.propensity import PropensityModel
+from forewarn.dataflows.region import REGION_KEYS, RegionShard, region_key
 from forewarn.dataflows.sequencer import Routes, Sequencer, own_key
 from forewarn.dataflows.shards import ShardSource, is_context
 from forewarn.dataflows.site import SiteCorrelator
@@ -355,6 +358,7 @@ class FrontierLogic(StatefulBatchLogic):
         self.tracker: FrontierTracker = (safe_pickle.load_state(resume) if resume else (
             FrontierTracker(shards=cfg.shards) if cfg.durable else FrontierTracker(
                 shards=cfg.shards, stages=("site", "care", "dispatch"), care_keys=_SHARD_KEYS)))
+        self.tracker.region_keys = REGION_KEYS  # (a snapshot from before the region step)
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         out = self.tracker.due()  # before taking: what is owed rests on earlier epochs
@@ -401,6 +405,31 @@ class DispatchLogic(StatefulBatchLogic):
 
     def snapshot(self) -> bytes | None:
         return _snapshot(self.dispatch, self.cfg.durable)
+
+
+class RegionLogic(StatefulBatchLogic):
+    """One region key's :class:`~forewarn.dataflows.region.RegionShard`: the site
+    incidents of its regions, one message per incident change, and the frontier step's
+    :class:`Frontier`; out: the incidents for the NOC, site incidents with their
+    ``parent_id`` and ``regional_outage`` parents, in event-time order up to the
+    frontier (:mod:`forewarn.dataflows.region`)."""
+
+    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+        self.cfg = cfg
+        self.shard: RegionShard = safe_pickle.load_state(resume) if resume else RegionShard()
+
+    def _terms(self) -> tuple[int | None, float]:
+        corr = self.cfg.rulebook().correlation
+        return corr.storm_sites, corr.storm_window_s
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        return self.shard.take(values, *self._terms()), False
+
+    def on_eof(self) -> tuple[list, bool]:
+        return self.shard.finish(*self._terms()), False
+
+    def snapshot(self) -> bytes | None:
+        return _snapshot(self.shard, self.cfg.durable)
 
 
 class CareLogic(StatefulBatchLogic):
@@ -754,7 +783,15 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     site_out = op.stateful_batch("site", to_site, lambda r: SiteLogic(cfg, r))
     site_out = op.map("unkey_site", site_out, lambda kv: kv[1])
     site_split = op.branch("site_split", site_out, lambda r: r[0] == "care")
-    incidents = op.map("incident", site_split.falses, lambda r: _count_out(r[1]))
+    # every incident record to its region's key; regional events grouped there, in
+    # event-time order up to the frontier (forewarn.dataflows.region)
+    region_in = op.merge(
+        "region_in", op.map("key_region", site_split.falses,
+                            lambda r: (region_key(r[1].region), r[1])),
+        op.flat_map("frontier_to_region", frontier,
+                    lambda x: x[1] if x[0] == "region" else ()))
+    incidents = op.map("incident", op.stateful_batch(
+        "region", region_in, lambda r: RegionLogic(cfg, r)), lambda kv: _count_out(kv[1]))
 
     care_from_seq = op.flat_map("to_care", routed, unbundle("care"))
     care_key = cfg.care_key

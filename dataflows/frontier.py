@@ -68,6 +68,9 @@ class FrontierTracker:
     shards: int = 1
     stages: tuple[str, ...] = ("site", "dispatch")
     care_keys: tuple[str, ...] = ()
+    # keys of the regional step (forewarn.dataflows.region): they hear of a frontier with
+    # the stage after the sites (every incident before it has left its site by then)
+    region_keys: tuple[str, ...] = ()
     marks: dict[int, float] = field(default_factory=dict)  # shard -> its watermark
     ended: dict[int, None] = field(default_factory=dict)  # shards whose input is over
     idle: dict[int, None] = field(default_factory=dict)  # shards idle since their last news
@@ -157,6 +160,8 @@ class FrontierTracker:
             else:
                 keys = self.sites if stage == "site" else self.care_keys
                 out.append((stage, [(k, mark) for k in keys]))
+            if i == 1 and self.region_keys:
+                out.append(("region", [(k, mark) for k in self.region_keys]))
         return out
 
     def finish(self) -> list[tuple[str, Any]]:

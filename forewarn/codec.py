@@ -29,6 +29,7 @@ from forewarn.model import (
     ALARM_TYPES,
     CHANNEL_NAMES,
     COMPLAINT_CATEGORIES,
+    REGIONAL_OUTAGE,
     SEGMENTS,
     SEVERITIES,
     Action,
@@ -804,7 +805,10 @@ def action_dict(a: Action) -> dict:
 
 
 def incident_dict(i: Incident) -> dict:
-    return {
+    """An incident's output record: the contract's fields, Forewarn's own, ``parent_id``
+    (the regional event a site incident is grouped under, or null), and on a
+    ``regional_outage`` incident its ``child_ids`` and ``sites``."""
+    rec = {
         "type": "incident",
         "incident_id": i.incident_id,
         "status": i.status,
@@ -821,7 +825,12 @@ def incident_dict(i: Incident) -> dict:
         "evidence": list(i.evidence),
         "silent_kind": i.silent_kind,
         "detector": i.detector,
+        "parent_id": i.parent_id,
     }
+    if i.incident_kind == REGIONAL_OUTAGE:
+        rec["child_ids"] = list(i.child_ids)
+        rec["sites"] = list(i.sites)
+    return rec
 
 
 def dead_letter_dict(d: DeadLetter) -> dict:

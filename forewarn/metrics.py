@@ -53,6 +53,7 @@ from forewarn.model import (
     CHANNEL_NAMES,
     FOREWARNING_KINDS,
     INCIDENT_KINDS,
+    REGIONAL_OUTAGE,
     SEGMENTS,
 )
 
@@ -73,7 +74,7 @@ OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter", "care.c
                  "care.status")
 SCOPES = ("cell", "site")
 SUPPRESS_REASONS = ("moved_away", "no_consent", "unknown_subscriber", "deleted_subscriber",
-                    "cooldown", "repeat_outage", "cell_cooldown")
+                    "cooldown", "repeat_outage", "cell_cooldown", "same_event")
 DEAD_LETTER_CODES = ("not_json", "not_object", "unknown_type", "missing_field", "bad_enum",
                      "bad_time", "time_out_of_range", "unknown_cell", "unknown_site",
                      "too_large", "bad_type", "bad_value", "future", "wrong_topic")
@@ -110,6 +111,9 @@ ACTIONS = Counter("forewarn_actions", "Customer actions emitted",
                   ["kind", "channel", "rule", "segment"])
 DEFERRED = Counter("forewarn_deferred_actions", "Actions emitted with a send_after "
                    "(held back, e.g. to the end of quiet hours)", ["kind", "reason"])
+BUDGET_OVERFLOW = Counter("forewarn_budget_overflow", "Actions sent over a channel's "
+                          "per-minute budget: no minute up to budgets.max_delay_s after "
+                          "they became due had room", ["kind", "channel"])
 SUPPRESSED = Counter("forewarn_suppressed_actions", "Actions a rule wanted but policy "
                      "stopped, by reason", ["kind", "reason"])
 COMPENSATION_OFFERS = Counter("forewarn_compensation_offers", "Actions carrying an offer",
@@ -192,9 +196,10 @@ for _type in ("location", "call", "subscriber", "complaint"):  # keyed by subscr
 for _kind in ACTION_KINDS:
     for _why in SUPPRESS_REASONS:
         SUPPRESSED.labels(kind=_kind, reason=_why)
-for _kind in INCIDENT_KINDS:
+for _kind in (*INCIDENT_KINDS, REGIONAL_OUTAGE):
     for _status in ("open", "updated", "resolved"):
         INCIDENTS.labels(kind=_kind, status=_status)
+for _kind in INCIDENT_KINDS:
     FIRST_NOTICE_DELAY.labels(kind=_kind)
 for _kind in ACTION_KINDS:
     ACTION_DELAY.labels(kind=_kind)
@@ -309,6 +314,9 @@ class FlowObserver:
         """Forget every incident, notice and complaint seen (see :func:`reset`)."""
         with self._lock:
             self.open: dict[str, _Open] = {}
+            # open regional events: id -> (region, site incidents, sites, impacted, start)
+            self.regional: dict[str, tuple[str, int, int, int, float]] = {}
+            self.regions: set[str] = set()  # regions of every incident seen (0 when calm)
             self._noticed: OrderedDict[str, None] = OrderedDict()
             self._told_at: OrderedDict[str, tuple[float, ...]] = OrderedDict()
             self._complaints: deque[tuple[float, float, str, str]] = deque()
@@ -317,6 +325,11 @@ class FlowObserver:
 
     def incident(self, inc: Any) -> None:
         INCIDENTS.labels(kind=inc.incident_kind, status=inc.status).inc()
+        if inc.region and len(self.regions) < 1000:
+            self.regions.add(inc.region)
+        if inc.incident_kind == REGIONAL_OUTAGE:
+            self._regional(inc)
+            return
         region = inc.region or "unknown"
         with self._lock:
             prev = self.open.get(inc.incident_id)
@@ -347,6 +360,8 @@ class FlowObserver:
                        segment=a.segment or "unknown").inc()
         if a.send_after is not None:
             DEFERRED.labels(kind=a.action_kind, reason="quiet_hours").inc()
+        if a.evidence and a.evidence[-1] == "budget:overflow":
+            BUDGET_OVERFLOW.labels(kind=a.action_kind, channel=a.channel).inc()
         if a.offer:
             COMPENSATION_OFFERS.labels(offer_kind=str(a.offer.get("kind", "other")),
                                        rule=a.rule_id).inc()
@@ -405,10 +420,63 @@ class FlowObserver:
 
     # -- exported gauges ---------------------------------------------------------------
 
+    def _regional(self, inc: Any) -> None:
+        """A regional event (its children are counted as incidents of their own: its
+        impacted subscribers are theirs, not counted again)."""
+        region = inc.region or "unknown"
+        with self._lock:
+            if inc.status == "resolved":
+                self.regional.pop(inc.incident_id, None)
+            else:
+                self.regional[inc.incident_id] = (
+                    region, len(inc.child_ids), len(inc.sites), inc.impacted_subscribers,
+                    inc.start_time)
+        if inc.status != "updated":
+            log.info("regional event %s", "opened" if inc.status == "open" else "resolved",
+                     extra={"incident_id": inc.incident_id, "region": inc.region,
+                            "sites": len(inc.sites), "children": len(inc.child_ids),
+                            "impacted_subscribers": inc.impacted_subscribers,
+                            "start_time": _iso(inc.start_time),
+                            "event_time": _iso(inc.event_time)})
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         self.settle()
         with self._lock:
             items = list(self.open.values())
+            regional = list(self.regional.values())
+            regions = sorted(self.regions)
+        labels = ["region"]
+        events = GaugeMetricFamily("forewarn_regional_events_open",
+                                   "Regional events (regional_outage incidents) open now",
+                                   labels=labels)
+        sites = GaugeMetricFamily("forewarn_regional_event_sites",
+                                  "Sites grouped in the open regional events of a region",
+                                  labels=labels)
+        hit = GaugeMetricFamily("forewarn_regional_event_impacted_subscribers",
+                                "Subscribers impacted by the open regional events of a region",
+                                labels=labels)
+        start = GaugeMetricFamily("forewarn_regional_event_start_timestamp_seconds",
+                                  "Event-time start of the oldest open regional event of a "
+                                  "region", labels=labels)
+        per: dict[str, list] = {}
+        for region in regions:
+            if not any(r[0] == region for r in regional):
+                events.add_metric([region], 0)
+        for region, _, n_sites, impacted_n, began in regional:
+            slot = per.setdefault(region, [0, 0, 0, began])
+            slot[0] += 1
+            slot[1] += n_sites
+            slot[2] += impacted_n
+            slot[3] = min(slot[3], began)
+        for region, (n, n_sites, impacted_n, began) in sorted(per.items()):
+            events.add_metric([region], n)
+            sites.add_metric([region], n_sites)
+            hit.add_metric([region], impacted_n)
+            start.add_metric([region], began)
+        yield events
+        yield sites
+        yield hit
+        yield start
         by_kind = {(k, s): 0 for k in INCIDENT_KINDS for s in SCOPES}
         by_site: dict[tuple[str, str, str, str], list] = {}
         impacted: dict[tuple[str, str], int] = {}

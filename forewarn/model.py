@@ -35,6 +35,9 @@ ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "
 #: within a day of one was *forewarned* (the care context, the complaints metric).
 FOREWARNING_KINDS = frozenset({"outage_notice", "area_notice", "apology"})
 INCIDENT_KINDS = ("outage", "flapping", "degradation")
+#: The NOC's parent incident of a regional event (scope ``region``): site incidents of one
+#: region at once (:mod:`forewarn.dataflows.region`); no rule triggers on it.
+REGIONAL_OUTAGE = "regional_outage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +281,11 @@ class Incident:
     evidence: tuple[str, ...] = ()
     silent_kind: str | None = None  # degradation incidents: sleeping | degradation
     detector: str | None = None  # what found it (silence, kpi_collapse, drop_rate, ...)
+    # a site incident grouped under a regional event: the ``regional_outage`` incident's id
+    parent_id: str | None = None
+    # a ``regional_outage`` incident (scope ``region``): its site incidents and their sites
+    child_ids: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ STATE_MODULES = (
     "forewarn.dataflows.dispatch",
     "forewarn.dataflows.frontier",
     "forewarn.dataflows.merge",
+    "forewarn.dataflows.region",
     "forewarn.dataflows.shards",
     "forewarn.dataflows.propensity",
 )

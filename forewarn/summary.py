@@ -68,7 +68,131 @@ def summarize(out: Path, events_in: int, truth: list[dict] | None = None,
             summary["silent_failures"] = silent_from_incidents(incidents, truth, n_cells)
         if anchors is not None and any(t.get("type") == "truth_subscriber" for t in truth):
             summary["anchors"] = anchor_accuracy(anchors, truth)
+    parents = {i["incident_id"] for i in incidents if i["kind"] == "regional_outage"}
+    if parents or (truth is not None and any(t.get("type") == "truth_storm" for t in truth)):
+        summary["storm"] = storm_figures(actions, incidents, truth or [])
     return summary
+
+
+def _storm_recall(actions: list[dict], truth: list[dict], outages: set[str],
+                  children: set[str]) -> dict:
+    """Recall before complaint of the storm's reachable would-be complainers, counted two
+    ways: ``recall_per_outage`` as ``quality`` counts it (a notice from the start of the
+    spell they complain of: a notice about another site of the storm, told earlier, does
+    not count), and ``recall_per_event`` counting the storm as one event (a notice about
+    any of its site incidents from their first spell in the storm on), which is what
+    ``inhibit.notice_when_notified_in_region`` aims at."""
+    told: dict[str, list[float]] = defaultdict(list)
+    for a in actions:
+        if a["kind"] in ("outage_notice", "area_notice") and a.get("incident_id") in children:
+            told[a["subscriber_id"]].append(parse_time(a["event_time"]))
+    anyone: dict[str, list[float]] = defaultdict(list)
+    for a in actions:
+        if a["kind"] in ("outage_notice", "area_notice"):
+            anyone[a["subscriber_id"]].append(parse_time(a["event_time"]))
+    spells = [t for t in truth if t.get("type") == "truth_impact"
+              and t.get("outage_id") in outages]
+    first: dict[str, float] = {}
+    for t in spells:
+        at = parse_time(t["lost_from"]) - 300.0
+        first[t["subscriber_id"]] = min(first.get(t["subscriber_id"], at), at)
+    cases = per_outage = per_event = 0
+    for t in spells:
+        c = _t(t.get("complaint_time"))
+        if c is None or t.get("planned") or not t.get("contactable", True):
+            continue
+        sid, began = t["subscriber_id"], parse_time(t["lost_from"]) - 300.0
+        cases += 1
+        per_outage += any(began <= at < c for at in anyone.get(sid, ()))
+        per_event += any(first[sid] <= at < c for at in told.get(sid, ())) or any(
+            began <= at < c for at in anyone.get(sid, ()))
+    return {"complainers": cases, "recall_per_outage": _ratio(per_outage, cases),
+            "recall_per_event": _ratio(per_event, cases)}
+
+
+#: After a storm's last site is back, how long its restored notices may still come.
+STORM_AFTER_S = 3600.0
+
+
+def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict]) -> dict:
+    """A storm day's figures (``summary["storm"]``), against the simulator's
+    ``truth_storm`` records:
+
+    * ``storms``, ``parents``: storms in the truth, ``regional_outage`` incidents the NOC
+      got (one per storm is the goal), and ``parents_on_storms``: those whose sites are
+      mostly (half or more) a storm's;
+    * ``impacted``: subscribers who really lost service in a storm's outages;
+      ``messages_per_impacted``: the actions they got from the storm's start to an hour
+      after its end, per one of them told anything;
+    * ``outage_notices``: notices about the storm's site incidents (on its sites, started
+      while it lasted); ``time_to_notify_s``: from the storm's start to the
+      last of them sent (``send_after`` when paced, else its time);
+      ``max_send_delay_s``: the longest a notice waited for the budget; ``overflow``:
+      those sent over the rate at the bound; ``complaints_before_paced_notice``: would-be
+      complainers who complained while their notice waited for the budget (recall counts
+      a notice at its time, not its send time).
+    """
+    storms = [t for t in truth if t.get("type") == "truth_storm"]
+    latest: dict[str, dict] = {}
+    for i in incidents:
+        if i["kind"] == "regional_outage":
+            latest[i["incident_id"]] = i
+    out: dict = {"storms": len(storms), "parents": len(latest)}
+    if not storms:
+        return out
+    on_storm: dict[str, dict] = {}
+    for pid, p in latest.items():
+        for st in storms:
+            sites = set(p.get("sites", ()))
+            if len(sites & set(st["site_ids"])) * 2 >= len(sites):
+                on_storm[pid] = st
+    out["parents_on_storms"] = len(on_storm)
+    outages = {o for st in storms for o in st["outage_ids"]}
+    impacted = {t["subscriber_id"] for t in truth
+                if t.get("type") == "truth_impact" and t.get("outage_id") in outages}
+    spans = [(parse_time(st["start_time"]) - 300.0, parse_time(st["end_time"]) + STORM_AFTER_S)
+             for st in storms]
+    got: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for a in actions:
+        if a["subscriber_id"] in impacted and any(
+                lo <= parse_time(a["event_time"]) <= hi for lo, hi in spans):
+            got[a["subscriber_id"]] += 1
+            kinds[a["kind"]] += 1
+    # the storm's own site incidents: on its sites, started while it lasted (not the
+    # region's later outages that joined its regional event; found without it, so the
+    # figures compare with a run that groups nothing)
+    children = {i["incident_id"] for i in incidents
+                if i["kind"] in ("outage", "flapping") and any(
+                    i["site_id"] in st["site_ids"] and lo <= parse_time(i["start_time"]) <= hi
+                    for st, (lo, hi) in zip(storms, spans, strict=True))}
+    notices = [a for a in actions if a["kind"] == "outage_notice"
+               and a.get("incident_id") in children]
+    sent = [parse_time(a["send_after"] or a["event_time"]) for a in notices]
+    waits = sorted(s - parse_time(a["event_time"]) for s, a in zip(sent, notices, strict=True))
+    start = min(parse_time(st["start_time"]) for st in storms)
+    # the cost of pacing: would-be complainers whose complaint fell between a notice's
+    # time (when recall counts it) and its send time
+    complaints: dict[str, list[float]] = defaultdict(list)
+    for t in truth:
+        if t.get("type") == "truth_impact" and t.get("complaint_time"):
+            complaints[t["subscriber_id"]].append(parse_time(t["complaint_time"]))
+    late = sum(1 for s, a in zip(sent, notices, strict=True) if a["send_after"] and any(
+        parse_time(a["event_time"]) <= c < s for c in complaints.get(a["subscriber_id"], ())))
+    out.update(_storm_recall(actions, truth, outages, children))
+    out.update({
+        "impacted": len(impacted),
+        "impacted_told": len(got),
+        "messages_per_impacted": _ratio(sum(got.values()), len(got)),
+        "actions_to_impacted": dict(sorted(kinds.items())),
+        "outage_notices": len(notices),
+        "time_to_notify_s": round(max(sent) - start, 1) if sent else None,
+        "max_send_delay_s": round(waits[-1], 1) if waits else None,
+        "p95_send_delay_s": round(waits[int(0.95 * (len(waits) - 1))], 1) if waits else None,
+        "overflow": sum(1 for a in notices if "budget:overflow" in a.get("evidence", ())),
+        "complaints_before_paced_notice": late,
+    })
+    return out
 
 
 def anchor_accuracy(anchors: dict[str, tuple[str | None, str | None]],
@@ -299,7 +423,7 @@ def format_table(s: dict) -> str:
     ]
     for kind, n in s["actions"].items():
         rows.append((f"actions: {kind}", f"{n:,}"))
-    rows.append(("actions deferred (quiet hours)", f"{s.get('deferred', 0):,}"))
+    rows.append(("actions deferred (quiet hours, pacing)", f"{s.get('deferred', 0):,}"))
     if "events_per_second" in s:
         rows.append(("flow throughput", f"{s['events_per_second']:,} events/s "
                      f"({s['flow_seconds']} s)"))
@@ -325,6 +449,21 @@ def format_table(s: dict) -> str:
              "n/a" if q["median_lead_s"] is None else f"{q['median_lead_s'] / 60:.1f} min"),
             ("messages per impacted subscriber", str(q["messages_per_impacted"])),
         ]
+    st = s.get("storm")
+    if st:
+        rows.append(("storms / NOC regional events", f"{st['storms']} / {st['parents']}"
+                     + (f" ({st['parents_on_storms']} on a storm)"
+                        if "parents_on_storms" in st else "")))
+        if st.get("impacted"):
+            ttn = st["time_to_notify_s"]
+            rows += [
+                ("storm: messages per impacted", f"{st['messages_per_impacted']} "
+                 f"({st['impacted_told']:,} of {st['impacted']:,} impacted told)"),
+                ("storm: time to notify everyone",
+                 "n/a" if ttn is None else f"{ttn / 60:.1f} min from its start "
+                 f"({st['outage_notices']:,} outage notices; longest budget wait "
+                 f"{(st['max_send_delay_s'] or 0) / 60:.1f} min, {st['overflow']} over the rate)"),
+            ]
     an = s.get("anchors")
     if an:
         rows.append(("anchor places learnt (night, work)",

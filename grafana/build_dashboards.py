@@ -120,6 +120,22 @@ def noc() -> dict:
                    "p95", "B")], w=6, h=5, unit="s",
             description="Event time from an incident's start to its first outage notice "
                         "(the hold-down is 120 s by default)."),
+        panel("stat", "Regional events open (storms)", [target(
+            f'sum(forewarn_regional_events_open{{{SEL},region=~"$region"}})', "open")],
+            w=6, h=5, description="regional_outage incidents open now: site incidents of "
+            "one region grouped as one event (correlation.storm in the rulebook)."),
+        panel("table", "Regional events (region, sites, impacted, age)", [
+            target(f'sum by (region) (forewarn_regional_event_sites{{{SEL},region=~"$region"}})',
+                   "", "A", instant=True),
+            target("sum by (region) (forewarn_regional_event_impacted_subscribers"
+                   f'{{{SEL},region=~"$region"}})', "", "B", instant=True),
+            target(f"scalar(max(forewarn_watermark_timestamp_seconds{{{SEL}}}))"
+                   " - min by (region) (forewarn_regional_event_start_timestamp_seconds"
+                   f'{{{SEL},region=~"$region"}})', "", "C", instant=True)],
+            w=18, h=5, description="Each region with an open regional event: its sites "
+            "(A), subscribers its site incidents impacted (B) and its age in event time in "
+            "seconds (C). The event's id and its child incident ids are on noc.incidents "
+            "(kind regional_outage)."),
         panel("table", "Open incidents (site, kind, scope, age)", [target(
             "max by (site_id, region, kind, scope) ("
             f"scalar(max(forewarn_watermark_timestamp_seconds{{{SEL}}}))"

@@ -84,6 +84,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "correlation.nearby.sites": (1, 50, False),
     "correlation.nearby.silence_s": (0, DAY, True),
     "correlation.nearby.reappear_s": (0, 6 * HOUR, True),
+    "correlation.storm.sites": (2, 10_000, False),
+    "correlation.storm.window_s": (0, 6 * HOUR, True),
     "rules.version": (0, 2**31 - 1, False),
     "rules.trigger.min_duration_s": (0, 7 * DAY, True),
     "rules.trigger.dropped_calls.count": (1, 100, False),
@@ -101,6 +103,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "limits.max_contacts_per_day": (1, 100, False),
     "budgets.compensation_per_day": (0, 10**9, False),
     "budgets.per_minute": (1, 10**7, False),
+    "budgets.max_delay_s": (60, DAY, False),
 }
 #: Values shown in error messages are cut short (a hostile value may be huge).
 _SHOW = reprlib.Repr()
@@ -146,6 +149,11 @@ class Correlation:
     nearby_sites: int = 16
     silence_s: float = 4380.0
     reappear_s: float = 600.0
+    # a regional event (Alertmanager's group_by: [region]): incidents on ``storm_sites``
+    # sites of one region, started within ``storm_window_s`` of each other, are grouped
+    # under one ``regional_outage`` incident for the NOC (None: no grouping)
+    storm_sites: int | None = None
+    storm_window_s: float = 900.0
 
     def is_outage(self, severity: str, probable_cause: str) -> bool:
         """Does an alarm of this severity and cause mean the cell carries no traffic?"""
@@ -244,6 +252,9 @@ class Budgets:
     per_minute: dict[str, int] = field(default_factory=dict)  # channel -> sends a minute
     priority_segments: tuple[str, ...] = ("vip", "business")
     reserve_share: float = 0.2  # of each minute kept for the priority segments
+    # no send deferred past this long after it became due: past it, it goes in the
+    # bound's minute over the rate (counted: forewarn_budget_overflow_total); None: a day
+    max_delay_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +289,10 @@ class Rulebook:
     source: str = ""
     max_contacts_per_day: int | None = None
     inhibit_apology_when_notified: bool = True
+    # one outage notice and one restored notice per subscriber per regional event: an
+    # outage notice is inhibited while they were told of an open outage in the same
+    # region that began within ``correlation.storm_window_s`` of it
+    inhibit_notice_in_region: bool = False
     budgets: Budgets | None = None
     silences: tuple[Silence, ...] = ()
     digest: str = ""
@@ -742,7 +757,8 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
     if not isinstance(node, yaml.MappingNode):
         ck.fail(node, "budgets", "expected a mapping (see Budgets in docs/rules.md)")
     _unknown_keys(ck, node, m, "budgets", {"compensation_per_day", "per_minute",
-                                           "priority_segments", "reserve_share"})
+                                           "priority_segments", "reserve_share",
+                                           "max_delay_s"})
     per_minute: dict[str, int] = {}
     pm_node = m.get("per_minute")
     pm = _mapping(pm_node)
@@ -766,6 +782,7 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
         priority_segments=_choices(ck, node, m, "priority_segments", "budgets", SEGMENTS)
         or ("vip", "business"),
         reserve_share=share if share is not None else 0.2,
+        max_delay_s=_num(ck, node, m, "max_delay_s", "budgets", float),
     )
 
 
@@ -1007,7 +1024,7 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     version = _num(ck, root, top, "version", "", int, required=True)
     corr_node, corr = _section(ck, top, "correlation", {
         "outage_severities", "outage_causes", "group_wait_s", "hold_down_s",
-        "position_max_age_s", "flapping", "nearby"})
+        "position_max_age_s", "flapping", "nearby", "storm"})
     if corr_node is None:
         ck.fail(root, "correlation", "required key missing")
     sev = _choices(ck, corr_node, corr, "outage_severities", "correlation", SEVERITIES)
@@ -1016,6 +1033,11 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
                                {"outages", "window_s", "stable_s"})
     near_node, near = _section(ck, top, "correlation.nearby",
                                {"sites", "silence_s", "reappear_s"})
+    storm_node, storm = _section(ck, top, "correlation.storm", {"sites", "window_s"})
+    if storm_node is not None and "sites" not in storm:
+        ck.fail(storm_node, "correlation.storm.sites",
+                "required key missing: how many sites of one region make a regional "
+                "outage, such as {sites: 5, window_s: 900}")
 
     def num(node, m, key, where, default, typ=float):
         return _num(ck, node, m, key, where, typ, default)
@@ -1032,6 +1054,8 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         nearby_sites=num(near_node, near, "sites", "correlation.nearby", 16, int),
         silence_s=num(near_node, near, "silence_s", "correlation.nearby", 4380.0),
         reappear_s=num(near_node, near, "reappear_s", "correlation.nearby", 600.0),
+        storm_sites=num(storm_node, storm, "sites", "correlation.storm", None, int),
+        storm_window_s=num(storm_node, storm, "window_s", "correlation.storm", 900.0),
     )
     if correlation.group_wait_s >= correlation.hold_down_s:
         ck.fail(corr.get("group_wait_s", corr_node), "correlation.group_wait_s",
@@ -1049,7 +1073,8 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     order = _choices(ck, cnode, chans, "default_order", "channels", CHANNEL_NAMES) \
         or CHANNEL_NAMES
     lnode, limits = _section(ck, top, "limits", {"max_contacts_per_day"})
-    inode, inhibit = _section(ck, top, "inhibit", {"apology_when_notified"})
+    inode, inhibit = _section(ck, top, "inhibit", {"apology_when_notified",
+                                                   "notice_when_notified_in_region"})
     rules_node = top.get("rules")
     rules: list[Rule] = []
     rule_nodes: dict[str, yaml.Node] = {}
@@ -1084,6 +1109,14 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
                             "and min_outage_s")
     max_contacts = _num(ck, lnode, limits, "max_contacts_per_day", "limits", int)
     apology_inhibit = _get(ck, inode, inhibit, "apology_when_notified", "inhibit", bool, False)
+    region_inhibit = _get(ck, inode, inhibit, "notice_when_notified_in_region", "inhibit",
+                          bool, False)
+    if region_inhibit and storm_node is None:
+        ck.fail(inhibit["notice_when_notified_in_region"],
+                "inhibit.notice_when_notified_in_region",
+                "needs correlation.storm (its window_s says which outages of a region are "
+                "one event): add `storm: {sites: 5, window_s: 900}` under correlation, or "
+                "set this to false")
     budgets = _budgets(ck, top.get("budgets"))
     silences = _silences(ck, top.get("silences"))
     adapters = _adapters(ck, top.get("adapters"))
@@ -1094,6 +1127,7 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         quiet_end_min=q_end, defer_kinds=frozenset(defer), channel_order=tuple(order),
         rules=tuple(rules), source=str(file), max_contacts_per_day=max_contacts,
         inhibit_apology_when_notified=True if apology_inhibit is None else apology_inhibit,
+        inhibit_notice_in_region=bool(region_inhibit),
         budgets=budgets, silences=silences,
         digest=hashlib.sha256(raw).hexdigest()[:12],
         defer_unconfirmed_kinds=frozenset(defer_unconfirmed),

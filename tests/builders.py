@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -162,3 +163,13 @@ def feed(seq, rec, raw: bytes = b"", source: str = "f") -> list:
     return ([("site", k, m) for k, box in out.sites.items() for m in box]
             + [("care", k, m) for k, box in out.cares.items() for m in box]
             + [("dead", None, d) for d in out.dead])
+
+
+def without_budgets(text: str) -> str:
+    """A rulebook's text without its top-level ``budgets:`` block (the default has one),
+    for tests that put their own in.
+
+    >>> without_budgets("a: 1\\nbudgets:\\n  per_minute: {sms: 1}\\n  reserve_share: 0\\nrules:\\n")
+    'a: 1\\nrules:\\n'
+    """
+    return re.sub(r"\nbudgets:[^\n]*\n(?:[ ]+[^\n]*\n|[ ]*#[^\n]*\n)*", "\n", text, count=1)

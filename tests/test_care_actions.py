@@ -37,7 +37,10 @@ from forewarn.dataflows.propensity import CareFeatures
 from forewarn.model import Action, Channel, Complaint, Subscriber
 from forewarn.rules.rulebook import Audience, ChannelPolicy, Rule, Rulebook, Silence, load_rulebook
 
-BOOK = load_rulebook()
+#: The default rulebook, without its one-event-per-region inhibition: these tests build
+#: several incidents from one FACTS (one region, one start), which the default would take
+#: for one regional event; that inhibition has tests of its own (test_storm_care.py).
+BOOK = replace(load_rulebook(), inhibit_notice_in_region=False)
 T0 = parse_time("2026-11-23T10:00:00Z")  # 10:00 in London (UTC+0 in November)
 HOUR, DAY = 3600.0, 86400.0
 ALARMS = ("alarm:A1", "alarm:A2")
@@ -425,8 +428,10 @@ def test_the_message_of_a_nameless_planless_subscriber_and_of_drops():
 def test_flapping_cells_get_one_notice_per_window():
     shard = CareShard()
     run(shard, BOOK, upsert(), impact(T0 + 120))
-    again = replace(FACTS, incident_id="INC-S1-2", down_cells=(("S1-C2", T0 + 1800),))
-    other = replace(FACTS, incident_id="INC-S1-3", down_cells=(("S1-C3", T0 + 1800),))
+    again = replace(FACTS, incident_id="INC-S1-2", down_cells=(("S1-C2", T0 + 1800),),
+                    start_time=T0 + 1800)
+    other = replace(FACTS, incident_id="INC-S1-3", down_cells=(("S1-C3", T0 + 1800),),
+                    start_time=T0 + 1800)
     # the same cell within the flapping window (inclusive): one notice is enough
     out = run(shard, BOOK, impact(T0 + 1920, again), impact(T0 + 1920, other))
     assert out[0] == Suppressed("outage-notice", "outage_notice", "repeat_outage", T0 + 1920)

@@ -885,7 +885,7 @@ def test_an_incident_on_the_wire() -> None:
         "start_time": "2026-11-23T10:15:00Z", "end_time": "2026-11-23T10:20:30Z",
         "impacted_subscribers": 42, "event_time": "2026-11-23T10:20:30Z", "region": "north",
         "maintenance_window": "W1", "evidence": ["alarm:A1"], "silent_kind": "sleeping",
-        "detector": "silence",
+        "detector": "silence", "parent_id": None,
     }
     assert incident_dict(i) == expected
     assert encode(i) == orjson.dumps(expected)

@@ -10,6 +10,7 @@ from forewarn.connectors.kafka_source import stream_time
 from forewarn.rules.rulebook import DEFAULT_DIR, load_rulebook
 from forewarn.runner import Collected, run_collect
 from forewarn.simulator import ScenarioConfig, simulate
+from tests.builders import without_budgets
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def budget_scenario():
 
 def test_budgets_are_granted_the_same_whatever_the_batching_and_workers(budget_scenario,
                                                                         tmp_path):
-    text = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")
+    text = without_budgets((DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8"))
     (tmp_path / "rulebook.yaml").write_text(text.replace("\nrules:\n", f"\n{BUDGETS}\nrules:\n"),
                                             encoding="utf-8")
     book = load_rulebook(tmp_path)
@@ -116,3 +117,27 @@ def test_action_ids_are_unique_and_event_times_are_event_time(scenario, referenc
         assert parse_time(a["event_time"]) == due, a
     for a in restored:  # when the incident resolved
         assert a["event_time"] == ended[a["incident_id"]], a
+
+
+@pytest.fixture(scope="module")
+def storm_scenario():
+    # a storm: 9 of the north's 10 sites lose power within 15 min (one regional event
+    # for the NOC; subscribers around two of its sites told once)
+    return simulate(ScenarioConfig(seed=13, sites=40, hours=4.0, subscribers_per_cell=12,
+                                   storm_region="north"))
+
+
+def test_a_storm_gives_the_same_outputs_whatever_the_batching_and_workers(storm_scenario):
+    got = run_collect(storm_scenario.lines, load_rulebook())
+    one = canonical(got)
+    incidents = [orjson.loads(i) for i in one["incidents"]]
+    parents = {i["incident_id"] for i in incidents if i["kind"] == "regional_outage"}
+    assert len(parents) == 1, "one storm, one regional event"
+    assert all(i["parent_id"] in parents for i in incidents
+               if i["status"] == "resolved" and i["kind"] == "outage"
+               and i["site_id"] in next(t for t in storm_scenario.truth
+                                        if t["type"] == "truth_storm")["site_ids"])
+    assert any(s.reason == "same_event" for s in got.suppressed)
+    assert canonical(run_collect(storm_scenario.lines, load_rulebook(), workers=2)) == one
+    assert canonical(run_collect(storm_scenario.lines, load_rulebook(), batch=37,
+                                 pause_s=0.0005, epoch_s=0.01)) == one

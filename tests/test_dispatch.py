@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from forewarn.dataflows.care import ComplaintSeen, Suppressed
-from forewarn.dataflows.dispatch import MAX_DEFER_MINUTES, Dispatcher
+from forewarn.dataflows.dispatch import MAX_DEFER_MINUTES, OVERFLOW, Dispatcher
 from forewarn.dataflows.propensity import HORIZON_S, CareFeatures, PropensityModel
 from forewarn.model import Action
 from forewarn.rules.rulebook import DEFAULT_DIR, Budgets, parse_rulebook
+from tests.builders import without_budgets
 
 DAY = 86400.0
 FEATURES = CareFeatures("consumer", "Basic", 12, "outage", 0.0, 300.0, True, 1, 0, 10)
@@ -245,7 +246,7 @@ def test_finish_settles_what_it_can():
 
 
 def test_handle_applies_the_rulebooks_budgets():
-    text = (DEFAULT_DIR / "rulebook.yaml").read_text()
+    text = without_budgets((DEFAULT_DIR / "rulebook.yaml").read_text())
     book = parse_rulebook(text.replace("\nrules:\n", "\nbudgets:\n  per_minute: {sms: 1}\n"
                                        "  reserve_share: 0\nrules:\n"), Path("r.yaml"))
     out = Dispatcher().handle([act(1, 60.0), act(2, 61.0)], book)
@@ -282,3 +283,14 @@ def test_the_model_learns_the_same_whatever_order_same_time_complaints_arrive_in
     t = 1000.0 + HORIZON_S + 1
     assert model_after([ComplaintSeen("U", t), ComplaintSeen("V", t)]) == model_after(
         [ComplaintSeen("V", t), ComplaintSeen("U", t)])
+
+
+def test_no_send_is_deferred_past_max_delay_it_overflows_at_the_bound():
+    d = Dispatcher()
+    b = Budgets(per_minute={"sms": 2}, reserve_share=0.0, max_delay_s=120.0)
+    out = d.admit([act(i, 60.0) for i in range(8)], b)
+    # minutes 1, 2 and 3 (the bound: 60 + 120 s) take two each; the rest go at the bound
+    assert [a.send_after for a in out] == [None, None, 120.0, 120.0, 180.0, 180.0,
+                                           180.0, 180.0]
+    assert [OVERFLOW in a.evidence for a in out] == [False] * 6 + [True] * 2
+    assert all((a.send_after or a.event_time) - a.event_time <= 120.0 for a in out)

@@ -16,6 +16,7 @@ from forewarn.dataflows.flow import _SHARD_KEYS, FlowConfig, FrontierLogic, Site
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.messages import Frontier, Impact, Progress
 from forewarn.dataflows.propensity import CareFeatures
+from forewarn.dataflows.region import REGION_KEYS
 from forewarn.model import Alarm, Cell
 from forewarn.rules.rulebook import Budgets, load_rulebook
 from tests.test_dispatch import BOOK, act
@@ -135,8 +136,9 @@ def test_the_tracker_survives_a_snapshot():
 
 
 def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
-    """Without recovery: sites, then every care shard, then dispatch; with recovery
-    (a care key per subscriber, which no frontier reaches) sites, then dispatch."""
+    """Without recovery: sites, then every care shard and region key, then dispatch; with
+    recovery (a care key per subscriber, which no frontier reaches) sites, then dispatch
+    and the region keys."""
     logic = FrontierLogic(FlowConfig(book=load_rulebook()), None)
     assert logic.notify_at() is None
     assert logic.on_batch([Progress(0, 100.0, ("S1",))]) == ([], False)
@@ -145,8 +147,9 @@ def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
     logic.snapshot()  # Bytewax ends the epoch
     assert logic.on_notify() == ([("site", [("S1", Frontier(100.0))])], False)
     logic.snapshot()
-    (stage, keys), = logic.on_notify()[0]
+    (stage, keys), (also, regions) = logic.on_notify()[0]
     assert stage == "care" and keys == [(k, Frontier(100.0)) for k in _SHARD_KEYS]
+    assert also == "region" and regions == [(k, Frontier(100.0)) for k in REGION_KEYS]
     logic.snapshot()
     assert logic.on_notify() == ([("dispatch", Frontier(100.0))], False)
     assert logic.notify_at() is None
@@ -156,7 +159,8 @@ def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
     durable.snapshot()
     assert durable.on_notify()[0] == [("site", [("S1", Frontier(100.0))])]
     durable.snapshot()
-    assert durable.on_notify()[0] == [("dispatch", Frontier(100.0))]
+    assert durable.on_notify()[0] == [("dispatch", Frontier(100.0)),
+                                      ("region", [(k, Frontier(100.0)) for k in REGION_KEYS])]
 
 
 # -- a site's outbox ----------------------------------------------------------------------

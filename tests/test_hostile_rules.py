@@ -26,7 +26,7 @@ from forewarn.rules.reload import REFUSAL_CODES, RulebookWatcher
 from forewarn.rules.rulebook import DEFAULT_DIR, MAX_RULES, RANGES, RulebookError, load_rulebook
 from forewarn.rules.safe_yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from forewarn.runner import execute
-from tests.builders import Scenario
+from tests.builders import Scenario, without_budgets
 
 DEFAULT_TEXT = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")
 PROBLEM = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<key>\S+): (?P<what>.+)$")
@@ -131,6 +131,9 @@ def _with_value(key: str, value: float) -> str:
     if key == "rules.version":
         return edited(("  - id: restored-notice\n    version: 1",
                        f"  - id: restored-notice\n    version: {v}"))
+    if key.startswith("correlation.storm."):
+        old = {"sites": "    sites: 5 ", "window_s": "    window_s: 900 "}[leaf]
+        return edited((old, f"    {leaf}: {v} "))
     if key.startswith("correlation."):
         line = re.search(rf"^ +{leaf}: .*$", DEFAULT_TEXT, re.M).group(0)
         return edited((line, line.split(":")[0] + f": {v}"))
@@ -158,10 +161,13 @@ def _with_value(key: str, value: float) -> str:
         return edited(("amount_gb: 5,", f"amount_gb: {v},"))
     if key == "limits.max_contacts_per_day":
         return edited(("max_contacts_per_day: null", f"max_contacts_per_day: {v}"))
+    if key == "budgets.max_delay_s":
+        return edited(("max_delay_s: 1800", f"max_delay_s: {v}"))
     if key.startswith("budgets."):
         per_day, per_minute = (v, 1) if leaf == "compensation_per_day" else (1, v)
-        return edited(("\nrules:\n", f"\nbudgets:\n  compensation_per_day: {per_day}\n"
-                       f"  per_minute: {{sms: {per_minute}}}\n\nrules:\n"))
+        return without_budgets(DEFAULT_TEXT).replace(
+            "\nrules:\n", f"\nbudgets:\n  compensation_per_day: {per_day}\n"
+            f"  per_minute: {{sms: {per_minute}}}\n\nrules:\n")
     raise AssertionError(f"no way to set {key}: add one")
 
 

@@ -40,6 +40,11 @@ MODE_SPECIFIC = {
     "forewarn_kafka_consumer_lag_messages": "Kafka mode (set by the Kafka source)",
     "forewarn_recovery_enabled": "recovery on (run --recovery) - the panel filters on == 1",
     "forewarn_recovery_snapshot_timestamp_seconds": "recovery on (run --recovery)",
+    # per region with an open regional event (a storm); forewarn_regional_events_open
+    # itself is 0 for every region seen
+    "forewarn_regional_event_sites": "a regional event open (a storm day)",
+    "forewarn_regional_event_impacted_subscribers": "a regional event open (a storm day)",
+    "forewarn_regional_event_start_timestamp_seconds": "a regional event open (a storm day)",
 }
 SYNTHETIC = {"up"}  # made by Prometheus itself, not exported
 METRIC_RE = re.compile(r"\b((?:forewarn|bytewax|process)_[a-zA-Z0-9_]+|up)\b(?!\s*\()")

@@ -95,7 +95,7 @@ ID_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or d
 TOP_KEYS = ("adapters, budgets, channels, correlation, inhibit, limits, quiet_hours, rulebook, "
             "rules, silences, version")
 CORRELATION_KEYS = ("flapping, group_wait_s, hold_down_s, nearby, outage_causes, "
-                    "outage_severities, position_max_age_s")
+                    "outage_severities, position_max_age_s, storm")
 ACTIONS = "outage_notice, restored_notice, apology, compensation, care_callback, area_notice"
 HHMM = 'expected a local time HH:MM (quoted: "22:00"), got'
 FIELDS = "area, eta, incident_id, name, offer, plan"
@@ -229,7 +229,8 @@ CASES = [
     pytest.param(top("limits: 3\n"), ["9: limits: expected a mapping of max_contacts_per_day"],
                  id="limits-not-a-mapping"),
     pytest.param(top("inhibit:\n  z: 1\n  apology_when_notified: maybe\n"),
-                 ["10: inhibit.z: unknown key; expected among apology_when_notified",
+                 ["10: inhibit.z: unknown key; expected among apology_when_notified, "
+                  "notice_when_notified_in_region",
                   "11: inhibit.apology_when_notified: expected bool, got 'maybe'"],
                  id="inhibit"),
     # ---- the list of rules
@@ -451,7 +452,7 @@ CASES = [
                      "    fax: 3\n    push: 10000001\n  priority_segments: [alien]\n"
                      "  reserve_share: 1\n  spare: 1\n"),
                  ["17: budgets.spare: unknown key; expected among compensation_per_day, "
-                  "per_minute, priority_segments, reserve_share",
+                  "max_delay_s, per_minute, priority_segments, reserve_share",
                   f"12: budgets.per_minute.sms: expected at least 1 and at most 10000000, got 0"
                   f"{RANGE}",
                   "13: budgets.per_minute.fax: expected a channel among push, sms, email",

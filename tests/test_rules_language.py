@@ -18,13 +18,13 @@ from forewarn.connectors.files import LinesSource
 from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
 from forewarn.rules.reload import RulebookWatcher
 from forewarn.rules.rulebook import DEFAULT_DIR, RulebookError, load_rulebook
-from tests.builders import Scenario, ts
+from tests.builders import Scenario, ts, without_budgets
 
 DEFAULT_TEXT = (DEFAULT_DIR / "rulebook.yaml").read_text(encoding="utf-8")
 
 
 def book_with(tmp_path: Path, extra_rules: str = "", top: str = "", replace=()) -> Path:
-    text = DEFAULT_TEXT
+    text = without_budgets(DEFAULT_TEXT) if "budgets:" in top else DEFAULT_TEXT
     for old, new in replace:
         assert old in text, old
         text = text.replace(old, new)

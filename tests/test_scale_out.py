@@ -30,3 +30,18 @@ def test_two_processes_give_the_outputs_of_one(tmp_path: Path) -> None:
     assert two["flow_wall_s"] <= two["wall_s"]
     # items crossed between the processes, and none with one process
     assert one["exchanged_bytes"] == 0 < two["exchanged_bytes"]
+
+
+def test_two_processes_give_the_outputs_of_one_on_a_storm(tmp_path: Path) -> None:
+    """A storm (9 of the north's 10 sites down within 15 min): its regional event and
+    who is told once are decided in event-time order, on whichever process."""
+    lines = simulate(ScenarioConfig(seed=13, sites=40, hours=4.0, subscribers_per_cell=12,
+                                    storm_region="north")).lines
+    input_path = tmp_path / "input.jsonl"
+    write_input(lines, input_path)
+    parts = effective_partitions(2)
+    one = launch(input_path, tmp_path / "one", 1, parts, timeout_s=180)
+    two = launch(input_path, tmp_path / "two", 2, parts, timeout_s=180)
+    assert two["outputs"] == one["outputs"]
+    incidents = (tmp_path / "two" / "incidents.jsonl").read_text(encoding="utf-8")
+    assert '"kind":"regional_outage"' in incidents
