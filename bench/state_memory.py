@@ -173,7 +173,7 @@ def _deep(obj: Any, seen: set[int], stop: tuple[type, ...] = ()) -> int:
 
 def breakdown(n: int) -> dict[str, Any]:
     """Bytes per subscriber by owner, from the live objects at the hold."""
-    from forewarn.dataflows.care import SubscriberCare
+    from forewarn.dataflows.care import Profile, SubscriberCare
     from forewarn.dataflows.flow import CareLogic, FlowConfig, SiteLogic
     from forewarn.dataflows.sequencer import Sequencer
     from forewarn.dataflows.site import SiteCorrelator
@@ -193,8 +193,14 @@ def breakdown(n: int) -> dict[str, Any]:
                            "care_logics": len(logics), "sites": len(sites)}
 
     # Care state, part by part (shared interned strings are counted once, by the first).
-    parts = {"SubscriberCare object": 0, "profile (Profile + channels + strings)": 0,
-             "notified dict": 0, "other care fields": 0}
+    parts = {"SubscriberCare object": 0, "profile only: (profile, name, since) tuple": 0,
+             "profile (Profile + channels + strings)": 0, "notified dict": 0,
+             "other care fields": 0}
+    known = [c for lg in logics for c in lg.shard.subscribers.values() if type(c) is tuple]
+    out["care_known"] = len(known)
+    for k in known:  # SubscriberCare.compact: the profile, the name, since (and known since)
+        parts["profile only: (profile, name, since) tuple"] += _deep(k, seen, shared + (Profile,))
+        parts["profile (Profile + channels + strings)"] += _deep(k[0], seen, shared)
     for c in cares:
         parts["SubscriberCare object"] += sys.getsizeof(c)
         seen.add(id(c))
@@ -399,7 +405,8 @@ def main(argv: list[str] | None = None) -> None:
         rss = (r["rss_hold"] - r["rss_before"]) / n
         traced = (r["traced_hold"] - r["traced_before"]) / n
         print(f"\nbreakdown at N={n:,d} (tracemalloc on; objects walked at the end of input):")
-        print(f"  live: {bd['care_objects']:,d} SubscriberCare, {bd['care_logics']:,d} "
+        print(f"  live: {bd['care_objects']:,d} SubscriberCare, {bd.get('care_known', 0):,d} "
+              f"profile-only, {bd['care_logics']:,d} "
               f"CareLogic, {bd['members']:,d} site members in {bd['sites']} sites")
         total = 0.0
         for group in ("care", "site", "sequencer", "bytewax_python"):

@@ -595,7 +595,7 @@ def test_a_verdict_is_judged_on_the_profile_in_force_at_its_time():
     assert late == action("outage-notice", "outage_notice", T0 + 120,
                           evidence=ALARMS + (f"location:S1-C1@{int(T0 - 300)}",))
     assert (now.language, now.channel, now.segment) == ("fr", "sms", "vip")
-    c = shard.subscribers["U"]  # the later profile is still in force
+    c = shard.care("U")  # the later profile is still in force
     assert (c.profile.language, c.name) == ("fr", "Zoé")
 
 
