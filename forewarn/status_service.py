@@ -739,13 +739,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     try:
         check_reachable(config, timeout=args.kafka_timeout)
-    except KafkaUnreachableError as exc:
+    except (KafkaUnreachableError, KafkaConfigError) as exc:  # (config: a setting refused)
         sock.close()
         return _fail(str(exc))
-    except KafkaException as exc:  # a setting librdkafka refuses, at the client's creation
-        sock.close()
-        return _fail(f"Kafka client settings (--config / -X): {exc.args[0].str()}; see "
-                     f"https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md")
     if warning:
         log.warning(warning)
 
