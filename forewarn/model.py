@@ -13,7 +13,7 @@ timeless reference data (topology, maintenance plans) that applies at once.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from operator import attrgetter
 from typing import Any, ClassVar
 
@@ -348,6 +348,17 @@ def _install(cls: type) -> None:
         def reduce(self: Any) -> tuple:
             return ByFields, (cls, names, get(self))
     cls.__reduce__ = reduce  # type: ignore[method-assign,assignment]
+    every = fields(cls)
+
+    def setstate(self: Any, state: list | tuple) -> None:
+        # The dataclasses' own format, which snapshots written before ByFields hold: the
+        # values in field order. Fields added since (at the end) take their defaults.
+        for f, value in zip(every, state, strict=False):
+            object.__setattr__(self, f.name, value)
+        for f in every[len(state):]:
+            factory: Any = f.default_factory
+            object.__setattr__(self, f.name, factory() if f.default is MISSING else f.default)
+    cls.__setstate__ = setstate  # type: ignore[attr-defined]
 
 
 pickle_by_fields(__name__)
