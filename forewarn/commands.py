@@ -22,7 +22,7 @@ from forewarn.dataflows.flow import RunResults
 from forewarn.dataflows.propensity import PropensityModel
 from forewarn.logs import get_logger, setup_logging
 from forewarn.rules.reload import RulebookWatcher
-from forewarn.rules.rulebook import Rulebook, RulebookError, load_rulebook
+from forewarn.rules.rulebook import Rulebook, RulebookError, load_rulebook, storm_day
 from forewarn.runner import run_files, run_lines, run_to_dir
 from forewarn.simulator import ScenarioConfig, simulate, write_scenario
 from forewarn.summary import format_table, read_jsonl, summarize
@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subscribers-per-cell", type=int, default=40)
     p.add_argument("--storm", metavar="REGION", nargs="?", const="north", default=None,
                    choices=("north", "south", "east", "west", "central"),
-                   help="a storm day: a regional power cut takes most of REGION's sites "
+                   help="a storm day, run with the storm-day settings (one message per "
+                        "customer per regional event, pacing: docs/rules.md) unless --rules "
+                        "is given: a regional power cut takes most of REGION's sites "
                         "down within 15 min (default region north); the summary's storm "
                         "block shows the NOC's regional events, messages per impacted "
                         "subscriber and the time to notify everyone (docs/quality.md)")
@@ -251,6 +253,8 @@ def _warm_up_day(args: argparse.Namespace, book: Rulebook, out: Path,
 def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     book = _book(args)
+    if args.storm and args.rules is None:  # a storm day as an operator would run it
+        book = storm_day(book)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     warm = _propensity(args)

@@ -21,7 +21,7 @@ import re
 import re._parser as sre  # the pattern's tree: repetitions inside repetitions are refused
 import reprlib
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -1133,3 +1133,24 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
         defer_unconfirmed_kinds=frozenset(defer_unconfirmed),
         adapters=adapters,
     )
+
+
+#: The storm day's pacing (docs/rules.md, "Pacing"): what an SMS gateway, a push service
+#: and a mail relay take a minute; VIP and business first; nobody waits past 30 min.
+STORM_DAY_BUDGETS = Budgets(per_minute={"sms": 500, "push": 3000, "email": 1000},
+                            priority_segments=("vip", "business"), reserve_share=0.2,
+                            max_delay_s=1800.0)
+
+
+def storm_day(book: Rulebook) -> Rulebook:
+    """``book`` with the storm-day settings on: one outage notice and one restored notice
+    per customer per regional event (``inhibit.notice_when_notified_in_region``), and
+    :data:`STORM_DAY_BUDGETS` unless it has budgets of its own. What ``forewarn demo
+    --storm`` runs; a deployment sets the same keys in its rulebook.
+
+    >>> b = storm_day(load_rulebook())
+    >>> b.inhibit_notice_in_region, b.budgets.per_minute["sms"], load_rulebook().budgets
+    (True, 500, None)
+    """
+    return replace(book, inhibit_notice_in_region=True,
+                   budgets=book.budgets if book.budgets is not None else STORM_DAY_BUDGETS)

@@ -166,7 +166,7 @@ def feed(seq, rec, raw: bytes = b"", source: str = "f") -> list:
 
 
 def without_budgets(text: str) -> str:
-    """A rulebook's text without its top-level ``budgets:`` block (the default has one),
+    """A rulebook's text without its top-level ``budgets:`` block (if it has one),
     for tests that put their own in.
 
     >>> without_budgets("a: 1\\nbudgets:\\n  per_minute: {sms: 1}\\n  reserve_share: 0\\nrules:\\n")

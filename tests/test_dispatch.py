@@ -294,3 +294,19 @@ def test_no_send_is_deferred_past_max_delay_it_overflows_at_the_bound():
                                            180.0, 180.0]
     assert [OVERFLOW in a.evidence for a in out] == [False] * 6 + [True] * 2
     assert all((a.send_after or a.event_time) - a.event_time <= 120.0 for a in out)
+
+
+def test_the_default_rulebook_sends_a_full_sites_notices_at_once_the_storm_day_paces_them():
+    """The contract: outage and restored notices go at once. A site at full density
+    (1,200 subscribers) by SMS: the default rulebook paces nothing; the storm-day
+    settings (docs/rules.md, "Pacing") spread them, nobody past 30 min."""
+    from forewarn.rules.rulebook import load_rulebook, storm_day
+
+    notices = [act(i, 120.0, kind=kind, rule="outage-notice") for i in range(1200)
+               for kind in ("outage_notice", "restored_notice")]
+    default = load_rulebook()
+    assert default.budgets is None
+    assert all(a.send_after is None for a in Dispatcher().admit(notices, default.budgets))
+    paced = Dispatcher().admit(notices, storm_day(default).budgets)
+    waits = [a.send_after - a.event_time for a in paced if a.send_after is not None]
+    assert waits and max(waits) <= 1800.0

@@ -161,13 +161,12 @@ def _with_value(key: str, value: float) -> str:
         return edited(("amount_gb: 5,", f"amount_gb: {v},"))
     if key == "limits.max_contacts_per_day":
         return edited(("max_contacts_per_day: null", f"max_contacts_per_day: {v}"))
-    if key == "budgets.max_delay_s":
-        return edited(("max_delay_s: 1800", f"max_delay_s: {v}"))
     if key.startswith("budgets."):
         per_day, per_minute = (v, 1) if leaf == "compensation_per_day" else (1, v)
+        delay = f"  max_delay_s: {v}\n" if leaf == "max_delay_s" else ""
         return without_budgets(DEFAULT_TEXT).replace(
             "\nrules:\n", f"\nbudgets:\n  compensation_per_day: {per_day}\n"
-            f"  per_minute: {{sms: {per_minute}}}\n\nrules:\n")
+            f"  per_minute: {{sms: {per_minute}}}\n{delay}\nrules:\n")
     raise AssertionError(f"no way to set {key}: add one")
 
 

@@ -1,6 +1,7 @@
 """A storm, per subscriber: one outage notice and one restored notice per regional event
-(``inhibit.notice_when_notified_in_region`` in the default rulebook), whatever the order
-the sites fail and recover in; independent outages keep the contract's behaviour."""
+(``inhibit.notice_when_notified_in_region``, on in the storm-day settings), whatever the
+order the sites fail and recover in; without it (the default rulebook) each incident's
+impacted get their own notices, as the contract says."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from hypothesis import strategies as st
 from forewarn.dataflows.care import CareShard, Suppressed, care_order
 from forewarn.dataflows.messages import DropNote, Escalation, Impact, IncidentFacts, Restored
 from forewarn.model import Action
-from forewarn.rules.rulebook import load_rulebook
+from forewarn.rules.rulebook import load_rulebook, storm_day
 from tests.test_care_actions import T0, upsert
 
-BOOK = load_rulebook()
+BOOK = storm_day(load_rulebook())
 WINDOW = BOOK.correlation.storm_window_s
 HOLD = BOOK.correlation.hold_down_s
 
@@ -39,7 +40,21 @@ def actions(out: list) -> list[Action]:
     return [a for a in out if isinstance(a, Action)]
 
 
-def test_the_default_rulebook_inhibits_a_second_notice_of_one_regional_event():
+def test_the_default_rulebook_notifies_each_incident_as_the_contract_says():
+    """Two outages of one region 5 min apart, one subscriber told of both: two outage
+    notices, and each restored notice when its own incident clears."""
+    a, b = facts("S1", T0), facts("S2", T0 + 300)
+    msgs = [upsert(), impact(a), impact(b), Restored("U", a, T0 + 3600),
+            Restored("U", b, T0 + 7200)]
+    out = CareShard().handle_batch(sorted(msgs, key=care_order), load_rulebook())
+    assert [(x.action_kind, x.incident_id, x.event_time) for x in actions(out)] == [
+        ("outage_notice", a.incident_id, T0 + HOLD),
+        ("outage_notice", b.incident_id, T0 + 300 + HOLD),
+        ("restored_notice", a.incident_id, T0 + 3600),
+        ("restored_notice", b.incident_id, T0 + 7200)]
+
+
+def test_the_storm_day_settings_inhibit_a_second_notice_of_one_regional_event():
     assert BOOK.inhibit_notice_in_region and BOOK.correlation.storm_sites == 5
     a, b = facts("S1", T0), facts("S2", T0 + 300)
     out = apply(impact(a), impact(b), Restored("U", a, T0 + 3600), Restored("U", b, T0 + 7200))
