@@ -55,6 +55,7 @@ is taken, in order.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -89,8 +90,13 @@ def parent_id(region: str, start: float) -> str:
 
     >>> parent_id("north", 1795428900.0)
     'REG-north-20261123T101500'
+    >>> parent_id("north east", 0.0) != parent_id("north_east", 0.0)  # made safe, kept apart
+    True
     """
-    return f"REG-{_UNSAFE.sub('_', region)[:40]}-{datetime.fromtimestamp(start, UTC):%Y%m%dT%H%M%S}"
+    safe = _UNSAFE.sub("_", region)[:40]
+    if safe != region:  # characters replaced or cut: a digest of the name keeps ids apart
+        safe += "~" + hashlib.blake2b(region.encode(), digest_size=4).hexdigest()
+    return f"REG-{safe}-{datetime.fromtimestamp(start, UTC):%Y%m%dT%H%M%S}"
 
 
 @dataclass(slots=True)

@@ -476,6 +476,20 @@ def build_app(store: StatusStore, consumer: StatusConsumer, auth: Auth,
     return observed(app, metrics, access=access)
 
 
+#: Methods logged as they are; a client's any other string is logged as "other" (the log
+#: must not carry what a caller chose to put there).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def _method(method: str) -> str:
+    """``method`` if it is a standard HTTP method, else ``"other"``.
+
+    >>> _method("GET"), _method("SUB0001")
+    ('GET', 'other')
+    """
+    return method if method in _METHODS else "other"
+
+
 def observed(app: ASGIApp, metrics: StatusMetrics, *, access: bool) -> ASGIApp:
     """Counts, times and logs every request by its route template and status code."""
 
@@ -502,7 +516,7 @@ def observed(app: ASGIApp, metrics: StatusMetrics, *, access: bool) -> ASGIApp:
             if access:
                 client = scope.get("client")
                 access_log.info("request", extra={
-                    "method": scope["method"], "route": route, "status": status,
+                    "method": _method(scope["method"]), "route": route, "status": status,
                     "ms": round(seconds * 1000, 3), "client": client[0] if client else None})
 
     return wrapped
