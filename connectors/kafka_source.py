@@ -92,6 +92,7 @@ from forewarn.model import (
     Call,
     Cell,
     Complaint,
+    DeadCode,
     DeadLetter,
     Kpi,
     Location,
@@ -608,7 +609,7 @@ def _undo_jump(part: _Part) -> float:
 def _wrong_topic(value: bytes, source: tuple, kind: type, expect: type) -> DeadLetter:
     return dead_letter(value, source, f"{kind.kind}: record type {kind.kind!r} on topic "
                        f"{source[0]!r}, which carries only {expect.kind!r} records "
-                       f"(wrong topic)")
+                       f"(wrong topic)", DeadCode.WRONG_TOPIC)
 
 
 def _log_client_error(err: KafkaError) -> None:

@@ -13,6 +13,8 @@ timeless reference data (topology, maintenance plans) that applies at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+from operator import attrgetter
 from typing import Any, ClassVar
 
 SEVERITIES = ("critical", "major", "minor", "warning", "indeterminate", "cleared")
@@ -34,6 +36,30 @@ ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "
 FOREWARNING_KINDS = frozenset({"outage_notice", "area_notice", "apology"})
 INCIDENT_KINDS = ("outage", "flapping", "degradation")
 
+#: A record's *stream time*, the one definition: the sum of these fields of its type (the
+#: same names on the wire). An event's time, a call's end (a call is known when it ends),
+#: a KPI period's end (its counts are known then), a profile's update; none for reference
+#: data (topology, maintenance windows), applied at once. ``Record.at`` and
+#: :func:`stream_at` read a record's; :func:`forewarn.codec.stream_time` a raw line's, for
+#: the file and Kafka merges and the publisher.
+TIME_FIELDS: dict[str, tuple[str, ...]] = {
+    "cell": (), "alarm": ("event_time",), "location": ("event_time",), "call": ("end_time",),
+    "kpi": ("period_start", "period_s"), "subscriber": ("updated_at",), "maintenance": (),
+    "complaint": ("event_time",),
+}
+
+
+def _stream_time(kind: str) -> Any:
+    """The ``at`` property of a record type: its :data:`TIME_FIELDS` summed, or None."""
+    names = TIME_FIELDS[kind]
+    if not names:
+        return property(lambda self: None, doc="None: reference data, applied at once")
+    if len(names) == 1:
+        return property(attrgetter(names[0]), doc=f"The stream time: {names[0]}")
+    first, second = names
+    return property(lambda self: getattr(self, first) + getattr(self, second),
+                    doc=f"The stream time: {first} + {second}")
+
 
 @dataclass(frozen=True, slots=True)
 class Cell:
@@ -47,9 +73,7 @@ class Cell:
     lon: float | None = None
     technology: str | None = None
 
-    @property
-    def at(self) -> float | None:
-        return None
+    at = _stream_time("cell")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +94,7 @@ class Alarm:
     #: the feed it was mapped from (``ves``, ``tmf642``: forewarn.adapters), None: a record
     adapter: str | None = None
 
-    @property
-    def at(self) -> float:
-        return self.event_time
+    at = _stream_time("alarm")
 
     @property
     def cleared(self) -> bool:
@@ -88,9 +110,7 @@ class Location:
     cell_id: str
     event_time: float
 
-    @property
-    def at(self) -> float:
-        return self.event_time
+    at = _stream_time("location")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +126,7 @@ class Call:
     dropped: bool
     cause_code: int | None = None
 
-    @property
-    def at(self) -> float:
-        return self.end_time
+    at = _stream_time("call")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +143,7 @@ class Kpi:
     dl_throughput_mbps: float | None = None
     active_users: int | None = None
 
-    @property
-    def at(self) -> float:
-        return self.period_start + self.period_s
+    at = _stream_time("kpi")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +173,7 @@ class Subscriber:
     tags: tuple[str, ...] = ()
     preferred_channels: tuple[str, ...] = ()
 
-    @property
-    def at(self) -> float:
-        return self.updated_at
+    at = _stream_time("subscriber")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +189,7 @@ class Maintenance:
     cell_ids: tuple[str, ...] = ()
     description: str | None = None
 
-    @property
-    def at(self) -> None:
-        return None
+    at = _stream_time("maintenance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +203,7 @@ class Complaint:
     category: str
     channel: str | None = None
 
-    @property
-    def at(self) -> float:
-        return self.event_time
+    at = _stream_time("complaint")
 
 
 Record = Cell | Alarm | Location | Call | Kpi | Subscriber | Maintenance | Complaint
@@ -278,6 +288,42 @@ class Incident:
     detector: str | None = None  # what found it (silence, kpi_collapse, drop_rate, ...)
 
 
+class DeadCode(StrEnum):
+    """A dead letter's bounded reason class: its ``code`` on the wire and its metric label
+    (``forewarn_dead_letters_total{reason=...}``). Whoever refuses an input names it,
+    with the reason text beside it; nothing reads a code back out of a reason.
+
+    >>> DeadCode.BAD_TIME == "bad_time", str(DeadCode.FUTURE)
+    (True, 'future')
+    """
+
+    # the codec (forewarn.codec)
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_FIELD = "missing_field"
+    BAD_TYPE = "bad_type"
+    BAD_ENUM = "bad_enum"
+    BAD_TIME = "bad_time"
+    BAD_VALUE = "bad_value"
+    # the Kafka source: a record type its topic does not carry
+    WRONG_TOPIC = "wrong_topic"
+    # the sequencer: against the stream's progress and the topology
+    TIME_OUT_OF_RANGE = "time_out_of_range"
+    FUTURE = "future"
+    UNKNOWN_CELL = "unknown_cell"
+    UNKNOWN_SITE = "unknown_site"
+    # operators' alarm feeds (forewarn.adapters)
+    NO_ADAPTER = "no_adapter"
+    UNSUPPORTED_EVENT = "unsupported_event"
+    UNKNOWN_SOURCE = "unknown_source"
+    UNKNOWN_CONDITION = "unknown_condition"
+    CLEAR_WITHOUT_RAISE = "clear_without_raise"
+    # the publisher (forewarn replay): the broker refused the record
+    REFUSED = "refused"
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """An input the flow could not use, with why; never silently dropped."""
@@ -286,4 +332,4 @@ class DeadLetter:
     source: str
     reason: str
     raw: bytes
-    code: str = "invalid"  # bounded reason class, safe as a metric label
+    code: str  # a DeadCode: bounded, safe as a metric label
