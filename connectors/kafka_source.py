@@ -79,8 +79,7 @@ from forewarn.adapters import Adapters
 from forewarn.codec import (
     Expanded,
     Origin,
-    dead_letter,
-    decode_input,
+    read_input,
     stream_time,
 )
 from forewarn.connectors.files import LEAP_CONFIRM, LEAP_S
@@ -92,13 +91,11 @@ from forewarn.model import (
     Call,
     Cell,
     Complaint,
-    DeadCode,
     DeadLetter,
     Kpi,
     Location,
     Maintenance,
     Subscriber,
-    stream_at,
 )
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "input_parts", "stream_time"]
@@ -419,17 +416,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
-            rec = decode_input(value, source, self._adapters)
-            kind = type(rec)
+            rec, kind, at = read_input(value, source, self._adapters, expect)
             if kind is Expanded:  # an operator's batch (VES eventList): one entry
                 last, latest = self._take_many(part, rec, source, last, latest, ahead)
                 continue
-            if kind is tuple:  # a position (most messages): kind_of() and stream_at(), inline
-                kind = Location if rec[3] is None else Call
-                at = key = rec[2]
-            if kind is not expect and expect is not None and kind is not DeadLetter:
-                rec = _wrong_topic(value, source, kind, expect)
-                kind = DeadLetter
             if kind is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
                 if context is not None:  # shard 0 reports it; here an empty entry holds
@@ -439,8 +429,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 tally.dead.append(rec)
                 entries.append((key, rank, partition, offset, rec))  # bare, as the decode step's
                 continue
-            elif type(rec) is not tuple:
-                at = key = stream_at(rec)
+            key = at
             if context is None:  # (context: shard 0 counts it)
                 accepted[kind] = accepted.get(kind, 0) + 1
             if key is None:
@@ -484,24 +473,21 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         record's time (or its place in the partition, as any message behind it or far
         ahead); each record checked for the topic and counted. Returns the partition's
         running maximum and the tally's latest time."""
-        tally, expect, context = self._tally, part.expects, part.context
+        tally, context = self._tally, part.context
         items = _Many()
         top = None
-        for raw, rec in many:
-            if type(rec) is not DeadLetter and expect is not None and type(rec) is not expect:
-                rec = _wrong_topic(raw, source, type(rec), expect)
-            if type(rec) is DeadLetter:
+        for raw, rec, kind, at in many:
+            if kind is DeadLetter:
                 if context is None:  # (context: shard 0 reports it)
                     tally.dead.append(rec)
                     items.append(rec)
                 continue
-            at = stream_at(rec)
             if at is not None:
                 top = at if top is None or at > top else top
             if context is not None:
                 items.append((context, raw, rec, at))
                 continue
-            tally.accepted[type(rec)] = tally.accepted.get(type(rec), 0) + 1
+            tally.accepted[kind] = tally.accepted.get(kind, 0) + 1
             if at is not None:
                 latest = at if latest is None or at > latest else latest
             items.append((source, raw, rec, at))
@@ -604,12 +590,6 @@ def _undo_jump(part: _Part) -> float:
     for j in range(i, len(entries)):
         entries[j] = (base, *entries[j][1:])
     return base
-
-
-def _wrong_topic(value: bytes, source: tuple, kind: type, expect: type) -> DeadLetter:
-    return dead_letter(value, source, f"{kind.kind}: record type {kind.kind!r} on topic "
-                       f"{source[0]!r}, which carries only {expect.kind!r} records "
-                       f"(wrong topic)", DeadCode.WRONG_TOPIC)
 
 
 def _log_client_error(err: KafkaError) -> None:

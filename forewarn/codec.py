@@ -47,6 +47,7 @@ from forewarn.model import (
     Maintenance,
     Record,
     Subscriber,
+    stream_at,
 )
 
 if TYPE_CHECKING:
@@ -730,6 +731,87 @@ def decode_input(raw: bytes, source: Source, adapters: Adapters | None = None
     if type(obj) is DeadLetter:
         return obj
     return _input_obj(obj, raw, source, adapters)
+
+
+def read_input(raw: bytes, source: Source, adapters: Adapters | None = None,
+               expect: type | None = None) -> tuple[Any, type, float | None]:
+    """The one decode routine of the flow's sources: the file and in-memory decode step
+    (:func:`forewarn.dataflows.flow._decode_batch`) and the Kafka source
+    (:mod:`forewarn.connectors.kafka_source`) read each input with it, so the same bytes
+    give the same record, or the same dead letter with the same reason and code, on
+    either path. Returns ``(item, kind, at)``:
+
+    * a record (a position for a location or an undropped call, as :func:`decode_input`
+      gives it), its record type and its stream time (:func:`~forewarn.model.stream_at`);
+    * a :class:`~forewarn.model.DeadLetter`, ``DeadLetter`` and None;
+    * for an input that stands for several records (a VES batch), an :class:`Expanded`
+      of ``(raw, item, kind, at)``, each read as above, ``Expanded`` and None.
+
+    ``expect``: the record type the input's Kafka topic carries; any other is a dead
+    letter ``wrong_topic`` (files may mix types).
+
+    >>> line = b'{"type":"location","subscriber_id":"S1","cell_id":"C1","event_time":"2026-11-23T10:00:00Z"}'
+    >>> read_input(line, "f")
+    (('S1', 'C1', 1795428000.0, None), <class 'forewarn.model.Location'>, 1795428000.0)
+    >>> dead, kind, _ = read_input(line, ("oss.calls", 0, 7), expect=Call)
+    >>> kind.__name__, str(dead.code), dead.source.origin()["offset"]
+    ('DeadLetter', 'wrong_topic', 7)
+    """  # noqa: E501 - a whole line
+    rec: Any  # dispatched on its type below
+    kind: type
+    if len(raw) <= MAX_RECORD_BYTES:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = _parse(raw, source)  # its dead letter
+    else:
+        obj = _parse(raw, source)
+    if type(obj) is dict:  # a location or an undropped call (most inputs): its position
+        typ = obj.get("type")
+        if typ == "location" or typ == "call":
+            rec = (_location_position if typ == "location" else _call_position)(obj)
+            if rec is not None:
+                kind = Location if typ == "location" else Call
+                if expect is not None and kind is not expect:
+                    return wrong_topic(raw, source, kind, expect), DeadLetter, None
+                return rec, kind, rec[2]
+    elif type(obj) is DeadLetter:
+        return obj, DeadLetter, None
+    rec = _input_obj(obj, raw, source, adapters)
+    kind = type(rec)
+    if kind is tuple:  # a position (most inputs): kind_of() and stream_at(), inline
+        kind = Location if rec[3] is None else Call
+        at = rec[2]
+    elif kind is DeadLetter:
+        return rec, DeadLetter, None
+    elif kind is Expanded:
+        many = Expanded(_one_of_many(one, item, source, expect) for one, item in rec)
+        return many, Expanded, None
+    else:
+        at = stream_at(rec)
+    if expect is not None and kind is not expect:
+        return wrong_topic(raw, source, kind, expect), DeadLetter, None
+    return rec, kind, at
+
+
+def _one_of_many(raw: bytes, rec: Any, source: Source,
+                 expect: type | None) -> tuple[bytes, Any, type, float | None]:
+    """:func:`read_input`'s ``(raw, item, kind, at)`` of one record of a batch."""
+    kind = type(rec)
+    if kind is DeadLetter:
+        return raw, rec, DeadLetter, None
+    if expect is not None and kind is not expect:
+        return raw, wrong_topic(raw, source, kind, expect), DeadLetter, None
+    return raw, rec, kind, stream_at(rec)
+
+
+def wrong_topic(raw: bytes, source: Source, kind: Any, expect: Any) -> DeadLetter:
+    """A record of a type (``kind``) its Kafka topic does not carry (it carries
+    ``expect``; ``source``: the topic first)."""
+    topic = source[0] if isinstance(source, tuple) else source
+    return dead_letter(raw, source, f"{kind.kind}: record type {kind.kind!r} on topic "
+                       f"{topic!r}, which carries only {expect.kind!r} records "
+                       f"(wrong topic)", DeadCode.WRONG_TOPIC)
 
 
 def _input_obj(obj: Any, raw: bytes, source: Source, adapters: Adapters | None
