@@ -908,6 +908,25 @@ def stream_time(value: bytes | None) -> float | None:
     return None if reader is None else reader(obj)
 
 
+def merge_time(value: bytes) -> float | None:
+    """A raw input's time in a merge of inputs (the file merge), as the Kafka merge times
+    a message: the stream time of what :func:`read_input` makes of it; ``-inf`` for
+    timeless reference data; None for a dead letter, which keeps its place in its input
+    (a readable time in a record that is refused moves nothing). An operator's feed event
+    (VES, TMF642), which only the rulebook's tables decode, is placed by its event's time.
+
+    >>> merge_time(b'{"type":"kpi","cell_id":"C1","period_start":"2026-11-23T10:00:00Z",'
+    ...            b'"period_s":900,"call_attempts":5,"dropped_calls":0}')
+    1795428900.0
+    >>> merge_time(b'{"type":"location","event_time":"2026-11-23T10:00:00Z"}') is None
+    True
+    """
+    rec, kind, at = read_input(value, "")
+    if kind is DeadLetter:
+        return stream_time(value) if rec.code == DeadCode.NO_ADAPTER else None
+    return NEG_INF if at is None else at
+
+
 def _time_reader(table: Table) -> Callable[[dict], float | None]:
     """A record type's stream time from its JSON object (None: a time field it would
     refuse); ``-inf`` for a type without one."""
