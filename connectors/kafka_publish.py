@@ -53,7 +53,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from forewarn.codec import RAW_LIMIT, dead_letter, dead_letter_dict, decode
 from forewarn.connectors.kafka_sink import SAFE_PRODUCER
-from forewarn.connectors.kafka_source import NEG_INF, TYPE_RANK, stream_time
+from forewarn.connectors.kafka_source import NEG_INF, stream_time
 from forewarn.connectors.topics import (
     ALL_TOPICS,
     INPUT_TOPICS,
@@ -61,7 +61,7 @@ from forewarn.connectors.topics import (
     TOPIC_FOR_TYPE,
     key_for,
 )
-from forewarn.model import DeadCode, DeadLetter
+from forewarn.model import TYPE_RANK, DeadCode, DeadLetter
 
 __all__ = [
     "CONTRACT_TOPICS", "FRAMING", "PublishError", "PublishReport", "Publisher", "Topics",

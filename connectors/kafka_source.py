@@ -104,9 +104,6 @@ log = logging.getLogger("forewarn.kafka.source")
 
 NEG_INF = float("-inf")
 MAX_AHEAD_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is bad
-#: Rank of each record type at equal stream time (reference data first), as the simulator.
-TYPE_RANK = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3, "kpi": 4, "call": 5,
-             "location": 6, "complaint": 7}
 #: Each input record type's decoded class (a position the decoder made counts as the
 #: location or call it came from).
 RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
@@ -611,7 +608,7 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     """The contract's input topics as one event-time-merged, resumable partition.
 
     ``topics`` are the topic names in type order (``oss.topology`` first; see
-    :data:`TYPE_RANK`); ``exit_at_end`` ends the input once every partition is
+    :data:`forewarn.model.TYPE_RANK`); ``exit_at_end`` ends the input once every partition is
     read to its end (backfills, tests); ``durable`` sets the snapshot gauge;
     ``types``, one record type per topic, makes any other type read from a topic a
     dead letter (code ``wrong_topic``); ``adapters`` maps operators' alarm feed events
