@@ -1,9 +1,9 @@
 """Collecting input records with a total stream order.
 
-Each record is stored with ``(stream time, type rank, sequence)``: ties in
-stream time are broken by record type (:data:`forewarn.model.TYPE_RANK`: reference
-data first, complaints last)
-and then by the order the simulator produced them, which is deterministic.
+Each record is stored with ``(stream time, type rank, sequence)``: ties in stream time
+are broken by record type (:data:`forewarn.model.TYPE_RANK`: reference data first,
+complaints last) and then by the order the simulator produced them, which is
+deterministic.
 
 >>> c = Collector()
 >>> c.add(10, {"type": "location"}); c.add(10, {"type": "alarm"}); c.add(5, {"type": "call"})
