@@ -714,23 +714,23 @@ def decode(raw: bytes, source: Source) -> Record | DeadLetter:
 
 def decode_input(raw: bytes, source: Source, adapters: Adapters | None = None
                  ) -> Record | tuple | DeadLetter | Expanded:
-    """:func:`decode` as the flow reads its input: a well-formed ``location`` or call
-    that was not dropped (most of the traffic) comes out as the
-    :data:`~forewarn.dataflows.messages.Position` it stands for, ``(subscriber_id, cell_id,
-    at, ref)``, checked inline, with its cell id interned (one string per cell in all
-    state); anything else as :func:`decode` gives it, except that an object without
-    ``type`` that is an operator's alarm feed event (VES, TMF642) is mapped through
-    ``adapters`` (the rulebook's tables: :func:`forewarn.adapters.translate`) to an
-    alarm, a dead letter or, for a VES batch, an :class:`Expanded` list.
+    """What the flow reads an input as (:func:`read_input`'s item, without its type and
+    time): a well-formed ``location`` or call that was not dropped (most of the traffic)
+    as the :data:`~forewarn.dataflows.messages.Position` it stands for, ``(subscriber_id,
+    cell_id, at, ref)``, with its cell id interned (one string per cell in all state);
+    anything else as :func:`decode` gives it, except that an object without ``type``
+    that is an operator's alarm feed event (VES, TMF642) is mapped through ``adapters``
+    (the rulebook's tables: :func:`forewarn.adapters.translate`) to an alarm, a dead
+    letter or, for a VES batch, an :class:`Expanded` list of ``(raw, record)``.
 
     >>> decode_input(b'{"type":"location","subscriber_id":"S1","cell_id":"C1",'
     ...              b'"event_time":"2026-11-23T10:00:00Z"}', "oss.locations")
     ('S1', 'C1', 1795428000.0, None)
     """
-    obj = _parse(raw, source)
-    if type(obj) is DeadLetter:
-        return obj
-    return _input_obj(obj, raw, source, adapters)
+    item, kind, _ = read_input(raw, source, adapters)
+    if kind is Expanded:
+        return Expanded((one, rec) for one, rec, _, _ in item)
+    return item
 
 
 def read_input(raw: bytes, source: Source, adapters: Adapters | None = None,
@@ -816,7 +816,7 @@ def wrong_topic(raw: bytes, source: Source, kind: Any, expect: Any) -> DeadLette
 
 def _input_obj(obj: Any, raw: bytes, source: Source, adapters: Adapters | None
                ) -> Record | tuple | DeadLetter | Expanded:
-    """:func:`decode_input` of a parsed input."""
+    """A parsed input as :func:`read_input` reads it (before its type and time)."""
     if type(obj) is dict:
         typ = obj.get("type")
         if typ == "location":
