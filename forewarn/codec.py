@@ -534,10 +534,11 @@ def validate(table: Table, o: dict) -> Record:
 
 
 def _fast_source(table: Table, name: str, result: str | None = None,
-                 guard: str | None = None) -> str:
+                 when: str | None = None) -> str:
     """The source of a fast path: a function of the JSON object that returns None for
-    anything the table may refuse (or that ``guard`` rejects), else the record built
-    through its slots (or ``result``, an expression over the fields)."""
+    anything the table may refuse, else the record built through its slots; or
+    ``result``, an expression over the fields, instead (only ``when`` that holds, if
+    given)."""
     lines = [f"def {name}(o):"]
     add = lines.append
     for item in table.items:
@@ -579,11 +580,11 @@ def _fast_source(table: Table, name: str, result: str | None = None,
             else f"    if {bad}: return None")
         if item.convert is not None:
             add(f"    {v} = _convert_{v}({v})")
-    if guard is not None:
-        add(f"    if not ({guard}): return None")
-    if result is not None:
+    if result is not None and when is None:
         add(f"    return {result}")
         return "\n".join(lines)
+    if result is not None:
+        add(f"    if {when}: return {result}")
     add(f"    rec = _new({table.cls.__name__})")
     read = {f.slot: f.name for f in table.fields}
     for slot in (f.name for f in fields(table.cls)):
@@ -593,7 +594,7 @@ def _fast_source(table: Table, name: str, result: str | None = None,
 
 
 def _fast(table: Table, name: str, result: str | None = None,
-          guard: str | None = None) -> Callable[[dict], Any]:
+          when: str | None = None) -> Callable[[dict], Any]:
     """The fast path :func:`_fast_source` writes, compiled."""
     cls = table.cls
     scope: dict[str, Any] = {
@@ -605,7 +606,7 @@ def _fast(table: Table, name: str, result: str | None = None,
     for field in table.fields:
         if field.convert is not None:
             scope[f"_convert_{field.name}"] = field.convert
-    source = _fast_source(table, name, result, guard)
+    source = _fast_source(table, name, result, when)
     exec(compile(source, f"<fast path: {name}>", "exec"), scope)  # noqa: S102 - our tables
     fast = scope[name]
     fast.source = source
@@ -687,7 +688,7 @@ def _time_of(value: Any) -> float | None:
 
 #: The fast paths, generated from the tables (``_fast_kpi.source`` shows one): a
 #: well-formed subscriber upsert or KPI record; a location, or a call that was not dropped,
-#: as the position the flow routes (:func:`decode_input`).
+#: as the position the flow routes (:func:`read_input`), a dropped call as its record.
 _fast_subscriber = _fast(TABLES["subscriber"], "_fast_subscriber")
 _fast_kpi = _fast(TABLES["kpi"], "_fast_kpi")
 _location_position = _fast(TABLES["location"], "_location_position",
@@ -695,7 +696,11 @@ _location_position = _fast(TABLES["location"], "_location_position",
 # known when the call ends: its end_time keeps "as of T" views exact
 _call_position = _fast(TABLES["call"], "_call_position",
                        "(subscriber_id, _intern(cell_id), end_time, 'call:' + call_id)",
-                       guard="dropped is False")
+                       when="dropped is False")
+#: :func:`read_input`'s fast path by record type, and the type it reads.
+_FAST_READ: dict[Any, tuple[Callable[[dict], Any], type]] = {
+    "location": (_location_position, Location), "call": (_call_position, Call),
+    "kpi": (_fast_kpi, Kpi), "subscriber": (_fast_subscriber, Subscriber)}
 
 
 def decode(raw: bytes, source: Source) -> Record | DeadLetter:
@@ -766,32 +771,31 @@ def read_input(raw: bytes, source: Source, adapters: Adapters | None = None,
             obj = _parse(raw, source)  # its dead letter
     else:
         obj = _parse(raw, source)
-    if type(obj) is dict:  # a location or an undropped call (most inputs): its position
-        typ = obj.get("type")
-        if typ == "location" or typ == "call":
-            rec = (_location_position if typ == "location" else _call_position)(obj)
+    if type(obj) is dict:
+        try:
+            fast, kind = _FAST_READ[obj.get("type")]
+        except (KeyError, TypeError):  # (an unhashable type: refused)
+            rec = _input_obj(obj, raw, source, adapters)
+        else:  # a position, a KPI or a profile (most inputs)
+            rec = fast(obj)
             if rec is not None:
-                kind = Location if typ == "location" else Call
                 if expect is not None and kind is not expect:
                     return wrong_topic(raw, source, kind, expect), DeadLetter, None
-                return rec, kind, rec[2]
+                return rec, kind, rec[2] if type(rec) is tuple else rec.at
+            rec = _validate_obj(obj, raw, source)  # refused, or a profile's deletion
     elif type(obj) is DeadLetter:
         return obj, DeadLetter, None
-    rec = _input_obj(obj, raw, source, adapters)
+    else:
+        rec = _validate_obj(obj, raw, source)
     kind = type(rec)
-    if kind is tuple:  # a position (most inputs): kind_of() and stream_at(), inline
-        kind = Location if rec[3] is None else Call
-        at = rec[2]
-    elif kind is DeadLetter:
+    if kind is DeadLetter:
         return rec, DeadLetter, None
-    elif kind is Expanded:
+    if kind is Expanded:
         many = Expanded(_one_of_many(one, item, source, expect) for one, item in rec)
         return many, Expanded, None
-    else:
-        at = stream_at(rec)
     if expect is not None and kind is not expect:
         return wrong_topic(raw, source, kind, expect), DeadLetter, None
-    return rec, kind, at
+    return rec, kind, rec.at
 
 
 def _one_of_many(raw: bytes, rec: Any, source: Source,
@@ -815,25 +819,16 @@ def wrong_topic(raw: bytes, source: Source, kind: Any, expect: Any) -> DeadLette
 
 
 def _input_obj(obj: Any, raw: bytes, source: Source, adapters: Adapters | None
-               ) -> Record | tuple | DeadLetter | Expanded:
-    """A parsed input as :func:`read_input` reads it (before its type and time)."""
-    if type(obj) is dict:
-        typ = obj.get("type")
-        if typ == "location":
-            position = _location_position(obj)
-            if position is not None:
-                return position
-        elif typ == "call":
-            position = _call_position(obj)
-            if position is not None:
-                return position
-        elif typ is None:
-            from forewarn.adapters import translate  # an operator's feed: off the hot path
+               ) -> Record | DeadLetter | Expanded:
+    """A parsed input that takes no fast path, as :func:`read_input` reads it: an
+    operator's feed event through ``adapters``, anything else validated."""
+    if type(obj) is dict and obj.get("type") is None:
+        from forewarn.adapters import translate  # an operator's feed: off the hot path
 
-            fed = translate(obj, raw, source, adapters)
-            if fed is not None:
-                return fed
-    return _decode_obj(obj, raw, source)
+        fed = translate(obj, raw, source, adapters)
+        if fed is not None:
+            return fed
+    return _validate_obj(obj, raw, source)
 
 
 def _parse(raw: bytes, source: Source) -> Any:
@@ -859,6 +854,11 @@ def _decode_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
             kpi = _fast_kpi(obj)
             if kpi is not None:
                 return kpi
+    return _validate_obj(obj, raw, source)
+
+
+def _validate_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
+    """The full path of a parsed input: its record, or a dead letter naming its defect."""
     if not isinstance(obj, dict):
         return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}",
                            DeadCode.NOT_OBJECT)
