@@ -3,12 +3,13 @@
 Sources emit ``(source_name, raw_line)``; sinks take ``(key, line)`` with one
 partition per file, so every line of a file is written by one worker.
 
->>> list(merge_by_time([("a", [b'{"type":"alarm","event_time":"2026-01-01T00:00:02Z"}']),
-...                     ("b", [b'{"type":"cell"}',
-...                            b'{"type":"location","event_time":"2026-01-01T00:00:01Z"}'])]))
-... # doctest: +NORMALIZE_WHITESPACE
-[('b', b'{"type":"cell"}'), ('b', b'{"type":"location","event_time":"2026-01-01T00:00:01Z"}'),
- ('a', b'{"type":"alarm","event_time":"2026-01-01T00:00:02Z"}')]
+>>> cell = b'{"type":"cell","cell_id":"C1","site_id":"S1"}'
+>>> def loc(at):
+...     return (b'{"type":"location","subscriber_id":"U1","cell_id":"C1","event_time":'
+...             b'"2026-01-01T00:00:%02dZ"}' % at)
+>>> merged = merge_by_time([("a", [loc(2)]), ("b", [cell, loc(1)])])
+>>> [(name, orjson.loads(line).get("event_time", "-")[-3:]) for name, line in merged]
+[('b', '-'), ('b', '01Z'), ('a', '02Z')]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from forewarn import tmf681
-from forewarn.codec import stream_time
+from forewarn.codec import merge_time
 from forewarn.dataflows.sequencer import AHEAD_S
 from forewarn.dataflows.shards import ShardSource, owner
 
@@ -32,10 +33,10 @@ BATCH = 5000  # lines per batch: work per site and per care key is per batch (as
 
 
 def _sort_key(line: bytes, previous: float) -> float:
-    """Stream time of a raw line (:func:`~forewarn.codec.stream_time`, as on Kafka);
-    unreadable lines keep their place (``previous``), and so do timeless ones (``-inf``
-    never raises the file's running maximum)."""
-    at = stream_time(line)
+    """A line's time in the merge (:func:`~forewarn.codec.merge_time`: its record's stream
+    time, as the Kafka merge reads it); dead letters keep their place (``previous``), and
+    so do timeless records (``-inf`` never raises the file's running maximum)."""
+    at = merge_time(line)
     return previous if at is None else at
 
 
@@ -54,7 +55,8 @@ def _keyed(name: str, lines: Iterable[bytes]) -> Iterator[tuple[float, str, byte
     follow in line with it, and is undone (its lines keep the time before it) when a
     line falls back.
 
-    >>> t = lambda s: b'{"type":"location","event_time":"2026-01-01T%sZ"}' % s.encode()
+    >>> t = lambda s: (b'{"type":"location","subscriber_id":"U1","cell_id":"C1",'
+    ...                b'"event_time":"2026-01-01T%sZ"}' % s.encode())
     >>> [k - 1767225600 for k, _, _ in _keyed("a", [t("00:00:00"), t("09:00:00"),
     ...                                             t("00:00:05")])]
     [0.0, 0.0, 5.0]

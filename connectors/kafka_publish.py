@@ -53,7 +53,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from forewarn.codec import RAW_LIMIT, dead_letter, dead_letter_dict, decode
 from forewarn.connectors.kafka_sink import SAFE_PRODUCER
-from forewarn.connectors.kafka_source import NEG_INF, TYPE_RANK, stream_time
+from forewarn.connectors.kafka_source import NEG_INF, stream_time
 from forewarn.connectors.topics import (
     ALL_TOPICS,
     INPUT_TOPICS,
@@ -61,6 +61,7 @@ from forewarn.connectors.topics import (
     TOPIC_FOR_TYPE,
     key_for,
 )
+from forewarn.model import TYPE_RANK, DeadCode, DeadLetter
 
 __all__ = [
     "CONTRACT_TOPICS", "FRAMING", "PublishError", "PublishReport", "Publisher", "Topics",
@@ -170,20 +171,31 @@ def route(line: bytes, topics: Topics) -> tuple[str | None, bytes | None]:
     return topics.of(obj["type"]), key_for(obj)
 
 
-def _no_topic_reason(line: bytes, source: str) -> str:
+class Refusal(str):
+    """Why a line cannot be published: a dead-letter reason, and its ``code``."""
+
+    code: DeadCode
+
+    def __new__(cls, reason: str, code: DeadCode) -> Refusal:
+        self = super().__new__(cls, reason)
+        self.code = code
+        return self
+
+
+def _no_topic_reason(line: bytes, source: str) -> Refusal:
     rec = decode(line, source)
-    reason = getattr(rec, "reason", None)
-    if reason and not reason.startswith("type: expected one of"):
-        return reason
+    if type(rec) is DeadLetter and rec.code != DeadCode.UNKNOWN_TYPE:
+        return Refusal(rec.reason, DeadCode(rec.code))
     try:
         typ = orjson.loads(line).get("type")
     except (orjson.JSONDecodeError, AttributeError):
-        return reason or "not a JSON object"
-    return f"type: expected one of {','.join(sorted(INPUT_TYPES))} (an input record), got {typ!r}"
+        return Refusal("not a JSON object", DeadCode.NOT_OBJECT)
+    return Refusal(f"type: expected one of {','.join(sorted(INPUT_TYPES))} (an input record), "
+                   f"got {typ!r}", DeadCode.UNKNOWN_TYPE)
 
 
 def place(line: bytes, topics: Topics, limits: Mapping[str, int],
-          source: str = "replay") -> tuple[str, bytes] | str:
+          source: str = "replay") -> tuple[str, bytes] | Refusal:
     """``(topic, key)`` for a line that can be published as it is, else the reason
     it cannot (a dead-letter reason; see the module docs).
 
@@ -206,13 +218,13 @@ def place(line: bytes, topics: Topics, limits: Mapping[str, int],
         return _no_topic_reason(line, source)
     if key is None:
         typ = orjson.loads(line)["type"]
-        return (f"{typ}.{'/'.join(KEY_FIELDS_FOR_TYPE[typ])}: required field missing "
-                f"(the message key of {topic})")
+        return Refusal(f"{typ}.{'/'.join(KEY_FIELDS_FOR_TYPE[typ])}: required field missing "
+                       f"(the message key of {topic})", DeadCode.MISSING_FIELD)
     size = len(key) + len(line)
     limit = limits.get(topic, PRODUCER_MAX_BYTES - FRAMING)
     if size > limit:
-        return (f"record too large for {topic}: {size} bytes of key and value, "
-                f"the topic takes at most {limit}")
+        return Refusal(f"record too large for {topic}: {size} bytes of key and value, "
+                       f"the topic takes at most {limit}", DeadCode.TOO_LARGE)
     return topic, key
 
 
@@ -453,12 +465,12 @@ class Publisher:
                 self._stop(self._explain(err, topic))
                 return None
 
-    def _dead_letter(self, line: bytes, source: str, number: int, reason: str) -> None:
+    def _dead_letter(self, line: bytes, source: str, number: int, reason: Refusal) -> None:
         topic, key = self.topics.dead_letters, source.encode()
         limit = self.limits.get(topic, PRODUCER_MAX_BYTES - FRAMING) - len(key)
         keep = RAW_LIMIT
         while True:  # ``raw`` shortened only when the dead-letter topic takes less
-            record = {**dead_letter_dict(dead_letter(line[:keep], source, reason)),
+            record = {**dead_letter_dict(dead_letter(line[:keep], source, reason, reason.code)),
                       "line": number}
             value = orjson.dumps(record)
             if len(value) <= limit or keep == 0:
@@ -476,7 +488,7 @@ class Publisher:
             return None
         self._at = (source, number)
         placed = place(line, self.topics, self.limits, source)
-        if isinstance(placed, str):
+        if isinstance(placed, Refusal):
             self._dead_letter(line, source, number, placed)
             topic = self.topics.dead_letters
         else:
@@ -556,11 +568,13 @@ class Publisher:
         return self.report
 
 
-def _refusal(err: KafkaError, topic: str) -> str:
+def _refusal(err: KafkaError, topic: str) -> Refusal:
     """The dead-letter reason of a record the producer or broker refused."""
     if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE):
-        return f"record too large for {topic}: {err.str()} ({err.name()})"
-    return f"refused by the broker for {topic}: {err.str()} ({err.name()})"
+        return Refusal(f"record too large for {topic}: {err.str()} ({err.name()})",
+                       DeadCode.TOO_LARGE)
+    return Refusal(f"refused by the broker for {topic}: {err.str()} ({err.name()})",
+                   DeadCode.REFUSED)
 
 
 def paced(lines: Iterable, speed: float = 0.0, rate: float = 0.0,

@@ -79,8 +79,7 @@ from forewarn.adapters import Adapters
 from forewarn.codec import (
     Expanded,
     Origin,
-    dead_letter,
-    decode_input,
+    read_input,
     stream_time,
 )
 from forewarn.connectors.files import LEAP_CONFIRM, LEAP_S
@@ -97,7 +96,6 @@ from forewarn.model import (
     Location,
     Maintenance,
     Subscriber,
-    stream_at,
 )
 
 __all__ = ["KafkaMergeSource", "Origin", "TopicMissingError", "input_parts", "stream_time"]
@@ -106,9 +104,6 @@ log = logging.getLogger("forewarn.kafka.source")
 
 NEG_INF = float("-inf")
 MAX_AHEAD_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is bad
-#: Rank of each record type at equal stream time (reference data first), as the simulator.
-TYPE_RANK = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3, "kpi": 4, "call": 5,
-             "location": 6, "complaint": 7}
 #: Each input record type's decoded class (a position the decoder made counts as the
 #: location or call it came from).
 RECORD_CLASS = {c.kind: c for c in (Cell, Alarm, Location, Call, Kpi, Subscriber,
@@ -418,17 +413,10 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 touched[id(part)] = part
             value = msg.value() or b""
             source = (topic, partition, offset)
-            rec = decode_input(value, source, self._adapters)
-            kind = type(rec)
+            rec, kind, at = read_input(value, source, self._adapters, expect)
             if kind is Expanded:  # an operator's batch (VES eventList): one entry
                 last, latest = self._take_many(part, rec, source, last, latest, ahead)
                 continue
-            if kind is tuple:  # a position (most messages): kind_of() and stream_at(), inline
-                kind = Location if rec[3] is None else Call
-                at = key = rec[2]
-            if kind is not expect and expect is not None and kind is not DeadLetter:
-                rec = _wrong_topic(value, source, kind, expect)
-                kind = DeadLetter
             if kind is DeadLetter:
                 key = last  # unreadable: keeps its place in the partition
                 if context is not None:  # shard 0 reports it; here an empty entry holds
@@ -438,8 +426,7 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
                 tally.dead.append(rec)
                 entries.append((key, rank, partition, offset, rec))  # bare, as the decode step's
                 continue
-            elif type(rec) is not tuple:
-                at = key = stream_at(rec)
+            key = at
             if context is None:  # (context: shard 0 counts it)
                 accepted[kind] = accepted.get(kind, 0) + 1
             if key is None:
@@ -483,24 +470,21 @@ class _MergePartition(StatefulSourcePartition[tuple, dict]):
         record's time (or its place in the partition, as any message behind it or far
         ahead); each record checked for the topic and counted. Returns the partition's
         running maximum and the tally's latest time."""
-        tally, expect, context = self._tally, part.expects, part.context
+        tally, context = self._tally, part.context
         items = _Many()
         top = None
-        for raw, rec in many:
-            if type(rec) is not DeadLetter and expect is not None and type(rec) is not expect:
-                rec = _wrong_topic(raw, source, type(rec), expect)
-            if type(rec) is DeadLetter:
+        for raw, rec, kind, at in many:
+            if kind is DeadLetter:
                 if context is None:  # (context: shard 0 reports it)
                     tally.dead.append(rec)
                     items.append(rec)
                 continue
-            at = stream_at(rec)
             if at is not None:
                 top = at if top is None or at > top else top
             if context is not None:
                 items.append((context, raw, rec, at))
                 continue
-            tally.accepted[type(rec)] = tally.accepted.get(type(rec), 0) + 1
+            tally.accepted[kind] = tally.accepted.get(kind, 0) + 1
             if at is not None:
                 latest = at if latest is None or at > latest else latest
             items.append((source, raw, rec, at))
@@ -605,12 +589,6 @@ def _undo_jump(part: _Part) -> float:
     return base
 
 
-def _wrong_topic(value: bytes, source: tuple, kind: type, expect: type) -> DeadLetter:
-    return dead_letter(value, source, f"{kind.kind}: record type {kind.kind!r} on topic "
-                       f"{source[0]!r}, which carries only {expect.kind!r} records "
-                       f"(wrong topic)")
-
-
 def _log_client_error(err: KafkaError) -> None:
     level = logging.ERROR if err.fatal() else logging.WARNING
     log.log(level, "kafka client error", extra={"error": err.str(), "code": err.name()})
@@ -630,7 +608,7 @@ class KafkaMergeSource(FixedPartitionedSource[tuple, dict]):
     """The contract's input topics as one event-time-merged, resumable partition.
 
     ``topics`` are the topic names in type order (``oss.topology`` first; see
-    :data:`TYPE_RANK`); ``exit_at_end`` ends the input once every partition is
+    :data:`forewarn.model.TYPE_RANK`); ``exit_at_end`` ends the input once every partition is
     read to its end (backfills, tests); ``durable`` sets the snapshot gauge;
     ``types``, one record type per topic, makes any other type read from a topic a
     dead letter (code ``wrong_topic``); ``adapters`` maps operators' alarm feed events

@@ -56,7 +56,7 @@ from bytewax.outputs import Sink
 
 from forewarn import metrics, safe_pickle, tmf681
 from forewarn.adapters import Adapters
-from forewarn.codec import Expanded, dead_letter_dict, decode_input, encode
+from forewarn.codec import Expanded, dead_letter_dict, encode, read_input
 from forewarn.dataflows.care import (
     CareContext,
     CareShard,
@@ -75,7 +75,7 @@ from forewarn.dataflows.sequencer import Routes, Sequencer, own_key
 from forewarn.dataflows.shards import ShardSource, is_context
 from forewarn.dataflows.site import SiteCorrelator
 from forewarn.logs import get_logger
-from forewarn.model import Action, Call, Complaint, DeadLetter, Incident, Location, stream_at
+from forewarn.model import Action, Complaint, DeadLetter, Incident
 from forewarn.rules.reload import RulebookWatcher
 from forewarn.rules.rulebook import Rulebook
 
@@ -618,39 +618,32 @@ def _decode_batch(items: list, adapters: Adapters | None = None) -> list:
             _count_decoded(item)
             out += item.items
             continue
-        rec: Any = decode_input(item[1], item[0], adapters)  # dispatched on its type below
-        kind = type(rec)
+        rec, kind, at = read_input(item[1], item[0], adapters)
         if shard is not None and is_context(item[0]):
             # another shard's to report and count: kept only when it decodes
-            if kind is not DeadLetter and kind is not Expanded:
-                out.append((item[0], item[1], rec, stream_at(rec)))
-            elif kind is Expanded:
-                out += [(item[0], raw, one, one.at) for raw, one in rec
-                        if type(one) is not DeadLetter]
+            if kind is Expanded:
+                out += [(item[0], raw, one, one_at) for raw, one, one_kind, one_at in rec
+                        if one_kind is not DeadLetter]
+            elif kind is not DeadLetter:
+                out.append((item[0], item[1], rec, at))
             continue
-        if kind is tuple:  # a position (most records): kind_of() and stream_at(), inline
-            kind = Location if rec[3] is None else Call
-            at = rec[2]
-        elif kind is DeadLetter:
+        if kind is DeadLetter:
             own.dead.append(rec)
             out.append(rec)
             continue
-        elif kind is Expanded:  # an operator's batch of alarms (VES eventList)
-            for raw, one in rec:
-                if type(one) is DeadLetter:
+        if kind is Expanded:  # an operator's batch of alarms (VES eventList)
+            for raw, one, one_kind, one_at in rec:
+                if one_kind is DeadLetter:
                     own.dead.append(one)
                     out.append(one)
                     continue
-                accepted[type(one)] = accepted.get(type(one), 0) + 1
-                at = one.at
-                if latest is None or at > latest:
-                    latest = at
-                out.append((item[0], raw, one, at))
+                accepted[one_kind] = accepted.get(one_kind, 0) + 1
+                if one_at is not None and (latest is None or one_at > latest):
+                    latest = one_at
+                out.append((item[0], raw, one, one_at))
             continue
-        else:
-            at = stream_at(rec)
-            if kind is Complaint:
-                own.complaints.append(rec)
+        if kind is Complaint:
+            own.complaints.append(rec)
         accepted[kind] = accepted.get(kind, 0) + 1
         if at is not None and (latest is None or at > latest):
             latest = at

@@ -66,6 +66,7 @@ from forewarn.model import (
     Call,
     Cell,
     Complaint,
+    DeadCode,
     DeadLetter,
     Kpi,
     Location,
@@ -278,7 +279,8 @@ class Sequencer:
                 self._end_warmup(out)
             return
         if abs(at - watermark) > MAX_SKEW_S:
-            out.refuse(dead_letter(raw, source, _skew_reason(rec, at, watermark)))
+            out.refuse(dead_letter(raw, source, _skew_reason(rec, at, watermark),
+                                   DeadCode.TIME_OUT_OF_RANGE))
             return
         item = (source, raw, rec, at)
         if at - self._front() > self.ahead_s:
@@ -376,7 +378,7 @@ class Sequencer:
         reason = (f"{kind_of(rec).kind}: event time {fmt_time(at)} is "
                   f"{_span(at - self.watermark)} ahead of the stream's progress "
                   f"({fmt_time(self.watermark)}); held, and {why}")
-        return dead_letter(raw, source, reason)
+        return dead_letter(raw, source, reason, DeadCode.FUTURE)
 
     def finish(self, out: Routes) -> None:
         """End of input: release everything held, then a last tick to every active site."""
@@ -409,7 +411,8 @@ class Sequencer:
             at = item[3]
             if abs(at - self.watermark) > MAX_SKEW_S:
                 out.refuse(dead_letter(item[1], item[0], _skew_reason(item[2], at,
-                                                                        self.watermark)))
+                                                                        self.watermark),
+                                       DeadCode.TIME_OUT_OF_RANGE))
             elif at > reach:
                 insort(self.ahead, item, key=_at_of)
             else:
@@ -517,7 +520,7 @@ class Sequencer:
                       ) -> DeadLetter:
         reason = (f"{kind_of(rec).kind}.cell_id: unknown cell {cell_id!r} "
                   f"(no `cell` topology record)")
-        return dead_letter(raw, source, reason)
+        return dead_letter(raw, source, reason, DeadCode.UNKNOWN_CELL)
 
     def _route(self, rec: Record, raw: bytes, source: Source, out: Routes) -> None:
         """Records other than positions (those are routed in :meth:`_release_to`). A
@@ -573,13 +576,13 @@ class Sequencer:
             if rec.site_id is not None and rec.site_id != site:
                 reason = (f"alarm.site_id: {rec.site_id!r} disagrees with topology "
                           f"(cell {rec.cell_id!r} is on site {site!r})")
-                out.refuse(dead_letter(raw, source, reason))
+                out.refuse(dead_letter(raw, source, reason, DeadCode.BAD_VALUE))
                 return
         else:
             site = rec.site_id
             if site not in self.site_cells:
                 reason = f"alarm.site_id: unknown site {site!r} (no `cell` topology record on it)"
-                out.refuse(dead_letter(raw, source, reason))
+                out.refuse(dead_letter(raw, source, reason, DeadCode.UNKNOWN_SITE))
                 return
         alarms = self.open_alarms.setdefault(site, set())
         if rec.cleared and rec.alarm_id not in alarms and getattr(rec, "adapter", None):
@@ -587,7 +590,7 @@ class Sequencer:
             # record's clear of an unknown alarm is a no-op, as it always was
             reason = (f"alarm {rec.alarm_id!r}: a clear of an alarm that is not open on "
                       f"site {site!r} (clear without raise)")
-            out.refuse(dead_letter(raw, source, reason))
+            out.refuse(dead_letter(raw, source, reason, DeadCode.CLEAR_WITHOUT_RAISE))
             return
         if rec.cleared:
             alarms.discard(rec.alarm_id)

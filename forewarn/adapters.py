@@ -25,7 +25,7 @@ occurrence under the same id. A TMF642 alarm keeps its ``id``.
 >>> a = translate(ves, b"", "f", ad)
 >>> a.alarm_id, a.cell_id, a.severity, a.probable_cause, a.event_time
 ('ves:CELL0001-1|LOS', 'CELL0001-1', 'major', 'lossOfSignal', 1795428900.0)
->>> translate({"eventList": [ves["event"], {}]}, b"", "f", ad)[1][1].code
+>>> str(translate({"eventList": [ves["event"], {}]}, b"", "f", ad)[1][1].code)
 'missing_field'
 """
 
@@ -48,7 +48,7 @@ from forewarn.codec import (
     _time_of,
     dead_letter,
 )
-from forewarn.model import ALARM_TYPES, SEVERITIES, Alarm, DeadLetter
+from forewarn.model import ALARM_TYPES, SEVERITIES, Alarm, DeadCode, DeadLetter
 
 #: The feeds Forewarn reads besides its own records.
 FEEDS = ("ves", "tmf642")
@@ -73,9 +73,9 @@ MAX_BATCH = 1000
 #: The longest name or condition read (a longer one is a dead letter, never matched).
 MAX_NAME = 256
 
-#: Dead-letter codes of the adapters (:func:`forewarn.codec.reason_code` knows them).
-CODES = ("no_adapter", "unsupported_event", "unknown_source", "unknown_condition",
-         "clear_without_raise")
+#: Dead-letter codes of the adapters (a clear without raise: the sequencer's).
+CODES = (DeadCode.NO_ADAPTER, DeadCode.UNSUPPORTED_EVENT, DeadCode.UNKNOWN_SOURCE,
+         DeadCode.UNKNOWN_CONDITION, DeadCode.CLEAR_WITHOUT_RAISE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,17 +168,14 @@ class Adapters:
 class _Bad(Exception):
     """A feed event that cannot be mapped: ``(reason, code)``."""
 
-    def __init__(self, reason: str, code: str):
+    def __init__(self, reason: str, code: DeadCode):
         super().__init__(reason)
         self.reason = reason
         self.code = code
 
 
-def _dead(raw: bytes, source: Source, reason: str, code: str) -> DeadLetter:
-    d = dead_letter(raw, source, reason)
-    if d.code == code:
-        return d
-    return DeadLetter(source=d.source, reason=d.reason, raw=d.raw, code=code)
+def _dead(raw: bytes, source: Source, reason: str, code: DeadCode) -> DeadLetter:
+    return dead_letter(raw, source, reason, code)
 
 
 def shape(obj: dict) -> str | None:
@@ -209,7 +206,7 @@ def translate(obj: dict, raw: bytes, source: Source,
     name = "VES" if feed == "ves" else "TMF642"
     if spec is None or adapters is None:
         return _dead(raw, source, f"{name} event: the rulebook has no adapters.{feed} "
-                     "mapping (see docs/adapters.md)", "no_adapter")
+                     "mapping (see docs/adapters.md)", DeadCode.NO_ADAPTER)
     if kind == "tmf642":
         try:
             return _tmf642(obj, spec, adapters)
@@ -223,17 +220,18 @@ def translate(obj: dict, raw: bytes, source: Source,
     events = obj.get("eventList")
     if not isinstance(events, list) or not events:
         return _dead(raw, source, f"ves.eventList: expected a non-empty list of events, got "
-                     f"{_show(events)}", "bad_type")
+                     f"{_show(events)}", DeadCode.BAD_TYPE)
     if len(events) > MAX_BATCH:
         return _dead(raw, source, f"ves.eventList: {len(events)} events; at most {MAX_BATCH} "
-                     "in one batch (too large)", "too_large")
+                     "in one batch (too large)", DeadCode.TOO_LARGE)
     out = Expanded()
     for i, event in enumerate(events):
         one = orjson.dumps(event) if len(events) > 1 else raw
         where = f"ves.eventList[{i}]"
         try:
             if not isinstance(event, dict):
-                raise _Bad(f"{where}: expected a JSON object, got {_show(event)}", "not_object")
+                raise _Bad(f"{where}: expected a JSON object, got {_show(event)}",
+                           DeadCode.NOT_OBJECT)
             out.append((one, _ves(event, spec, adapters, where)))
         except _Bad as bad:
             out.append((one, _dead(one, source, bad.reason, bad.code)))
@@ -246,9 +244,9 @@ def translate(obj: dict, raw: bytes, source: Source,
 def _obj(parent: dict, where: str, key: str) -> dict:
     value = parent.get(key)
     if value is None:
-        raise _Bad(f"{where}.{key}: required field missing", "missing_field")
+        raise _Bad(f"{where}.{key}: required field missing", DeadCode.MISSING_FIELD)
     if not isinstance(value, dict):
-        raise _Bad(f"{where}.{key}: expected an object, got {_show(value)}", "bad_type")
+        raise _Bad(f"{where}.{key}: expected an object, got {_show(value)}", DeadCode.BAD_TYPE)
     return value
 
 
@@ -256,13 +254,14 @@ def _text(parent: dict, where: str, key: str, required: bool = True) -> str | No
     value = parent.get(key)
     if value is None:
         if required:
-            raise _Bad(f"{where}.{key}: required field missing", "missing_field")
+            raise _Bad(f"{where}.{key}: required field missing", DeadCode.MISSING_FIELD)
         return None
     if not isinstance(value, str) or not value:
-        raise _Bad(f"{where}.{key}: expected a non-empty string, got {_show(value)}", "bad_type")
+        raise _Bad(f"{where}.{key}: expected a non-empty string, got {_show(value)}",
+                   DeadCode.BAD_TYPE)
     if len(value) > MAX_NAME:
         raise _Bad(f"{where}.{key}: {len(value)} characters; at most {MAX_NAME} read",
-                   "bad_value")
+                   DeadCode.BAD_VALUE)
     return value
 
 
@@ -285,12 +284,12 @@ def _place(adapters: Adapters, names: list[tuple[str, str]], where: str,
            fields: tuple[str, ...]) -> tuple[str | None, str | None]:
     if not names:
         raise _Bad(f"{where}: none of the fields the rulebook reads for the alarmed object "
-                   f"({', '.join(fields)}) is there (unknown source name)", "unknown_source")
+                   f"({', '.join(fields)}) is there (unknown source name)", DeadCode.UNKNOWN_SOURCE)
     got = adapters.place(names)
     if got is None:
         shown = ", ".join(f"{f}={_show(v)}" for f, v in names)
         raise _Bad(f"{where}: {shown} matches no adapters.naming rule (unknown source name)",
-                   "unknown_source")
+                   DeadCode.UNKNOWN_SOURCE)
     return got
 
 
@@ -299,7 +298,7 @@ def _cause(spec: FeedSpec, where: str, *names: str | None) -> str:
     if got is None:
         shown = " / ".join(_show(n) for n in names if n is not None)
         raise _Bad(f"{where}: {shown} not in the rulebook's causes table "
-                   "(unknown condition)", "unknown_condition")
+                   "(unknown condition)", DeadCode.UNKNOWN_CONDITION)
     return got
 
 
@@ -312,28 +311,28 @@ def _ves(event: dict, spec: FeedSpec, adapters: Adapters, where: str) -> Alarm:
     domain = header.get("domain")
     if domain != "fault":
         raise _Bad(f"{hw}.domain: only fault events are read, got {_show(domain)} "
-                   "(unsupported event)", "unsupported_event")
+                   "(unsupported event)", DeadCode.UNSUPPORTED_EVENT)
     fields = _obj(event, where, "faultFields")
     fw = f"{where}.faultFields"
     micros = header.get("lastEpochMicrosec")
     if micros is None:
-        raise _Bad(f"{hw}.lastEpochMicrosec: required field missing", "missing_field")
+        raise _Bad(f"{hw}.lastEpochMicrosec: required field missing", DeadCode.MISSING_FIELD)
     if isinstance(micros, bool) or not isinstance(micros, int | float):
         raise _Bad(f"{hw}.lastEpochMicrosec: expected a number of microseconds, got "
-                   f"{_show(micros)}", "bad_type")
+                   f"{_show(micros)}", DeadCode.BAD_TYPE)
     at = micros / 1e6
     if not MIN_TIME <= at <= MAX_TIME:
         raise _Bad(f"{hw}.lastEpochMicrosec: expected microseconds since 1970 (up to year "
-                   f"9999), got {_show(micros)}", "bad_time")
+                   f"9999), got {_show(micros)}", DeadCode.BAD_TIME)
     source_name = _text(header, hw, "sourceName")
     assert source_name is not None
     raw_severity = fields.get("eventSeverity")
     severity = VES_SEVERITY.get(raw_severity) if isinstance(raw_severity, str) else None
     if raw_severity is None:
-        raise _Bad(f"{fw}.eventSeverity: required field missing", "missing_field")
+        raise _Bad(f"{fw}.eventSeverity: required field missing", DeadCode.MISSING_FIELD)
     if severity is None:
         raise _Bad(f"{fw}.eventSeverity: expected one of {','.join(VES_SEVERITY)}, got "
-                   f"{_show(raw_severity)}", "bad_enum")
+                   f"{_show(raw_severity)}", DeadCode.BAD_ENUM)
     condition = _text(fields, fw, "alarmCondition")
     assert condition is not None
     problem = _text(fields, fw, "specificProblem", False)
@@ -367,9 +366,9 @@ def _tmf_time(alarm: dict, where: str, *keys: str) -> float:
         at = _time_of(value)
         if at is None:
             raise _Bad(f"{where}.{key}: expected an RFC 3339 time with offset, got "
-                       f"{_show(value)}", "bad_time")
+                       f"{_show(value)}", DeadCode.BAD_TIME)
         return at
-    raise _Bad(f"{where}.{keys[0]}: required field missing", "missing_field")
+    raise _Bad(f"{where}.{keys[0]}: required field missing", DeadCode.MISSING_FIELD)
 
 
 def _tmf642(obj: dict, spec: FeedSpec, adapters: Adapters) -> Alarm:
@@ -377,7 +376,7 @@ def _tmf642(obj: dict, spec: FeedSpec, adapters: Adapters) -> Alarm:
     if etype not in TMF_RAISE and etype not in TMF_CLEAR:
         raise _Bad(f"tmf642.eventType: expected one of "
                    f"{','.join(sorted(TMF_RAISE | TMF_CLEAR))}, got {_show(etype)} "
-                   "(unsupported event)", "unsupported_event")
+                   "(unsupported event)", DeadCode.UNSUPPORTED_EVENT)
     alarm = _obj(obj["event"], "tmf642.event", "alarm")
     w = "tmf642.event.alarm"
     alarm_id = _text(alarm, w, "id")
@@ -391,11 +390,11 @@ def _tmf642(obj: dict, spec: FeedSpec, adapters: Adapters) -> Alarm:
         at = _tmf_time(alarm, w, "alarmClearedTime", "alarmChangedTime")
     else:
         if raw_sev is None:
-            raise _Bad(f"{w}.perceivedSeverity: required field missing", "missing_field")
+            raise _Bad(f"{w}.perceivedSeverity: required field missing", DeadCode.MISSING_FIELD)
         severity = TMF_SEVERITY.get(raw_sev.lower()) if isinstance(raw_sev, str) else None
         if severity is None:
             raise _Bad(f"{w}.perceivedSeverity: expected one of {','.join(SEVERITIES)}, got "
-                       f"{_show(raw_sev)}", "bad_enum")
+                       f"{_show(raw_sev)}", DeadCode.BAD_ENUM)
         keys = (("alarmRaisedTime",) if etype == "AlarmCreateEvent"
                 else ("alarmChangedTime", "alarmRaisedTime"))
         at = _tmf_time(alarm, w, *keys)
@@ -405,7 +404,7 @@ def _tmf642(obj: dict, spec: FeedSpec, adapters: Adapters) -> Alarm:
     probable = _text(alarm, w, "probableCause", False)
     problem = _text(alarm, w, "specificProblem", False)
     if probable is None and problem is None:
-        raise _Bad(f"{w}.probableCause: required field missing", "missing_field")
+        raise _Bad(f"{w}.probableCause: required field missing", DeadCode.MISSING_FIELD)
     cause = _cause(spec, f"{w}.probableCause", probable, problem)
     obj_node = alarm.get("alarmedObject")
     names: list[tuple[str, str]] = []
@@ -415,7 +414,8 @@ def _tmf642(obj: dict, spec: FeedSpec, adapters: Adapters) -> Alarm:
             if value:
                 names.append((name, value))
     elif obj_node is not None:
-        raise _Bad(f"{w}.alarmedObject: expected an object, got {_show(obj_node)}", "bad_type")
+        raise _Bad(f"{w}.alarmedObject: expected an object, got {_show(obj_node)}",
+                   DeadCode.BAD_TYPE)
     cell, site = _place(adapters, names, f"{w}.alarmedObject", spec.objects)
     alarm_type: Any = alarm.get("alarmType")
     return Alarm(

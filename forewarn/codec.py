@@ -18,6 +18,7 @@ import base64
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -32,12 +33,14 @@ from forewarn.model import (
     REGIONAL_OUTAGE,
     SEGMENTS,
     SEVERITIES,
+    TIME_FIELDS,
     Action,
     Alarm,
     Call,
     Cell,
     Channel,
     Complaint,
+    DeadCode,
     DeadLetter,
     Incident,
     Kpi,
@@ -45,6 +48,7 @@ from forewarn.model import (
     Maintenance,
     Record,
     Subscriber,
+    stream_at,
 )
 
 if TYPE_CHECKING:
@@ -93,7 +97,11 @@ class Expanded(list):
 
 
 class Invalid(ValueError):
-    """A record defect; the message is the dead-letter reason."""
+    """A record defect: the message is the dead-letter reason, ``code`` its class."""
+
+    def __init__(self, reason: str, code: DeadCode):
+        super().__init__(reason)
+        self.code = code
 
 
 # ---- time ------------------------------------------------------------------
@@ -158,13 +166,13 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-# ---- field readers -----------------------------------------------------------
+# ---- field readers (the full path: each defect named) -------------------------------
 
 
 def _req(obj: dict, typ: str, name: str) -> Any:
     value = obj.get(name)
     if value is None:
-        raise Invalid(f"{typ}.{name}: required field missing")
+        raise Invalid(f"{typ}.{name}: required field missing", DeadCode.MISSING_FIELD)
     return value
 
 
@@ -172,66 +180,68 @@ def _req(obj: dict, typ: str, name: str) -> Any:
 def _str(obj: dict, typ: str, name: str, required: Literal[True] = True) -> str: ...
 @overload
 def _str(obj: dict, typ: str, name: str, required: Literal[False]) -> str | None: ...
+@overload
+def _str(obj: dict, typ: str, name: str, required: bool) -> str | None: ...
 def _str(obj: dict, typ: str, name: str, required: bool = True) -> str | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise Invalid(f"{typ}.{name}: expected a non-empty string, got {_show(value)}")
+        raise Invalid(f"{typ}.{name}: expected a non-empty string, got {_show(value)}",
+                      DeadCode.BAD_TYPE)
     return value
 
 
 def _time(obj: dict, typ: str, name: str) -> float:
     value = _req(obj, typ, name)
     if not isinstance(value, str):
-        raise Invalid(f"{typ}.{name}: expected an RFC 3339 time string, got {_show(value)}")
+        raise Invalid(f"{typ}.{name}: expected an RFC 3339 time string, got {_show(value)}",
+                      DeadCode.BAD_TIME)
     at = _time_of(value)
     if at is None:
-        raise Invalid(f"{typ}.{name}: expected an RFC 3339 time with offset, got {_show(value)}")
+        raise Invalid(f"{typ}.{name}: expected an RFC 3339 time with offset, got "
+                      f"{_show(value)}", DeadCode.BAD_TIME)
     return at
 
 
-@overload
-def _num(obj: dict, typ: str, name: str, required: Literal[True] = True) -> float: ...
-@overload
-def _num(obj: dict, typ: str, name: str, required: Literal[False]) -> float | None: ...
 def _num(obj: dict, typ: str, name: str, required: bool = True) -> float | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid(f"{typ}.{name}: expected a number, got {_show(value)}")
+        raise Invalid(f"{typ}.{name}: expected a number, got {_show(value)}", DeadCode.BAD_TYPE)
     return value
 
 
-@overload
-def _int(obj: dict, typ: str, name: str, required: Literal[True] = True) -> int: ...
-@overload
-def _int(obj: dict, typ: str, name: str, required: Literal[False]) -> int | None: ...
 def _int(obj: dict, typ: str, name: str, required: bool = True) -> int | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"{typ}.{name}: expected an integer, got {_show(value)}")
+        raise Invalid(f"{typ}.{name}: expected an integer, got {_show(value)}",
+                      DeadCode.BAD_TYPE)
     if value < 0:
-        raise Invalid(f"{typ}.{name}: expected a non-negative integer, got {value}")
+        raise Invalid(f"{typ}.{name}: expected a non-negative integer, got {value}",
+                      DeadCode.BAD_TYPE)
     return value
 
 
-@overload
-def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
-          required: Literal[True] = True) -> str: ...
-@overload
-def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
-          required: Literal[False]) -> str | None: ...
 def _enum(obj: dict, typ: str, name: str, allowed: tuple[str, ...],
           required: bool = True) -> str | None:
     value = _req(obj, typ, name) if required else obj.get(name)
     if value is None:
         return None
     if value not in allowed:
-        raise Invalid(f"{typ}.{name}: expected one of {','.join(allowed)}, got {_show(value)}")
+        raise Invalid(f"{typ}.{name}: expected one of {','.join(allowed)}, got {_show(value)}",
+                      DeadCode.BAD_ENUM)
+    return value
+
+
+def _bool(obj: dict, typ: str, name: str) -> bool:
+    value = _req(obj, typ, name)
+    if not isinstance(value, bool):
+        raise Invalid(f"{typ}.{name}: expected true or false, got {_show(value)}",
+                      DeadCode.BAD_TYPE)
     return value
 
 
@@ -239,8 +249,41 @@ def _str_list(obj: dict, typ: str, name: str) -> tuple[str, ...]:
     value = obj.get(name)
     strings = _strings(value)
     if strings is None:
-        raise Invalid(f"{typ}.{name}: expected a list of strings, got {_show(value)}")
+        raise Invalid(f"{typ}.{name}: expected a list of strings, got {_show(value)}",
+                      DeadCode.BAD_TYPE)
     return strings
+
+
+def _zone_name(obj: dict, typ: str, name: str) -> str:
+    tz = _str(obj, typ, name)
+    if not _is_zone(tz):
+        raise Invalid(f"{typ}.{name}: expected an IANA time zone, got {_show(tz)}",
+                      DeadCode.BAD_TYPE)
+    return tz
+
+
+def _channels(obj: dict, typ: str, name: str) -> tuple[Channel, ...]:
+    raw = _req(obj, typ, name)
+    if not isinstance(raw, dict):
+        raise Invalid(f"{typ}.{name}: expected an object by channel, got {_show(raw)}",
+                      DeadCode.BAD_TYPE)
+    out = []
+    for cname, spec in raw.items():
+        where = f"{typ}.{name}.{cname}"
+        if cname not in CHANNEL_NAMES:
+            raise Invalid(f"{where}: expected a channel among {','.join(CHANNEL_NAMES)}",
+                          DeadCode.BAD_TYPE)
+        if not isinstance(spec, dict):
+            raise Invalid(f"{where}: expected an object, got {_show(spec)}", DeadCode.BAD_TYPE)
+        address, consent = spec.get("address"), spec.get("consent")
+        if not isinstance(address, str) or not address:
+            raise Invalid(f"{where}.address: expected a non-empty string, got {_show(address)}",
+                          DeadCode.BAD_TYPE)
+        if not isinstance(consent, bool):
+            raise Invalid(f"{where}.consent: expected true or false, got {_show(consent)}",
+                          DeadCode.BAD_TYPE)
+        out.append(Channel(name=cname, address=address, consent=consent))
+    return tuple(out)
 
 
 def _show(value: Any) -> str:
@@ -248,227 +291,348 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-# ---- per-type decoders ---------------------------------------------------------
-
-
-def _cell(o: dict) -> Cell:
-    return Cell(
-        cell_id=_str(o, "cell", "cell_id"),
-        site_id=_str(o, "cell", "site_id"),
-        region=_str(o, "cell", "region", False),
-        lat=_num(o, "cell", "lat", False),
-        lon=_num(o, "cell", "lon", False),
-        technology=_str(o, "cell", "technology", False),
-    )
-
-
-def _alarm(o: dict) -> Alarm:
-    t = "alarm"
-    cell_id = _str(o, t, "cell_id", False)
-    site_id = _str(o, t, "site_id", False)
-    if cell_id is None and site_id is None:
-        raise Invalid("alarm.cell_id/site_id: one of them is required, got neither")
-    return Alarm(
-        alarm_id=_str(o, t, "alarm_id"),
-        event_time=_time(o, t, "event_time"),
-        severity=_enum(o, t, "perceived_severity", SEVERITIES),
-        probable_cause=_str(o, t, "probable_cause"),
-        cell_id=cell_id,
-        site_id=site_id,
-        alarm_type=_enum(o, t, "alarm_type", ALARM_TYPES, False),
-        specific_problem=_str(o, t, "specific_problem", False),
-        managed_object=_str(o, t, "managed_object", False),
-        additional_text=_str(o, t, "additional_text", False),
-    )
-
-
-def _location(o: dict) -> Location:
-    t = "location"
-    return Location(
-        subscriber_id=_str(o, t, "subscriber_id"),
-        cell_id=_str(o, t, "cell_id"),
-        event_time=_time(o, t, "event_time"),
-    )
-
-
-def _call(o: dict) -> Call:
-    t = "call"
-    dropped = _req(o, t, "dropped")
-    if not isinstance(dropped, bool):
-        raise Invalid(f"call.dropped: expected true or false, got {_show(dropped)}")
-    start, end = _time(o, t, "start_time"), _time(o, t, "end_time")
-    if end < start:
-        raise Invalid("call.end_time: expected at or after start_time, got an earlier time")
-    return Call(
-        call_id=_str(o, t, "call_id"),
-        subscriber_id=_str(o, t, "subscriber_id"),
-        cell_id=_str(o, t, "cell_id"),
-        start_time=start,
-        end_time=end,
-        dropped=dropped,
-        cause_code=_int(o, t, "cause_code", False),
-    )
-
-
-def _kpi(o: dict) -> Kpi:
-    t = "kpi"
-    period_s = _num(o, t, "period_s")
-    if not 0 < period_s <= MAX_PERIOD_S:
-        raise Invalid(f"kpi.period_s: expected a positive number of seconds up to "
-                      f"{MAX_PERIOD_S:.0f}, got {_show(period_s)}")
-    return Kpi(
-        cell_id=_str(o, t, "cell_id"),
-        period_start=_time(o, t, "period_start"),
-        period_s=float(period_s),
-        call_attempts=_int(o, t, "call_attempts"),
-        dropped_calls=_int(o, t, "dropped_calls"),
-        rrc_success_rate=_num(o, t, "rrc_success_rate", False),
-        dl_throughput_mbps=_num(o, t, "dl_throughput_mbps", False),
-        active_users=_int(o, t, "active_users", False),
-    )
-
-
-def _channels(o: dict) -> tuple[Channel, ...]:
-    raw = _req(o, "subscriber", "channels")
-    if not isinstance(raw, dict):
-        raise Invalid(f"subscriber.channels: expected an object by channel, got {_show(raw)}")
-    out = []
-    for name, spec in raw.items():
-        where = f"subscriber.channels.{name}"
-        if name not in CHANNEL_NAMES:
-            raise Invalid(f"{where}: expected a channel among {','.join(CHANNEL_NAMES)}")
-        if not isinstance(spec, dict):
-            raise Invalid(f"{where}: expected an object, got {_show(spec)}")
-        address, consent = spec.get("address"), spec.get("consent")
-        if not isinstance(address, str) or not address:
-            raise Invalid(f"{where}.address: expected a non-empty string, got {_show(address)}")
-        if not isinstance(consent, bool):
-            raise Invalid(f"{where}.consent: expected true or false, got {_show(consent)}")
-        out.append(Channel(name=name, address=address, consent=consent))
-    return tuple(out)
-
-
-def _subscriber(o: dict) -> Subscriber:
-    t = "subscriber"
-    sid = _str(o, t, "subscriber_id")
-    op = _enum(o, t, "op", ("upsert", "delete"))
-    updated_at = _time(o, t, "updated_at")
-    if op == "delete":
-        return Subscriber(subscriber_id=sid, op=op, updated_at=updated_at)
-    tz = _str(o, t, "timezone")
+def _is_zone(name: str) -> bool:
     try:
-        zone(tz)
+        zone(name)
     except (ValueError, KeyError, OSError):
-        raise Invalid(f"subscriber.timezone: expected an IANA time zone, got {_show(tz)}") from None
-    preferred = _str_list(o, t, "preferred_channels")
-    for name in preferred:
-        if name not in CHANNEL_NAMES:
-            raise Invalid(
-                f"subscriber.preferred_channels: expected channels among "
-                f"{','.join(CHANNEL_NAMES)}, got {_show(name)}"
-            )
-    return Subscriber(
-        subscriber_id=sid,
-        op=op,
-        updated_at=updated_at,
-        language=_str(o, t, "language"),
-        timezone=tz,
-        segment=_enum(o, t, "segment", SEGMENTS),
-        channels=_channels(o),
-        name=_str(o, t, "name", False),
-        plan=_str(o, t, "plan", False),
-        tenure_months=_int(o, t, "tenure_months", False),
-        tags=_str_list(o, t, "tags"),
-        preferred_channels=preferred,
-    )
+        return False
+    return True
 
 
-def _maintenance(o: dict) -> Maintenance:
-    t = "maintenance"
-    site_ids, cell_ids = _str_list(o, t, "site_ids"), _str_list(o, t, "cell_ids")
-    if not site_ids and not cell_ids:
-        raise Invalid("maintenance.site_ids/cell_ids: one of them is required, got neither")
-    start, end = _time(o, t, "start_time"), _time(o, t, "end_time")
-    if end <= start:
-        raise Invalid("maintenance.end_time: expected after start_time")
-    return Maintenance(
-        window_id=_str(o, t, "window_id"),
-        op=_enum(o, t, "op", ("upsert", "cancel")),
-        start_time=start,
-        end_time=end,
-        site_ids=site_ids,
-        cell_ids=cell_ids,
-        description=_str(o, t, "description", False),
-    )
+def _strings(value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
+    """A list of non-empty strings (absent: empty), as :func:`_str_list` takes it, else
+    None; with ``allowed``, each must be one of them."""
+    if value is None:
+        return ()
+    if type(value) is not list:
+        return None
+    for v in value:
+        if type(v) is not str or not v or (allowed is not None and v not in allowed):
+            return None
+    return tuple(value)
 
 
-def _complaint(o: dict) -> Complaint:
-    t = "complaint"
-    return Complaint(
-        complaint_id=_str(o, t, "complaint_id"),
-        subscriber_id=_str(o, t, "subscriber_id"),
-        event_time=_time(o, t, "event_time"),
-        category=_enum(o, t, "category", COMPLAINT_CATEGORIES),
-        channel=_str(o, t, "channel", False),
-    )
+def _fast_channels(raw: Any) -> tuple[Channel, ...] | None:
+    """:func:`_channels` of a well-formed object by channel, else None."""
+    if type(raw) is not dict:
+        return None
+    channels = []
+    for cname, spec in raw.items():
+        if cname not in CHANNEL_NAMES or type(spec) is not dict:
+            return None
+        address, consent = spec.get("address"), spec.get("consent")
+        if type(address) is not str or not address or type(consent) is not bool:
+            return None
+        channel = _new(Channel)
+        _CHANNEL[0](channel, cname)
+        _CHANNEL[1](channel, address)
+        _CHANNEL[2](channel, consent)
+        channels.append(channel)
+    return tuple(channels)
 
 
-DECODERS: dict[str, Callable[[dict], Record]] = {
-    "cell": _cell,
-    "alarm": _alarm,
-    "location": _location,
-    "call": _call,
-    "kpi": _kpi,
-    "subscriber": _subscriber,
-    "maintenance": _maintenance,
-    "complaint": _complaint,
-}
+_CHANNEL = tuple(getattr(Channel, f).__set__ for f in ("name", "address", "consent"))
 
 
-def reason_code(reason: str) -> str:
-    """A bounded class for a dead-letter reason (safe as a metric label).
+# ---- the field tables -------------------------------------------------------------------
+#
+# Each input record type is one table: its fields in the order they are checked, each with
+# its kind, whether it is required and its range, and the rules between fields. Both paths
+# read the tables: the full path (:func:`validate`) names the first defect; the fast path
+# (:func:`_fast`, a function generated per table) only says whether a record is well formed
+# and builds it through its slots, for the records that are most of the traffic.
 
-    >>> reason_code("alarm.event_time: required field missing")
-    'missing_field'
-    >>> reason_code('alarm.alarm_type: expected one of communicationsAlarm, got "x"')
-    'bad_enum'
+#: Field kinds: what each accepts, and (full path) its reader.
+STR, TIME, NUM, INT, ENUM, BOOL, STRS, ZONE, CHANNELS = (
+    "str", "time", "num", "int", "enum", "bool", "strs", "zone", "channels")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One wire field: ``str`` (non-empty), ``time`` (RFC 3339 with an offset), ``num``
+    (an int or float, not a bool), ``int`` (non-negative), ``enum`` (one of ``allowed``),
+    ``bool``, ``strs`` (a list of non-empty strings, absent: empty; each among ``allowed``
+    if given), ``zone`` (an IANA time zone name), ``channels`` (the contract's object by
+    channel). A ``num`` may have a range, ``above`` < value <= ``most``, named ``expect``
+    in a reason (with ``range_code``), and ``convert`` (``float``). ``attr``: the record's
+    attribute, when it is not the wire name."""
+
+    name: str
+    kind: str
+    required: bool = True
+    allowed: tuple[str, ...] | None = None
+    above: float | None = None
+    most: float | None = None
+    expect: str = ""
+    range_code: DeadCode = DeadCode.BAD_VALUE
+    convert: Callable[[Any], Any] | None = None
+    attr: str = ""
+
+    @property
+    def slot(self) -> str:
+        return self.attr or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule between fields read before it: ``test``, a Python expression over them
+    (by wire name), must hold, else the record is refused with ``reason`` and ``code``."""
+
+    test: str
+    reason: str
+    code: DeadCode
+
+
+@dataclass(frozen=True, slots=True)
+class Until:
+    """The record is complete when ``test`` holds (a subscriber delete: the id, ``op`` and
+    time); the fields after it are not read. The fast path leaves such a record to the
+    full path."""
+
+    test: str
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    cls: type[Record]
+    items: tuple[Field | Rule | Until, ...]
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return tuple(i for i in self.items if type(i) is Field)
+
+
+TABLES: dict[str, Table] = {t.cls.kind: t for t in (
+    Table(Cell, (
+        Field("cell_id", STR), Field("site_id", STR), Field("region", STR, False),
+        Field("lat", NUM, False), Field("lon", NUM, False), Field("technology", STR, False),
+    )),
+    Table(Alarm, (
+        Field("cell_id", STR, False), Field("site_id", STR, False),
+        Rule("cell_id is not None or site_id is not None",
+             "alarm.cell_id/site_id: one of them is required, got neither",
+             DeadCode.MISSING_FIELD),
+        Field("alarm_id", STR), Field("event_time", TIME),
+        Field("perceived_severity", ENUM, allowed=SEVERITIES, attr="severity"),
+        Field("probable_cause", STR), Field("alarm_type", ENUM, False, allowed=ALARM_TYPES),
+        Field("specific_problem", STR, False), Field("managed_object", STR, False),
+        Field("additional_text", STR, False),
+    )),
+    Table(Location, (
+        Field("subscriber_id", STR), Field("cell_id", STR), Field("event_time", TIME),
+    )),
+    Table(Call, (
+        Field("dropped", BOOL), Field("start_time", TIME), Field("end_time", TIME),
+        Rule("end_time >= start_time",
+             "call.end_time: expected at or after start_time, got an earlier time",
+             DeadCode.BAD_TYPE),
+        Field("call_id", STR), Field("subscriber_id", STR), Field("cell_id", STR),
+        Field("cause_code", INT, False),
+    )),
+    Table(Kpi, (
+        # out of range is `bad_type`: the code dashboards have always counted it under
+        Field("period_s", NUM, above=0.0, most=MAX_PERIOD_S, convert=float,
+              expect=f"a positive number of seconds up to {MAX_PERIOD_S:.0f}",
+              range_code=DeadCode.BAD_TYPE),
+        Field("cell_id", STR), Field("period_start", TIME), Field("call_attempts", INT),
+        Field("dropped_calls", INT), Field("rrc_success_rate", NUM, False),
+        Field("dl_throughput_mbps", NUM, False), Field("active_users", INT, False),
+    )),
+    Table(Subscriber, (
+        Field("subscriber_id", STR), Field("op", ENUM, allowed=("upsert", "delete")),
+        Field("updated_at", TIME), Until("op == 'delete'"),
+        Field("timezone", ZONE),
+        Field("preferred_channels", STRS, allowed=CHANNEL_NAMES,
+              expect=f"channels among {','.join(CHANNEL_NAMES)}"),
+        Field("language", STR), Field("segment", ENUM, allowed=SEGMENTS),
+        Field("channels", CHANNELS), Field("name", STR, False), Field("plan", STR, False),
+        Field("tenure_months", INT, False), Field("tags", STRS),
+    )),
+    Table(Maintenance, (
+        Field("site_ids", STRS), Field("cell_ids", STRS),
+        Rule("site_ids or cell_ids",
+             "maintenance.site_ids/cell_ids: one of them is required, got neither",
+             DeadCode.MISSING_FIELD),
+        Field("start_time", TIME), Field("end_time", TIME),
+        Rule("end_time > start_time", "maintenance.end_time: expected after start_time",
+             DeadCode.BAD_TYPE),
+        Field("window_id", STR), Field("op", ENUM, allowed=("upsert", "cancel")),
+        Field("description", STR, False),
+    )),
+    Table(Complaint, (
+        Field("complaint_id", STR), Field("subscriber_id", STR), Field("event_time", TIME),
+        Field("category", ENUM, allowed=COMPLAINT_CATEGORIES), Field("channel", STR, False),
+    )),
+)}
+
+_RULES: dict[str, Any] = {}  # a rule's test, compiled
+
+
+def _read_field(o: dict, typ: str, f: Field) -> Any:
+    """The full path's reading of one field: its value, or :class:`Invalid` naming the
+    defect."""
+    kind, name = f.kind, f.name
+    if kind == STR:
+        return _str(o, typ, name, f.required)
+    if kind == TIME:
+        return _time(o, typ, name)
+    if kind == NUM:
+        value = _num(o, typ, name, f.required)
+        if value is not None and ((f.above is not None and not f.above < value)
+                                  or (f.most is not None and not value <= f.most)):
+            raise Invalid(f"{typ}.{name}: expected {f.expect}, got {_show(value)}", f.range_code)
+        return value
+    if kind == INT:
+        return _int(o, typ, name, f.required)
+    if kind == ENUM:
+        assert f.allowed is not None
+        return _enum(o, typ, name, f.allowed, f.required)
+    if kind == BOOL:
+        return _bool(o, typ, name)
+    if kind == STRS:
+        strings = _str_list(o, typ, name)
+        for item in strings:
+            if f.allowed is not None and item not in f.allowed:
+                raise Invalid(f"{typ}.{name}: expected {f.expect}, got {_show(item)}",
+                              f.range_code)
+        return strings
+    if kind == ZONE:
+        return _zone_name(o, typ, name)
+    if kind == CHANNELS:
+        return _channels(o, typ, name)
+    raise AssertionError(f"unknown field kind {kind!r}")  # pragma: no cover
+
+
+def validate(table: Table, o: dict) -> Record:
+    """The full path: the record ``o`` stands for, or :class:`Invalid` naming its first
+    defect (fields and rules in the table's order).
+
+    >>> validate(TABLES["call"], {"dropped": "no"})
+    Traceback (most recent call last):
+    ...
+    forewarn.codec.Invalid: call.dropped: expected true or false, got "no"
     """
-    if reason.startswith("type: expected one of"):  # the record's own type, not a field's
-        return "unknown_type"
-    for needle, code in _REASON_CODES:
-        if needle in reason:
-            return code
-    return "bad_value"
+    typ = table.cls.kind
+    values: dict[str, Any] = {}
+    slots: dict[str, Any] = {}
+    for item in table.items:
+        if isinstance(item, Field):
+            value = _read_field(o, typ, item)
+            values[item.name] = value
+            slots[item.slot] = value if item.convert is None else item.convert(value)
+            continue
+        test = _RULES.get(item.test)
+        if test is None:
+            test = _RULES[item.test] = compile(item.test, f"<{typ} rule>", "eval")
+        holds = eval(test, {}, values)  # noqa: S307 - a table's own expression
+        if type(item) is Until:
+            if holds:
+                break
+        elif not holds:
+            assert type(item) is Rule
+            raise Invalid(item.reason, item.code)
+    return table.cls(**slots)
 
 
-_REASON_CODES = (
-    ("refused by the broker", "refused"),
-    # operators' feeds (forewarn.adapters)
-    ("mapping (see docs/adapters.md)", "no_adapter"),
-    ("(unsupported event)", "unsupported_event"),
-    ("(unknown source name)", "unknown_source"),
-    ("(unknown condition)", "unknown_condition"),
-    ("(clear without raise)", "clear_without_raise"),  # a publisher's: the broker's own reason
-    ("not JSON", "not_json"),
-    ("expected a JSON object", "not_object"),
-    ("required field missing", "missing_field"),
-    ("one of them is required", "missing_field"),
-    ("expected one of", "bad_enum"),
-    ("RFC 3339", "bad_time"),
-    ("days from the stream", "time_out_of_range"),
-    ("ahead of the stream's progress", "future"),
-    ("(wrong topic)", "wrong_topic"),
-    ("unknown cell", "unknown_cell"),
-    ("unknown site", "unknown_site"),
-    ("too large", "too_large"),
-    ("expected a", "bad_type"),
-    ("expected true or false", "bad_type"),
-)
+def _fast_source(table: Table, name: str, result: str | None = None,
+                 when: str | None = None) -> str:
+    """The source of a fast path: a function of the JSON object that returns None for
+    anything the table may refuse, else the record built through its slots; or
+    ``result``, an expression over the fields, instead (only ``when`` that holds, if
+    given)."""
+    lines = [f"def {name}(o):"]
+    add = lines.append
+    for item in table.items:
+        if type(item) is Rule:
+            add(f"    if not ({item.test}): return None")
+            continue
+        if type(item) is Until:
+            add(f"    if {item.test}: return None  # the full path reads it")
+            continue
+        assert type(item) is Field
+        v, kind, opt = item.name, item.kind, not item.required
+        if kind == TIME:
+            add(f"    {v} = _time_of(o.get({v!r}))")
+            add(f"    if {v} is None: return None")
+            continue
+        if kind == STRS:
+            allowed = "None" if item.allowed is None else repr(item.allowed)
+            add(f"    {v} = _strings(o.get({v!r}), {allowed})")
+            add(f"    if {v} is None: return None")
+            continue
+        if kind == CHANNELS:
+            add(f"    {v} = _fast_channels(o.get({v!r}))")
+            add(f"    if {v} is None: return None")
+            continue
+        add(f"    {v} = o.get({v!r})")
+        bad = {
+            STR: f"type({v}) is not str or not {v}",
+            NUM: f"type({v}) is not int and type({v}) is not float",
+            INT: f"type({v}) is not int or {v} < 0",
+            ENUM: f"{v} not in {item.allowed!r}",
+            BOOL: f"type({v}) is not bool",
+            ZONE: f"type({v}) is not str or not {v} or not _is_zone({v})",
+        }[kind]
+        if kind == NUM and (item.above is not None or item.most is not None):
+            low = "" if item.above is None else f"{item.above!r} < "
+            high = "" if item.most is None else f" <= {item.most!r}"
+            bad = f"({bad}) or not {low}{v}{high}"
+        add(f"    if {v} is not None and ({bad}): return None" if opt
+            else f"    if {bad}: return None")
+        if item.convert is not None:
+            add(f"    {v} = _convert_{v}({v})")
+    if result is not None and when is None:
+        add(f"    return {result}")
+        return "\n".join(lines)
+    if result is not None:
+        add(f"    if {when}: return {result}")
+    add(f"    rec = _new({table.cls.__name__})")
+    read = {f.slot: f.name for f in table.fields}
+    for slot in (f.name for f in fields(table.cls)):
+        add(f"    _set_{slot}(rec, {read.get(slot, f'_default_{slot}')})")
+    add("    return rec")
+    return "\n".join(lines)
 
 
-def dead_letter(raw: bytes, source: Source, reason: str) -> DeadLetter:
+def _fast(table: Table, name: str, result: str | None = None,
+          when: str | None = None) -> Callable[[dict], Any]:
+    """The fast path :func:`_fast_source` writes, compiled."""
+    cls = table.cls
+    scope: dict[str, Any] = {
+        "_time_of": _time_of, "_strings": _strings, "_fast_channels": _fast_channels,
+        "_is_zone": _is_zone, "_new": _new, "_intern": _intern, cls.__name__: cls}
+    for slot in fields(cls):
+        scope[f"_set_{slot.name}"] = getattr(cls, slot.name).__set__
+        scope[f"_default_{slot.name}"] = slot.default
+    for field in table.fields:
+        if field.convert is not None:
+            scope[f"_convert_{field.name}"] = field.convert
+    source = _fast_source(table, name, result, when)
+    exec(compile(source, f"<fast path: {name}>", "exec"), scope)  # noqa: S102 - our tables
+    fast = scope[name]
+    fast.source = source
+    return fast
+
+
+def _full(table: Table) -> Callable[[dict], Record]:
+    def read(o: dict) -> Record:
+        return validate(table, o)
+    read.__name__ = read.__qualname__ = f"_{table.cls.kind}"
+    return read
+
+
+#: The full path per record type: ``DECODERS[type](obj)`` -> record, or :class:`Invalid`.
+DECODERS: dict[str, Callable[[dict], Record]] = {typ: _full(t) for typ, t in TABLES.items()}
+_cell, _alarm, _location, _call, _kpi, _subscriber, _maintenance, _complaint = (
+    DECODERS[t] for t in ("cell", "alarm", "location", "call", "kpi", "subscriber",
+                          "maintenance", "complaint"))
+
+
+def dead_letter(raw: bytes, source: Source, reason: str, code: DeadCode) -> DeadLetter:
+    """A refused input: its first :data:`RAW_LIMIT` bytes, where it came from (an
+    :class:`Origin` for ``(topic, partition, offset)``), why, and the reason's class."""
     name = Origin(*source) if isinstance(source, tuple) else source
-    return DeadLetter(source=name, reason=reason, raw=raw[:RAW_LIMIT], code=reason_code(reason))
+    return DeadLetter(source=name, reason=reason, raw=raw[:RAW_LIMIT], code=code)
 
 
 # Building a frozen dataclass goes through object.__setattr__ field by field; the
@@ -523,109 +687,21 @@ def _time_of(value: Any) -> float | None:
         return None
 
 
-# Slot descriptors' setters: the fast paths fill a record's slots without __init__.
-_SUBSCRIBER = tuple(getattr(Subscriber, f).__set__ for f in (
-    "subscriber_id", "op", "updated_at", "language", "timezone", "segment", "channels",
-    "name", "plan", "tenure_months", "tags", "preferred_channels"))
-_CHANNEL = tuple(getattr(Channel, f).__set__ for f in ("name", "address", "consent"))
-
-
-def _strings(value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...] | None:
-    """A list of non-empty strings (absent: empty), as :func:`_str_list` takes it, else
-    None; with ``allowed``, each must be one of them."""
-    if value is None:
-        return ()
-    if type(value) is not list:
-        return None
-    for v in value:
-        if type(v) is not str or not v or (allowed is not None and v not in allowed):
-            return None
-    return tuple(value)
-
-
-def _fast_subscriber(o: dict) -> Subscriber | None:
-    """A well-formed subscriber upsert, or None for anything :func:`_subscriber` may
-    refuse or read differently (it then decides, and names the defect)."""
-    sid, at = o.get("subscriber_id"), _time_of(o.get("updated_at"))
-    language, tz, segment = o.get("language"), o.get("timezone"), o.get("segment")
-    name, plan, tenure = o.get("name"), o.get("plan"), o.get("tenure_months")
-    raw_channels = o.get("channels")
-    if (o.get("op") != "upsert" or type(sid) is not str or not sid or at is None
-            or type(language) is not str or not language or type(tz) is not str or not tz
-            or segment not in SEGMENTS or type(raw_channels) is not dict
-            or (name is not None and (type(name) is not str or not name))
-            or (plan is not None and (type(plan) is not str or not plan))
-            or (tenure is not None and (type(tenure) is not int or tenure < 0))):
-        return None
-    tags = _strings(o.get("tags"))
-    preferred = _strings(o.get("preferred_channels"), CHANNEL_NAMES)
-    if tags is None or preferred is None:
-        return None
-    try:
-        zone(tz)
-    except (ValueError, KeyError, OSError):
-        return None
-    channels = []
-    for cname, spec in raw_channels.items():
-        if cname not in CHANNEL_NAMES or type(spec) is not dict:
-            return None
-        address, consent = spec.get("address"), spec.get("consent")
-        if type(address) is not str or not address or type(consent) is not bool:
-            return None
-        channel = _new(Channel)
-        _CHANNEL[0](channel, cname)
-        _CHANNEL[1](channel, address)
-        _CHANNEL[2](channel, consent)
-        channels.append(channel)
-    rec = _new(Subscriber)
-    put = _SUBSCRIBER
-    put[0](rec, sid)
-    put[1](rec, "upsert")
-    put[2](rec, at)
-    put[3](rec, language)
-    put[4](rec, tz)
-    put[5](rec, segment)
-    put[6](rec, tuple(channels))
-    put[7](rec, name)
-    put[8](rec, plan)
-    put[9](rec, tenure)
-    put[10](rec, tags)
-    put[11](rec, preferred)
-    return rec
-
-
-_KPI = tuple(getattr(Kpi, f).__set__ for f in (
-    "cell_id", "period_start", "period_s", "call_attempts", "dropped_calls",
-    "rrc_success_rate", "dl_throughput_mbps", "active_users"))
-_NUMBER = (int, float)  # exact types, as orjson gives them: a bool is not a number here
-
-
-def _fast_kpi(o: dict) -> Kpi | None:
-    """A well-formed KPI record, or None for anything :func:`_kpi` may refuse (it then
-    decides, and names the defect)."""
-    cell, start, period = o.get("cell_id"), _time_of(o.get("period_start")), o.get("period_s")
-    attempts, dropped, users = o.get("call_attempts"), o.get("dropped_calls"), \
-        o.get("active_users")
-    rrc, dl = o.get("rrc_success_rate"), o.get("dl_throughput_mbps")
-    if (type(cell) is not str or not cell or start is None
-            or type(period) not in _NUMBER or not 0 < period <= MAX_PERIOD_S  # type: ignore[operator]
-            or type(attempts) is not int or attempts < 0
-            or type(dropped) is not int or dropped < 0
-            or (rrc is not None and type(rrc) not in _NUMBER)
-            or (dl is not None and type(dl) not in _NUMBER)
-            or (users is not None and (type(users) is not int or users < 0))):
-        return None
-    rec = _new(Kpi)
-    put = _KPI
-    put[0](rec, cell)
-    put[1](rec, start)
-    put[2](rec, float(period))  # type: ignore[arg-type]  # a number: checked above
-    put[3](rec, attempts)
-    put[4](rec, dropped)
-    put[5](rec, rrc)
-    put[6](rec, dl)
-    put[7](rec, users)
-    return rec
+#: The fast paths, generated from the tables (``_fast_kpi.source`` shows one): a
+#: well-formed subscriber upsert or KPI record; a location, or a call that was not dropped,
+#: as the position the flow routes (:func:`read_input`), a dropped call as its record.
+_fast_subscriber = _fast(TABLES["subscriber"], "_fast_subscriber")
+_fast_kpi = _fast(TABLES["kpi"], "_fast_kpi")
+_location_position = _fast(TABLES["location"], "_location_position",
+                           "(subscriber_id, _intern(cell_id), event_time, None)")
+# known when the call ends: its end_time keeps "as of T" views exact
+_call_position = _fast(TABLES["call"], "_call_position",
+                       "(subscriber_id, _intern(cell_id), end_time, 'call:' + call_id)",
+                       when="dropped is False")
+#: :func:`read_input`'s fast path by record type, and the type it reads.
+_FAST_READ: dict[Any, tuple[Callable[[dict], Any], type]] = {
+    "location": (_location_position, Location), "call": (_call_position, Call),
+    "kpi": (_fast_kpi, Kpi), "subscriber": (_fast_subscriber, Subscriber)}
 
 
 def decode(raw: bytes, source: Source) -> Record | DeadLetter:
@@ -644,57 +720,128 @@ def decode(raw: bytes, source: Source) -> Record | DeadLetter:
 
 def decode_input(raw: bytes, source: Source, adapters: Adapters | None = None
                  ) -> Record | tuple | DeadLetter | Expanded:
-    """:func:`decode` as the flow reads its input: a well-formed ``location`` or call
-    that was not dropped (most of the traffic) comes out as the
-    :data:`~forewarn.dataflows.messages.Position` it stands for, ``(subscriber_id, cell_id,
-    at, ref)``, checked inline, with its cell id interned (one string per cell in all
-    state); anything else as :func:`decode` gives it, except that an object without
-    ``type`` that is an operator's alarm feed event (VES, TMF642) is mapped through
-    ``adapters`` (the rulebook's tables: :func:`forewarn.adapters.translate`) to an
-    alarm, a dead letter or, for a VES batch, an :class:`Expanded` list.
+    """What the flow reads an input as (:func:`read_input`'s item, without its type and
+    time): a well-formed ``location`` or call that was not dropped (most of the traffic)
+    as the :data:`~forewarn.dataflows.messages.Position` it stands for, ``(subscriber_id,
+    cell_id, at, ref)``, with its cell id interned (one string per cell in all state);
+    anything else as :func:`decode` gives it, except that an object without ``type``
+    that is an operator's alarm feed event (VES, TMF642) is mapped through ``adapters``
+    (the rulebook's tables: :func:`forewarn.adapters.translate`) to an alarm, a dead
+    letter or, for a VES batch, an :class:`Expanded` list of ``(raw, record)``.
 
     >>> decode_input(b'{"type":"location","subscriber_id":"S1","cell_id":"C1",'
     ...              b'"event_time":"2026-11-23T10:00:00Z"}', "oss.locations")
     ('S1', 'C1', 1795428000.0, None)
     """
-    obj = _parse(raw, source)
-    if type(obj) is DeadLetter:
-        return obj
-    if type(obj) is dict:
-        typ = obj.get("type")
-        if typ == "location":
-            sid, cell = obj.get("subscriber_id"), obj.get("cell_id")
-            at = _time_of(obj.get("event_time"))
-            if type(sid) is str and type(cell) is str and sid and cell and at is not None:
-                return (sid, _intern(cell), at, None)
-        elif typ == "call":
-            cid, sid, cell = obj.get("call_id"), obj.get("subscriber_id"), obj.get("cell_id")
-            dropped, cause = obj.get("dropped"), obj.get("cause_code")
-            start, end = _time_of(obj.get("start_time")), _time_of(obj.get("end_time"))
-            if (dropped is False and type(cid) is str and type(sid) is str
-                    and type(cell) is str and cid and sid and cell and start is not None
-                    and end is not None and end >= start
-                    and (cause is None or (type(cause) is int and cause >= 0))):
-                # known when the call ends: its end_time keeps "as of T" views exact
-                return (sid, _intern(cell), end, f"call:{cid}")
-        elif typ is None:
-            from forewarn.adapters import translate  # an operator's feed: off the hot path
+    item, kind, _ = read_input(raw, source, adapters)
+    if kind is Expanded:
+        return Expanded((one, rec) for one, rec, _, _ in item)
+    return item
 
-            fed = translate(obj, raw, source, adapters)
-            if fed is not None:
-                return fed
-    return _decode_obj(obj, raw, source)
+
+def read_input(raw: bytes, source: Source, adapters: Adapters | None = None,
+               expect: type | None = None) -> tuple[Any, type, float | None]:
+    """The one decode routine of the flow's sources: the file and in-memory decode step
+    (:func:`forewarn.dataflows.flow._decode_batch`) and the Kafka source
+    (:mod:`forewarn.connectors.kafka_source`) read each input with it, so the same bytes
+    give the same record, or the same dead letter with the same reason and code, on
+    either path. Returns ``(item, kind, at)``:
+
+    * a record (a position for a location or an undropped call, as :func:`decode_input`
+      gives it), its record type and its stream time (:func:`~forewarn.model.stream_at`);
+    * a :class:`~forewarn.model.DeadLetter`, ``DeadLetter`` and None;
+    * for an input that stands for several records (a VES batch), an :class:`Expanded`
+      of ``(raw, item, kind, at)``, each read as above, ``Expanded`` and None.
+
+    ``expect``: the record type the input's Kafka topic carries; any other is a dead
+    letter ``wrong_topic`` (files may mix types).
+
+    >>> line = b'{"type":"location","subscriber_id":"S1","cell_id":"C1","event_time":"2026-11-23T10:00:00Z"}'
+    >>> read_input(line, "f")
+    (('S1', 'C1', 1795428000.0, None), <class 'forewarn.model.Location'>, 1795428000.0)
+    >>> dead, kind, _ = read_input(line, ("oss.calls", 0, 7), expect=Call)
+    >>> kind.__name__, str(dead.code), dead.source.origin()["offset"]
+    ('DeadLetter', 'wrong_topic', 7)
+    """  # noqa: E501 - a whole line
+    rec: Any  # dispatched on its type below
+    kind: type
+    if len(raw) <= MAX_RECORD_BYTES:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = _parse(raw, source)  # its dead letter
+    else:
+        obj = _parse(raw, source)
+    if type(obj) is dict:
+        try:
+            fast, kind = _FAST_READ[obj.get("type")]
+        except (KeyError, TypeError):  # (an unhashable type: refused)
+            rec = _input_obj(obj, raw, source, adapters)
+        else:  # a position, a KPI or a profile (most inputs)
+            rec = fast(obj)
+            if rec is not None:
+                if expect is not None and kind is not expect:
+                    return wrong_topic(raw, source, kind, expect), DeadLetter, None
+                return rec, kind, rec[2] if type(rec) is tuple else rec.at
+            rec = _validate_obj(obj, raw, source)  # refused, or a profile's deletion
+    elif type(obj) is DeadLetter:
+        return obj, DeadLetter, None
+    else:
+        rec = _validate_obj(obj, raw, source)
+    kind = type(rec)
+    if kind is DeadLetter:
+        return rec, DeadLetter, None
+    if kind is Expanded:
+        many = Expanded(_one_of_many(one, item, source, expect) for one, item in rec)
+        return many, Expanded, None
+    if expect is not None and kind is not expect:
+        return wrong_topic(raw, source, kind, expect), DeadLetter, None
+    return rec, kind, rec.at
+
+
+def _one_of_many(raw: bytes, rec: Any, source: Source,
+                 expect: type | None) -> tuple[bytes, Any, type, float | None]:
+    """:func:`read_input`'s ``(raw, item, kind, at)`` of one record of a batch."""
+    kind = type(rec)
+    if kind is DeadLetter:
+        return raw, rec, DeadLetter, None
+    if expect is not None and kind is not expect:
+        return raw, wrong_topic(raw, source, kind, expect), DeadLetter, None
+    return raw, rec, kind, stream_at(rec)
+
+
+def wrong_topic(raw: bytes, source: Source, kind: Any, expect: Any) -> DeadLetter:
+    """A record of a type (``kind``) its Kafka topic does not carry (it carries
+    ``expect``; ``source``: the topic first)."""
+    topic = source[0] if isinstance(source, tuple) else source
+    return dead_letter(raw, source, f"{kind.kind}: record type {kind.kind!r} on topic "
+                       f"{topic!r}, which carries only {expect.kind!r} records "
+                       f"(wrong topic)", DeadCode.WRONG_TOPIC)
+
+
+def _input_obj(obj: Any, raw: bytes, source: Source, adapters: Adapters | None
+               ) -> Record | DeadLetter | Expanded:
+    """A parsed input that takes no fast path, as :func:`read_input` reads it: an
+    operator's feed event through ``adapters``, anything else validated."""
+    if type(obj) is dict and obj.get("type") is None:
+        from forewarn.adapters import translate  # an operator's feed: off the hot path
+
+        fed = translate(obj, raw, source, adapters)
+        if fed is not None:
+            return fed
+    return _validate_obj(obj, raw, source)
 
 
 def _parse(raw: bytes, source: Source) -> Any:
     """The JSON value of an input, or a dead letter (too large, not JSON)."""
     if len(raw) > MAX_RECORD_BYTES:
         return dead_letter(raw, source, f"record too large: {len(raw)} bytes "
-                                        f"(limit {MAX_RECORD_BYTES})")
+                                        f"(limit {MAX_RECORD_BYTES})", DeadCode.TOO_LARGE)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return dead_letter(raw, source, f"not JSON: {exc.args[0] if exc.args else exc}")
+        return dead_letter(raw, source, f"not JSON: {exc.args[0] if exc.args else exc}",
+                           DeadCode.NOT_JSON)
 
 
 def _decode_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
@@ -708,35 +855,31 @@ def _decode_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
             kpi = _fast_kpi(obj)
             if kpi is not None:
                 return kpi
+    return _validate_obj(obj, raw, source)
+
+
+def _validate_obj(obj: Any, raw: bytes, source: Source) -> Record | DeadLetter:
+    """The full path of a parsed input: its record, or a dead letter naming its defect."""
     if not isinstance(obj, dict):
-        return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}")
+        return dead_letter(raw, source, f"expected a JSON object, got {type(obj).__name__}",
+                           DeadCode.NOT_OBJECT)
     typ = obj.get("type")
     decoder = DECODERS.get(typ) if isinstance(typ, str) else None
     if decoder is None:
         return dead_letter(
-            raw, source, f"type: expected one of {','.join(DECODERS)}, got {_show(typ)}"
-        )
+            raw, source, f"type: expected one of {','.join(DECODERS)}, got {_show(typ)}",
+            DeadCode.UNKNOWN_TYPE)
     try:
         return decoder(obj)
     except Invalid as exc:
-        return dead_letter(raw, source, str(exc))
-
-
-STREAM_TIME_FIELD = {
-    "alarm": "event_time",
-    "location": "event_time",
-    "call": "end_time",
-    "subscriber": "updated_at",
-    "complaint": "event_time",
-}
-#: Reference data: applied at once, merged before everything (``-inf``).
-TIMELESS = frozenset({"cell", "maintenance"})
+        return dead_letter(raw, source, str(exc), exc.code)
 
 
 def stream_time(value: bytes | None) -> float | None:
-    """The stream time of a raw input line, read without decoding it: what the file and
-    Kafka merges order inputs by, and the same as :func:`~forewarn.model.stream_at` of
-    the record it decodes to (a call's end, a KPI period's end, a profile's update);
+    """The stream time of a raw input line, read without decoding the rest of it: what
+    the file merge and the publisher order lines by. Its record type's
+    :data:`~forewarn.model.TIME_FIELDS` (the one definition, which ``Record.at`` and the
+    Kafka merge read from decoded records), each checked as its field table checks it;
     ``-inf`` for timeless reference data; an operator's feed event (VES, TMF642) its
     event's time; ``None`` when unreadable (it keeps its place in its input).
 
@@ -755,26 +898,48 @@ def stream_time(value: bytes | None) -> float | None:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         return None
     typ = obj.get("type")
     if typ is None:  # an operator's feed event, or nothing Forewarn reads
         from forewarn.adapters import stream_time as feed_time  # (adapters imports codec)
 
         return feed_time(obj)
-    try:
-        if typ == "kpi":
-            period = obj.get("period_s")
-            if isinstance(period, bool) or not isinstance(period, int | float) \
-                    or not 0 < period <= MAX_PERIOD_S:
-                return None
-            return parse_time(obj["period_start"]) + period
-        name = STREAM_TIME_FIELD.get(typ) if isinstance(typ, str) else None
-        if name is None:
-            return float("-inf") if typ in TIMELESS else None
-        return parse_time(obj[name])
-    except (KeyError, TypeError, ValueError):
-        return None
+    reader = _TIME_READERS.get(typ) if type(typ) is str else None
+    return None if reader is None else reader(obj)
+
+
+def merge_time(value: bytes) -> float | None:
+    """A raw input's time in a merge of inputs (the file merge), as the Kafka merge times
+    a message: the stream time of what :func:`read_input` makes of it; ``-inf`` for
+    timeless reference data; None for a dead letter, which keeps its place in its input
+    (a readable time in a record that is refused moves nothing). An operator's feed event
+    (VES, TMF642), which only the rulebook's tables decode, is placed by its event's time.
+
+    >>> merge_time(b'{"type":"kpi","cell_id":"C1","period_start":"2026-11-23T10:00:00Z",'
+    ...            b'"period_s":900,"call_attempts":5,"dropped_calls":0}')
+    1795428900.0
+    >>> merge_time(b'{"type":"location","event_time":"2026-11-23T10:00:00Z"}') is None
+    True
+    """
+    rec, kind, at = read_input(value, "")
+    if kind is DeadLetter:
+        return stream_time(value) if rec.code == DeadCode.NO_ADAPTER else None
+    return NEG_INF if at is None else at
+
+
+def _time_reader(table: Table) -> Callable[[dict], float | None]:
+    """A record type's stream time from its JSON object (None: a time field it would
+    refuse); ``-inf`` for a type without one."""
+    names = TIME_FIELDS[table.cls.kind]
+    if not names:
+        return lambda o: NEG_INF
+    only = Table(table.cls, tuple(f for f in table.fields if f.name in names))
+    return _fast(only, f"_{table.cls.kind}_time", " + ".join(names))
+
+
+NEG_INF = float("-inf")
+_TIME_READERS = {typ: _time_reader(table) for typ, table in TABLES.items()}
 
 
 # ---- outputs ---------------------------------------------------------------------
@@ -838,7 +1003,8 @@ def dead_letter_dict(d: DeadLetter) -> dict:
     :data:`RAW_LIMIT` inside a character drops that character's first bytes), else
     base64.
 
-    >>> dead_letter_dict(dead_letter(("x" * 4095 + "é").encode(), "f", "r"))["raw_encoding"]
+    >>> d = dead_letter(("x" * 4095 + "é").encode(), "f", "r", DeadCode.BAD_VALUE)
+    >>> dead_letter_dict(d)["raw_encoding"]
     'utf-8'
     """
     raw_bytes = d.raw

@@ -55,6 +55,7 @@ from forewarn.model import (
     INCIDENT_KINDS,
     REGIONAL_OUTAGE,
     SEGMENTS,
+    DeadCode,
 )
 
 log = logging.getLogger("forewarn.metrics")
@@ -75,9 +76,8 @@ OUTPUT_TOPICS = ("care.actions", "noc.incidents", "forewarn.deadletter", "care.c
 SCOPES = ("cell", "site")
 SUPPRESS_REASONS = ("moved_away", "no_consent", "unknown_subscriber", "deleted_subscriber",
                     "cooldown", "repeat_outage", "cell_cooldown", "same_event")
-DEAD_LETTER_CODES = ("not_json", "not_object", "unknown_type", "missing_field", "bad_enum",
-                     "bad_time", "time_out_of_range", "unknown_cell", "unknown_site",
-                     "too_large", "bad_type", "bad_value", "future", "wrong_topic")
+#: The flow's dead-letter codes (the publisher's ``refused`` is not the flow's).
+DEAD_LETTER_CODES = tuple(c.value for c in DeadCode if c is not DeadCode.REFUSED)
 STEPS = ("sequence", "care")
 
 # ---- inputs ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from enum import StrEnum
 from operator import attrgetter
 from typing import Any, ClassVar
 
@@ -39,6 +40,36 @@ INCIDENT_KINDS = ("outage", "flapping", "degradation")
 #: region at once (:mod:`forewarn.dataflows.region`); no rule triggers on it.
 REGIONAL_OUTAGE = "regional_outage"
 
+#: A record's *stream time*, the one definition: the sum of these fields of its type (the
+#: same names on the wire). An event's time, a call's end (a call is known when it ends),
+#: a KPI period's end (its counts are known then), a profile's update; none for reference
+#: data (topology, maintenance windows), applied at once. ``Record.at`` and
+#: :func:`stream_at` read a record's; :func:`forewarn.codec.stream_time` a raw line's, for
+#: the file and Kafka merges and the publisher.
+TIME_FIELDS: dict[str, tuple[str, ...]] = {
+    "cell": (), "alarm": ("event_time",), "location": ("event_time",), "call": ("end_time",),
+    "kpi": ("period_start", "period_s"), "subscriber": ("updated_at",), "maintenance": (),
+    "complaint": ("event_time",),
+}
+
+
+#: The order of record types at the same stream time (reference data first, complaints
+#: last): the simulator writes its lines in it, the Kafka merge breaks ties by it.
+TYPE_RANK: dict[str, int] = {"cell": 0, "subscriber": 1, "maintenance": 2, "alarm": 3,
+                             "kpi": 4, "call": 5, "location": 6, "complaint": 7}
+
+
+def _stream_time(kind: str) -> Any:
+    """The ``at`` property of a record type: its :data:`TIME_FIELDS` summed, or None."""
+    names = TIME_FIELDS[kind]
+    if not names:
+        return property(lambda self: None, doc="None: reference data, applied at once")
+    if len(names) == 1:
+        return property(attrgetter(names[0]), doc=f"The stream time: {names[0]}")
+    first, second = names
+    return property(lambda self: getattr(self, first) + getattr(self, second),
+                    doc=f"The stream time: {first} + {second}")
+
 
 @dataclass(frozen=True, slots=True)
 class Cell:
@@ -52,9 +83,7 @@ class Cell:
     lon: float | None = None
     technology: str | None = None
 
-    @property
-    def at(self) -> float | None:
-        return None
+    at = _stream_time("cell")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +104,7 @@ class Alarm:
     #: the feed it was mapped from (``ves``, ``tmf642``: forewarn.adapters), None: a record
     adapter: str | None = None
 
-    @property
-    def at(self) -> float:
-        return self.event_time
+    at = _stream_time("alarm")
 
     @property
     def cleared(self) -> bool:
@@ -93,9 +120,7 @@ class Location:
     cell_id: str
     event_time: float
 
-    @property
-    def at(self) -> float:
-        return self.event_time
+    at = _stream_time("location")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +136,7 @@ class Call:
     dropped: bool
     cause_code: int | None = None
 
-    @property
-    def at(self) -> float:
-        return self.end_time
+    at = _stream_time("call")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +153,7 @@ class Kpi:
     dl_throughput_mbps: float | None = None
     active_users: int | None = None
 
-    @property
-    def at(self) -> float:
-        return self.period_start + self.period_s
+    at = _stream_time("kpi")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +183,7 @@ class Subscriber:
     tags: tuple[str, ...] = ()
     preferred_channels: tuple[str, ...] = ()
 
-    @property
-    def at(self) -> float:
-        return self.updated_at
+    at = _stream_time("subscriber")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +199,7 @@ class Maintenance:
     cell_ids: tuple[str, ...] = ()
     description: str | None = None
 
-    @property
-    def at(self) -> None:
-        return None
+    at = _stream_time("maintenance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +213,7 @@ class Complaint:
     category: str
     channel: str | None = None
 
-    @property
-    def at(self) -> float:
-        return self.event_time
+    at = _stream_time("complaint")
 
 
 Record = Cell | Alarm | Location | Call | Kpi | Subscriber | Maintenance | Complaint
@@ -288,6 +303,42 @@ class Incident:
     sites: tuple[str, ...] = ()
 
 
+class DeadCode(StrEnum):
+    """A dead letter's bounded reason class: its ``code`` on the wire and its metric label
+    (``forewarn_dead_letters_total{reason=...}``). Whoever refuses an input names it,
+    with the reason text beside it; nothing reads a code back out of a reason.
+
+    >>> DeadCode.BAD_TIME == "bad_time", str(DeadCode.FUTURE)
+    (True, 'future')
+    """
+
+    # the codec (forewarn.codec)
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_FIELD = "missing_field"
+    BAD_TYPE = "bad_type"
+    BAD_ENUM = "bad_enum"
+    BAD_TIME = "bad_time"
+    BAD_VALUE = "bad_value"
+    # the Kafka source: a record type its topic does not carry
+    WRONG_TOPIC = "wrong_topic"
+    # the sequencer: against the stream's progress and the topology
+    TIME_OUT_OF_RANGE = "time_out_of_range"
+    FUTURE = "future"
+    UNKNOWN_CELL = "unknown_cell"
+    UNKNOWN_SITE = "unknown_site"
+    # operators' alarm feeds (forewarn.adapters)
+    NO_ADAPTER = "no_adapter"
+    UNSUPPORTED_EVENT = "unsupported_event"
+    UNKNOWN_SOURCE = "unknown_source"
+    UNKNOWN_CONDITION = "unknown_condition"
+    CLEAR_WITHOUT_RAISE = "clear_without_raise"
+    # the publisher (forewarn replay): the broker refused the record
+    REFUSED = "refused"
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """An input the flow could not use, with why; never silently dropped."""
@@ -296,7 +347,7 @@ class DeadLetter:
     source: str
     reason: str
     raw: bytes
-    code: str = "invalid"  # bounded reason class, safe as a metric label
+    code: str  # a DeadCode: bounded, safe as a metric label
 
 
 class ByFields:

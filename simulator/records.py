@@ -1,8 +1,9 @@
 """Collecting input records with a total stream order.
 
-Each record is stored with ``(stream time, type rank, sequence)``: ties in
-stream time are broken by record type (reference data first, complaints last)
-and then by the order the simulator produced them, which is deterministic.
+Each record is stored with ``(stream time, type rank, sequence)``: ties in stream time
+are broken by record type (:data:`forewarn.model.TYPE_RANK`: reference data first,
+complaints last) and then by the order the simulator produced them, which is
+deterministic.
 
 >>> c = Collector()
 >>> c.add(10, {"type": "location"}); c.add(10, {"type": "alarm"}); c.add(5, {"type": "call"})
@@ -12,17 +13,8 @@ and then by the order the simulator produced them, which is deterministic.
 
 from __future__ import annotations
 
-#: Tie-break order of record types at equal stream time.
-RANK = {
-    "cell": 0,
-    "subscriber": 1,
-    "maintenance": 2,
-    "alarm": 3,
-    "kpi": 4,
-    "call": 5,
-    "location": 6,
-    "complaint": 7,
-}
+from forewarn.model import TYPE_RANK
+
 #: Stream time given to timeless ``cell`` records so that they come first.
 REFERENCE_TIME = -1
 
@@ -37,7 +29,7 @@ class Collector:
 
     def add(self, t: int, record: dict) -> None:
         """Add ``record`` at stream time ``t`` (seconds)."""
-        self._items.append((t, RANK[record["type"]], len(self._items), record))
+        self._items.append((t, TYPE_RANK[record["type"]], len(self._items), record))
 
     def __len__(self) -> int:
         return len(self._items)

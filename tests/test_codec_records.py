@@ -32,7 +32,6 @@ from forewarn.codec import (
     fmt_time,
     incident_dict,
     parse_time,
-    reason_code,
     stream_time,
 )
 from forewarn.model import (
@@ -42,6 +41,7 @@ from forewarn.model import (
     Cell,
     Channel,
     Complaint,
+    DeadCode,
     DeadLetter,
     Incident,
     Kpi,
@@ -622,7 +622,7 @@ def _general(obj: dict) -> object:
     try:
         return DECODERS[obj["type"]](obj)
     except Invalid as exc:
-        return str(exc)
+        return exc
 
 
 def _check_paths(obj: dict) -> None:
@@ -631,14 +631,14 @@ def _check_paths(obj: dict) -> None:
     raw = orjson.dumps(obj)
     slow = _general(obj)
     got = decode(raw, "f")
-    if isinstance(slow, str):
-        assert got == DeadLetter("f", slow, raw, reason_code(slow)), obj
+    if isinstance(slow, Invalid):
+        assert got == DeadLetter("f", str(slow), raw, slow.code), obj
     else:
         assert got == slow and hash(got) == hash(slow), obj
     # the short paths take every valid subscriber upsert and KPI, and only those
     fast = codec._fast_subscriber(obj) if obj["type"] == "subscriber" else codec._fast_kpi(obj)
     if obj["type"] == "kpi" or (obj["type"] == "subscriber" and obj.get("op") == "upsert"):
-        assert fast == (None if isinstance(slow, str) else slow), obj
+        assert fast == (None if isinstance(slow, Invalid) else slow), obj
     else:
         assert fast is None, obj
     flow = decode_input(raw, "f")
@@ -915,7 +915,7 @@ def test_a_dead_letter_on_the_wire() -> None:
 def test_dead_letter_raw_text_or_base64(raw: bytes, text: str | None, encoding: str) -> None:
     import base64
 
-    out = dead_letter_dict(dead_letter(raw, "f", "r"))
+    out = dead_letter_dict(dead_letter(raw, "f", "r", DeadCode.BAD_VALUE))
     assert out["raw_encoding"] == encoding
     assert out["raw"] == (text if text is not None else base64.b64encode(raw[:4096]).decode())
 
@@ -939,31 +939,23 @@ def test_times_written_as_rfc3339_utc(seconds: float, text: str, monkeypatch) ->
         time.tzset()
 
 
-def test_a_reason_code_for_every_kind_of_reason() -> None:
-    """The codes are what metric labels and dashboards read: each reason the codec and
-    its neighbours write maps to its class, the first matching needle winning."""
-    cases = {
-        "published to the wrong partition: refused by the broker": "refused",
-        "no mapping (see docs/adapters.md)": "no_adapter",
-        "ves.domain: fault only (unsupported event)": "unsupported_event",
-        "ves.sourceName: X (unknown source name)": "unknown_source",
-        "tmf642.probableCause: y (unknown condition)": "unknown_condition",
-        "tmf642: cleared (clear without raise)": "clear_without_raise",
-        "not JSON: unexpected character": "not_json",
-        "expected a JSON object, got list": "not_object",
-        f"type: expected one of {TYPES}, got 5": "unknown_type",
-        "call.dropped: required field missing": "missing_field",
-        "alarm.cell_id/site_id: one of them is required, got neither": "missing_field",
-        "alarm.alarm_type: expected one of a,b, got \"x\"": "bad_enum",
-        "alarm.event_time: expected an RFC 3339 time string, got 5": "bad_time",
-        "location.event_time: 9 days from the stream's progress": "time_out_of_range",
-        "location.event_time: 3 days 0 h ahead of the stream's progress": "future",
-        "location on oss.calls (wrong topic)": "wrong_topic",
-        "alarm.cell_id: unknown cell C9": "unknown_cell",
-        "alarm.site_id: unknown site S9": "unknown_site",
-        "record too large: 300000 bytes (limit 262144)": "too_large",
-        "kpi.lat: expected a number, got \"1\"": "bad_type",
-        "call.dropped: expected true or false, got 0": "bad_type",
-        "something else entirely": "bad_value",
-    }
-    assert {r: reason_code(r) for r in cases} == cases
+def test_a_dead_letters_code_is_named_where_it_is_refused() -> None:
+    """Codes are what metric labels and dashboards read: whoever refuses an input names
+    its :class:`DeadCode` beside the reason (no code is read back out of a reason's text),
+    and the flow's dead-letter metric has a series for each of the flow's codes from the
+    start."""
+    from forewarn import metrics
+
+    assert [c.value for c in DeadCode] == [
+        "too_large", "not_json", "not_object", "unknown_type", "missing_field", "bad_type",
+        "bad_enum", "bad_time", "bad_value", "wrong_topic", "time_out_of_range", "future",
+        "unknown_cell", "unknown_site", "no_adapter", "unsupported_event", "unknown_source",
+        "unknown_condition", "clear_without_raise", "refused"]
+    assert set(metrics.DEAD_LETTER_CODES) == set(DeadCode) - {DeadCode.REFUSED}
+    # the same words in another reason change nothing: the code is the refuser's
+    d = dead_letter(b"x", "f", "alarm.alarm_id: required field missing (wrong topic)",
+                    DeadCode.WRONG_TOPIC)
+    assert d.code == "wrong_topic" and dead_letter_dict(d)["code"] == "wrong_topic"
+    with pytest.raises(Invalid) as exc:
+        DECODERS["kpi"]({**BASE["kpi"], "period_s": 0})
+    assert exc.value.code is DeadCode.BAD_TYPE

@@ -9,6 +9,7 @@ from datetime import datetime
 import orjson
 import pytest
 
+from forewarn.codec import stream_time as raw_stream_time
 from forewarn.simulator import Scenario, ScenarioConfig, simulate, write_scenario
 from forewarn.simulator import cli as simulator_cli
 
@@ -43,18 +44,12 @@ def ts(text: str) -> int:
     return int(parsed.timestamp())
 
 
-def stream_time(record: dict) -> int | None:
-    """The stream time of a good input record (None for timeless reference data)."""
-    kind = record["type"]
-    if kind in ("alarm", "location", "complaint"):
-        return ts(record["event_time"])
-    if kind == "call":
-        return ts(record["end_time"])
-    if kind == "kpi":
-        return ts(record["period_start"]) + record["period_s"]
-    if kind == "subscriber":
-        return ts(record["updated_at"])
-    return None
+def stream_time(record: dict) -> float | None:
+    """The flow's stream time of a good input record (:func:`forewarn.codec.stream_time`,
+    the one definition), None for timeless reference data."""
+    at = raw_stream_time(orjson.dumps(record))
+    assert at is not None, record
+    return None if at == float("-inf") else at
 
 
 def contract_problem(record: object, cells: set[str]) -> str | None:
