@@ -1,0 +1,132 @@
+"""What Bytewax's exchange between processes costs, without Forewarn: a pass-through.
+
+Two source partitions of ``--items`` small tuples each (a position's shape), keyed to 300
+keys, a stateful step that counts them, a discarding sink; run as 1 process (both
+partitions) and as 2 processes of one worker each (one partition each: about half the
+items cross to the other process). ``items``: one Bytewax item per tuple; ``batched``:
+one item per key per source batch (a list), as the Forewarn flow sends a site its
+positions. Prints wall, CPU (all processes) and CPU per item.
+
+    .venv/bin/python -m bench.bytewax_exchange            # both modes, 1 and 2 processes
+    .venv/bin/python -m bench.bytewax_exchange --items 500000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+M = [250_000]  # items per partition (--items)
+BATCH = 1000
+KEYS = 300
+
+class Part(StatefulSourcePartition):
+    def __init__(self, i):
+        self.i, self.n = i, 0
+
+    def next_batch(self):
+        if self.n >= M[0]:
+            raise StopIteration
+        k = self.n
+        self.n += BATCH
+        return [(f"S{(k + j) % KEYS}", (f"SUB{k + j:07d}", "C1", 1.0 * k, None))
+                for j in range(BATCH)]
+
+    def snapshot(self):
+        return None
+
+
+class Src(FixedPartitionedSource):
+    def list_parts(self):
+        return ["p0", "p1"]
+
+    def build_part(self, step_id, name, resume):
+        return Part(int(name[1]))
+
+
+class Nul(StatelessSinkPartition):
+    def write_batch(self, items):
+        pass
+
+
+class Sink(DynamicSink):
+    def build(self, *a):
+        return Nul()
+
+
+def flow(mode: str) -> Dataflow:
+    f = Dataflow("pt")
+    s = op.input("in", f, Src())
+    if mode == "batched":  # one item per destination key per batch, as the flow sends
+        def group(items):
+            d: dict = {}
+            for k, v in items:
+                d.setdefault(k, []).append(v)
+            return list(d.items())
+        s = op.flat_map_batch("group", s, group)
+    st = op.stateful_map("count", s,
+                         lambda n, v: ((n or 0) + (len(v) if isinstance(v, list) else 1), None))
+    op.output("out", st, Sink())
+    return f
+
+def _run(n: int, mode: str) -> tuple[float, float]:
+    """(wall, CPU of all processes) of one run on ``n`` processes."""
+    ports = []
+    for _ in range(n):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    addrs = ",".join(f"127.0.0.1:{p}" for p in ports)
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.bytewax_exchange", "--child",
+                               str(i), addrs, mode, str(M[0])], stdout=subprocess.PIPE)
+             for i in range(n)]
+    outs = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in procs]
+    return max(o["wall"] for o in outs), sum(o["cpu"] for o in outs)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        from bytewax.testing import cluster_main
+        M[0] = int(sys.argv[5])
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
+        cluster_main(flow(sys.argv[4]), sys.argv[3].split(","), int(sys.argv[2]),
+                     epoch_interval=timedelta(seconds=0.25), worker_count_per_proc=1)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        print(json.dumps({"cpu": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime,
+                          "wall": time.time() - t0}))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=250_000, help="items per source partition")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    M[0] = args.items
+    total = 2 * args.items
+    for mode in ("items", "batched"):
+        runs: dict[int, list] = {1: [], 2: []}
+        for _ in range(args.repeat):
+            for n in (1, 2):
+                runs[n].append(_run(n, mode))
+        for n in (1, 2):
+            wall = statistics.median(w for w, _ in runs[n])
+            cpu = statistics.median(c for _, c in runs[n])
+            print(f"{mode:8s} {n} process(es): wall {wall:5.2f} s  CPU {cpu:5.2f} s  "
+                  f"{cpu / total * 1e6:5.2f} us CPU/item  {total / wall / 1000:5.0f} k items/s")
+        ratio = statistics.median(w1 / w2 for (w1, _), (w2, _) in zip(runs[1], runs[2],
+                                                                       strict=True))
+        print(f"{mode:8s} 2 processes / 1: {ratio:.2f}x the throughput (median of rounds)")
+
+
+if __name__ == "__main__":
+    main()
