@@ -70,6 +70,9 @@ MAX_DEFER_MINUTES = 24 * 60  # a rate-limited send is deferred at most this far
 #: The evidence of a send placed over the rate: no minute up to ``budgets.max_delay_s``
 #: after it became due had room.
 OVERFLOW = "budget:overflow"
+#: The evidence of a send deferred to a later minute by its channel's budget (what the
+#: gateway and the metrics tell from a quiet-hours deferral).
+PACED = "budget:paced"
 SWEEP_S = 600.0  # expire unlabelled exposures this often (event time)
 DAY_S = 86400.0
 
@@ -222,9 +225,11 @@ class Dispatcher:
             used = self.sends.get((a.channel, m), 0)
             if used < limit:
                 self.sends[(a.channel, m)] = used + 1
-                return a if m == minute else replace(a, send_after=m * 60.0)
+                return a if m == minute else replace(a, send_after=m * 60.0,
+                                                     evidence=a.evidence + (PACED,))
         if bound is None:
-            return replace(a, send_after=(minute + MAX_DEFER_MINUTES) * 60.0)
+            return replace(a, send_after=(minute + MAX_DEFER_MINUTES) * 60.0,
+                           evidence=a.evidence + (PACED,))
         # every minute up to the bound is full: it goes at the bound, over the rate, and
         # says so (counted: forewarn_budget_overflow_total)
         last = minute + span - 1

@@ -359,7 +359,9 @@ class FlowObserver:
         ACTIONS.labels(kind=a.action_kind, channel=a.channel, rule=a.rule_id,
                        segment=a.segment or "unknown").inc()
         if a.send_after is not None:
-            DEFERRED.labels(kind=a.action_kind, reason="quiet_hours").inc()
+            paced = a.evidence and a.evidence[-1] in ("budget:paced", "budget:overflow")
+            DEFERRED.labels(kind=a.action_kind,
+                            reason="budget" if paced else "quiet_hours").inc()
         if a.evidence and a.evidence[-1] == "budget:overflow":
             BUDGET_OVERFLOW.labels(kind=a.action_kind, channel=a.channel).inc()
         if a.offer:

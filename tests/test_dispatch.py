@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from forewarn.dataflows.care import ComplaintSeen, Suppressed
-from forewarn.dataflows.dispatch import MAX_DEFER_MINUTES, OVERFLOW, Dispatcher
+from forewarn.dataflows.dispatch import MAX_DEFER_MINUTES, OVERFLOW, PACED, Dispatcher
 from forewarn.dataflows.propensity import HORIZON_S, CareFeatures, PropensityModel
 from forewarn.model import Action
 from forewarn.rules.rulebook import DEFAULT_DIR, Budgets, parse_rulebook
@@ -310,3 +310,6 @@ def test_the_default_rulebook_sends_a_full_sites_notices_at_once_the_storm_day_p
     paced = Dispatcher().admit(notices, storm_day(default).budgets)
     waits = [a.send_after - a.event_time for a in paced if a.send_after is not None]
     assert waits and max(waits) <= 1800.0
+    # a send the budget moved says so: the gateway and the metrics tell it from quiet hours
+    assert all((a.send_after is not None) == (a.evidence[-1] in (PACED, OVERFLOW))
+               for a in paced)
