@@ -81,6 +81,38 @@ def test_manifest_agrees_with_itself_and_the_cli() -> None:
         "run", 1, env["FOREWARN_ADDRESSES"], "k:9092")
 
 
+STATUS_MANIFEST = ROOT / "deploy" / "forewarn-status.yaml"
+
+
+def test_the_status_service_manifest_agrees_with_the_cli_and_its_routes() -> None:
+    """The care status service's Deployment: the command the pod runs parses, binds
+    beyond loopback with a token and TLS from mounted secrets (what the service itself
+    demands there), and its probes and port are the service's own."""
+    from forewarn.status_service import ROUTES, Tls, check_exposure
+
+    docs = [d for d in yaml.safe_load_all(STATUS_MANIFEST.read_text()) if d]
+    service = next(d for d in docs if d["kind"] == "Service")
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (main,) = pod["containers"]
+    words = _argv(main, {"KAFKA_BOOTSTRAP": "k:9092", "SASL_PASSWORD": "p w"})
+    args = build_parser().parse_args(words)
+    assert (args.command, args.bootstrap, args.host) == ("status", "k:9092", "0.0.0.0")
+    assert words[words.index("-X") + 1] == "sasl.password=p w"
+    mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    for flag, volume in ((args.token_file, "token"), (args.tls_cert, "tls"),
+                         (args.tls_key, "tls")):
+        assert str(flag).startswith(mounts[volume] + "/") and volume in secrets
+    # beyond loopback the service starts with these (and would refuse without a token)
+    assert check_exposure(args.host, "t" * 16, Tls(args.tls_cert, args.tls_key)) is None
+    (port,) = main["ports"]
+    assert port["containerPort"] == args.port == service["spec"]["ports"][0]["port"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = main[probe]["httpGet"]
+        assert get["path"] in ROUTES and get["scheme"] == "HTTPS"
+    assert main["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
 def _pod_env(container: dict, ordinal: int, addresses: str, bootstrap: str) -> dict[str, str]:
     """The container's environment on pod ``ordinal``, with this machine's addresses."""
     env = {k: v for k, v in os.environ.items() if k != "SASL_PASSWORD"}
