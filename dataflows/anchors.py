@@ -176,24 +176,6 @@ class Anchors:
             heard.anchor[2 * row:2 * row + 2] = array(  # type: ignore[index]
                 "Q", (bits & _BUCKET_MASK, bits >> _BUCKET_BITS))
 
-    @property
-    def packed(self) -> dict[str, int]:
-        """``sid -> `` both buckets' bits in one int (:data:`NIGHT` in the low half)."""
-        col = self.heard.anchor
-        assert col is not None
-        return {sid: col[2 * r] | col[2 * r + 1] << _BUCKET_BITS
-                for sid, r in self.heard.rows.items()}
-
-    @property
-    def sites(self) -> list[str]:
-        """Site ids by number (index 0: none)."""
-        return self.heard.names
-
-    @property
-    def number(self) -> dict[str, int]:
-        """Site id -> its number."""
-        return self.heard.numbers
-
     def learn_one(self, sid: str, site: str, since: float, at: float,
                   moved: bool = False) -> None:
         """``sid``, heard on ``site`` at ``since``, is heard again at ``at`` (elsewhere if
@@ -202,7 +184,7 @@ class Anchors:
         heard = self.heard
         row = heard.rows.get(sid)
         if row is None:
-            if _bucket_minutes(since, at, moved) is None:
+            if not _credits(since, at, moved):
                 return
             row = heard.add(sid, 0, 0.0)
         self.learn_row(row, heard.number(site), since, at, moved)
@@ -284,9 +266,8 @@ class Anchors:
         return out
 
 
-def _bucket_minutes(since: float, at: float, moved: bool) -> int | None:
-    """Whether :meth:`Anchors.learn_row` would credit anything (a bucket, a minute)."""
+def _credits(since: float, at: float, moved: bool) -> bool:
+    """Whether :meth:`Anchors.learn_row` credits anything for this span (a bucket, a
+    whole minute): its early returns, for :meth:`Anchors.learn_one`'s new rows."""
     gap = min(at - since, MAX_GAP_S) * (0.5 if moved else 1.0)
-    if at - since < 60.0 or bucket_of(since + gap * 0.5) is None or int(gap // 60) == 0:
-        return None
-    return int(gap // 60)
+    return at - since >= 60.0 and bucket_of(since + gap * 0.5) is not None and gap >= 60.0

@@ -203,16 +203,6 @@ class Sequencer:
         self.heard.learning(self.anchors is not None)
         self.nearby.anchors = self.anchors
 
-    @property
-    def last_site(self) -> dict[str, str]:
-        """``sid -> `` the site of their latest position (a copy, for reading)."""
-        return {sid: site for sid, site, _ in self.heard.items()}
-
-    @property
-    def last_at(self) -> dict[str, float]:
-        """``sid -> `` the time of their latest position (a copy, for reading)."""
-        return {sid: at for sid, _, at in self.heard.items()}
-
     def learn_anchors(self, on: bool) -> None:
         """Learn each subscriber's anchor places (:mod:`forewarn.dataflows.anchors`), or not."""
         if not on:

@@ -66,7 +66,7 @@ def test_working_hours_are_monday_to_friday_in_any_year() -> None:
     a = Anchors()
     a.learn_one("U1", "S1", monday_2100 + 10 * HOUR, monday_2100 + 11 * HOUR)
     a.learn_one("U2", "S1", monday_2100 - 86400 + 10 * HOUR, monday_2100 - 86400 + 11 * HOUR)
-    assert _unpack(a.packed["U1"] >> 52)[:2] == (1, 60) and "U2" not in a.packed
+    assert _unpack(packed(a)["U1"] >> 52)[:2] == (1, 60) and "U2" not in packed(a)
 
 
 @pytest.mark.parametrize(("hour", "day", "bucket"), [
@@ -114,13 +114,13 @@ def test_a_visit_during_the_day_is_not_taken_for_the_working_place() -> None:
 def test_credit_is_the_gap_capped_halved_on_a_move_and_only_in_a_bucket() -> None:
     a = Anchors()
     a.learn_one("U1", "S1", at(1, 0), at(1, 0) + 10 * HOUR)  # phone off: one hour at most
-    assert (a.packed["U1"] >> 16) & 0x3FF == MAX_GAP_S // 60
+    assert (packed(a)["U1"] >> 16) & 0x3FF == MAX_GAP_S // 60
     a.learn_one("U2", "S1", at(1, 1), at(1, 1) + 1800, moved=True)  # left sometime between
-    assert (a.packed["U2"] >> 16) & 0x3FF == 15
+    assert (packed(a)["U2"] >> 16) & 0x3FF == 15
     a.learn_one("U3", "S1", at(1, 19), at(1, 20))  # evening: no bucket learnt
     a.learn_one("U3", "S1", at(1, 1), at(1, 1) - 60)  # out of order: nothing
     a.learn_one("U3", "S1", at(1, 1), at(1, 1) + 59)  # under a minute: nothing
-    assert "U3" not in a.packed
+    assert "U3" not in packed(a)
 
 
 def test_a_move_of_house_is_followed_within_a_few_nights_not_after_one() -> None:
@@ -144,6 +144,14 @@ def test_scores_stay_within_their_bits() -> None:
         anchor_min = (state >> 16) & 0x3FF
         assert anchor_min <= CAP_MIN and state >> 52 == 0
     assert state & 0xFFFF in (1, 2, 3)
+
+
+def packed(a: Anchors) -> dict[str, int]:
+    """``sid -> `` both buckets' bits in one int (NIGHT in the low half), as the format
+    before the rows kept them."""
+    col = a.heard.anchor
+    assert col is not None
+    return {sid: col[2 * r] | col[2 * r + 1] << 52 for sid, r in a.heard.rows.items()}
 
 
 def _feed(seq: Sequencer, sid: str, cell: str, t: float, out: Routes) -> None:
@@ -194,23 +202,23 @@ def test_sites_past_the_numbering_limit_are_counted_not_learnt() -> None:
     a = Anchors()
     for i in range(MAX_SITES):
         a.learn_one(f"U{i}", f"S{i}", at(1, 0), at(1, 1))
-    assert len(a.sites) == MAX_SITES + 1 and a.unplaced == 0  # (index 0: no site)
-    assert _unpack(a.packed[f"U{MAX_SITES - 1}"]) == (MAX_SITES, 60, 0, 0)  # the last one
+    assert len(a.heard.names) == MAX_SITES + 1 and a.unplaced == 0  # (index 0: no site)
+    assert _unpack(packed(a)[f"U{MAX_SITES - 1}"]) == (MAX_SITES, 60, 0, 0)  # the last one
     a.learn_one("U0", "ONE-TOO-MANY", at(1, 1), at(1, 2))
-    assert a.unplaced == 1 and a.number["ONE-TOO-MANY"] == MAX_SITES + 1  # (a latest site)
-    assert (a.packed["U0"] >> 16) & 0x3FF == 60  # their S0 hour stands, nothing added
+    assert a.unplaced == 1 and a.heard.numbers["ONE-TOO-MANY"] == MAX_SITES + 1  # (a latest site)
+    assert (packed(a)["U0"] >> 16) & 0x3FF == 60  # their S0 hour stands, nothing added
     a.learn_one("U0", "S0", at(1, 2), at(1, 3))  # a numbered site still learns
-    assert (a.packed["U0"] >> 16) & 0x3FF == 120
+    assert (packed(a)["U0"] >> 16) & 0x3FF == 120
 
 
-def test_the_sequencer_keeps_one_string_per_subscriber_for_its_tables_and_anchors() -> None:
+def test_positions_carry_the_sequencers_one_string_per_subscriber() -> None:
     seq, out = _sequencer()
     for minutes in range(0, 120, 10):  # each record decoded anew: a new string each time
         _feed(seq, "".join(["U", "1"]), "S1-C1", at(1, 0) + minutes * 60, out)
-    assert seq.anchors is not None
-    (in_anchors,) = seq.anchors.packed
-    (in_tables,) = seq.last_site
-    assert in_anchors == "U1" and in_anchors is in_tables
+    (sid,) = seq.heard.rows
+    assert sid == "U1" and seq.heard.sids == [sid]
+    positions = [m for msgs in out.sites.values() for m in msgs if type(m) is tuple]
+    assert len(positions) == 12 and all(p[0] is sid for p in positions)  # the sites' too
 
 
 def test_credit_moves_minutes_between_the_anchor_and_its_challenger() -> None:
@@ -246,7 +254,7 @@ def test_an_anchor_is_sure_with_at_least_twice_its_challengers_minutes() -> None
         a.learn_one("U1", "S1", at(1, h), at(1, h + 1))
     a.learn_one("U1", "S2", at(1, 4), at(1, 4) + 2 * HOUR)  # 60 min: one hour at most
     a.learn_one("U1", "S2", at(1, 5), at(1, 5) + 60 * 60)  # 60 more
-    assert _unpack(a.packed["U1"] & 0xFFFFFFFFFFFFF)[1::2] == (240, 120)
+    assert _unpack(packed(a)["U1"] & 0xFFFFFFFFFFFFF)[1::2] == (240, 120)
     assert a.anchor("U1", NIGHT) == "S1" and a.anchored_buckets("U1", "S1") == 1 << NIGHT
     b = Anchors()
     for h in range(4):
@@ -300,9 +308,9 @@ def test_credit_goes_to_the_bucket_of_the_credited_spans_middle(
     a = Anchors()
     a.learn_one("U1", "S1", since, until, moved)
     if night is None:
-        assert a.packed == {} and a.sites == [""] and a.number == {}
+        assert packed(a) == {} and a.heard.names == [""] and a.heard.numbers == {}
         return
-    state = a.packed.get("U1", 0)
+    state = packed(a).get("U1", 0)
     assert (_unpack(state & 0xFFFFFFFFFFFFF)[1], _unpack(state >> 52)[1]) == (night, work)
 
 
@@ -321,7 +329,7 @@ def test_learnt_anchors_keep_their_bits_from_snapshot_to_snapshot() -> None:
     a.learn_one("U1", "HOME", at(1, 10), at(1, 10) + 600)  # work: 10 min at home, then
     for m in range(250):
         a.learn_one("U1", "WORK", at(1, 10.5) + m * 60, at(1, 10.5) + (m + 1) * 60)
-    assert a.packed == {"U1": snapshot} and a.sites == ["", "HOME", "WORK"]
+    assert packed(a) == {"U1": snapshot} and a.heard.names == ["", "HOME", "WORK"]
 
 
 def test_every_credit_lost_past_the_numbering_limit_is_counted(monkeypatch) -> None:
@@ -331,8 +339,8 @@ def test_every_credit_lost_past_the_numbering_limit_is_counted(monkeypatch) -> N
     a.learn_one("U1", "S2", at(1, 1), at(1, 2))
     a.learn_one("U1", "S3", at(1, 2), at(1, 3))
     a.learn_one("U2", "S4", at(1, 2), at(1, 3))
-    assert a.unplaced == 2 and a.sites == ["", "S1", "S2", "S3", "S4"]
-    assert _unpack(a.packed["U1"]) == (1, 60, 2, 60) and a.packed["U2"] == 0
+    assert a.unplaced == 2 and a.heard.names == ["", "S1", "S2", "S3", "S4"]
+    assert _unpack(packed(a)["U1"]) == (1, 60, 2, 60) and packed(a)["U2"] == 0
 
 
 def test_a_format_1_sequencer_snapshot_becomes_one_table_of_rows() -> None:
@@ -351,12 +359,12 @@ def test_a_format_1_sequencer_snapshot_becomes_one_table_of_rows() -> None:
     seq.__setstate__((None, {"last_site": {"U1": "WORK", "U2": "AWAY"},
                              "last_at": {"U1": 50.0, "U2": 60.0}, "anchors": anchors}))
     assert seq.heard is seq.anchors.heard and seq.nearby.anchors is seq.anchors
-    assert seq.last_site == {"U1": "WORK", "U2": "AWAY"}
-    assert seq.last_at == {"U1": 50.0, "U2": 60.0}
+    assert sorted(seq.heard.items()) == [("U1", "WORK", 50.0), ("U2", "AWAY", 60.0)]
     assert seq.anchors.table() == {"U1": ("HOME", "WORK")} and seq.anchors.unplaced == 3
     assert seq.heard.sids == ["U1", "U2"] and seq.heard.names == ["", "HOME", "WORK", "AWAY"]
     again = pickle.loads(pickle.dumps(seq))
-    assert again.last_site == seq.last_site and again.anchors.table() == seq.anchors.table()
+    assert list(again.heard.items()) == list(seq.heard.items())
+    assert again.anchors.table() == seq.anchors.table()
 
     without = Sequencer.__new__(Sequencer)  # anchors not learnt
     without.__setstate__((None, {"last_site": {"U1": "S1"}, "last_at": {"U1": 5.0},

@@ -310,7 +310,7 @@ def _stream(rnd: random.Random, n: int) -> list:
 
 def _state(seq: Sequencer) -> tuple:
     return (seq.watermark, seq.late, seq.late_by_kind, seq._timed, list(seq._pending),
-            seq.ahead, seq.last_site, seq.last_at)
+            seq.ahead, sorted(seq.heard.items()))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -486,7 +486,7 @@ def test_a_late_position_at_exactly_the_subscribers_latest_time_is_their_latest(
     seq, out = _started()
     seq.take_batch([[("f", b"", Cell("C2", "S2"), None)]], out)
     seq.take_batch([[_pos(5.0), _pos(10.0, "V"), _pos(5.0, cell="C2")]], out)
-    assert seq.late == 1 and seq.last_site["U"] == "S2" and seq.last_at["U"] == 5.0
+    assert seq.late == 1 and seq.heard.latest("U") == ("S2", 5.0)
     assert out.sites["S1"][-1] == Left("U", 5.0)
     assert out.sites["S2"] == [Cell("C2", "S2"), ("U", "C2", 5.0, None)]
 

@@ -71,7 +71,7 @@ def test_sequencer_a_late_position_is_not_a_move_when_a_newer_one_is_known():
     # older than their latest (on S2): S1's view of them is out of date at once
     out = feed(s, Location("U", "C1", T0), b"", "f")
     assert out == [("site", "S1", ("U", "C1", T0, None)), ("site", "S1", Left("U", T0 + 60))]
-    assert s.last_site["U"] == "S2" and s.last_at["U"] == T0 + 60
+    assert s.heard.latest("U") == ("S2", T0 + 60)
     # late, but newer than anything known of them: a move like any other
     feed(s, Location("V", "D1", T0 + 90), b"", "f")
     feed(s, Location("W", "C1", T0), b"", "f")
