@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -292,6 +292,33 @@ class _Open:
     impacted: int
 
 
+def _per_key(rows: Iterable[tuple[tuple, float, tuple[int, ...]]]) -> dict[tuple, list]:
+    """Open items grouped by their label values: ``key -> [count, earliest start,
+    *sums]`` of rows ``(key, start, values)``."""
+    out: dict[tuple, list] = {}
+    for key, start, values in rows:
+        slot = out.get(key)
+        if slot is None:
+            out[key] = [1, start, *values]
+            continue
+        slot[0] += 1
+        slot[1] = min(slot[1], start)
+        for i, value in enumerate(values, 2):
+            slot[i] += value
+    return out
+
+
+def _gauges(labels: list[str], per: dict[tuple, list],
+            named: tuple[tuple[str, str], ...]) -> list[GaugeMetricFamily]:
+    """One gauge family per column of ``per`` (:func:`_per_key`: count, earliest start,
+    sums), each ``(name, help)`` of ``named`` in that order."""
+    families = [GaugeMetricFamily(name, text, labels=labels) for name, text in named]
+    for key, values in sorted(per.items()):
+        for family, value in zip(families, values, strict=True):
+            family.add_metric(list(key), value)
+    return families
+
+
 class FlowObserver:
     """Derives incident and care metrics from the flow's output items.
 
@@ -447,71 +474,43 @@ class FlowObserver:
             items = list(self.open.values())
             regional = list(self.regional.values())
             regions = sorted(self.regions)
-        labels = ["region"]
-        events = GaugeMetricFamily("forewarn_regional_events_open",
-                                   "Regional events (regional_outage incidents) open now",
-                                   labels=labels)
-        sites = GaugeMetricFamily("forewarn_regional_event_sites",
-                                  "Sites grouped in the open regional events of a region",
-                                  labels=labels)
-        hit = GaugeMetricFamily("forewarn_regional_event_impacted_subscribers",
-                                "Subscribers impacted by the open regional events of a region",
-                                labels=labels)
-        start = GaugeMetricFamily("forewarn_regional_event_start_timestamp_seconds",
-                                  "Event-time start of the oldest open regional event of a "
-                                  "region", labels=labels)
-        per: dict[str, list] = {}
+        per_region = _per_key(((region,), began, (n_sites, impacted_n))
+                              for region, _, n_sites, impacted_n, began in regional)
+        events, start, sites, hit = _gauges(["region"], per_region, (
+            ("forewarn_regional_events_open",
+             "Regional events (regional_outage incidents) open now"),
+            ("forewarn_regional_event_start_timestamp_seconds",
+             "Event-time start of the oldest open regional event of a region"),
+            ("forewarn_regional_event_sites",
+             "Sites grouped in the open regional events of a region"),
+            ("forewarn_regional_event_impacted_subscribers",
+             "Subscribers impacted by the open regional events of a region")))
         for region in regions:
-            if not any(r[0] == region for r in regional):
+            if (region,) not in per_region:
                 events.add_metric([region], 0)
-        for region, _, n_sites, impacted_n, began in regional:
-            slot = per.setdefault(region, [0, 0, 0, began])
-            slot[0] += 1
-            slot[1] += n_sites
-            slot[2] += impacted_n
-            slot[3] = min(slot[3], began)
-        for region, (n, n_sites, impacted_n, began) in sorted(per.items()):
-            events.add_metric([region], n)
-            sites.add_metric([region], n_sites)
-            hit.add_metric([region], impacted_n)
-            start.add_metric([region], began)
         yield events
         yield sites
         yield hit
         yield start
         by_kind = {(k, s): 0 for k in INCIDENT_KINDS for s in SCOPES}
-        by_site: dict[tuple[str, str, str, str], list] = {}
         impacted: dict[tuple[str, str], int] = {}
         for o in items:
             by_kind[(o.kind, o.scope)] = by_kind.get((o.kind, o.scope), 0) + 1
-            key = (o.site_id, o.region, o.kind, o.scope)
-            slot = by_site.setdefault(key, [0, o.start, 0])
-            slot[0] += 1
-            slot[1] = min(slot[1], o.start)
-            slot[2] += o.impacted
             impacted[(o.kind, o.region)] = impacted.get((o.kind, o.region), 0) + o.impacted
         g = GaugeMetricFamily("forewarn_open_incidents", "Incidents open now",
                               labels=["kind", "scope"])
         for (k, s), n in sorted(by_kind.items()):
             g.add_metric([k, s], n)
         yield g
-        labels = ["site_id", "region", "kind", "scope"]
-        g = GaugeMetricFamily("forewarn_site_open_incidents",
-                              "Incidents open now, per site (only sites with one)",
-                              labels=labels)
-        t = GaugeMetricFamily("forewarn_site_open_incident_start_timestamp_seconds",
-                              "Event-time start of the oldest open incident of a site",
-                              labels=labels)
-        i = GaugeMetricFamily("forewarn_site_open_incident_impacted_subscribers",
-                              "Subscribers impacted by the open incidents of a site",
-                              labels=labels)
-        for key, (n, start, hit) in sorted(by_site.items()):
-            g.add_metric(list(key), n)
-            t.add_metric(list(key), start)
-            i.add_metric(list(key), hit)
-        yield g
-        yield t
-        yield i
+        per_site = _per_key(((o.site_id, o.region, o.kind, o.scope), o.start, (o.impacted,))
+                            for o in items)
+        yield from _gauges(["site_id", "region", "kind", "scope"], per_site, (
+            ("forewarn_site_open_incidents",
+             "Incidents open now, per site (only sites with one)"),
+            ("forewarn_site_open_incident_start_timestamp_seconds",
+             "Event-time start of the oldest open incident of a site"),
+            ("forewarn_site_open_incident_impacted_subscribers",
+             "Subscribers impacted by the open incidents of a site")))
         g = GaugeMetricFamily("forewarn_open_incident_impacted_subscribers",
                               "Subscribers impacted by the incidents open now",
                               labels=["kind", "region"])

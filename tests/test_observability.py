@@ -463,3 +463,38 @@ def test_demo_values_reach_prometheus(stack: Stack):
         ' - sum(forewarn_incident_updates_total{status="resolved"})')
     assert value("sum(forewarn_first_notice_delay_seconds_count)") >= 1
     assert value('sum(forewarn_complaints_total{forewarned="true"})') >= 1
+
+
+def test_open_incident_gauges_group_by_site_and_by_region():
+    """The per-site and per-region gauges: a count, the oldest start and the sums of what
+    is open now in each group; a region seen but calm has 0 regional events."""
+    from forewarn.metrics import FlowObserver
+    from forewarn.model import Incident
+
+    def inc(iid, site, region, start, impacted, kind="outage", status="open", **kw):
+        return Incident(iid, status, kind, "site", site, (f"{site}-C1",), start, None,
+                        impacted, start, region, **kw)
+
+    obs = FlowObserver()
+    for i in (inc("I1", "S1", "north", 100.0, 5), inc("I2", "S1", "north", 50.0, 7),
+              inc("I3", "S2", "north", 70.0, 2), inc("I4", "S3", "south", 10.0, 1),
+              inc("R1", "S1", "north", 50.0, 9, kind="regional_outage",
+                  child_ids=("I2", "I3"), sites=("S1", "S2")),
+              inc("R2", "S2", "north", 40.0, 4, kind="regional_outage",
+                  child_ids=("I3",), sites=("S2",)),
+              inc("I1", "S1", "north", 100.0, 5, status="resolved")):
+        obs.incident(i)
+    got = {(f.name, tuple(s.labels.values())): s.value
+           for f in obs.collect() for s in f.samples}
+    site = ("S1", "north", "outage", "site")
+    assert (got[("forewarn_site_open_incidents", site)],
+            got[("forewarn_site_open_incident_start_timestamp_seconds", site)],
+            got[("forewarn_site_open_incident_impacted_subscribers", site)]) == (1, 50.0, 7)
+    assert got[("forewarn_site_open_incidents", ("S2", "north", "outage", "site"))] == 1
+    north = ("north",)
+    assert (got[("forewarn_regional_events_open", north)],
+            got[("forewarn_regional_event_start_timestamp_seconds", north)],
+            got[("forewarn_regional_event_sites", north)],
+            got[("forewarn_regional_event_impacted_subscribers", north)]) == (2, 40.0, 3, 13)
+    assert got[("forewarn_regional_events_open", ("south",))] == 0
+    assert ("forewarn_regional_event_sites", ("south",)) not in got
