@@ -852,3 +852,22 @@ def test_a_cell_cooldown_of_an_older_snapshot_format_still_holds():
     assert kinds(run(shard, BOOK, impact(T0 + 2 * HOUR, replace(
         facts, incident_id="DEG-2", down_cells=(("S1-C3", T0),))))) == [
         ("silent-failure-notice", "outage_notice")]
+
+
+def test_only_a_profile_is_kept_compact_any_other_care_state_keeps_the_object():
+    """SubscriberCare.compact keeps a (profile, name, since, known since) tuple only when
+    every other slot is as in a new one: set any of them and the object stays."""
+    from forewarn.dataflows.care import SubscriberCare
+
+    shard = CareShard()
+    shard.handle_batch([upsert()], BOOK)
+    (kept,) = shard.subscribers.values()
+    assert isinstance(kept, tuple) and shard.care("U").profile == kept[0]
+    others = [n for n in SubscriberCare.__slots__
+              if n not in ("profile", "name", "since", "known_since")]
+    assert len(others) >= 13
+    for name in others:
+        care = SubscriberCare.of(kept)
+        assert care.compact() == kept
+        setattr(care, name, object())  # any value but a new one's
+        assert care.compact() is care, name
