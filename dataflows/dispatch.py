@@ -45,7 +45,7 @@ from forewarn.dataflows.care import ComplaintSeen, Suppressed
 from forewarn.dataflows.messages import Frontier
 from forewarn.dataflows.propensity import ExposureBook, PropensityModel
 from forewarn.dataflows.state import restore_fields
-from forewarn.model import Action
+from forewarn.model import OVERFLOW_EVIDENCE, PACED_EVIDENCE, Action
 from forewarn.rules.rulebook import Budgets, Rulebook
 
 
@@ -69,10 +69,7 @@ def _min_propensity(book: Rulebook, rule_id: str) -> float | None:
 MAX_DEFER_MINUTES = 24 * 60  # a rate-limited send is deferred at most this far
 #: The evidence of a send placed over the rate: no minute up to ``budgets.max_delay_s``
 #: after it became due had room.
-OVERFLOW = "budget:overflow"
-#: The evidence of a send deferred to a later minute by its channel's budget (what the
-#: gateway and the metrics tell from a quiet-hours deferral).
-PACED = "budget:paced"
+OVERFLOW, PACED = OVERFLOW_EVIDENCE, PACED_EVIDENCE  # (forewarn.model: their one definition)
 SWEEP_S = 600.0  # expire unlabelled exposures this often (event time)
 DAY_S = 86400.0
 

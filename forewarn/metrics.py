@@ -53,6 +53,8 @@ from forewarn.model import (
     CHANNEL_NAMES,
     FOREWARNING_KINDS,
     INCIDENT_KINDS,
+    OVERFLOW_EVIDENCE,
+    PACED_EVIDENCE,
     REGIONAL_OUTAGE,
     SEGMENTS,
     DeadCode,
@@ -386,10 +388,10 @@ class FlowObserver:
         ACTIONS.labels(kind=a.action_kind, channel=a.channel, rule=a.rule_id,
                        segment=a.segment or "unknown").inc()
         if a.send_after is not None:
-            paced = a.evidence and a.evidence[-1] in ("budget:paced", "budget:overflow")
+            paced = a.evidence and a.evidence[-1] in (PACED_EVIDENCE, OVERFLOW_EVIDENCE)
             DEFERRED.labels(kind=a.action_kind,
                             reason="budget" if paced else "quiet_hours").inc()
-        if a.evidence and a.evidence[-1] == "budget:overflow":
+        if a.evidence and a.evidence[-1] == OVERFLOW_EVIDENCE:
             BUDGET_OVERFLOW.labels(kind=a.action_kind, channel=a.channel).inc()
         if a.offer:
             COMPENSATION_OFFERS.labels(offer_kind=str(a.offer.get("kind", "other")),

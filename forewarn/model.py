@@ -36,6 +36,10 @@ ACTION_KINDS = ("outage_notice", "restored_notice", "apology", "compensation", "
 #: within a day of one was *forewarned* (the care context, the complaints metric).
 FOREWARNING_KINDS = frozenset({"outage_notice", "area_notice", "apology"})
 INCIDENT_KINDS = ("outage", "flapping", "degradation")
+#: The evidence a send carries when its channel's per-minute budget moved it to a later
+#: minute, and when it went over the rate at ``budgets.max_delay_s`` (dispatch adds them;
+#: the gateway, the metrics and the summary tell them from quiet-hours deferrals).
+PACED_EVIDENCE, OVERFLOW_EVIDENCE = "budget:paced", "budget:overflow"
 #: The NOC's parent incident of a regional event (scope ``region``): site incidents of one
 #: region at once (:mod:`forewarn.dataflows.region`); no rule triggers on it.
 REGIONAL_OUTAGE = "regional_outage"

@@ -27,6 +27,7 @@ import orjson
 
 from forewarn import tmf681
 from forewarn.codec import parse_time
+from forewarn.model import OVERFLOW_EVIDENCE
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -189,7 +190,7 @@ def storm_figures(actions: list[dict], incidents: list[dict], truth: list[dict])
         "time_to_notify_s": round(max(sent) - start, 1) if sent else None,
         "max_send_delay_s": round(waits[-1], 1) if waits else None,
         "p95_send_delay_s": round(waits[int(0.95 * (len(waits) - 1))], 1) if waits else None,
-        "overflow": sum(1 for a in notices if "budget:overflow" in a.get("evidence", ())),
+        "overflow": sum(1 for a in notices if OVERFLOW_EVIDENCE in a.get("evidence", ())),
         "complaints_before_paced_notice": late,
     })
     return out
