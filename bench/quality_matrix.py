@@ -45,13 +45,16 @@ class Scenario:
 
 
 #: Different seeds; 24 h (a night) and 72 h (a weekend: Friday 18:00 to Monday 18:00);
-#: 100 and 300 sites; a storm day (most of one region down within minutes).
+#: 100, 300 and 600 sites; 12 h of a night or of a working day; a storm day (most of one
+#: region down within minutes).
 MATRIX = (
     Scenario("s11-100s-24h", 11, 100, 24),
     Scenario("s12-100s-24h", 12, 100, 24),
     Scenario("s13-100s-72h-weekend", 13, 100, 72, start="2026-11-20T18:00:00Z"),
     Scenario("s14-300s-24h", 14, 300, 24),
     Scenario("s15-100s-72h", 15, 100, 72),  # held out: not looked at while tuning
+    Scenario("s16-600s-12h-night", 16, 600, 12, start="2026-11-24T18:00:00Z"),
+    Scenario("s17-600s-12h-day", 17, 600, 12, start="2026-11-25T06:00:00Z"),
     Scenario("demo-s7-300s-6h", 7, 300, 6),  # the demo's scenario (daytime only)
     Scenario("storm-s13-200s-8h", 13, 200, 8, storm="north"),  # a regional power cut
 )
