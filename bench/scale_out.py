@@ -98,6 +98,7 @@ class StepTimer:
 
     def __init__(self) -> None:
         self.cpu: dict[str, dict[int, float]] = {}
+        self.names: dict[int, str] = {}  # id of a logic object -> its key (--per-key)
 
     def wrap(self, step: str, fn: Callable, per_key: bool) -> Callable:
         by_key = self.cpu.setdefault(step, {})
@@ -138,9 +139,51 @@ class StepTimer:
         fl._decode_batch = self.wrap("decode", fl._decode_batch, per_key=False)
 
     def report(self) -> dict[str, dict[str, Any]]:
-        return {step: {"cpu_s": sum(keys.values()), "keys": len(keys),
-                       "max_key_cpu_s": max(keys.values(), default=0.0)}
-                for step, keys in self.cpu.items()}
+        out: dict[str, dict[str, Any]] = {
+            step: {"cpu_s": sum(keys.values()), "keys": len(keys),
+                   "max_key_cpu_s": max(keys.values(), default=0.0)}
+            for step, keys in self.cpu.items()}
+        if self.names:  # --per-key: each key's CPU under its name
+            for step, keys in self.cpu.items():
+                if step != "decode":
+                    out[step]["per_key"] = {self.names.get(k, f"?{k}"): c
+                                            for k, c in keys.items()}
+        return out
+
+    def name_keys(self) -> None:
+        """Learn each logic object's key: every stateful step gets its items with their
+        key repeated in the value (one more map step and a longer tuple per item, so
+        only with ``--per-key``), and a thin logic notes the key and strips it."""
+        import bytewax.operators as op
+
+        real_map, real_stateful = op.map, op.stateful_batch
+        names = self.names
+
+        class KeyNoter(op.StatefulBatchLogic):
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
+            def on_batch(self, values: list) -> Any:
+                names[id(self.inner)] = values[0][0]
+                return self.inner.on_batch([v for _, v in values])
+
+            def on_notify(self) -> Any:
+                return self.inner.on_notify()
+
+            def on_eof(self) -> Any:
+                return self.inner.on_eof()
+
+            def notify_at(self) -> Any:
+                return self.inner.notify_at()
+
+            def snapshot(self) -> Any:
+                return self.inner.snapshot()
+
+        def keyed(step_id: str, up: Any, builder: Callable) -> Any:
+            tagged = real_map(f"{step_id}_key_named", up, lambda kv: (kv[0], kv))
+            return real_stateful(step_id, tagged, lambda resume: KeyNoter(builder(resume)))
+
+        op.stateful_batch = keyed
 
 
 def _rusage_cpu(ru: resource.struct_rusage) -> float:
@@ -208,6 +251,8 @@ def child_main(args: argparse.Namespace) -> None:
     timer = StepTimer()
     if not args.no_step_cpu:
         timer.install()
+        if args.per_key:
+            timer.name_keys()
     support = partition_support()
     src_kw = {"partitions": args.partitions} if support["source_partitions"] else {}
     cfg_kw = {"shards": args.partitions} if support["flow_shards"] else {}
@@ -244,11 +289,14 @@ def free_port() -> int:
 
 
 def child_cmd(input_path: Path, out_dir: Path, proc_id: int, addresses: str,
-              partitions: int, epoch_s: float, step_cpu: bool = True) -> list[str]:
+              partitions: int, epoch_s: float, step_cpu: bool = True,
+              per_key: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "bench.scale_out", "--child", "--input", str(input_path),
            "--out", str(out_dir), "--proc-id", str(proc_id), "--addresses", addresses,
            "--partitions", str(partitions), "--epoch-s", repr(epoch_s)]
-    return cmd if step_cpu else [*cmd, "--no-step-cpu"]
+    if not step_cpu:
+        return [*cmd, "--no-step-cpu"]
+    return [*cmd, "--per-key"] if per_key else cmd
 
 
 def output_digest(out_dir: Path) -> dict[str, dict[str, Any]]:
@@ -264,7 +312,7 @@ def output_digest(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 def launch(input_path: Path, out_dir: Path, processes: int, partitions: int,
            epoch_s: float = 0.25, timeout_s: float = 900.0,
-           step_cpu: bool = True) -> dict[str, Any]:
+           step_cpu: bool = True, per_key: bool = False) -> dict[str, Any]:
     """Run the flow as ``processes`` single-worker processes; measure the run."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -277,7 +325,8 @@ def launch(input_path: Path, out_dir: Path, processes: int, partitions: int,
     for i in range(processes):
         with (out_dir / f"proc{i}.json").open("wb") as out, logs[i].open("wb") as err:
             procs.append(subprocess.Popen(
-                child_cmd(input_path, out_dir, i, addresses, partitions, epoch_s, step_cpu),
+                child_cmd(input_path, out_dir, i, addresses, partitions, epoch_s, step_cpu,
+                          per_key),
                 cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL))
     # os.wait4 gives each child's own rusage (all its threads); poll so that a process
     # waiting forever for a dead peer is ended at the deadline rather than hanging here
@@ -437,6 +486,50 @@ def print_steps(row: dict[str, Any]) -> None:
               f"{sum(seq):.2f} s wall (the only step the flow times itself)")
 
 
+def print_projection(rows: list[dict[str, Any]], runs: dict[tuple[int, int], list[dict]],
+                     configs: Sequence[tuple[int, int]], events: int,
+                     counts: Sequence[int]) -> list[dict[str, Any]]:
+    """Place the one-process run's keys on N workers as Bytewax would
+    (:func:`bench.routing.project`), its input re-cut into N shards; the exchange's cost
+    from the measured 2-process run, grown with the share of items that cross."""
+    from bench.routing import project
+
+    ones = [c for c in configs if c[0] == 1]
+    if not ones:
+        return []
+    n1, p1 = max(ones, key=lambda c: c[1])
+    run = runs[(n1, p1)][-1]
+    steps = run["steps"][0]
+    per_key = {step: s["per_key"] for step, s in steps.items() if "per_key" in s}
+    cpu1 = run["flow_cpu_s"][0]
+    keyed = sum(sum(k.values()) for k in per_key.values())
+    by = {(r["processes"], r["partitions"]): r for r in rows}
+    two = by.get((2, p1))
+    # extra CPU per event when half the items cross (2 processes), over one process
+    cross_us = 2 * (two["cpu_us_per_event"] - by[(1, p1)]["cpu_us_per_event"]) if two else None
+    print(f"\nProjection from the 1-process run at P={p1} (flow CPU {cpu1:.2f} s; keyed steps "
+          f"{keyed:.2f} s, the rest spread evenly): keys placed as Bytewax 0.21.1 places "
+          "them (bench.routing), the input cut into one shard per worker" +
+          ("" if two is None else f"; exchange {cross_us:.2f} µs per event when every "
+           "item would cross, from the 2-process run, times the share that crosses "
+           "((N-1)/N)"))
+    print(f"{'N':>4} {'busiest/mean':>12} {'speed-up (CPU only)':>20} "
+          f"{'with exchange':>14}  busiest keys (CPU s)")
+    out = []
+    for n in counts:
+        pr = project(per_key, cpu1 - keyed, n, shards={"sequence": p1})
+        with_x = None
+        if cross_us is not None:
+            extra = events * cross_us * 1e-6 * (n - 1) / n
+            with_x = cpu1 / (pr["busiest_s"] + extra / n)
+        top = ", ".join(f"{step} {k} {c:.2f}" for step, (k, c) in sorted(
+            pr["busiest_key"].items(), key=lambda kv: -kv[1][1])[:3])
+        print(f"{n:4d} {pr['max_mean']:12.2f} {pr['speedup']:19.2f}x "
+              f"{'' if with_x is None else f'{with_x:.2f}x':>14}  {top}")
+        out.append(pr | {"speedup_with_exchange": with_x})
+    return out
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as fh:
         return " ".join(fh.read().split()[:3])
@@ -459,12 +552,14 @@ def plan(processes: Sequence[int], partitions: int | None) -> list[tuple[int, in
 
 def run_matrix(input_path: Path, work: Path, configs: Sequence[tuple[int, int]],
                repeat: int, epoch_s: float, step_cpu: bool = True,
-               log: Callable[[str], None] = print) -> dict[tuple[int, int], list[dict]]:
+               log: Callable[[str], None] = print,
+               per_key: bool = False) -> dict[tuple[int, int], list[dict]]:
     """Every configuration ``repeat`` times, alternating."""
     runs: dict[tuple[int, int], list[dict]] = {c: [] for c in configs}
     for i in range(repeat):
         for n, p in configs:
-            run = launch(input_path, work / f"n{n}-p{p}", n, p, epoch_s, step_cpu=step_cpu)
+            run = launch(input_path, work / f"n{n}-p{p}", n, p, epoch_s, step_cpu=step_cpu,
+                         per_key=per_key)
             runs[(n, p)].append(run)
             log(f"  round {i + 1}/{repeat} N={n} P={p}: flow wall {run['flow_wall_s']:6.2f} s, "
                 f"whole {run['wall_s']:6.2f} s, flow CPU "
@@ -492,6 +587,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--epoch-s", type=float, default=0.25)
     ap.add_argument("--no-step-cpu", action="store_true",
                     help="do not time the steps (leaves the flow unwrapped)")
+    ap.add_argument("--per-key", action="store_true",
+                    help="also time each key by name (one more map step per stateful step) "
+                         "and project the one-process run onto --project worker counts")
+    ap.add_argument("--project", type=int, nargs="+", default=[2, 4, 8, 16, 64],
+                    help="worker counts to project onto (with --per-key)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON ('-': stdout)")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR (input and outputs kept)")
     # a process of the cluster
@@ -534,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"configurations (N processes, P partitions): {configs}; load average before: "
               f"{loadavg()}")
         runs = run_matrix(input_path, work, configs, args.repeat, args.epoch_s,
-                          step_cpu=not args.no_step_cpu)
+                          step_cpu=not args.no_step_cpu, per_key=args.per_key)
         print(f"load average after: {loadavg()}")
     same = determinism(runs)
     rows = [summarize(runs[c], events) for c in configs]
@@ -555,6 +655,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                       f"{100 * share:.1f} % of one process's CPU: with any number of "
                       f"processes at most {bound:.2f}x its throughput (Amdahl), before the "
                       f"cost of exchanging items between processes")
+    projections = print_projection(rows, runs, configs, events, args.project) \
+        if args.per_key and not args.no_step_cpu else []
     ratios = {}
     one = next((c for c in configs if c[0] == 1), None)
     for c in configs:
@@ -577,7 +679,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                "rows": [r | {"identical_to_one_process": same[(r["processes"],
                                                                 r["partitions"])]}
                         for r in rows],
-               "ratios": ratios, "runs": {f"{n},{p}": rs for (n, p), rs in runs.items()}}
+               "ratios": ratios, "projections": projections,
+               "runs": {f"{n},{p}": rs for (n, p), rs in runs.items()}}
         text = json.dumps(doc, indent=1, default=str)
         if args.json == "-":
             print(text)
