@@ -43,7 +43,7 @@ from forewarn.dataflows.care import CareShard
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
-from forewarn.dataflows.region import REGION_KEYS, RegionShard
+from forewarn.dataflows.region import RegionShard
 from forewarn.dataflows.sequencer import Sequencer
 from forewarn.dataflows.site import SiteCorrelator
 from forewarn.rules.rulebook import Rulebook
@@ -271,7 +271,6 @@ def thaw_frontier(blob: bytes, fresh: FrontierTracker) -> FrontierTracker:
     if len(fresh.owed) != len(fresh.stages):
         raise UnsafePickle(f"the frontier in the snapshot owes {len(fresh.owed)} stages; "
                            f"this run has {len(fresh.stages)} ({', '.join(fresh.stages)})")
-    fresh.region_keys = REGION_KEYS
     return fresh
 
 

@@ -33,8 +33,11 @@ classes by the old top-level modules (``dataflows.care.CareShard``): both the ch
 the loader read such a name as today's (:func:`current_name`, :data:`RENAMED_PACKAGES`),
 so a recovery store written then still resumes.
 
-A stage's snapshot is versioned bytes (:func:`dump_state`, :data:`SNAPSHOT_FORMAT`):
-``b"forewarn-state:" + bytes([format]) + pickle``; a format this Forewarn does not
+A stage's snapshot is versioned bytes (:data:`SNAPSHOT_FORMAT`): a state record,
+``b"forewarn-state:" + bytes([2]) + stage + b":" + bytes([version]) + pickle``
+(:func:`dump_record`; what a record holds: :mod:`forewarn.dataflows.records`), or, as
+written before records, ``b"forewarn-state:" + bytes([1]) + pickle`` of the stage's
+object (:func:`dump_state`). A format, stage or record version this Forewarn does not
 read is refused at the start, not met by a failing unpickle in a worker.
 """
 
@@ -173,12 +176,13 @@ _REFUSED = {"EXT1": "an extension code", "EXT2": "an extension code",
             "READONLY_BUFFER": "an out-of-band buffer"}
 
 
-def check_pickle(data: bytes, _depth: int = 0) -> None:
+def check_pickle(data: bytes, _depth: int = 0) -> tuple[str, int] | None:
     """Raise :class:`UnsafePickle` unless ``data`` only names allowed globals (nothing runs).
 
     A pickle whose value is bytes (Forewarn's snapshots: Bytewax pickles the bytes
     Forewarn pickled) has those bytes checked too, and so has the argument of an
-    allowed method (the propensity model's pipeline).
+    allowed method (the propensity model's pipeline). Returns the stage and version
+    of the state record those bytes are (:func:`dump_record`), if they are one.
 
     >>> check_pickle(pickle.dumps({"a": [1, 2.5, "x"]}))
     >>> check_pickle(b"cos\\nsystem\\n(S'true'\\ntR.")
@@ -301,6 +305,9 @@ def check_pickle(data: bytes, _depth: int = 0) -> None:
         inner = _state_pickle(stack[0].value)
         if inner is not None:
             _nested(inner, _depth, "the state it holds")
+            header = _record_header(stack[0].value)
+            return None if header is None else header[:2]
+    return None
 
 
 def _ops(data: bytes) -> Iterator[tuple[pickletools.OpcodeInfo, Any]]:

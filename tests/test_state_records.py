@@ -236,3 +236,22 @@ def test_a_field_missing_from_a_record_gets_its_default():
     seq = records.thaw_sequence(dump_record(stage, version, data), lateness_s=0.0,
                                 tick_s=15.0, book=BOOK)
     assert seq.watermark == 5.0 and seq.late_by_kind == {}
+
+
+def test_the_store_check_refuses_a_record_under_another_step_saying_where(tmp_path):
+    import sqlite3
+
+    from forewarn.recovery_store import RecoveryStoreError, _scan_snapshots
+
+    part = tmp_path / "part-0.sqlite3"
+    conn = sqlite3.connect(part)
+    conn.execute("CREATE TABLE snaps (step_id, state_key, snap_epoch, ser_change)")
+    care = pickle.dumps(records.freeze_care(CareLogic(FlowConfig(book=BOOK), None).shard, []))
+    conn.executemany("INSERT INTO snaps VALUES (?, ?, 3, ?)",
+                     [("forewarn.care", "SUB1", care), ("forewarn.region", "noc-0", care)])
+    conn.commit()
+    conn.close()
+    with pytest.raises(RecoveryStoreError) as refused:
+        _scan_snapshots(part)
+    assert ("the snapshot of step 'forewarn.region', key 'noc-0', epoch 3 is refused: it "
+            "holds the state record of the care stage") in str(refused.value)
