@@ -70,16 +70,25 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StageFormat:
-    """A stage's record: its current version, the fields its data may hold, and the
-    upgrades from every older version (``steps[n - 1]``: version ``n`` to ``n + 1``)."""
+    """A stage's record: the fields its data may hold (``inner``: those of a field that
+    is a dict of fields itself), and the upgrades from every older version
+    (``steps[n - 1]``: version ``n`` to ``n + 1``); its current version is one more
+    than the number of steps."""
 
     stage: str
     fields: frozenset[str]
     steps: tuple[Callable[[Any], dict], ...]
+    inner: tuple[tuple[str, frozenset[str]], ...] = ()
 
     @property
     def version(self) -> int:
         return len(self.steps) + 1
+
+    @property
+    def shape(self) -> frozenset[str]:
+        """Every field name, an inner one as ``field.name``: what a version stands for."""
+        return self.fields | {f"{outer}.{name}" for outer, names in self.inner
+                              for name in names}
 
     def upgrade(self, version: int, data: Any) -> dict:
         """``data`` of ``version`` as the current version's (the chain of steps)."""
@@ -356,7 +365,8 @@ def _dispatch_v1(dispatch: Any) -> dict:
 #: Every stage's record format: its fields and its upgrades.
 FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
     StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"}, (_sequence_v1,)),
-    StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,)),
+    StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,),
+                inner=(("site", frozenset(_SITE_OWN)),)),
     StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1,)),
     StageFormat("region", frozenset(_REGION_OWN), (_region_v1,)),
     StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1,)),

@@ -255,3 +255,39 @@ def test_the_store_check_refuses_a_record_under_another_step_saying_where(tmp_pa
         _scan_snapshots(part)
     assert ("the snapshot of step 'forewarn.region', key 'noc-0', epoch 3 is refused: it "
             "holds the state record of the care stage") in str(refused.value)
+
+
+#: Each stage's record at each version: its fields (an inner record's as ``field.name``).
+#: A record whose fields change is a new version of it: a Forewarn that does not know
+#: the version then refuses it before a run, by name, where a record with fields it does
+#: not know would fail in a worker.
+RECORD_SHAPES = {
+    "sequence": (2, """
+        _ahead_run _anchor _next_tick _pending _timed active_until ahead anchors cell_names
+        cell_site heard late late_by_kind nearby open_alarms outage_open shard site_cells
+        watermark windows"""),
+    "site": (2, """
+        merge outbox site site._pruned_at site._seq site._walk_at site.alarm_causes
+        site.alarm_cells site.around site.away site.cell_incident site.cells site.clock
+        site.deadlines site.down site.first_after site.flap_starts site.health site.history
+        site.incidents site.members site.recent site.region site.silent site.site_id
+        site.windows"""),
+    "frontier": (2, """
+        ended epoch idle marks owed sites"""),
+    "region": (2, """
+        frontier groups held"""),
+    "care": (2, """
+        held subscribers"""),
+    "dispatch": (2, """
+        clock compensations contacts exposures frontier held model sends swept"""),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(records.FORMATS))
+def test_a_record_whose_fields_change_gets_a_new_version(stage: str):
+    fmt = records.FORMATS[stage]
+    version, shape = RECORD_SHAPES[stage]
+    assert (fmt.version, fmt.shape) == (version, frozenset(shape.split())), (
+        f"the fields of the {stage} stage's record changed: give it a new version (an "
+        f"upgrade step in forewarn.dataflows.records.FORMATS, its shape here, a fixture "
+        f"set: docs/layout.md, Snapshots), or list the field among those the run gives")
