@@ -3,14 +3,14 @@
 A record is ``(stage, version, data)``: the flow step that keeps the state (``sequence``,
 ``site``, ``frontier``, ``region``, ``care``, ``dispatch``), the version of that stage's
 record format, and ``data``, a dict of the state's own fields. What a stage is *given*
-is not in it: the rulebook, the command line's values (``--lateness``, ``--tick``,
-``--shards``, ``--no-models``, ``--no-anchors``, recovery on or off) and what is derived
-from them. A resumed stage is rebuilt from its record plus the configuration of the run
-that resumes it, so the command line always wins. Snapshot bytes are
-:func:`forewarn.safe_pickle.dump_record`'s: the header names the stage and its version,
-and the data is a pickle that names only Forewarn's state classes (nested objects such
-as a site's open incidents, a sequencer's rows, a care state, stay objects of those
-classes, each restoring older versions of itself with
+is not in it: the run's configuration (``FlowConfig``: the rulebook, ``--lateness``, the
+tick, the input shard count, whether models run and anchors are learnt, recovery on or
+off) and what is derived from it. A resumed stage is rebuilt from its record plus the
+configuration of the run that resumes it, so the command line always wins. Snapshot
+bytes are :func:`forewarn.safe_pickle.dump_record`'s: the header names the stage and its
+version, and the data is a pickle that names only Forewarn's state classes (nested
+objects such as a site's open incidents, a sequencer's rows, a care state, stay objects
+of those classes, each restoring older versions of itself with
 :func:`~forewarn.dataflows.state.restore_fields`).
 
 Per stage, one function builds the record from the live object (``freeze_<stage>``),
@@ -19,7 +19,7 @@ one rebuilds the live object from a record and the current configuration
 of upgrades, one step per version (``steps[n - 1]`` takes version ``n`` to ``n + 1``).
 Version 1 of every stage is the format the stages wrote before records: the live object
 pickled whole (snapshot format 1, or a bare pickle), which its first step turns into a
-record. ``docs/layout.md`` (section "Snapshots") says how to add a field or a version;
+record. ``docs/layout.md`` (section "Snapshots") says how to change a record;
 ``tests/test_snapshot_fixtures.py`` reads a checked-in snapshot of every format.
 
 >>> from forewarn.dataflows.region import RegionShard
@@ -207,7 +207,7 @@ def _sequence_v1(seq: Any) -> dict:
 
 
 # ---- site: a site's correlator, its unreleased verdicts, its shards' unmerged messages ---
-# Given: the rulebook, whether the detectors run (--no-models), the input shard count.
+# Given: the rulebook, whether the detectors run (FlowConfig.models), the input shard count.
 # Kept: ``site`` (the correlator's own fields, None before its first message),
 # ``outbox`` (verdicts decided, not released), ``merge`` (per input shard: messages not
 # applied, the latest's key, the floor; None with one shard).
