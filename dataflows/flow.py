@@ -30,17 +30,15 @@ not one per record.
 
 Snapshots: Bytewax calls ``snapshot()`` for every touched key at the end of
 every epoch, even without recovery. Without recovery we return ``None``;
-with it, a pickled copy (immutable bytes, no per-epoch deep copy of live
-objects, versioned: :func:`forewarn.safe_pickle.dump_state`). Resuming reads them
-back with :func:`forewarn.safe_pickle.load_state`, which resolves only the classes
-Forewarn's state is made of.
+with it, the stage's state record (:mod:`forewarn.dataflows.records`: immutable
+bytes, no per-epoch deep copy of live objects, versioned per stage, no
+configuration). Resuming rebuilds each stage from its record and this run's
+configuration, reading only the classes Forewarn's state is made of.
 """
 
 from __future__ import annotations
 
-import copy
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,7 +52,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from forewarn import metrics, safe_pickle, tmf681
+from forewarn import metrics, tmf681
 from forewarn.adapters import Adapters
 from forewarn.codec import Expanded, dead_letter_dict, encode, read_input
 from forewarn.dataflows.care import (
@@ -70,6 +68,20 @@ from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.messages import Decoded, Frontier, Progress, ShardBatch
 from forewarn.dataflows.propensity import PropensityModel
+from forewarn.dataflows.records import (
+    freeze_care,
+    freeze_dispatch,
+    freeze_frontier,
+    freeze_region,
+    freeze_sequence,
+    freeze_site,
+    thaw_care,
+    thaw_dispatch,
+    thaw_frontier,
+    thaw_region,
+    thaw_sequence,
+    thaw_site,
+)
 from forewarn.dataflows.region import REGION_KEYS, RegionShard, region_key
 from forewarn.dataflows.sequencer import Routes, Sequencer, own_key
 from forewarn.dataflows.shards import ShardSource, is_context
@@ -127,53 +139,21 @@ class FlowConfig:
         return own_key if self.durable else care_shard
 
 
-def _snapshot(state: Any, durable: bool) -> bytes | None:
-    """Immutable bytes of a step's state when recovery is on; nothing otherwise."""
-    return safe_pickle.dump_state(state) if durable else None
-
-
-def _freeze_site(site: SiteCorrelator | None, pending: list,
-                 merge: ShardMerge | None = None) -> bytes:
-    """A site, its unreleased verdicts and its shards' unmerged messages, without the
-    rulebook (configuration)."""
-    frozen = copy.copy(site)
-    if frozen is not None:
-        frozen.book = None  # type: ignore[assignment]  # given back on resume (_thaw_site)
-    return safe_pickle.dump_state((frozen, pending) if merge is None
-                                  else (frozen, pending, merge))
-
-
-def _thaw_site(blob: bytes, book: Rulebook
-               ) -> tuple[SiteCorrelator | None, list, ShardMerge | None]:
-    site, pending, *rest = safe_pickle.load_state(blob)
-    merge = rest[0] if rest else None
-    if site is not None:
-        site.book = book
-        if not hasattr(site, "away"):  # an older snapshot format: no moves kept
-            site.away = {}
-    return site, pending, merge
-
-
 class SequenceLogic(StatefulBatchLogic):
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.seq: Sequencer = safe_pickle.load_state(resume) if resume else Sequencer(
-            lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
-        if resume and (self.seq.lateness_s, self.seq.tick_s) != (cfg.lateness_s, cfg.tick_s):
-            # configuration is the command line's, not the snapshot's (the watermark never
-            # goes back: a shorter window releases sooner, a longer one holds more)
-            _log.warning("reorder window and tick changed on resume", extra={
-                "lateness_s": cfg.lateness_s, "was_lateness_s": self.seq.lateness_s,
-                "tick_s": cfg.tick_s, "was_tick_s": self.seq.tick_s})
-            self.seq.lateness_s, self.seq.tick_s = cfg.lateness_s, cfg.tick_s
-        if not isinstance(self.seq._pending, deque):  # an older format: a heap
-            self.seq._pending = deque(sorted(self.seq._pending))
-        if self.seq._pending and len(self.seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
-            self.seq._pending = deque((src, raw, rec, at)
-                                      for at, _, rec, raw, src in self.seq._pending)
-        self.seq.learn_anchors(cfg.anchors)
+        # the reorder window, tick, anchors, shards and rulebook are this run's, never
+        # the snapshot's (the watermark never goes back: a shorter window releases
+        # sooner, a longer one holds more)
+        if resume:
+            self.seq = thaw_sequence(resume, lateness_s=cfg.lateness_s, tick_s=cfg.tick_s,
+                                     book=cfg.rulebook(), anchors=cfg.anchors,
+                                     shards=cfg.shards)
+        else:
+            self.seq = Sequencer(lateness_s=cfg.lateness_s, tick_s=cfg.tick_s)
+            self.seq.learn_anchors(cfg.anchors)
+            self.seq.configure(cfg.rulebook())
         self.applied = cfg.book.digest
-        self.seq.configure(cfg.rulebook())
         self.late_counted = dict(self.seq.late_by_kind)  # already in the metric
         self.reported = -INF  # the watermark last told the frontier step
         self.idle = False  # the frontier step was told this shard's input is idle
@@ -251,9 +231,10 @@ class SequenceLogic(StatefulBatchLogic):
         return out, False
 
     def snapshot(self) -> bytes | None:
-        if self.cfg.durable:
-            metrics.SNAPSHOT_TIMESTAMP.set(time.time())
-        return _snapshot(self.seq, self.cfg.durable)
+        if not self.cfg.durable:
+            return None
+        metrics.SNAPSHOT_TIMESTAMP.set(time.time())
+        return freeze_sequence(self.seq)
 
 
 class SiteLogic(StatefulBatchLogic):
@@ -281,10 +262,9 @@ class SiteLogic(StatefulBatchLogic):
         self.site: SiteCorrelator | None = None
         self.merge = ShardMerge(cfg.shards) if cfg.shards > 1 else None
         if resume:
-            self.site, pending, merge = _thaw_site(resume, cfg.book)
+            self.site, pending, self.merge = thaw_site(
+                resume, book=cfg.rulebook(), detect=cfg.models, shards=cfg.shards)
             self.outbox = [(-1, v) for v in pending]  # decided before the snapshot
-            if merge is not None:
-                self.merge = merge
 
     def _release(self, frontier: float) -> list:
         """Verdicts decided in an earlier epoch, and those about a time before the
@@ -341,7 +321,7 @@ class SiteLogic(StatefulBatchLogic):
         self.epoch += 1
         if not self.cfg.durable:
             return None
-        return _freeze_site(self.site, [v for _, v in self.outbox], self.merge)
+        return freeze_site(self.site, [v for _, v in self.outbox], self.merge)
 
 
 class FrontierLogic(StatefulBatchLogic):
@@ -355,10 +335,10 @@ class FrontierLogic(StatefulBatchLogic):
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.tracker: FrontierTracker = (safe_pickle.load_state(resume) if resume else (
-            FrontierTracker(shards=cfg.shards) if cfg.durable else FrontierTracker(
-                shards=cfg.shards, stages=("site", "care", "dispatch"), care_keys=_SHARD_KEYS)))
-        self.tracker.region_keys = REGION_KEYS  # (a snapshot from before the region step)
+        fresh = (FrontierTracker(shards=cfg.shards) if cfg.durable else FrontierTracker(
+            shards=cfg.shards, stages=("site", "care", "dispatch"), care_keys=_SHARD_KEYS))
+        fresh.region_keys = REGION_KEYS
+        self.tracker = thaw_frontier(resume, fresh) if resume else fresh
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         out = self.tracker.due()  # before taking: what is owed rests on earlier epochs
@@ -377,7 +357,7 @@ class FrontierLogic(StatefulBatchLogic):
 
     def snapshot(self) -> bytes | None:
         self.tracker.end_epoch()
-        return _snapshot(self.tracker, self.cfg.durable)
+        return freeze_frontier(self.tracker) if self.cfg.durable else None
 
 
 class DispatchLogic(StatefulBatchLogic):
@@ -386,7 +366,7 @@ class DispatchLogic(StatefulBatchLogic):
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
         if resume:
-            self.dispatch: Dispatcher = safe_pickle.load_state(resume)
+            self.dispatch = thaw_dispatch(resume)  # (its model goes on: state, not a warm start)
         elif cfg.propensity is not None:
             self.dispatch = Dispatcher(model=PropensityModel.warm_start(cfg.propensity))
         else:
@@ -404,7 +384,7 @@ class DispatchLogic(StatefulBatchLogic):
         return out, False
 
     def snapshot(self) -> bytes | None:
-        return _snapshot(self.dispatch, self.cfg.durable)
+        return freeze_dispatch(self.dispatch) if self.cfg.durable else None
 
 
 class RegionLogic(StatefulBatchLogic):
@@ -416,7 +396,7 @@ class RegionLogic(StatefulBatchLogic):
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        self.shard: RegionShard = safe_pickle.load_state(resume) if resume else RegionShard()
+        self.shard = thaw_region(resume) if resume else RegionShard()
 
     def _terms(self) -> tuple[int | None, float]:
         corr = self.cfg.rulebook().correlation
@@ -429,7 +409,7 @@ class RegionLogic(StatefulBatchLogic):
         return self.shard.finish(*self._terms()), False
 
     def snapshot(self) -> bytes | None:
-        return _snapshot(self.shard, self.cfg.durable)
+        return freeze_region(self.shard) if self.cfg.durable else None
 
 
 class CareLogic(StatefulBatchLogic):
@@ -451,7 +431,7 @@ class CareLogic(StatefulBatchLogic):
         self.status = status  # emit CareStatus (the flow has a care.status output)
         self.held: list = []
         if resume:
-            self.shard, self.held = _thaw_care(resume)
+            self.shard, self.held = thaw_care(resume)
         else:
             self.shard = CareShard()
 
@@ -485,12 +465,7 @@ class CareLogic(StatefulBatchLogic):
     def snapshot(self) -> bytes | None:
         if not self.cfg.durable:
             return None
-        return safe_pickle.dump_state((self.shard, self.held) if self.held else self.shard)
-
-
-def _thaw_care(blob: bytes) -> tuple[CareShard, list]:
-    state = safe_pickle.load_state(blob)
-    return state if type(state) is tuple else (state, [])
+        return freeze_care(self.shard, self.held)
 
 
 # ---- stateless steps ---------------------------------------------------------------

@@ -31,7 +31,8 @@ to do, any directory that is not exactly what an interrupted run leaves:
 * a partition whose last commit is more than :data:`MAX_COMMIT_LAG` epochs behind the
   resume epoch, or ahead of it;
 * a snapshot pickle that names anything Forewarn's state is not made of
-  (:func:`forewarn.safe_pickle.check_pickle`).
+  (:func:`forewarn.safe_pickle.check_pickle`), a state record of a stage or version this
+  Forewarn does not have, or of another stage than the step that holds it.
 """
 
 from __future__ import annotations
@@ -359,7 +360,9 @@ def _scan_snapshots(path: Path) -> int:
                             "FROM snaps WHERE ser_change IS NOT NULL")
         for rowid, step, key, epoch, blob in rows:
             try:
-                check_pickle(bytes(blob))
+                record = check_pickle(bytes(blob))
+                if record is not None and record[0] != step.rpartition(".")[2]:
+                    raise UnsafePickle(f"it holds the state record of the {record[0]} stage")
             except UnsafePickle as exc:
                 raise RecoveryStoreError(
                     f"recovery partition {path}: the snapshot of step {step!r}, key "

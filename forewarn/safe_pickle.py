@@ -33,8 +33,11 @@ classes by the old top-level modules (``dataflows.care.CareShard``): both the ch
 the loader read such a name as today's (:func:`current_name`, :data:`RENAMED_PACKAGES`),
 so a recovery store written then still resumes.
 
-A stage's snapshot is versioned bytes (:func:`dump_state`, :data:`SNAPSHOT_FORMAT`):
-``b"forewarn-state:" + bytes([format]) + pickle``; a format this Forewarn does not
+A stage's snapshot is versioned bytes (:data:`SNAPSHOT_FORMAT`): a state record,
+``b"forewarn-state:" + bytes([2]) + stage + b":" + bytes([version]) + pickle``
+(:func:`dump_record`; what a record holds: :mod:`forewarn.dataflows.records`), or, as
+written before records, ``b"forewarn-state:" + bytes([1]) + pickle`` of the stage's
+object (:func:`dump_state`). A format, stage or record version this Forewarn does not
 read is refused at the start, not met by a failing unpickle in a worker.
 """
 
@@ -59,8 +62,10 @@ __all__ = [
     "allowed_globals",
     "check_pickle",
     "current_name",
+    "dump_record",
     "dump_state",
     "load_state",
+    "read_record",
     "loads",
 ]
 
@@ -171,12 +176,13 @@ _REFUSED = {"EXT1": "an extension code", "EXT2": "an extension code",
             "READONLY_BUFFER": "an out-of-band buffer"}
 
 
-def check_pickle(data: bytes, _depth: int = 0) -> None:
+def check_pickle(data: bytes, _depth: int = 0) -> tuple[str, int] | None:
     """Raise :class:`UnsafePickle` unless ``data`` only names allowed globals (nothing runs).
 
     A pickle whose value is bytes (Forewarn's snapshots: Bytewax pickles the bytes
     Forewarn pickled) has those bytes checked too, and so has the argument of an
-    allowed method (the propensity model's pipeline).
+    allowed method (the propensity model's pipeline). Returns the stage and version
+    of the state record those bytes are (:func:`dump_record`), if they are one.
 
     >>> check_pickle(pickle.dumps({"a": [1, 2.5, "x"]}))
     >>> check_pickle(b"cos\\nsystem\\n(S'true'\\ntR.")
@@ -299,6 +305,9 @@ def check_pickle(data: bytes, _depth: int = 0) -> None:
         inner = _state_pickle(stack[0].value)
         if inner is not None:
             _nested(inner, _depth, "the state it holds")
+            header = _record_header(stack[0].value)
+            return None if header is None else header[:2]
+    return None
 
 
 def _ops(data: bytes) -> Iterator[tuple[pickletools.OpcodeInfo, Any]]:
@@ -390,20 +399,36 @@ def _looks_like_pickle(data: bytes) -> bool:
 
 # ---- Forewarn's snapshot format --------------------------------------------------------
 
-#: Version of what a stage's ``snapshot()`` returns: :data:`_MAGIC`, this number as one
-#: byte, then a pickle of the stage's state object. Snapshots without the header (written
-#: before it existed) are that pickle alone, and still load.
-SNAPSHOT_FORMAT = 1
+#: Version of what a stage's ``snapshot()`` returns, after :data:`_MAGIC` as one byte.
+#: Format 2 (:func:`dump_record`): the stage's name, ``b":"``, the version of that stage's
+#: record as one byte, then a pickle of the record's data (a dict of the state's fields:
+#: :mod:`forewarn.dataflows.records`). Format 1 (:func:`dump_state`): a pickle of the
+#: stage's live object, as stages wrote before records; snapshots without the header
+#: (written before it existed) are that pickle alone. All three still load.
+SNAPSHOT_FORMAT = 2
+_OBJECT_FORMAT = 1
 _MAGIC = b"forewarn-state:"
+_MAX_STAGE = 32  # bytes of a stage's name in a record's header
 
 
 def dump_state(state: Any) -> bytes:
-    """A stage's state as snapshot bytes (format :data:`SNAPSHOT_FORMAT`).
+    """An object as snapshot bytes of format 1 (a pickle of the object itself; the
+    stages write records instead, :func:`dump_record`).
 
     >>> dump_state({"a": 1})[:16]
     b'forewarn-state:\\x01'
     """
-    return _MAGIC + bytes([SNAPSHOT_FORMAT]) + pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+    return _MAGIC + bytes([_OBJECT_FORMAT]) + pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+
+
+def dump_record(stage: str, version: int, data: Any) -> bytes:
+    """A stage's state record as snapshot bytes (format :data:`SNAPSHOT_FORMAT`).
+
+    >>> dump_record("care", 2, {"subscribers": {}})[:22]
+    b'forewarn-state:\\x02care:\\x02'
+    """
+    return (_MAGIC + bytes([SNAPSHOT_FORMAT]) + stage.encode("ascii") + b":" + bytes([version])
+            + pickle.dumps(data, pickle.HIGHEST_PROTOCOL))
 
 
 def load_state(blob: bytes) -> Any:
@@ -412,21 +437,69 @@ def load_state(blob: bytes) -> Any:
     >>> load_state(dump_state({"a": (1, 2)}))
     {'a': (1, 2)}
     """
+    stage, _version, value = read_record(blob)
+    if stage is not None:
+        raise UnsafePickle(f"it is a record of the {stage} stage, not a pickled object")
+    return value
+
+
+def read_record(blob: bytes) -> tuple[str | None, int, Any]:
+    """``(stage, version, data)`` of :func:`dump_record`'s bytes; ``(None, 1, object)`` of
+    format 1 or a bare pickle (the stage's live object), read with :func:`loads`.
+
+    >>> read_record(dump_record("region", 2, {"held": []}))
+    ('region', 2, {'held': []})
+    >>> read_record(dump_state([1]))
+    (None, 1, [1])
+    """
+    header = _record_header(blob)
     inner = _state_pickle(blob)
     if inner is None:
         raise UnsafePickle("not a Forewarn state snapshot")
-    return loads(inner)
+    if header is None:
+        return None, 1, loads(inner)
+    return header[0], header[1], loads(inner)
+
+
+def _record_header(blob: bytes) -> tuple[str, int, int] | None:
+    """``(stage, version, where its pickle starts)`` of a record's bytes; None for any
+    other bytes; UnsafePickle for a record header that is not one Forewarn writes."""
+    start = len(_MAGIC) + 1
+    if not blob.startswith(_MAGIC) or blob[start - 1:start] != bytes([SNAPSHOT_FORMAT]):
+        return None
+    end = blob.find(b":", start, start + _MAX_STAGE + 1)
+    name = blob[start:end]
+    if end < 0 or end + 1 >= len(blob) or not name.isascii() or not name.isalpha():
+        raise UnsafePickle("its state record header names no stage")
+    return name.decode("ascii"), blob[end + 1], end + 2
 
 
 def _state_pickle(blob: bytes) -> bytes | None:
     """The pickle inside snapshot bytes; None if they are not a snapshot; UnsafePickle
-    for a format this Forewarn does not read."""
+    for a format this Forewarn does not read (a snapshot format, a stage, a version of
+    a stage's record)."""
     if blob.startswith(_MAGIC):
         version = blob[len(_MAGIC)] if len(blob) > len(_MAGIC) else None
+        if version == _OBJECT_FORMAT:
+            return blob[len(_MAGIC) + 1:]
         if version != SNAPSHOT_FORMAT:
             raise UnsafePickle(f"it is state snapshot format {version}; this Forewarn reads "
-                               f"format {SNAPSHOT_FORMAT} (a different version wrote it)")
-        return blob[len(_MAGIC) + 1:]
+                               f"formats {_OBJECT_FORMAT} to {SNAPSHOT_FORMAT} (a different "
+                               f"version wrote it)")
+        header = _record_header(blob)
+        assert header is not None
+        stage, version, start = header
+        from forewarn.dataflows.records import FORMATS  # (it imports the stages)
+
+        known = FORMATS.get(stage)
+        if known is None:
+            raise UnsafePickle(f"it is a record of a stage named {stage!r}, which this "
+                               f"Forewarn has none of")
+        if not 2 <= version <= known.version:
+            raise UnsafePickle(f"it is version {version} of the {stage} stage's record; this "
+                               f"Forewarn reads versions up to {known.version} (a different "
+                               f"version wrote it)")
+        return blob[start:]
     return blob if _looks_like_pickle(blob) else None
 
 

@@ -3,13 +3,17 @@ stage restored from them must still do (`tests/test_snapshot_fixtures.py`).
 
 A recovery directory outlives the code that wrote it: a class that gains, loses or renames
 a field must still read every format written before. These files are that promise kept
-on record: `python -m tests.snapshot_fixtures` writes the set of the current
-:data:`forewarn.safe_pickle.SNAPSHOT_FORMAT` (once per format; a set already written is
-never rewritten), and the test reads every set with today's code.
+on record: `python -m tests.snapshot_fixtures` writes the set of the current formats
+(:func:`set_name`: the snapshot format and every stage's record version; once per set,
+a set already written is never rewritten), and the test reads every set with today's
+code.
 
 The state is the pure stages' after the first half of a small simulated network: the
-sequencer and every site (as the flow freezes them, without their rulebook), a care
-shard fed the sites' verdicts, and dispatch fed the actions.
+sequencer and every site (as the flow freezes them: records without configuration), a
+care shard fed the sites' verdicts, dispatch fed the actions, a region shard fed the
+sites' incidents and the frontier step fed the sequencer's progress (the last two from
+the set ``v2`` on). The set ``v1`` holds the stages' objects pickled whole (snapshot
+format 1), what the flow wrote before records.
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from forewarn.dataflows import records
 from forewarn.dataflows.care import CareShard, care_order
 from forewarn.dataflows.dispatch import Dispatcher
-from forewarn.dataflows.flow import _decode_batch, _freeze_site
-from forewarn.dataflows.messages import Frontier
+from forewarn.dataflows.flow import _decode_batch
+from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.messages import Frontier, Progress
+from forewarn.dataflows.region import REGION_KEYS, RegionShard
 from forewarn.dataflows.sequencer import Routes, Sequencer
 from forewarn.dataflows.site import SiteCorrelator
 from forewarn.rules.rulebook import load_rulebook
-from forewarn.safe_pickle import SNAPSHOT_FORMAT, dump_state
+from forewarn.safe_pickle import SNAPSHOT_FORMAT
 from forewarn.simulator import ScenarioConfig, simulate
 
 ROOT = Path(__file__).parent / "fixtures" / "snapshots"
@@ -46,8 +53,12 @@ class Stages:
         self.sites: dict[str, SiteCorrelator] = {}
         self.care = CareShard()
         self.dispatch = Dispatcher()
+        self.region = RegionShard()
+        self.frontier = FrontierTracker(region_keys=REGION_KEYS)
         self.incidents: list = []
         self.actions: list = []
+        self.grouped: list = []  # the region shard's outputs
+        self.frontiers: list = []  # the frontier step's
 
     def feed(self, part: list[bytes], end: bool = False) -> None:
         for i in range(0, len(part), BATCH):
@@ -61,29 +72,68 @@ class Stages:
 
     def _route(self, routes: Routes) -> None:
         to_care = [m for box in routes.cares.values() for m in box]
+        incidents: list = []
         for site_id, msgs in routes.sites.items():
             site = self.sites.get(site_id)
             if site is None:
                 site = self.sites[site_id] = SiteCorrelator(site_id, self.book)
             for tag, item in site.handle_batch(msgs):
-                (to_care if tag == "care" else self.incidents).append(item)
+                (to_care if tag == "care" else incidents).append(item)
+        self.incidents += incidents
         out = self.care.handle_batch(sorted(to_care, key=care_order), self.book)
         self.actions += self.dispatch.take(out + [Frontier(float("inf"))], self.book)
+        mark = self.seq.watermark if self.seq.watermark is not None else float("-inf")
+        corr = self.book.correlation
+        self.grouped += self.region.take(incidents + [Frontier(mark)], corr.storm_sites,
+                                         corr.storm_window_s)
+        self.frontiers += self.frontier.due()
+        self.frontier.take(Progress(0, mark, tuple(routes.sites)))
+        self.frontier.end_epoch()
 
     def snapshots(self) -> dict[str, bytes]:
-        snaps = {"sequencer": dump_state(self.seq), "care": dump_state(self.care),
-                 "dispatch": dump_state(self.dispatch)}
+        snaps = {"sequencer": records.freeze_sequence(self.seq),
+                 "care": records.freeze_care(self.care, []),
+                 "dispatch": records.freeze_dispatch(self.dispatch),
+                 "region": records.freeze_region(self.region),
+                 "frontier": records.freeze_frontier(self.frontier)}
         for site_id, site in sorted(self.sites.items()):
-            snaps[f"site-{site_id}"] = _freeze_site(site, [])
+            snaps[f"site-{site_id}"] = records.freeze_site(site, [])
         return snaps
+
+    def restore(self, where: Path) -> None:
+        """Take the stages' state from a set's files (as the flow resumes them)."""
+        def blob(name: str) -> bytes:
+            return (where / f"{name}.bin").read_bytes()
+
+        self.seq = records.thaw_sequence(blob("sequencer"), lateness_s=0.0, tick_s=15.0,
+                                         book=self.book)
+        self.care, held = records.thaw_care(blob("care"))
+        assert held == []
+        self.dispatch = records.thaw_dispatch(blob("dispatch"))
+        if (where / "region.bin").exists():
+            self.region = records.thaw_region(blob("region"))
+            self.frontier = records.thaw_frontier(
+                blob("frontier"), FrontierTracker(region_keys=REGION_KEYS))
+        for f in sorted(where.glob("site-*.bin")):
+            site, pending, merge = records.thaw_site(f.read_bytes(), book=self.book)
+            assert site is not None and pending == [] and merge is None
+            self.sites[site.site_id] = site
+
+
+def set_name() -> str:
+    """The set of the current formats: ``v<snapshot format>``, then ``-<stage><version>``
+    for each stage whose record moved past its first version as a record (2)."""
+    moved = "".join(f"-{stage}{f.version}" for stage, f in sorted(records.FORMATS.items())
+                    if f.version > 2)
+    return f"v{SNAPSHOT_FORMAT}{moved}"
 
 
 def write(root: Path = ROOT) -> Path:
-    """Write the current format's set, unless it exists."""
-    where = root / f"v{SNAPSHOT_FORMAT}"
+    """Write the current formats' set, unless it exists."""
+    where = root / set_name()
     if where.exists():
-        raise SystemExit(f"{where} exists: a format's snapshots are never rewritten (bump "
-                         "forewarn.safe_pickle.SNAPSHOT_FORMAT for a new format)")
+        raise SystemExit(f"{where} exists: a format's snapshots are never rewritten (a new "
+                         "set comes with a new version of a stage's record)")
     stream = lines()
     stages = Stages()
     stages.feed(stream[:len(stream) // 2])

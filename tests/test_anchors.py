@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from forewarn import safe_pickle
+from forewarn.dataflows import records
 from forewarn.dataflows.anchors import (
     CAP_MIN,
     MAX_GAP_S,
@@ -23,6 +23,7 @@ from forewarn.dataflows.anchors import (
 )
 from forewarn.dataflows.sequencer import Routes, Sequencer
 from forewarn.model import Cell, Location
+from forewarn.rules.rulebook import load_rulebook
 
 MONDAY = 1795392000.0  # 2026-11-23T00:00:00Z, a Monday
 HOUR = 3600.0
@@ -175,7 +176,8 @@ def test_the_sequencer_learns_from_the_positions_it_releases_and_snapshots_them(
     seq.finish(out)
     assert seq.anchors is not None and seq.nearby.anchors is seq.anchors
     assert seq.anchors.table() == {"U1": ("S1", None), "U2": ("S2", None)}
-    back = safe_pickle.load_state(safe_pickle.dump_state(seq))
+    back = records.thaw_sequence(records.freeze_sequence(seq), lateness_s=seq.lateness_s,
+                                 tick_s=seq.tick_s, book=load_rulebook())
     assert back.anchors.table() == seq.anchors.table()
     assert back.nearby.anchors is back.anchors  # still one object: the watch reads it
     seq.learn_anchors(False)

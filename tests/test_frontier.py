@@ -10,7 +10,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forewarn import safe_pickle
+from forewarn.dataflows import records
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.flow import _SHARD_KEYS, FlowConfig, FrontierLogic, SiteLogic
 from forewarn.dataflows.frontier import FrontierTracker
@@ -131,7 +131,7 @@ def test_the_tracker_survives_a_snapshot():
     f = FrontierTracker(shards=2)
     f.take(Progress(0, 100.0, ("S1",)))
     f.end_epoch()
-    back = safe_pickle.load_state(safe_pickle.dump_state(f))
+    back = records.thaw_frontier(records.freeze_frontier(f), FrontierTracker(shards=2))
     assert back == f
 
 

@@ -21,8 +21,9 @@ import orjson
 import pytest
 
 from forewarn.connectors.kafka_publish import Topics, publish_lines
+from forewarn.dataflows import records as state_records
 from forewarn.recovery_store import RecoveryStoreError, check_store, wal_lost_commits
-from forewarn.safe_pickle import UnsafePickle, check_pickle, load_state, loads
+from forewarn.safe_pickle import UnsafePickle, check_pickle, loads
 from tests.kafka_flow_helpers import (
     expected,
     flow_cmd,
@@ -282,11 +283,12 @@ def test_real_snapshots_pass_the_pickle_check(killed_store: Store) -> None:
         conn = sqlite3.connect(f"file:{part}?mode=ro", uri=True)
         for step, blob in conn.execute("SELECT step_id, ser_change FROM snaps "
                                        "WHERE ser_change IS NOT NULL"):
-            check_pickle(blob)
+            record = check_pickle(blob)
             value = pickle.loads(blob)  # trusted here: written by this test's own run
-            if step != "forewarn.input":  # a stage's state: versioned bytes
-                assert value.startswith(b"forewarn-state:\x01"), value[:20]
-                load_state(value)
+            if step != "forewarn.input":  # a stage's state: a versioned record
+                stage = step.rpartition(".")[2]
+                assert record == (stage, state_records.FORMATS[stage].version), value[:30]
+                state_records.load(stage, value)
             steps.add(step)
         conn.close()
     assert {"forewarn.sequence", "forewarn.site", "forewarn.care", "forewarn.dispatch",
@@ -313,6 +315,11 @@ def _hostile() -> Iterator[tuple[str, bytes]]:
     yield "in a state snapshot", pickle.dumps(
         b"forewarn-state:\x01" + pickle.dumps(_Reduce(os.system, ("true",))))
     yield "unknown state format", pickle.dumps(b"forewarn-state:\x09" + pickle.dumps(1))
+    yield "in a state record", pickle.dumps(
+        b"forewarn-state:\x02care:\x02" + pickle.dumps(_Reduce(os.system, ("true",))))
+    yield "unknown stage", pickle.dumps(b"forewarn-state:\x02nosuch:\x02" + pickle.dumps({}))
+    yield "newer record version", pickle.dumps(b"forewarn-state:\x02care:\x7f"
+                                               + pickle.dumps({}))
     yield "truncated", pickle.dumps({"a": 1})[:-1]
 
 

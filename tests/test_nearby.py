@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from forewarn import safe_pickle
+from forewarn.dataflows import records
 from forewarn.dataflows.heard import Heard
 from forewarn.dataflows.messages import Near, Watch
 from forewarn.dataflows.nearby import MAX_WATCH_S, MAX_WATCHES, NearbyWatch, Surroundings
@@ -209,7 +210,8 @@ def test_the_watch_follows_who_is_around_and_ends_after_the_restoration():
                                   Near("U1", FAR, 220.0, near=False, sent=220.0)]
     assert seq.nearby.nearest("S1", NEAREST) == tuple(f"S{i}" for i in range(2, NEAREST + 2))
     # a snapshot carries the watch
-    again = safe_pickle.load_state(safe_pickle.dump_state(seq))
+    again = records.thaw_sequence(records.freeze_sequence(seq), lateness_s=seq.lateness_s,
+                                  tick_s=seq.tick_s, book=load_rulebook())
     assert again.nearby.followed == {"U3": "S1"}  # U1 went far away: let go
     cleared = Alarm("A1", 300.0, "cleared", "transmitterFailure", site_id="S1")
     reappear = load_rulebook().correlation.reappear_s

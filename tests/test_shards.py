@@ -427,11 +427,13 @@ def test_a_shard_source_is_its_name_and_survives_pickling():
 
 
 def test_a_merge_survives_a_snapshot_and_goes_on_where_it_was():
-    from forewarn import safe_pickle
+    from forewarn.dataflows import records
 
     m = ShardMerge(2)
     m.take(ShardBatch(0, 30.0, [("U0", "C1", 20.0, None), ("U0", "C1", 30.0, None)]))
-    back = safe_pickle.load_state(safe_pickle.dump_state(m))
+    _, _, back = records.thaw_site(records.freeze_site(None, [], m), book=load_rulebook(),
+                                   shards=2)
+    assert back is not None
     assert (back.shards, list(back.queues), back.last, back.floor) == (
         2, [deque([(20.0, ("U0", "C1", 20.0, None)), (30.0, ("U0", "C1", 30.0, None))]),
             deque()], [30.0, -INF], [30.0, -INF])

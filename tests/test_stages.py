@@ -320,9 +320,11 @@ def test_state_with_care_position_history_loads():
     (``SubscriberCare.seen``), sites had no ``away`` map and the sequencer no latest sites
     (bare pickles without the format header, and format 1) still load: care's position
     history is dropped, the site's away map and the sequencer's latest sites start empty."""
+    import copy
     import pickle
 
-    from forewarn.dataflows.flow import FlowConfig, SequenceLogic, _freeze_site, _thaw_site
+    from forewarn.dataflows.flow import FlowConfig, SequenceLogic
+    from forewarn.dataflows.records import thaw_site
 
     old = SubscriberCare.__new__(SubscriberCare)  # as pickle rebuilds one of an older format
     old.__setstate__((None, {"profile": None, "complaints": 2, "notified": None,
@@ -335,12 +337,15 @@ def test_state_with_care_position_history_loads():
     s = site()
     s.handle(position("U1", "C1", T0, "r"))
     del s.away  # a SiteCorrelator of an older format has no such slot
-    thawed, _, _ = _thaw_site(_freeze_site(s, []), BOOK)
+    frozen = copy.copy(s)
+    frozen.book = None  # as format 1 kept a site: pickled whole, without its rulebook
+    thawed, _, _ = thaw_site(safe_pickle.dump_state((frozen, [])), book=BOOK)
     assert thawed.away == {} and "U1" in thawed.members
 
     seq = seq_with_topology()
     del seq.heard  # a Sequencer of an older format, without latest sites
     logic = SequenceLogic(FlowConfig(book=BOOK), pickle.dumps(seq))  # no format header
+    logic.seq.warmup = 1  # (configuration, as the snapshot's was: not kept in a record)
     out, _ = logic.on_batch([decoded(Location("U", "C1", T0), Location("U", "D1", T0 + 5))])
     sites = dict(out[0][1])
     assert sites["S1"][1][-1] == Left("U", T0 + 5)

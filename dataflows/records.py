@@ -1,0 +1,374 @@
+"""Each stage's snapshot: a small versioned record of its state, never its configuration.
+
+A record is ``(stage, version, data)``: the flow step that keeps the state (``sequence``,
+``site``, ``frontier``, ``region``, ``care``, ``dispatch``), the version of that stage's
+record format, and ``data``, a dict of the state's own fields. What a stage is *given*
+is not in it: the run's configuration (``FlowConfig``: the rulebook, ``--lateness``, the
+tick, the input shard count, whether models run and anchors are learnt, recovery on or
+off) and what is derived from it. A resumed stage is rebuilt from its record plus the
+configuration of the run that resumes it, so the command line always wins. Snapshot
+bytes are :func:`forewarn.safe_pickle.dump_record`'s: the header names the stage and its
+version, and the data is a pickle that names only Forewarn's state classes (nested
+objects such as a site's open incidents, a sequencer's rows, a care state, stay objects
+of those classes, each restoring older versions of itself with
+:func:`~forewarn.dataflows.state.restore_fields`).
+
+Per stage, one function builds the record from the live object (``freeze_<stage>``),
+one rebuilds the live object from a record and the current configuration
+(``thaw_<stage>``), and :data:`FORMATS` holds the stage's current version with its chain
+of upgrades, one step per version (``steps[n - 1]`` takes version ``n`` to ``n + 1``).
+Version 1 of every stage is the format the stages wrote before records: the live object
+pickled whole (snapshot format 1, or a bare pickle), which its first step turns into a
+record. ``docs/layout.md`` (section "Snapshots") says how to change a record;
+``tests/test_snapshot_fixtures.py`` reads a checked-in snapshot of every format.
+
+>>> from forewarn.dataflows.region import RegionShard
+>>> blob = freeze_region(RegionShard(frontier=60.0))
+>>> blob[:24]
+b'forewarn-state:\\x02region:\\x02'
+>>> thaw_region(blob).frontier
+60.0
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from forewarn.dataflows.anchors import Anchors
+from forewarn.dataflows.care import CareShard
+from forewarn.dataflows.dispatch import Dispatcher
+from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.merge import ShardMerge
+from forewarn.dataflows.region import RegionShard
+from forewarn.dataflows.sequencer import Sequencer
+from forewarn.dataflows.site import SiteCorrelator
+from forewarn.rules.rulebook import Rulebook
+from forewarn.safe_pickle import UnsafePickle, dump_record, read_record
+
+__all__ = [
+    "FORMATS",
+    "StageFormat",
+    "freeze_care",
+    "freeze_dispatch",
+    "freeze_frontier",
+    "freeze_region",
+    "freeze_sequence",
+    "freeze_site",
+    "load",
+    "thaw_care",
+    "thaw_dispatch",
+    "thaw_frontier",
+    "thaw_region",
+    "thaw_sequence",
+    "thaw_site",
+]
+
+
+@dataclass(frozen=True)
+class StageFormat:
+    """A stage's record: the fields its data may hold (``inner``: those of a field that
+    is a dict of fields itself), and the upgrades from every older version
+    (``steps[n - 1]``: version ``n`` to ``n + 1``); its current version is one more
+    than the number of steps."""
+
+    stage: str
+    fields: frozenset[str]
+    steps: tuple[Callable[[Any], dict], ...]
+    inner: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    @property
+    def version(self) -> int:
+        return len(self.steps) + 1
+
+    @property
+    def shape(self) -> frozenset[str]:
+        """Every field name, an inner one as ``field.name``: what a version stands for."""
+        return self.fields | {f"{outer}.{name}" for outer, names in self.inner
+                              for name in names}
+
+    def upgrade(self, version: int, data: Any) -> dict:
+        """``data`` of ``version`` as the current version's (the chain of steps)."""
+        if not 1 <= version <= self.version:
+            raise UnsafePickle(f"it is version {version} of the {self.stage} stage's record; "
+                               f"this Forewarn reads versions 1 to {self.version}")
+        for step in self.steps[version - 1:]:
+            data = step(data)
+        if type(data) is not dict:
+            raise UnsafePickle(f"the {self.stage} stage's record holds a "
+                               f"{type(data).__name__}, not a dict of fields")
+        unknown = sorted(str(k) for k in data if k not in self.fields)
+        if unknown:
+            raise UnsafePickle(f"the {self.stage} stage's record (version {self.version}) "
+                               f"holds fields it does not have: {', '.join(unknown)}")
+        return data
+
+
+def load(stage: str, blob: bytes) -> dict:
+    """The current version's data of ``stage``'s snapshot bytes (of any version)."""
+    found, version, data = read_record(blob)
+    if found is None:  # snapshot format 1 or older: the live object, this stage's version 1
+        found, version = stage, 1
+    if found != stage:
+        raise UnsafePickle(f"it is a snapshot of the {found} stage, not of the {stage} stage")
+    return FORMATS[stage].upgrade(version, data)
+
+
+def _dump(stage: str, data: dict) -> bytes:
+    return dump_record(stage, FORMATS[stage].version, data)
+
+
+def _state_fields(cls: type, given: tuple[str, ...]) -> tuple[str, ...]:
+    """A dataclass's fields but those it is given (configuration, derived values)."""
+    return tuple(f.name for f in fields(cls) if f.name not in given)
+
+
+def _fields_of(obj: Any, names: tuple[str, ...]) -> dict:
+    """``obj``'s values of ``names`` (a slot an older object lacks is left out: the
+    rebuilt object keeps its default)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = getattr(obj, name)
+        except AttributeError:
+            continue
+    return out
+
+
+def _fill(obj: Any, data: dict, names: tuple[str, ...], what: str) -> None:
+    """Set ``obj``'s fields from ``data`` (only ``names``; others keep their defaults)."""
+    for name, value in data.items():
+        if name not in names:
+            raise UnsafePickle(f"the {what} in the snapshot holds a field {name!r} it does "
+                               f"not have")
+        setattr(obj, name, value)
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind):
+        raise UnsafePickle(f"the {what} in the snapshot is a {type(value).__name__}")
+    return value
+
+
+# ---- sequence: the sequencer ------------------------------------------------------------
+# Given: lateness_s, tick_s (command line), warmup and ahead_s (code constants), near_cfg
+# (from the rulebook), shards (command line), whether anchors are learnt (command line).
+# Kept: the rest; ``anchors``: the learnt anchors' own count (their bits are in
+# ``heard``'s rows) or None when not learnt; ``shard``: which input shard this is, None
+# until a batch says (one shard).
+
+_SEQUENCE_GIVEN = ("lateness_s", "tick_s", "warmup", "ahead_s", "near_cfg", "shards")
+_SEQUENCE_OWN = _state_fields(Sequencer, _SEQUENCE_GIVEN + ("shard", "anchors"))
+
+
+def _sequence_data(seq: Sequencer) -> dict:
+    data = _fields_of(seq, _SEQUENCE_OWN)
+    nearby = data.get("nearby")
+    if nearby is not None and nearby.anchors is not None:  # (the anchors: given back)
+        nearby = data["nearby"] = copy.copy(nearby)
+        nearby.anchors = None
+    data["anchors"] = None if seq.anchors is None else seq.anchors.unplaced
+    data["shard"] = seq.shard if seq.shards > 1 else None
+    return data
+
+
+def freeze_sequence(seq: Sequencer) -> bytes:
+    return _dump("sequence", _sequence_data(seq))
+
+
+def thaw_sequence(blob: bytes, *, lateness_s: float, tick_s: float, book: Rulebook,
+                  anchors: bool = True, shards: int = 1) -> Sequencer:
+    data = dict(load("sequence", blob))
+    unplaced, shard = data.pop("anchors", None), data.pop("shard", None)
+    seq = Sequencer(lateness_s=lateness_s, tick_s=tick_s)
+    _fill(seq, data, _SEQUENCE_OWN, "sequencer")
+    seq.anchors = (None if unplaced is None
+                   else Anchors(seq.heard, _expect(unplaced, int, "anchors' count")))
+    seq._share()
+    seq.learn_anchors(anchors)
+    if shard is not None and shards > 1:
+        seq.shard, seq.shards = _expect(shard, int, "input shard"), shards
+        seq.nearby.announce = shard == 0
+    seq.configure(book)
+    return seq
+
+
+def _sequence_v1(seq: Any) -> dict:
+    """Version 1: the Sequencer pickled whole (older layouts of its reorder buffer too)."""
+    seq = _expect(seq, Sequencer, "sequencer")
+    if not isinstance(seq._pending, deque):  # a heap
+        seq._pending = deque(sorted(seq._pending))
+    if seq._pending and len(seq._pending[0]) == 5:  # (at, seq, rec, raw, source)
+        seq._pending = deque((src, raw, rec, at) for at, _, rec, raw, src in seq._pending)
+    return _sequence_data(seq)
+
+
+# ---- site: a site's correlator, its unreleased verdicts, its shards' unmerged messages ---
+# Given: the rulebook, whether the detectors run (FlowConfig.models), the input shard count.
+# Kept: ``site`` (the correlator's own fields, None before its first message),
+# ``outbox`` (verdicts decided, not released), ``merge`` (per input shard: messages not
+# applied, the latest's key, the floor; None with one shard).
+
+_SITE_OWN = _state_fields(SiteCorrelator, ("book", "detect"))
+_MERGE_OWN = ("queues", "last", "floor")
+
+
+def freeze_site(site: SiteCorrelator | None, outbox: list,
+                merge: ShardMerge | None = None) -> bytes:
+    return _dump("site", _site_data(site, outbox, merge))
+
+
+def _site_data(site: SiteCorrelator | None, outbox: list, merge: ShardMerge | None) -> dict:
+    data: dict = {"site": None if site is None else _fields_of(site, _SITE_OWN),
+                  "outbox": outbox}
+    if merge is not None:
+        data["merge"] = [merge.queues, merge.last, merge.floor]
+    return data
+
+
+def thaw_site(blob: bytes, *, book: Rulebook, detect: bool = True, shards: int = 1
+              ) -> tuple[SiteCorrelator | None, list, ShardMerge | None]:
+    """The correlator (None: none yet), its outbox and its shards' merge."""
+    data = load("site", blob)
+    own = data.get("site")
+    site = None
+    if own is not None:
+        own = _expect(own, dict, "site")
+        site = SiteCorrelator(site_id=_expect(own.get("site_id"), str, "site id"), book=book,
+                              detect=detect)
+        _fill(site, own, _SITE_OWN, "site")
+    merge = ShardMerge(shards) if shards > 1 else None
+    saved = data.get("merge")
+    if saved is not None:
+        queues, last, floor = _expect(saved, (list, tuple), "shards' merge")
+        if merge is None or len(queues) != shards:
+            raise UnsafePickle(f"the site's merge in the snapshot is of {len(queues)} input "
+                               f"shards; this run has {shards}")
+        merge.queues, merge.last, merge.floor = list(queues), list(last), list(floor)
+    return site, list(_expect(data.get("outbox", []), list, "site's outbox")), merge
+
+
+def _site_v1(old: Any) -> dict:
+    """Version 1: ``(site, pending)`` or ``(site, pending, merge)``, the site pickled
+    whole without its rulebook."""
+    site, pending, *rest = _expect(old, tuple, "site")
+    merge = rest[0] if rest else None
+    return _site_data(None if site is None else _expect(site, SiteCorrelator, "site"),
+                      list(pending), None if merge is None else _expect(merge, ShardMerge,
+                                                                        "shards' merge"))
+
+
+# ---- frontier: the frontier step ----------------------------------------------------------
+# Given: the shard count (command line) and who hears of a frontier (from recovery on or
+# off: stages, care keys; the region keys). Kept: the shards' progress and what is owed.
+
+_FRONTIER_GIVEN = ("shards", "stages", "care_keys", "region_keys")
+_FRONTIER_OWN = _state_fields(FrontierTracker, _FRONTIER_GIVEN)
+
+
+def freeze_frontier(tracker: FrontierTracker) -> bytes:
+    return _dump("frontier", _fields_of(tracker, _FRONTIER_OWN))
+
+
+def thaw_frontier(blob: bytes, fresh: FrontierTracker) -> FrontierTracker:
+    """``fresh``: the tracker this run would start with (its configuration)."""
+    data = load("frontier", blob)
+    _fill(fresh, data, _FRONTIER_OWN, "frontier")
+    if len(fresh.owed) != len(fresh.stages):
+        raise UnsafePickle(f"the frontier in the snapshot owes {len(fresh.owed)} stages; "
+                           f"this run has {len(fresh.stages)} ({', '.join(fresh.stages)})")
+    return fresh
+
+
+def _frontier_v1(tracker: Any) -> dict:
+    """Version 1: the FrontierTracker pickled whole."""
+    return _fields_of(_expect(tracker, FrontierTracker, "frontier"), _FRONTIER_OWN)
+
+
+# ---- region: a region key's grouping ----------------------------------------------------------
+# Given: the storm terms (the rulebook's, at each call). Kept: every field.
+
+_REGION_OWN = _state_fields(RegionShard, ())
+
+
+def freeze_region(shard: RegionShard) -> bytes:
+    return _dump("region", _fields_of(shard, _REGION_OWN))
+
+
+def thaw_region(blob: bytes) -> RegionShard:
+    shard = RegionShard()
+    _fill(shard, load("region", blob), _REGION_OWN, "region")
+    return shard
+
+
+def _region_v1(shard: Any) -> dict:
+    """Version 1: the RegionShard pickled whole."""
+    return _fields_of(_expect(shard, RegionShard, "region"), _REGION_OWN)
+
+
+# ---- care: a care key's subscribers --------------------------------------------------------
+# Given: the rulebook (at each call). Kept: ``subscribers`` (id -> care state or profile
+# tuple), ``held`` (messages waiting for a frontier; left out when none).
+
+
+def freeze_care(shard: CareShard, held: list) -> bytes:
+    data: dict = {"subscribers": shard.subscribers}
+    if held:
+        data["held"] = held
+    return _dump("care", data)
+
+
+def thaw_care(blob: bytes) -> tuple[CareShard, list]:
+    data = load("care", blob)
+    shard = CareShard()
+    shard.subscribers = _expect(data.get("subscribers", {}), dict, "care's subscribers")
+    return shard, list(_expect(data.get("held", []), list, "care's held messages"))
+
+
+def _care_v1(old: Any) -> dict:
+    """Version 1: the CareShard pickled whole, or ``(shard, held)``."""
+    shard, held = old if type(old) is tuple else (old, [])
+    shard = _expect(shard, CareShard, "care shard")
+    data: dict = {"subscribers": shard.subscribers}
+    if held:
+        data["held"] = list(held)
+    return data
+
+
+# ---- dispatch: budgets and the propensity model ---------------------------------------------
+# Given: the rulebook and whether models run (at each call). Kept: every field, the
+# propensity model as its own compact snapshot (PropensityModel.to_bytes). A warm start
+# (--propensity-model) is where a new run's model begins; a resumed run goes on with
+# the model it had learnt.
+
+_DISPATCH_OWN = _state_fields(Dispatcher, ())
+
+
+def freeze_dispatch(dispatch: Dispatcher) -> bytes:
+    return _dump("dispatch", _fields_of(dispatch, _DISPATCH_OWN))
+
+
+def thaw_dispatch(blob: bytes) -> Dispatcher:
+    dispatch = Dispatcher()
+    _fill(dispatch, load("dispatch", blob), _DISPATCH_OWN, "dispatch")
+    return dispatch
+
+
+def _dispatch_v1(dispatch: Any) -> dict:
+    """Version 1: the Dispatcher pickled whole."""
+    return _fields_of(_expect(dispatch, Dispatcher, "dispatch"), _DISPATCH_OWN)
+
+
+#: Every stage's record format: its fields and its upgrades.
+FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
+    StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"}, (_sequence_v1,)),
+    StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,),
+                inner=(("site", frozenset(_SITE_OWN)),)),
+    StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1,)),
+    StageFormat("region", frozenset(_REGION_OWN), (_region_v1,)),
+    StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1,)),
+    StageFormat("dispatch", frozenset(_DISPATCH_OWN), (_dispatch_v1,)),
+)}
