@@ -705,6 +705,11 @@ def test_well_formed_records_take_the_short_paths() -> None:
     assert type(codec._fast_kpi(kpi).period_s) is float
     assert type(DECODERS["kpi"](kpi).period_s) is float  # the validator converts it too
     assert type(generated()["_fast_kpi"](kpi).period_s) is float
+    # each fast path shows the source it was compiled from
+    again = generated()
+    for name in codec.FAST_PATHS:
+        assert again[name].source == getattr(codec, name).source
+        assert again[name].source.startswith(f"def {name}(o):\n")
     call = orjson.dumps({**BASE["call"], "dropped": False, "cause_code": 0})
     out = decode_input(call, "f")
     assert out == ("U1", "C1", LATER_S, "call:K1")
