@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from forewarn.codec import fmt_time, zone
 from forewarn.dataflows.messages import (
@@ -52,6 +52,17 @@ from forewarn.rules.rulebook import CELL_CHANNELS, Rule, Rulebook
 #: :meth:`SubscriberCare._gate`'s answer when a rule's audience leaves the subscriber out.
 NOT_FOR_THEM = "not_for_them"
 _intern = sys.intern
+
+
+class Turn(NamedTuple):
+    """A rule's turn at a trigger point (:meth:`SubscriberCare._decide`): why it may not
+    act (None: it may; see :meth:`SubscriberCare._gate`), at what time, and what the
+    trigger found for it (a drop rule: the drops of its burst)."""
+
+    rule: Rule
+    why: str | None
+    at: float
+    found: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,47 +443,57 @@ class SubscriberCare:
             lead = self._same_event(facts, book)
             if lead is not None:
                 return out + self._inhibited(msg, lead, book, moved)
-        for rule, why in self._rules_for(trigger_at, facts, msg.at, book,
-                                         first="moved_away" if moved else None):
-            if why is None and self._told_within(msg.at, book.correlation.flapping_window_s,
-                                                 down):
-                why = "repeat_outage"  # the same cell again: flapping gets one notice at most
-            if why is None and rule.cell_cooldown_s and self._cell_cooling(rule, msg.at, down):
-                why = "cell_cooldown"  # a verdict that reopened: the same problem
-            if why is not None:
-                out.append(Suppressed(rule.id, rule.action, why, msg.at))
-                continue
+
+        def hold(turn: Turn) -> str | None:
+            if self._told_within(msg.at, book.correlation.flapping_window_s, down):
+                return "repeat_outage"  # the same cell again: flapping gets one notice at most
+            if turn.rule.cell_cooldown_s and self._cell_cooling(turn.rule, msg.at, down):
+                return "cell_cooldown"  # a verdict that reopened: the same problem
+            return None
+
+        def act(turn: Turn) -> Action:
+            rule = turn.rule
             evidence = facts.evidence + (evidence_ref(*latest),)
             trigger = "sleeping" if facts.incident_kind == "degradation" else "outage"
             wake = None
             if not facts.confirmed and rule.action in book.defer_unconfirmed_kinds:
                 wake = quiet_until(msg.at, self.profile.timezone, book)  # type: ignore[union-attr]
-            out.append(self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
-                                 msg.at, facts.area, book, cell_down=not back,
-                                 exposure=(trigger, msg.at - facts.start_time,
-                                           facts.scope == "site", msg.at - latest[0]),
-                                 send_after=wake))
-            if untold:
-                continue
-            if self.notified is None:
-                self.notified = {}
-            # [notice time, escalated durations, deferred to (or None)]
-            self.notified[facts.incident_id] = [msg.at, [], wake]
-            if book.inhibit_notice_in_region and facts.region is not None \
-                    and facts.incident_kind in EVENT_KINDS:
-                if self.events is None:
-                    self.events = {}
-                self.events[facts.incident_id] = [
-                    facts.region, {facts.incident_id: [facts.start_time, None]}, facts]
-            self.last_notice = (msg.at, tuple(down))
-            if rule.cell_cooldown_s:
-                if self.cell_notices is None:
-                    self.cell_notices = {}
-                told = {c: t for c, t in self._cells_told(rule).items()
-                        if msg.at - t < rule.cell_cooldown_s}
-                told.update(dict.fromkeys(down, msg.at))
-                self.cell_notices[rule.id] = tuple(told.items())
-        return out
+            action = self._act(sid, rule, facts.incident_id, facts.incident_id, evidence,
+                               msg.at, facts.area, book, cell_down=not back,
+                               exposure=(trigger, msg.at - facts.start_time,
+                                         facts.scope == "site", msg.at - latest[0]),
+                               send_after=wake)
+            if not untold:
+                self._told(rule, facts, msg.at, down, wake, book)
+            return action
+
+        return out + self._decide(self._rules_for(trigger_at, facts, msg.at, book,
+                                                  first="moved_away" if moved else None),
+                                  act, hold=hold)
+
+    def _told(self, rule: Rule, facts: IncidentFacts, at: float, down: dict[str, float],
+              wake: float | None, book: Rulebook) -> None:
+        """They were told of an incident (an outage notice at ``at``, deferred to ``wake``
+        or None): what its restored notice, its escalations, a regional event, flapping
+        and the rule's cell cooldown look back on."""
+        if self.notified is None:
+            self.notified = {}
+        # [notice time, escalated durations, deferred to (or None)]
+        self.notified[facts.incident_id] = [at, [], wake]
+        if book.inhibit_notice_in_region and facts.region is not None \
+                and facts.incident_kind in EVENT_KINDS:
+            if self.events is None:
+                self.events = {}
+            self.events[facts.incident_id] = [
+                facts.region, {facts.incident_id: [facts.start_time, None]}, facts]
+        self.last_notice = (at, tuple(down))
+        if rule.cell_cooldown_s:
+            if self.cell_notices is None:
+                self.cell_notices = {}
+            told = {c: t for c, t in self._cells_told(rule).items()
+                    if at - t < rule.cell_cooldown_s}
+            told.update(dict.fromkeys(down, at))
+            self.cell_notices[rule.id] = tuple(told.items())
 
     def _restored(self, sid: str, msg: Restored, book: Rulebook,
                   status: bool = False) -> list[CareOut]:
@@ -506,15 +527,10 @@ class SubscriberCare:
             return changed  # restored notices go to those who were told of the outage
         # A notice deferred to the morning: the restored notice goes no earlier than it.
         wake = told[2] if len(told) > 2 and told[2] is not None and told[2] > msg.at else None
-        out: list[CareOut] = changed
-        for rule, why in self._rules_for("resolved", facts, msg.at, book, capped=False,
-                                         silenced=False):
-            if why is not None:
-                out.append(Suppressed(rule.id, rule.action, why, msg.at))
-                continue
-            out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
-                                 evidence, msg.at, facts.area, book, send_after=wake))
-        return out
+        return changed + self._decide(
+            self._rules_for("resolved", facts, msg.at, book, capped=False, silenced=False),
+            lambda turn: self._act(sid, turn.rule, facts.incident_id, facts.incident_id,
+                                   evidence, msg.at, facts.area, book, send_after=wake))
 
     # -- regional events (inhibit.notice_when_notified_in_region) --------------------
 
@@ -549,14 +565,16 @@ class SubscriberCare:
         notice is suppressed (``same_event``, evidence ``incident:<lead>``) and it joins
         the event, whose restored notice then waits for it."""
         facts = msg.facts
-        out: list[CareOut] = []
-        joins = False
-        for rule, why in self._rules_for(HOLD_DOWN, facts, msg.at, book,
-                                         first="moved_away" if moved else None):
-            if why is None:
-                why, joins = "same_event", True
-            out.append(Suppressed(rule.id, rule.action, why, msg.at, facts.incident_id,
-                                  (f"incident:{lead}",)))
+        joins: list[Turn] = []  # the rules that would have acted
+
+        def hold(turn: Turn) -> str:
+            joins.append(turn)
+            return "same_event"
+
+        out = self._decide(self._rules_for(HOLD_DOWN, facts, msg.at, book,
+                                           first="moved_away" if moved else None),
+                           None, hold=hold, incident=facts.incident_id,
+                           evidence=(f"incident:{lead}",))
         if joins:
             assert self.events is not None
             self.events[lead][1][facts.incident_id] = [facts.start_time, None]
@@ -571,17 +589,12 @@ class SubscriberCare:
         if told is None or msg.duration_s in told[1]:
             return []  # once per incident, subscriber and duration; only to those told
         told[1].append(msg.duration_s)
-        out: list[CareOut] = []
-        for rule, why in self._rules_for("duration", facts, msg.at, book,
-                                         duration=msg.duration_s):
-            if why is not None:
-                out.append(Suppressed(rule.id, rule.action, why, msg.at))
-                continue
-            out.append(self._act(sid, rule, facts.incident_id, facts.incident_id,
-                                 facts.evidence, msg.at, facts.area, book, cell_down=True,
-                                 exposure=("escalation", msg.duration_s, facts.scope == "site",
-                                           0.0)))
-        return out
+        return self._decide(
+            self._rules_for("duration", facts, msg.at, book, duration=msg.duration_s),
+            lambda turn: self._act(sid, turn.rule, facts.incident_id, facts.incident_id,
+                                   facts.evidence, msg.at, facts.area, book, cell_down=True,
+                                   exposure=("escalation", msg.duration_s,
+                                             facts.scope == "site", 0.0)))
 
     def _drop(self, sid: str, msg: DropNote, book: Rulebook) -> list[CareOut]:
         if msg.in_maintenance:
@@ -601,29 +614,37 @@ class SubscriberCare:
         latest = merged[-1][0]
         widest = max(rule.drop_window_s for rule in rules)
         self.drops = tuple(d for d in merged if d[0] >= latest - widest)
-        out: list[CareOut] = []
+
+        def act(turn: Turn) -> Action:
+            drops = turn.found
+            _, call_id, _, incident_id, area, _ = drops[-1]
+            evidence = tuple(f"call:{d[1]}" for d in drops)
+            action = self._act(sid, turn.rule, incident_id, call_id, evidence, turn.at, area,
+                               book, exposure=("drops", 0.0, False, 0.0))
+            self.last_apology_at = turn.at
+            self.drops = ()
+            return action
+
+        return self._decide(self._bursts(rules, latest, msg.at, book), act)
+
+    def _bursts(self, rules: Iterable[Rule], latest: float, at: float, book: Rulebook
+                ) -> Iterator[Turn]:
+        """The drop rules a burst of drops up to ``latest`` triggers, noted at ``at``:
+        each with why it may not act (its cooldown first), when care knows of its burst,
+        and the burst (looked at as each turn comes: a rule that acts takes the drops)."""
         for rule in rules:
             drops = tuple(d for d in self.drops if d[0] >= latest - rule.drop_window_s)
             if len(drops) < rule.drop_count:
                 continue  # too few (or none left: a rule before this one acted on them)
-            _, call_id, noted, incident_id, area, region = drops[-1]
+            _, _, noted, _, _, region = drops[-1]
             # when care knows of the burst: the note that completed it may be an earlier
             # drop's, noted later (held back to an outage's hold-down)
-            at = max(noted, msg.at)
+            when = max(noted, at)
             cooling = self.last_apology_at is not None \
-                and at - self.last_apology_at < rule.cooldown_s
-            why = self._gate(rule, at, book, region, first="cooldown" if cooling else None)
-            if why is NOT_FOR_THEM:
-                continue
-            if why is not None:
-                out.append(Suppressed(rule.id, rule.action, why, at))
-                continue
-            evidence = tuple(f"call:{d[1]}" for d in drops)
-            out.append(self._act(sid, rule, incident_id, call_id, evidence, at, area, book,
-                                 exposure=("drops", 0.0, False, 0.0)))
-            self.last_apology_at = at
-            self.drops = ()
-        return out
+                and when - self.last_apology_at < rule.cooldown_s
+            why = self._gate(rule, when, book, region, first="cooldown" if cooling else None)
+            if why is not NOT_FOR_THEM:
+                yield Turn(rule, why, when, drops)
 
     # -- care context ---------------------------------------------------------------
 
@@ -675,7 +696,7 @@ class SubscriberCare:
 
     def _rules_for(self, point: str, facts: IncidentFacts, at: float, book: Rulebook, *,
                    first: str | None = None, capped: bool = True, silenced: bool = True,
-                   duration: float | None = None) -> Iterator[tuple[Rule, str | None]]:
+                   duration: float | None = None) -> Iterator[Turn]:
         """The incident rules acting at trigger ``point`` (of ``duration``, for escalations)
         whose trigger matches ``facts`` and whose audience holds this subscriber, each with
         why it may not act now (None: it may; see :meth:`_gate`): the one loop of trigger,
@@ -687,7 +708,30 @@ class SubscriberCare:
             why = self._gate(rule, at, book, facts.region, first=first, capped=capped,
                              silence=facts if silenced else None)
             if why is not NOT_FOR_THEM:
-                yield rule, why
+                yield Turn(rule, why, at)
+
+    def _decide(self, turns: Iterable[Turn], act: Callable[[Turn], Action] | None, *,
+                hold: Callable[[Turn], str | None] | None = None,
+                incident: str | None = None, evidence: tuple[str, ...] = ()
+                ) -> list[CareOut]:
+        """The one loop behind every verdict: each rule's turn (trigger, gate and audience:
+        :meth:`_rules_for`, :meth:`_bursts`), then ``hold`` (a reason the verdict finds
+        for a rule that may act), ends in a :class:`Suppressed` with its reason (about
+        ``incident``, stopped by ``evidence``) or in ``act``'s action. Turns are taken
+        one at a time: a rule's gate sees the actions of the rules before it (the contact
+        cap, a cooldown). ``act`` None: every rule is held (``hold`` gives a reason)."""
+        out: list[CareOut] = []
+        for turn in turns:
+            why = turn.why
+            if why is None and hold is not None:
+                why = hold(turn)
+            if why is not None:
+                rule = turn.rule
+                out.append(Suppressed(rule.id, rule.action, why, turn.at, incident, evidence))
+                continue
+            assert act is not None
+            out.append(act(turn))
+        return out
 
     def _told_within(self, at: float, window_s: float, cells: dict[str, float]) -> bool:
         """Told of an outage on one of these cells less than ``window_s`` ago?"""

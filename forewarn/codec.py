@@ -690,14 +690,18 @@ def _time_of(value: Any) -> float | None:
 #: The fast paths, generated from the tables (``_fast_kpi.source`` shows one): a
 #: well-formed subscriber upsert or KPI record; a location, or a call that was not dropped,
 #: as the position the flow routes (:func:`read_input`), a dropped call as its record.
-_fast_subscriber = _fast(TABLES["subscriber"], "_fast_subscriber")
-_fast_kpi = _fast(TABLES["kpi"], "_fast_kpi")
-_location_position = _fast(TABLES["location"], "_location_position",
-                           "(subscriber_id, _intern(cell_id), event_time, None)")
-# known when the call ends: its end_time keeps "as of T" views exact
-_call_position = _fast(TABLES["call"], "_call_position",
-                       "(subscriber_id, _intern(cell_id), end_time, 'call:' + call_id)",
-                       when="dropped is False")
+#: By name: ``(record type, result, when)``, as :func:`_fast` takes them.
+FAST_PATHS: dict[str, tuple[str, str | None, str | None]] = {
+    "_fast_subscriber": ("subscriber", None, None),
+    "_fast_kpi": ("kpi", None, None),
+    "_location_position": ("location", "(subscriber_id, _intern(cell_id), event_time, None)",
+                           None),
+    # known when the call ends: its end_time keeps "as of T" views exact
+    "_call_position": ("call", "(subscriber_id, _intern(cell_id), end_time, 'call:' + call_id)",
+                       "dropped is False"),
+}
+_fast_subscriber, _fast_kpi, _location_position, _call_position = (
+    _fast(TABLES[typ], name, result, when) for name, (typ, result, when) in FAST_PATHS.items())
 #: :func:`read_input`'s fast path by record type, and the type it reads.
 _FAST_READ: dict[Any, tuple[Callable[[dict], Any], type]] = {
     "location": (_location_position, Location), "call": (_call_position, Call),

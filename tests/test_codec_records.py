@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import sys
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 import pytest
@@ -58,6 +59,13 @@ def ts(*args: int, micro: int = 0) -> float:
 
 T = "2026-11-23T10:15:00Z"
 T_S = ts(2026, 11, 23, 10, 15)
+@pytest.fixture(autouse=True)
+def _fresh_rule_cache(monkeypatch) -> None:
+    """Each test compiles the tables' rules itself (the codec keeps them once compiled):
+    a rule is read as its table says, not as an earlier reading left it."""
+    monkeypatch.setattr(codec, "_RULES", {})
+
+
 LATER = "2026-11-23T11:20:30+01:00"  # 10:20:30 UTC
 LATER_S = ts(2026, 11, 23, 10, 20, 30)
 
@@ -625,9 +633,24 @@ def _general(obj: dict) -> object:
         return exc
 
 
+def generated() -> dict[str, Any]:
+    """The codec's generated readers, written again from its tables now: the fast paths
+    (:data:`forewarn.codec.FAST_PATHS`), a stream-time reader and a validator per record
+    type. The codec writes its own once, at import; the checks below run both, so they
+    test the generators as well as what they wrote then (a mutation test only sees a
+    generator at work when a test calls it)."""
+    paths: dict[str, Any] = {name: codec._fast(codec.TABLES[typ], name, result, when)
+                             for name, (typ, result, when) in codec.FAST_PATHS.items()}
+    for typ, table in codec.TABLES.items():
+        paths[f"time:{typ}"] = codec._time_reader(table)
+        paths[f"full:{typ}"] = codec._full(table)
+    return paths
+
+
 def _check_paths(obj: dict) -> None:
     """decode (short path when it takes it) == the per-field validator, and the flow's
-    reader gives the same record, position or dead letter."""
+    reader gives the same record, position or dead letter; the readers written again
+    from the tables agree."""
     raw = orjson.dumps(obj)
     slow = _general(obj)
     got = decode(raw, "f")
@@ -636,11 +659,14 @@ def _check_paths(obj: dict) -> None:
     else:
         assert got == slow and hash(got) == hash(slow), obj
     # the short paths take every valid subscriber upsert and KPI, and only those
-    fast = codec._fast_subscriber(obj) if obj["type"] == "subscriber" else codec._fast_kpi(obj)
-    if obj["type"] == "kpi" or (obj["type"] == "subscriber" and obj.get("op") == "upsert"):
-        assert fast == (None if isinstance(slow, Invalid) else slow), obj
-    else:
-        assert fast is None, obj
+    typ = obj["type"]
+    again = generated()
+    for fast in ((codec._fast_subscriber, again["_fast_subscriber"]) if typ == "subscriber"
+                 else (codec._fast_kpi, again["_fast_kpi"])):
+        if typ == "kpi" or (typ == "subscriber" and obj.get("op") == "upsert"):
+            assert fast(obj) == (None if isinstance(slow, Invalid) else slow), obj
+        else:
+            assert fast(obj) is None, obj
     flow = decode_input(raw, "f")
     if isinstance(got, Location):
         assert flow == (got.subscriber_id, got.cell_id, got.event_time, None)
@@ -648,8 +674,23 @@ def _check_paths(obj: dict) -> None:
         assert flow == (got.subscriber_id, got.cell_id, got.end_time, f"call:{got.call_id}")
     else:
         assert flow == got
+    if typ in ("location", "call"):  # a position, a dropped call's record, or refused
+        position = again[f"_{typ}_position"](obj)
+        assert position == (None if isinstance(got, DeadLetter) else flow), obj
+        if position is not None:
+            assert type(position) is not tuple or position[1] is sys.intern(position[1])
+    try:
+        full = again[f"full:{typ}"](obj)
+    except Invalid as exc:
+        full = exc
+    assert (str(full), full.code) == (str(slow), slow.code) if isinstance(slow, Invalid) \
+        else full == slow, obj
+    assert again[f"full:{typ}"].__name__ == again[f"full:{typ}"].__qualname__ == f"_{typ}"
+    at = again[f"time:{typ}"](obj)
     if not isinstance(got, DeadLetter):
-        assert stream_time(raw) == (got.at if got.at is not None else float("-inf"))
+        assert stream_time(raw) == at == (got.at if got.at is not None else float("-inf"))
+    else:  # a time field it would refuse, or its time though another field is refused
+        assert at == stream_time(raw), obj
 
 
 def test_well_formed_records_take_the_short_paths() -> None:
@@ -662,6 +703,13 @@ def test_well_formed_records_take_the_short_paths() -> None:
     kpi = {**BASE["kpi"], "rrc_success_rate": 1, "dl_throughput_mbps": 2.5, "active_users": 4}
     assert codec._fast_kpi(kpi) == Kpi("C1", T_S, 900.0, 120, 3, 1, 2.5, 4)
     assert type(codec._fast_kpi(kpi).period_s) is float
+    assert type(DECODERS["kpi"](kpi).period_s) is float  # the validator converts it too
+    assert type(generated()["_fast_kpi"](kpi).period_s) is float
+    # each fast path shows the source it was compiled from
+    again = generated()
+    for name in codec.FAST_PATHS:
+        assert again[name].source == getattr(codec, name).source
+        assert again[name].source.startswith(f"def {name}(o):\n")
     call = orjson.dumps({**BASE["call"], "dropped": False, "cause_code": 0})
     out = decode_input(call, "f")
     assert out == ("U1", "C1", LATER_S, "call:K1")
@@ -707,6 +755,95 @@ def test_an_operators_feed_event_through_the_flows_reader() -> None:
     assert dead.source.origin() == {"topic": "oss.alarms", "partition": 1, "offset": 7}
     assert stream_time(line) == at
     assert decode(line, "f").code == "unknown_type"  # decode reads the contract's records only
+
+
+def test_a_lines_time_in_a_merge() -> None:
+    """merge_time: the stream time of what read_input makes of a line; ``-inf`` for
+    reference data; None for a dead letter (a time it shows moves nothing), except an
+    operator's feed event only the rulebook's tables read, placed at its event's time."""
+    from pathlib import Path
+
+    ves = (Path(__file__).parent / "fixtures" / "ves-fault.jsonl").read_bytes().splitlines()[0]
+    assert codec.merge_time(orjson.dumps(BASE["kpi"])) == T_S + 900
+    assert codec.merge_time(orjson.dumps(BASE["subscriber"])) == T_S
+    assert codec.merge_time(orjson.dumps({**BASE["call"], "dropped": False})) == LATER_S
+    assert codec.merge_time(orjson.dumps(BASE["cell"])) == float("-inf")
+    assert codec.merge_time(orjson.dumps({**BASE["location"], "cell_id": ""})) is None
+    assert codec.merge_time(b"{oops") is None
+    assert codec.merge_time(ves) == ts(2026, 11, 23, 10, 15)
+
+
+def test_a_record_on_a_topic_that_carries_another_type() -> None:
+    line = orjson.dumps(BASE["kpi"])
+    dead, kind, at = codec.read_input(line, ("oss.locations", 2, 9), expect=Location)
+    assert (kind, at) == (DeadLetter, None)
+    assert dead == DeadLetter("oss.locations", "kpi: record type 'kpi' on topic "
+                              "'oss.locations', which carries only 'location' records "
+                              "(wrong topic)", line, "wrong_topic")
+    assert dead.source.origin() == {"topic": "oss.locations", "partition": 2, "offset": 9}
+    named = codec.wrong_topic(line, "oss.calls", Kpi, Call)
+    assert named.reason.startswith("kpi: record type 'kpi' on topic 'oss.calls', which "
+                                   "carries only 'call' records")
+    assert named.source == "oss.calls"
+    assert codec.read_input(line, ("oss.kpis", 0, 1), expect=Kpi)[0] == MINIMAL["kpi"]
+    cell = orjson.dumps(BASE["cell"])  # (no short path for reference data)
+    assert codec.read_input(cell, ("oss.locations", 0, 3), expect=Location) == (
+        DeadLetter("oss.locations", "cell: record type 'cell' on topic 'oss.locations', "
+                   "which carries only 'location' records (wrong topic)", cell,
+                   "wrong_topic"), DeadLetter, None)
+    assert codec.read_input(cell, ("oss.topology", 0, 3), expect=Cell) == (
+        MINIMAL["cell"], Cell, None)
+
+
+def test_a_batch_of_feed_events_is_each_of_them_checked_for_its_topic() -> None:
+    """A VES ``eventList`` read through the rulebook's tables: each event is its own
+    ``(raw, item, kind, at)``, a bad one a dead letter, and on a topic that does not
+    carry alarms each record a dead letter ``wrong_topic``."""
+    from pathlib import Path
+
+    from forewarn.rules.rulebook import load_rulebook
+
+    adapters = load_rulebook().adapters
+    lines = (Path(__file__).parent / "fixtures" / "ves-fault.jsonl").read_bytes().splitlines()
+    events = [orjson.loads(lines[0])["event"], *orjson.loads(lines[1])["eventList"]][:2]
+    header = {k: v for k, v in events[0]["commonEventHeader"].items()
+              if k != "lastEpochMicrosec"}
+    bad = {**events[0], "commonEventHeader": header}
+    batch = orjson.dumps({"eventList": [events[0], bad, events[1]]})
+    many, kind, at = codec.read_input(batch, ("oss.alarms", 0, 4), adapters, expect=Alarm)
+    assert kind is codec.Expanded and type(many) is codec.Expanded and at is None
+    assert [k for _, _, k, _ in many] == [Alarm, DeadLetter, Alarm]
+    first = codec.decode_input(lines[0], "x", adapters)
+    assert many[0][1:] == (first, Alarm, first.at) and many[0][1].at is not None
+    assert orjson.loads(many[1][0]) == bad and many[1][3] is None
+    assert many[1][1].code == "missing_field"
+    wrong, _, _ = codec.read_input(batch, ("oss.kpis", 0, 4), adapters, expect=Kpi)
+    assert [(k, x.code, a) for _, x, k, a in wrong] == [
+        (DeadLetter, "wrong_topic", None), (DeadLetter, "missing_field", None),
+        (DeadLetter, "wrong_topic", None)]
+    assert wrong[0][1].reason.startswith("alarm: record type 'alarm' on topic 'oss.kpis'")
+    assert orjson.loads(wrong[2][0]) == events[1]
+    any_topic, _, _ = codec.read_input(batch, ("oss.alarms", 0, 4), adapters)
+    assert [k for _, _, k, _ in any_topic] == [Alarm, DeadLetter, Alarm]
+    flow = decode_input(batch, ("oss.alarms", 0, 4), adapters)
+    assert type(flow) is codec.Expanded
+    assert list(flow) == [(raw, item) for raw, item, _, _ in any_topic]
+
+
+def test_a_record_with_a_type_is_never_read_as_a_feed_event() -> None:
+    """Only an object without ``type`` goes to the rulebook's adapters tables."""
+    from pathlib import Path
+
+    from forewarn.rules.rulebook import load_rulebook
+
+    adapters = load_rulebook().adapters
+    ves = orjson.loads((Path(__file__).parent / "fixtures" / "ves-fault.jsonl")
+                       .read_bytes().splitlines()[0])
+    assert type(decode_input(orjson.dumps(ves), "f", adapters)) is Alarm
+    cell = orjson.dumps({**BASE["cell"], **ves})
+    assert decode_input(cell, "f", adapters) == MINIMAL["cell"]
+    bogus = orjson.dumps({"type": "bogus", **ves})
+    assert decode_input(bogus, "f", adapters).code == "unknown_type"
 
 
 SHORT_PATH_EDGES = [
@@ -891,6 +1028,18 @@ def test_an_incident_on_the_wire() -> None:
     assert encode(i) == orjson.dumps(expected)
     open_ = Incident("inc-2", "open", "flapping", "cell", "S1", ("C1",), T_S, None, 0, T_S)
     assert incident_dict(open_)["end_time"] is None
+    regional = Incident("reg-1", "open", "regional_outage", "region", "", (), T_S, None, 7,
+                        T_S, region="north", child_ids=("inc-1", "inc-3"), sites=("S1", "S3"))
+    assert incident_dict(regional) == {
+        "type": "incident", "incident_id": "reg-1", "status": "open",
+        "kind": "regional_outage", "scope": "region", "site_id": "", "cell_ids": [],
+        "start_time": "2026-11-23T10:15:00Z", "end_time": None, "impacted_subscribers": 7,
+        "event_time": "2026-11-23T10:15:00Z", "region": "north", "maintenance_window": None,
+        "evidence": [], "silent_kind": None, "detector": None, "parent_id": None,
+        "child_ids": ["inc-1", "inc-3"], "sites": ["S1", "S3"]}
+    # only a regional event carries them
+    assert "child_ids" not in incident_dict(Incident(
+        "inc-4", "open", "outage", "site", "S1", ("C1",), T_S, None, 0, T_S, child_ids=("x",)))
 
 
 def test_a_dead_letter_on_the_wire() -> None:
