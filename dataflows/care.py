@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -103,10 +103,6 @@ class Suppressed:
     # was told of, ``incident:<id>``)
     incident_id: str | None = None
     evidence: tuple[str, ...] = ()
-
-
-#: Incident kinds one regional event is made of (``inhibit.notice_when_notified_in_region``).
-EVENT_KINDS = frozenset({"outage", "flapping"})
 
 
 #: What care sends on to dispatch.
@@ -340,9 +336,10 @@ class SubscriberCare:
         self.incidents: dict[str, list] | None = None
         # the open incidents that impact them by the contract's rules (care.status)
         self.impacts: tuple[str, ...] = ()
-        # regional events they were told of (inhibit.notice_when_notified_in_region): the
-        # incident they were told of -> [region, {incident: [start, restored at or None]},
-        # its facts]; the other incidents of the event got no notice of their own, and
+        # regional events they were told of (inhibit.notice_when_notified_in_region), from
+        # the first incident of the event that got no notice of its own: the incident
+        # they were told of -> [region, {incident: [start, restored at or None]}, its
+        # facts once restored]; the other incidents of the event got no notice, and
         # the restored notice waits for the last of them
         self.events: dict[str, list] | None = None
 
@@ -406,11 +403,11 @@ class SubscriberCare:
             self.complaints += 1
             return [ComplaintSeen(sid, msg.event_time), self._context(sid, msg, book)]
         elif isinstance(msg, Impact):
-            return self._impact(sid, msg, book, status)
+            return _of_event(self._impact(sid, msg, book, status), msg)
         elif isinstance(msg, Restored):
-            return self._restored(sid, msg, book, status)
+            return _of_event(self._restored(sid, msg, book, status), msg)
         elif isinstance(msg, Escalation):
-            return self._escalation(sid, msg, book)
+            return _of_event(self._escalation(sid, msg, book), msg)
         elif isinstance(msg, DropNote):
             return self._drop(sid, msg, book)
         return []
@@ -440,7 +437,7 @@ class SubscriberCare:
         if not untold and book.inhibit_notice_in_region:
             # (an area notice is not inhibited: it finds someone inside another dark
             # area an hour or more later, often after they came back into it)
-            lead = self._same_event(facts, book)
+            lead = self._same_event(msg)
             if lead is not None:
                 return out + self._inhibited(msg, lead, book, moved)
 
@@ -480,12 +477,6 @@ class SubscriberCare:
             self.notified = {}
         # [notice time, escalated durations, deferred to (or None)]
         self.notified[facts.incident_id] = [at, [], wake]
-        if book.inhibit_notice_in_region and facts.region is not None \
-                and facts.incident_kind in EVENT_KINDS:
-            if self.events is None:
-                self.events = {}
-            self.events[facts.incident_id] = [
-                facts.region, {facts.incident_id: [facts.start_time, None]}, facts]
         self.last_notice = (at, tuple(down))
         if rule.cell_cooldown_s:
             if self.cell_notices is None:
@@ -519,7 +510,9 @@ class SubscriberCare:
             if any(back is None for _, back in members.values()):
                 return changed  # the restored notice waits for the last of them
             del self.events[lead]
-            facts = lead_facts  # the notice they got: its incident, rules and area
+            # the notice they got: its incident, rules and area (set by its restoration,
+            # which came: it is one of them)
+            facts = lead_facts
             evidence = lead_facts.evidence + tuple(
                 f"incident:{i}" for i in sorted(members) if i != lead)
         told = self.notified.pop(facts.incident_id, None) if self.notified else None
@@ -534,19 +527,23 @@ class SubscriberCare:
 
     # -- regional events (inhibit.notice_when_notified_in_region) --------------------
 
-    def _same_event(self, facts: IncidentFacts, book: Rulebook) -> str | None:
-        """The incident they were told of whose regional event ``facts`` belongs to: an
-        outage of the same region with an incident of the event still open that began
-        within ``correlation.storm.window_s`` of it (None: none)."""
-        if not self.events or facts.region is None or facts.incident_kind not in EVENT_KINDS:
+    def _same_event(self, msg: Impact) -> str | None:
+        """The incident they were told of that is of the regional event ``msg``'s
+        incident belongs to (``msg.event``: the region step's word, the event formed by
+        then, with its children so far), while they wait for its restoration: None when
+        it belongs to none, or they were told of none of its other incidents. Two outages
+        of one region that are not one regional event are never joined."""
+        event = getattr(msg, "event", None)
+        if event is None or not self.notified:
             return None
-        window, start = book.correlation.storm_window_s, facts.start_time
-        for lead, (region, members, _) in sorted(self.events.items()):
-            if region == facts.region and any(
-                    back is None and abs(began - start) <= window
-                    for began, back in members.values()):
-                return lead
-        return None
+        children = event[1]
+        if self.events:  # an event they were told of, which others joined already
+            for lead, (_, members, _) in sorted(self.events.items()):
+                if any(i in children for i in members):
+                    return lead
+        own = msg.facts.incident_id
+        told = sorted(i for i in self.notified if i != own and i in children)
+        return told[0] if told else None
 
     def _event_of(self, incident_id: str) -> str | None:
         """The incident they were told of whose regional event holds ``incident_id``."""
@@ -576,8 +573,15 @@ class SubscriberCare:
                            None, hold=hold, incident=facts.incident_id,
                            evidence=(f"incident:{lead}",))
         if joins:
-            assert self.events is not None
-            self.events[lead][1][facts.incident_id] = [facts.start_time, None]
+            if self.events is None:
+                self.events = {}
+            event = self.events.get(lead)
+            if event is None:  # the first to join: the event of the incident told of
+                # (its facts come with its restoration, before the event's last)
+                known = (self.incidents or {}).get(lead)
+                event = self.events[lead] = [
+                    facts.region, {lead: [known[3] if known else None, None]}, None]
+            event[1][facts.incident_id] = [facts.start_time, None]
         return out
 
     def _escalation(self, sid: str, msg: Escalation, book: Rulebook) -> list[CareOut]:
@@ -897,6 +901,15 @@ class CareShard:
             else:
                 subs[sid] = care.compact()
         return out
+
+
+def _of_event(out: list[CareOut], msg: Impact | Restored | Escalation) -> list[CareOut]:
+    """The actions of a verdict about an incident of a regional event, marked with it
+    (``Action.regional_event``: dispatch paces them when the budgets say so)."""
+    event = getattr(msg, "event", None)
+    if event is None or not out:
+        return out
+    return [replace(x, regional_event=event[0]) if type(x) is Action else x for x in out]
 
 
 def _triggers(rule: Rule, facts: IncidentFacts) -> bool:

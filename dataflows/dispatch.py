@@ -18,7 +18,10 @@ decides whether the operator can afford it now.
   ``1 - reserve_share`` of a minute, the priority segments all of it; an action
   over budget is deferred (``send_after``) to the next minute with room, at most
   ``max_delay_s`` after it became due: when no minute up to then has room, it goes in
-  the bound's minute over the rate, with the evidence ``budget:overflow``.
+  the bound's minute over the rate, with the evidence ``budget:overflow``. With
+  ``pace: regional_events`` only the actions about an incident of a regional event
+  (``Action.regional_event``, marked by care from the region step's word) may be
+  deferred; every other send goes as it is and takes its room in its minute.
 
 Actions are taken in (event time, priority, action id) order: :meth:`Dispatcher.take`
 holds what arrives until a :class:`~forewarn.dataflows.messages.Frontier` says every action
@@ -211,6 +214,12 @@ class Dispatcher:
     def _rate(self, a: Action, budgets: Budgets) -> Action:
         limit = budgets.per_minute.get(a.channel)
         if limit is None:
+            return a
+        if a.regional_event is None and budgets.pace == "regional_events":
+            # not paced: it goes as it is, and takes its room in its minute
+            key = (a.channel, int((a.send_after if a.send_after is not None
+                                   else a.event_time) // 60))
+            self.sends[key] = self.sends.get(key, 0) + 1
             return a
         if a.segment not in budgets.priority_segments:
             limit = max(1, int(limit * (1.0 - budgets.reserve_share)))

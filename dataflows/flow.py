@@ -10,15 +10,19 @@
            |        or "clock-N"         one list of messages per destination key (with
            |                             shards, a ShardBatch per site: forewarn.dataflows.merge)
            |-> frontier [key: "frontier"]    one Progress per batch and shard -> Frontier
-           |                             to every site, then every care shard (without
-           |                             recovery), then dispatch, each an epoch later
+           |                             to every site, then the region keys, then every
+           |                             care shard (without recovery), then dispatch,
+           |                             each an epoch later
            |-> site     [key: site_id]   positions, moves, incidents, hold-down, silent
            |                             failures, fan-out; verdicts released at the next
            |                             frontier, an epoch later
            |     -> region [key: "noc-N"] incidents grouped into regional events (storms),
-           |                             in event-time order up to the frontier -> incidents
+           |                             in event-time order up to the frontier -> incidents;
+           |                             verdicts about a region's incidents, in the same
+           |                             order, tagged with their regional event -> care
            |-> care     [key: care_shard(subscriber_id), or subscriber_id with recovery]
-           |                             profiles, complaints; fed by site: verdicts -> actions
+           |                             profiles, complaints; fed by site and region:
+           |                             verdicts -> actions
       -> dispatch   [key: "dispatch"]    propensity score, budgets, in event-time order up
                                          to the frontier
       -> actions | incidents | dead letters (decoding's and the sequencer's)
@@ -297,7 +301,7 @@ class SiteLogic(StatefulBatchLogic):
             if merge is not None:
                 msgs = merge.take(msgs)
             self._apply(msgs, out)
-        return out, False
+        return _via_region(out), False
 
     def _apply(self, msgs: list, out: list) -> None:
         """Messages in the site's order: incidents out at once, verdicts to the outbox."""
@@ -315,13 +319,59 @@ class SiteLogic(StatefulBatchLogic):
             self._apply(self.merge.frontier(INF), out)  # (the last frontier applied them)
         out += [v for _, v in self.outbox]
         self.outbox = []
-        return out, False
+        return _via_region(out), False
 
     def snapshot(self) -> bytes | None:
         self.epoch += 1
         if not self.cfg.durable:
             return None
         return freeze_site(self.site, [v for _, v in self.outbox], self.merge)
+
+
+def _via_region(out: list) -> list:
+    """A site's output with its verdicts about an incident of a known region bundled for
+    the region step, which passes them on to care in event-time order with the region's
+    incidents, tagged with the regional event of their incident
+    (:mod:`forewarn.dataflows.region`): one ``("region", (region, [verdict, ...]))`` item
+    per region instead of a ``("care", verdict)`` item each. A site's verdicts all
+    carry its region: they all take one way."""
+    bundles: dict[str, list] | None = None
+    kept: list = []
+    for item in out:
+        if item[0] == "care":
+            v = item[1]
+            facts = getattr(v, "facts", None)
+            region = facts.region if facts is not None else getattr(v, "region", None)
+            if region is not None:
+                if bundles is None:
+                    bundles = {}
+                box = bundles.get(region)
+                if box is None:
+                    bundles[region] = [v]
+                else:
+                    box.append(v)
+                continue
+        kept.append(item)
+    if bundles is None:
+        return out
+    return kept + [("region", bundle) for bundle in bundles.items()]
+
+
+def _to_care(verdicts: list, care_key: Callable[[str], str]) -> list[tuple[str, list]]:
+    """Verdicts the region step passed on, one list per care key, each in
+    :func:`~forewarn.dataflows.care.order_key` order (as care takes them)."""
+    boxes: dict[str, list] = {}
+    for v in verdicts:
+        key = care_key(v.subscriber_id)
+        box = boxes.get(key)
+        if box is None:
+            boxes[key] = [v]
+        else:
+            box.append(v)
+    for box in boxes.values():
+        if len(box) > 1:
+            box.sort(key=order_key)
+    return list(boxes.items())
 
 
 class FrontierLogic(StatefulBatchLogic):
@@ -336,7 +386,8 @@ class FrontierLogic(StatefulBatchLogic):
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
         fresh = (FrontierTracker(shards=cfg.shards) if cfg.durable else FrontierTracker(
-            shards=cfg.shards, stages=("site", "care", "dispatch"), care_keys=_SHARD_KEYS))
+            shards=cfg.shards, stages=("site", "region", "care", "dispatch"),
+            care_keys=_SHARD_KEYS))
         fresh.region_keys = REGION_KEYS
         self.tracker = thaw_frontier(resume, fresh) if resume else fresh
 
@@ -389,10 +440,12 @@ class DispatchLogic(StatefulBatchLogic):
 
 class RegionLogic(StatefulBatchLogic):
     """One region key's :class:`~forewarn.dataflows.region.RegionShard`: the site
-    incidents of its regions, one message per incident change, and the frontier step's
-    :class:`Frontier`; out: the incidents for the NOC, site incidents with their
-    ``parent_id`` and ``regional_outage`` parents, in event-time order up to the
-    frontier (:mod:`forewarn.dataflows.region`)."""
+    incidents of its regions, one message per incident change, the sites' verdicts about
+    them (one list per site and batch), and the frontier step's :class:`Frontier`; out:
+    the incidents for the NOC, site incidents with their ``parent_id`` and
+    ``regional_outage`` parents, and one list of verdicts for care, tagged with their
+    regional event, in event-time order up to the frontier
+    (:mod:`forewarn.dataflows.region`)."""
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
@@ -751,20 +804,26 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     site_out = op.stateful_batch("site", to_site, lambda r: SiteLogic(cfg, r))
     site_out = op.map("unkey_site", site_out, lambda kv: kv[1])
     site_split = op.branch("site_split", site_out, lambda r: r[0] == "care")
-    # every incident record to its region's key; regional events grouped there, in
+    # every incident record, and the verdicts about incidents of a known region, to the
+    # region's key; regional events grouped there, verdicts tagged with theirs, in
     # event-time order up to the frontier (forewarn.dataflows.region)
     region_in = op.merge(
         "region_in", op.map("key_region", site_split.falses,
-                            lambda r: (region_key(r[1].region), r[1])),
+                            lambda r: (region_key(r[1].region), r[1]) if r[0] == "incident"
+                            else (region_key(r[1][0]), r[1][1])),
         op.flat_map("frontier_to_region", frontier,
                     lambda x: x[1] if x[0] == "region" else ()))
-    incidents = op.map("incident", op.stateful_batch(
-        "region", region_in, lambda r: RegionLogic(cfg, r)), lambda kv: _count_out(kv[1]))
+    region_out = op.branch("region_split", op.map("unkey_region", op.stateful_batch(
+        "region", region_in, lambda r: RegionLogic(cfg, r)), lambda kv: kv[1]),
+        lambda x: type(x) is list)
+    incidents = op.map("incident", region_out.falses, _count_out)
 
     care_from_seq = op.flat_map("to_care", routed, unbundle("care"))
     care_key = cfg.care_key
-    verdicts = op.map("verdicts", site_split.trues,
-                      lambda r: (care_key(r[1].subscriber_id), [r[1]]))
+    verdicts = op.merge(
+        "verdicts", op.map("verdict", site_split.trues,
+                           lambda r: (care_key(r[1].subscriber_id), [r[1]])),
+        op.flat_map("region_to_care", region_out.trues, lambda v: _to_care(v, care_key)))
     care_frontier = op.flat_map("frontier_to_care", frontier,
                                 lambda x: x[1] if x[0] == "care" else ())
     care_keyed = op.merge("care_in", care_from_seq, verdicts, care_frontier)

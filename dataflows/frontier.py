@@ -3,16 +3,23 @@
 Bytewax carries no event-time progress between workers. Its one shared progress is the
 wall-clock epoch: a stateful step applies its input epoch by epoch, in order. The
 frontier step (one key; it receives one :class:`~forewarn.dataflows.messages.Progress` per
-sequencer shard per batch, never one per record) turns the shards' watermarks into two
+sequencer shard per batch, never one per record) turns the shards' watermarks into three
 guarantees, each resting on an epoch boundary:
 
 1. Progress taken in epoch *e* gives ``F``, the least watermark over the shards (a shard
    at its end counts as ``inf``): every record before ``F`` was sent to its site in epoch
    *e* or earlier. In a later epoch *e'* every site heard of gets ``Frontier(F)``: it
    fires its deadlines before ``F`` and releases the verdicts it decided before *e'*. By
-   the end of *e'*, every verdict about a time before ``F`` has left its site, and care,
-   which acts in the epoch a verdict reaches it, has made every action it causes.
-2. In an epoch after *e'*, dispatch gets ``Frontier(F)``: every action about a time before
+   the end of *e'*, every incident record and every verdict about a time before ``F``
+   has left its site.
+2. In an epoch after *e'*, the region keys get ``Frontier(F)``: they take the incidents
+   and the verdicts before ``F`` in event-time order (:mod:`forewarn.dataflows.region`)
+   and pass the verdicts on to care. Without recovery, care shards hear of ``F`` an
+   epoch later again and take what they hold before it in event-time order; with it
+   (a care key per subscriber, which no frontier reaches) care acts on what arrives, in
+   the epoch it arrives. Either way, by the end of the epoch care heard of ``F`` (or
+   the region keys did), every action about a time before ``F`` is made.
+3. In an epoch after that, dispatch gets ``Frontier(F)``: every action about a time before
    ``F`` has reached it, so budgets are granted in event-time order, whatever the batch
    sizes, epochs and worker count (:meth:`forewarn.dataflows.dispatch.Dispatcher.take`).
 
@@ -30,10 +37,13 @@ takes such an action when it arrives.
 [('site', [('S1', Frontier(at=100.0))])]
 >>> f.take(Progress(0, 160.0, ("S2",)))
 >>> f.end_epoch()
->>> for to, what in f.due():  # dispatch hears of 100 once sites had an epoch to release
+>>> for to, what in f.due():  # the region keys hear of 100 once sites had an epoch
 ...     print(to, what)
-dispatch Frontier(at=100.0)
+region []
 site [('S1', Frontier(at=160.0)), ('S2', Frontier(at=160.0))]
+>>> f.end_epoch()
+>>> [(to, what) for to, what in f.due() if to == "dispatch"]  # and dispatch an epoch later
+[('dispatch', Frontier(at=100.0))]
 
 With two shards, the frontier is the slower one's watermark:
 
@@ -60,16 +70,17 @@ class FrontierTracker:
     """The frontier step's state: the shards' watermarks, and what is owed to whom.
 
     ``stages``: who hears of a frontier, in order, each an epoch after the one before:
-    ``site`` (every site heard of), ``care`` (the keys in ``care_keys``: care shards
-    take what they hold before the frontier in event-time order), ``dispatch``.
+    ``site`` (every site heard of), ``region`` (the keys in ``region_keys``: the
+    regional step, which passes verdicts on to care), ``care`` (the keys in
+    ``care_keys``: care shards take what they hold before the frontier in event-time
+    order), ``dispatch``.
     ``owed[i]``: ``(frontier, epoch it became owed)`` for stage ``i``, or None.
     """
 
     shards: int = 1
-    stages: tuple[str, ...] = ("site", "dispatch")
+    stages: tuple[str, ...] = ("site", "region", "dispatch")
     care_keys: tuple[str, ...] = ()
-    # keys of the regional step (forewarn.dataflows.region): they hear of a frontier with
-    # the stage after the sites (every incident before it has left its site by then)
+    # keys of the regional step (forewarn.dataflows.region)
     region_keys: tuple[str, ...] = ()
     marks: dict[int, float] = field(default_factory=dict)  # shard -> its watermark
     ended: dict[int, None] = field(default_factory=dict)  # shards whose input is over
@@ -84,6 +95,10 @@ class FrontierTracker:
 
     def __setstate__(self, state: Any) -> None:
         restore_fields(self, state)
+        if "region" not in self.stages:  # a snapshot from when the region keys heard of
+            # a frontier with the stage after the sites: their own stage, owing nothing
+            self.stages = (self.stages[0], "region", *self.stages[1:])
+            self.owed = [self.owed[0], None, *self.owed[1:]]
 
     @property
     def pending(self) -> bool:
@@ -143,7 +158,8 @@ class FrontierTracker:
     def due(self) -> list[tuple[str, Any]]:
         """What is owed now, each stage at most once and only when an epoch has passed
         since the stage before it heard: ``("dispatch", Frontier)``, ``("care", [(key,
-        Frontier), ...])``, ``("site", [(site_id, Frontier), ...])``."""
+        Frontier), ...])``, ``("region", [(key, Frontier), ...])``, ``("site",
+        [(site_id, Frontier), ...])``."""
         out: list[tuple[str, Any]] = []
         owed, epoch = self.owed, self.epoch
         for i in range(len(owed) - 1, -1, -1):  # the later stages first: each moves on once
@@ -158,10 +174,9 @@ class FrontierTracker:
             if stage == "dispatch":
                 out.append((stage, mark))
             else:
-                keys = self.sites if stage == "site" else self.care_keys
+                keys = self.sites if stage == "site" else (
+                    self.region_keys if stage == "region" else self.care_keys)
                 out.append((stage, [(k, mark) for k in keys]))
-            if i == 1 and self.region_keys:
-                out.append(("region", [(k, mark) for k in self.region_keys]))
         return out
 
     def finish(self) -> list[tuple[str, Any]]:

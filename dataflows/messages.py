@@ -155,6 +155,11 @@ class IncidentFacts:
     confirmed: bool = True
 
 
+#: A regional event as the region step tells care of it with a verdict
+#: (:mod:`forewarn.dataflows.region`): ``(its id, the ids of its children so far)``.
+RegionalTag = tuple[str, tuple[str, ...]]
+
+
 #: What made a site send an :class:`Impact` (the rulebook's trigger point for it).
 HOLD_DOWN, WALK_IN, REAPPEARED, EXPECTED = "hold_down", "walk_in", "reappeared", "expected"
 
@@ -176,6 +181,9 @@ class Impact:
     seen: tuple[float, str, str | None]  # the observation it rests on: (at, cell, ref)
     moved: bool = False  # seen on another site since then (and at or before ``at``)
     trigger: str = HOLD_DOWN
+    # the regional event its incident belonged to at ``at``, as the region step saw it
+    # (None: none, or not through the region step)
+    event: RegionalTag | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +193,7 @@ class Restored:
     subscriber_id: str
     facts: IncidentFacts
     at: float
+    event: RegionalTag | None = None  # (see Impact.event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +204,7 @@ class Escalation:
     facts: IncidentFacts
     duration_s: float
     at: float
+    event: RegionalTag | None = None  # (see Impact.event)
 
 
 @dataclass(frozen=True, slots=True)

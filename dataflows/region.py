@@ -33,7 +33,7 @@ batch size and epoch length. An incident that arrives behind a frontier already 
 is taken, in order.
 
 >>> from forewarn.model import Incident
->>> from forewarn.dataflows.messages import Frontier
+>>> from forewarn.dataflows.messages import Frontier, Impact
 >>> shard = RegionShard()
 >>> def inc(site, start, status="open", t=None):
 ...     return Incident(f"INC-{site}-{int(start)}", status, "outage", "site", site,
@@ -63,7 +63,7 @@ from itertools import groupby
 from typing import Any
 from zlib import crc32
 
-from forewarn.dataflows.messages import Frontier
+from forewarn.dataflows.messages import Frontier, Impact
 from forewarn.dataflows.state import restore_fields
 from forewarn.model import REGIONAL_OUTAGE, Incident
 
@@ -74,6 +74,7 @@ REGION_KEYS = tuple(f"noc-{i}" for i in range(REGION_SHARDS))
 #: Incident kinds a regional event groups (a silent-failure verdict is not a power cut).
 GROUPED_KINDS = frozenset({"outage", "flapping"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+INF = float("inf")
 
 
 def region_key(region: str | None) -> str:
@@ -206,48 +207,109 @@ class RegionGroup:
 
 @dataclass(slots=True)
 class RegionShard:
-    """The regions of one key: incident records held until a frontier passes them."""
+    """The regions of one key: incident records, and the verdicts on their way to care,
+    held until a frontier passes them."""
 
     groups: dict[str, RegionGroup] = field(default_factory=dict)
     held: list[Incident] = field(default_factory=list)
     frontier: float = float("-inf")
+    verdicts: list = field(default_factory=list)  # verdicts held (see take)
 
     def __setstate__(self, state: Any) -> None:
         restore_fields(self, state)
 
-    def take(self, values: list, sites: int | None, window_s: float) -> list[Incident]:
-        """``values``: incident records (each site's in the order it made them) and
-        :class:`Frontier` marks. ``sites`` None: no grouping (records pass as they come)."""
-        out: list[Incident] = []
+    def take(self, values: list, sites: int | None, window_s: float) -> list:
+        """``values``: incident records (each site's in the order it made them),
+        :class:`Frontier` marks, and lists of verdicts a site sent its subscribers.
+        ``sites`` None: no grouping (records and verdicts pass as they come).
+
+        Out: incident records, then (when there are any) one list of the verdicts taken,
+        each :class:`~forewarn.dataflows.messages.Impact`, :class:`Restored` and
+        :class:`Escalation` of an incident of a regional event tagged with it
+        (``event``: its id and its children at the verdict's time: :meth:`_tag`)."""
+        out: list = []
+        told: list = []
         for v in values:
-            if type(v) is Frontier:
+            kind = type(v)
+            if kind is Frontier:
                 if v.at > self.frontier:
-                    self.frontier = v.at
-                    ready = [i for i in self.held if i.event_time < v.at]
+                    self.frontier = at = v.at
+                    ready = [i for i in self.held if i.event_time < at]
                     if ready:
-                        self.held = [i for i in self.held if i.event_time >= v.at]
-                        out += self._apply(ready, sites, window_s)
+                        self.held = [i for i in self.held if i.event_time >= at]
+                    waiting = [m for m in self.verdicts if m.at < at]
+                    if waiting:
+                        self.verdicts = [m for m in self.verdicts if m.at >= at]
+                    if ready or waiting:
+                        out += self._apply(ready, sites, window_s, waiting, told)
+            elif kind is list:
+                if sites is None:
+                    told += v
+                    continue
+                for m in v:
+                    if m.at < self.frontier:  # behind a frontier taken: late
+                        told.append(self._tag(m))
+                    else:
+                        self.verdicts.append(m)
             elif sites is None:
                 out.append(v)
             elif v.event_time < self.frontier:  # behind a frontier taken: late
                 out += self._apply([v], sites, window_s)
             else:
                 self.held.append(v)
+        if told:
+            out.append(told)
         return out
 
-    def finish(self, sites: int | None, window_s: float) -> list[Incident]:
+    def finish(self, sites: int | None, window_s: float) -> list:
         """End of input: everything held, in order."""
         held, self.held = self.held, []
-        return self._apply(held, sites, window_s)
+        waiting, self.verdicts = self.verdicts, []
+        told: list = []
+        out: list = self._apply(held, sites, window_s, waiting, told)
+        if told:
+            out.append(told)
+        return out
 
-    def _apply(self, incs: list[Incident], sites: int | None, window_s: float
-               ) -> list[Incident]:
+    def _apply(self, incs: list[Incident], sites: int | None, window_s: float,
+               verdicts: list | None = None, told: list | None = None) -> list[Incident]:
         """Records in ``(event time, region, incident id)`` order (a stable sort: one
         incident's records of one time stay in the order its site made them), each
-        region's records of one time applied together."""
+        region's records of one time applied together; ``verdicts`` (onto ``told``)
+        tagged in the same event-time order: a restoration or an escalation of a time
+        before that time's records (the event its incident was part of until then), an
+        outage's hold-down after them (one completing a regional event at that time
+        counts)."""
         incs = sorted(incs, key=_order)
         if sites is None:  # grouping turned off by a reload: what was held goes as it is
+            if verdicts and told is not None:
+                told += verdicts
             return incs
+        if not verdicts or told is None:
+            return self._group(incs, sites, window_s)
+        verdicts.sort(key=_at)
+        tags: dict = {}
+        out: list[Incident] = []
+        i = j = 0
+        while i < len(incs) or j < len(verdicts):
+            at = min(incs[i].event_time if i < len(incs) else INF,
+                     verdicts[j].at if j < len(verdicts) else INF)
+            k = j
+            while k < len(verdicts) and verdicts[k].at == at:
+                k += 1
+            n = i
+            while n < len(incs) and incs[n].event_time == at:
+                n += 1
+            now = verdicts[j:k]
+            told += [self._tag(m, tags) for m in now if type(m) is not Impact]
+            if n > i:
+                out += self._group(incs[i:n], sites, window_s)
+            told += [self._tag(m, tags) for m in now if type(m) is Impact]
+            i, j = n, k
+        return out
+
+    def _group(self, incs: list[Incident], sites: int, window_s: float) -> list[Incident]:
+        """Records already in order, each region's records of one time applied together."""
         out: list[Incident] = []
         for (_, region), same in groupby(incs, key=lambda i: (i.event_time, i.region)):
             batch = list(same)
@@ -261,6 +323,28 @@ class RegionShard:
             if not group.loose and group.event is None:
                 del self.groups[region]
         return out
+
+    def _tag(self, msg: Any, tags: dict | None = None) -> Any:
+        """A verdict with the regional event its incident belongs to now, if any
+        (``tags``: the tags made since the event last changed, shared)."""
+        facts = getattr(msg, "facts", None)
+        if facts is None or facts.region is None:
+            return msg
+        group = self.groups.get(facts.region)
+        ev = group.event if group is not None else None
+        if ev is None or facts.incident_id not in ev.children:
+            return msg
+        key = (ev.id, len(ev.children))  # (children only join while it is open)
+        tag = tags.get(key) if tags is not None else None
+        if tag is None:
+            tag = (ev.id, tuple(sorted(ev.children)))
+            if tags is not None:
+                tags[key] = tag
+        return replace(msg, event=tag)
+
+
+def _at(msg: Any) -> float:
+    return msg.at
 
 
 def _order(i: Incident) -> tuple[float, str, str]:

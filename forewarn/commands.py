@@ -39,9 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subscribers-per-cell", type=int, default=40)
     p.add_argument("--storm", metavar="REGION", nargs="?", const="north", default=None,
                    choices=("north", "south", "east", "west", "central"),
-                   help="a storm day, run with the storm-day settings (one message per "
-                        "customer per regional event, pacing: docs/rules.md) unless --rules "
-                        "is given: a regional power cut takes most of REGION's sites "
+                   help="a storm day, run with the default rulebook (one message per "
+                        "customer per regional event, its notices paced: docs/rules.md) "
+                        "unless --rules is given: a regional power cut takes most of "
+                        "REGION's sites "
                         "down within 15 min (default region north); the summary's storm "
                         "block shows the NOC's regional events, messages per impacted "
                         "subscriber and the time to notify everyone (docs/quality.md)")

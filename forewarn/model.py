@@ -278,6 +278,9 @@ class Action:
     segment: str | None = None
     # Not on the wire: what care knew when it decided (the propensity model's input).
     features: Any = field(default=None, compare=False, repr=False)
+    # Not on the wire: the regional event its incident belonged to when care acted
+    # (forewarn.dataflows.region), for budgets that pace only those (``budgets.pace``)
+    regional_event: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

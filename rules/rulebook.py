@@ -255,6 +255,10 @@ class Budgets:
     # no send deferred past this long after it became due: past it, it goes in the
     # bound's minute over the rate (counted: forewarn_budget_overflow_total); None: a day
     max_delay_s: float | None = None
+    # which sends ``per_minute`` may defer: every send (``all``), or only the actions about
+    # an incident of a regional event (``regional_events``: the others go at once, and
+    # count in their minute)
+    pace: str = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -750,6 +754,10 @@ def _silences(ck: _Checker, node) -> tuple[Silence, ...]:
     return tuple(out)
 
 
+#: ``budgets.pace``: which sends the per-minute rates may defer.
+PACE_CHOICES = ("all", "regional_events")
+
+
 def _budgets(ck: _Checker, node) -> Budgets | None:
     if node is None:
         return None
@@ -758,7 +766,7 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
         ck.fail(node, "budgets", "expected a mapping (see Budgets in docs/rules.md)")
     _unknown_keys(ck, node, m, "budgets", {"compensation_per_day", "per_minute",
                                            "priority_segments", "reserve_share",
-                                           "max_delay_s"})
+                                           "max_delay_s", "pace"})
     per_minute: dict[str, int] = {}
     pm_node = m.get("per_minute")
     pm = _mapping(pm_node)
@@ -772,6 +780,10 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
         elif (n := _num(ck, pm_node, pm, chan, "budgets.per_minute", int,
                         rng="budgets.per_minute")) is not None:
             per_minute[chan] = n
+    pace = _get(ck, node, m, "pace", "budgets", str, False)
+    if pace is not None and pace not in PACE_CHOICES:
+        ck.fail(m["pace"], "budgets.pace",
+                f"expected one of {', '.join(PACE_CHOICES)}, got {_show(pace)}")
     share = _get(ck, node, m, "reserve_share", "budgets", float, False)
     if share is not None and not 0 <= share < 1:
         ck.fail(m["reserve_share"], "budgets.reserve_share",
@@ -783,6 +795,7 @@ def _budgets(ck: _Checker, node) -> Budgets | None:
         or ("vip", "business"),
         reserve_share=share if share is not None else 0.2,
         max_delay_s=_num(ck, node, m, "max_delay_s", "budgets", float),
+        pace=pace if pace in PACE_CHOICES else "all",
     )
 
 
@@ -1135,22 +1148,25 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     )
 
 
-#: The storm day's pacing (docs/rules.md, "Pacing"): what an SMS gateway, a push service
-#: and a mail relay take a minute; VIP and business first; nobody waits past 30 min.
+#: The storm day's pacing (docs/rules.md, "Pacing"), the default rulebook's: what an SMS
+#: gateway, a push service and a mail relay take a minute; VIP and business first; nobody
+#: waits past 30 min; only the actions about a regional event's incidents wait.
 STORM_DAY_BUDGETS = Budgets(per_minute={"sms": 500, "push": 3000, "email": 1000},
                             priority_segments=("vip", "business"), reserve_share=0.2,
-                            max_delay_s=1800.0)
+                            max_delay_s=1800.0, pace="regional_events")
 
 
 def storm_day(book: Rulebook) -> Rulebook:
     """``book`` with the storm-day settings on: one outage notice and one restored notice
     per customer per regional event (``inhibit.notice_when_notified_in_region``), and
-    :data:`STORM_DAY_BUDGETS` unless it has budgets of its own. What ``forewarn demo
-    --storm`` runs; a deployment sets the same keys in its rulebook.
+    :data:`STORM_DAY_BUDGETS` unless it has budgets of its own. The default rulebook has
+    both (it is its own storm day); ``forewarn demo --storm`` runs this on the rulebook it
+    is given.
 
-    >>> b = storm_day(load_rulebook())
-    >>> b.inhibit_notice_in_region, b.budgets.per_minute["sms"], load_rulebook().budgets
-    (True, 500, None)
+    >>> default = load_rulebook()
+    >>> b = storm_day(default)
+    >>> b.inhibit_notice_in_region, b.budgets.per_minute["sms"], b == default
+    (True, 500, True)
     """
     return replace(book, inhibit_notice_in_region=True,
                    budgets=book.budgets if book.budgets is not None else STORM_DAY_BUDGETS)

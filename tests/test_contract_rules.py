@@ -104,6 +104,27 @@ def test_restored_notice_goes_to_everyone_told_of_the_outage():
     assert all(a["incident_id"] == "INC-S1-20261123T101000" for a in restored)
 
 
+def test_two_independent_outages_of_one_region_within_15_min_each_notify_their_impacted():
+    """Two sites of one region fail 5 min apart (fewer sites than a regional event needs):
+    someone told of the first who walked onto the second before it failed is impacted by
+    both, and gets both outage notices and both restored notices, each at its own time."""
+    s = Scenario().site("S1").site("S2").subscriber("U0").subscriber("U1")
+    s.seen("U0", "S1-C1", 1).seen("U1", "S2-C1", 2)
+    s.alarm("A1", 10, site="S1")
+    s.seen("U0", "S2-C1", 13)  # told of S1 at 10:12, then on S2, which fails at 10:15
+    s.alarm("A2", 15, site="S2")
+    s.clear("A1", 60, site="S1").clear("A2", 90, site="S2").tick(100)
+    r = s.run()
+    s1, s2 = "INC-S1-20261123T101000", "INC-S2-20261123T101500"
+    assert [(a["kind"], a["incident_id"], a["event_time"]) for a in r.actions
+            if a["subscriber_id"] == "U0"] == [
+        ("outage_notice", s1, ts(12)), ("outage_notice", s2, ts(17)),
+        ("restored_notice", s1, ts(60)), ("restored_notice", s2, ts(90))]
+    assert r.subscribers("outage_notice") == {"U0", "U1"}
+    assert all(a["send_after"] is None for a in r.actions)  # no regional event: at once
+    assert all(i["parent_id"] is None for i in r.incidents)
+
+
 def test_four_hour_outage_gives_compensation_or_callback_by_segment_once():
     s = Scenario().site("S1").site("S2")
     s.subscriber("C", segment="consumer").subscriber("V", segment="vip")

@@ -296,20 +296,41 @@ def test_no_send_is_deferred_past_max_delay_it_overflows_at_the_bound():
     assert all((a.send_after or a.event_time) - a.event_time <= 120.0 for a in out)
 
 
-def test_the_default_rulebook_sends_a_full_sites_notices_at_once_the_storm_day_paces_them():
+def test_the_default_rulebook_sends_a_full_sites_notices_at_once_and_paces_a_storms():
     """The contract: outage and restored notices go at once. A site at full density
-    (1,200 subscribers) by SMS: the default rulebook paces nothing; the storm-day
-    settings (docs/rules.md, "Pacing") spread them, nobody past 30 min."""
-    from forewarn.rules.rulebook import load_rulebook, storm_day
+    (1,200 subscribers) by SMS: the default rulebook paces nothing of an incident that is
+    no regional event's (and counts it); the same notices about a regional event's
+    incident are spread, nobody past 30 min (docs/rules.md, "Pacing")."""
+    from dataclasses import replace
+
+    from forewarn.rules.rulebook import load_rulebook
 
     notices = [act(i, 120.0, kind=kind, rule="outage-notice") for i in range(1200)
                for kind in ("outage_notice", "restored_notice")]
-    default = load_rulebook()
-    assert default.budgets is None
-    assert all(a.send_after is None for a in Dispatcher().admit(notices, default.budgets))
-    paced = Dispatcher().admit(notices, storm_day(default).budgets)
+    budgets = load_rulebook().budgets
+    assert budgets is not None and budgets.pace == "regional_events"
+    d = Dispatcher()
+    assert all(a.send_after is None for a in d.admit(notices, budgets))
+    assert d.sends[("sms", 2)] == 2400  # counted in its minute
+    storm = [replace(a, regional_event="REG-north-20261123T101500") for a in notices]
+    paced = Dispatcher().admit(storm, budgets)
     waits = [a.send_after - a.event_time for a in paced if a.send_after is not None]
     assert waits and max(waits) <= 1800.0
     # a send the budget moved says so: the gateway and the metrics tell it from quiet hours
     assert all((a.send_after is not None) == (a.evidence[-1] in (PACED, OVERFLOW))
                for a in paced)
+    # `pace: all` (a rulebook's choice) paces every send
+    every = Dispatcher().admit(notices, replace(budgets, pace="all"))
+    assert [a.send_after for a in every] == [a.send_after for a in paced]
+
+
+def test_a_storms_notices_wait_for_room_that_calm_sends_took():
+    """Sends that are not paced still take their room: a regional event's notices of the
+    same minute wait behind them."""
+    b = Budgets(per_minute={"sms": 4}, reserve_share=0.0, max_delay_s=600.0,
+                pace="regional_events")
+    calm = [act(i, 60.0) for i in range(3)]
+    storm = [Action(f"s{i}", f"T{i}", "outage_notice", "sms", "en", "m", "r", 1, None, (),
+                    60.0, segment="consumer", regional_event="REG-x") for i in range(3)]
+    out = {a.action_id: a.send_after for a in Dispatcher().admit(calm + storm, b)}
+    assert out == {"a0": None, "a1": None, "a2": None, "s0": None, "s1": 120.0, "s2": 120.0}

@@ -27,16 +27,33 @@ INF = float("inf")
 # -- the tracker --------------------------------------------------------------------------
 
 
-def test_sites_hear_of_a_frontier_an_epoch_later_and_dispatch_an_epoch_after_that():
-    f = FrontierTracker()
+def test_sites_hear_of_a_frontier_an_epoch_later_then_the_region_keys_then_dispatch():
+    f = FrontierTracker(region_keys=("r0",))
     f.take(Progress(0, 100.0, ("S1",)))
     assert f.due() == [] and f.pending
     f.end_epoch()
     assert f.due() == [("site", [("S1", Frontier(100.0))])]
     assert f.due() == []  # owed once
     f.end_epoch()
+    assert f.due() == [("region", [("r0", Frontier(100.0))])]
+    f.end_epoch()
     assert f.due() == [("dispatch", Frontier(100.0))]
     assert not f.pending
+
+
+def test_a_tracker_from_before_the_region_stage_gets_it_owing_nothing():
+    """A snapshot whose region keys heard of a frontier with the stage after the sites:
+    the region keys get their own stage, between the sites and the rest; what the older
+    stages were owed is still owed to them."""
+    old = FrontierTracker(stages=("site", "dispatch"), region_keys=("r0",))
+    old.take(Progress(0, 100.0, ("S1",)))
+    old.end_epoch()
+    old.due()  # the sites heard: dispatch is owed 100
+    back = safe_pickle.load_state(safe_pickle.dump_state(old))
+    assert back.stages == ("site", "region", "dispatch")
+    assert back.owed == [None, None, (100.0, 1)]
+    back.end_epoch()
+    assert back.due() == [("dispatch", Frontier(100.0))]
 
 
 def test_the_frontier_is_the_slowest_shards_watermark_once_every_shard_has_reported():
@@ -136,9 +153,9 @@ def test_the_tracker_survives_a_snapshot():
 
 
 def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
-    """Without recovery: sites, then every care shard and region key, then dispatch; with
-    recovery (a care key per subscriber, which no frontier reaches) sites, then dispatch
-    and the region keys."""
+    """Without recovery: sites, then the region keys (which pass verdicts on to care),
+    then every care shard, then dispatch; with recovery (a care key per subscriber, which
+    no frontier reaches) sites, then the region keys, then dispatch."""
     logic = FrontierLogic(FlowConfig(book=load_rulebook()), None)
     assert logic.notify_at() is None
     assert logic.on_batch([Progress(0, 100.0, ("S1",))]) == ([], False)
@@ -147,9 +164,11 @@ def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
     logic.snapshot()  # Bytewax ends the epoch
     assert logic.on_notify() == ([("site", [("S1", Frontier(100.0))])], False)
     logic.snapshot()
-    (stage, keys), (also, regions) = logic.on_notify()[0]
+    assert logic.on_notify() == ([("region", [(k, Frontier(100.0)) for k in REGION_KEYS])],
+                                 False)
+    logic.snapshot()
+    [(stage, keys)] = logic.on_notify()[0]
     assert stage == "care" and keys == [(k, Frontier(100.0)) for k in _SHARD_KEYS]
-    assert also == "region" and regions == [(k, Frontier(100.0)) for k in REGION_KEYS]
     logic.snapshot()
     assert logic.on_notify() == ([("dispatch", Frontier(100.0))], False)
     assert logic.notify_at() is None
@@ -159,8 +178,9 @@ def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
     durable.snapshot()
     assert durable.on_notify()[0] == [("site", [("S1", Frontier(100.0))])]
     durable.snapshot()
-    assert durable.on_notify()[0] == [("dispatch", Frontier(100.0)),
-                                      ("region", [(k, Frontier(100.0)) for k in REGION_KEYS])]
+    assert durable.on_notify()[0] == [("region", [(k, Frontier(100.0)) for k in REGION_KEYS])]
+    durable.snapshot()
+    assert durable.on_notify()[0] == [("dispatch", Frontier(100.0))]
 
 
 # -- a site's outbox ----------------------------------------------------------------------
@@ -180,6 +200,38 @@ def _outage(logic: SiteLogic) -> list:
     return logic.on_batch([("S1", [alarm])])[0]
 
 
+def _flat(out: list) -> list:
+    """A site's output with its verdicts one by one: those of a region leave as one list
+    per region for the region step (``("region", (region, [verdict, ...]))``)."""
+    flat: list = []
+    for tag, item in out:
+        if tag == "region":
+            assert item[0] == "north"
+            flat += [("care", v) for v in item[1]]
+        else:
+            flat.append((tag, item))
+    return flat
+
+
+def test_a_sites_verdicts_of_a_region_go_as_one_list_the_others_one_by_one():
+    logic = _site()
+    hold = logic.cfg.book.correlation.hold_down_s
+    logic.on_batch([("S1", [("U2", "S1-C1", T0 + 20, None)])])
+    _outage(logic)
+    logic.snapshot()
+    out = logic.on_batch([("S1", Frontier(T0 + 60 + hold + 1))])[0]
+    [(tag, (region, verdicts))] = [x for x in out if x[0] != "incident"]
+    assert (tag, region) == ("region", "north")
+    assert sorted((type(v), v.subscriber_id) for v in verdicts) == [(Impact, "U1"),
+                                                                    (Impact, "U2")]
+    nowhere = SiteLogic(FlowConfig(book=load_rulebook()), None)
+    nowhere.on_batch([("S2", [Cell("S2-C1", "S2"), ("U1", "S2-C1", T0 + 10, None)])])
+    nowhere.on_batch([("S2", [Alarm("A2", T0 + 60, "critical", "lossOfSignal",
+                                    cell_id="S2-C1")])])
+    out = nowhere.on_batch([("S2", Frontier(T0 + 60 + hold + 1))])[0]
+    assert [type(v) for tag, v in out if tag == "care"] == [Impact]
+
+
 def test_a_frontier_fires_the_hold_down_and_its_verdicts_go_out_at_once():
     logic = _site()
     hold = logic.cfg.book.correlation.hold_down_s
@@ -187,7 +239,7 @@ def test_a_frontier_fires_the_hold_down_and_its_verdicts_go_out_at_once():
     logic.snapshot()
     out = logic.on_batch([("S1", Frontier(T0 + 60 + hold))])[0]  # the group wait, not more
     assert [(tag, v.status) for tag, v in out] == [("incident", "open")]
-    out = logic.on_batch([("S1", Frontier(T0 + 60 + hold + 1))])[0]
+    out = _flat(logic.on_batch([("S1", Frontier(T0 + 60 + hold + 1))])[0])
     impacts = [v for tag, v in out if tag == "care"]
     assert [(i.subscriber_id, i.at) for i in impacts] == [("U1", T0 + 60 + hold)]
     assert not logic.outbox
@@ -204,7 +256,7 @@ def test_a_verdict_decided_from_a_record_waits_for_a_later_epoch_or_a_frontier_p
     # the same epoch: a frontier before the verdict's time leaves it held ...
     assert logic.on_batch([("S1", Frontier(T0 + 60 + hold))])[0] == []
     # ... one past it releases it (every record before it reached care in an earlier epoch)
-    out = logic.on_batch([("S1", Frontier(T0 + 60 + hold + 1))])[0]
+    out = _flat(logic.on_batch([("S1", Frontier(T0 + 60 + hold + 1))])[0])
     assert [type(v) for _, v in out] == [Impact] and not logic.outbox
 
 
@@ -214,7 +266,7 @@ def test_any_frontier_in_a_later_epoch_releases_what_was_decided_before_it():
     _outage(logic)
     logic.on_batch([("S1", [("U2", "S1-C1", T0 + 60 + hold + 30, None)])])
     logic.snapshot()
-    out = logic.on_batch([("S1", Frontier(T0))])[0]
+    out = _flat(logic.on_batch([("S1", Frontier(T0))])[0])
     assert [type(v) for _, v in out] == [Impact] and not logic.outbox
 
 
@@ -227,7 +279,7 @@ def test_records_after_a_frontier_in_one_batch_still_reach_the_outbox():
     logic.on_batch([("S1", Frontier(T0 + 61)),
                     ("S1", [("U2", "S1-C1", T0 + 60 + hold + 30, None)])])
     assert [type(v) for _, (_, v) in logic.outbox] == [Impact]
-    assert logic.on_eof()[0][0][1].subscriber_id == "U1"
+    assert _flat(logic.on_eof()[0])[0][1].subscriber_id == "U1"
 
 
 def test_a_frontier_for_a_site_that_has_no_state_is_ignored():

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forewarn.codec import incident_dict
-from forewarn.dataflows.messages import Frontier
+from forewarn.dataflows.messages import Frontier, Impact, IncidentFacts, Restored
 from forewarn.dataflows.region import RegionShard, region_key
 from forewarn.model import Incident
 
@@ -120,3 +120,103 @@ def test_the_same_outputs_whatever_the_arrival_order_and_frontier_cuts(seed, cut
 
 def test_region_keys_are_stable():
     assert region_key("north") == region_key("north") and region_key(None).startswith("noc-")
+
+
+# -- verdicts on their way to care ---------------------------------------------------------
+
+
+def facts_of(rec: Incident):
+    return IncidentFacts(rec.incident_id, rec.incident_kind, rec.site_id, rec.site_id,
+                         rec.start_time, ((rec.cell_ids[0], rec.start_time),), (),
+                         region=rec.region, scope="site")
+
+
+def verdicts(per_incident: list[list[Incident]], hold: float = 120.0) -> list[list]:
+    """For each incident: a subscriber's hold-down impact and restoration."""
+    out = []
+    for recs in per_incident:
+        f = facts_of(recs[0])
+        out.append([Impact(f"U-{f.site_id}", f, f.start_time + hold, (f.start_time, "c", None)),
+                    Restored(f"U-{f.site_id}", f, recs[-1].event_time)])
+    return out
+
+
+def run_all(per_incident: list[list[Incident]], per_verdicts: list[list], seed: int = 0,
+            cuts: int = 3) -> tuple[list[Incident], list]:
+    """As :func:`run`, with each incident's verdicts arriving as their site releases
+    them: a list each, after the incident's records of their time."""
+    rng = random.Random(seed)
+    queues = [[(r.event_time, 0, r) for r in recs] + [(v.at, 1, [v]) for v in vs]
+              for recs, vs in zip(per_incident, per_verdicts, strict=True)]
+    for q in queues:
+        q.sort(key=lambda x: (x[0], x[1]))
+    shard, out, seen = RegionShard(), [], -1e18
+    while any(queues):
+        q = rng.choice([q for q in queues if q])
+        at, _, item = q.pop(0)
+        seen = max(seen, at)
+        out += shard.take([item], SITES, WINDOW)
+        if rng.random() < cuts / 10:
+            pending = [x[0] for qq in queues for x in qq]
+            out += shard.take([Frontier(min(pending, default=seen + 1))], SITES, WINDOW)
+    out += shard.finish(SITES, WINDOW)
+    incidents = [x for x in out if isinstance(x, Incident)]
+    told = [v for x in out if type(x) is list for v in x]
+    return incidents, told
+
+
+def test_verdicts_wait_for_the_frontier_and_carry_the_event_of_their_time():
+    """The event opens at T0 + 460 (the 5th site's incident opened): hold-downs before it
+    carry no event, those from then on carry it with its children so far, a restoration
+    carries the event it was part of (the last one's too, as the event resolves)."""
+    incs = storm()
+    shard = RegionShard()
+    assert shard.take([r for recs in incs for r in recs], SITES, WINDOW) == []
+    vs = [v for pair in verdicts(incs) for v in pair]
+    assert shard.take([vs], SITES, WINDOW) == []  # held: no frontier yet
+    out = shard.take([Frontier(T0 + 100_000)], SITES, WINDOW)
+    [told] = [x for x in out if type(x) is list]
+    event = "REG-north-20261123T101500"
+    impacts = {v.facts.site_id: v.event for v in told if type(v) is Impact}
+    assert [impacts[f"S{i:02d}"] for i in range(4)] == [None] * 4  # before it formed
+    assert impacts["S04"] == (event, tuple(f"INC-S{i:02d}-{int(T0 + 100 * i)}"
+                                           for i in range(5)))
+    assert impacts["S06"][0] == event and len(impacts["S06"][1]) == 7
+    restored = [v for v in told if type(v) is Restored]
+    assert len(restored) == 7 and all(v.event is not None and v.event[0] == event
+                                      for v in restored)
+
+
+def test_an_impact_at_the_time_the_event_forms_carries_it():
+    incs = storm()
+    f = facts_of(incs[2][0])
+    shard = RegionShard()
+    shard.take([r for recs in incs for r in recs], SITES, WINDOW)
+    shard.take([[Impact("U", f, T0 + 460, (T0, "c", None)),
+                 Impact("V", f, T0 + 459, (T0, "c", None))]], SITES, WINDOW)
+    [told] = [x for x in shard.take([Frontier(T0 + 461)], SITES, WINDOW) if type(x) is list]
+    assert {v.subscriber_id: v.event is not None for v in told} == {"U": True, "V": False}
+
+
+def test_late_verdicts_go_at_once_and_no_grouping_passes_them_untagged():
+    incs = storm()
+    shard = RegionShard()
+    shard.take([r for recs in incs for r in recs] + [Frontier(T0 + 100_000)], SITES, WINDOW)
+    f = facts_of(incs[5][0])
+    late = Impact("U", f, T0 + 620, (T0, "c", None))
+    [[v]] = shard.take([[late]], SITES, WINDOW)  # behind the frontier: as the event is now
+    assert v.event is None  # (it resolved)
+    plain = RegionShard()
+    assert plain.take([[late]], None, WINDOW) == [[late]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10**6), st.integers(0, 10))
+def test_verdicts_are_tagged_the_same_whatever_the_arrival_order_and_frontier_cuts(seed, cuts):
+    incidents = storm(9, gap=37.0) + [records("X1", T0 + 50, T0 + 900, region="south")]
+    vs = verdicts(incidents)
+    ref_incs, ref_told = run_all(incidents, vs, seed=1, cuts=0)
+    got_incs, got_told = run_all(incidents, vs, seed=seed, cuts=cuts)
+    key = lambda v: (v.at, v.subscriber_id, type(v).__name__)  # noqa: E731
+    assert sorted(got_told, key=key) == sorted(ref_told, key=key)
+    assert len(ref_told) == 20 and sum(v.event is not None for v in ref_told) > 10

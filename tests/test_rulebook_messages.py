@@ -452,7 +452,7 @@ CASES = [
                      "    fax: 3\n    push: 10000001\n  priority_segments: [alien]\n"
                      "  reserve_share: 1\n  spare: 1\n"),
                  ["17: budgets.spare: unknown key; expected among compensation_per_day, "
-                  "max_delay_s, per_minute, priority_segments, reserve_share",
+                  "max_delay_s, pace, per_minute, priority_segments, reserve_share",
                   f"12: budgets.per_minute.sms: expected at least 1 and at most 10000000, got 0"
                   f"{RANGE}",
                   "13: budgets.per_minute.fax: expected a channel among push, sms, email",
@@ -472,6 +472,9 @@ CASES = [
     pytest.param(top("budgets:\n  reserve_share: half\n"),
                  ["10: budgets.reserve_share: expected float, got 'half'"],
                  id="budgets-share-not-a-number"),
+    pytest.param(top("budgets:\n  pace: storms\n"),
+                 ["10: budgets.pace: expected one of all, regional_events, got 'storms'"],
+                 id="budgets-pace"),
     # ---- silences
     pytest.param(top("silences: storm\n"), ["9: silences: expected a list"],
                  id="silences-not-a-list"),
@@ -601,6 +604,7 @@ budgets:
   per_minute: {sms: 20, email: 100}
   priority_segments: [vip]
   reserve_share: 0.25
+  pace: regional_events
 silences:
   - {id: storm, start: "2026-11-23T00:00:00Z", end: 2026-11-24T00:00:00+01:00,
      regions: [North], site_ids: [S1], comment: press}
@@ -676,7 +680,8 @@ def test_every_key_of_a_valid_rulebook_is_read(tmp_path):
         ),
         source=str(file), max_contacts_per_day=3, inhibit_apology_when_notified=False,
         budgets=Budgets(compensation_per_day=50, per_minute={"sms": 20, "email": 100},
-                        priority_segments=("vip",), reserve_share=0.25),
+                        priority_segments=("vip",), reserve_share=0.25,
+                        pace="regional_events"),
         silences=(
             Silence("storm", utc(2026, 11, 23), utc(2026, 11, 24, hours=1), ("S1",),
                     ("north",), "press"),
