@@ -220,3 +220,17 @@ def test_verdicts_are_tagged_the_same_whatever_the_arrival_order_and_frontier_cu
     key = lambda v: (v.at, v.subscriber_id, type(v).__name__)  # noqa: E731
     assert sorted(got_told, key=key) == sorted(ref_told, key=key)
     assert len(ref_told) == 20 and sum(v.event is not None for v in ref_told) > 10
+
+
+def test_a_shard_snapshot_from_before_verdicts_passed_through_restores():
+    """A region shard pickled before it held verdicts (no ``verdicts`` field) loads with
+    none held and goes on."""
+    from forewarn import safe_pickle
+    shard = RegionShard()
+    shard.take([r for recs in storm() for r in recs], SITES, WINDOW)
+    old = RegionShard.__new__(RegionShard)
+    old.__setstate__((None, {"groups": shard.groups, "held": shard.held,
+                             "frontier": shard.frontier}))
+    back = safe_pickle.load_state(safe_pickle.dump_state(old))
+    assert back.verdicts == [] and len(back.held) == len(shard.held)
+    assert parents(back.take([Frontier(T0 + 100_000)], SITES, WINDOW))
