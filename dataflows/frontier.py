@@ -95,10 +95,6 @@ class FrontierTracker:
 
     def __setstate__(self, state: Any) -> None:
         restore_fields(self, state)
-        if "region" not in self.stages:  # a snapshot from when the region keys heard of
-            # a frontier with the stage after the sites: their own stage, owing nothing
-            self.stages = (self.stages[0], "region", *self.stages[1:])
-            self.owed = [self.owed[0], None, *self.owed[1:]]
 
     @property
     def pending(self) -> bool:

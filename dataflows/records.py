@@ -25,7 +25,7 @@ record. ``docs/layout.md`` (section "Snapshots") says how to change a record;
 >>> from forewarn.dataflows.region import RegionShard
 >>> blob = freeze_region(RegionShard(frontier=60.0))
 >>> blob[:24]
-b'forewarn-state:\\x02region:\\x02'
+b'forewarn-state:\\x02region:\\x03'
 >>> thaw_region(blob).frontier
 60.0
 """
@@ -288,6 +288,19 @@ def _frontier_v1(tracker: Any) -> dict:
     return _fields_of(_expect(tracker, FrontierTracker, "frontier"), _FRONTIER_OWN)
 
 
+def _frontier_v2(data: dict) -> dict:
+    """Version 2: the region keys heard of a frontier with the stage after the sites;
+    since version 3 they are a stage of their own, right after the sites (``owed`` has
+    one more entry). What the stage after the sites was owed is now the region keys'
+    (they heard of it with that stage), and the stage after them is owed nothing: it
+    hears of that frontier an epoch after the region keys, as in a run that never
+    stopped."""
+    owed = data.get("owed")
+    if type(owed) is not list or len(owed) < 2:
+        raise UnsafePickle("the frontier in the snapshot owes fewer than two stages")
+    return {**data, "owed": [*owed[:2], None, *owed[2:]]}
+
+
 # ---- region: a region key's grouping ----------------------------------------------------------
 # Given: the storm terms (the rulebook's, at each call). Kept: every field.
 
@@ -307,6 +320,12 @@ def thaw_region(blob: bytes) -> RegionShard:
 def _region_v1(shard: Any) -> dict:
     """Version 1: the RegionShard pickled whole."""
     return _fields_of(_expect(shard, RegionShard, "region"), _REGION_OWN)
+
+
+def _region_v2(data: dict) -> dict:
+    """Version 2: no verdicts held (since version 3 the region keys hold the verdicts on
+    their way to care, ``verdicts``: none in an older record)."""
+    return data
 
 
 # ---- care: a care key's subscribers --------------------------------------------------------
@@ -367,8 +386,8 @@ FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
     StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"}, (_sequence_v1,)),
     StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,),
                 inner=(("site", frozenset(_SITE_OWN)),)),
-    StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1,)),
-    StageFormat("region", frozenset(_REGION_OWN), (_region_v1,)),
+    StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1, _frontier_v2)),
+    StageFormat("region", frozenset(_REGION_OWN), (_region_v1, _region_v2)),
     StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1,)),
     StageFormat("dispatch", frozenset(_DISPATCH_OWN), (_dispatch_v1,)),
 )}

@@ -42,16 +42,23 @@ def test_sites_hear_of_a_frontier_an_epoch_later_then_the_region_keys_then_dispa
 
 
 def test_a_tracker_from_before_the_region_stage_gets_it_owing_nothing():
-    """A snapshot whose region keys heard of a frontier with the stage after the sites:
-    the region keys get their own stage, between the sites and the rest; what the older
-    stages were owed is still owed to them."""
+    """A snapshot whose region keys heard of a frontier with the stage after the sites
+    (frontier record version 2): the region keys get their own stage, right after the
+    sites, owed what that stage was owed (they heard of it with it); the stage after them
+    hears of it an epoch later."""
+    from forewarn.dataflows import records
+    from forewarn.safe_pickle import dump_record
     old = FrontierTracker(stages=("site", "dispatch"), region_keys=("r0",))
     old.take(Progress(0, 100.0, ("S1",)))
     old.end_epoch()
     old.due()  # the sites heard: dispatch is owed 100
-    back = safe_pickle.load_state(safe_pickle.dump_state(old))
+    blob = dump_record("frontier", 2, {k: getattr(old, k) for k in (
+        "marks", "ended", "idle", "sites", "epoch", "owed")})
+    back = records.thaw_frontier(blob, FrontierTracker(region_keys=("r0",)))
     assert back.stages == ("site", "region", "dispatch")
-    assert back.owed == [None, None, (100.0, 1)]
+    assert back.owed == [None, (100.0, 1), None]
+    back.end_epoch()
+    assert back.due() == [("region", [("r0", Frontier(100.0))])]
     back.end_epoch()
     assert back.due() == [("dispatch", Frontier(100.0))]
 

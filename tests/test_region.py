@@ -223,14 +223,13 @@ def test_verdicts_are_tagged_the_same_whatever_the_arrival_order_and_frontier_cu
 
 
 def test_a_shard_snapshot_from_before_verdicts_passed_through_restores():
-    """A region shard pickled before it held verdicts (no ``verdicts`` field) loads with
-    none held and goes on."""
-    from forewarn import safe_pickle
+    """A region record of version 2 (no ``verdicts``) loads with none held and goes on."""
+    from forewarn.dataflows import records
+    from forewarn.safe_pickle import dump_record
     shard = RegionShard()
     shard.take([r for recs in storm() for r in recs], SITES, WINDOW)
-    old = RegionShard.__new__(RegionShard)
-    old.__setstate__((None, {"groups": shard.groups, "held": shard.held,
-                             "frontier": shard.frontier}))
-    back = safe_pickle.load_state(safe_pickle.dump_state(old))
+    blob = dump_record("region", 2, {"groups": shard.groups, "held": shard.held,
+                                     "frontier": shard.frontier})
+    back = records.thaw_region(blob)
     assert back.verdicts == [] and len(back.held) == len(shard.held)
     assert parents(back.take([Frontier(T0 + 100_000)], SITES, WINDOW))

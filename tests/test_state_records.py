@@ -272,10 +272,10 @@ RECORD_SHAPES = {
         site.deadlines site.down site.first_after site.flap_starts site.health site.history
         site.incidents site.members site.recent site.region site.silent site.site_id
         site.windows"""),
-    "frontier": (2, """
+    "frontier": (3, """
         ended epoch idle marks owed sites"""),
-    "region": (2, """
-        frontier groups held"""),
+    "region": (3, """
+        frontier groups held verdicts"""),
     "care": (2, """
         held subscribers"""),
     "dispatch": (2, """
