@@ -437,7 +437,7 @@ class SubscriberCare:
         if not untold and book.inhibit_notice_in_region:
             # (an area notice is not inhibited: it finds someone inside another dark
             # area an hour or more later, often after they came back into it)
-            lead = self._same_event(msg)
+            lead = self._same_event(msg, book.correlation.storm_window_s)
             if lead is not None:
                 return out + self._inhibited(msg, lead, book, moved)
 
@@ -527,22 +527,27 @@ class SubscriberCare:
 
     # -- regional events (inhibit.notice_when_notified_in_region) --------------------
 
-    def _same_event(self, msg: Impact) -> str | None:
+    def _same_event(self, msg: Impact, window_s: float) -> str | None:
         """The incident they were told of that is of the regional event ``msg``'s
         incident belongs to (``msg.event``: the region step's word, the event formed by
-        then, with its children so far), while they wait for its restoration: None when
-        it belongs to none, or they were told of none of its other incidents. Two outages
-        of one region that are not one regional event are never joined."""
+        then, with its children so far), while they wait for its restoration, and that
+        began within ``window_s`` of it: None when it belongs to none, or they were told
+        of no such incident. Two outages of one region that are not one regional event
+        are never joined, nor an outage that joined a long-open event hours after its
+        onset (the NOC's grouping) with one of that onset."""
         event = getattr(msg, "event", None)
         if event is None or not self.notified:
             return None
-        children = event[1]
+        children, start = event[1], msg.facts.start_time
         if self.events:  # an event they were told of, which others joined already
             for lead, (_, members, _) in sorted(self.events.items()):
-                if any(i in children for i in members):
+                if any(i in children and back is None and abs(began - start) <= window_s
+                       for i, (began, back) in members.items()):
                     return lead
         own = msg.facts.incident_id
-        told = sorted(i for i in self.notified if i != own and i in children)
+        known = self.incidents or {}
+        told = sorted(i for i in self.notified if i != own and i in children
+                      and i in known and abs(known[i][3] - start) <= window_s)
         return told[0] if told else None
 
     def _event_of(self, incident_id: str) -> str | None:

@@ -359,7 +359,9 @@ def _via_region(out: list) -> list:
 
 def _to_care(verdicts: list, care_key: Callable[[str], str]) -> list[tuple[str, list]]:
     """Verdicts the region step passed on, one list per care key, each in
-    :func:`~forewarn.dataflows.care.order_key` order (as care takes them)."""
+    :func:`~forewarn.dataflows.care.care_order` (the region releases a time's
+    restorations before its hold-downs; care, with recovery, takes a list as it comes,
+    and must apply it as care shards do)."""
     boxes: dict[str, list] = {}
     for v in verdicts:
         key = care_key(v.subscriber_id)
@@ -370,7 +372,7 @@ def _to_care(verdicts: list, care_key: Callable[[str], str]) -> list[tuple[str, 
             box.append(v)
     for box in boxes.values():
         if len(box) > 1:
-            box.sort(key=order_key)
+            box.sort(key=care_order)
     return list(boxes.items())
 
 
@@ -492,7 +494,7 @@ class CareLogic(StatefulBatchLogic):
         book = self.cfg.rulebook()
         if self.cfg.durable:
             msgs = values[0] if len(values) == 1 else sorted(
-                (m for msgs in values for m in msgs), key=order_key)
+                (m for msgs in values for m in msgs), key=care_order)
             return self.shard.handle_batch(msgs, book, self.status), not self.shard.subscribers
         out: list = []
         held = self.held

@@ -101,6 +101,9 @@ class OpenIncident:
     impacted: dict[str, None] = field(default_factory=dict)  # subscribers sent an Impact
     walked_in: dict[str, None] = field(default_factory=dict)  # found inside it later
     facts: IncidentFacts | None = None
+    # the site's region when it opened: its records and verdicts keep it (a topology
+    # update moving the site mid-incident would leave its regional event open for ever)
+    region: str | None = None
 
     def __setstate__(self, state: Any) -> None:
         restore_fields(self, state)  # snapshots from before a field was added load too
@@ -399,7 +402,8 @@ class SiteCorrelator:
 
     def _new_incident(self, kind: str, at: float) -> OpenIncident:
         corr = self.book.correlation
-        inc = OpenIncident(id=incident_id(self.site_id, at), kind=kind, start=at)
+        inc = OpenIncident(id=incident_id(self.site_id, at), kind=kind, start=at,
+                           region=self.region)
         self.incidents[inc.id] = inc
         self._schedule(at + corr.group_wait_s, "open", inc.id)
         if kind == "outage":
@@ -625,7 +629,8 @@ class SiteCorrelator:
                     out.append(("incident", self._record(inc, "updated", v.at)))
                 else:
                     inc = OpenIncident(id=f"DEG-{v.cell_id}-{_stamp(v.start_time)}",
-                                       kind="degradation", start=v.start_time)
+                                       kind="degradation", start=v.start_time,
+                                       region=self.region)
                     inc.down[v.cell_id] = v.start_time
                     inc.ever[v.cell_id] = None
                     inc.alarms.extend(v.evidence)
@@ -661,7 +666,7 @@ class SiteCorrelator:
             start_time=inc.start,
             down_cells=tuple(sorted(inc.down.items())),
             evidence=self._evidence(inc),
-            region=self.region,
+            region=inc.region or self.region,
             scope=self._scope(inc),
             causes=tuple(inc.causes),
             confirmed=not (inc.kind == "degradation" and inc.detector == "silence"),
@@ -685,7 +690,7 @@ class SiteCorrelator:
             end_time=end,
             impacted_subscribers=len(inc.impacted),
             event_time=at,
-            region=self.region,
+            region=inc.region or self.region,
             maintenance_window=inc.planned,
             evidence=self._evidence(inc),
             silent_kind=inc.silent_kind,

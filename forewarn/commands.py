@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subscribers-per-cell", type=int, default=40)
     p.add_argument("--storm", metavar="REGION", nargs="?", const="north", default=None,
                    choices=("north", "south", "east", "west", "central"),
-                   help="a storm day, run with the default rulebook (one message per "
+                   help="a storm day, run with the storm-day settings (one message per "
                         "customer per regional event, its notices paced: docs/rules.md) "
                         "unless --rules is given: a regional power cut takes most of "
                         "REGION's sites "

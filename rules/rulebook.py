@@ -1148,9 +1148,9 @@ def parse_rulebook(data: bytes | str, file: Path) -> Rulebook:
     )
 
 
-#: The storm day's pacing (docs/rules.md, "Pacing"), the default rulebook's: what an SMS
-#: gateway, a push service and a mail relay take a minute; VIP and business first; nobody
-#: waits past 30 min; only the actions about a regional event's incidents wait.
+#: The storm day's pacing (docs/rules.md, "Pacing"): what an SMS gateway, a push service
+#: and a mail relay take a minute; VIP and business first; nobody waits past 30 min; only
+#: the actions about a regional event's incidents wait.
 STORM_DAY_BUDGETS = Budgets(per_minute={"sms": 500, "push": 3000, "email": 1000},
                             priority_segments=("vip", "business"), reserve_share=0.2,
                             max_delay_s=1800.0, pace="regional_events")
@@ -1160,13 +1160,13 @@ def storm_day(book: Rulebook) -> Rulebook:
     """``book`` with the storm-day settings on: one outage notice and one restored notice
     per customer per regional event (``inhibit.notice_when_notified_in_region``), and
     :data:`STORM_DAY_BUDGETS` unless it has budgets of its own. The default rulebook has
-    both (it is its own storm day); ``forewarn demo --storm`` runs this on the rulebook it
-    is given.
+    neither (the contract sends each incident's notices, at once); ``forewarn demo
+    --storm`` runs this on the rulebook it is given.
 
     >>> default = load_rulebook()
     >>> b = storm_day(default)
-    >>> b.inhibit_notice_in_region, b.budgets.per_minute["sms"], b == default
-    (True, 500, True)
+    >>> b.inhibit_notice_in_region, b.budgets.per_minute["sms"], default.budgets
+    (True, 500, None)
     """
     return replace(book, inhibit_notice_in_region=True,
                    budgets=book.budgets if book.budgets is not None else STORM_DAY_BUDGETS)

@@ -296,18 +296,20 @@ def test_no_send_is_deferred_past_max_delay_it_overflows_at_the_bound():
     assert all((a.send_after or a.event_time) - a.event_time <= 120.0 for a in out)
 
 
-def test_the_default_rulebook_sends_a_full_sites_notices_at_once_and_paces_a_storms():
-    """The contract: outage and restored notices go at once. A site at full density
-    (1,200 subscribers) by SMS: the default rulebook paces nothing of an incident that is
-    no regional event's (and counts it); the same notices about a regional event's
-    incident are spread, nobody past 30 min (docs/rules.md, "Pacing")."""
+def test_the_storm_days_pacing_sends_a_full_sites_notices_at_once_and_paces_a_storms():
+    """A site at full density (1,200 subscribers) by SMS: the storm day's pacing (the
+    default rulebook has none: the contract sends outage and restored notices at once)
+    paces nothing of an incident that is no regional event's (and counts it); the same
+    notices about a regional event's incident are spread, nobody past 30 min
+    (docs/rules.md, "Pacing")."""
     from dataclasses import replace
 
-    from forewarn.rules.rulebook import load_rulebook
+    from forewarn.rules.rulebook import load_rulebook, storm_day
 
     notices = [act(i, 120.0, kind=kind, rule="outage-notice") for i in range(1200)
                for kind in ("outage_notice", "restored_notice")]
-    budgets = load_rulebook().budgets
+    assert load_rulebook().budgets is None
+    budgets = storm_day(load_rulebook()).budgets
     assert budgets is not None and budgets.pace == "regional_events"
     d = Dispatcher()
     assert all(a.send_after is None for a in d.admit(notices, budgets))

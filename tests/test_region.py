@@ -233,3 +233,28 @@ def test_a_shard_snapshot_from_before_verdicts_passed_through_restores():
     back = records.thaw_region(blob)
     assert back.verdicts == [] and len(back.held) == len(shard.held)
     assert parents(back.take([Frontier(T0 + 100_000)], SITES, WINDOW))
+
+
+def test_a_site_moved_to_another_region_mid_storm_resolves_its_regional_event():
+    """A topology update moves S1 to the south while its outage is open: the outage keeps
+    the region it opened in (its records and verdicts), so the north's regional event
+    resolves when its last site is back, and no south event is made of it."""
+    from tests.builders import Scenario
+
+    s = Scenario()
+    for i in range(1, 6):
+        s.site(f"S{i}")
+    s.subscriber("U0").seen("U0", "S1-C1", 1)
+    for i in range(1, 6):
+        s.alarm(f"A{i}", 10 + i, site=f"S{i}")
+    s.tick(30)
+    s.site("S1", region="south")  # the topology moves it, mid-storm
+    for i in range(1, 6):
+        s.clear(f"A{i}", 60 + 10 * i, site=f"S{i}")
+    r = s.tick(200).run()
+    parents = [i for i in r.incidents if i["kind"] == "regional_outage"]
+    assert {p["incident_id"] for p in parents} == {"REG-north-20261123T101100"}
+    assert parents[-1]["status"] == "resolved"
+    s1 = [i for i in r.incidents if i["site_id"] == "S1" and i["kind"] == "outage"]
+    assert {i.get("region") for i in s1} == {"north"}
+    assert s1[-1]["status"] == "resolved"

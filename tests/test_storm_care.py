@@ -1,5 +1,5 @@
 """A storm, per subscriber: one outage notice and one restored notice per regional event
-(``inhibit.notice_when_notified_in_region``, on in the default rulebook), whatever the
+(``inhibit.notice_when_notified_in_region``, on in the storm-day settings), whatever the
 order the sites fail and recover in. Only a regional event the region step formed joins
 incidents (its verdicts carry it: ``event``, its id and children so far); two outages of
 one region that are not one regional event each get their impacted their own notices, as
@@ -18,7 +18,7 @@ from forewarn.model import Action
 from forewarn.rules.rulebook import load_rulebook, storm_day
 from tests.test_care_actions import T0, upsert
 
-BOOK = load_rulebook()
+BOOK = storm_day(load_rulebook())
 WINDOW = BOOK.correlation.storm_window_s
 HOLD = BOOK.correlation.hold_down_s
 EVENT = "REG-north-20261123T100000"
@@ -49,10 +49,22 @@ def actions(out: list) -> list[Action]:
     return [a for a in out if isinstance(a, Action)]
 
 
-def test_the_default_rulebook_inhibits_and_is_the_storm_days():
+def test_the_default_rulebook_notifies_each_incident_as_the_contract_says():
+    """Two outages of one regional event, one subscriber told of both: with the default
+    rulebook, two outage notices and each restored notice when its own incident clears,
+    at once (the contract); the storm-day settings are not its own."""
+    default = load_rulebook()
+    assert not default.inhibit_notice_in_region and default.budgets is None
     assert BOOK.inhibit_notice_in_region and BOOK.correlation.storm_sites == 5
-    assert storm_day(BOOK).inhibit_notice_in_region
-    assert storm_day(BOOK).budgets == BOOK.budgets
+    a, b = facts("S1", T0), facts("S2", T0 + 300)
+    out = apply(impact(a), of_event(impact(b), a, b), Restored("U", a, T0 + 3600),
+                of_event(Restored("U", b, T0 + 7200), a, b), book=default)
+    assert [(x.action_kind, x.incident_id, x.event_time, x.send_after)
+            for x in actions(out)] == [
+        ("outage_notice", a.incident_id, T0 + HOLD, None),
+        ("outage_notice", b.incident_id, T0 + 300 + HOLD, None),
+        ("restored_notice", a.incident_id, T0 + 3600, None),
+        ("restored_notice", b.incident_id, T0 + 7200, None)]
 
 
 def test_two_outages_of_one_region_that_are_no_regional_event_get_a_notice_each():
@@ -88,6 +100,23 @@ def test_a_second_notice_of_one_regional_event_is_inhibited():
     why = [x for x in out if isinstance(x, Suppressed)]
     assert why == [Suppressed("outage-notice", "outage_notice", "same_event", T0 + 300 + HOLD,
                               b.incident_id, (f"incident:{a.incident_id}",))]
+
+
+def test_an_outage_that_joined_a_long_open_event_hours_later_gets_its_own_notice():
+    """The NOC's event stays open while any of its sites is down, and an outage of the
+    region hours later joins it; for care it is another outage: told of S1 at the
+    storm's onset, someone on S6 when it fails 5 h later gets S6's notice and each
+    restored notice when its own incident clears."""
+    a, late = facts("S1", T0), facts("S6", T0 + 5 * 3600)
+    out = apply(of_event(impact(a), a), of_event(impact(late), a, late),
+                of_event(Restored("U", late, T0 + 6 * 3600), a, late),
+                of_event(Restored("U", a, T0 + 10 * 3600), a, late))
+    assert [(x.action_kind, x.incident_id, x.event_time) for x in actions(out)] == [
+        ("outage_notice", a.incident_id, T0 + HOLD),
+        ("outage_notice", late.incident_id, T0 + 5 * 3600 + HOLD),
+        ("restored_notice", late.incident_id, T0 + 6 * 3600),
+        ("restored_notice", a.incident_id, T0 + 10 * 3600)]
+    assert not [x for x in out if isinstance(x, Suppressed)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -204,3 +233,28 @@ def test_a_restored_notice_speaks_of_the_incident_as_it_resolved():
                              Restored("U", later, T0 + 3600), Restored("U", b, last)))
         assert sent[1].evidence == later.evidence + (f"incident:{b.incident_id}",)
         assert sent[1].event_time == T0 + 7200 if last > T0 + 3600 else T0 + 3600
+
+
+def test_care_applies_a_regions_verdicts_alike_with_and_without_recovery():
+    """The region step releases a time's restorations before its hold-downs: S1 back at
+    the moment S2's hold-down falls due. Care with recovery (a key per subscriber, lists
+    taken as they come) decides as care shards do (held to the frontier, in care's order)."""
+    from forewarn.dataflows.flow import CareLogic, FlowConfig, _to_care
+    from forewarn.dataflows.messages import Frontier
+
+    a, b = facts("S1", T0), facts("S2", T0 + 300)
+    at = T0 + 300 + HOLD
+    released = [of_event(impact(a), a), of_event(Restored("U", a, at), a, b),
+                of_event(impact(b), a, b), of_event(Restored("U", b, T0 + 7200), a, b)]
+    got = {}
+    for durable in (False, True):
+        logic = CareLogic(FlowConfig(book=BOOK, durable=durable), None)
+        out, _ = logic.on_batch([[upsert()]])
+        key = (lambda sid: sid) if durable else (lambda sid: "care-00")
+        for _, box in _to_care(released, key):
+            more, _ = logic.on_batch([box])
+            out += more
+        if not durable:
+            out += logic.on_batch([Frontier(float("inf"))])[0]
+        got[durable] = [(x.action_kind, x.incident_id, x.event_time) for x in actions(out)]
+    assert got[True] == got[False] and got[True]

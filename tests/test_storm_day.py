@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forewarn.rules.rulebook import load_rulebook
+from forewarn.rules.rulebook import load_rulebook, storm_day
 from forewarn.runner import run_lines
 from forewarn.simulator import ScenarioConfig, simulate
 from forewarn.summary import format_table, summarize
@@ -30,7 +30,8 @@ def test_a_storm_day_is_one_event_with_few_messages_per_customer(tmp_path: Path)
 
 
 def test_one_notice_per_customer_once_the_regional_event_has_formed():
-    """Four sites of the north fail a minute apart from 10:10, a fifth at 10:16: the
+    """With the storm-day settings: four sites of the north fail a minute apart from
+    10:10, a fifth at 10:16: the
     regional event forms when the fifth site's incident opens (10:17). Someone told of S1
     at 10:12 who walked onto S5 before it failed is not told again (S5's hold-down, 10:18,
     finds the event with S1 among its children), and gets one restored notice when the
@@ -51,7 +52,8 @@ def test_one_notice_per_customer_once_the_regional_event_has_formed():
             s.seen("U0", "S5-C1", 14)  # onto S5 before it fails
     for i in range(1, 6):
         s.clear(f"A{i}", 60 + 10 * i, site=f"S{i}")
-    r = s.tick(200).run()
+    s.tick(200)
+    r = s.run(storm_day(load_rulebook()))
     inc = {i: f"INC-S{i}-20261123T10{at:02d}00" for i, at in fails.items()}
     parents = {i["incident_id"] for i in r.incidents if i["kind"] == "regional_outage"}
     assert parents == {"REG-north-20261123T101000"}
@@ -68,3 +70,9 @@ def test_one_notice_per_customer_once_the_regional_event_has_formed():
             if a["subscriber_id"] == "U2"] == [
         ("outage_notice", inc[1], ts(12)), ("outage_notice", inc[4], ts(15)),
         ("restored_notice", inc[1], ts(70)), ("restored_notice", inc[4], ts(100))]
+    # the default rulebook: each incident's impacted get its own notices, at once
+    d = s.run()
+    assert [(a["kind"], a["incident_id"], a["event_time"], a["send_after"]) for a in d.actions
+            if a["subscriber_id"] == "U0"] == [
+        ("outage_notice", inc[1], ts(12), None), ("outage_notice", inc[5], ts(18), None),
+        ("restored_notice", inc[1], ts(70), None), ("restored_notice", inc[5], ts(110), None)]
