@@ -36,7 +36,7 @@ import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from forewarn.dataflows.anchors import Anchors
 from forewarn.dataflows.care import CareShard
@@ -48,6 +48,8 @@ from forewarn.dataflows.sequencer import Sequencer
 from forewarn.dataflows.site import SiteCorrelator
 from forewarn.rules.rulebook import Rulebook
 from forewarn.safe_pickle import UnsafePickle, dump_record, read_record
+
+_S = TypeVar("_S")
 
 __all__ = [
     "FORMATS",
@@ -151,6 +153,26 @@ def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     if not isinstance(value, kind):
         raise UnsafePickle(f"the {what} in the snapshot is a {type(value).__name__}")
     return value
+
+
+class _WholeObject(Generic[_S]):
+    """A stage whose every field is its own state (it is given no configuration): its
+    record is its fields; its version 1 was the object pickled whole."""
+
+    def __init__(self, stage: str, cls: type[_S]) -> None:
+        self.stage, self.cls, self.own = stage, cls, _state_fields(cls, ())
+
+    def freeze(self, obj: _S) -> bytes:
+        return _dump(self.stage, _fields_of(obj, self.own))
+
+    def thaw(self, blob: bytes) -> _S:
+        obj = self.cls()
+        _fill(obj, load(self.stage, blob), self.own, self.stage)
+        return obj
+
+    def from_object(self, old: Any) -> dict:
+        """Version 1 (the object pickled whole) as a record."""
+        return _fields_of(_expect(old, self.cls, self.stage), self.own)
 
 
 # ---- sequence: the sequencer ------------------------------------------------------------
@@ -304,22 +326,15 @@ def _frontier_v2(data: dict) -> dict:
 # ---- region: a region key's grouping ----------------------------------------------------------
 # Given: the storm terms (the rulebook's, at each call). Kept: every field.
 
-_REGION_OWN = _state_fields(RegionShard, ())
+_REGION = _WholeObject("region", RegionShard)
 
 
 def freeze_region(shard: RegionShard) -> bytes:
-    return _dump("region", _fields_of(shard, _REGION_OWN))
+    return _REGION.freeze(shard)
 
 
 def thaw_region(blob: bytes) -> RegionShard:
-    shard = RegionShard()
-    _fill(shard, load("region", blob), _REGION_OWN, "region")
-    return shard
-
-
-def _region_v1(shard: Any) -> dict:
-    """Version 1: the RegionShard pickled whole."""
-    return _fields_of(_expect(shard, RegionShard, "region"), _REGION_OWN)
+    return _REGION.thaw(blob)
 
 
 def _region_v2(data: dict) -> dict:
@@ -363,22 +378,15 @@ def _care_v1(old: Any) -> dict:
 # (--propensity-model) is where a new run's model begins; a resumed run goes on with
 # the model it had learnt.
 
-_DISPATCH_OWN = _state_fields(Dispatcher, ())
+_DISPATCH = _WholeObject("dispatch", Dispatcher)
 
 
 def freeze_dispatch(dispatch: Dispatcher) -> bytes:
-    return _dump("dispatch", _fields_of(dispatch, _DISPATCH_OWN))
+    return _DISPATCH.freeze(dispatch)
 
 
 def thaw_dispatch(blob: bytes) -> Dispatcher:
-    dispatch = Dispatcher()
-    _fill(dispatch, load("dispatch", blob), _DISPATCH_OWN, "dispatch")
-    return dispatch
-
-
-def _dispatch_v1(dispatch: Any) -> dict:
-    """Version 1: the Dispatcher pickled whole."""
-    return _fields_of(_expect(dispatch, Dispatcher, "dispatch"), _DISPATCH_OWN)
+    return _DISPATCH.thaw(blob)
 
 
 #: Every stage's record format: its fields and its upgrades.
@@ -387,7 +395,7 @@ FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
     StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,),
                 inner=(("site", frozenset(_SITE_OWN)),)),
     StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1, _frontier_v2)),
-    StageFormat("region", frozenset(_REGION_OWN), (_region_v1, _region_v2)),
+    StageFormat("region", frozenset(_REGION.own), (_REGION.from_object, _region_v2)),
     StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1,)),
-    StageFormat("dispatch", frozenset(_DISPATCH_OWN), (_dispatch_v1,)),
+    StageFormat("dispatch", frozenset(_DISPATCH.own), (_DISPATCH.from_object,)),
 )}

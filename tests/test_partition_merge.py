@@ -203,18 +203,24 @@ def test_batches_are_at_most_batch_messages_with_their_tally() -> None:
 
 # ---- places kept -------------------------------------------------------------------------
 
+
+def merged(a: list, b: list, first: str = "a") -> list:
+    """Partition 0 of topics ``a`` and ``b``, each given whole (``first`` first), then
+    both ended: everything the merge hands on."""
+    merge = new_merge({"a": [a], "b": [b]}, batch=100)
+    for topic in (first, "b" if first == "a" else "a"):
+        merge.take(topic, 0, list(enumerate(a if topic == "a" else b)))
+    merge.ended("a", 0)
+    merge.ended("b", 0)
+    return drain(merge)
+
 def test_late_records_dead_letters_and_timeless_records_keep_their_place() -> None:
     """A partition's merge time is its running maximum: a record behind it, a dead letter
     and a cell all go right after the message before them in their partition. A record's
     own stream time goes with it."""
     a = [loc(T0 + 10), loc(T0 + 1), BAD, CELL, loc(T0 + 40)]
     b = [loc(T0 + 5), loc(T0 + 20), loc(T0 + 30)]
-    merge = new_merge({"a": [a], "b": [b]}, batch=100)
-    merge.take("a", 0, list(enumerate(a)))
-    merge.take("b", 0, list(enumerate(b)))
-    merge.ended("a", 0)
-    merge.ended("b", 0)
-    items = drain(merge)
+    items = merged(a, b)
     assert [where(i) for i in items] == [("b", 0, 0), ("a", 0, 0), ("a", 0, 1), ("a", 0, 2),
                                          ("a", 0, 3), ("b", 0, 1), ("b", 0, 2), ("a", 0, 4)]
     late, dead, cell = items[2], items[3], items[4]
@@ -226,24 +232,14 @@ def test_late_records_dead_letters_and_timeless_records_keep_their_place() -> No
 def test_timeless_and_dead_letters_before_any_time_go_first() -> None:
     a = [CELL, BAD, loc(T0 + 10)]
     b = [loc(T0)]
-    merge = new_merge({"a": [a], "b": [b]}, batch=100)
-    merge.take("b", 0, [(0, b[0])])
-    merge.take("a", 0, list(enumerate(a)))
-    merge.ended("a", 0)
-    merge.ended("b", 0)
-    assert [where(i) for i in drain(merge)] == [("a", 0, 0), ("a", 0, 1), ("b", 0, 0),
+    assert [where(i) for i in merged(a, b, first="b")] == [("a", 0, 0), ("a", 0, 1), ("b", 0, 0),
                                                 ("a", 0, 2)]
 
 
 def test_a_kpi_period_merges_at_its_end() -> None:
     a = [kpi(T0), loc(T0 + 1000)]  # 10:00-10:15
     b = [loc(T0 + 600), loc(T0 + 900), loc(T0 + 901)]
-    merge = new_merge({"a": [a], "b": [b]}, batch=100)
-    merge.take("a", 0, list(enumerate(a)))
-    merge.take("b", 0, list(enumerate(b)))
-    merge.ended("a", 0)
-    merge.ended("b", 0)
-    items = drain(merge)
+    items = merged(a, b)
     assert [where(i) for i in items] == [("b", 0, 0), ("a", 0, 0), ("b", 0, 1), ("b", 0, 2),
                                          ("a", 0, 1)]
     assert type(items[1][2]) is Kpi and items[1][3] == T0 + 900
