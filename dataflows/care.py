@@ -461,7 +461,7 @@ class SubscriberCare:
                                          facts.scope == "site", msg.at - latest[0]),
                                send_after=wake)
             if not untold:
-                self._told(rule, facts, msg.at, down, wake, book)
+                self._told(rule, facts, msg.at, down, wake)
             return action
 
         return out + self._decide(self._rules_for(trigger_at, facts, msg.at, book,
@@ -469,7 +469,7 @@ class SubscriberCare:
                                   act, hold=hold)
 
     def _told(self, rule: Rule, facts: IncidentFacts, at: float, down: dict[str, float],
-              wake: float | None, book: Rulebook) -> None:
+              wake: float | None) -> None:
         """They were told of an incident (an outage notice at ``at``, deferred to ``wake``
         or None): what its restored notice, its escalations, a regional event, flapping
         and the rule's cell cooldown look back on."""
