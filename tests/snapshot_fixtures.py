@@ -5,7 +5,7 @@ A recovery directory outlives the code that wrote it: a class that gains, loses 
 a field must still read every format written before. These files are that promise kept
 on record: `python -m tests.snapshot_fixtures` writes the set of the current formats
 (:func:`set_name`: the snapshot format and every stage's record version; once per set,
-a set already written is never rewritten), and the test reads every set with today's
+a set already written is never rewritten), and the test reads every set with the current
 code.
 
 The state is the pure stages' after the first half of a small simulated network: the
