@@ -5,7 +5,12 @@ keys, a stateful step that counts them, a discarding sink; run as 1 process (bot
 partitions) and as 2 processes of one worker each (one partition each: about half the
 items cross to the other process). ``items``: one Bytewax item per tuple; ``batched``:
 one item per key per source batch (a list), as the Forewarn flow sends a site its
-positions. Prints wall, CPU (all processes) and CPU per item.
+positions; ``local``: one item per tuple, each keyed to a key that Bytewax routes to the
+worker reading it (``bench.routing``), so nothing crosses: what two processes give when
+only Bytewax's progress messages go between them; ``routed``: one item per tuple, but
+the items of a batch bound for another worker cross as one list, keyed to a key of that
+worker, and are unpacked there (a stateless-state step), so the counting step's own
+exchange is local. Prints wall, CPU (all processes) and CPU per item.
 
     .venv/bin/python -m bench.bytewax_exchange            # both modes, 1 and 2 processes
     .venv/bin/python -m bench.bytewax_exchange --items 500000 --repeat 3
@@ -31,16 +36,30 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 M = [250_000]  # items per partition (--items)
 BATCH = 1000
 KEYS = 300
+#: ``local`` mode: this process's index and the process count (set in the child)
+PROC = [0, 1]
+
+
+def _own_keys(worker: int, workers: int) -> list[str]:
+    """KEYS / workers keys that Bytewax routes to ``worker`` of ``workers``."""
+    from bench.routing import worker_of
+    keys = (f"S{i}" for i in range(100 * KEYS))
+    return [k for k in keys if worker_of(k, workers) == worker][:KEYS // workers]
 
 class Part(StatefulSourcePartition):
-    def __init__(self, i):
+    def __init__(self, i, keys=None):
         self.i, self.n = i, 0
+        self.keys = keys
 
     def next_batch(self):
         if self.n >= M[0]:
             raise StopIteration
         k = self.n
         self.n += BATCH
+        if self.keys is not None:  # local: only keys of the worker reading this partition
+            ks = self.keys
+            return [(ks[(k + j) % len(ks)], (f"SUB{k + j:07d}", "C1", 1.0 * k, None))
+                    for j in range(BATCH)]
         return [(f"S{(k + j) % KEYS}", (f"SUB{k + j:07d}", "C1", 1.0 * k, None))
                 for j in range(BATCH)]
 
@@ -52,7 +71,12 @@ class Src(FixedPartitionedSource):
     def list_parts(self):
         return ["p0", "p1"]
 
+    def __init__(self, mode: str = "items"):
+        self.mode = mode
+
     def build_part(self, step_id, name, resume):
+        if self.mode == "local":
+            return Part(int(name[1]), _own_keys(PROC[0], PROC[1]))
         return Part(int(name[1]))
 
 
@@ -68,7 +92,7 @@ class Sink(DynamicSink):
 
 def flow(mode: str) -> Dataflow:
     f = Dataflow("pt")
-    s = op.input("in", f, Src())
+    s = op.input("in", f, Src(mode))
     if mode == "batched":  # one item per destination key per batch, as the flow sends
         def group(items):
             d: dict = {}
@@ -76,6 +100,22 @@ def flow(mode: str) -> Dataflow:
                 d.setdefault(k, []).append(v)
             return list(d.items())
         s = op.flat_map_batch("group", s, group)
+    if mode == "routed":  # one list per destination *worker* and batch, unpacked there
+        from bench.routing import worker_of
+        workers = PROC[1]
+        route = [_own_keys(w, workers)[0] for w in range(workers)]  # a key on each worker
+        place: dict = {}
+
+        def by_worker(items):
+            d: dict = {}
+            for k, v in items:
+                w = place.get(k)
+                if w is None:
+                    w = place[k] = worker_of(k, workers)
+                d.setdefault(route[w], []).append((k, v))
+            return list(d.items())
+        s = op.flat_map_batch("by_worker", s, by_worker)
+        s = op.stateful_flat_map("unpack", s, lambda _, kvs: (None, kvs))
     st = op.stateful_map("count", s,
                          lambda n, v: ((n or 0) + (len(v) if isinstance(v, list) else 1), None))
     op.output("out", st, Sink())
@@ -100,6 +140,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         from bytewax.testing import cluster_main
         M[0] = int(sys.argv[5])
+        PROC[:] = [int(sys.argv[2]), len(sys.argv[3].split(","))]
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
         cluster_main(flow(sys.argv[4]), sys.argv[3].split(","), int(sys.argv[2]),
                      epoch_interval=timedelta(seconds=0.25), worker_count_per_proc=1)
@@ -110,10 +151,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=250_000, help="items per source partition")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", default=["items", "batched", "local"],
+                    choices=["items", "batched", "local", "routed"])
     args = ap.parse_args()
     M[0] = args.items
     total = 2 * args.items
-    for mode in ("items", "batched"):
+    for mode in args.modes:
         runs: dict[int, list] = {1: [], 2: []}
         for _ in range(args.repeat):
             for n in (1, 2):
