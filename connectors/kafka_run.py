@@ -38,8 +38,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
@@ -62,7 +63,7 @@ from forewarn.connectors.kafka_sink import (
 )
 from forewarn.connectors.kafka_source import KafkaMergeSource, input_parts
 from forewarn.connectors.topics import copartition_problem, partition_counts
-from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow
+from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow, check_resume
 from forewarn.recovery_store import (
     RecoveryStoreError,
     check_input_parts,
@@ -117,15 +118,18 @@ def ensure_recovery_dir(path: Path, partitions: int) -> Path:
     return path
 
 
-def prepare_recovery(path: Path, partitions: int, *, complete: bool = True) -> None:
+def prepare_recovery(path: Path, partitions: int, *, complete: bool = True,
+                     resume: Callable[[str, bytes], None] | None = None) -> None:
     """Create the directory if new, then check it before Bytewax opens it.
 
     ``complete``: one process holds every partition (with ``-a``, each holds a share).
+    ``resume``: whether a step can resume from a snapshot (see
+    :func:`~forewarn.recovery_store.check_store`).
     Raises :class:`~forewarn.recovery_store.RecoveryStoreError` (the message says which
     file, what is wrong and what to do) or ``OSError``."""
     ensure_recovery_dir(path, partitions)
     began = time.monotonic()
-    report = check_store(path, complete=complete)
+    report = check_store(path, complete=complete, resume=resume)
     log.info("recovery directory checked", extra={
         "dir": str(path), "partitions_here": len(report.partitions),
         "resume_epoch": report.resume_epoch, "snapshots_checked": report.snapshots_checked,
@@ -178,11 +182,18 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
         care_status=KafkaOutSink(config, topics.care_status, None, 0, durable,
                                  tombstone=cleared_status),
     )
-    return build_flow(source, outputs, FlowConfig(book=book, durable=durable,
-                                                  lateness_s=lateness_s,
-                                                  propensity=propensity,
-                                                  action_format=action_format,
-                                                  shards=shards))
+    return build_flow(source, outputs, flow_config(book, durable=durable,
+                                                   lateness_s=lateness_s,
+                                                   propensity=propensity,
+                                                   action_format=action_format,
+                                                   shards=shards))
+
+
+def flow_config(book: Rulebook, *, durable: bool, lateness_s: float,
+                propensity: bytes | None, action_format: str, shards: int) -> FlowConfig:
+    """The configuration of the Kafka flow's stages (what a resumed step is built with)."""
+    return FlowConfig(book=book, durable=durable, lateness_s=lateness_s,
+                      propensity=propensity, action_format=action_format, shards=shards)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -329,7 +340,12 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         total = args.workers * (len(addresses) if addresses else 1)
         parts = args.recovery_partitions or max(8, total)
         try:
-            prepare_recovery(Path(args.recovery), parts, complete=addresses is None)
+            cfg = flow_config(book, durable=True, lateness_s=args.lateness,
+                              propensity=propensity,
+                              action_format=getattr(args, "action_format", "contract"),
+                              shards=shards)
+            prepare_recovery(Path(args.recovery), parts, complete=addresses is None,
+                             resume=partial(check_resume, cfg))
             check_input_parts(Path(args.recovery), "forewarn.input", input_parts(shards),
                               complete=addresses is None)
         except RecoveryStoreError as exc:

@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 from zlib import crc32
 
@@ -63,6 +64,8 @@ from forewarn.dataflows.care import (
     CareContext,
     CareShard,
     CareStatus,
+    Known,
+    SubscriberCare,
     Suppressed,
     care_order,
     order_key,
@@ -90,10 +93,12 @@ from forewarn.dataflows.region import REGION_KEYS, RegionShard, region_key
 from forewarn.dataflows.sequencer import Routes, Sequencer, own_key
 from forewarn.dataflows.shards import ShardSource, is_context
 from forewarn.dataflows.site import SiteCorrelator
+from forewarn.dataflows.state import SAMPLE, check_kinds
 from forewarn.logs import get_logger
 from forewarn.model import Action, Complaint, DeadLetter, Incident
 from forewarn.rules.reload import RulebookWatcher
 from forewarn.rules.rulebook import Rulebook
+from forewarn.safe_pickle import UnsafePickle
 
 CLOCK_KEY = "clock"
 DISPATCH_KEY = "dispatch"
@@ -521,6 +526,55 @@ class CareLogic(StatefulBatchLogic):
         if not self.cfg.durable:
             return None
         return freeze_care(self.shard, self.held)
+
+
+#: Each stateful step's logic, by the stage name its snapshots carry.
+_LOGICS: dict[str, Callable[[FlowConfig, bytes], Any]] = {
+    "sequence": SequenceLogic, "site": SiteLogic, "frontier": FrontierLogic,
+    "region": RegionLogic, "care": CareLogic, "dispatch": DispatchLogic,
+}
+
+
+def check_resume(cfg: FlowConfig, stage: str, snapshot: bytes) -> None:
+    """Raise :class:`~forewarn.safe_pickle.UnsafePickle` (saying what is wrong) unless
+    step ``stage`` of a run with ``cfg`` can resume from ``snapshot``: the step's logic
+    is rebuilt from it as the resumed run would build it, and the state it holds has
+    fields of their declared kinds (:func:`~forewarn.dataflows.state.check_kinds`). Run
+    on every snapshot before the flow starts, so that a record of the wrong shape is a
+    refusal that names it, not a failure inside the running flow."""
+    make = _LOGICS.get(stage)
+    if make is None:
+        return  # (sources and sinks: their own snapshots)
+    try:
+        logic = make(cfg, snapshot)
+        for what, state in _state_of(logic):
+            check_kinds(state, what)
+    except UnsafePickle:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise UnsafePickle(f"its {stage} state does not fit this Forewarn: {exc}") from None
+
+
+def _state_of(logic: Any) -> list[tuple[str, Any]]:
+    """The state objects a stateful step's logic holds, named."""
+    if isinstance(logic, SequenceLogic):
+        logic.seq.heard.check()
+        return [("sequencer", logic.seq)]
+    if isinstance(logic, SiteLogic):
+        return [("site", logic.site), ("shards' merge", logic.merge)]
+    if isinstance(logic, FrontierLogic):
+        return [("frontier", logic.tracker)]
+    if isinstance(logic, RegionLogic):
+        return [("region", logic.shard)]
+    if isinstance(logic, CareLogic):
+        for sid, care in islice(logic.shard.subscribers.items(), SAMPLE):
+            if not isinstance(sid, str) or not isinstance(care, (SubscriberCare, tuple)):
+                raise TypeError(f"care holds a {type(care).__name__} under a "
+                                f"{type(sid).__name__} key")
+            if isinstance(care, tuple):
+                check_kinds(care, "care's profile", Known)
+        return []
+    return [("dispatch", logic.dispatch)]
 
 
 # ---- stateless steps ---------------------------------------------------------------

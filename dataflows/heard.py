@@ -58,6 +58,18 @@ class Heard:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def check(self) -> None:
+        """Raise ``ValueError`` unless the columns agree (a table read from a snapshot)."""
+        n = len(self.sids)
+        if len(self.site) != n or len(self.at) != n or (
+                self.anchor is not None and len(self.anchor) != 2 * n):
+            raise ValueError(f"the rows' columns differ in length ({n} ids, "
+                             f"{len(self.site)} sites, {len(self.at)} times)")
+        if any(type(row) is not int or not 0 <= row < n for row in self.rows.values()):
+            raise ValueError(f"a row number is not one of the {n} rows")
+        if any(not 0 <= s < len(self.names) for s in self.site):
+            raise ValueError(f"a site number is not one of the {len(self.names)} sites")
+
     def number(self, site: str) -> int:
         """``site``'s number (1 and up), given it the first time it is asked for."""
         n = self.numbers.get(site)

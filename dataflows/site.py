@@ -117,10 +117,11 @@ class SiteCorrelator:
     book: Rulebook
     cells: dict[str, None] = field(default_factory=dict)
     region: str | None = None
-    members: dict[str, tuple[str, float, str]] = field(default_factory=dict)  # sub -> cell,at,ref
+    # sub -> (cell, at, ref): their latest position here
+    members: dict[str, tuple[str, float, str | None]] = field(default_factory=dict)
     # members seen on another site since: sub -> (their members entry, first time seen
     # elsewhere after it); stale, and ignored, once a newer position here replaces it
-    away: dict[str, tuple[tuple[str, float, str], float]] = field(default_factory=dict)
+    away: dict[str, tuple[tuple[str, float, str | None], float]] = field(default_factory=dict)
     alarm_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)  # open outage alarms
     alarm_causes: dict[str, str] = field(default_factory=dict)
     down: dict[str, set[str]] = field(default_factory=dict)  # cell -> its open outage alarms

@@ -40,11 +40,11 @@ from __future__ import annotations
 import sqlite3
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forewarn.safe_pickle import UnsafePickle, check_pickle
+from forewarn.safe_pickle import UnsafePickle, check_pickle, loads
 
 __all__ = [
     "MAX_COMMIT_LAG",
@@ -270,12 +270,16 @@ def resume_epoch(partitions: Iterable[Partition]) -> int:
     return min(best.values())
 
 
-def check_store(directory: Path, *, complete: bool = True, scan: bool = True) -> StoreReport:
+def check_store(directory: Path, *, complete: bool = True, scan: bool = True,
+                resume: Callable[[str, bytes], None] | None = None) -> StoreReport:
     """Check ``directory`` (see the module docs); raise :class:`RecoveryStoreError`.
 
     ``complete``: the directory must hold every partition (one process); with several
     processes each holds a share, and only what a share can tell is checked.
-    ``scan``: check every snapshot pickle too.
+    ``scan``: check every snapshot pickle too. ``resume(stage, snapshot)``: raise
+    :class:`~forewarn.safe_pickle.UnsafePickle` unless the run could resume that step
+    from that snapshot (the flow's :func:`~forewarn.dataflows.flow.check_resume`); called
+    for every snapshot that passes the pickle check.
     """
     report = StoreReport()
     check_permissions(directory)
@@ -293,7 +297,7 @@ def check_store(directory: Path, *, complete: bool = True, scan: bool = True) ->
     _check_epochs(directory, report, complete)
     if scan:
         for part in report.partitions:
-            report.snapshots_checked += _scan_snapshots(part.path)
+            report.snapshots_checked += _scan_snapshots(part.path, resume)
     return report
 
 
@@ -352,7 +356,7 @@ def _check_epochs(directory: Path, report: StoreReport, complete: bool) -> None:
                 f"state. " + START_FRESH.format(dir=directory))
 
 
-def _scan_snapshots(path: Path) -> int:
+def _scan_snapshots(path: Path, resume: Callable[[str, bytes], None] | None = None) -> int:
     conn = _connect_ro(path)
     checked = 0
     try:
@@ -361,8 +365,13 @@ def _scan_snapshots(path: Path) -> int:
         for rowid, step, key, epoch, blob in rows:
             try:
                 record = check_pickle(bytes(blob))
-                if record is not None and record[0] != step.rpartition(".")[2]:
+                stage = step.rpartition(".")[2]
+                if record is not None and record[0] != stage:
                     raise UnsafePickle(f"it holds the state record of the {record[0]} stage")
+                if resume is not None:
+                    inner = loads(bytes(blob))
+                    if isinstance(inner, bytes):
+                        resume(stage, inner)
             except UnsafePickle as exc:
                 raise RecoveryStoreError(
                     f"recovery partition {path}: the snapshot of step {step!r}, key "

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -22,8 +23,10 @@ import pytest
 
 from forewarn.connectors.kafka_publish import Topics, publish_lines
 from forewarn.dataflows import records as state_records
+from forewarn.dataflows.flow import FlowConfig, check_resume
 from forewarn.recovery_store import RecoveryStoreError, check_store, wal_lost_commits
-from forewarn.safe_pickle import UnsafePickle, check_pickle, loads
+from forewarn.rules.rulebook import load_rulebook
+from forewarn.safe_pickle import UnsafePickle, check_pickle, dump_record, loads
 from tests.kafka_flow_helpers import (
     expected,
     flow_cmd,
@@ -243,6 +246,19 @@ def test_crafted_pickle_is_refused_and_never_runs(store: Store, tmp_path: Path,
     assert not marker.exists()
 
 
+def test_a_record_of_the_wrong_shape_is_refused_before_the_run(store: Store,
+                                                               tmp_path: Path) -> None:
+    """A record with the stage's name and version whose fields are of the wrong kind:
+    refused before the flow starts, naming the file, step and field (not a failure
+    inside the running flow)."""
+    blob = dump_record("site", state_records.FORMATS["site"].version,
+                       {"site": {"site_id": "SITE0001", "members": [["SUB1", "C1"]]},
+                        "outbox": []})
+    part = _plant(store.dir, "forewarn.site", pickle.dumps(blob))
+    _assert_refused(_restart(store, tmp_path / "flow.log"), str(part), "'forewarn.site'",
+                    "site.members is a list, not a dict")
+
+
 def test_care_key_is_not_shown_in_a_refusal(store: Store) -> None:
     part = _plant(store.dir, "forewarn.care", pickle.dumps(_Payload("true")))
     with pytest.raises(RecoveryStoreError) as refused:
@@ -293,6 +309,9 @@ def test_real_snapshots_pass_the_pickle_check(killed_store: Store) -> None:
         conn.close()
     assert {"forewarn.sequence", "forewarn.site", "forewarn.care", "forewarn.dispatch",
             "forewarn.input"} <= steps
+    cfg = FlowConfig(book=load_rulebook(), durable=True, shards=2)  # (the topics' 2)
+    report = check_store(killed_store.dir, resume=partial(check_resume, cfg))
+    assert report.snapshots_checked > 10
 
 
 def _hostile() -> Iterator[tuple[str, bytes]]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from forewarn.dataflows.flow import FlowConfig, check_resume
+from forewarn.rules.rulebook import load_rulebook
 from tests.snapshot_fixtures import ROOT, Stages, lines, set_name
 
 SETS = sorted(ROOT.glob("v*"))
@@ -40,3 +42,20 @@ def test_stages_restored_from_a_set_go_on_as_if_they_never_stopped(where: Path):
         assert restored.grouped == straight.grouped[before[2]:]
         assert restored.frontiers == straight.frontiers[before[3]:]
         assert restored.frontiers and restored.grouped
+
+
+_STAGE_OF = {"sequencer": "sequence", "care": "care", "dispatch": "dispatch",
+             "region": "region", "frontier": "frontier"}
+
+
+@pytest.mark.parametrize("where", SETS, ids=[p.name for p in SETS])
+def test_every_snapshot_of_a_set_passes_the_check_before_a_resume(where: Path):
+    """The check a resumed run makes of every snapshot first (``check_resume``: kinds of
+    every field) passes on what every format's stages wrote."""
+    cfg = FlowConfig(book=load_rulebook(), durable=True)
+    checked = 0
+    for f in sorted(where.glob("*.bin")):
+        stage = "site" if f.stem.startswith("site-") else _STAGE_OF[f.stem]
+        check_resume(cfg, stage, f.read_bytes())
+        checked += 1
+    assert checked >= 5

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from forewarn.dataflows import records
+from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.flow import (
     CareLogic,
     DispatchLogic,
@@ -20,9 +21,11 @@ from forewarn.dataflows.flow import (
     SequenceLogic,
     SiteLogic,
     _decode_batch,
+    check_resume,
 )
 from forewarn.dataflows.messages import Progress, ShardBatch
 from forewarn.dataflows.sequencer import Sequencer
+from forewarn.dataflows.site import SiteCorrelator
 from forewarn.rules.rulebook import NEARBY_TRIGGERS, load_rulebook
 from forewarn.safe_pickle import UnsafePickle, check_pickle, dump_record, read_record
 from tests.snapshot_fixtures import ROOT, lines
@@ -291,3 +294,68 @@ def test_a_record_whose_fields_change_gets_a_new_version(stage: str):
         f"the fields of the {stage} stage's record changed: give it a new version (an "
         f"upgrade step in forewarn.dataflows.records.FORMATS, its shape here, a fixture "
         f"set: docs/layout.md, Snapshots), or list the field among those the run gives")
+
+
+# ---- a record of the right stage and version, of the wrong shape ---------------------------
+
+RESUME_CFG = FlowConfig(book=BOOK, durable=True, shards=2)
+
+
+def _record(freeze_blob: bytes, change) -> bytes:
+    """``freeze_blob``'s record with ``change(data)`` applied: what a crafted snapshot is."""
+    stage, version, data = read_record(freeze_blob)
+    change(data)
+    return dump_record(stage, version, data)
+
+
+def _site_data() -> bytes:
+    site = SiteCorrelator(site_id="S1", book=BOOK)
+    site.members["U1"] = ("C1", 60.0, None)
+    return records.freeze_site(site, [])
+
+
+def _crafted() -> list[tuple[str, bytes, str]]:
+    seq = Sequencer(watermark=5.0)
+    seq.heard.note("U1", seq.heard.number("S1"), 60.0)
+    return [
+        ("site", _record(_site_data(), lambda d: d["site"].update(members=[["U1", "C1"]])),
+         "site.members is a list, not a dict"),
+        ("site", _record(_site_data(), lambda d: d["site"]["members"].update(U1=["C1", 60.0])),
+         "site.members['U1'] is a list, not a tuple"),
+        ("site", _record(_site_data(), lambda d: d["site"].update(clock="late")),
+         "site.clock is a str, not a float"),
+        ("sequence", _record(records.freeze_sequence(seq),
+                             lambda d: d.update(watermark="never")),
+         "sequencer.watermark is a str, not float or None"),
+        ("sequence", _record(records.freeze_sequence(seq),
+                             lambda d: d["heard"].rows.update(U1=7)),
+         "a row number is not one of the 1 rows"),
+        ("frontier", dump_record("frontier", records.FORMATS["frontier"].version,
+                                 {"marks": [1.0], "owed": [None] * 3}),
+         "frontier.marks is a list, not a dict"),
+        ("care", dump_record("care", records.FORMATS["care"].version,
+                             {"subscribers": {"U1": ("en", "x", 1.0, None)}}),
+         "care's profile[0] is a str, not a Profile"),
+        ("dispatch", _record(records.freeze_dispatch(Dispatcher()),
+                             lambda d: d.update(compensations={"2026-12-06": "many"})),
+         "dispatch.compensations (a key) is a str, not a int"),
+    ]
+
+
+@pytest.mark.parametrize(("stage", "blob", "message"), _crafted(),
+                         ids=[f"{s}-{i}" for i, (s, _, _) in enumerate(_crafted())])
+def test_a_record_of_the_wrong_shape_is_refused_before_the_run_saying_where(
+        stage: str, blob: bytes, message: str) -> None:
+    with pytest.raises(UnsafePickle) as refused:
+        check_resume(RESUME_CFG, stage, blob)
+    assert message in str(refused.value)
+
+
+def test_every_stage_of_a_real_run_resumes_from_its_own_records() -> None:
+    """What the flow writes passes the check (the checked-in fixtures: every format)."""
+    seq = Sequencer(watermark=5.0)
+    seq.heard.note("U1", seq.heard.number("S1"), 60.0)
+    for stage, blob in (("sequence", records.freeze_sequence(seq)), ("site", _site_data()),
+                        ("dispatch", records.freeze_dispatch(Dispatcher()))):
+        check_resume(RESUME_CFG, stage, blob)
+    check_resume(RESUME_CFG, "input", b"anything")  # not a stage's: its source checks it
