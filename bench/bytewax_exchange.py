@@ -1,9 +1,10 @@
 """What Bytewax's exchange between processes costs, without Forewarn: a pass-through.
 
-Two source partitions of ``--items`` small tuples each (a position's shape), keyed to 300
-keys, a stateful step that counts them, a discarding sink; run as 1 process (both
-partitions) and as 2 processes of one worker each (one partition each: about half the
-items cross to the other process). ``items``: one Bytewax item per tuple; ``batched``:
+N source partitions (N the largest of ``--processes``, 2 by default) of ``--items`` small
+tuples each (a position's shape), keyed to 300 keys, a stateful step that counts them, a
+discarding sink; run as 1 process (every partition) and as n processes of one worker
+each (the partitions spread over them: with 2, about half the items cross to the other
+process). ``items``: one Bytewax item per tuple; ``batched``:
 one item per key per source batch (a list), as the Forewarn flow sends a site its
 positions; ``local``: one item per tuple, each keyed to a key that Bytewax routes to the
 worker reading it (``bench.routing``), so nothing crosses: what two processes give when
@@ -14,6 +15,7 @@ exchange is local. Prints wall, CPU (all processes) and CPU per item.
 
     .venv/bin/python -m bench.bytewax_exchange            # both modes, 1 and 2 processes
     .venv/bin/python -m bench.bytewax_exchange --items 500000 --repeat 3
+    .venv/bin/python -m bench.bytewax_exchange --modes local --processes 1 2 4 8
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ BATCH = 1000
 KEYS = 300
 #: ``local`` mode: this process's index and the process count (set in the child)
 PROC = [0, 1]
+PARTS = [2]  # source partitions: the largest process count compared
 
 
 def _own_keys(worker: int, workers: int) -> list[str]:
@@ -69,15 +72,15 @@ class Part(StatefulSourcePartition):
 
 class Src(FixedPartitionedSource):
     def list_parts(self):
-        return ["p0", "p1"]
+        return [f"p{i}" for i in range(PARTS[0])]
 
     def __init__(self, mode: str = "items"):
         self.mode = mode
 
     def build_part(self, step_id, name, resume):
         if self.mode == "local":
-            return Part(int(name[1]), _own_keys(PROC[0], PROC[1]))
-        return Part(int(name[1]))
+            return Part(int(name[1:]), _own_keys(PROC[0], PROC[1]))
+        return Part(int(name[1:]))
 
 
 class Nul(StatelessSinkPartition):
@@ -130,7 +133,8 @@ def _run(n: int, mode: str) -> tuple[float, float]:
             ports.append(s.getsockname()[1])
     addrs = ",".join(f"127.0.0.1:{p}" for p in ports)
     procs = [subprocess.Popen([sys.executable, "-m", "bench.bytewax_exchange", "--child",
-                               str(i), addrs, mode, str(M[0])], stdout=subprocess.PIPE)
+                               str(i), addrs, mode, str(M[0]), str(PARTS[0])],
+                              stdout=subprocess.PIPE)
              for i in range(n)]
     outs = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in procs]
     return max(o["wall"] for o in outs), sum(o["cpu"] for o in outs)
@@ -139,7 +143,7 @@ def _run(n: int, mode: str) -> tuple[float, float]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         from bytewax.testing import cluster_main
-        M[0] = int(sys.argv[5])
+        M[0], PARTS[0] = int(sys.argv[5]), int(sys.argv[6])
         PROC[:] = [int(sys.argv[2]), len(sys.argv[3].split(","))]
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
         cluster_main(flow(sys.argv[4]), sys.argv[3].split(","), int(sys.argv[2]),
@@ -151,24 +155,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=250_000, help="items per source partition")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                    help="process counts to compare (the first is the reference: 1)")
     ap.add_argument("--modes", nargs="+", default=["items", "batched", "local"],
                     choices=["items", "batched", "local", "routed"])
     args = ap.parse_args()
     M[0] = args.items
-    total = 2 * args.items
+    PARTS[0] = max(args.processes)
+    total = PARTS[0] * args.items
     for mode in args.modes:
-        runs: dict[int, list] = {1: [], 2: []}
+        runs: dict[int, list] = {n: [] for n in args.processes}
         for _ in range(args.repeat):
-            for n in (1, 2):
+            for n in args.processes:
                 runs[n].append(_run(n, mode))
-        for n in (1, 2):
+        for n in args.processes:
             wall = statistics.median(w for w, _ in runs[n])
             cpu = statistics.median(c for _, c in runs[n])
             print(f"{mode:8s} {n} process(es): wall {wall:5.2f} s  CPU {cpu:5.2f} s  "
                   f"{cpu / total * 1e6:5.2f} us CPU/item  {total / wall / 1000:5.0f} k items/s")
-        ratio = statistics.median(w1 / w2 for (w1, _), (w2, _) in zip(runs[1], runs[2],
-                                                                       strict=True))
-        print(f"{mode:8s} 2 processes / 1: {ratio:.2f}x the throughput (median of rounds)")
+        for n in args.processes[1:]:
+            ratios = [w1 / w2 for (w1, _), (w2, _) in zip(runs[1], runs[n], strict=True)]
+            print(f"{mode:8s} {n} processes / 1: {statistics.median(ratios):.2f}x the "
+                  f"throughput (median of rounds; rounds {min(ratios):.2f}-{max(ratios):.2f})")
 
 
 if __name__ == "__main__":
