@@ -4,7 +4,8 @@ Bytewax 0.21.1 sends an item of a stateful step to worker ``h % N`` of the N wor
 index order, ``h`` being Rust's ``DefaultHasher`` (SipHash-1-3 with zero keys) of the
 key string as Rust hashes a ``str``: its UTF-8 bytes, then one ``0xff`` byte
 (``src/timely.rs``: ``PartitionFn`` for any ``BuildHasher``, ``PartitionOp::partition``;
-``StateKey`` derives ``Hash``). Source partitions are balanced over the workers that
+``StateKey`` derives ``Hash``; :mod:`forewarn.dataflows.placement`, which the flow uses
+to ship another worker's lists together). Source partitions are balanced over the workers that
 can read them (``assign_primaries``), so a step without keys spreads evenly.
 
 :func:`project` takes one run's CPU per step and key (``bench.scale_out --per-key``)
@@ -19,56 +20,11 @@ speed-up.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 
-_MASK = (1 << 64) - 1
+from forewarn.dataflows.placement import siphash13, worker_of
 
-
-def _rotl(x: int, b: int) -> int:
-    return ((x << b) | (x >> (64 - b))) & _MASK
-
-
-def siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
-    """SipHash-1-3 of ``data`` (Rust's ``DefaultHasher``; zero keys by default).
-
-    >>> hex(siphash13(b""))
-    '0xd1fba762150c532c'
-    """
-    v0, v1 = k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D
-    v2, v3 = k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573
-
-    def rounds(n: int) -> None:
-        nonlocal v0, v1, v2, v3
-        for _ in range(n):
-            v0 = (v0 + v1) & _MASK
-            v1 = _rotl(v1, 13) ^ v0
-            v0 = _rotl(v0, 32)
-            v2 = (v2 + v3) & _MASK
-            v3 = _rotl(v3, 16) ^ v2
-            v0 = (v0 + v3) & _MASK
-            v3 = _rotl(v3, 21) ^ v0
-            v2 = (v2 + v1) & _MASK
-            v1 = _rotl(v1, 17) ^ v2
-            v2 = _rotl(v2, 32)
-
-    whole = len(data) - len(data) % 8
-    for (m,) in struct.iter_unpack("<Q", data[:whole]):
-        v3 ^= m
-        rounds(1)
-        v0 ^= m
-    last = (len(data) & 0xFF) << 56 | int.from_bytes(data[whole:], "little")
-    v3 ^= last
-    rounds(1)
-    v0 ^= last
-    v2 ^= 0xFF
-    rounds(3)
-    return v0 ^ v1 ^ v2 ^ v3
-
-
-def worker_of(key: str, workers: int) -> int:
-    """The worker index Bytewax 0.21.1 gives a stateful step's ``key`` among ``workers``."""
-    return siphash13(key.encode() + b"\xff") % workers
+__all__ = ["project", "siphash13", "worker_of"]
 
 
 def project(per_key: Mapping[str, Mapping[str, float]], spread_s: float, workers: int,

@@ -38,9 +38,16 @@ Measured per run:
 Runs alternate over the configurations ``--repeat`` times; figures are medians, and the
 N-process / 1-process ratio is the median of per-round ratios (the machine drifts).
 
+Each child builds the flow for the cluster's worker count (``build_flow(workers=N)``): a
+sequencer then ships what is bound for another worker's sites and care shards as one
+item per worker and batch. ``--no-ship`` builds it as for one worker (each list its own
+item, as before); ``--ship-ab`` runs every configuration of several processes both ways
+in each round and compares their CPU per event.
+
     .venv/bin/python -m bench.scale_out                         # 1 and 2 processes, ~2 min
     .venv/bin/python -m bench.scale_out --processes 1 2 4 8 --repeat 3
     .venv/bin/python -m bench.scale_out --sites 10 --hours 1 --repeat 1 --json -
+    .venv/bin/python -m bench.scale_out --processes 1 2 --repeat 3 --ship-ab --no-step-cpu
 """
 
 from __future__ import annotations
@@ -257,9 +264,12 @@ def child_main(args: argparse.Namespace) -> None:
     src_kw = {"partitions": args.partitions} if support["source_partitions"] else {}
     cfg_kw = {"shards": args.partitions} if support["flow_shards"] else {}
     source = JsonlFilesSource([args.input], **src_kw)
-    flow = build_flow(source, file_outputs(Path(args.out)),
-                      FlowConfig(book=load_rulebook(), **cfg_kw))
     addresses = args.addresses.split(";") if args.addresses else []
+    # the worker count, where the flow takes it (it then ships other workers' lists)
+    flow_kw = ({"workers": max(1, len(addresses))} if not args.no_ship
+               and "workers" in inspect.signature(build_flow).parameters else {})
+    flow = build_flow(source, file_outputs(Path(args.out)),
+                      FlowConfig(book=load_rulebook(), **cfg_kw), **flow_kw)
     tune_gc()  # as `forewarn run` does
     tcp = TcpReceived() if len(addresses) > 1 else None
     if tcp is not None:
@@ -290,10 +300,12 @@ def free_port() -> int:
 
 def child_cmd(input_path: Path, out_dir: Path, proc_id: int, addresses: str,
               partitions: int, epoch_s: float, step_cpu: bool = True,
-              per_key: bool = False) -> list[str]:
+              per_key: bool = False, ship: bool = True) -> list[str]:
     cmd = [sys.executable, "-m", "bench.scale_out", "--child", "--input", str(input_path),
            "--out", str(out_dir), "--proc-id", str(proc_id), "--addresses", addresses,
            "--partitions", str(partitions), "--epoch-s", repr(epoch_s)]
+    if not ship:
+        cmd.append("--no-ship")
     if not step_cpu:
         return [*cmd, "--no-step-cpu"]
     return [*cmd, "--per-key"] if per_key else cmd
@@ -312,7 +324,8 @@ def output_digest(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 def launch(input_path: Path, out_dir: Path, processes: int, partitions: int,
            epoch_s: float = 0.25, timeout_s: float = 900.0,
-           step_cpu: bool = True, per_key: bool = False) -> dict[str, Any]:
+           step_cpu: bool = True, per_key: bool = False, ship: bool = True
+           ) -> dict[str, Any]:
     """Run the flow as ``processes`` single-worker processes; measure the run."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -326,7 +339,7 @@ def launch(input_path: Path, out_dir: Path, processes: int, partitions: int,
         with (out_dir / f"proc{i}.json").open("wb") as out, logs[i].open("wb") as err:
             procs.append(subprocess.Popen(
                 child_cmd(input_path, out_dir, i, addresses, partitions, epoch_s, step_cpu,
-                          per_key),
+                          per_key, ship),
                 cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL))
     # os.wait4 gives each child's own rusage (all its threads); poll so that a process
     # waiting forever for a dead peer is ended at the deadline rather than hanging here
@@ -553,17 +566,25 @@ def plan(processes: Sequence[int], partitions: int | None) -> list[tuple[int, in
 def run_matrix(input_path: Path, work: Path, configs: Sequence[tuple[int, int]],
                repeat: int, epoch_s: float, step_cpu: bool = True,
                log: Callable[[str], None] = print,
-               per_key: bool = False) -> dict[tuple[int, int], list[dict]]:
-    """Every configuration ``repeat`` times, alternating."""
+               per_key: bool = False, ship: bool = True,
+               unshipped: dict[tuple[int, int], list[dict]] | None = None
+               ) -> dict[tuple[int, int], list[dict]]:
+    """Every configuration ``repeat`` times, alternating. With ``unshipped`` (a dict to
+    fill), each configuration of several processes also runs, in the same round, with
+    the flow built as for one worker (``--no-ship``)."""
     runs: dict[tuple[int, int], list[dict]] = {c: [] for c in configs}
     for i in range(repeat):
         for n, p in configs:
-            run = launch(input_path, work / f"n{n}-p{p}", n, p, epoch_s, step_cpu=step_cpu,
-                         per_key=per_key)
-            runs[(n, p)].append(run)
-            log(f"  round {i + 1}/{repeat} N={n} P={p}: flow wall {run['flow_wall_s']:6.2f} s, "
-                f"whole {run['wall_s']:6.2f} s, flow CPU "
-                f"{'+'.join(f'{c:.2f}' for c in run['flow_cpu_s'])} s")
+            for shipped in (ship, False) if unshipped is not None and n > 1 else (ship,):
+                run = launch(input_path, work / f"n{n}-p{p}", n, p, epoch_s,
+                             step_cpu=step_cpu, per_key=per_key, ship=shipped)
+                if shipped == ship:
+                    runs[(n, p)].append(run)
+                else:
+                    unshipped.setdefault((n, p), []).append(run)
+                log(f"  round {i + 1}/{repeat} N={n} P={p}{'' if shipped else ' (no ship)'}: "
+                    f"flow wall {run['flow_wall_s']:6.2f} s, whole {run['wall_s']:6.2f} s, "
+                    f"flow CPU {'+'.join(f'{c:.2f}' for c in run['flow_cpu_s'])} s")
     return runs
 
 
@@ -592,6 +613,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                          "and project the one-process run onto --project worker counts")
     ap.add_argument("--project", type=int, nargs="+", default=[2, 4, 8, 16, 64],
                     help="worker counts to project onto (with --per-key)")
+    ap.add_argument("--no-ship", action="store_true",
+                    help="build the flow as for one worker: the sequencer sends each site "
+                         "its own item even on another worker (what shipping saves)")
+    ap.add_argument("--ship-ab", action="store_true",
+                    help="also run each configuration of several processes with --no-ship "
+                         "in the same round, and compare CPU per event")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON ('-': stdout)")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR (input and outputs kept)")
     # a process of the cluster
@@ -633,12 +660,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         del lines
         print(f"configurations (N processes, P partitions): {configs}; load average before: "
               f"{loadavg()}")
+        unshipped: dict[tuple[int, int], list[dict]] | None = {} if args.ship_ab else None
         runs = run_matrix(input_path, work, configs, args.repeat, args.epoch_s,
-                          step_cpu=not args.no_step_cpu, per_key=args.per_key)
+                          step_cpu=not args.no_step_cpu, per_key=args.per_key,
+                          ship=not args.no_ship, unshipped=unshipped)
         print(f"load average after: {loadavg()}")
     same = determinism(runs)
     rows = [summarize(runs[c], events) for c in configs]
     print_table(rows, same)
+    for (n, p), plain in (unshipped or {}).items():
+        cpu = [[1e6 * sum(r["flow_cpu_s"]) / events for r in rs] for rs in (runs[(n, p)], plain)]
+        ok = all(r["outputs"] == runs[(1, p)][0]["outputs"] for r in plain)
+        print(f"N={n} P={p}: µs CPU/ev shipped {_med(cpu[0]):.2f} "
+              f"({', '.join(f'{x:.1f}' for x in cpu[0])}), not shipped {_med(cpu[1]):.2f} "
+              f"({', '.join(f'{x:.1f}' for x in cpu[1])}), rounds alternated; outputs not "
+              f"shipped {'OK' if ok else 'DIFFERENT'}")
     for (n, p), ok in same.items():
         outs = runs[(n, p)][0]["outputs"]
         counts = ", ".join(f"{v['lines']} {k.removesuffix('.jsonl')}" for k, v in outs.items())

@@ -152,13 +152,16 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                      exit_at_end: bool = False, dedupe_tail: int = DEFAULT_DEDUPE_TAIL,
                      from_end: bool = False, propensity: bytes | None = None,
                      action_format: str = "contract",
-                     feeds: list[str] | None = None, shards: int = 1) -> Dataflow:
+                     feeds: list[str] | None = None, shards: int = 1,
+                     workers: int = 1) -> Dataflow:
     """The Forewarn dataflow wired to Kafka (see the module docs).
 
     ``shards``: the input topics' partition count, when above 1: partition index ``i``
     of every keyed input topic is shard ``i``'s, read, decoded and ordered by its own
     source partition and sequencer (:mod:`forewarn.dataflows.shards`); each shard reads the
     topology, alarm and maintenance topics whole.
+
+    ``workers``: every process's workers together (:func:`build_flow`'s).
 
     ``feeds``: topics of operators' alarm feeds (VES fault events, TMF642 alarm
     notifications), read besides the contract's and mapped through the rulebook's
@@ -186,7 +189,7 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                                                    lateness_s=lateness_s,
                                                    propensity=propensity,
                                                    action_format=action_format,
-                                                   shards=shards))
+                                                   shards=shards), workers=workers)
 
 
 def flow_config(book: Rulebook, *, durable: bool, lateness_s: float,
@@ -336,8 +339,8 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         return _fail(f"{problem} (on {config['bootstrap.servers']})")
     shards = max(counts.values(), default=1)  # (all equal: checked above)
     recovery = None
+    total = args.workers * (len(addresses) if addresses else 1)
     if args.recovery:
-        total = args.workers * (len(addresses) if addresses else 1)
         parts = args.recovery_partitions or max(8, total)
         try:
             cfg = flow_config(book, durable=True, lateness_s=args.lateness,
@@ -358,7 +361,7 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
                             dedupe_tail=args.dedupe_tail, from_end=args.from_end,
                             propensity=propensity,
                             action_format=getattr(args, "action_format", "contract"),
-                            feeds=feeds, shards=shards)
+                            feeds=feeds, shards=shards, workers=total)
     log.info("kafka flow starting", extra={
         "bootstrap": config["bootstrap.servers"], "workers": args.workers,
         "process_id": args.process_id, "recovery": args.recovery,

@@ -9,6 +9,10 @@
       -> sequence   [key: "clock"]       event-time order, topology, ticks; per batch
            |        or "clock-N"         one list of messages per destination key (with
            |                             shards, a ShardBatch per site: forewarn.dataflows.merge)
+           |-> unship   [key: "route-N"]     with several workers: the lists bound for
+           |                             another worker's sites and care shards, one
+           |                             pickled item per worker and batch, unpacked
+           |                             there (forewarn.dataflows.placement) -> site, care
            |-> frontier [key: "frontier"]    one Progress per batch and shard -> Frontier
            |                             to every site, then the region keys, then every
            |                             care shard (without recovery), then dispatch,
@@ -42,6 +46,7 @@ configuration, reading only the classes Forewarn's state is made of.
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +79,7 @@ from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.messages import Decoded, Frontier, Progress, ShardBatch
+from forewarn.dataflows.placement import Placement, route_keys
 from forewarn.dataflows.propensity import PropensityModel
 from forewarn.dataflows.records import (
     freeze_care,
@@ -149,8 +155,15 @@ class FlowConfig:
 
 
 class SequenceLogic(StatefulBatchLogic):
-    def __init__(self, cfg: FlowConfig, resume: bytes | None):
+    """An input shard's sequencer. With several workers (``workers``), what it sends
+    sites and care shards of another worker goes as one item per worker and batch
+    (:meth:`_ship`)."""
+
+    def __init__(self, cfg: FlowConfig, resume: bytes | None, workers: int = 1):
         self.cfg = cfg
+        # with several workers: where keys are, and one key on each worker to ship to
+        self.place = Placement(workers) if workers > 1 else None
+        self.routes = route_keys(workers) if workers > 1 else ()
         # the reorder window, tick, anchors, shards and rulebook are this run's, never
         # the snapshot's (the watermark never goes back: a shorter window releases
         # sooner, a longer one holds more)
@@ -190,6 +203,8 @@ class SequenceLogic(StatefulBatchLogic):
         self.seq.take_batch(values, routes)
         out = _bundle(routes, ordered=self.seq.late == late, shard=self._shard())
         self._progress(routes, out, idle=idle)
+        if self.place is not None:
+            out = self._ship(out)
         _shard_gauges(self.seq.shard, self.seq.watermark, len(self.seq.ahead),
                       self.seq.nearby.unwatched)
         if self.seq.late_by_kind != self.late_counted:
@@ -221,6 +236,46 @@ class SequenceLogic(StatefulBatchLogic):
                                                               tuple(routes.sites), end,
                                                               idle))]))
 
+    def _ship(self, out: list) -> list:
+        """The lists of a batch bound for sites (and care shards, without recovery) of
+        another worker, as one ``("ship", [(route key, bytes)])`` per worker: one
+        pickle for all of them, where Bytewax would pickle each list twice (once to
+        measure it) and each message shared by several lists (a tick) once per list.
+        The ``unship`` step on that worker unpacks them (:func:`_unship`), so the
+        site's and care's own exchange is local there.
+
+        Where a key is comes from :mod:`~forewarn.dataflows.placement`, and this worker
+        is the one of this sequencer's key; a wrong guess would cost a second hop, not
+        an output: a site's or care key's lists from one shard all take one way, each
+        in its epoch."""
+        place = self.place
+        assert place is not None
+        here = place(shard_key(self.seq.shard) if self.cfg.shards > 1 else CLOCK_KEY)
+        away: dict[int, list] = {}
+        kept: list = []
+        for stage, items in out:
+            if stage != "site" and (stage != "care" or self.cfg.durable):
+                kept.append((stage, items))
+                continue
+            mine: list = []
+            for item in items:
+                w = place(item[0])
+                if w == here:
+                    mine.append(item)
+                    continue
+                bound = away.get(w)
+                if bound is None:
+                    bound = away[w] = []
+                if not bound or bound[-1][0] != stage:
+                    bound.append((stage, []))
+                bound[-1][1].append(item)
+            if mine:
+                kept.append((stage, mine))
+        for w, bound in away.items():
+            kept.append(("ship", [(self.routes[w],
+                                   pickle.dumps(bound, protocol=pickle.HIGHEST_PROTOCOL))]))
+        return kept
+
     def _count_late(self) -> None:
         for kind, n in self.seq.late_by_kind.items():
             new = n - self.late_counted.get(kind, 0)
@@ -237,6 +292,8 @@ class SequenceLogic(StatefulBatchLogic):
             self.cfg.results.anchors.update(self.seq.anchors.table())  # (each shard's own)
         out = _bundle(routes, shard=self._shard())
         self._progress(routes, out, end=True)
+        if self.place is not None:
+            out = self._ship(out)
         return out, False
 
     def snapshot(self) -> bytes | None:
@@ -331,6 +388,12 @@ class SiteLogic(StatefulBatchLogic):
         if not self.cfg.durable:
             return None
         return freeze_site(self.site, [v for _, v in self.outbox], self.merge)
+
+
+def _unship(_: None, shipped: bytes) -> tuple[None, list]:
+    """The ``unship`` step (no state): a worker's share of a sequencer batch
+    (:meth:`SequenceLogic._ship`) back into the sequencer's ``(stage, [item, ...])``."""
+    return None, pickle.loads(shipped)
 
 
 def _via_region(out: list) -> list:
@@ -836,7 +899,11 @@ class Outputs:
 
 
 def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
-               flow_id: str = "forewarn") -> Dataflow:
+               flow_id: str = "forewarn", workers: int = 1) -> Dataflow:
+    """The dataflow. ``workers``: how many workers will run it (all processes'); with
+    more than one, the sequencer ships what is bound for another worker's sites and
+    care shards as one item per worker and batch (:meth:`SequenceLogic._ship`). Any
+    count gives the same outputs; the right one saves exchange work."""
     flow = Dataflow(flow_id)
     metrics.declare_rulebook(cfg.book)
     metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
@@ -845,17 +912,22 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch(  # one ("clock", batch) each
         "decode", raw, lambda items: _decode_input(items, cfg.rulebook().adapters, cfg.shards))
-    routed = op.stateful_batch("sequence", decoded, lambda r: SequenceLogic(cfg, r))
+    routed = op.stateful_batch("sequence", decoded, lambda r: SequenceLogic(cfg, r, workers))
 
     def unbundle(stage: str):
         return lambda kv: kv[1][1] if kv[1][0] == stage else ()
+
+    # for sites and care: the sequencer's lists, and those it shipped to another worker
+    to_keys = routed if workers <= 1 else op.merge(
+        "unshipped", routed, op.stateful_flat_map(
+            "unship", op.flat_map("to_ship", routed, unbundle("ship")), _unship))
 
     progress = op.flat_map("to_frontier", routed, unbundle("frontier"))
     frontier = op.map("unkey_frontier", op.stateful_batch(
         "frontier", progress, lambda r: FrontierLogic(cfg, r)), lambda kv: kv[1])
     site_frontier = op.flat_map("frontier_to_site", frontier,
                                 lambda x: [(s, (s, f)) for s, f in x[1]] if x[0] == "site" else ())
-    to_site = op.merge("site_in", op.flat_map("to_site", routed, unbundle("site")),
+    to_site = op.merge("site_in", op.flat_map("to_site", to_keys, unbundle("site")),
                        site_frontier)
     site_out = op.stateful_batch("site", to_site, lambda r: SiteLogic(cfg, r))
     site_out = op.map("unkey_site", site_out, lambda kv: kv[1])
@@ -874,7 +946,7 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
         lambda x: type(x) is list)
     incidents = op.map("incident", region_out.falses, _count_out)
 
-    care_from_seq = op.flat_map("to_care", routed, unbundle("care"))
+    care_from_seq = op.flat_map("to_care", to_keys, unbundle("care"))
     care_key = cfg.care_key
     verdicts = op.merge(
         "verdicts", op.map("verdict", site_split.trues,

@@ -51,7 +51,7 @@ def tune_gc() -> None:
 def execute(source: Source, outputs: Outputs, cfg: FlowConfig, workers: int = 1,
             epoch_s: float = 0.25) -> None:
     """Run to end of input with ``workers`` worker threads in this process."""
-    flow = build_flow(source, outputs, cfg)
+    flow = build_flow(source, outputs, cfg, workers=workers)
     interval = timedelta(seconds=epoch_s)
     if workers <= 1:
         run_main(flow, epoch_interval=interval)

@@ -252,6 +252,35 @@ def test_two_and_three_shards_give_the_same_outputs_in_any_layout(scenario):
     assert two["incidents"] == one["incidents"] == three["incidents"]
 
 
+def test_shipping_between_workers_gives_the_same_outputs_whatever_the_placement(
+        scenario, monkeypatch):
+    """With several workers a sequencer ships the lists bound for another worker's sites
+    and care shards as one item per worker (``SequenceLogic._ship``). Where a key is, is a
+    guess that saves work, never what decides an output: with the route keys swapped
+    (every shipped item unpacked on the wrong worker, then a second hop) or keys placed
+    by a wrong rule, the outputs are those of one worker."""
+    from forewarn.dataflows import flow as fl
+
+    book = load_rulebook()
+    one = _canonical(run_collect(scenario.lines, book, partitions=2))
+    shipped: list[int] = []
+    unship = fl._unship
+
+    def counted(state, data):
+        shipped.append(len(data))
+        return unship(state, data)
+
+    monkeypatch.setattr(fl, "_unship", counted)
+    assert _canonical(run_collect(scenario.lines, book, partitions=2, workers=2)) == one
+    assert shipped, "two workers must ship something for this test to mean anything"
+    routes = fl.route_keys
+    monkeypatch.setattr(fl, "route_keys", lambda workers: tuple(reversed(routes(workers))))
+    assert _canonical(run_collect(scenario.lines, book, partitions=2, workers=2)) == one
+    monkeypatch.setattr(fl, "route_keys", routes)
+    monkeypatch.setattr(fl, "Placement", lambda workers: lambda key: len(key) % workers)
+    assert _canonical(run_collect(scenario.lines, book, partitions=2, workers=3)) == one
+
+
 def test_a_bad_record_every_shard_reads_is_one_dead_letter():
     s = Scenario().site("S1")
     s.add(type="alarm", alarm_id="A9", cell_id="NOPE", severity="critical",
