@@ -68,7 +68,7 @@ class Heard:
 
     def add(self, sid: str, n: int, at: float) -> int:
         """A new row: ``sid`` first heard on site number ``n`` at ``at`` (0: no site yet,
-        a row for anchors alone)."""
+        a row for anchors alone or for a profile, whose id string the row keeps)."""
         row = self.rows[sid] = len(self.site)
         self.sids.append(sid)
         self.site.append(n)

@@ -258,6 +258,31 @@ def test_a_cell_moved_to_another_site_leaves_the_old_sites_cells():
     assert out.sites["S1"][-1] == Left("U", 5.0)
 
 
+def test_one_id_string_per_subscriber_in_the_rows_the_sites_and_care():
+    """A profile gives a subscriber not yet heard a row (no site yet, so no position is
+    invented), and the row's id string is what their positions and care messages carry:
+    care keys them by the same object as the rows and the sites."""
+    seq, _ = _started()
+    first, again = "".join(["U", "7"]), "".join(["U", "7"])  # equal, not the same object
+    assert first == again and first is not again
+    out = Routes()
+    sub = Subscriber(first, "upsert", 3.0)
+    seq.take_batch([[("f", b"", sub, 3.0)]], out)
+    assert out.cares == {first: [sub]} and out.cares[first][0] is sub
+    assert seq.heard.latest(first) is None and len(seq.heard) == 2
+    out = Routes()
+    comp = Complaint("K1", again, 4.0, "slow_data")
+    seq.take_batch([[("f", b"", comp, 4.0), _pos(5.0, sid=again)]], out)
+    (sent,) = out.cares[first]
+    assert sent == comp and sent.subscriber_id is first
+    assert out.sites["S1"] == [(first, "C1", 5.0, None)] and out.sites["S1"][0][0] is first
+    assert seq.heard.latest(first) == ("S1", 5.0) and "S1" not in [
+        type(m).__name__ for box in out.sites.values() for m in box if type(m) is Left]
+    out = Routes()  # a delete of someone never heard gives no row
+    seq.take_batch([[("f", b"", Subscriber("U8", "delete", 6.0), 6.0)]], out)
+    assert "U8" not in seq.heard.rows and list(out.cares) == ["U8"]
+
+
 def test_subscriber_records_go_to_their_care_key():
     out = Routes(care_key=lambda sid: "k" + sid[-1])
     seq, _ = _started()
