@@ -39,7 +39,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
 from forewarn.dataflows.anchors import Anchors
-from forewarn.dataflows.care import CareShard
+from forewarn.dataflows.care import CareShard, SubscriberCare
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
@@ -345,7 +345,8 @@ def _region_v2(data: dict) -> dict:
 
 # ---- care: a care key's subscribers --------------------------------------------------------
 # Given: the rulebook (at each call). Kept: ``subscribers`` (id -> care state or profile
-# tuple), ``held`` (messages waiting for a frontier; left out when none).
+# tuple, SubscriberCare.compact: since version 3 its name is bytes, ``known_since`` only
+# when it is not ``since``), ``held`` (messages waiting for a frontier; left out when none).
 
 
 def freeze_care(shard: CareShard, held: list) -> bytes:
@@ -360,6 +361,28 @@ def thaw_care(blob: bytes) -> tuple[CareShard, list]:
     shard = CareShard()
     shard.subscribers = _expect(data.get("subscribers", {}), dict, "care's subscribers")
     return shard, list(_expect(data.get("held", []), list, "care's held messages"))
+
+
+def _care_v2(data: dict) -> dict:
+    """Version 2: a profile-only subscriber was ``(profile, name, since, known_since)``
+    with the name a str; since version 3 the name is UTF-8 bytes, and ``known_since``
+    is left out when it equals ``since`` (:meth:`SubscriberCare.compact`)."""
+    if type(data) is not dict:
+        return data  # (refused, saying what it is, by the upgrade)
+    subs = _expect(data.get("subscribers", {}), dict, "care's subscribers")
+    for sid, kept in subs.items():
+        if type(kept) is tuple:
+            profile, name, since, known_since = _expect_len(kept, 4, "profile tuple")
+            subs[sid] = SubscriberCare.of(
+                (profile, _expect(name, str, "subscriber's name").encode(), since,
+                 known_since)).compact()
+    return data
+
+
+def _expect_len(value: tuple, n: int, what: str) -> tuple:
+    if len(value) != n:
+        raise UnsafePickle(f"the {what} in the snapshot has {len(value)} items, not {n}")
+    return value
 
 
 def _care_v1(old: Any) -> dict:
@@ -396,6 +419,6 @@ FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
                 inner=(("site", frozenset(_SITE_OWN)),)),
     StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1, _frontier_v2)),
     StageFormat("region", frozenset(_REGION.own), (_REGION.from_object, _region_v2)),
-    StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1,)),
+    StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1, _care_v2)),
     StageFormat("dispatch", frozenset(_DISPATCH.own), (_DISPATCH.from_object,)),
 )}

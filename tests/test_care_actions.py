@@ -855,8 +855,8 @@ def test_a_cell_cooldown_of_an_older_snapshot_format_still_holds():
 
 
 def test_only_a_profile_is_kept_compact_any_other_care_state_keeps_the_object():
-    """SubscriberCare.compact keeps a (profile, name, since, known since) tuple only when
-    every other slot is as in a new one: set any of them and the object stays."""
+    """SubscriberCare.compact keeps a (profile, name, since[, known since]) tuple only
+    when every other slot is as in a new one: set any of them and the object stays."""
     from forewarn.dataflows.care import SubscriberCare
 
     shard = CareShard()
@@ -871,3 +871,22 @@ def test_only_a_profile_is_kept_compact_any_other_care_state_keeps_the_object():
         assert care.compact() == kept
         setattr(care, name, object())  # any value but a new one's
         assert care.compact() is care, name
+
+
+def test_a_profile_tuple_keeps_the_name_as_bytes_and_known_since_when_it_differs():
+    from forewarn.dataflows.care import SubscriberCare
+
+    shard = CareShard()
+    shard.handle_batch([upsert(name="Zoë Ng")], BOOK)
+    (kept,) = shard.subscribers.values()
+    assert kept[1:] == ("Zoë Ng".encode(), T0 - HOUR)  # one profile: known since it
+    care = shard.care("U")
+    assert (care.name, care.since, care.known_since) == ("Zoë Ng", T0 - HOUR, T0 - HOUR)
+    # an update older than the profile in force (no earlier profile kept): known since
+    # the first, so a 4-tuple
+    shard.handle_batch([upsert(at=T0 - 2 * HOUR, name=None)], BOOK)
+    (kept,) = shard.subscribers.values()
+    assert kept[1:] == (b"", T0 - 2 * HOUR, T0 - HOUR)
+    care = shard.care("U")
+    assert (care.name, care.since, care.known_since) == ("", T0 - 2 * HOUR, T0 - HOUR)
+    assert SubscriberCare.of(kept).compact() == kept

@@ -196,13 +196,13 @@ def test_an_upgrade_chain_runs_every_step_from_the_snapshot_version():
 
 
 @pytest.mark.parametrize(("blob", "message"), [
-    (dump_record("care", 2, {"subscribers": {}, "lateness_s": 3.0}),
-     "the care stage's record (version 2) holds fields it does not have: lateness_s"),
+    (dump_record("care", 3, {"subscribers": {}, "lateness_s": 3.0}),
+     "the care stage's record (version 3) holds fields it does not have: lateness_s"),
     (dump_record("care", 2, ["not", "a", "dict"]),
      "the care stage's record holds a list, not a dict of fields"),
     (dump_record("region", 2, {}), "it is a snapshot of the region stage, not of the care stage"),
     (dump_record("care", 9, {}), "version 9 of the care stage's record; this Forewarn reads "
-                                 "versions up to 2"),
+                                 "versions up to 3"),
     (dump_record("nosuch", 2, {}), "a record of a stage named 'nosuch', which this Forewarn "
                                    "has none of"),
     (b"forewarn-state:\x02care", "its state record header names no stage"),
@@ -276,7 +276,7 @@ RECORD_SHAPES = {
         ended epoch idle marks owed sites"""),
     "region": (3, """
         frontier groups held verdicts"""),
-    "care": (2, """
+    "care": (3, """
         held subscribers"""),
     "dispatch": (2, """
         clock compensations contacts exposures frontier held model sends swept"""),
@@ -291,3 +291,19 @@ def test_a_record_whose_fields_change_gets_a_new_version(stage: str):
         f"the fields of the {stage} stage's record changed: give it a new version (an "
         f"upgrade step in forewarn.dataflows.records.FORMATS, its shape here, a fixture "
         f"set: docs/layout.md, Snapshots), or list the field among those the run gives")
+
+
+def test_a_care_record_of_version_2_loads_its_profile_tuples_in_the_current_form():
+    """Version 2 kept ``(profile, name, since, known_since)`` with a str name; version 3
+    keeps the name as bytes and leaves ``known_since`` out when it is ``since``."""
+    from forewarn.dataflows.care import Profile
+
+    p = Profile("en", "UTC", "consumer", ("sms",), "")
+    blob = dump_record("care", 2, {"subscribers": {"U1": (p, "Zoë", 60.0, 60.0),
+                                                   "U2": (p, "", 90.0, 30.0)}})
+    shard, held = records.thaw_care(blob)
+    assert held == [] and shard.subscribers == {"U1": (p, "Zoë".encode(), 60.0),
+                                                "U2": (p, b"", 90.0, 30.0)}
+    assert (shard.care("U2").name, shard.care("U2").known_since) == ("", 30.0)
+    with pytest.raises(UnsafePickle, match="profile tuple in the snapshot has 2 items"):
+        records.thaw_care(dump_record("care", 2, {"subscribers": {"U1": (p, "x")}}))
