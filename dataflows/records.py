@@ -228,6 +228,14 @@ def _sequence_v1(seq: Any) -> dict:
     return _sequence_data(seq)
 
 
+def _sequence_v2(data: dict) -> dict:
+    """Version 2: the rows (``heard``) found a subscriber's row by a dict of id -> row
+    number; since version 3 by an index of row numbers by the id's hash, which is not
+    saved (a str's hash differs between processes) but rebuilt from the id column as
+    the rows load. The rows of version 2 load themselves: the record is as it was."""
+    return data
+
+
 # ---- site: a site's correlator, its unreleased verdicts, its shards' unmerged messages ---
 # Given: the rulebook, whether the detectors run (FlowConfig.models), the input shard count.
 # Kept: ``site`` (the correlator's own fields, None before its first message),
@@ -414,7 +422,8 @@ def thaw_dispatch(blob: bytes) -> Dispatcher:
 
 #: Every stage's record format: its fields and its upgrades.
 FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
-    StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"}, (_sequence_v1,)),
+    StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"},
+                (_sequence_v1, _sequence_v2)),
     StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,),
                 inner=(("site", frozenset(_SITE_OWN)),)),
     StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1, _frontier_v2)),

@@ -419,7 +419,7 @@ class Sequencer:
             return
         cell_site, cell_names = self.cell_site, self.cell_names
         sites, heard = out.sites, self.heard
-        rows, h_sid, h_site, h_at = heard.rows, heard.sids, heard.site, heard.at
+        row_of, h_sid, h_site, h_at = heard.row, heard.sids, heard.site, heard.at
         numbers, names = heard.numbers, heard.names
         anchors = self.anchors
         learn = anchors.learn_row if anchors is not None else None
@@ -456,7 +456,7 @@ class Sequencer:
             # One string per subscriber and per cell in all state: the sites keep each
             # member's latest position, and a decoded record's own copies of the two
             # strings would cost ~100 B per subscriber there.
-            row = rows.get(sid)
+            row = row_of(sid)
             if row is not None:
                 sid = h_sid[row]
             pos = (sid, cell_names[cell], at, ref)
@@ -556,7 +556,7 @@ class Sequencer:
         would cost ~60 bytes a subscriber in care). A profile gives a subscriber not yet
         heard a row (no site yet): their positions then carry that string on."""
         heard, sid = self.heard, rec.subscriber_id
-        row = heard.rows.get(sid)
+        row = heard.row(sid)
         if row is None:
             if type(rec) is not Subscriber or rec.op == "delete":
                 return rec

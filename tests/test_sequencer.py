@@ -280,7 +280,7 @@ def test_one_id_string_per_subscriber_in_the_rows_the_sites_and_care():
         type(m).__name__ for box in out.sites.values() for m in box if type(m) is Left]
     out = Routes()  # a delete of someone never heard gives no row
     seq.take_batch([[("f", b"", Subscriber("U8", "delete", 6.0), 6.0)]], out)
-    assert "U8" not in seq.heard.rows and list(out.cares) == ["U8"]
+    assert seq.heard.row("U8") is None and list(out.cares) == ["U8"]
 
 
 def test_subscriber_records_go_to_their_care_key():
@@ -583,7 +583,7 @@ class _Learnt:
         self.told: list = []
 
     def learn_row(self, row, n, since, at, moved=False) -> None:
-        sid = next(s for s, r in self.heard.rows.items() if r == row)
+        sid = self.heard.sids[row]
         self.told.append((sid, self.heard.names[n], since, at, moved))
 
 

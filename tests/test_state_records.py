@@ -262,7 +262,7 @@ def test_the_store_check_refuses_a_record_under_another_step_saying_where(tmp_pa
 #: the version then refuses it before a run, by name, where a record with fields it does
 #: not know would fail in a worker.
 RECORD_SHAPES = {
-    "sequence": (2, """
+    "sequence": (3, """
         _ahead_run _anchor _next_tick _pending _timed active_until ahead anchors cell_names
         cell_site heard late late_by_kind nearby open_alarms outage_open shard site_cells
         watermark windows"""),
