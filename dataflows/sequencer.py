@@ -65,6 +65,7 @@ from forewarn.model import (
     Alarm,
     Call,
     Cell,
+    Channel,
     Complaint,
     DeadCode,
     DeadLetter,
@@ -96,6 +97,53 @@ DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of dro
 Item = tuple[Source, bytes, Any, float | None]  # the record: Record, or a position tuple
 Timed = tuple[Source, bytes, Any, float]  # an Item with a stream time (all held ones)
 _at_of = itemgetter(3)  # an Item's stream time
+
+
+#: Channel tuples without addresses, by their names and consents (:func:`bare`).
+_BARE: dict[tuple[tuple[str, bool], ...], tuple[Channel, ...]] = {}
+
+
+def bare(channels: tuple[Channel, ...]) -> tuple[Channel, ...]:
+    """A profile's channels as care reads them, their names and consents, without their
+    addresses (the gateway owns those): one shared tuple per combination, where each
+    profile's own costs ~350 bytes while care holds it.
+
+    >>> sms = bare((Channel("sms", "+4477", True), Channel("email", "a@b", False)))
+    >>> sms, sms is bare((Channel("sms", "+4478", True), Channel("email", "c@d", False)))
+    ((Channel(name='sms', address='', consent=True), Channel(name='email', address='', \
+consent=False)), True)
+    """
+    key = tuple((c.name, c.consent) for c in channels)
+    shared = _BARE.get(key)
+    if shared is None:
+        if len(_BARE) >= 10_000:  # a bound: combinations are normally a few dozen
+            _BARE.clear()
+        shared = _BARE[key] = tuple(Channel(sys.intern(name), "", consent)
+                                    for name, consent in key)
+    return shared
+
+
+def slim(sub: Subscriber, sid: str) -> Subscriber:
+    """``sub`` as care holds it until it applies it, named by ``sid`` (an equal string):
+    its channels :func:`bare`, and its words from small vocabularies (the op, language,
+    time zone, segment, plan, tags) interned, one string each for all profiles where a
+    decoded profile has its own (six ~60-byte strings). Care reads nothing else of it
+    differently (:func:`~forewarn.dataflows.care.profile_of`)."""
+    intern = sys.intern
+    tags = sub.tags
+    if tags:
+        tags = _TAGS.get(tags)
+        if tags is None:
+            if len(_TAGS) >= 10_000:
+                _TAGS.clear()
+            tags = _TAGS[sub.tags] = tuple(intern(t) for t in sub.tags)
+    return replace(sub, subscriber_id=sid, op=intern(sub.op), language=intern(sub.language),
+                   timezone=intern(sub.timezone), segment=intern(sub.segment),
+                   plan=sub.plan if sub.plan is None else intern(sub.plan), tags=tags,
+                   channels=bare(sub.channels) if sub.channels else sub.channels)
+
+
+_TAGS: dict[tuple[str, ...], tuple[str, ...]] = {}  # (slim) tag tuples, shared
 
 
 def own_key(subscriber_id: str) -> str:
@@ -518,7 +566,7 @@ class Sequencer:
         state."""
         routes, out = out, (_NOWHERE if is_context(source) else out)
         if isinstance(rec, Subscriber | Complaint):
-            out.care(rec.subscriber_id, rec if out is _NOWHERE else self._own_id(rec))
+            out.care(rec.subscriber_id, rec if out is _NOWHERE else self._for_care(rec))
         elif isinstance(rec, Alarm):  # (this shard's own subscribers around it: routes)
             self._route_alarm(rec, raw, source, out, routes)
         elif isinstance(rec, Kpi):
@@ -550,11 +598,13 @@ class Sequencer:
         else:  # pragma: no cover
             raise TypeError(f"sequencer cannot route {type(rec).__name__}")
 
-    def _own_id(self, rec: Subscriber | Complaint) -> Subscriber | Complaint:
-        """``rec`` naming its subscriber by the id string of their row, so that care keys
-        them by the same string object as the rows and the sites do (a copy per stage
-        would cost ~60 bytes a subscriber in care). A profile gives a subscriber not yet
-        heard a row (no site yet): their positions then carry that string on."""
+    def _for_care(self, rec: Subscriber | Complaint) -> Subscriber | Complaint:
+        """``rec`` as care takes it: naming its subscriber by the id string of their row,
+        so that care keys them by the same string object as the rows and the sites do (a
+        copy per stage would cost ~60 bytes a subscriber in care). A profile gives a
+        subscriber not yet heard a row (no site yet): their positions then carry that
+        string on. A profile goes as :func:`slim` makes it: care holds profiles until the
+        frontier passes them (a bulk load: all of them at once)."""
         heard, sid = self.heard, rec.subscriber_id
         row = heard.row(sid)
         if row is None:
@@ -562,6 +612,8 @@ class Sequencer:
                 return rec
             row = heard.add(sid, 0, 0.0)
         own = heard.sids[row]
+        if type(rec) is Subscriber and rec.op != "delete":
+            return slim(rec, own)
         return rec if own is sid else replace(rec, subscriber_id=own)
 
     def _stamp(self, rec: Cell | Maintenance) -> Any:

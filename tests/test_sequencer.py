@@ -5,6 +5,7 @@ does with records it reads for context, and the routing of records with no time.
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 
@@ -268,7 +269,7 @@ def test_one_id_string_per_subscriber_in_the_rows_the_sites_and_care():
     out = Routes()
     sub = Subscriber(first, "upsert", 3.0)
     seq.take_batch([[("f", b"", sub, 3.0)]], out)
-    assert out.cares == {first: [sub]} and out.cares[first][0] is sub
+    assert out.cares == {first: [sub]} and out.cares[first][0].subscriber_id is first
     assert seq.heard.latest(first) is None and len(seq.heard) == 2
     out = Routes()
     comp = Complaint("K1", again, 4.0, "slow_data")
@@ -281,6 +282,31 @@ def test_one_id_string_per_subscriber_in_the_rows_the_sites_and_care():
     out = Routes()  # a delete of someone never heard gives no row
     seq.take_batch([[("f", b"", Subscriber("U8", "delete", 6.0), 6.0)]], out)
     assert seq.heard.row("U8") is None and list(out.cares) == ["U8"]
+
+
+def test_a_profile_reaches_care_without_its_addresses_and_with_the_same_profile():
+    from forewarn.dataflows.care import profile_of
+    from forewarn.model import Channel
+    from forewarn.rules.rulebook import load_rulebook
+
+    seq, out = _started()
+    channels = (Channel("sms", "+447700000001", True), Channel("email", "a@b.c", False))
+    sub = Subscriber("U1", "upsert", 3.0, channels=channels, name="Ada")
+    seq.take_batch([[("f", b"", sub, 3.0)]], out)
+    (sent,) = out.cares["U1"]
+    assert [(c.name, c.address, c.consent) for c in sent.channels] == [
+        ("sms", "", True), ("email", "", False)]
+    assert sent == Subscriber("U1", "upsert", 3.0, channels=sent.channels, name="Ada")
+    order = load_rulebook().channel_order
+    assert profile_of(sent, order) == profile_of(sub, order)
+    # its small-vocabulary words interned: one string for all profiles
+    again = Subscriber("".join(["U", "2"]), "".join(["ups", "ert"]), 4.0,
+                       language="".join(["e", "n"]), tags=("".join(["es", "im"]),))
+    seq.take_batch([[("f", b"", again, 4.0)]], out)
+    (slimmed,) = out.cares["U2"]
+    assert slimmed == again and slimmed.op is sys.intern("upsert")
+    assert slimmed.language is sys.intern("en")
+    assert slimmed.tags[0] is sys.intern("esim")
 
 
 def test_subscriber_records_go_to_their_care_key():
