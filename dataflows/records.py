@@ -353,12 +353,13 @@ def _region_v2(data: dict) -> dict:
 
 # ---- care: a care key's subscribers --------------------------------------------------------
 # Given: the rulebook (at each call). Kept: ``subscribers`` (id -> care state or profile
-# tuple, SubscriberCare.compact: since version 3 its name is bytes, ``known_since`` only
-# when it is not ``since``), ``held`` (messages waiting for a frontier; left out when none).
+# tuple, CareShard.known: since version 3 its name is bytes, ``known_since`` only when it
+# is not ``since``; in memory it is packed, care.Packed), ``held`` (messages waiting for
+# a frontier; left out when none).
 
 
 def freeze_care(shard: CareShard, held: list) -> bytes:
-    data: dict = {"subscribers": shard.subscribers}
+    data: dict = {"subscribers": shard.known()}
     if held:
         data["held"] = held
     return _dump("care", data)
@@ -367,7 +368,7 @@ def freeze_care(shard: CareShard, held: list) -> bytes:
 def thaw_care(blob: bytes) -> tuple[CareShard, list]:
     data = load("care", blob)
     shard = CareShard()
-    shard.subscribers = _expect(data.get("subscribers", {}), dict, "care's subscribers")
+    shard.restore(_expect(data.get("subscribers", {}), dict, "care's subscribers"))
     return shard, list(_expect(data.get("held", []), list, "care's held messages"))
 
 
@@ -383,7 +384,7 @@ def _care_v2(data: dict) -> dict:
             profile, name, since, known_since = _expect_len(kept, 4, "profile tuple")
             subs[sid] = SubscriberCare.of(
                 (profile, _expect(name, str, "subscriber's name").encode(), since,
-                 known_since)).compact()
+                 known_since)).known()
     return data
 
 

@@ -302,8 +302,8 @@ def test_a_care_record_of_version_2_loads_its_profile_tuples_in_the_current_form
     blob = dump_record("care", 2, {"subscribers": {"U1": (p, "Zoë", 60.0, 60.0),
                                                    "U2": (p, "", 90.0, 30.0)}})
     shard, held = records.thaw_care(blob)
-    assert held == [] and shard.subscribers == {"U1": (p, "Zoë".encode(), 60.0),
-                                                "U2": (p, b"", 90.0, 30.0)}
+    assert held == [] and shard.known() == {"U1": (p, "Zoë".encode(), 60.0),
+                                            "U2": (p, b"", 90.0, 30.0)}
     assert (shard.care("U2").name, shard.care("U2").known_since) == ("", 30.0)
     with pytest.raises(UnsafePickle, match="profile tuple in the snapshot has 2 items"):
         records.thaw_care(dump_record("care", 2, {"subscribers": {"U1": (p, "x")}}))
