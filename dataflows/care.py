@@ -43,6 +43,7 @@ from forewarn.dataflows.messages import (
     Escalation,
     Impact,
     IncidentFacts,
+    Profiled,
     Restored,
     evidence_ref,
 )
@@ -272,7 +273,7 @@ _PROFILES: dict[tuple, Profile] = {}  # profiles are few shapes: share one objec
 _PROFILE_OF: dict[tuple, Profile] = {}  # the inputs of profile_of -> its answer
 
 
-def profile_of(sub: Subscriber, default_order: tuple[str, ...]) -> Profile:
+def profile_of(sub: Subscriber | Profiled, default_order: tuple[str, ...]) -> Profile:
     """The care-relevant profile (everything but the name), shared between subscribers."""
     consent = tuple(c.name for c in sub.channels if c.consent)
     inputs = (sub.language, sub.timezone, sub.segment, consent, sub.preferred_channels,
@@ -285,7 +286,8 @@ def profile_of(sub: Subscriber, default_order: tuple[str, ...]) -> Profile:
     return known
 
 
-def _profile(sub: Subscriber, consented: set[str], default_order: tuple[str, ...]) -> Profile:
+def _profile(sub: Subscriber | Profiled, consented: set[str],
+             default_order: tuple[str, ...]) -> Profile:
     order = list(dict.fromkeys(sub.preferred_channels + default_order))
     key = (sub.language, sub.timezone, sub.segment,
            tuple(c for c in order if c in consented), sub.plan or "", sub.tags,
@@ -327,7 +329,7 @@ def quiet_until(at: float, tz: str, book: Rulebook) -> float | None:
     return wake.timestamp()
 
 
-_RANK = {Subscriber: 0, Complaint: 1}
+_RANK = {Subscriber: 0, Profiled: 0, Complaint: 1}  # (Profiled: an upsert, slim)
 
 
 def order_key(msg: Any) -> tuple[float, int]:
@@ -451,7 +453,7 @@ class SubscriberCare:
         return self._handle(sid, msg, book, status)
 
     def _handle(self, sid: str, msg: Any, book: Rulebook, status: bool) -> list[CareOut]:
-        if isinstance(msg, Subscriber):
+        if isinstance(msg, Subscriber | Profiled):
             if msg.op == "delete":
                 self.deleted_at = msg.updated_at
             else:

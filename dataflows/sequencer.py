@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from forewarn.codec import Source, dead_letter, fmt_time
 from forewarn.dataflows.anchors import Anchors
 from forewarn.dataflows.heard import Heard
-from forewarn.dataflows.messages import Drop, Left, Stamped, Tick
+from forewarn.dataflows.messages import Drop, Left, Profiled, Stamped, Tick
 from forewarn.dataflows.nearby import NearbyWatch
 from forewarn.dataflows.shards import is_context
 from forewarn.dataflows.state import restore_fields
@@ -123,27 +123,24 @@ consent=False)), True)
     return shared
 
 
-def slim(sub: Subscriber, sid: str) -> Subscriber:
-    """``sub`` as care holds it until it applies it, named by ``sid`` (an equal string):
-    its channels :func:`bare`, and its words from small vocabularies (the op, language,
-    time zone, segment, plan, tags) interned, one string each for all profiles where a
-    decoded profile has its own (six ~60-byte strings). Care reads nothing else of it
-    differently (:func:`~forewarn.dataflows.care.profile_of`)."""
-    intern = sys.intern
-    tags = sub.tags
-    if tags:
-        tags = _TAGS.get(tags)
-        if tags is None:
-            if len(_TAGS) >= 10_000:
-                _TAGS.clear()
-            tags = _TAGS[sub.tags] = tuple(intern(t) for t in sub.tags)
-    return replace(sub, subscriber_id=sid, op=intern(sub.op), language=intern(sub.language),
-                   timezone=intern(sub.timezone), segment=intern(sub.segment),
-                   plan=sub.plan if sub.plan is None else intern(sub.plan), tags=tags,
-                   channels=bare(sub.channels) if sub.channels else sub.channels)
+def slim(sub: Subscriber, sid: str) -> Profiled:
+    """``sub`` (an upsert) as care holds it until it applies it, named by ``sid`` (an
+    equal string): :class:`~forewarn.dataflows.messages.Profiled`, its id, time and name,
+    and its shape, shared by every profile of that shape (channels :func:`bare`). Care
+    reads nothing else of it (:func:`~forewarn.dataflows.care.profile_of`)."""
+    channels = bare(sub.channels) if sub.channels else sub.channels
+    key = (sub.op, sub.language, sub.timezone, sub.segment, channels, sub.plan,
+           sub.tenure_months, sub.tags, sub.preferred_channels)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= 100_000:  # a bound; shapes are normally a few thousand
+            _SHAPES.clear()
+        shape = _SHAPES[key] = replace(sub, subscriber_id="", updated_at=0.0, name=None,
+                                       channels=channels)
+    return Profiled(sid, sub.updated_at, sub.name, shape)
 
 
-_TAGS: dict[tuple[str, ...], tuple[str, ...]] = {}  # (slim) tag tuples, shared
+_SHAPES: dict[tuple, Subscriber] = {}  # profiles' shapes (slim), shared
 
 
 def own_key(subscriber_id: str) -> str:
@@ -598,7 +595,7 @@ class Sequencer:
         else:  # pragma: no cover
             raise TypeError(f"sequencer cannot route {type(rec).__name__}")
 
-    def _for_care(self, rec: Subscriber | Complaint) -> Subscriber | Complaint:
+    def _for_care(self, rec: Subscriber | Complaint) -> Subscriber | Profiled | Complaint:
         """``rec`` as care takes it: naming its subscriber by the id string of their row,
         so that care keys them by the same string object as the rows and the sites do (a
         copy per stage would cost ~60 bytes a subscriber in care). A profile gives a
