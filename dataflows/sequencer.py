@@ -128,19 +128,18 @@ def slim(sub: Subscriber, sid: str) -> Profiled:
     equal string): :class:`~forewarn.dataflows.messages.Profiled`, its id, time and name,
     and its shape, shared by every profile of that shape (channels :func:`bare`). Care
     reads nothing else of it (:func:`~forewarn.dataflows.care.profile_of`)."""
-    channels = bare(sub.channels) if sub.channels else sub.channels
-    key = (sub.op, sub.language, sub.timezone, sub.segment, channels, sub.plan,
-           sub.tenure_months, sub.tags, sub.preferred_channels)
-    shape = _SHAPES.get(key)
-    if shape is None:
+    shape = Subscriber("", sub.op, 0.0, sub.language, sub.timezone, sub.segment,
+                       bare(sub.channels) if sub.channels else sub.channels, None, sub.plan,
+                       sub.tenure_months, sub.tags, sub.preferred_channels)
+    shared = _SHAPES.get(shape)  # (a shape is its own key: no key tuple kept beside it)
+    if shared is None:
         if len(_SHAPES) >= 100_000:  # a bound; shapes are normally a few thousand
             _SHAPES.clear()
-        shape = _SHAPES[key] = replace(sub, subscriber_id="", updated_at=0.0, name=None,
-                                       channels=channels)
-    return Profiled(sid, sub.updated_at, sub.name, shape)
+        shared = _SHAPES[shape] = shape
+    return Profiled(sid, sub.updated_at, sub.name, shared)
 
 
-_SHAPES: dict[tuple, Subscriber] = {}  # profiles' shapes (slim), shared
+_SHAPES: dict[Subscriber, Subscriber] = {}  # profiles' shapes (slim), shared
 
 
 def own_key(subscriber_id: str) -> str:
