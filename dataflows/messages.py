@@ -1,11 +1,11 @@
 """Messages that travel between the flow's stages (not on the wire).
 
 The sequencer sends records, :data:`Position`, :class:`Left`, :class:`Near` and
-:class:`Tick` to sites, and profiles and complaints to subscribers, grouped into one list per
-destination key per batch, and a :class:`Progress` per batch to the frontier step, which
-sends :class:`Frontier` to sites and dispatch; a site sends :class:`Impact`,
-:class:`Restored`, :class:`Escalation` and :class:`DropNote` to subscribers. Every message knows
-its event time: ``at``, a position's third element.
+:class:`Tick` to sites, and profiles (:class:`Profiled`) and complaints to subscribers,
+grouped into one list per destination key per batch, and a :class:`Progress` per batch
+to the frontier step, which sends :class:`Frontier` to sites and dispatch; a site sends
+:class:`Impact`, :class:`Restored`, :class:`Escalation` and :class:`DropNote` to
+subscribers. Every message knows its event time: ``at``, a position's third element.
 """
 
 from __future__ import annotations
