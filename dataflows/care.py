@@ -430,7 +430,7 @@ class SubscriberCare:
     @classmethod
     def of(cls, known: Known | Packed) -> SubscriberCare:
         """The care state a :data:`Known` tuple (or its :data:`Packed` bytes) stands for."""
-        if type(known) is bytes:
+        if isinstance(known, bytes):
             known = known_of(known)
         care = cls()
         care.profile, care.name, care.since = known[0], known[1].decode(), known[2]
@@ -953,16 +953,16 @@ class CareShard:
     def care(self, sid: str) -> SubscriberCare | None:
         """``sid``'s care state (a copy when only their profile is kept), or ``None``."""
         care = self.subscribers.get(sid)
-        return SubscriberCare.of(care) if type(care) is bytes else care
+        return SubscriberCare.of(care) if isinstance(care, bytes) else care
 
     def known(self) -> dict[str, SubscriberCare | Known]:
         """The subscribers as a snapshot keeps them: profiles as :data:`Known` tuples."""
-        return {sid: known_of(c) if type(c) is bytes else c
+        return {sid: known_of(c) if isinstance(c, bytes) else c
                 for sid, c in self.subscribers.items()}
 
     def restore(self, saved: dict[str, SubscriberCare | Known]) -> None:
         """Take the subscribers of a snapshot (:meth:`known`)."""
-        self.subscribers = {sid: packed_of(c) if type(c) is tuple else c
+        self.subscribers = {sid: packed_of(c) if isinstance(c, tuple) else c
                             for sid, c in saved.items()}
 
     def handle_batch(self, msgs: list, book: Rulebook, status: bool = False) -> list[CareOut]:
@@ -974,7 +974,7 @@ class CareShard:
             kept = subs.get(sid)
             if kept is None:
                 care = SubscriberCare()
-            elif type(kept) is bytes:
+            elif isinstance(kept, bytes):
                 care = SubscriberCare.of(kept)
             else:
                 care = kept
