@@ -246,12 +246,17 @@ class Anchors:
         >>> a.anchored_buckets("U1", "S1"), a.anchored_buckets("U1", "S2")
         (1, 0)
         """
-        n = self.heard.numbers.get(site)
-        if n is None:
+        heard = self.heard
+        n = heard.numbers.get(site)
+        col = heard.anchor
+        if n is None or col is None:
+            return 0
+        row = heard.row(sid)  # (once for both buckets: called for everyone around an outage)
+        if row is None:
             return 0
         bits = 0
         for bucket in BUCKETS:
-            anchor, a_min, _, o_min = _unpack(self._bits(sid, bucket))
+            anchor, a_min, _, o_min = _unpack(col[2 * row + bucket])
             if anchor == n and _sure(a_min, o_min):
                 bits |= 1 << bucket
         return bits
