@@ -13,12 +13,14 @@ from /proc/self/status — the flow's state is all live then (at EOF Bytewax fre
 * Each N runs in a fresh child process: ``state = RSS at hold - RSS before the run``.
 * per subscriber = slope between the two largest N (constant costs cancel), and
   ``state / N`` for each N.
-* ``--breakdown N`` (default 50 k) runs one more child with tracemalloc and walks the
-  live objects (``gc.get_objects``) at the hold: care state (``SubscriberCare`` and what
-  it owns), site membership (entries of ``SiteCorrelator.members``), the sequencer's
-  latest site and time per subscriber (``Sequencer.heard``'s rows), the care keys'
-  Python objects (``CareLogic``: 64 shards, each with a dict of its subscribers); the
-  rest of the RSS is native (Bytewax's Rust per-key state) and allocator overhead.
+* ``--breakdown N`` (default 50 k) runs two more children with tracemalloc (N and N/2:
+  the Python heap's slope) and walks the live objects (``gc.get_objects``) of the first
+  at the hold: the subscriber id strings (one each, the sequencer's rows'), care state
+  (``SubscriberCare`` and what it owns, or the packed profile), site membership
+  (entries of ``SiteCorrelator.members``), the sequencer's rows (``Sequencer.heard``:
+  index, latest site and time, anchors), the care keys' Python objects (``CareLogic``:
+  64 shards, each with a dict of its subscribers); the rest of the RSS is native
+  (Bytewax's Rust per-key state) and allocator overhead.
 
     .venv/bin/python -m bench.state_memory                     # N = 0, 200k, 1M + breakdown
     .venv/bin/python -m bench.state_memory --subscribers 0 100000 --breakdown 20000
@@ -173,7 +175,8 @@ def _deep(obj: Any, seen: set[int], stop: tuple[type, ...] = ()) -> int:
 
 def breakdown(n: int) -> dict[str, Any]:
     """Bytes per subscriber by owner, from the live objects at the hold."""
-    from forewarn.dataflows.care import Profile, SubscriberCare
+    from forewarn.dataflows import care as care_module
+    from forewarn.dataflows.care import SubscriberCare
     from forewarn.dataflows.flow import CareLogic, FlowConfig, SiteLogic
     from forewarn.dataflows.sequencer import Sequencer
     from forewarn.dataflows.site import SiteCorrelator
@@ -192,19 +195,32 @@ def breakdown(n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"subscribers": n, "care_objects": len(cares),
                            "care_logics": len(logics), "sites": len(sites)}
 
+    # The subscriber id strings: one per subscriber, the sequencer's rows' (``heard.sids``),
+    # which the positions carry to the sites and the care messages to care.
+    out["ids"] = {"subscriber id str (one, shared by rows, sites and care)":
+                  sum(_deep(sid, seen) for q in sequencers for sid in q.heard.sids) / n}
+
     # Care state, part by part (shared interned strings are counted once, by the first).
-    parts = {"SubscriberCare object": 0, "profile only: (profile, name, since) tuple": 0,
-             "profile (Profile + channels + strings)": 0, "notified dict": 0,
-             "other care fields": 0}
-    known = [c for lg in logics for c in lg.shard.subscribers.values() if type(c) is tuple]
+    parts = {"SubscriberCare object": 0,
+             "profile only: packed bytes (profile no., since, name)": 0,
+             "profiles (Profile + channels + strings; shared, numbered)": 0,  # (a few
+             # thousand shapes: constant once they have all been seen)
+             "notified dict": 0, "other care fields": 0,
+             "care's own id str (not the rows')": 0}
+    known = [c for lg in logics for c in lg.shard.subscribers.values() if type(c) is bytes]
     out["care_known"] = len(known)
-    for k in known:  # SubscriberCare.compact: the profile, the name, since (and known since)
-        parts["profile only: (profile, name, since) tuple"] += _deep(k, seen, shared + (Profile,))
-        parts["profile (Profile + channels + strings)"] += _deep(k[0], seen, shared)
+    for k in known:  # SubscriberCare.compact: packed profile number, since (, known since), name
+        parts["profile only: packed bytes (profile no., since, name)"] += _deep(k, seen)
+    parts["profiles (Profile + channels + strings; shared, numbered)"] += _deep(
+        care_module._NUMBERED, seen, shared) + _deep(care_module._NUMBER, seen, shared)
+    for lg in logics:
+        for sid in lg.shard.subscribers:
+            parts["care's own id str (not the rows')"] += _deep(sid, seen)
     for c in cares:
         parts["SubscriberCare object"] += sys.getsizeof(c)
         seen.add(id(c))
-        parts["profile (Profile + channels + strings)"] += _deep(c.profile, seen, shared)
+        parts["profiles (Profile + channels + strings; shared, numbered)"] += _deep(
+            c.profile, seen, shared)
         parts["notified dict"] += _deep(c.notified, seen, shared)
         for f in ("deleted_at", "last_notice", "drops", "last_apology_at", "complaints"):
             parts["other care fields"] += _deep(getattr(c, f, None), seen, shared)
@@ -220,19 +236,19 @@ def breakdown(n: int) -> dict[str, Any]:
             member_entries += _deep(sid, seen) + _deep(entry, seen, shared)
     out["members"] = members
     out["site"] = {"members dict slots": member_dicts / n,
-                   "entries (sub id str + (cell, at, ref) tuple, unshared parts)":
+                   "entries ((cell, at, ref) tuple; the id str counted above)":
                        member_entries / n}
 
-    # The sequencer's rows (forewarn.dataflows.heard): per subscriber a dict slot and a
-    # row number (the key is the members' own string, counted above), a site number and
-    # a time in typed arrays; the learnt anchor places are the anchor column's 16 bytes.
-    latest = sum(sys.getsizeof(q.heard.rows) + sum(_deep(k, seen) + _deep(v, seen)
-                                                    for k, v in q.heard.rows.items())
-                 + sys.getsizeof(q.heard.site) + sys.getsizeof(q.heard.at)
-                 for q in sequencers)
+    # The sequencer's rows (forewarn.dataflows.heard): per subscriber a slot or two of the
+    # index (row numbers by the id's hash), a reference in the id column, a site number
+    # and a time in typed arrays; the learnt anchor places are the anchor column's 16 B.
+    index = sum(sys.getsizeof(q.heard.index) for q in sequencers)
+    latest = sum(sys.getsizeof(q.heard.sids) + sys.getsizeof(q.heard.site)
+                 + sys.getsizeof(q.heard.at) for q in sequencers)
     anchors = sum(sys.getsizeof(q.heard.anchor) for q in sequencers
                   if q.heard.anchor is not None)
-    out["sequencer"] = {"latest site + time (rows: dict slot, row number, arrays)": latest / n,
+    out["sequencer"] = {"rows' index (row numbers by id hash, 1/3 to 2/3 full)": index / n,
+                        "latest site + time (rows: id ref, site number, time)": latest / n,
                         "anchor places (the rows' anchor column)": anchors / n}
 
     # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
@@ -401,25 +417,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.breakdown:
         n = args.breakdown
         r = run_child(n, args.hold_s, True, positions=args.positions)
+        half = run_child(n // 2, args.hold_s, True, positions=args.positions)
         bd = r["breakdown"]
         rss = (r["rss_hold"] - r["rss_before"]) / n
         traced = (r["traced_hold"] - r["traced_before"]) / n
+        # the heap's slope: what each subscriber adds, without what any N holds (caches
+        # of profile shapes, the rulebook's objects, ...)
+        heap_slope = ((r["traced_hold"] - r["traced_before"])
+                      - (half["traced_hold"] - half["traced_before"])) / (n - n // 2)
         print(f"\nbreakdown at N={n:,d} (tracemalloc on; objects walked at the end of input):")
         print(f"  live: {bd['care_objects']:,d} SubscriberCare, {bd.get('care_known', 0):,d} "
               f"profile-only, {bd['care_logics']:,d} "
               f"CareLogic, {bd['members']:,d} site members in {bd['sites']} sites")
         total = 0.0
-        for group in ("care", "site", "sequencer", "bytewax_python"):
+        for group in ("ids", "care", "site", "sequencer", "bytewax_python"):
             for k, v in bd[group].items():
                 total += v
                 print(f"  {group:15s} {k:58s} {v:7.1f} B")
         print(f"  {'':15s} {'sum of the walked objects':58s} {total:7.1f} B")
-        print(f"  Python heap growth (tracemalloc) per subscriber: {traced:7.1f} B")
+        print(f"  Python heap growth (tracemalloc) per subscriber: {traced:7.1f} B (heap / N at "
+              f"N={n:,d}); slope N={n // 2:,d} -> {n:,d}: {heap_slope:7.1f} B")
         print(f"  RSS growth per subscriber in this run (inflated by tracemalloc's own "
               f"records): {rss:7.1f} B")
         if len(runs) >= 2:
-            print(f"  => native (Bytewax Rust per-key state) + allocator overhead ~ slope - "
-                  f"Python heap = {slope - traced:.0f} B")
+            print(f"  => native (Bytewax Rust per-key state) + allocator overhead ~ RSS slope - "
+                  f"Python heap slope = {slope - heap_slope:.0f} B")
 
     if args.bytewax_keys:
         k = args.bytewax_keys

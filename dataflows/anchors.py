@@ -182,7 +182,7 @@ class Anchors:
         ``moved``): credit the time between to ``site`` (:meth:`learn_row`, for a caller
         without rows of its own)."""
         heard = self.heard
-        row = heard.rows.get(sid)
+        row = heard.row(sid)
         if row is None:
             if not _credits(since, at, moved):
                 return
@@ -223,7 +223,7 @@ class Anchors:
         col[i] = credit(mine, n, minutes)
 
     def _bits(self, sid: str, bucket: int) -> int:
-        row = self.heard.rows.get(sid)
+        row = self.heard.row(sid)
         col = self.heard.anchor
         return 0 if row is None or col is None else col[2 * row + bucket]
 
@@ -246,12 +246,17 @@ class Anchors:
         >>> a.anchored_buckets("U1", "S1"), a.anchored_buckets("U1", "S2")
         (1, 0)
         """
-        n = self.heard.numbers.get(site)
-        if n is None:
+        heard = self.heard
+        n = heard.numbers.get(site)
+        col = heard.anchor
+        if n is None or col is None:
+            return 0
+        row = heard.row(sid)  # (once for both buckets: called for everyone around an outage)
+        if row is None:
             return 0
         bits = 0
         for bucket in BUCKETS:
-            anchor, a_min, _, o_min = _unpack(self._bits(sid, bucket))
+            anchor, a_min, _, o_min = _unpack(col[2 * row + bucket])
             if anchor == n and _sure(a_min, o_min):
                 bits |= 1 << bucket
         return bits
@@ -259,7 +264,7 @@ class Anchors:
     def table(self) -> dict[str, tuple[str | None, str | None]]:
         """Every subscriber with an anchor: ``sid -> (night anchor, work anchor)``."""
         out = {}
-        for sid in self.heard.rows:
+        for sid in self.heard.sids:
             found = (self.anchor(sid, NIGHT), self.anchor(sid, WORK))
             if found != (None, None):
                 out[sid] = found

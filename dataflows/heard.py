@@ -4,10 +4,11 @@ The sequencer reads and writes a subscriber's row on every position (who moved, 
 site should be told has left, who is around an outage), and learns their anchor places
 (:mod:`forewarn.dataflows.anchors`) from the same rows. At a million subscribers per
 shard that table is most of the sequencer's state, so it is columns of typed arrays
-indexed by a row number, not dicts of Python objects: a subscriber costs one dict slot
-and row number, 4 bytes of site number and 8 of time, 8 of id reference and 16 more when
-anchors are learnt (two 52-bit buckets), about 100 bytes in all, where three dicts of
-strings, floats and ints cost about 180.
+indexed by a row number, not dicts of Python objects: a subscriber costs 8 bytes of id
+reference, 4 of site number and 8 of time, 16 more when anchors are learnt (two 52-bit
+buckets), and 6-12 bytes of index (an open-addressing table of row numbers, by the id's
+hash): about 40 bytes in all, where a dict from id to row number costs about 66 (its
+slot, and an int object per row), and three dicts of strings, floats and ints about 180.
 
 Sites are numbered once (``names[n]``, 0: none); :mod:`forewarn.dataflows.anchors`
 packs the same numbers.
@@ -17,46 +18,87 @@ packs the same numbers.
 >>> h.latest("U1"), h.latest("U2")
 (('S2', 90.0), None)
 >>> h.note("U2", h.number("S1"), 70.0)
->>> sorted(h.items()), len(h)
-([('U1', 'S2', 90.0), ('U2', 'S1', 70.0)], 2)
+>>> sorted(h.items()), len(h), h.row("U2"), h.row("U3")
+([('U1', 'S2', 90.0), ('U2', 'S1', 70.0)], 2, 1, None)
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from forewarn.dataflows.state import restore_fields
+
+#: The index's fewest slots, and its most rows per slot before it doubles: at most 2/3
+#: full, a lookup probes about 2 slots (5 for an id not there), and a row costs 6-12 bytes.
+_MIN_SLOTS = 8
+_MAX_LOAD = 2 / 3
 
 
 @dataclass(slots=True)
 class Heard:
-    """The rows: ``rows[sid]`` indexes ``sids`` (the id), ``site`` (a site number) and
-    ``at`` (the time of their latest position); ``anchor[2 * row + bucket]`` holds their
-    anchor bits in a bucket of the day, or ``anchor`` is ``None`` when anchors are not
-    learnt."""
+    """The rows: ``row(sid)`` finds a subscriber's row, which indexes ``sids`` (the id),
+    ``site`` (a site number) and ``at`` (the time of their latest position);
+    ``anchor[2 * row + bucket]`` holds their anchor bits in a bucket of the day, or
+    ``anchor`` is ``None`` when anchors are not learnt. Rows are never removed: row
+    order is the order subscribers were first heard in."""
 
-    rows: dict[str, int] = field(default_factory=dict)
-    # row -> the id string ``rows`` holds: positions carry it on, so that the sites keep
-    # that one string for each member, not a copy per record (8 bytes a subscriber here
-    # against ~60 for a copy there)
+    # row -> the id string: positions carry it on, so that the sites (and care) keep that
+    # one string for each subscriber, not a copy per record (~60 bytes a copy)
     sids: list[str] = field(default_factory=list)
     site: array = field(default_factory=lambda: array("I"))
     at: array = field(default_factory=lambda: array("d"))
     anchor: array | None = field(default_factory=lambda: array("Q"))
     names: list[str] = field(default_factory=lambda: [""])  # site number -> site id
     numbers: dict[str, int] = field(default_factory=dict)  # site id -> its number
+    # hash(sid) -> row + 1 (0: an empty slot), linear probing, a power of two long. Not
+    # saved: a str's hash differs between processes; it is rebuilt from ``sids``.
+    index: array = field(default_factory=lambda: array("I", bytes(4 * _MIN_SLOTS)))
+
+    def __getstate__(self) -> tuple[None, dict]:
+        return None, {f.name: getattr(self, f.name) for f in fields(self)
+                      if f.name != "index"}
 
     def __setstate__(self, state: tuple) -> None:
         restore_fields(self, state)
-        if len(self.sids) != len(self.site):  # a table saved without its id column
+        saved = state[1] if isinstance(state, tuple) else state
+        if len(self.sids) != len(self.site):  # older: ``rows`` (sid -> row), no id column
             self.sids = [""] * len(self.site)
-            for sid, row in self.rows.items():
+            for sid, row in saved.get("rows", {}).items():
                 self.sids[row] = sid
+        self._reindex()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.sids)
+
+    def row(self, sid: str) -> int | None:
+        """``sid``'s row, or ``None`` if never heard."""
+        index, sids = self.index, self.sids
+        mask = len(index) - 1
+        i = hash(sid) & mask
+        r = index[i]
+        while r:
+            if sids[r - 1] == sid:
+                return r - 1
+            i = (i + 1) & mask
+            r = index[i]
+        return None
+
+    def _reindex(self) -> None:
+        """Build the index of every row, at most half full (so a growing table's index
+        is 1/3 to 2/3 full)."""
+        slots = _MIN_SLOTS
+        while slots < 2 * len(self.sids):
+            slots *= 2
+        index = array("I", bytes(4 * slots))
+        mask = slots - 1
+        for r, sid in enumerate(self.sids, 1):
+            i = hash(sid) & mask
+            while index[i]:
+                i = (i + 1) & mask
+            index[i] = r
+        self.index = index
 
     def check(self) -> None:
         """Raise ``ValueError`` unless the columns agree (a table read from a snapshot)."""
@@ -65,8 +107,8 @@ class Heard:
                 self.anchor is not None and len(self.anchor) != 2 * n):
             raise ValueError(f"the rows' columns differ in length ({n} ids, "
                              f"{len(self.site)} sites, {len(self.at)} times)")
-        if any(type(row) is not int or not 0 <= row < n for row in self.rows.values()):
-            raise ValueError(f"a row number is not one of the {n} rows")
+        if any(type(sid) is not str for sid in self.sids):
+            raise ValueError("a row's id is not a string")
         if any(not 0 <= s < len(self.names) for s in self.site):
             raise ValueError(f"a site number is not one of the {len(self.names)} sites")
 
@@ -80,9 +122,18 @@ class Heard:
 
     def add(self, sid: str, n: int, at: float) -> int:
         """A new row: ``sid`` first heard on site number ``n`` at ``at`` (0: no site yet,
-        a row for anchors alone)."""
-        row = self.rows[sid] = len(self.site)
+        a row for anchors alone or for a profile, whose id string the row keeps)."""
+        row = len(self.sids)
         self.sids.append(sid)
+        index = self.index
+        if (row + 1) > len(index) * _MAX_LOAD:
+            self._reindex()  # (with this row)
+        else:
+            mask = len(index) - 1
+            i = hash(sid) & mask
+            while index[i]:
+                i = (i + 1) & mask
+            index[i] = row + 1
         self.site.append(n)
         self.at.append(at)
         if self.anchor is not None:
@@ -91,7 +142,7 @@ class Heard:
 
     def note(self, sid: str, n: int, at: float) -> None:
         """``sid`` heard on site number ``n`` at ``at`` (their latest position)."""
-        row = self.rows.get(sid)
+        row = self.row(sid)
         if row is None:
             self.add(sid, n, at)
         else:
@@ -99,7 +150,7 @@ class Heard:
 
     def latest(self, sid: str) -> tuple[str, float] | None:
         """``(site, time)`` of ``sid``'s latest position, or ``None`` if never heard."""
-        row = self.rows.get(sid)
+        row = self.row(sid)
         if row is None or not self.site[row]:
             return None
         return self.names[self.site[row]], self.at[row]
@@ -107,7 +158,7 @@ class Heard:
     def items(self) -> Iterator[tuple[str, str, float]]:
         """``(sid, site, time)`` of every row with a site."""
         names, site, at = self.names, self.site, self.at
-        for sid, row in self.rows.items():
+        for row, sid in enumerate(self.sids):
             if site[row]:
                 yield sid, names[site[row]], at[row]
 

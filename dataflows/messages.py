@@ -1,11 +1,11 @@
 """Messages that travel between the flow's stages (not on the wire).
 
 The sequencer sends records, :data:`Position`, :class:`Left`, :class:`Near` and
-:class:`Tick` to sites, and profiles and complaints to subscribers, grouped into one list per
-destination key per batch, and a :class:`Progress` per batch to the frontier step, which
-sends :class:`Frontier` to sites and dispatch; a site sends :class:`Impact`,
-:class:`Restored`, :class:`Escalation` and :class:`DropNote` to subscribers. Every message knows
-its event time: ``at``, a position's third element.
+:class:`Tick` to sites, and profiles (:class:`Profiled`) and complaints to subscribers,
+grouped into one list per destination key per batch, and a :class:`Progress` per batch
+to the frontier step, which sends :class:`Frontier` to sites and dispatch; a site sends
+:class:`Impact`, :class:`Restored`, :class:`Escalation` and :class:`DropNote` to
+subscribers. Every message knows its event time: ``at``, a position's third element.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from forewarn.model import pickle_by_fields
+from forewarn.model import Channel, Subscriber, pickle_by_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +229,67 @@ def evidence_ref(at: float, cell_id: str, ref: str | None) -> str:
     'location:C1@1795428900'
     """
     return ref if ref is not None else f"location:{cell_id}@{int(at)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Profiled:
+    """A profile upsert on its way to care (:func:`~forewarn.dataflows.sequencer.slim`):
+    what is the subscriber's own (their id, the update's time, their name), and the rest
+    of the profile in ``shape``, a :class:`~forewarn.model.Subscriber` shared by every
+    profile of that shape (no id, no name, channels without addresses). Care reads it as
+    the upsert. One 64-byte object, where a decoded upsert is a 128-byte object and six
+    strings of its own: care holds a bulk load's profiles until the frontier passes them.
+
+    >>> shape = Subscriber("", "upsert", 0.0, language="pl", plan="gold")
+    >>> p = Profiled("U1", 60.0, "Ada", shape)
+    >>> p.at, p.op, p.language, p.plan, p.channels, p.tenure_months
+    (60.0, 'upsert', 'pl', 'gold', (), None)
+    """
+
+    subscriber_id: str
+    updated_at: float
+    name: str | None
+    shape: Subscriber
+
+    @property
+    def at(self) -> float:
+        return self.updated_at
+
+    @property
+    def op(self) -> str:
+        return self.shape.op
+
+    @property
+    def language(self) -> str:
+        return self.shape.language
+
+    @property
+    def timezone(self) -> str:
+        return self.shape.timezone
+
+    @property
+    def segment(self) -> str:
+        return self.shape.segment
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        return self.shape.channels
+
+    @property
+    def plan(self) -> str | None:
+        return self.shape.plan
+
+    @property
+    def tenure_months(self) -> int | None:
+        return self.shape.tenure_months
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.shape.tags
+
+    @property
+    def preferred_channels(self) -> tuple[str, ...]:
+        return self.shape.preferred_channels
 
 
 @dataclass(slots=True)

@@ -36,16 +36,18 @@ import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from forewarn.dataflows.anchors import Anchors
-from forewarn.dataflows.care import CareShard
+from forewarn.dataflows.care import CareShard, Known, SubscriberCare
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.region import RegionShard
 from forewarn.dataflows.sequencer import Sequencer
 from forewarn.dataflows.site import SiteCorrelator
+from forewarn.dataflows.state import SAMPLE, check_kinds
 from forewarn.rules.rulebook import Rulebook
 from forewarn.safe_pickle import UnsafePickle, dump_record, read_record
 
@@ -228,6 +230,14 @@ def _sequence_v1(seq: Any) -> dict:
     return _sequence_data(seq)
 
 
+def _sequence_v2(data: dict) -> dict:
+    """Version 2: the rows (``heard``) found a subscriber's row by a dict of id -> row
+    number; since version 3 by an index of row numbers by the id's hash, which is not
+    saved (a str's hash differs between processes) but rebuilt from the id column as
+    the rows load. The rows of version 2 load themselves: the record is as it was."""
+    return data
+
+
 # ---- site: a site's correlator, its unreleased verdicts, its shards' unmerged messages ---
 # Given: the rulebook, whether the detectors run (FlowConfig.models), the input shard count.
 # Kept: ``site`` (the correlator's own fields, None before its first message),
@@ -345,11 +355,13 @@ def _region_v2(data: dict) -> dict:
 
 # ---- care: a care key's subscribers --------------------------------------------------------
 # Given: the rulebook (at each call). Kept: ``subscribers`` (id -> care state or profile
-# tuple), ``held`` (messages waiting for a frontier; left out when none).
+# tuple, CareShard.known: since version 3 its name is bytes, ``known_since`` only when it
+# is not ``since``; in memory it is packed, care.Packed), ``held`` (messages waiting for
+# a frontier; left out when none).
 
 
 def freeze_care(shard: CareShard, held: list) -> bytes:
-    data: dict = {"subscribers": shard.subscribers}
+    data: dict = {"subscribers": shard.known()}
     if held:
         data["held"] = held
     return _dump("care", data)
@@ -358,8 +370,34 @@ def freeze_care(shard: CareShard, held: list) -> bytes:
 def thaw_care(blob: bytes) -> tuple[CareShard, list]:
     data = load("care", blob)
     shard = CareShard()
-    shard.subscribers = _expect(data.get("subscribers", {}), dict, "care's subscribers")
+    saved = _expect(data.get("subscribers", {}), dict, "care's subscribers")
+    for care in islice(saved.values(), SAMPLE):  # (the flow's check before a resume)
+        if type(care) is tuple:
+            check_kinds(care, "care's profile", Known)
+    shard.restore(saved)
     return shard, list(_expect(data.get("held", []), list, "care's held messages"))
+
+
+def _care_v2(data: dict) -> dict:
+    """Version 2: a profile-only subscriber was ``(profile, name, since, known_since)``
+    with the name a str; since version 3 the name is UTF-8 bytes, and ``known_since``
+    is left out when it equals ``since`` (:meth:`SubscriberCare.compact`)."""
+    if type(data) is not dict:
+        return data  # (refused, saying what it is, by the upgrade)
+    subs = _expect(data.get("subscribers", {}), dict, "care's subscribers")
+    for sid, kept in subs.items():
+        if type(kept) is tuple:
+            profile, name, since, known_since = _expect_len(kept, 4, "profile tuple")
+            subs[sid] = SubscriberCare.of(
+                (profile, _expect(name, str, "subscriber's name").encode(), since,
+                 known_since)).known()
+    return data
+
+
+def _expect_len(value: tuple, n: int, what: str) -> tuple:
+    if len(value) != n:
+        raise UnsafePickle(f"the {what} in the snapshot has {len(value)} items, not {n}")
+    return value
 
 
 def _care_v1(old: Any) -> dict:
@@ -391,11 +429,12 @@ def thaw_dispatch(blob: bytes) -> Dispatcher:
 
 #: Every stage's record format: its fields and its upgrades.
 FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
-    StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"}, (_sequence_v1,)),
+    StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"},
+                (_sequence_v1, _sequence_v2)),
     StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,),
                 inner=(("site", frozenset(_SITE_OWN)),)),
     StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1, _frontier_v2)),
     StageFormat("region", frozenset(_REGION.own), (_REGION.from_object, _region_v2)),
-    StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1,)),
+    StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1, _care_v2)),
     StageFormat("dispatch", frozenset(_DISPATCH.own), (_DISPATCH.from_object,)),
 )}

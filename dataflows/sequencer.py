@@ -47,14 +47,14 @@ import sys
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from forewarn.codec import Source, dead_letter, fmt_time
 from forewarn.dataflows.anchors import Anchors
 from forewarn.dataflows.heard import Heard
-from forewarn.dataflows.messages import Drop, Left, Stamped, Tick
+from forewarn.dataflows.messages import Drop, Left, Profiled, Stamped, Tick
 from forewarn.dataflows.nearby import NearbyWatch
 from forewarn.dataflows.shards import is_context
 from forewarn.dataflows.state import restore_fields
@@ -65,6 +65,7 @@ from forewarn.model import (
     Alarm,
     Call,
     Cell,
+    Channel,
     Complaint,
     DeadCode,
     DeadLetter,
@@ -96,6 +97,49 @@ DROP_HORIZON_S = 600  # ... and this long after a dropped call (hold-down of dro
 Item = tuple[Source, bytes, Any, float | None]  # the record: Record, or a position tuple
 Timed = tuple[Source, bytes, Any, float]  # an Item with a stream time (all held ones)
 _at_of = itemgetter(3)  # an Item's stream time
+
+
+#: Channel tuples without addresses, by their names and consents (:func:`bare`).
+_BARE: dict[tuple[tuple[str, bool], ...], tuple[Channel, ...]] = {}
+
+
+def bare(channels: tuple[Channel, ...]) -> tuple[Channel, ...]:
+    """A profile's channels as care reads them, their names and consents, without their
+    addresses (the gateway owns those): one shared tuple per combination, where each
+    profile's own costs ~350 bytes while care holds it.
+
+    >>> sms = bare((Channel("sms", "+4477", True), Channel("email", "a@b", False)))
+    >>> sms, sms is bare((Channel("sms", "+4478", True), Channel("email", "c@d", False)))
+    ((Channel(name='sms', address='', consent=True), Channel(name='email', address='', \
+consent=False)), True)
+    """
+    key = tuple((c.name, c.consent) for c in channels)
+    shared = _BARE.get(key)
+    if shared is None:
+        if len(_BARE) >= 10_000:  # a bound: combinations are normally a few dozen
+            _BARE.clear()
+        shared = _BARE[key] = tuple(Channel(sys.intern(name), "", consent)
+                                    for name, consent in key)
+    return shared
+
+
+def slim(sub: Subscriber, sid: str) -> Profiled:
+    """``sub`` (an upsert) as care holds it until it applies it, named by ``sid`` (an
+    equal string): :class:`~forewarn.dataflows.messages.Profiled`, its id, time and name,
+    and its shape, shared by every profile of that shape (channels :func:`bare`). Care
+    reads nothing else of it (:func:`~forewarn.dataflows.care.profile_of`)."""
+    shape = Subscriber("", sub.op, 0.0, sub.language, sub.timezone, sub.segment,
+                       bare(sub.channels) if sub.channels else sub.channels, None, sub.plan,
+                       sub.tenure_months, sub.tags, sub.preferred_channels)
+    shared = _SHAPES.get(shape)  # (a shape is its own key: no key tuple kept beside it)
+    if shared is None:
+        if len(_SHAPES) >= 100_000:  # a bound; shapes are normally a few thousand
+            _SHAPES.clear()
+        shared = _SHAPES[shape] = shape
+    return Profiled(sid, sub.updated_at, sub.name, shared)
+
+
+_SHAPES: dict[Subscriber, Subscriber] = {}  # profiles' shapes (slim), shared
 
 
 def own_key(subscriber_id: str) -> str:
@@ -419,7 +463,7 @@ class Sequencer:
             return
         cell_site, cell_names = self.cell_site, self.cell_names
         sites, heard = out.sites, self.heard
-        rows, h_sid, h_site, h_at = heard.rows, heard.sids, heard.site, heard.at
+        row_of, h_sid, h_site, h_at = heard.row, heard.sids, heard.site, heard.at
         numbers, names = heard.numbers, heard.names
         anchors = self.anchors
         learn = anchors.learn_row if anchors is not None else None
@@ -456,7 +500,7 @@ class Sequencer:
             # One string per subscriber and per cell in all state: the sites keep each
             # member's latest position, and a decoded record's own copies of the two
             # strings would cost ~100 B per subscriber there.
-            row = rows.get(sid)
+            row = row_of(sid)
             if row is not None:
                 sid = h_sid[row]
             pos = (sid, cell_names[cell], at, ref)
@@ -518,7 +562,7 @@ class Sequencer:
         state."""
         routes, out = out, (_NOWHERE if is_context(source) else out)
         if isinstance(rec, Subscriber | Complaint):
-            out.care(rec.subscriber_id, rec)
+            out.care(rec.subscriber_id, rec if out is _NOWHERE else self._for_care(rec))
         elif isinstance(rec, Alarm):  # (this shard's own subscribers around it: routes)
             self._route_alarm(rec, raw, source, out, routes)
         elif isinstance(rec, Kpi):
@@ -549,6 +593,24 @@ class Sequencer:
                 out.site(s, stamped)
         else:  # pragma: no cover
             raise TypeError(f"sequencer cannot route {type(rec).__name__}")
+
+    def _for_care(self, rec: Subscriber | Complaint) -> Subscriber | Profiled | Complaint:
+        """``rec`` as care takes it: naming its subscriber by the id string of their row,
+        so that care keys them by the same string object as the rows and the sites do (a
+        copy per stage would cost ~60 bytes a subscriber in care). A profile gives a
+        subscriber not yet heard a row (no site yet): their positions then carry that
+        string on. A profile goes as :func:`slim` makes it: care holds profiles until the
+        frontier passes them (a bulk load: all of them at once)."""
+        heard, sid = self.heard, rec.subscriber_id
+        row = heard.row(sid)
+        if row is None:
+            if type(rec) is not Subscriber or rec.op == "delete":
+                return rec
+            row = heard.add(sid, 0, 0.0)
+        own = heard.sids[row]
+        if type(rec) is Subscriber and rec.op != "delete":
+            return slim(rec, own)
+        return rec if own is sid else replace(rec, subscriber_id=own)
 
     def _stamp(self, rec: Cell | Maintenance) -> Any:
         """A record with no time, as a site of several shards takes it (:class:`Stamped`)."""

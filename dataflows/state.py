@@ -92,11 +92,15 @@ def _check(value: Any, hint: Any, where: str, depth: int) -> None:
         if not any(_fits(value, h) for h in options):
             raise TypeError(f"{where} is a {type(value).__name__}, not "
                             f"{' or '.join(_name(h) for h in options)}")
-        for h in options:
+        errors = []
+        for h in options:  # (two tuple shapes, say: the value must be one of them)
             if _fits(value, h):
-                _check(value, h, where, depth)
-                return
-        return
+                try:
+                    _check(value, h, where, depth)
+                    return
+                except TypeError as exc:
+                    errors.append(exc)
+        raise errors[-1]
     if not _fits(value, hint):
         raise TypeError(f"{where} is a {type(value).__name__}, not a {_name(hint)}")
     args = get_args(hint)

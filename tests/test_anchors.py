@@ -152,7 +152,7 @@ def packed(a: Anchors) -> dict[str, int]:
     before the rows kept them."""
     col = a.heard.anchor
     assert col is not None
-    return {sid: col[2 * r] | col[2 * r + 1] << 52 for sid, r in a.heard.rows.items()}
+    return {sid: col[2 * r] | col[2 * r + 1] << 52 for r, sid in enumerate(a.heard.sids)}
 
 
 def _feed(seq: Sequencer, sid: str, cell: str, t: float, out: Routes) -> None:
@@ -217,7 +217,7 @@ def test_positions_carry_the_sequencers_one_string_per_subscriber() -> None:
     seq, out = _sequencer()
     for minutes in range(0, 120, 10):  # each record decoded anew: a new string each time
         _feed(seq, "".join(["U", "1"]), "S1-C1", at(1, 0) + minutes * 60, out)
-    (sid,) = seq.heard.rows
+    (sid,) = seq.heard.sids
     assert sid == "U1" and seq.heard.sids == [sid]
     positions = [m for msgs in out.sites.values() for m in msgs if type(m) is tuple]
     assert len(positions) == 12 and all(p[0] is sid for p in positions)  # the sites' too
@@ -374,8 +374,34 @@ def test_a_format_1_sequencer_snapshot_becomes_one_table_of_rows() -> None:
     assert without.heard.latest("U1") == ("S1", 5.0) and without.heard.anchor is None
 
     table = Heard.of({"U1": "S1", "U2": "S2"}, {"U1": 1.0, "U2": 2.0})
-    state = (None, {f: getattr(table, f) for f in ("rows", "site", "at", "anchor", "names",
-                                                   "numbers")})
+    state = (None, {"rows": {"U1": 0, "U2": 1},  # (sequence record version 2: no ids)
+                    **{f: getattr(table, f) for f in ("site", "at", "anchor", "names",
+                                                      "numbers")}})
     old = Heard.__new__(Heard)
     old.__setstate__(state)
     assert old.sids == ["U1", "U2"] and old.latest("U2") == ("S2", 2.0)
+
+
+def test_the_rows_index_finds_every_row_as_it_grows_and_after_a_reload():
+    """``Heard.row`` is an open-addressing index by the id's hash (not saved: rebuilt
+    from the id column); a version 2 table (a dict of rows, ids saved) loads too."""
+    from forewarn.dataflows.heard import Heard
+
+    heard = Heard()
+    ids = ["".join(["U", str(i)]) for i in range(5000)]
+    for i, sid in enumerate(ids):
+        heard.note(sid, heard.number(f"S{i % 7}"), float(i))
+        assert heard.row(sid) == i and heard.row("X" + sid) is None
+        assert len(heard.index) >= 1.5 * len(heard)  # at most 2/3 full
+    assert [heard.row(s) for s in ids] == list(range(5000)) and len(heard) == 5000
+    heard.note(ids[10], heard.number("S6"), 9999.0)  # an existing row: no new one
+    assert len(heard) == 5000 and heard.latest(ids[10]) == ("S6", 9999.0)
+    state = heard.__getstate__()
+    assert "index" not in state[1]  # (a hash is only good in the process that made it)
+    again = pickle.loads(pickle.dumps(heard))
+    assert [again.row(s) for s in ids] == list(range(5000)) and again.row("U5000") is None
+    assert list(again.items()) == list(heard.items())
+    v2 = Heard.__new__(Heard)
+    v2.__setstate__((None, {"rows": {s: i for i, s in enumerate(ids)},
+                            **{f: v for f, v in state[1].items()}}))
+    assert [v2.row(s) for s in ids] == list(range(5000))

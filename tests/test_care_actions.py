@@ -855,14 +855,14 @@ def test_a_cell_cooldown_of_an_older_snapshot_format_still_holds():
 
 
 def test_only_a_profile_is_kept_compact_any_other_care_state_keeps_the_object():
-    """SubscriberCare.compact keeps a (profile, name, since, known since) tuple only when
-    every other slot is as in a new one: set any of them and the object stays."""
+    """SubscriberCare.compact keeps a (profile, name, since[, known since]) tuple only
+    when every other slot is as in a new one: set any of them and the object stays."""
     from forewarn.dataflows.care import SubscriberCare
 
     shard = CareShard()
     shard.handle_batch([upsert()], BOOK)
     (kept,) = shard.subscribers.values()
-    assert isinstance(kept, tuple) and shard.care("U").profile == kept[0]
+    assert type(kept) is bytes and shard.care("U").profile == shard.known()["U"][0]
     others = [n for n in SubscriberCare.__slots__
               if n not in ("profile", "name", "since", "known_since")]
     assert len(others) >= 13
@@ -871,3 +871,24 @@ def test_only_a_profile_is_kept_compact_any_other_care_state_keeps_the_object():
         assert care.compact() == kept
         setattr(care, name, object())  # any value but a new one's
         assert care.compact() is care, name
+
+
+def test_a_profile_only_subscriber_is_packed_name_as_bytes_known_since_when_it_differs():
+    from forewarn.dataflows.care import SubscriberCare
+
+    shard = CareShard()
+    shard.handle_batch([upsert(name="Zoë Ng")], BOOK)
+    (kept,) = shard.known().values()
+    assert kept[1:] == ("Zoë Ng".encode(), T0 - HOUR)  # one profile: known since it
+    assert len(shard.subscribers["U"]) == 13 + len("Zoë Ng".encode())  # packed in memory
+    care = shard.care("U")
+    assert (care.name, care.since, care.known_since) == ("Zoë Ng", T0 - HOUR, T0 - HOUR)
+    # an update older than the profile in force (no earlier profile kept): known since
+    # the first, so a 4-tuple
+    shard.handle_batch([upsert(at=T0 - 2 * HOUR, name=None)], BOOK)
+    (kept,) = shard.known().values()
+    assert kept[1:] == (b"", T0 - 2 * HOUR, T0 - HOUR)
+    care = shard.care("U")
+    assert (care.name, care.since, care.known_since) == ("", T0 - 2 * HOUR, T0 - HOUR)
+    assert SubscriberCare.of(kept).known() == kept
+    assert SubscriberCare.of(kept).compact() == shard.subscribers["U"]

@@ -11,7 +11,7 @@ import pytest
 from forewarn.codec import fmt_time
 from forewarn.dataflows.messages import Drop, Left, Near, Stamped, Tick
 from forewarn.dataflows.nearby import NearbyWatch
-from forewarn.dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span
+from forewarn.dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span, slim
 from forewarn.dataflows.shards import ShardSource
 from forewarn.model import (
     Alarm,
@@ -258,13 +258,67 @@ def test_a_cell_moved_to_another_site_leaves_the_old_sites_cells():
     assert out.sites["S1"][-1] == Left("U", 5.0)
 
 
+def test_one_id_string_per_subscriber_in_the_rows_the_sites_and_care():
+    """A profile gives a subscriber not yet heard a row (no site yet, so no position is
+    invented), and the row's id string is what their positions and care messages carry:
+    care keys them by the same object as the rows and the sites."""
+    seq, _ = _started()
+    first, again = "".join(["U", "7"]), "".join(["U", "7"])  # equal, not the same object
+    assert first == again and first is not again
+    out = Routes()
+    sub = Subscriber(first, "upsert", 3.0)
+    seq.take_batch([[("f", b"", sub, 3.0)]], out)
+    assert out.cares == {first: [slim(sub, first)]}
+    assert out.cares[first][0].subscriber_id is first
+    assert seq.heard.latest(first) is None and len(seq.heard) == 2
+    out = Routes()
+    comp = Complaint("K1", again, 4.0, "slow_data")
+    seq.take_batch([[("f", b"", comp, 4.0), _pos(5.0, sid=again)]], out)
+    (sent,) = out.cares[first]
+    assert sent == comp and sent.subscriber_id is first
+    assert out.sites["S1"] == [(first, "C1", 5.0, None)] and out.sites["S1"][0][0] is first
+    assert seq.heard.latest(first) == ("S1", 5.0) and "S1" not in [
+        type(m).__name__ for box in out.sites.values() for m in box if type(m) is Left]
+    out = Routes()  # a delete of someone never heard gives no row
+    seq.take_batch([[("f", b"", Subscriber("U8", "delete", 6.0), 6.0)]], out)
+    assert seq.heard.row("U8") is None and list(out.cares) == ["U8"]
+
+
+def test_a_profile_reaches_care_slim_with_the_same_profile():
+    """An upsert goes to care as a Profiled: its id, time and name, and a shape shared by
+    every profile of that shape (channels without addresses)."""
+    from forewarn.dataflows.care import profile_of
+    from forewarn.dataflows.messages import Profiled
+    from forewarn.model import Channel
+    from forewarn.rules.rulebook import load_rulebook
+
+    seq, out = _started()
+    channels = (Channel("sms", "+447700000001", True), Channel("email", "a@b.c", False))
+    sub = Subscriber("U1", "upsert", 3.0, channels=channels, name="Ada", tags=("esim",))
+    other = Subscriber("U2", "upsert", 4.0, channels=(Channel("sms", "+447700000002", True),
+                                                      Channel("email", "x@y.z", False)),
+                       name="Bo", tags=("".join(["es", "im"]),))
+    seq.take_batch([[("f", b"", sub, 3.0), ("f", b"", other, 4.0)]], out)
+    (sent,), (sent2,) = out.cares["U1"], out.cares["U2"]
+    assert type(sent) is Profiled and (sent.subscriber_id, sent.at, sent.name) == (
+        "U1", 3.0, "Ada")
+    assert [(c.name, c.address, c.consent) for c in sent.channels] == [
+        ("sms", "", True), ("email", "", False)]
+    assert sent.shape is sent2.shape  # one shape object for both
+    order = load_rulebook().channel_order
+    assert profile_of(sent, order) == profile_of(sub, order)
+    for f in ("op", "language", "timezone", "segment", "plan", "tenure_months", "tags",
+              "preferred_channels"):
+        assert getattr(sent, f) == getattr(sub, f), f
+
+
 def test_subscriber_records_go_to_their_care_key():
     out = Routes(care_key=lambda sid: "k" + sid[-1])
     seq, _ = _started()
     sub = Subscriber("U1", "upsert", 3.0)
     comp = Complaint("K1", "U2", 5.0, "slow_data")
     seq.take_batch([[("f", b"", r, stream_at(r)) for r in (sub, comp)]], out)
-    assert out.cares == {"k1": [sub], "k2": [comp]} and out.sites == {}
+    assert out.cares == {"k1": [slim(sub, "U1")], "k2": [comp]} and out.sites == {}
     assert out.dead == []
 
 
@@ -369,7 +423,7 @@ def test_feeding_one_record_lists_what_it_releases_by_stage():
     seq = Sequencer(warmup=1)
     assert feed(seq, Cell("C1", "S1"), b"c", "f") == [("site", "S1", Cell("C1", "S1"))]
     sub = Subscriber("U1", "upsert", 3.0)
-    assert feed(seq, sub, b"s", "f") == [("care", "U1", sub)]
+    assert feed(seq, sub, b"s", "f") == [("care", "U1", slim(sub, "U1"))]
     [(stage, key, dead)] = feed(seq, Kpi("C9", 0.0, 60.0, 10, 0), b"k", "g")
     assert (stage, key, dead.raw, dead.source) == ("dead", None, b"k", "g")
 
@@ -558,7 +612,7 @@ class _Learnt:
         self.told: list = []
 
     def learn_row(self, row, n, since, at, moved=False) -> None:
-        sid = next(s for s, r in self.heard.rows.items() if r == row)
+        sid = self.heard.sids[row]
         self.told.append((sid, self.heard.names[n], since, at, moved))
 
 

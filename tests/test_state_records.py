@@ -199,13 +199,13 @@ def test_an_upgrade_chain_runs_every_step_from_the_snapshot_version():
 
 
 @pytest.mark.parametrize(("blob", "message"), [
-    (dump_record("care", 2, {"subscribers": {}, "lateness_s": 3.0}),
-     "the care stage's record (version 2) holds fields it does not have: lateness_s"),
+    (dump_record("care", 3, {"subscribers": {}, "lateness_s": 3.0}),
+     "the care stage's record (version 3) holds fields it does not have: lateness_s"),
     (dump_record("care", 2, ["not", "a", "dict"]),
      "the care stage's record holds a list, not a dict of fields"),
     (dump_record("region", 2, {}), "it is a snapshot of the region stage, not of the care stage"),
     (dump_record("care", 9, {}), "version 9 of the care stage's record; this Forewarn reads "
-                                 "versions up to 2"),
+                                 "versions up to 3"),
     (dump_record("nosuch", 2, {}), "a record of a stage named 'nosuch', which this Forewarn "
                                    "has none of"),
     (b"forewarn-state:\x02care", "its state record header names no stage"),
@@ -265,7 +265,7 @@ def test_the_store_check_refuses_a_record_under_another_step_saying_where(tmp_pa
 #: the version then refuses it before a run, by name, where a record with fields it does
 #: not know would fail in a worker.
 RECORD_SHAPES = {
-    "sequence": (2, """
+    "sequence": (3, """
         _ahead_run _anchor _next_tick _pending _timed active_until ahead anchors cell_names
         cell_site heard late late_by_kind nearby open_alarms outage_open shard site_cells
         watermark windows"""),
@@ -279,7 +279,7 @@ RECORD_SHAPES = {
         ended epoch idle marks owed sites"""),
     "region": (3, """
         frontier groups held verdicts"""),
-    "care": (2, """
+    "care": (3, """
         held subscribers"""),
     "dispatch": (2, """
         clock compensations contacts exposures frontier held model sends swept"""),
@@ -328,13 +328,16 @@ def _crafted() -> list[tuple[str, bytes, str]]:
                              lambda d: d.update(watermark="never")),
          "sequencer.watermark is a str, not float or None"),
         ("sequence", _record(records.freeze_sequence(seq),
-                             lambda d: d["heard"].rows.update(U1=7)),
-         "a row number is not one of the 1 rows"),
+                             lambda d: d["heard"].at.pop()),
+         "the rows' columns differ in length (1 ids, 1 sites, 0 times)"),
+        ("sequence", _record(records.freeze_sequence(seq),
+                             lambda d: d["heard"].site.__setitem__(0, 9)),
+         "a site number is not one of the 2 sites"),
         ("frontier", dump_record("frontier", records.FORMATS["frontier"].version,
                                  {"marks": [1.0], "owed": [None] * 3}),
          "frontier.marks is a list, not a dict"),
         ("care", dump_record("care", records.FORMATS["care"].version,
-                             {"subscribers": {"U1": ("en", "x", 1.0, None)}}),
+                             {"subscribers": {"U1": ("en", b"x", 1.0, None)}}),
          "care's profile[0] is a str, not a Profile"),
         ("dispatch", _record(records.freeze_dispatch(Dispatcher()),
                              lambda d: d.update(compensations={"2026-12-06": "many"})),
@@ -359,3 +362,19 @@ def test_every_stage_of_a_real_run_resumes_from_its_own_records() -> None:
                         ("dispatch", records.freeze_dispatch(Dispatcher()))):
         check_resume(RESUME_CFG, stage, blob)
     check_resume(RESUME_CFG, "input", b"anything")  # not a stage's: its source checks it
+
+
+def test_a_care_record_of_version_2_loads_its_profile_tuples_in_the_current_form():
+    """Version 2 kept ``(profile, name, since, known_since)`` with a str name; version 3
+    keeps the name as bytes and leaves ``known_since`` out when it is ``since``."""
+    from forewarn.dataflows.care import Profile
+
+    p = Profile("en", "UTC", "consumer", ("sms",), "")
+    blob = dump_record("care", 2, {"subscribers": {"U1": (p, "Zoë", 60.0, 60.0),
+                                                   "U2": (p, "", 90.0, 30.0)}})
+    shard, held = records.thaw_care(blob)
+    assert held == [] and shard.known() == {"U1": (p, "Zoë".encode(), 60.0),
+                                            "U2": (p, b"", 90.0, 30.0)}
+    assert (shard.care("U2").name, shard.care("U2").known_since) == ("", 30.0)
+    with pytest.raises(UnsafePickle, match="profile tuple in the snapshot has 2 items"):
+        records.thaw_care(dump_record("care", 2, {"subscribers": {"U1": (p, "x")}}))
