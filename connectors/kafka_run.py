@@ -66,7 +66,6 @@ from forewarn.connectors.topics import copartition_problem, partition_counts
 from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow, check_resume
 from forewarn.recovery_store import (
     RecoveryStoreError,
-    check_input_parts,
     check_store,
     secure_new_dir,
 )
@@ -119,17 +118,19 @@ def ensure_recovery_dir(path: Path, partitions: int) -> Path:
 
 
 def prepare_recovery(path: Path, partitions: int, *, complete: bool = True,
-                     resume: Callable[[str, bytes], None] | None = None) -> None:
+                     resume: Callable[[str, bytes], None] | None = None,
+                     inputs: list[str] | None = None) -> None:
     """Create the directory if new, then check it before Bytewax opens it.
 
     ``complete``: one process holds every partition (with ``-a``, each holds a share).
-    ``resume``: whether a step can resume from a snapshot (see
-    :func:`~forewarn.recovery_store.check_store`).
+    ``resume``: whether a step can resume from a snapshot; ``inputs``: the input's
+    source partitions in this run (see :func:`~forewarn.recovery_store.check_store`).
     Raises :class:`~forewarn.recovery_store.RecoveryStoreError` (the message says which
     file, what is wrong and what to do) or ``OSError``."""
     ensure_recovery_dir(path, partitions)
     began = time.monotonic()
-    report = check_store(path, complete=complete, resume=resume)
+    report = check_store(path, complete=complete, resume=resume,
+                         inputs=None if inputs is None else ("forewarn.input", inputs))
     log.info("recovery directory checked", extra={
         "dir": str(path), "partitions_here": len(report.partitions),
         "resume_epoch": report.resume_epoch, "snapshots_checked": report.snapshots_checked,
@@ -348,9 +349,7 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
                               action_format=getattr(args, "action_format", "contract"),
                               shards=shards)
             prepare_recovery(Path(args.recovery), parts, complete=addresses is None,
-                             resume=partial(check_resume, cfg))
-            check_input_parts(Path(args.recovery), "forewarn.input", input_parts(shards),
-                              complete=addresses is None)
+                             resume=partial(check_resume, cfg), inputs=input_parts(shards))
         except RecoveryStoreError as exc:
             return _fail(exc)
         except OSError as exc:

@@ -271,7 +271,8 @@ def resume_epoch(partitions: Iterable[Partition]) -> int:
 
 
 def check_store(directory: Path, *, complete: bool = True, scan: bool = True,
-                resume: Callable[[str, bytes], None] | None = None) -> StoreReport:
+                resume: Callable[[str, bytes], None] | None = None,
+                inputs: tuple[str, list[str]] | None = None) -> StoreReport:
     """Check ``directory`` (see the module docs); raise :class:`RecoveryStoreError`.
 
     ``complete``: the directory must hold every partition (one process); with several
@@ -279,7 +280,10 @@ def check_store(directory: Path, *, complete: bool = True, scan: bool = True,
     ``scan``: check every snapshot pickle too. ``resume(stage, snapshot)``: raise
     :class:`~forewarn.safe_pickle.UnsafePickle` unless the run could resume that step
     from that snapshot (the flow's :func:`~forewarn.dataflows.flow.check_resume`); called
-    for every snapshot that passes the pickle check.
+    for every snapshot that passes the pickle check. ``inputs``: ``(input step, its
+    source partitions in this run)``, checked (:func:`check_input_parts`) before the
+    snapshots, so that a store of another partition count is refused as that, not by
+    the first snapshot that does not fit the new shards.
     """
     report = StoreReport()
     check_permissions(directory)
@@ -295,6 +299,8 @@ def check_store(directory: Path, *, complete: bool = True, scan: bool = True,
         report.partitions.append(_read_partition(path))
     _check_partition_set(directory, report.partitions, complete)
     _check_epochs(directory, report, complete)
+    if inputs is not None:
+        check_input_parts(directory, *inputs, complete=complete)
     if scan:
         for part in report.partitions:
             report.snapshots_checked += _scan_snapshots(part.path, resume)
