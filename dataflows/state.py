@@ -66,7 +66,7 @@ def check_kinds(obj: Any, what: str, hint: Any = None) -> None:
     >>> check_kinds(T(1, {"U1": ["C1", 2.0]}), "site")
     Traceback (most recent call last):
     ...
-    TypeError: site.seen['U1'] is a list, not a tuple
+    TypeError: site.seen[item 0] is a list, not a tuple
     >>> check_kinds(("C1", "x"), "entry", tuple[str, float])
     Traceback (most recent call last):
     ...
@@ -105,9 +105,11 @@ def _check(value: Any, hint: Any, where: str, depth: int) -> None:
         raise TypeError(f"{where} is a {type(value).__name__}, not a {_name(hint)}")
     args = get_args(hint)
     if origin is dict and len(args) == 2:
-        for key, item in islice(value.items(), SAMPLE):
-            _check(key, args[0], f"{where} (a key)", depth + 1)
-            _check(item, args[1], f"{where}[{key!r}]", depth + 1)
+        # an item is named by its place, never its key: keys are often subscriber ids,
+        # which a refusal (logged) must not show
+        for i, (key, item) in enumerate(islice(value.items(), SAMPLE)):
+            _check(key, args[0], f"{where} (key {i})", depth + 1)
+            _check(item, args[1], f"{where}[item {i}]", depth + 1)
     elif origin is tuple and args and args[-1] is not Ellipsis:
         if len(value) != len(args):
             raise TypeError(f"{where} holds {len(value)} items, not {len(args)}")

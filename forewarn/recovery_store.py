@@ -303,7 +303,8 @@ def check_store(directory: Path, *, complete: bool = True, scan: bool = True,
         check_input_parts(directory, *inputs, complete=complete)
     if scan:
         for part in report.partitions:
-            report.snapshots_checked += _scan_snapshots(part.path, resume)
+            report.snapshots_checked += _scan_snapshots(part.path, resume,
+                                                        report.resume_epoch)
     return report
 
 
@@ -362,22 +363,35 @@ def _check_epochs(directory: Path, report: StoreReport, complete: bool) -> None:
                 f"state. " + START_FRESH.format(dir=directory))
 
 
-def _scan_snapshots(path: Path, resume: Callable[[str, bytes], None] | None = None) -> int:
+def _scan_snapshots(path: Path, resume: Callable[[str, bytes], None] | None = None,
+                    upto: int | None = None) -> int:
+    """Check every snapshot pickle in ``path``; ``resume`` those of each key a resume
+    from epoch ``upto`` (None: any) can load: its latest at or before ``upto``, and its
+    latest before it (which of the two Bytewax reads is its own business; none if the
+    key dropped its state), as older rows are never read."""
     conn = _connect_ro(path)
     checked = 0
+    key_now: tuple[str, str] | None = None
+    at_or_before = before = False  # the key's row of each kind was met
     try:
         rows = conn.execute("SELECT rowid, step_id, state_key, snap_epoch, ser_change "
-                            "FROM snaps WHERE ser_change IS NOT NULL")
+                            "FROM snaps ORDER BY step_id, state_key, snap_epoch DESC")
         for rowid, step, key, epoch, blob in rows:
+            if (step, key) != key_now:
+                key_now, at_or_before, before = (step, key), False, False
+            if upto is None:
+                loaded = not at_or_before
+                at_or_before = True
+            else:
+                loaded = (epoch <= upto and not at_or_before) or (epoch < upto and not before)
+                at_or_before, before = at_or_before or epoch <= upto, before or epoch < upto
+            if blob is None:
+                continue  # (the key dropped its state at that epoch)
+            stage = step.rpartition(".")[2]
             try:
                 record = check_pickle(bytes(blob))
-                stage = step.rpartition(".")[2]
                 if record is not None and record[0] != stage:
                     raise UnsafePickle(f"it holds the state record of the {record[0]} stage")
-                if resume is not None:
-                    inner = loads(bytes(blob))
-                    if isinstance(inner, bytes):
-                        resume(stage, inner)
             except UnsafePickle as exc:
                 raise RecoveryStoreError(
                     f"recovery partition {path}: the snapshot of step {step!r}, key "
@@ -385,6 +399,18 @@ def _scan_snapshots(path: Path, resume: Callable[[str, bytes], None] | None = No
                     f"never writes such a snapshot: someone or something else wrote to the "
                     f"recovery directory. Find out who, then " + _lower(START_FRESH).format(
                         dir=path.parent)) from None
+            if loaded and resume is not None:
+                inner = loads(bytes(blob))
+                try:
+                    if isinstance(inner, bytes):
+                        resume(stage, inner)
+                except UnsafePickle as exc:
+                    raise RecoveryStoreError(
+                        f"recovery partition {path}: the snapshot of step {step!r}, key "
+                        f"{_show_key(step, key, rowid)}, epoch {epoch} does not fit this "
+                        f"Forewarn: {exc}. It was written by another version of Forewarn, or "
+                        f"changed by hand: resume with the version that wrote it, or "
+                        + _lower(START_FRESH).format(dir=path.parent)) from None
             checked += 1
     except sqlite3.Error as exc:
         raise _damaged(path, f"SQLite cannot read its snapshots ({exc})") from None

@@ -3,12 +3,14 @@ check_input_parts): refused, whole or as one process's share."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from forewarn.recovery_store import RecoveryStoreError, check_input_parts
+from forewarn.recovery_store import RecoveryStoreError, _scan_snapshots, check_input_parts
+from forewarn.safe_pickle import UnsafePickle
 
 
 def _store(directory: Path, *keys: str) -> Path:
@@ -46,3 +48,33 @@ def test_another_layout_is_refused_with_what_to_do(tmp_path: Path, found, expect
     assert f"of the source partitions {', '.join(sorted(found))}" in text
     assert f"this run reads {', '.join(expected)}" in text
     assert f"mv {store} {store}.old" in text
+
+
+def test_only_the_snapshots_a_resume_loads_are_checked_against_this_run(tmp_path: Path):
+    """The check of a snapshot against this run (``resume``) runs on each key's latest
+    snapshot at or before the resume epoch and its latest before it (a key whose state
+    was dropped at the resume epoch: only the one before), never on older rows, which a
+    resume never reads."""
+    tmp_path.mkdir(exist_ok=True)
+    conn = sqlite3.connect(tmp_path / "part-0.sqlite3")
+    conn.execute("CREATE TABLE snaps (step_id, state_key, snap_epoch, ser_change)")
+    rows = [("forewarn.site", "S1", e, pickle.dumps(b"epoch %d" % e)) for e in (1, 4, 5, 9)]
+    rows += [("forewarn.site", "S2", 3, pickle.dumps(b"epoch 3")),
+             ("forewarn.site", "S2", 5, None)]  # S2 dropped its state at epoch 5
+    conn.executemany("INSERT INTO snaps VALUES (?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    seen: list[tuple[str, bytes]] = []
+    _scan_snapshots(tmp_path / "part-0.sqlite3", lambda s, b: seen.append((s, b)), upto=5)
+    assert seen == [("site", b"epoch 5"), ("site", b"epoch 4"), ("site", b"epoch 3")]
+
+    def refuse(stage: str, blob: bytes) -> None:
+        if blob == b"epoch 5":
+            raise UnsafePickle("site.members[item 0] is a list, not a tuple")
+
+    with pytest.raises(RecoveryStoreError) as refused:
+        _scan_snapshots(tmp_path / "part-0.sqlite3", refuse, upto=5)
+    message = str(refused.value)
+    assert "key 'S1', epoch 5 does not fit this Forewarn: site.members[item 0]" in message
+    assert "resume with the version that wrote it" in message
+    assert "someone or something else" not in message  # (not tampering: another version)

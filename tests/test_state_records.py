@@ -321,7 +321,7 @@ def _crafted() -> list[tuple[str, bytes, str]]:
         ("site", _record(_site_data(), lambda d: d["site"].update(members=[["U1", "C1"]])),
          "site.members is a list, not a dict"),
         ("site", _record(_site_data(), lambda d: d["site"]["members"].update(U1=["C1", 60.0])),
-         "site.members['U1'] is a list, not a tuple"),
+         "site.members[item 0] is a list, not a tuple"),
         ("site", _record(_site_data(), lambda d: d["site"].update(clock="late")),
          "site.clock is a str, not a float"),
         ("sequence", _record(records.freeze_sequence(seq),
@@ -341,7 +341,7 @@ def _crafted() -> list[tuple[str, bytes, str]]:
          "care's profile[0] is a str, not a Profile"),
         ("dispatch", _record(records.freeze_dispatch(Dispatcher()),
                              lambda d: d.update(compensations={"2026-12-06": "many"})),
-         "dispatch.compensations (a key) is a str, not a int"),
+         "dispatch.compensations (key 0) is a str, not a int"),
     ]
 
 
