@@ -124,20 +124,25 @@ def flow(mode: str) -> Dataflow:
     op.output("out", st, Sink())
     return f
 
-def _run(n: int, mode: str) -> tuple[float, float]:
-    """(wall, CPU of all processes) of one run on ``n`` processes."""
-    ports = []
-    for _ in range(n):
-        with socket.socket() as s:
+def _run(n: int, mode: str, tries: int = 3) -> tuple[float, float]:
+    """(wall, CPU of all processes) of one run on ``n`` processes (again on other ports
+    when one was taken between choosing it and the cluster binding it)."""
+    for _ in range(tries):
+        socks = [socket.socket() for _ in range(n)]
+        for s in socks:  # all held at once: n different free ports
             s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    addrs = ",".join(f"127.0.0.1:{p}" for p in ports)
-    procs = [subprocess.Popen([sys.executable, "-m", "bench.bytewax_exchange", "--child",
-                               str(i), addrs, mode, str(M[0]), str(PARTS[0])],
-                              stdout=subprocess.PIPE)
-             for i in range(n)]
-    outs = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in procs]
-    return max(o["wall"] for o in outs), sum(o["cpu"] for o in outs)
+        addrs = ",".join(f"127.0.0.1:{s.getsockname()[1]}" for s in socks)
+        for s in socks:
+            s.close()
+        procs = [subprocess.Popen([sys.executable, "-m", "bench.bytewax_exchange", "--child",
+                                   str(i), addrs, mode, str(M[0]), str(PARTS[0])],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                 for i in range(n)]
+        outs = [p.communicate()[0].decode().strip().splitlines() for p in procs]
+        if all(p.returncode == 0 and o for p, o in zip(procs, outs, strict=True)):
+            done = [json.loads(o[-1]) for o in outs]
+            return max(o["wall"] for o in done), sum(o["cpu"] for o in done)
+    raise SystemExit(f"{n} processes failed {tries} times (ports taken?)")
 
 
 def main() -> None:
