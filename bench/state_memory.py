@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -50,6 +51,7 @@ T0 = 1795413600  # 2026-11-23T06:00:00Z
 #: two positions of a subscriber is credited to their night anchor, forewarn.dataflows.anchors).
 _SHIFT = [0]
 _ANCHORS = [True]  # --without-anchors: the flow does not learn them (FlowConfig.anchors)
+_DURABLE = [False]  # --recovery: the flow with recovery on (care keyed per subscriber)
 NIGHT_SHIFT = -6 * 3600
 SPREAD_S = 1800  # locations over 30 min of event time
 BATCH = 1000
@@ -285,14 +287,26 @@ def child(n: int, hold_s: float, with_breakdown: bool, positions: int = 1) -> di
 
     sinks = {k: DiscardSink() for k in ("actions", "incidents", "dead_letters")}
     source = HoldingSource(synthetic_lines(n, positions), hold_s, at_hold)
-    flow = build_flow(source, Outputs(**sinks), FlowConfig(book=book, anchors=_ANCHORS[0]))
+    flow = build_flow(source, Outputs(**sinks), FlowConfig(book=book, anchors=_ANCHORS[0],
+                                                           durable=_DURABLE[0]))
+    recovery = None
+    if _DURABLE[0]:  # a snapshot of every key touched, each epoch, into SQLite on disk
+        import tempfile
+
+        from bytewax.recovery import RecoveryConfig, init_db_dir
+        store = Path(tempfile.mkdtemp(prefix="state-memory-"))
+        init_db_dir(store, 1)
+        recovery = RecoveryConfig(store)
     gc.collect()
     if with_breakdown:
         tracemalloc.start()
         result["traced_before"] = tracemalloc.get_traced_memory()[0]
     result["rss_before"] = proc_status("VmRSS")
     t0 = time.perf_counter()
-    run_main(flow, epoch_interval=timedelta(seconds=EPOCH_S))
+    run_main(flow, epoch_interval=timedelta(seconds=EPOCH_S), recovery_config=recovery)
+    if recovery is not None:
+        import shutil
+        shutil.rmtree(recovery.db_dir, ignore_errors=True)
     result["t_total"] = time.perf_counter() - t0
     result["hwm_end"] = proc_status("VmHWM")
     return result
@@ -343,6 +357,7 @@ def run_child(n: int, hold_s: float, with_breakdown: bool, bytewax_only: bool = 
            str(hold_s), "--positions", str(positions)]
     cmd += ["--at-night"] if _SHIFT[0] else []
     cmd += [] if _ANCHORS[0] else ["--without-anchors"]
+    cmd += ["--recovery"] if _DURABLE[0] else []
     cmd += ["--with-breakdown"] if with_breakdown else []
     cmd += ["--bytewax-only"] if bytewax_only else []
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -369,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
                          "more, each subscriber's anchor place is learnt (its state counted)")
     ap.add_argument("--without-anchors", action="store_true",
                     help="the flow without learning anchor places (their cost by difference)")
+    ap.add_argument("--recovery", action="store_true",
+                    help="the flow with recovery on (a SQLite store in a temporary "
+                         "directory; care keyed per subscriber); with --breakdown 0")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--with-breakdown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bytewax-only", action="store_true", help=argparse.SUPPRESS)
@@ -379,6 +397,10 @@ def main(argv: list[str] | None = None) -> None:
         _SHIFT[0] = NIGHT_SHIFT
     if args.without_anchors:
         _ANCHORS[0] = False
+    if args.recovery:
+        if args.breakdown and args.child is None:
+            ap.error("--recovery walks no breakdown: add --breakdown 0")
+        _DURABLE[0] = True
 
     if args.child is not None:
         if args.bytewax_only:
