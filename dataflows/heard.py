@@ -162,6 +162,23 @@ class Heard:
             if site[row]:
                 yield sid, names[site[row]], at[row]
 
+    def on_sites(self, sites: set[str]) -> list[tuple[float, str, str]]:
+        """``(time, sid, site)`` of every row whose latest site is one of ``sites``, in
+        row order: :meth:`items` filtered, without a tuple and a generator step per row
+        (a watch's start scans every row: the sites are matched by number).
+
+        >>> h = Heard.of({"U1": "S1", "U2": "S2", "U3": "S1"}, {"U1": 5.0, "U2": 6.0, "U3": 7.0})
+        >>> h.on_sites({"S1", "S9"})
+        [(5.0, 'U1', 'S1'), (7.0, 'U3', 'S1')]
+        """
+        numbers = self.numbers
+        wanted = {numbers[s] for s in sites if s in numbers}  # (never 0: no site yet)
+        if not wanted:
+            return []
+        names, at, sids = self.names, self.at, self.sids
+        return [(at[row], sids[row], names[n]) for row, n in enumerate(self.site)
+                if n in wanted]
+
     def learning(self, on: bool) -> None:
         """Keep the anchor column (zeros for the rows it lacked), or drop it."""
         if not on:

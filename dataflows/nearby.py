@@ -145,7 +145,7 @@ class NearbyWatch:
         if self.announce:  # an earlier watch's news is stale
             sites.setdefault(site, []).append(Watch(at))
         mine = {n for _, n in ranked if self.owner(n) == site} | {site}
-        around = sorted((when, sid, s) for sid, s, when in heard.items() if s in mine)
+        around = sorted(heard.on_sites(mine))  # (when, sid, site): scans every row
         for when, sid, s in around:  # oldest first: the site keeps them in last-heard order
             self._claim(sid, s, when, site, sites, at)
 
