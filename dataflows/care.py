@@ -275,6 +275,8 @@ _PROFILE_OF: dict[tuple, Profile] = {}  # the inputs of profile_of -> its answer
 
 def profile_of(sub: Subscriber | Profiled, default_order: tuple[str, ...]) -> Profile:
     """The care-relevant profile (everything but the name), shared between subscribers."""
+    if type(sub) is Profiled:  # read its shape's fields, not through its properties
+        sub = sub.shape  # (the same values: a profile here is an upsert's shape)
     consent = tuple(c.name for c in sub.channels if c.consent)
     inputs = (sub.language, sub.timezone, sub.segment, consent, sub.preferred_channels,
               default_order, sub.plan, sub.tags, sub.tenure_months)
