@@ -256,8 +256,11 @@ class Anchors:
             return 0
         bits = 0
         for bucket in BUCKETS:
-            anchor, a_min, _, o_min = _unpack(col[2 * row + bucket])
-            if anchor == n and _sure(a_min, o_min):
+            state = col[2 * row + bucket]
+            if state & _SITE_MASK != n:  # another anchor, or none (most): nothing to unpack
+                continue
+            _, a_min, _, o_min = _unpack(state)
+            if _sure(a_min, o_min):
                 bits |= 1 << bucket
         return bits
 
