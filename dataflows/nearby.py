@@ -161,7 +161,7 @@ class NearbyWatch:
         owner = self.owner(site)
         if owner is not None:
             self._claim(sid, site, at, owner, sites, at)
-        else:
+        elif sid in self.followed:  # (most positions during a watch: nobody to tell)
             self._release(sid, site, at, sites, at)
 
     def _claim(self, sid: str, site: str, at: float, owner: str,
