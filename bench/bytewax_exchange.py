@@ -104,18 +104,14 @@ def flow(mode: str) -> Dataflow:
             return list(d.items())
         s = op.flat_map_batch("group", s, group)
     if mode == "routed":  # one list per destination *worker* and batch, unpacked there
-        from bench.routing import worker_of
-        workers = PROC[1]
-        route = [_own_keys(w, workers)[0] for w in range(workers)]  # a key on each worker
-        place: dict = {}
+        from forewarn.dataflows.placement import Placement, route_keys
+        route = route_keys(PROC[1])  # a key on each worker
+        place = Placement(PROC[1])
 
         def by_worker(items):
             d: dict = {}
             for k, v in items:
-                w = place.get(k)
-                if w is None:
-                    w = place[k] = worker_of(k, workers)
-                d.setdefault(route[w], []).append((k, v))
+                d.setdefault(route[place(k)], []).append((k, v))
             return list(d.items())
         s = op.flat_map_batch("by_worker", s, by_worker)
         s = op.stateful_flat_map("unpack", s, lambda _, kvs: (None, kvs))

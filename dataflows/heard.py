@@ -36,6 +36,15 @@ _MIN_SLOTS = 8
 _MAX_LOAD = 2 / 3
 
 
+def _place(index: array, sid: str, entry: int) -> None:
+    """Put ``entry`` (a row number + 1) in ``sid``'s first free slot of ``index``."""
+    mask = len(index) - 1
+    i = hash(sid) & mask
+    while index[i]:
+        i = (i + 1) & mask
+    index[i] = entry
+
+
 @dataclass(slots=True)
 class Heard:
     """The rows: ``row(sid)`` finds a subscriber's row, which indexes ``sids`` (the id),
@@ -92,12 +101,8 @@ class Heard:
         while slots < 2 * len(self.sids):
             slots *= 2
         index = array("I", bytes(4 * slots))
-        mask = slots - 1
         for r, sid in enumerate(self.sids, 1):
-            i = hash(sid) & mask
-            while index[i]:
-                i = (i + 1) & mask
-            index[i] = r
+            _place(index, sid, r)
         self.index = index
 
     def check(self) -> None:
@@ -129,11 +134,7 @@ class Heard:
         if (row + 1) > len(index) * _MAX_LOAD:
             self._reindex()  # (with this row)
         else:
-            mask = len(index) - 1
-            i = hash(sid) & mask
-            while index[i]:
-                i = (i + 1) & mask
-            index[i] = row + 1
+            _place(index, sid, row + 1)
         self.site.append(n)
         self.at.append(at)
         if self.anchor is not None:

@@ -89,9 +89,6 @@ def _check(value: Any, hint: Any, where: str, depth: int) -> None:
     origin = get_origin(hint)
     if origin is Union or origin is UnionType:
         options = get_args(hint)
-        if not any(_fits(value, h) for h in options):
-            raise TypeError(f"{where} is a {type(value).__name__}, not "
-                            f"{' or '.join(_name(h) for h in options)}")
         errors = []
         for h in options:  # (two tuple shapes, say: the value must be one of them)
             if _fits(value, h):
@@ -100,7 +97,10 @@ def _check(value: Any, hint: Any, where: str, depth: int) -> None:
                     return
                 except TypeError as exc:
                     errors.append(exc)
-        raise errors[-1]
+        if errors:
+            raise errors[-1]
+        raise TypeError(f"{where} is a {type(value).__name__}, not "
+                        f"{' or '.join(_name(h) for h in options)}")
     if not _fits(value, hint):
         raise TypeError(f"{where} is a {type(value).__name__}, not a {_name(hint)}")
     args = get_args(hint)
