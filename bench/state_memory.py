@@ -244,7 +244,7 @@ def breakdown(n: int) -> dict[str, Any]:
     # The sequencer's rows (forewarn.dataflows.heard): per subscriber a slot or two of the
     # index (row numbers by the id's hash), a reference in the id column, a site number
     # and a time in typed arrays; the learnt anchor places are the anchor column's 16 B.
-    index = sum(sys.getsizeof(q.heard.index) for q in sequencers)
+    index = sum(sys.getsizeof(q.heard.index.slots) for q in sequencers)
     latest = sum(sys.getsizeof(q.heard.sids) + sys.getsizeof(q.heard.site)
                  + sys.getsizeof(q.heard.at) for q in sequencers)
     anchors = sum(sys.getsizeof(q.heard.anchor) for q in sequencers

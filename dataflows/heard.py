@@ -28,21 +28,8 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 
+from forewarn.dataflows.rowindex import RowIndex
 from forewarn.dataflows.state import restore_fields
-
-#: The index's fewest slots, and its most rows per slot before it doubles: at most 2/3
-#: full, a lookup probes about 2 slots (5 for an id not there), and a row costs 6-12 bytes.
-_MIN_SLOTS = 8
-_MAX_LOAD = 2 / 3
-
-
-def _place(index: array, sid: str, entry: int) -> None:
-    """Put ``entry`` (a row number + 1) in ``sid``'s first free slot of ``index``."""
-    mask = len(index) - 1
-    i = hash(sid) & mask
-    while index[i]:
-        i = (i + 1) & mask
-    index[i] = entry
 
 
 @dataclass(slots=True)
@@ -61,9 +48,11 @@ class Heard:
     anchor: array | None = field(default_factory=lambda: array("Q"))
     names: list[str] = field(default_factory=lambda: [""])  # site number -> site id
     numbers: dict[str, int] = field(default_factory=dict)  # site id -> its number
-    # hash(sid) -> row + 1 (0: an empty slot), linear probing, a power of two long. Not
-    # saved: a str's hash differs between processes; it is rebuilt from ``sids``.
-    index: array = field(default_factory=lambda: array("I", bytes(4 * _MIN_SLOTS)))
+    # finds a row by its id (not saved: rebuilt from ``sids``, see RowIndex)
+    index: RowIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.index = RowIndex(self.sids)
 
     def __getstate__(self) -> tuple[None, dict]:
         return None, {f.name: getattr(self, f.name) for f in fields(self)
@@ -76,34 +65,14 @@ class Heard:
             self.sids = [""] * len(self.site)
             for sid, row in saved.get("rows", {}).items():
                 self.sids[row] = sid
-        self._reindex()
+        self.index = RowIndex(self.sids)
 
     def __len__(self) -> int:
         return len(self.sids)
 
     def row(self, sid: str) -> int | None:
         """``sid``'s row, or ``None`` if never heard."""
-        index, sids = self.index, self.sids
-        mask = len(index) - 1
-        i = hash(sid) & mask
-        r = index[i]
-        while r:
-            if sids[r - 1] == sid:
-                return r - 1
-            i = (i + 1) & mask
-            r = index[i]
-        return None
-
-    def _reindex(self) -> None:
-        """Build the index of every row, at most half full (so a growing table's index
-        is 1/3 to 2/3 full)."""
-        slots = _MIN_SLOTS
-        while slots < 2 * len(self.sids):
-            slots *= 2
-        index = array("I", bytes(4 * slots))
-        for r, sid in enumerate(self.sids, 1):
-            _place(index, sid, r)
-        self.index = index
+        return self.index.find(sid)
 
     def check(self) -> None:
         """Raise ``ValueError`` unless the columns agree (a table read from a snapshot)."""
@@ -130,11 +99,7 @@ class Heard:
         a row for anchors alone or for a profile, whose id string the row keeps)."""
         row = len(self.sids)
         self.sids.append(sid)
-        index = self.index
-        if (row + 1) > len(index) * _MAX_LOAD:
-            self._reindex()  # (with this row)
-        else:
-            _place(index, sid, row + 1)
+        self.index.add(sid, row)
         self.site.append(n)
         self.at.append(at)
         if self.anchor is not None:

@@ -28,9 +28,12 @@ def restore_fields(obj: Any, state: Any) -> None:
     """``__setstate__`` of a slots dataclass: the snapshot's fields, defaults for the rest.
 
     ``state`` is what pickle saved for it: ``(None, {slot: value})`` (or a dict).
+    Fields not given to ``__init__`` are derived (an index): the class rebuilds them.
     """
     saved = state[1] if isinstance(state, tuple) else state
     for f in fields(obj):
+        if not f.init:
+            continue  # derived from the others: the class rebuilds it
         if f.name in saved:
             value = saved[f.name]
         elif f.default is not MISSING:
