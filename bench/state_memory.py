@@ -17,7 +17,7 @@ from /proc/self/status — the flow's state is all live then (at EOF Bytewax fre
   the Python heap's slope) and walks the live objects (``gc.get_objects``) of the first
   at the hold: the subscriber id strings (one each, the sequencer's rows'), care state
   (``SubscriberCare`` and what it owns, or the packed profile), site membership
-  (entries of ``SiteCorrelator.members``), the sequencer's rows (``Sequencer.heard``:
+  (the columns and index of ``SiteCorrelator.members``), the sequencer's rows (``Sequencer.heard``:
   index, latest site and time, anchors), the care keys' Python objects (``CareLogic``:
   64 shards, each with a dict of its subscribers); the rest of the RSS is native
   (Bytewax's Rust per-key state) and allocator overhead.
@@ -228,18 +228,19 @@ def breakdown(n: int) -> dict[str, Any]:
             parts["other care fields"] += _deep(getattr(c, f, None), seen, shared)
     out["care"] = {k: v / n for k, v in parts.items()}
 
-    # Site membership: the members dicts and their entries (ref/time already counted).
-    member_dicts = sum(sys.getsizeof(s.members) for s in sites)
-    member_entries = 0
-    members = 0
-    for s in sites:
-        members += len(s.members)
-        for sid, entry in s.members.items():
-            member_entries += _deep(sid, seen) + _deep(entry, seen, shared)
+    # Site membership (forewarn.dataflows.members): per member a reference in the id
+    # column, a cell number, a time and an evidence reference in columns, a slot or two
+    # of the index; the evidence strings ("call:<id>") a member's latest call keeps.
+    members = sum(len(s.members) for s in sites)
+    columns = sum(sys.getsizeof(s.members.sids) + sys.getsizeof(s.members.cell)
+                  + sys.getsizeof(s.members.at) + sys.getsizeof(s.members.ref)
+                  for s in sites)
+    member_index = sum(sys.getsizeof(s.members.index.slots) for s in sites)
+    refs = sum(_deep(r, seen) for s in sites for r in s.members.ref if r is not None)
     out["members"] = members
-    out["site"] = {"members dict slots": member_dicts / n,
-                   "entries ((cell, at, ref) tuple; the id str counted above)":
-                       member_entries / n}
+    out["site"] = {"members' columns (id ref, cell no., time, evidence ref)": columns / n,
+                   "members' index (row numbers by id hash)": member_index / n,
+                   "evidence strings of members' latest calls": refs / n}
 
     # The sequencer's rows (forewarn.dataflows.heard): per subscriber a slot or two of the
     # index (row numbers by the id's hash), a reference in the id column, a site number

@@ -620,7 +620,6 @@ def check_resume(cfg: FlowConfig, stage: str, snapshot: bytes) -> None:
 def _state_of(logic: Any) -> list[tuple[str, Any]]:
     """The state objects a stateful step's logic holds, named."""
     if isinstance(logic, SequenceLogic):
-        logic.seq.heard.check()
         return [("sequencer", logic.seq)]
     if isinstance(logic, SiteLogic):
         return [("site", logic.site), ("shards' merge", logic.merge)]

@@ -74,7 +74,7 @@ class Heard:
         """``sid``'s row, or ``None`` if never heard."""
         return self.index.find(sid)
 
-    def check(self) -> None:
+    def check_columns(self) -> None:
         """Raise ``ValueError`` unless the columns agree (a table read from a snapshot)."""
         n = len(self.sids)
         if len(self.site) != n or len(self.at) != n or (

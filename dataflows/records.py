@@ -43,6 +43,7 @@ from forewarn.dataflows.anchors import Anchors
 from forewarn.dataflows.care import CareShard, Known, SubscriberCare
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.members import Members
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.region import RegionShard
 from forewarn.dataflows.sequencer import Sequencer
@@ -293,6 +294,30 @@ def _site_v1(old: Any) -> dict:
                                                                         "shards' merge"))
 
 
+def _site_v2(data: dict) -> dict:
+    """Version 2: the correlator's ``members`` were a dict of id -> ``(cell, at, ref)``,
+    and ``away`` and ``first_after`` named a member's tuple itself (still the member's
+    when the tuple was theirs); since version 3 the members are a table
+    (:class:`~forewarn.dataflows.members.Members`) and the two hold an entry's value,
+    which holds while the member's row shows it."""
+    own = data.get("site")
+    if not isinstance(own, dict) or not isinstance(own.get("members"), dict):
+        return data  # (no correlator yet; a wrong shape is refused as the site loads)
+    own = data["site"] = dict(own)
+    old = own["members"]
+    members = Members()
+    for sid, entry in old.items():
+        cell, at, ref = _expect(entry, tuple, "site member")
+        members.put(sid, cell, at, ref)
+    own["members"] = members
+    # (a newer position here replaced a member's tuple: what named the old one is stale)
+    away = _expect(own.get("away", {}), dict, "site's away")
+    own["away"] = {sid: a for sid, a in away.items() if old.get(sid) is a[0]}
+    first = _expect(own.get("first_after", {}), dict, "site's first observations")
+    own["first_after"] = {sid: e for sid, e in first.items() if old.get(sid) is e}
+    return data
+
+
 # ---- frontier: the frontier step ----------------------------------------------------------
 # Given: the shard count (command line) and who hears of a frontier (from recovery on or
 # off: stages, care keys; the region keys). Kept: the shards' progress and what is owed.
@@ -431,7 +456,7 @@ def thaw_dispatch(blob: bytes) -> Dispatcher:
 FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
     StageFormat("sequence", frozenset(_SEQUENCE_OWN) | {"anchors", "shard"},
                 (_sequence_v1, _sequence_v2)),
-    StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1,),
+    StageFormat("site", frozenset({"site", "outbox", "merge"}), (_site_v1, _site_v2),
                 inner=(("site", frozenset(_SITE_OWN)),)),
     StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1, _frontier_v2)),
     StageFormat("region", frozenset(_REGION.own), (_REGION.from_object, _region_v2)),

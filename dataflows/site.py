@@ -41,6 +41,7 @@ from typing import Any
 
 from forewarn.dataflows.anchors import expected_bucket
 from forewarn.dataflows.degradation import SLEEPING, SiteHealth, Verdict
+from forewarn.dataflows.members import Entry, Members
 from forewarn.dataflows.messages import (
     EXPECTED,
     REAPPEARED,
@@ -117,11 +118,11 @@ class SiteCorrelator:
     book: Rulebook
     cells: dict[str, None] = field(default_factory=dict)
     region: str | None = None
-    # sub -> (cell, at, ref): their latest position here
-    members: dict[str, tuple[str, float, str | None]] = field(default_factory=dict)
-    # members seen on another site since: sub -> (their members entry, first time seen
-    # elsewhere after it); stale, and ignored, once a newer position here replaces it
-    away: dict[str, tuple[tuple[str, float, str | None], float]] = field(default_factory=dict)
+    members: Members = field(default_factory=Members)  # sub -> their latest position here
+    # members seen on another site since: sub -> (their position here, first time seen
+    # elsewhere after it); stale, and ignored, once another position here replaces that
+    # one (Members.shows)
+    away: dict[str, tuple[Entry, float]] = field(default_factory=dict)
     alarm_cells: dict[str, tuple[str, ...]] = field(default_factory=dict)  # open outage alarms
     alarm_causes: dict[str, str] = field(default_factory=dict)
     down: dict[str, set[str]] = field(default_factory=dict)  # cell -> its open outage alarms
@@ -137,9 +138,10 @@ class SiteCorrelator:
     clock: float = 0.0
     _seq: int = 0
     _pruned_at: float = 0.0
-    # members whose entry is a first observation on a down cell within the group wait
-    # after it went down (the contract counts them as impacted): sub -> that entry
-    first_after: dict[str, tuple[str, float, str | None]] = field(default_factory=dict)
+    # members whose position here is a first observation on a down cell within the
+    # group wait after it went down (the contract counts them as impacted): sub -> that
+    # position, while it is theirs here
+    first_after: dict[str, Entry] = field(default_factory=dict)
     around: Surroundings = field(default_factory=Surroundings)  # heard nearby, during a watch
     _walk_at: float | None = None  # the pending walk-in check's deadline
     # resolved incidents still taking reappearances: id -> (until, facts, start, end,
@@ -177,7 +179,7 @@ class SiteCorrelator:
             entry = self.members.get(sid)
             if entry is not None and entry[1] <= msg.at:  # not newer here (a late Left)
                 known = self.away.get(sid)
-                if known is None or known[0] is not entry or msg.at < known[1]:
+                if known is None or known[0] != entry or msg.at < known[1]:
                     self.away[sid] = (entry, msg.at)  # first seen elsewhere since entry
             return out
         at = getattr(msg, "at", None)
@@ -202,7 +204,10 @@ class SiteCorrelator:
     def handle_batch(self, msgs: list | tuple) -> list[Out]:
         """:meth:`handle` for each message in turn, with positions on a short path."""
         out: list[Out] = []
-        members, deadlines, down = self.members, self.deadlines, self.down
+        deadlines, down = self.deadlines, self.down
+        members = self.members  # (its columns are changed in place, never replaced)
+        find, number, m_cell, m_at, m_ref = (members.index.find, members.number,
+                                             members.cell, members.at, members.ref)
         position = self.health.position if self.detect else None
         heard = self.around.heard
         for msg in msgs:
@@ -221,20 +226,25 @@ class SiteCorrelator:
                 self.clock = at
                 if at - self._pruned_at >= PRUNE_EVERY_S:
                     self._prune(at)
-            seen = members.get(sid)
+            row = find(sid)
+            # (heard here: no longer someone only heard around, whether or not it is used)
             near = self.around.here(sid, at) if heard and sid in heard else None
-            if self.recent:
-                out += self._reappeared(sid, cell, at, ref, seen, near)
-            after = self._after_start(sid, seen, cell, at) if down and cell in down else None
+            after = None
+            if self.recent or (down and cell in down):
+                seen = None if row is None else (members.names[m_cell[row]], m_at[row],
+                                                 m_ref[row])
+                if self.recent:
+                    out += self._reappeared(sid, cell, at, ref, seen, near)
+                if down and cell in down:
+                    after = self._after_start(sid, seen, cell, at)
             if after is KEEP:
                 pass  # their position at the start stands: the outage ended this call
-            elif seen is None:
-                members[sid] = (cell, at, ref)
-            elif seen[1] <= at:
-                del members[sid]  # re-inserted at the end: members stay in last-seen order
-                members[sid] = (cell, at, ref)
+            elif row is None:
+                members.add(sid, number(cell), at, ref)
+            elif m_at[row] <= at:
+                m_cell[row], m_at[row], m_ref[row] = number(cell), at, ref
             if after is FIRST:
-                self.first_after[sid] = members[sid]
+                self.first_after[sid] = members.get(sid)  # type: ignore[assignment]
             if position is not None:
                 verdicts = position(cell, at)
                 if verdicts:
@@ -264,7 +274,7 @@ class SiteCorrelator:
             if before is not None and before - corr.position_max_age_s <= seen[1] <= before:
                 known = self.away.get(sid)
                 # seen elsewhere since, and back on a down cell: not a first observation
-                return KEEP if known is None or known[0] is not seen else None
+                return KEEP if known is None or known[0] != seen else None
         return FIRST if at <= since + corr.group_wait_s else None
 
     def _down_since(self, cell: str) -> float | None:
@@ -484,17 +494,21 @@ class SiteCorrelator:
         out: list[Out] = []
         if affected:
             away, first_after = self.away, self.first_after
-            for sub, entry in self.members.items():
-                cell, seen_at, ref = entry
+            found = []
+            for sub, cell, seen_at, ref in self.members.items():
                 since = affected.get(cell)
                 if since is None or since - seen_at > max_age:
                     continue
-                if seen_at > since and first_after.get(sub) is not entry:
+                if seen_at > since and first_after.get(sub) != (cell, seen_at, ref):
                     continue  # arrived after the start (see _after_start)
+                found.append((sub, cell, seen_at, ref))
+            found.sort()  # by id: an order of the event data, not of the table's rows
+            for sub, cell, seen_at, ref in found:
                 if sub not in inc.impacted:
                     inc.impacted[sub] = None
                     left = away.get(sub)
-                    moved = left is not None and left[0] is entry and left[1] <= at
+                    moved = (left is not None and left[0] == (cell, seen_at, ref)
+                             and left[1] <= at)
                     out.append(("care", Impact(sub, facts, at, (seen_at, cell, ref), moved)))
         status = "open" if not inc.opened else "updated"
         inc.opened = True
@@ -713,25 +727,23 @@ class SiteCorrelator:
         # a cell silent since keeps its members up to SLEEP_LAG_S longer.
         cells = self.health.cells if self.detect else None
         keep_from = horizon - SLEEP_LAG_S
-        stale = []
-        for sid, (cell, at, _) in self.members.items():  # oldest first (see handle_batch)
-            if at >= horizon:
-                break  # a late, older position further on waits for a later prune
-            if cells is not None and at >= keep_from:
-                health = cells.get(cell)
-                if health is not None and at >= health.last_seen - max_age \
-                        and not health.down and SLEEPING not in health.open:
-                    continue  # (a cell down, or found asleep, is judged already)
-            stale.append(sid)
-        for sid in stale:
-            del self.members[sid]
+
+        def keep(cell: str, at: float) -> bool:
+            if cells is None or at < keep_from:
+                return False
+            health = cells.get(cell)
+            # (a cell down, or found asleep, is judged already)
+            return health is not None and at >= health.last_seen - max_age \
+                and not health.down and SLEEPING not in health.open
+
         members = self.members
-        self.away = {sid: a for sid, a in self.away.items() if members.get(sid) is a[0]}
+        members.drop_before(horizon, keep)
+        self.away = {sid: a for sid, a in self.away.items() if members.shows(sid, a[0])}
         if self.first_after:  # needed until the hold-down of the outage they were seen in
             corr = self.book.correlation
             until = now - corr.hold_down_s - corr.group_wait_s
             self.first_after = {sid: e for sid, e in self.first_after.items()
-                                if members.get(sid) is e and e[1] >= until}
+                                if e[1] >= until and members.shows(sid, e)}
         keep_from = now - max(self.book.correlation.flapping_window_s, 6 * 3600)
         for cell, hist in list(self.history.items()):
             hist[:] = [h for h in hist if h[1] is None or h[1] >= keep_from]

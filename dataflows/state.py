@@ -58,7 +58,8 @@ def check_kinds(obj: Any, what: str, hint: Any = None) -> None:
     :data:`SAMPLE` items of its containers). A resumed stage runs this on the state it
     rebuilt from a snapshot, so that a record of the wrong shape is refused before the
     flow starts rather than failing inside it. ``hint``: check ``obj`` against that
-    type instead (a tuple alias, say).
+    type instead (a tuple alias, say). A dataclass kept as columns (a table) says
+    whether they agree: its ``check_columns()`` raises ``ValueError`` if not.
 
     >>> from dataclasses import dataclass, field
     >>> @dataclass
@@ -88,6 +89,12 @@ def _check(value: Any, hint: Any, where: str, depth: int) -> None:
                 if f.name in hints:
                     _check(getattr(value, f.name, None), hints[f.name], f"{where}.{f.name}",
                            depth + 1)
+            agree = getattr(value, "check_columns", None)  # a table's columns agree
+            if agree is not None:
+                try:
+                    agree()
+                except ValueError as exc:
+                    raise TypeError(f"{where}: {exc}") from None
         return
     origin = get_origin(hint)
     if origin is Union or origin is UnionType:

@@ -76,6 +76,7 @@ STATE_MODULES = (
     "forewarn.dataflows.messages",
     "forewarn.dataflows.anchors",
     "forewarn.dataflows.heard",
+    "forewarn.dataflows.members",
     "forewarn.dataflows.nearby",
     "forewarn.dataflows.sequencer",
     "forewarn.dataflows.site",

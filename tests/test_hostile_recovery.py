@@ -256,7 +256,7 @@ def test_a_record_of_the_wrong_shape_is_refused_before_the_run(store: Store,
                         "outbox": []})
     part = _plant(store.dir, "forewarn.site", pickle.dumps(blob))
     _assert_refused(_restart(store, tmp_path / "flow.log"), str(part), "'forewarn.site'",
-                    "site.members is a list, not a dict")
+                    "site.members is a list, not a Members")
 
 
 def test_care_key_is_not_shown_in_a_refusal(store: Store) -> None:

@@ -514,3 +514,19 @@ def test_someone_heard_again_near_the_same_site_or_near_another_is_told_to_each_
                             Near("U1", "S4", 40.0, near=False, sent=40.0)],
                      "S5": [Near("U1", "S4", 40.0, sent=40.0)]}
     assert w.followed == {"U1": "S5"} and w.followers == {"S1": {}, "S5": {"U1": None}}
+
+
+def test_someone_heard_around_then_on_an_up_cell_of_the_site_is_no_walk_in():
+    """U1 is heard next door before a cell of S1 goes down, then on S1's other cell,
+    which is up, during the outage: heard on the site, they are no longer someone only
+    heard around, so their silence after is no walk-in. U2, heard next door and silent
+    since, is one."""
+    s = around()
+    s.seen("U1", "S2-C1", 0)
+    s.seen("U2", "S2-C1", 0)
+    s.alarm("A1", 5, cell="S1-C1")
+    s.seen("U1", "S1-C2", 20)  # on the site's cell that is up
+    s.clear("A1", 120, cell="S1-C1")
+    s.tick(130)
+    r = s.run()
+    assert r.subscribers("area_notice") == {"U2"}

@@ -173,11 +173,11 @@ def test_moves_and_positions_exactly_at_the_edges_of_the_hold_down():
     assert [(r[1], r[2]) for r in records(out)] == [("open", 60)] and care(out) == []
     out = s.handle(Tick(T0 + 121))
     moved = [(m.subscriber_id, m.seen, m.moved, m.at) for m in care(out)]
-    assert moved == [("U3", (T0 - 3600, "C1", "r3"), False, T0 + 120),
-                     ("U1", (T0 - 60, "C1", "r1"), True, T0 + 120),
+    assert moved == [("U1", (T0 - 60, "C1", "r1"), True, T0 + 120),  # (in id order)
+                     ("U3", (T0 - 3600, "C1", "r3"), False, T0 + 120),
+                     ("U5", (T0, "C1", "r5"), False, T0 + 120),
                      ("U6", (T0 - 60, "C1", "r6"), True, T0 + 120),
-                     ("U7", (T0 - 60, "C1", "r7"), False, T0 + 120),
-                     ("U5", (T0, "C1", "r5"), False, T0 + 120)]
+                     ("U7", (T0 - 60, "C1", "r7"), False, T0 + 120)]
 
 
 def test_of_two_moves_told_out_of_order_the_earlier_one_counts():

@@ -269,7 +269,7 @@ RECORD_SHAPES = {
         _ahead_run _anchor _next_tick _pending _timed active_until ahead anchors cell_names
         cell_site heard late late_by_kind nearby open_alarms outage_open shard site_cells
         watermark windows"""),
-    "site": (2, """
+    "site": (3, """
         merge outbox site site._pruned_at site._seq site._walk_at site.alarm_causes
         site.alarm_cells site.around site.away site.cell_incident site.cells site.clock
         site.deadlines site.down site.first_after site.flap_starts site.health site.history
@@ -310,7 +310,7 @@ def _record(freeze_blob: bytes, change) -> bytes:
 
 def _site_data() -> bytes:
     site = SiteCorrelator(site_id="S1", book=BOOK)
-    site.members["U1"] = ("C1", 60.0, None)
+    site.members.put("U1", "C1", 60.0, None)
     return records.freeze_site(site, [])
 
 
@@ -319,9 +319,11 @@ def _crafted() -> list[tuple[str, bytes, str]]:
     seq.heard.note("U1", seq.heard.number("S1"), 60.0)
     return [
         ("site", _record(_site_data(), lambda d: d["site"].update(members=[["U1", "C1"]])),
-         "site.members is a list, not a dict"),
-        ("site", _record(_site_data(), lambda d: d["site"]["members"].update(U1=["C1", 60.0])),
-         "site.members[item 0] is a list, not a tuple"),
+         "site.members is a list, not a Members"),
+        ("site", _record(_site_data(), lambda d: d["site"]["members"].at.pop()),
+         "the members' columns differ in length (1 ids, 1 cells, 0 times, 1 references)"),
+        ("site", _record(_site_data(), lambda d: d["site"]["members"].names.__setitem__(0, 7)),
+         "site.members.names[0] is a int, not a str"),
         ("site", _record(_site_data(), lambda d: d["site"].update(clock="late")),
          "site.clock is a str, not a float"),
         ("sequence", _record(records.freeze_sequence(seq),
