@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -97,17 +98,28 @@ _NAN = float("nan")
 
 #: Every profile a profile-only subscriber has had, numbered: like ``_PROFILES``, the few
 #: shapes of a process's life (a number is good in this process only: snapshots keep the
-#: profile itself, :func:`known_of`).
+#: profile itself, :func:`known_of`). The care shards of a process share the numbers
+#: from its worker threads: a new number is given under ``_NUMBERING``.
 _NUMBERED: list[Profile] = []
 _NUMBER: dict[Profile, int] = {}
+_NUMBERING = threading.Lock()
 
 
 def profile_number(profile: Profile) -> int:
-    """``profile``'s number (an equal profile's, if one has one)."""
+    """``profile``'s number (an equal profile's, if one has one): ``_NUMBERED[n]``.
+
+    A number is the profile's place in ``_NUMBERED``, so a new one is taken and filled
+    under the lock: care shards on two worker threads numbering two new profiles at once
+    would otherwise both take the same free place, and one of them would unpack as the
+    other's profile (language, segment, channels: another subscriber's)."""
     n = _NUMBER.get(profile)
     if n is None:
-        n = _NUMBER[profile] = len(_NUMBERED)
-        _NUMBERED.append(profile)
+        with _NUMBERING:
+            n = _NUMBER.get(profile)  # (numbered meanwhile by another thread)
+            if n is None:
+                n = len(_NUMBERED)
+                _NUMBERED.append(profile)
+                _NUMBER[profile] = n  # (only once its place holds it)
     return n
 
 

@@ -47,6 +47,7 @@ configuration, reading only the classes Forewarn's state is made of.
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -652,17 +653,23 @@ def _encoder_of(kind: type[CareContext] | type[CareStatus]
 #: Each input shard's sequencer gauges in this process: shard -> (watermark, records
 #: held ahead, outages unwatched). The process's gauges are over its shards: the least
 #: watermark (its event time), the records held (a sum), the outages unwatched (each
-#: shard follows every outage: the most).
+#: shard follows every outage: the most). The sequencers of a process's shards run on
+#: its worker threads, each whenever Bytewax calls it: one at a time under
+#: ``_SHARDS_LOCK``, or a shard's first report (a new key) could land while another
+#: thread walks the table ("dictionary changed size during iteration", in the flow's
+#: sequence step).
 _SHARDS_HERE: dict[int, tuple[float | None, int, int]] = {}
+_SHARDS_LOCK = threading.Lock()
 
 
 def _shard_gauges(shard: int, watermark: float | None, held: int, unwatched: int) -> None:
-    _SHARDS_HERE[shard] = (watermark, held, unwatched)
-    marks = [m for m, _, _ in _SHARDS_HERE.values() if m is not None]
-    if marks:
-        metrics.WATERMARK.set(min(marks))
-    metrics.HELD_AHEAD.set(sum(h for _, h, _ in _SHARDS_HERE.values()))
-    metrics.OUTAGES_UNWATCHED.set(max(u for _, _, u in _SHARDS_HERE.values()))
+    with _SHARDS_LOCK:
+        _SHARDS_HERE[shard] = (watermark, held, unwatched)
+        marks = [m for m, _, _ in _SHARDS_HERE.values() if m is not None]
+        if marks:
+            metrics.WATERMARK.set(min(marks))
+        metrics.HELD_AHEAD.set(sum(h for _, h, _ in _SHARDS_HERE.values()))
+        metrics.OUTAGES_UNWATCHED.set(max(u for _, _, u in _SHARDS_HERE.values()))
 
 
 def _bundle(routes: Routes, ordered: bool = True, shard: tuple[int, float] | None = None
@@ -904,7 +911,8 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     metrics.declare_rulebook(cfg.book)
     metrics.RECOVERY_ENABLED.set(1 if cfg.durable else 0)
     metrics.RUN_START.set(time.time())
-    _SHARDS_HERE.clear()  # (a run's own shards)
+    with _SHARDS_LOCK:
+        _SHARDS_HERE.clear()  # (a run's own shards)
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch(  # one ("clock", batch) each
         "decode", raw, lambda items: _decode_input(items, cfg.rulebook().adapters, cfg.shards))

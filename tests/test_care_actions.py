@@ -8,6 +8,8 @@ triggering call), messages the rule's template, times the verdict's."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -18,6 +20,7 @@ from forewarn.dataflows.care import (
     CareContext,
     CareShard,
     ComplaintSeen,
+    Profile,
     SubscriberCare,
     Suppressed,
     order_key,
@@ -892,3 +895,37 @@ def test_a_profile_only_subscriber_is_packed_name_as_bytes_known_since_when_it_d
     assert (care.name, care.since, care.known_since) == ("", T0 - 2 * HOUR, T0 - HOUR)
     assert SubscriberCare.of(kept).known() == kept
     assert SubscriberCare.of(kept).compact() == shard.subscribers["U"]
+
+
+class _YieldingProfile(Profile):
+    """A profile whose hashing hands the GIL to another thread, as a thread switch may
+    at any point: two threads numbering such profiles interleave inside the numbering."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        time.sleep(0.0002)
+        return super().__hash__()
+
+
+def test_care_shards_on_two_worker_threads_each_unpack_their_own_new_profiles():
+    """The care shards of a process pack profiles from its worker threads at once: each
+    packed profile unpacks as itself, whichever thread numbered it first (a profile
+    number shared by two would give one subscriber another's language and channels)."""
+    start = threading.Barrier(2)
+    got: dict[int, list[tuple[Profile, bytes]]] = {}
+
+    def shard(k: int) -> None:
+        mine = [_YieldingProfile("en", "UTC", f"thread-{k}-{i}", ("sms",), "")
+                for i in range(40)]
+        start.wait()
+        got[k] = [(p, care.packed_of((p, b"", 60.0))) for p in mine]
+
+    threads = [threading.Thread(target=shard, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    unpacked = [(p.segment, care.known_of(packed)[0].segment)
+                for k in (0, 1) for p, packed in got[k]]
+    assert [(mine, back) for mine, back in unpacked if back != mine] == []

@@ -5,6 +5,8 @@ fixed shard count whatever the interleaving, batching and worker count."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections import deque
 
 import orjson
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forewarn.connectors.files import shard_lines
+from forewarn.dataflows import flow
 from forewarn.dataflows.flow import FlowConfig, SiteLogic, _decode_batch
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.messages import Frontier, Near, ShardBatch, Stamped, Tick, Watch
@@ -472,6 +475,54 @@ def test_a_merge_survives_a_snapshot_and_goes_on_where_it_was():
             deque()], [30.0, -INF], [30.0, -INF])
     assert back.take(ShardBatch(1, 25.0, [("U1", "C1", 25.0, None)])) == [
         ("U0", "C1", 20.0, None), ("U1", "C1", 25.0, None)]
+
+
+class _YieldingCount(int):
+    """A count whose comparison hands the GIL to another thread, as a thread switch may
+    at any point: a thread taking the gauges' maximum is paused in the middle of it."""
+
+    def __gt__(self, other: object) -> bool:
+        time.sleep(0.0002)
+        return int(self) > int(other)  # type: ignore[call-overload]
+
+    def __lt__(self, other: object) -> bool:
+        time.sleep(0.0002)
+        return int(self) < int(other)  # type: ignore[call-overload]
+
+
+class _Gauge:
+    def set(self, value: float) -> None:
+        pass
+
+
+def test_the_shards_of_a_process_report_their_gauges_from_several_worker_threads(
+        monkeypatch) -> None:
+    """Each shard's sequencer reports its gauges from the worker thread that holds it; a
+    shard reporting for the first time while another thread reads the process's table
+    is no error (an error there fails the sequence step)."""
+    monkeypatch.setattr(flow, "_SHARDS_HERE", {})
+    for name in ("WATERMARK", "HELD_AHEAD", "OUTAGES_UNWATCHED"):
+        monkeypatch.setattr(flow.metrics, name, _Gauge())
+    flow._shard_gauges(1, 50.0, 0, 0)
+    failed: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(shards: list[int], unwatched: int) -> None:
+        start.wait()
+        try:
+            for shard in shards:
+                flow._shard_gauges(shard, 100.0, 0, unwatched)
+        except BaseException as exc:  # noqa: BLE001 - a worker's error fails the test
+            failed.append(exc)
+
+    threads = [threading.Thread(target=worker, args=([0] * 40, _YieldingCount(1))),
+               threading.Thread(target=worker, args=(list(range(2, 42)), _YieldingCount(0)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == []
+    assert sorted(flow._SHARDS_HERE) == list(range(42))
 
 
 def test_file_mode_shard_options_are_refused_on_kafka(capsys) -> None:
