@@ -614,7 +614,8 @@ def check_resume(cfg: FlowConfig, stage: str, snapshot: bytes) -> None:
             check_kinds(state, what)
     except UnsafePickle:
         raise
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError,
+            ArithmeticError) as exc:
         raise UnsafePickle(f"its {stage} state does not fit this Forewarn: {exc}") from None
 
 

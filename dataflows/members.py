@@ -85,8 +85,14 @@ class Members:
             raise ValueError(f"the members' columns differ in length ({n} ids, "
                              f"{len(self.cell)} cells, {len(self.at)} times, "
                              f"{len(self.ref)} references)")
-        if any(sid is not None and type(sid) is not str for sid in self.sids):
+        if self.cell.typecode != "I" or self.at.typecode != "d":
+            raise ValueError(f"the members' cell and time columns are arrays of "
+                             f"{self.cell.typecode!r} and {self.at.typecode!r}, not 'I' and 'd'")
+        live = [sid for sid in self.sids if sid is not None]
+        if any(type(sid) is not str for sid in live):
             raise ValueError("a member's id is not a string")
+        if len(set(live)) != len(live):
+            raise ValueError("a member has two rows")
         if any(c >= len(self.names) for c in self.cell):
             raise ValueError(f"a member's cell is not one of the {len(self.names)} cells")
 

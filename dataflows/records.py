@@ -308,7 +308,14 @@ def _site_v2(data: dict) -> dict:
     members = Members()
     for sid, entry in old.items():
         cell, at, ref = _expect(entry, tuple, "site member")
-        members.put(sid, cell, at, ref)
+        try:
+            members.put(_expect(sid, str, "site member's id"),
+                        _expect(cell, str, "site member's cell"),
+                        float(_expect(at, (float, int), "site member's time")),
+                        _expect(ref, (str, type(None)), "site member's evidence"))
+        except OverflowError:
+            raise UnsafePickle("the site member's time in the snapshot is out of range") \
+                from None
     own["members"] = members
     # (a newer position here replaced a member's tuple: what named the old one is stale)
     away = _expect(own.get("away", {}), dict, "site's away")

@@ -6,6 +6,7 @@ that says what."""
 from __future__ import annotations
 
 import pickle
+from array import array
 from dataclasses import replace
 
 import pytest
@@ -314,6 +315,12 @@ def _site_data() -> bytes:
     return records.freeze_site(site, [])
 
 
+def _site_v2(members: dict) -> bytes:
+    """A site record of version 2 (members a dict of id -> (cell, at, ref))."""
+    own = {"site_id": "S1", "members": members, "away": {}, "first_after": {}}
+    return dump_record("site", 2, {"site": own, "outbox": []})
+
+
 def _crafted() -> list[tuple[str, bytes, str]]:
     seq = Sequencer(watermark=5.0)
     seq.heard.note("U1", seq.heard.number("S1"), 60.0)
@@ -324,6 +331,17 @@ def _crafted() -> list[tuple[str, bytes, str]]:
          "the members' columns differ in length (1 ids, 1 cells, 0 times, 1 references)"),
         ("site", _record(_site_data(), lambda d: d["site"]["members"].names.__setitem__(0, 7)),
          "site.members.names[0] is a int, not a str"),
+        ("site", _record(_site_data(), lambda d: setattr(d["site"]["members"], "cell",
+                                                           array("d", [0.0]))),
+         "the members' cell and time columns are arrays of 'd' and 'd', not 'I' and 'd'"),
+        ("site", _record(_site_data(), lambda d: d["site"]["members"].put("U2", "C1", 61.0,
+                                                                          None)
+                         or d["site"]["members"].sids.__setitem__(1, "U1")),
+         "a member has two rows"),
+        ("site", _site_v2({"U1": ("C1", 10**400, None)}),
+         "the site member's time in the snapshot is out of range"),
+        ("site", _site_v2({None: ("C1", 60.0, None)}),
+         "the site member's id in the snapshot is a NoneType"),
         ("site", _record(_site_data(), lambda d: d["site"].update(clock="late")),
          "site.clock is a str, not a float"),
         ("sequence", _record(records.freeze_sequence(seq),
