@@ -727,6 +727,14 @@ class SiteCorrelator:
         # a cell silent since keeps its members up to SLEEP_LAG_S longer.
         cells = self.health.cells if self.detect else None
         keep_from = horizon - SLEEP_LAG_S
+        # Who was here up to max_age before a cell went down is impacted at the outage's
+        # hold-down, which may come after this prune: keep them until it has passed.
+        corr = self.book.correlation
+        pending = now - corr.hold_down_s - corr.group_wait_s
+        downs = [since for inc in self.incidents.values() for since in inc.down.values()
+                 if since >= pending]
+        if downs:
+            horizon = min(horizon, min(downs) - max_age)
 
         def keep(cell: str, at: float) -> bool:
             if cells is None or at < keep_from:
@@ -740,10 +748,8 @@ class SiteCorrelator:
         members.drop_before(horizon, keep)
         self.away = {sid: a for sid, a in self.away.items() if members.shows(sid, a[0])}
         if self.first_after:  # needed until the hold-down of the outage they were seen in
-            corr = self.book.correlation
-            until = now - corr.hold_down_s - corr.group_wait_s
             self.first_after = {sid: e for sid, e in self.first_after.items()
-                                if e[1] >= until and members.shows(sid, e)}
+                                if e[1] >= pending and members.shows(sid, e)}
         keep_from = now - max(self.book.correlation.flapping_window_s, 6 * 3600)
         for cell, hist in list(self.history.items()):
             hist[:] = [h for h in hist if h[1] is None or h[1] >= keep_from]

@@ -342,3 +342,18 @@ def test_a_site_alarm_over_a_degrading_cell_resolves_its_silent_incident_first()
     assert [(r[0], r[1], r[4]) for r in records(out)] == [
         ("DEG-C1-20261123T100640", "resolved", "outage")]
     assert s.down == {"C1": {"A1"}, "C2": {"A1"}, "C3": {"A1"}}
+
+
+def test_a_prune_between_an_outage_and_its_hold_down_keeps_who_it_may_impact():
+    """U1 was seen 58 min 20 s before the cell went down (within the 60 min that make
+    them impacted); the site's periodic prune runs 112 s after the alarm, when their
+    position is 60 min 12 s old, before the hold-down at 120 s: they are impacted all
+    the same. U2, seen 61 min before the alarm, is not."""
+    s = site()
+    s.handle(position("U2", "C1", T0 - 3660, "r2"))  # (a prune, the first)
+    s.handle(position("U1", "C1", T0 - 3500, "r1"))
+    s.handle(Tick(T0 - 488))  # a prune: the next is due at T0 + 112
+    s.handle(alarm("A1", 0, "C1"))
+    s.handle(Tick(T0 + 112))  # the prune: a position from before T0 - 3488 is old now
+    out = s.handle(Tick(T0 + 121))
+    assert [m.subscriber_id for m in care(out)] == ["U1"]
