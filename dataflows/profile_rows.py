@@ -141,8 +141,8 @@ class ProfileRows:
         self.garbage += self.length[row]
         self.length[row] = 0
         self.free.append(row)
-        n = len(self.sids)
-        if 2 * len(self.free) > n >= _COMPACT_AT:
+        if 2 * len(self.free) > len(self.sids) >= _COMPACT_AT \
+                or 2 * self.garbage > len(self.names) >= _COMPACT_AT:
             self._compact()
 
     def items(self) -> Iterator[tuple[str, int, bytes, float | None, Later]]:

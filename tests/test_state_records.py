@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 
 from forewarn.dataflows import records
-from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.care import CareShard
+from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.flow import (
     CareKeys,
     DispatchLogic,
