@@ -5,9 +5,10 @@ Most subscribers, most of the time, are nothing to care but a profile: a profile
 time of the profile in force (``since``), the time care first knew them
 (``known_since``, nearly always ``since``) and a name. Kept as a Python object, or as one
 packed ``bytes`` in a dict slot, that is about 90 bytes a subscriber; as columns it is
-the id reference (8), the profile number (4), ``since`` (8), the name's place in one
-shared buffer of UTF-8 (4 + 2) and the name's bytes, and 6-12 bytes of index
-(:class:`~forewarn.dataflows.rowindex.RowIndex`): about 45 bytes for a usual name.
+the id reference (8), the profile number (2; 4 once a process has seen 65,536 profiles),
+``since`` (8), the name's place in one shared buffer of UTF-8 (4 + 2) and the name's
+bytes, and 6-12 bytes of index (:class:`~forewarn.dataflows.rowindex.RowIndex`): about
+45 bytes for a usual name.
 
 A row's ``known_since`` is kept apart (``later``, by id) in the rare case it is not
 ``since``: the table takes and gives it as a :data:`~forewarn.dataflows.care.Known`
@@ -56,7 +57,7 @@ class ProfileRows:
     def __init__(self) -> None:
         # row -> the id string (None: a free row): the one string the messages carry
         self.sids: list[str | None] = []
-        self.number = array("I")  # the profile's number
+        self.number = array("H")  # the profile's number ("H"; made "I" by one past 65,535)
         self.since = array("d")  # the time of the profile in force (NaN: None)
         self.start = array("I")  # where the name's UTF-8 begins in ``names``
         # its length in bytes ("H"; made "I" by the first name of 64 KiB or more)
@@ -99,6 +100,8 @@ class ProfileRows:
     def add(self, sid: str, number: int, name: bytes, since: float | None,
             later: Later) -> None:
         """A row for ``sid``, which has none (a free row if there is one)."""
+        if number > 0xFFFF and self.number.typecode == "H":
+            self.number = array("I", self.number)
         if self.free:
             row = self.free.pop()
             self.sids[row] = sid
@@ -122,6 +125,8 @@ class ProfileRows:
         """``row`` (of a subscriber still known by their profile only) now holds these."""
         sid = self.sids[row]
         assert sid is not None
+        if number > 0xFFFF and self.number.typecode == "H":
+            self.number = array("I", self.number)
         self.number[row] = number
         self.since[row] = _NAN if since is None else since
         if later:
@@ -192,7 +197,7 @@ class ProfileRows:
             starts.append(len(packed))
             packed += names[start[row]:start[row] + length[row]]
         self.sids = [self.sids[row] for row in live]
-        self.number = array("I", [self.number[row] for row in live])
+        self.number = array(self.number.typecode, [self.number[row] for row in live])
         self.since = array("d", [self.since[row] for row in live])
         self.start = starts
         self.length = array(length.typecode, [length[row] for row in live])

@@ -106,7 +106,7 @@ def test_the_rows_answer_as_a_dict_does_through_many_rows_and_compactions():
     assert compactions > 20  # (the test means something only if rows were compacted)
 
 
-def test_free_rows_are_reused_and_a_long_name_widens_the_length_column():
+def test_free_rows_are_reused_and_a_long_name_or_a_high_number_widens_its_column():
     rows = ProfileRows()
     for k in range(10):
         rows.add(f"U{k}", k, b"x" * k, float(k), ())
@@ -117,6 +117,10 @@ def test_free_rows_are_reused_and_a_long_name_widens_the_length_column():
     rows.write(rows.row("U1"), 1, long, 1.0, ())  # type: ignore[arg-type]
     assert rows.length.typecode == "I" and rows.get(rows.row("U1"))[1] == long  # type: ignore[arg-type]
     assert rows.get(rows.row("U9"))[1] == b"x" * 9  # type: ignore[arg-type]
+    assert rows.number.typecode == "H"
+    rows.add("W", 70_000, b"", 1.0, ())
+    assert rows.number.typecode == "I" and rows.get(rows.row("W"))[0] == 70_000  # type: ignore[arg-type]
+    assert rows.get(rows.row("U9"))[0] == 9  # type: ignore[arg-type]
 
 
 def test_a_table_shrinks_when_most_of_it_is_unused():
