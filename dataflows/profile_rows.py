@@ -108,16 +108,26 @@ class ProfileRows:
             self.number[row] = number
             self.since[row] = _NAN if since is None else since
             self.start[row], self.length[row] = len(self.names), 0
-        else:
+        else:  # a new row, its name at the buffer's end
             row = len(self.sids)
             self.sids.append(sid)
             self.number.append(number)
             self.since.append(_NAN if since is None else since)
             self.start.append(len(self.names))
-            self.length.append(0)
+            n = len(name)
+            if n > 0xFFFF and self.length.typecode == "H":
+                self.length = array("I", self.length)
+            self.length.append(n)
+            self.names += name
+            self.index.add(sid, row)
+            if later:
+                self.later[sid] = None if later[0] != later[0] else later[0]  # (NaN: None)
+            if 2 * self.garbage > len(self.names) >= _COMPACT_AT:  # (crossed the floor)
+                self._compact()
+            return
         self.index.add(sid, row)
         if later:
-            self.later[sid] = None if later[0] != later[0] else later[0]  # (NaN: None)
+            self.later[sid] = None if later[0] != later[0] else later[0]
         self._name(row, name)  # (last: it may compact the rows)
 
     def write(self, row: int, number: int, name: bytes, since: float | None,
