@@ -52,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 from zlib import crc32
 
 import bytewax.operators as op
@@ -622,14 +622,18 @@ class CareLogic(StatefulBatchLogic):
         return freeze_care(self.shard, self.held)
 
 
-class CareKeyLogic(StatefulBatchLogic):
+class CareKeyLogic:
     """One subscriber's care key, with recovery: their care state and nothing around it
     (no shard, dict or list: at a million keys those cost more than the state). The
     state is kept as a care shard keeps it, a profile only :data:`~forewarn.dataflows.care.Packed`
     in one bytes object (:meth:`~forewarn.dataflows.care.SubscriberCare.compact`), and
     messages are applied as :meth:`~forewarn.dataflows.care.CareShard.handle_batch`
     applies them, several lists merged as they come (no frontier reaches a key per
-    subscriber). ``sid``: the id string of the messages (or of the snapshot)."""
+    subscriber). ``sid``: the id string of the messages (or of the snapshot).
+
+    A :class:`StatefulBatchLogic` by its methods, which Bytewax calls by name, and
+    registered as one, but not a subclass: that class has no ``__slots__``, so each of
+    its instances would carry a ``__dict__`` and a ``__weakref__`` (40 bytes a key)."""
 
     __slots__ = ("keys", "sid", "kept")
 
@@ -658,14 +662,23 @@ class CareKeyLogic(StatefulBatchLogic):
         self.kept = None if care is None else care.compact()
         return out, self.kept is None
 
+    def on_notify(self) -> tuple[list, bool]:
+        return [], False
+
     def on_eof(self) -> tuple[list, bool]:
         return [], False
+
+    def notify_at(self) -> datetime | None:
+        return None
 
     def snapshot(self) -> bytes | None:
         kept, sid = self.kept, self.sid
         if kept is None or sid is None:
             return freeze_care({}, [])
         return freeze_care({sid: known_of(kept) if isinstance(kept, bytes) else kept}, [])
+
+
+StatefulBatchLogic.register(CareKeyLogic)
 
 
 #: Each stateful step's logic, by the stage name its snapshots carry.
@@ -1039,7 +1052,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
                                 lambda x: x[1] if x[0] == "care" else ())
     care_keyed = op.merge("care_in", care_from_seq, verdicts, care_frontier)
     status = outputs.care_status is not None
-    care_out = op.stateful_batch("care", care_keyed, CareKeys(cfg, status))
+    # (a CareKeyLogic is a StatefulBatchLogic by registration, which mypy does not see)
+    builder = cast(Callable[[bytes | None], StatefulBatchLogic], CareKeys(cfg, status))
+    care_out = op.stateful_batch("care", care_keyed, builder)
     # a care context or status goes straight out, not to dispatch
     care_split = op.branch("care_split", op.map("unkey_care", care_out, lambda kv: kv[1]),
                            lambda x: type(x) is not CareContext and type(x) is not CareStatus)

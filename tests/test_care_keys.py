@@ -10,6 +10,7 @@ import random
 from dataclasses import replace
 
 import pytest
+from bytewax.operators import StatefulBatchLogic
 
 from forewarn.dataflows import records
 from forewarn.dataflows.care import CareShard, SubscriberCare, known_of
@@ -152,6 +153,9 @@ def test_a_key_of_its_own_keeps_the_id_string_of_its_messages():
     logic.on_batch([[upsert(sid)]])
     assert isinstance(logic, CareKeyLogic) and logic.sid is sid
     assert isinstance(logic.kept, bytes)  # a profile only: packed
+    # a logic Bytewax takes, with no __dict__ (nor __weakref__) per key
+    assert isinstance(logic, StatefulBatchLogic) and not hasattr(logic, "__dict__")
+    assert logic.on_notify() == ([], False) and logic.notify_at() is None
     shard = CareShard()
     shard.handle_batch([upsert(sid)], BOOK)
     assert shard.profiles.sids[0] is sid
