@@ -65,7 +65,7 @@ class ProfileRows:
         self.names = bytearray()
         # id -> ``known_since`` of the rows whose Known tuple has one (it is not ``since``)
         self.later: dict[str, float | None] = {}
-        self.free = array("I")  # free rows, the next one reused last
+        self.free = array("I")  # free rows, the last freed reused first
         self.garbage = 0  # bytes of ``names`` no row uses
         self.index = RowIndex(self.sids)
 
