@@ -276,6 +276,7 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
     from forewarn.model import Action, DeadLetter, Incident
 
     cfg = FlowConfig(book=load_rulebook())
+    care_keys = fl.CareKeys(cfg)
     seq = fl.SequenceLogic(cfg, None)
     sites: dict[str, Any] = {}
     cares: dict[str, Any] = {}
@@ -315,7 +316,7 @@ def stage_costs(lines: Sequence[bytes]) -> dict[str, float]:
         cost["site"] += pc() - t
         t = pc()
         for key, values in care_in.items():
-            logic = cares.get(key) or cares.setdefault(key, fl.CareLogic(cfg, None))
+            logic = cares.get(key) or cares.setdefault(key, care_keys(None))
             emitted, drop = logic.on_batch(values)
             outs += emitted
             if drop:

@@ -28,12 +28,12 @@ def measure(cfg: ScenarioConfig) -> dict:
     stages = Stages()
     stages.feed(lines[:len(lines) // 2])
     care_record = care_object = 0
-    for sid, care in stages.care.subscribers.items():
+    for sid, care in stages.care.known().items():
         one = CareShard()
-        one.subscribers[sid] = care
+        one.restore({sid: care})
         care_record += len(records.freeze_care(one, []))
         care_object += len(dump_state(one))
-    keys, heard = len(stages.care.subscribers), len(stages.seq.heard)
+    keys, heard = len(stages.care), len(stages.seq.heard)
     return {"sites": cfg.sites, "hours": cfg.hours, "care_keys": keys, "heard": heard,
             "care_record": care_record / keys, "care_object": care_object / keys,
             "seq_record": len(records.freeze_sequence(stages.seq)) / heard,

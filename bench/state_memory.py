@@ -16,10 +16,10 @@ from /proc/self/status — the flow's state is all live then (at EOF Bytewax fre
 * ``--breakdown N`` (default 50 k) runs two more children with tracemalloc (N and N/2:
   the Python heap's slope) and walks the live objects (``gc.get_objects``) of the first
   at the hold: the subscriber id strings (one each, the sequencer's rows'), care state
-  (``SubscriberCare`` and what it owns, or the packed profile), site membership
+  (``SubscriberCare`` and what it owns, or the profile rows' columns), site membership
   (the columns and index of ``SiteCorrelator.members``), the sequencer's rows (``Sequencer.heard``:
   index, latest site and time, anchors), the care keys' Python objects (``CareLogic``:
-  64 shards, each with a dict of its subscribers); the rest of the RSS is native
+  64 shards, each a ``CareShard``: a dict and a table); the rest of the RSS is native
   (Bytewax's Rust per-key state) and allocator overhead.
 
     .venv/bin/python -m bench.state_memory                     # N = 0, 200k, 1M + breakdown
@@ -203,21 +203,32 @@ def breakdown(n: int) -> dict[str, Any]:
                   sum(_deep(sid, seen) for q in sequencers for sid in q.heard.sids) / n}
 
     # Care state, part by part (shared interned strings are counted once, by the first).
+    # A care shard keeps the subscribers it knows only the profile of as rows of columns
+    # (forewarn.dataflows.profile_rows), the others as SubscriberCare objects.
     parts = {"SubscriberCare object": 0,
-             "profile only: packed bytes (profile no., since, name)": 0,
+             "profile only: rows (id ref, profile no., since, name place)": 0,
+             "profile only: names (UTF-8, one buffer per shard)": 0,
+             "profile only: rows' index (row numbers by id hash)": 0,
              "profiles (Profile + channels + strings; shared, numbered)": 0,  # (a few
              # thousand shapes: constant once they have all been seen)
              "notified dict": 0, "other care fields": 0,
              "care's own id str (not the rows')": 0}
-    known = [c for lg in logics for c in lg.shard.subscribers.values() if type(c) is bytes]
-    out["care_known"] = len(known)
-    for k in known:  # SubscriberCare.compact: packed profile number, since (, known since), name
-        parts["profile only: packed bytes (profile no., since, name)"] += _deep(k, seen)
-    parts["profiles (Profile + channels + strings; shared, numbered)"] += _deep(
-        care_module._NUMBERED, seen, shared) + _deep(care_module._NUMBER, seen, shared)
-    for lg in logics:
+    tables = [lg.shard.profiles for lg in logics]
+    out["care_known"] = sum(len(t) for t in tables)
+    for lg in logics:  # (first: the columns below own no id string of their own)
         for sid in lg.shard.subscribers:
             parts["care's own id str (not the rows')"] += _deep(sid, seen)
+        for sid in lg.shard.profiles.sids:
+            parts["care's own id str (not the rows')"] += _deep(sid, seen)
+    for t in tables:
+        seen.add(id(t))  # (the table's own object: with the care keys' below)
+        parts["profile only: rows (id ref, profile no., since, name place)"] += sum(
+            _deep(col, seen) for col in (t.sids, t.number, t.since, t.start, t.length,
+                                         t.free, t.later))
+        parts["profile only: names (UTF-8, one buffer per shard)"] += _deep(t.names, seen)
+        parts["profile only: rows' index (row numbers by id hash)"] += _deep(t.index, seen)
+    parts["profiles (Profile + channels + strings; shared, numbered)"] += _deep(
+        care_module._NUMBERED, seen, shared) + _deep(care_module._NUMBER, seen, shared)
     for c in cares:
         parts["SubscriberCare object"] += sys.getsizeof(c)
         seen.add(id(c))
@@ -255,10 +266,13 @@ def breakdown(n: int) -> dict[str, Any]:
                         "anchor places (the rows' anchor column)": anchors / n}
 
     # Care keys: without recovery a few shards (Bytewax keys), each a CareLogic holding a
-    # dict of its subscribers; per subscriber that is the dict's share.
-    shard_bytes = sum(sys.getsizeof(lg) + sys.getsizeof(lg.shard.subscribers) for lg in logics)
-    out["bytewax_python"] = {f"{len(logics)} care keys (CareLogic + its subscribers dict)":
-                             shard_bytes / n}
+    # CareShard: a dict of the subscribers with care state, and the profile rows' table
+    # (its columns are counted above); per subscriber that is their share.
+    shard_bytes = sum(sys.getsizeof(lg) + sys.getsizeof(lg.shard) + sys.getsizeof(lg.held)
+                      + sys.getsizeof(lg.shard.subscribers) + sys.getsizeof(lg.shard.profiles)
+                      for lg in logics)
+    out["bytewax_python"] = {f"{len(logics)} care keys (CareLogic, CareShard, its dict "
+                             "and table)": shard_bytes / n}
     out["site_logics"] = len(site_logics)
     return out
 

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from forewarn.codec import fmt_time, zone
@@ -48,6 +49,7 @@ from forewarn.dataflows.messages import (
     Restored,
     evidence_ref,
 )
+from forewarn.dataflows.profile_rows import Later, ProfileRows
 from forewarn.dataflows.propensity import CareFeatures
 from forewarn.model import FOREWARNING_KINDS, Action, Complaint, Subscriber, pickle_by_fields
 from forewarn.rules.rulebook import CELL_CHANNELS, Rule, Rulebook
@@ -83,8 +85,10 @@ class Profile:
 
 #: A subscriber care knows only the profile of, in a snapshot: ``(profile, name, since)``,
 #: or ``(profile, name, since, known_since)`` when they were known before the profile in
-#: force; the name as UTF-8 bytes. In memory the same packed in one bytes object
-#: (:data:`Packed`, :meth:`SubscriberCare.compact`).
+#: force; the name as UTF-8 bytes. In memory a row of a care shard's
+#: :class:`~forewarn.dataflows.profile_rows.ProfileRows`, or (a subscriber's own care key,
+#: with recovery) the same packed in one bytes object (:data:`Packed`,
+#: :meth:`SubscriberCare.compact`).
 Known = tuple[Profile, bytes, float | None] | tuple[Profile, bytes, float | None, float | None]
 
 #: :data:`Known` packed: a tag byte (1: known since the profile in force, 2: before it),
@@ -425,21 +429,28 @@ class SubscriberCare:
                 and not self.drops and not self.complaints and not self.impacts
                 and not self.events)
 
+    def only_profile(self) -> bool:
+        """Does care know nothing of them but their profile (most of them, most of the
+        time)? Then a :data:`Known` tuple holds all of it."""
+        # (one C call fetches the slots; the tuples compare as all(==) would)
+        return self.profile is not None and _OTHERS(self) == _DEFAULTS
+
     def compact(self) -> SubscriberCare | Packed:
-        """A subscriber care knows nothing of but their profile (most of them, most of
-        the time): that profile :data:`Packed` in one bytes object, held for every such
-        subscriber (a tenth of the object's size); else ``self``."""
-        if self.profile is not None and all(
-                getattr(self, name) == default for name, default in _UNKNOWN):
+        """A subscriber care knows nothing of but their profile: that profile
+        :data:`Packed` in one bytes object (a tenth of the object's size); else ``self``."""
+        if self.only_profile():
             return packed_of(self.known())
         return self
 
     def known(self) -> Known:
         """The profile, name, since (and known since) as a :data:`Known` tuple."""
-        name = self.name.encode()
+        return (self.profile, self.name.encode(), self.since) + self.later()  # type: ignore[return-value]
+
+    def later(self) -> Later:
+        """A :data:`Known` tuple's tail: ``(known_since,)`` unless it is ``since``."""
         if self.known_since == self.since and self.since is not None:
-            return (self.profile, name, self.since)  # type: ignore[return-value]
-        return (self.profile, name, self.since, self.known_since)  # type: ignore[return-value]
+            return ()
+        return (self.known_since,)
 
     @classmethod
     def of(cls, known: Known | Packed) -> SubscriberCare:
@@ -449,6 +460,16 @@ class SubscriberCare:
         care = cls()
         care.profile, care.name, care.since = known[0], known[1].decode(), known[2]
         care.known_since = known[3] if len(known) == 4 else known[2]
+        return care
+
+    @classmethod
+    def of_row(cls, row: tuple[int, bytes, float | None, Later]) -> SubscriberCare:
+        """The care state a row of :class:`~forewarn.dataflows.profile_rows.ProfileRows`
+        (:meth:`~forewarn.dataflows.profile_rows.ProfileRows.get`) stands for."""
+        number, name, since, later = row
+        care = cls()
+        care.profile, care.name, care.since = _NUMBERED[number], name.decode(), since
+        care.known_since = later[0] if later else since
         return care
 
     def handle(self, sid: str, msg: Any, book: Rulebook, status: bool = False) -> list[CareOut]:
@@ -942,10 +963,14 @@ class SubscriberCare:
 #: later is covered without a change here).
 _UNKNOWN = tuple((name, getattr(SubscriberCare(), name)) for name in SubscriberCare.__slots__
                  if name not in ("profile", "name", "since", "known_since"))
+_OTHERS = attrgetter(*(name for name, _ in _UNKNOWN))
+_DEFAULTS = tuple(default for _, default in _UNKNOWN)
 
 
 class CareShard:
-    """The care state of some subscribers (a shard of them, or one), by id.
+    """The care state of some subscribers (a shard of them), by id: the few with care
+    state beyond a profile as :class:`SubscriberCare` objects (``subscribers``), the
+    others as rows of columns (``profiles``, :class:`~forewarn.dataflows.profile_rows.ProfileRows`).
 
     >>> from forewarn.model import Complaint
     >>> from forewarn.rules.rulebook import load_rulebook
@@ -954,50 +979,84 @@ class CareShard:
     ...                                    load_rulebook())
     >>> seen, context.forewarned
     (ComplaintSeen(subscriber_id='U1', at=60.0), False)
-    >>> shard.subscribers["U1"].complaints
-    1
+    >>> shard.subscribers["U1"].complaints, len(shard)
+    (1, 1)
     """
 
-    __slots__ = ("subscribers",)
+    __slots__ = ("subscribers", "profiles")
 
     def __init__(self) -> None:
-        # a subscriber's care state, or just their profile (SubscriberCare.compact)
-        self.subscribers: dict[str, SubscriberCare | Packed] = {}
+        # the subscribers with care state beyond a profile (a notice, a complaint, ...)
+        self.subscribers: dict[str, SubscriberCare] = {}
+        # those care knows only the profile of (SubscriberCare.only_profile): most
+        self.profiles = ProfileRows()
+
+    def __len__(self) -> int:
+        return len(self.subscribers) + len(self.profiles)
 
     def care(self, sid: str) -> SubscriberCare | None:
         """``sid``'s care state (a copy when only their profile is kept), or ``None``."""
         care = self.subscribers.get(sid)
-        return SubscriberCare.of(care) if isinstance(care, bytes) else care
+        if care is None:
+            row = self.profiles.row(sid)
+            if row is not None:
+                return SubscriberCare.of_row(self.profiles.get(row))
+        return care
 
     def known(self) -> dict[str, SubscriberCare | Known]:
         """The subscribers as a snapshot keeps them: profiles as :data:`Known` tuples."""
-        return {sid: known_of(c) if isinstance(c, bytes) else c
-                for sid, c in self.subscribers.items()}
+        known: dict[str, SubscriberCare | Known] = dict(self.subscribers)
+        for sid, number, name, since, later in self.profiles.items():
+            known[sid] = (_NUMBERED[number], name, since) + later  # type: ignore[assignment]
+        return known
 
     def restore(self, saved: dict[str, SubscriberCare | Known]) -> None:
         """Take the subscribers of a snapshot (:meth:`known`)."""
-        self.subscribers = {sid: packed_of(c) if isinstance(c, tuple) else c
-                            for sid, c in saved.items()}
+        self.subscribers = {}
+        self.profiles = rows = ProfileRows()
+        for sid, care in saved.items():
+            if isinstance(care, tuple):
+                rows.add(sid, profile_number(care[0]), care[1], care[2], _tail(care))
+            else:
+                self.subscribers[sid] = care
 
     def handle_batch(self, msgs: list, book: Rulebook, status: bool = False) -> list[CareOut]:
         """Apply messages in :func:`order_key` order; return what they make due."""
         out: list[CareOut] = []
-        subs = self.subscribers
+        subs, rows = self.subscribers, self.profiles
+        find = rows.index.find  # (the table keeps its index object: good for the batch)
         for msg in msgs:
             sid = msg.subscriber_id
-            kept = subs.get(sid)
-            if kept is None:
-                care = SubscriberCare()
-            elif isinstance(kept, bytes):
-                care = SubscriberCare.of(kept)
-            else:
-                care = kept
+            care = subs.get(sid)
+            row = None
+            if care is None:
+                row = find(sid)
+                care = SubscriberCare() if row is None else SubscriberCare.of_row(rows.get(row))
             out += care.handle(sid, msg, book, status)
-            if care.empty():
+            if care.only_profile():
+                number = profile_number(care.profile)  # type: ignore[arg-type]
+                if row is None:
+                    subs.pop(sid, None)
+                    rows.add(sid, number, care.name.encode(), care.since, care.later())
+                else:
+                    rows.write(row, number, care.name.encode(), care.since, care.later())
+            elif row is not None:
+                rows.drop(row)
+                if not care.empty():
+                    subs[sid] = care
+            elif care.empty():
                 subs.pop(sid, None)
             else:
-                subs[sid] = care.compact()
+                subs[sid] = care
         return out
+
+
+def _tail(known: Known) -> Later:
+    """A :data:`Known` tuple's tail: ``(known_since,)``, none when it is ``since``
+    (:func:`packed_of` makes the same choice)."""
+    if len(known) == 3 or (known[3] == known[2] and known[2] is not None):
+        return ()
+    return (known[3],)
 
 
 def _of_event(out: list[CareOut], msg: Impact | Restored | Escalation) -> list[CareOut]:

@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 from zlib import crc32
 
 import bytewax.operators as op
@@ -70,10 +70,13 @@ from forewarn.dataflows.care import (
     CareContext,
     CareShard,
     CareStatus,
+    Packed,
     SubscriberCare,
     Suppressed,
     care_order,
+    known_of,
     order_key,
+    packed_of,
 )
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
@@ -88,7 +91,7 @@ from forewarn.dataflows.records import (
     freeze_region,
     freeze_sequence,
     freeze_site,
-    thaw_care,
+    thaw_care_known,
     thaw_dispatch,
     thaw_frontier,
     thaw_region,
@@ -535,9 +538,39 @@ class RegionLogic(StatefulBatchLogic):
         return freeze_region(self.shard) if self.cfg.durable else None
 
 
+class CareKeys:
+    """The care step of a run: builds each care key's logic (Bytewax's builder, given a
+    key's snapshot or None), and holds what they all share, the run's configuration and
+    whether the flow has a ``care.status`` output.
+
+    With recovery a key is one subscriber (:attr:`FlowConfig.care_key`), so a million
+    subscribers are a million logics: each is a :class:`CareKeyLogic`, their care state
+    alone. A snapshot of several subscribers or with held messages (written by another
+    layout of the keys) resumes as a :class:`CareLogic`, as every key without recovery."""
+
+    __slots__ = ("cfg", "status")
+
+    def __init__(self, cfg: FlowConfig, status: bool = False) -> None:
+        self.cfg = cfg
+        self.status = status  # emit CareStatus (the flow has a care.status output)
+
+    def __call__(self, resume: bytes | None) -> CareLogic | CareKeyLogic:
+        if not resume:
+            return CareKeyLogic(self) if self.cfg.durable else CareLogic(self, CareShard(), [])
+        saved, held = thaw_care_known(resume)
+        if self.cfg.durable and len(saved) <= 1 and not held:
+            for sid, care in saved.items():
+                return CareKeyLogic(self, sid, packed_of(care) if isinstance(care, tuple)
+                                    else care)
+            return CareKeyLogic(self)
+        shard = CareShard()
+        shard.restore(saved)
+        return CareLogic(self, shard, held)
+
+
 class CareLogic(StatefulBatchLogic):
-    """One care key's :class:`~forewarn.dataflows.care.CareShard`: a shard of the subscribers,
-    or one subscriber with recovery (see :func:`care_shard`).
+    """One care key's :class:`~forewarn.dataflows.care.CareShard`: a shard of the
+    subscribers (see :func:`care_shard`), or with recovery a snapshot's several.
 
     ``values`` are lists of messages (one per sequencer batch, one per verdict), each
     in :func:`~forewarn.dataflows.care.order_key` order already. Without recovery, care shards
@@ -549,21 +582,20 @@ class CareLogic(StatefulBatchLogic):
     several lists are merged as they come.
     """
 
-    def __init__(self, cfg: FlowConfig, resume: bytes | None, status: bool = False):
-        self.cfg = cfg
-        self.status = status  # emit CareStatus (the flow has a care.status output)
-        self.held: list = []
-        if resume:
-            self.shard, self.held = thaw_care(resume)
-        else:
-            self.shard = CareShard()
+    __slots__ = ("keys", "shard", "held")
+
+    def __init__(self, keys: CareKeys, shard: CareShard, held: list) -> None:
+        self.keys = keys
+        self.shard = shard
+        self.held = held
 
     def on_batch(self, values: list) -> tuple[list, bool]:
-        book = self.cfg.rulebook()
-        if self.cfg.durable:
+        keys = self.keys
+        book = keys.cfg.rulebook()
+        if keys.cfg.durable:
             msgs = values[0] if len(values) == 1 else sorted(
                 (m for msgs in values for m in msgs), key=care_order)
-            return self.shard.handle_batch(msgs, book, self.status), not self.shard.subscribers
+            return self.shard.handle_batch(msgs, book, keys.status), not self.shard
         out: list = []
         held = self.held
         for msgs in values:
@@ -572,7 +604,7 @@ class CareLogic(StatefulBatchLogic):
                 held = self.held
             else:
                 held += msgs
-        return out, not self.shard.subscribers and not self.held
+        return out, not self.shard and not self.held
 
     def _take_before(self, frontier: float, book: Rulebook) -> list:
         ready = [m for m in self.held if m.at < frontier]
@@ -580,21 +612,81 @@ class CareLogic(StatefulBatchLogic):
             return []
         self.held = [m for m in self.held if m.at >= frontier]
         ready.sort(key=care_order)
-        return self.shard.handle_batch(ready, book, self.status)
+        return self.shard.handle_batch(ready, book, self.keys.status)
 
     def on_eof(self) -> tuple[list, bool]:
-        return self._take_before(INF, self.cfg.rulebook()), False
+        return self._take_before(INF, self.keys.cfg.rulebook()), False
 
     def snapshot(self) -> bytes | None:
-        if not self.cfg.durable:
+        if not self.keys.cfg.durable:
             return None
         return freeze_care(self.shard, self.held)
+
+
+class CareKeyLogic:
+    """One subscriber's care key, with recovery: their care state and nothing around it
+    (no shard, dict or list: at a million keys those cost more than the state). The
+    state is kept as a care shard keeps it, a profile only :data:`~forewarn.dataflows.care.Packed`
+    in one bytes object (:meth:`~forewarn.dataflows.care.SubscriberCare.compact`), and
+    messages are applied as :meth:`~forewarn.dataflows.care.CareShard.handle_batch`
+    applies them, several lists merged as they come (no frontier reaches a key per
+    subscriber). ``sid``: the id string of the messages (or of the snapshot).
+
+    A :class:`StatefulBatchLogic` by its methods, which Bytewax calls by name, and
+    registered as one, but not a subclass: that class has no ``__slots__``, so each of
+    its instances would carry a ``__dict__`` and a ``__weakref__`` (40 bytes a key)."""
+
+    __slots__ = ("keys", "sid", "kept")
+
+    def __init__(self, keys: CareKeys, sid: str | None = None,
+                 kept: SubscriberCare | Packed | None = None) -> None:
+        self.keys = keys
+        self.sid = sid
+        self.kept = kept
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        keys = self.keys
+        book = keys.cfg.rulebook()
+        msgs = values[0] if len(values) == 1 else sorted(
+            (m for msgs in values for m in msgs), key=care_order)
+        kept = self.kept
+        care = SubscriberCare.of(kept) if isinstance(kept, bytes) else kept
+        out: list = []
+        for msg in msgs:
+            if care is None:
+                care = SubscriberCare()
+            out += care.handle(msg.subscriber_id, msg, book, keys.status)
+            if care.empty():
+                care = None  # (forgotten, as a shard forgets them: the next starts anew)
+        if self.sid is None and msgs:
+            self.sid = msgs[0].subscriber_id
+        self.kept = None if care is None else care.compact()
+        return out, self.kept is None
+
+    def on_notify(self) -> tuple[list, bool]:
+        return [], False
+
+    def on_eof(self) -> tuple[list, bool]:
+        return [], False
+
+    def notify_at(self) -> datetime | None:
+        return None
+
+    def snapshot(self) -> bytes | None:
+        kept, sid = self.kept, self.sid
+        if kept is None or sid is None:
+            return freeze_care({}, [])
+        return freeze_care({sid: known_of(kept) if isinstance(kept, bytes) else kept}, [])
+
+
+StatefulBatchLogic.register(CareKeyLogic)
 
 
 #: Each stateful step's logic, by the stage name its snapshots carry.
 _LOGICS: dict[str, Callable[[FlowConfig, bytes], Any]] = {
     "sequence": SequenceLogic, "site": SiteLogic, "frontier": FrontierLogic,
-    "region": RegionLogic, "care": CareLogic, "dispatch": DispatchLogic,
+    "region": RegionLogic, "care": lambda cfg, resume: CareKeys(cfg)(resume),
+    "dispatch": DispatchLogic,
 }
 
 
@@ -630,10 +722,17 @@ def _state_of(logic: Any) -> list[tuple[str, Any]]:
     if isinstance(logic, RegionLogic):
         return [("region", logic.shard)]
     if isinstance(logic, CareLogic):  # (profile tuples: checked as they are thawed)
+        logic.shard.profiles.check()
         for sid, care in islice(logic.shard.subscribers.items(), SAMPLE):
-            if not isinstance(sid, str) or not isinstance(care, (SubscriberCare, bytes)):
+            if not isinstance(sid, str) or not isinstance(care, SubscriberCare):
                 raise TypeError(f"care holds a {type(care).__name__} under a "
                                 f"{type(sid).__name__} key")
+        return []
+    if isinstance(logic, CareKeyLogic):
+        if logic.kept is not None and (not isinstance(logic.sid, str) or not isinstance(
+                logic.kept, (SubscriberCare, bytes))):
+            raise TypeError(f"care holds a {type(logic.kept).__name__} under a "
+                            f"{type(logic.sid).__name__} key")
         return []
     return [("dispatch", logic.dispatch)]
 
@@ -961,7 +1060,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
                                 lambda x: x[1] if x[0] == "care" else ())
     care_keyed = op.merge("care_in", care_from_seq, verdicts, care_frontier)
     status = outputs.care_status is not None
-    care_out = op.stateful_batch("care", care_keyed, lambda r: CareLogic(cfg, r, status))
+    # (a CareKeyLogic is a StatefulBatchLogic by registration, which mypy does not see)
+    builder = cast(Callable[[bytes | None], StatefulBatchLogic], CareKeys(cfg, status))
+    care_out = op.stateful_batch("care", care_keyed, builder)
     # a care context or status goes straight out, not to dispatch
     care_split = op.branch("care_split", op.map("unkey_care", care_out, lambda kv: kv[1]),
                            lambda x: type(x) is not CareContext and type(x) is not CareStatus)

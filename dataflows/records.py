@@ -65,6 +65,7 @@ __all__ = [
     "freeze_site",
     "load",
     "thaw_care",
+    "thaw_care_known",
     "thaw_dispatch",
     "thaw_frontier",
     "thaw_region",
@@ -392,22 +393,30 @@ def _region_v2(data: dict) -> dict:
 # a frontier; left out when none).
 
 
-def freeze_care(shard: CareShard, held: list) -> bytes:
-    data: dict = {"subscribers": shard.known()}
+def freeze_care(care: CareShard | dict[str, SubscriberCare | Known], held: list) -> bytes:
+    """A care key's record: its subscribers (a shard's, or as :meth:`CareShard.known`
+    gives them: a subscriber's own key holds no shard) and its held messages."""
+    data: dict = {"subscribers": care.known() if isinstance(care, CareShard) else care}
     if held:
         data["held"] = held
     return _dump("care", data)
 
 
-def thaw_care(blob: bytes) -> tuple[CareShard, list]:
+def thaw_care_known(blob: bytes) -> tuple[dict[str, SubscriberCare | Known], list]:
+    """A care record's subscribers (as :func:`freeze_care` took them) and held messages."""
     data = load("care", blob)
-    shard = CareShard()
     saved = _expect(data.get("subscribers", {}), dict, "care's subscribers")
     for care in islice(saved.values(), SAMPLE):  # (the flow's check before a resume)
         if type(care) is tuple:
             check_kinds(care, "care's profile", Known)
+    return saved, list(_expect(data.get("held", []), list, "care's held messages"))
+
+
+def thaw_care(blob: bytes) -> tuple[CareShard, list]:
+    saved, held = thaw_care_known(blob)
+    shard = CareShard()
     shard.restore(saved)
-    return shard, list(_expect(data.get("held", []), list, "care's held messages"))
+    return shard, held
 
 
 def _care_v2(data: dict) -> dict:

@@ -618,10 +618,11 @@ def test_the_shard_keeps_only_subscribers_with_state():
     out = run(shard, BOOK, impact(sid="X"), Complaint("K1", "Y", T0, "other"), upsert("Z"))
     assert out == [Suppressed("outage-notice", "outage_notice", "unknown_subscriber", T0 + 120),
                    ComplaintSeen("Y", T0), CareContext("K1", "Y", T0, "other", None)]
-    assert sorted(shard.subscribers) == ["X", "Y", "Z"]  # X while the outage impacts them
+    assert sorted(shard.known()) == ["X", "Y", "Z"]  # X while the outage impacts them
+    assert sorted(shard.subscribers) == ["X", "Y"]  # (Z: a profile only, a row)
     assert shard.subscribers["Y"].complaints == 1
     run(shard, BOOK, Restored("X", FACTS, T0 + HOUR))
-    assert sorted(shard.subscribers) == ["Y", "Z"]
+    assert sorted(shard.known()) == ["Y", "Z"] and len(shard) == 2
     run(shard, BOOK, Subscriber("W", "delete", T0))
     assert shard.subscribers["W"].deleted_at == T0  # a deletion is remembered
     run(shard, BOOK, impact(sid="Z"), Restored("Z", FACTS, T0 + HOUR))
@@ -858,32 +859,35 @@ def test_a_cell_cooldown_of_an_older_snapshot_format_still_holds():
 
 
 def test_only_a_profile_is_kept_compact_any_other_care_state_keeps_the_object():
-    """SubscriberCare.compact keeps a (profile, name, since[, known since]) tuple only
-    when every other slot is as in a new one: set any of them and the object stays."""
-    from forewarn.dataflows.care import SubscriberCare
+    """A shard keeps a row of (profile, name, since[, known since]), and a key of its
+    own (SubscriberCare.compact) packed bytes, only when every other slot is as in a new
+    one: set any of them and the object stays."""
+    from forewarn.dataflows.care import SubscriberCare, packed_of
 
     shard = CareShard()
     shard.handle_batch([upsert()], BOOK)
-    (kept,) = shard.subscribers.values()
-    assert type(kept) is bytes and shard.care("U").profile == shard.known()["U"][0]
+    assert not shard.subscribers and len(shard.profiles) == 1
+    assert shard.care("U").profile == shard.known()["U"][0]
+    kept = packed_of(shard.known()["U"])
     others = [n for n in SubscriberCare.__slots__
               if n not in ("profile", "name", "since", "known_since")]
     assert len(others) >= 13
     for name in others:
         care = SubscriberCare.of(kept)
-        assert care.compact() == kept
+        assert care.compact() == kept and care.only_profile()
         setattr(care, name, object())  # any value but a new one's
-        assert care.compact() is care, name
+        assert care.compact() is care and not care.only_profile(), name
 
 
 def test_a_profile_only_subscriber_is_packed_name_as_bytes_known_since_when_it_differs():
-    from forewarn.dataflows.care import SubscriberCare
+    from forewarn.dataflows.care import SubscriberCare, packed_of
 
     shard = CareShard()
     shard.handle_batch([upsert(name="Zoë Ng")], BOOK)
     (kept,) = shard.known().values()
     assert kept[1:] == ("Zoë Ng".encode(), T0 - HOUR)  # one profile: known since it
-    assert len(shard.subscribers["U"]) == 13 + len("Zoë Ng".encode())  # packed in memory
+    assert len(packed_of(kept)) == 13 + len("Zoë Ng".encode())  # packed, in a key of its own
+    assert bytes(shard.profiles.names) == "Zoë Ng".encode()  # a row of a shard
     care = shard.care("U")
     assert (care.name, care.since, care.known_since) == ("Zoë Ng", T0 - HOUR, T0 - HOUR)
     # an update older than the profile in force (no earlier profile kept): known since
@@ -894,7 +898,8 @@ def test_a_profile_only_subscriber_is_packed_name_as_bytes_known_since_when_it_d
     care = shard.care("U")
     assert (care.name, care.since, care.known_since) == ("", T0 - 2 * HOUR, T0 - HOUR)
     assert SubscriberCare.of(kept).known() == kept
-    assert SubscriberCare.of(kept).compact() == shard.subscribers["U"]
+    assert SubscriberCare.of(kept).compact() == packed_of(kept)
+    assert shard.profiles.later == {"U": T0 - HOUR}
 
 
 class _YieldingProfile(Profile):

@@ -12,9 +12,10 @@ from dataclasses import replace
 import pytest
 
 from forewarn.dataflows import records
+from forewarn.dataflows.care import CareShard
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.flow import (
-    CareLogic,
+    CareKeys,
     DispatchLogic,
     FlowConfig,
     FrontierLogic,
@@ -139,7 +140,7 @@ def test_records_hold_no_configuration():
     own = read_record(site.snapshot())[2]["site"]
     assert "book" not in own and "detect" not in own
     for blob in (site.snapshot(), _sequencer(cfg).snapshot(),
-                 CareLogic(cfg, None).snapshot(), DispatchLogic(cfg, None).snapshot(),
+                 CareKeys(cfg)(None).snapshot(), DispatchLogic(cfg, None).snapshot(),
                  RegionLogic(cfg, None).snapshot(), FrontierLogic(cfg, None).snapshot()):
         assert b"Rulebook" not in blob and b"FlowConfig" not in blob
         check_pickle(pickle.dumps(blob))  # as Bytewax stores it
@@ -150,7 +151,7 @@ def test_every_stage_writes_its_current_record_version():
     site = SiteLogic(cfg, None)
     site.on_batch([("S1", [])])
     blobs = {"sequence": _sequencer(cfg, 500).snapshot(), "site": site.snapshot(),
-             "care": CareLogic(cfg, None).snapshot(),
+             "care": CareKeys(cfg)(None).snapshot(),
              "dispatch": DispatchLogic(cfg, None).snapshot(),
              "region": RegionLogic(cfg, None).snapshot(),
              "frontier": FrontierLogic(cfg, None).snapshot()}
@@ -161,7 +162,7 @@ def test_every_stage_writes_its_current_record_version():
 
 def test_without_recovery_nothing_is_snapshotted():
     cfg = FlowConfig(book=BOOK)
-    for logic in (SequenceLogic(cfg, None), SiteLogic(cfg, None), CareLogic(cfg, None),
+    for logic in (SequenceLogic(cfg, None), SiteLogic(cfg, None), CareKeys(cfg)(None),
                   DispatchLogic(cfg, None), RegionLogic(cfg, None), FrontierLogic(cfg, None)):
         assert logic.snapshot() is None
 
@@ -250,7 +251,7 @@ def test_the_store_check_refuses_a_record_under_another_step_saying_where(tmp_pa
     part = tmp_path / "part-0.sqlite3"
     conn = sqlite3.connect(part)
     conn.execute("CREATE TABLE snaps (step_id, state_key, snap_epoch, ser_change)")
-    care = pickle.dumps(records.freeze_care(CareLogic(FlowConfig(book=BOOK), None).shard, []))
+    care = pickle.dumps(records.freeze_care(CareShard(), []))
     conn.executemany("INSERT INTO snaps VALUES (?, ?, 3, ?)",
                      [("forewarn.care", "SUB1", care), ("forewarn.region", "noc-0", care)])
     conn.commit()

@@ -239,7 +239,7 @@ def test_care_applies_a_regions_verdicts_alike_with_and_without_recovery():
     """The region step releases a time's restorations before its hold-downs: S1 back at
     the moment S2's hold-down falls due. Care with recovery (a key per subscriber, lists
     taken as they come) decides as care shards do (held to the frontier, in care's order)."""
-    from forewarn.dataflows.flow import CareLogic, FlowConfig, _to_care
+    from forewarn.dataflows.flow import CareKeys, FlowConfig, _to_care
     from forewarn.dataflows.messages import Frontier
 
     a, b = facts("S1", T0), facts("S2", T0 + 300)
@@ -248,7 +248,7 @@ def test_care_applies_a_regions_verdicts_alike_with_and_without_recovery():
                 of_event(impact(b), a, b), of_event(Restored("U", b, T0 + 7200), a, b)]
     got = {}
     for durable in (False, True):
-        logic = CareLogic(FlowConfig(book=BOOK, durable=durable), None)
+        logic = CareKeys(FlowConfig(book=BOOK, durable=durable))(None)
         out, _ = logic.on_batch([[upsert()]])
         key = (lambda sid: sid) if durable else (lambda sid: "care-00")
         for _, box in _to_care(released, key):
