@@ -1014,7 +1014,7 @@ class CareShard:
         """Take the subscribers of a snapshot (:meth:`known`)."""
         self.subscribers = {}
         self.profiles = rows = ProfileRows()
-        for sid, care in saved.items():
+        for sid, care in saved.items():  # (exact tuples or care states: thaw_care_known)
             if isinstance(care, tuple):
                 rows.add(sid, profile_number(care[0]), care[1], care[2], _tail(care))
             else:

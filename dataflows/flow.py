@@ -47,6 +47,7 @@ configuration, reading only the classes Forewarn's state is made of.
 from __future__ import annotations
 
 import pickle
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -593,6 +594,9 @@ class CareLogic(StatefulBatchLogic):
         keys = self.keys
         book = keys.cfg.rulebook()
         if keys.cfg.durable:
+            if self.held:  # (a snapshot's held messages: applied with the first batch)
+                values = [self.held, *values]
+                self.held = []
             msgs = values[0] if len(values) == 1 else sorted(
                 (m for msgs in values for m in msgs), key=care_order)
             return self.shard.handle_batch(msgs, book, keys.status), not self.shard
@@ -707,7 +711,7 @@ def check_resume(cfg: FlowConfig, stage: str, snapshot: bytes) -> None:
     except UnsafePickle:
         raise
     except (TypeError, ValueError, KeyError, IndexError, AttributeError,
-            ArithmeticError) as exc:
+            ArithmeticError, struct.error) as exc:
         raise UnsafePickle(f"its {stage} state does not fit this Forewarn: {exc}") from None
 
 

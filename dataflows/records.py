@@ -36,11 +36,10 @@ import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from forewarn.dataflows.anchors import Anchors
-from forewarn.dataflows.care import CareShard, Known, SubscriberCare
+from forewarn.dataflows.care import CareShard, Known, Profile, SubscriberCare
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
 from forewarn.dataflows.members import Members
@@ -406,10 +405,22 @@ def thaw_care_known(blob: bytes) -> tuple[dict[str, SubscriberCare | Known], lis
     """A care record's subscribers (as :func:`freeze_care` took them) and held messages."""
     data = load("care", blob)
     saved = _expect(data.get("subscribers", {}), dict, "care's subscribers")
-    for care in islice(saved.values(), SAMPLE):  # (the flow's check before a resume)
-        if type(care) is tuple:
-            check_kinds(care, "care's profile", Known)
+    for i, (sid, care) in enumerate(saved.items()):  # (the flow's check before a resume)
+        if i < SAMPLE and type(care) is tuple:
+            check_kinds(care, "care's profile", Known)  # (into the profile itself)
+        if type(sid) is not str or not (type(care) is SubscriberCare or _is_known(care)):
+            raise UnsafePickle(f"care's subscriber {i} in the snapshot is a "
+                               f"{type(care).__name__} under a {type(sid).__name__} key, "
+                               f"not a care state or a profile")
     return saved, list(_expect(data.get("held", []), list, "care's held messages"))
+
+
+def _is_known(care: Any) -> bool:
+    """Whether ``care`` is a :data:`Known` tuple in its outline (every one is checked
+    so; the first few into their profile too)."""
+    return type(care) is tuple and len(care) in (3, 4) and type(care[0]) is Profile \
+        and type(care[1]) is bytes and all(t is None or type(t) in (float, int)
+                                           for t in care[2:])
 
 
 def thaw_care(blob: bytes) -> tuple[CareShard, list]:

@@ -180,3 +180,38 @@ def test_a_snapshot_of_several_subscribers_or_held_messages_resumes_as_a_shard()
     out, drop = logic.on_batch([[Complaint("K3", "U1", T0, "other")]])
     assert out[0].subscriber_id == "U1" and not drop
     assert logic.shard.subscribers["U1"].complaints == 1 and len(logic.shard) == 2
+
+
+def test_a_snapshots_held_messages_are_applied_with_the_first_batch_of_a_resumed_key():
+    """With recovery nothing waits for a frontier: held messages in a record (another
+    layout's) go in with the first batch, in care order, and a key left with no state
+    is dropped only once they have been applied."""
+    cfg = FlowConfig(book=BOOK, durable=True)
+    logic = CareKeys(cfg)(records.freeze_care(CareShard(), [upsert("U1", T0 - HOUR)]))
+    out, drop = logic.on_batch([[Complaint("K1", "U1", T0, "other")]])
+    assert not drop and logic.held == []
+    care = logic.shard.care("U1")
+    assert care is not None and care.complaints == 1 and care.profile is not None
+
+
+@pytest.mark.parametrize(("kept", "why"), [
+    (b"\x01\xff\xff" + bytes(10), "a bytes"),  # packed bytes: good in their process only
+    ("profile", "a str"),
+])
+def test_a_durable_keys_record_of_a_subscriber_in_another_form_is_refused(kept, why):
+    from forewarn.safe_pickle import UnsafePickle
+    blob = records._dump("care", {"subscribers": {"U1": kept}})
+    with pytest.raises(UnsafePickle, match=why):
+        check_resume(FlowConfig(book=BOOK, durable=True), "care", blob)
+
+
+def test_every_profile_of_a_record_is_checked_in_outline_not_only_the_first_few():
+    from forewarn.safe_pickle import UnsafePickle
+    shard = CareShard()
+    shard.handle_batch([upsert(f"U{i}") for i in range(5)], BOOK)
+    known = shard.known()
+    profile, name, since = known["U4"][:3]
+    known["U4"] = (profile, name, since, "yesterday")  # the fifth: a str for a time
+    blob = records._dump("care", {"subscribers": known})
+    with pytest.raises(UnsafePickle, match="care's subscriber 4 in the snapshot"):
+        check_resume(FlowConfig(book=BOOK, durable=True), "care", blob)
