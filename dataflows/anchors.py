@@ -182,7 +182,7 @@ class Anchors:
         ``moved``): credit the time between to ``site`` (:meth:`learn_row`, for a caller
         without rows of its own)."""
         heard = self.heard
-        row = heard.row(sid)
+        row = heard.index.find(sid)
         if row is None:
             if not _credits(since, at, moved):
                 return
@@ -223,7 +223,7 @@ class Anchors:
         col[i] = credit(mine, n, minutes)
 
     def _bits(self, sid: str, bucket: int) -> int:
-        row = self.heard.row(sid)
+        row = self.heard.index.find(sid)
         col = self.heard.anchor
         return 0 if row is None or col is None else col[2 * row + bucket]
 
@@ -251,7 +251,7 @@ class Anchors:
         col = heard.anchor
         if n is None or col is None:
             return 0
-        row = heard.row(sid)  # (once for both buckets: called for everyone around an outage)
+        row = heard.index.find(sid)  # (once for both buckets: called for everyone around an outage)
         if row is None:
             return 0
         bits = 0

@@ -108,7 +108,7 @@ class Heard:
 
     def note(self, sid: str, n: int, at: float) -> None:
         """``sid`` heard on site number ``n`` at ``at`` (their latest position)."""
-        row = self.row(sid)
+        row = self.index.find(sid)
         if row is None:
             self.add(sid, n, at)
         else:
@@ -116,7 +116,7 @@ class Heard:
 
     def latest(self, sid: str) -> tuple[str, float] | None:
         """``(site, time)`` of ``sid``'s latest position, or ``None`` if never heard."""
-        row = self.row(sid)
+        row = self.index.find(sid)
         if row is None or not self.site[row]:
             return None
         return self.names[self.site[row]], self.at[row]

@@ -35,6 +35,9 @@ from typing import Any
 from forewarn.dataflows.rowindex import RowIndex
 from forewarn.dataflows.state import restore_fields
 
+#: A free row's time: after every horizon, so a prune passes it by.
+_FREE = float("inf")
+
 #: A member's entry as the site reads it: ``(cell, at, ref)``.
 Entry = tuple[str, float, str | None]
 
@@ -147,6 +150,8 @@ class Members:
     def drop_before(self, horizon: float, keep: Callable[[str, float], bool]) -> None:
         """Forget every member seen before ``horizon`` unless ``keep(cell, at)``."""
         sids, names, cell, at, ref = self.sids, self.names, self.cell, self.at, self.ref
+        if not at or min(at) >= horizon:
+            return  # (most prunes: a C pass; a free row's time is +inf)
         gone = [row for row, t in enumerate(at)
                 if t < horizon and sids[row] is not None and not keep(names[cell[row]], t)]
         if not gone:
@@ -166,5 +171,6 @@ class Members:
             sid = sids[row]
             assert sid is not None
             sids[row] = ref[row] = None
+            at[row] = _FREE
             self.index.remove(sid, row)
             self.free.append(row)

@@ -206,8 +206,8 @@ class SiteCorrelator:
         out: list[Out] = []
         deadlines, down = self.deadlines, self.down
         members = self.members  # (its columns are changed in place, never replaced)
-        find, number, m_cell, m_at, m_ref = (members.index.find, members.number,
-                                             members.cell, members.at, members.ref)
+        find, number, numbers = members.index.find, members.number, members.numbers
+        m_cell, m_at, m_ref = members.cell, members.at, members.ref
         position = self.health.position if self.detect else None
         heard = self.around.heard
         for msg in msgs:
@@ -242,7 +242,8 @@ class SiteCorrelator:
             elif row is None:
                 members.add(sid, number(cell), at, ref)
             elif m_at[row] <= at:
-                m_cell[row], m_at[row], m_ref[row] = number(cell), at, ref
+                n = numbers.get(cell)
+                m_cell[row], m_at[row], m_ref[row] = number(cell) if n is None else n, at, ref
             if after is FIRST:
                 self.first_after[sid] = members.get(sid)  # type: ignore[assignment]
             if position is not None:
