@@ -246,11 +246,11 @@ def breakdown(n: int) -> dict[str, Any]:
     columns = sum(sys.getsizeof(s.members.sids) + sys.getsizeof(s.members.cell)
                   + sys.getsizeof(s.members.at) + sys.getsizeof(s.members.ref)
                   for s in sites)
-    member_index = sum(sys.getsizeof(s.members.index.slots) for s in sites)
+    member_index = sum(sys.getsizeof(s.members.index) for s in sites)
     refs = sum(_deep(r, seen) for s in sites for r in s.members.ref if r is not None)
     out["members"] = members
     out["site"] = {"members' columns (id ref, cell no., time, evidence ref)": columns / n,
-                   "members' index (row numbers by id hash)": member_index / n,
+                   "members' index (a dict of shared row numbers)": member_index / n,
                    "evidence strings of members' latest calls": refs / n}
 
     # The sequencer's rows (forewarn.dataflows.heard): per subscriber a slot or two of the

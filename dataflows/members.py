@@ -2,11 +2,15 @@
 
 A site keeps the latest position of everyone seen on it within the position age, to
 tell who an outage impacts; at a million subscribers that is a row per subscriber
-across the sites, so it is columns indexed by a row number
-(:class:`~forewarn.dataflows.rowindex.RowIndex`), not a dict of ``(cell, at, ref)``
-tuples: a row costs 8 bytes of id reference (the id string is the one the sequencer's
-rows keep), 4 of cell number, 8 of time, 8 of evidence reference (``"call:<id>"`` or
-``None``) and 6-12 of index, about 40 bytes where a dict slot and a tuple cost 120.
+across the sites, so it is columns indexed by a row number, not a dict of
+``(cell, at, ref)`` tuples: a row costs 8 bytes of id reference (the id string is the
+one the sequencer's rows keep), 4 of cell number, 8 of time, 8 of evidence reference
+(``"call:<id>"`` or ``None``) and its slot in a dict of row numbers (~20-40 bytes),
+about 60 bytes where a dict slot and a tuple cost 120. The rows are found by a dict,
+not by the sequencer's probe of an array (:mod:`~forewarn.dataflows.rowindex`, 10
+bytes less a row): a site looks a member up on every position, and a dict's lookup
+runs in C (the probe in Python cost ~8 % of the flow's time); the row numbers are
+shared int objects (:func:`row_number`), so a slot holds no int of its own.
 
 A row is one *observation*: its entry ``(cell, at, ref)``. Who was seen elsewhere
 since, or counts as seen first after an outage's start, is noted against an entry and
@@ -27,13 +31,33 @@ here replaces it (the same record delivered again is the same observation).
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from forewarn.dataflows.rowindex import RowIndex
 from forewarn.dataflows.state import restore_fields
+
+#: Row numbers as int objects, one each for the process (an int past 256 is an object of
+#: 28 bytes: a dict value of its own per member would cost that); grown under the lock,
+#: never changed, so a read needs none.
+_ROWS: list[int] = list(range(256))
+_GROWING = threading.Lock()
+
+
+def row_number(n: int) -> int:
+    """The process's int object for ``n``.
+
+    >>> row_number(1000) is row_number(1000)
+    True
+    """
+    if n >= len(_ROWS):
+        with _GROWING:
+            if n >= len(_ROWS):
+                _ROWS.extend(range(len(_ROWS), max(n + 1, 2 * len(_ROWS))))
+    return _ROWS[n]
+
 
 #: A free row's time: after every horizon, so a prune passes it by.
 _FREE = float("inf")
@@ -55,7 +79,7 @@ class Members:
     names: list[str] = field(default_factory=list)  # cell number -> cell id
     # derived, not saved: the id index (a str's hash is per process), the cells'
     # numbers and the free rows, rebuilt from the columns as a table loads
-    index: RowIndex = field(init=False, repr=False, compare=False)
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
     numbers: dict[str, int] = field(init=False, repr=False, compare=False)
     free: list[int] = field(init=False, repr=False, compare=False)
 
@@ -70,7 +94,7 @@ class Members:
         self._derive()
 
     def _derive(self) -> None:
-        self.index = RowIndex(self.sids)
+        self.index = {sid: row_number(r) for r, sid in enumerate(self.sids) if sid is not None}
         self.numbers = {name: n for n, name in enumerate(self.names)}
         self.free = [r for r, sid in enumerate(self.sids) if sid is None]
         self.free.reverse()  # (the lowest first)
@@ -79,7 +103,7 @@ class Members:
         return len(self.index)
 
     def __contains__(self, sid: str) -> bool:
-        return self.index.find(sid) is not None
+        return sid in self.index
 
     def check_columns(self) -> None:
         """Raise ``ValueError`` unless the columns agree (a table read from a snapshot)."""
@@ -109,7 +133,7 @@ class Members:
 
     def get(self, sid: str) -> Entry | None:
         """``(cell, at, ref)`` of ``sid``'s position here, or ``None``."""
-        row = self.index.find(sid)
+        row = self.index.get(sid)
         if row is None:
             return None
         return self.names[self.cell[row]], self.at[row], self.ref[row]
@@ -120,7 +144,7 @@ class Members:
 
     def put(self, sid: str, cell: str, at: float, ref: str | None) -> None:
         """``sid``'s position here is now ``(cell, at, ref)``."""
-        row = self.index.find(sid)
+        row = self.index.get(sid)
         if row is None:
             self.add(sid, self.number(cell), at, ref)
         else:
@@ -138,7 +162,7 @@ class Members:
             self.cell.append(n)
             self.at.append(at)
             self.ref.append(ref)
-        self.index.add(sid, row)
+        self.index[sid] = row_number(row)
 
     def items(self) -> Iterator[tuple[str, str, float, str | None]]:
         """``(sid, cell, at, ref)`` of every member."""
@@ -157,7 +181,7 @@ class Members:
         if not gone:
             return
         if 2 * len(gone) >= len(self):  # most rows: compact the columns, in place (a
-            # caller may hold them), and rebuild the index
+            # caller may hold them and the index), and rebuild the index
             drop = set(gone)
             live = [r for r, sid in enumerate(sids) if sid is not None and r not in drop]
             sids[:] = [sids[r] for r in live]
@@ -165,12 +189,15 @@ class Members:
             at[:] = array("d", [at[r] for r in live])
             ref[:] = [ref[r] for r in live]
             self.free.clear()
-            self.index.rebuild()
+            index = self.index
+            index.clear()
+            index.update((sid, row_number(r)) for r, sid in enumerate(sids)
+                         if sid is not None)
             return
         for row in gone:
             sid = sids[row]
             assert sid is not None
             sids[row] = ref[row] = None
             at[row] = _FREE
-            self.index.remove(sid, row)
+            del self.index[sid]
             self.free.append(row)

@@ -494,7 +494,7 @@ class Sequencer:
             return
         cell_site, cell_names = self.cell_site, self.cell_names
         sites, heard = out.sites, self.heard
-        row_of, h_sid, h_site, h_at = heard.row, heard.sids, heard.site, heard.at
+        row_of, h_sid, h_site, h_at = heard.index.find, heard.sids, heard.site, heard.at
         numbers, names = heard.numbers, heard.names
         anchors = self.anchors
         learn = anchors.learn_row if anchors is not None else None

@@ -206,7 +206,7 @@ class SiteCorrelator:
         out: list[Out] = []
         deadlines, down = self.deadlines, self.down
         members = self.members  # (its columns are changed in place, never replaced)
-        find, number, numbers = members.index.find, members.number, members.numbers
+        find, number, numbers = members.index.get, members.number, members.numbers
         m_cell, m_at, m_ref = members.cell, members.at, members.ref
         position = self.health.position if self.detect else None
         heard = self.around.heard

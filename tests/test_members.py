@@ -15,7 +15,7 @@ def test_members_agree_with_a_dict_through_puts_drops_and_a_reload():
     for seed in range(100):
         rnd = random.Random(seed)
         m = Members()
-        columns = (m.sids, m.cell, m.at, m.ref)  # (a site's hot path holds them across a prune)
+        columns = (m.sids, m.cell, m.at, m.ref, m.index)  # (a site's hot path holds them)
         model: dict[str, tuple[str, float, str | None]] = {}
         clock = 0.0
         for _ in range(rnd.randint(1, 400)):
@@ -33,7 +33,8 @@ def test_members_agree_with_a_dict_through_puts_drops_and_a_reload():
                 m.put(sid, *entry)
                 model[sid] = entry
             assert len(m) == len(model)
-            assert all(a is b for a, b in zip(columns, (m.sids, m.cell, m.at, m.ref), strict=True))
+            assert all(a is b for a, b in zip(columns, (m.sids, m.cell, m.at, m.ref, m.index),
+                                              strict=True))
             assert sorted((s, (c, t, r)) for s, c, t, r in m.items()) == sorted(model.items())
             assert all(m.get(f"U{k}") == model.get(f"U{k}") for k in range(81))
         again = pickle.loads(pickle.dumps(m))
