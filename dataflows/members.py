@@ -94,10 +94,16 @@ class Members:
         self._derive()
 
     def _derive(self) -> None:
-        self.index = {sid: row_number(r) for r, sid in enumerate(self.sids) if sid is not None}
+        self.index = dict(self._rows())
         self.numbers = {name: n for n, name in enumerate(self.names)}
         self.free = [r for r, sid in enumerate(self.sids) if sid is None]
         self.free.reverse()  # (the lowest first)
+
+    def _rows(self) -> Iterator[tuple[str, int]]:
+        """``(sid, row)`` of every member: what the index holds."""
+        for r, sid in enumerate(self.sids):
+            if sid is not None:
+                yield sid, row_number(r)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -134,8 +140,10 @@ class Members:
     def get(self, sid: str) -> Entry | None:
         """``(cell, at, ref)`` of ``sid``'s position here, or ``None``."""
         row = self.index.get(sid)
-        if row is None:
-            return None
+        return None if row is None else self.entry(row)
+
+    def entry(self, row: int) -> Entry:
+        """``(cell, at, ref)`` of ``row``."""
         return self.names[self.cell[row]], self.at[row], self.ref[row]
 
     def shows(self, sid: str, entry: Entry) -> bool:
@@ -189,10 +197,8 @@ class Members:
             at[:] = array("d", [at[r] for r in live])
             ref[:] = [ref[r] for r in live]
             self.free.clear()
-            index = self.index
-            index.clear()
-            index.update((sid, row_number(r)) for r, sid in enumerate(sids)
-                         if sid is not None)
+            self.index.clear()
+            self.index.update(self._rows())
             return
         for row in gone:
             sid = sids[row]

@@ -231,8 +231,7 @@ class SiteCorrelator:
             near = self.around.here(sid, at) if heard and sid in heard else None
             after = None
             if self.recent or (down and cell in down):
-                seen = None if row is None else (members.names[m_cell[row]], m_at[row],
-                                                 m_ref[row])
+                seen = None if row is None else members.entry(row)
                 if self.recent:
                     out += self._reappeared(sid, cell, at, ref, seen, near)
                 if down and cell in down:
