@@ -81,6 +81,7 @@ from forewarn.dataflows.care import (
 )
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.held import Held
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.messages import Decoded, Frontier, Progress, ShardBatch
 from forewarn.dataflows.placement import Placement, route_keys
@@ -557,7 +558,7 @@ class CareKeys:
 
     def __call__(self, resume: bytes | None) -> CareLogic | CareKeyLogic:
         if not resume:
-            return CareKeyLogic(self) if self.cfg.durable else CareLogic(self, CareShard(), [])
+            return CareKeyLogic(self) if self.cfg.durable else CareLogic(self, CareShard(), Held())
         saved, held = thaw_care_known(resume)
         if self.cfg.durable and len(saved) <= 1 and not held:
             for sid, care in saved.items():
@@ -566,7 +567,7 @@ class CareKeys:
             return CareKeyLogic(self)
         shard = CareShard()
         shard.restore(saved)
-        return CareLogic(self, shard, held)
+        return CareLogic(self, shard, Held(held))
 
 
 class CareLogic(StatefulBatchLogic):
@@ -585,7 +586,7 @@ class CareLogic(StatefulBatchLogic):
 
     __slots__ = ("keys", "shard", "held")
 
-    def __init__(self, keys: CareKeys, shard: CareShard, held: list) -> None:
+    def __init__(self, keys: CareKeys, shard: CareShard, held: Held) -> None:
         self.keys = keys
         self.shard = shard
         self.held = held
@@ -595,8 +596,8 @@ class CareLogic(StatefulBatchLogic):
         book = keys.cfg.rulebook()
         if keys.cfg.durable:
             if self.held:  # (a snapshot's held messages: applied with the first batch)
-                values = [self.held, *values]
-                self.held = []
+                values = [self.held.messages(), *values]
+                self.held = Held()
             msgs = values[0] if len(values) == 1 else sorted(
                 (m for msgs in values for m in msgs), key=care_order)
             return self.shard.handle_batch(msgs, book, keys.status), not self.shard
@@ -605,16 +606,14 @@ class CareLogic(StatefulBatchLogic):
         for msgs in values:
             if type(msgs) is Frontier:
                 out += self._take_before(msgs.at, book)
-                held = self.held
             else:
-                held += msgs
-        return out, not self.shard and not self.held
+                held.add(msgs)
+        return out, not self.shard and not held
 
     def _take_before(self, frontier: float, book: Rulebook) -> list:
-        ready = [m for m in self.held if m.at < frontier]
+        ready = self.held.take_before(frontier)
         if not ready:
             return []
-        self.held = [m for m in self.held if m.at >= frontier]
         ready.sort(key=care_order)
         return self.shard.handle_batch(ready, book, self.keys.status)
 
@@ -624,7 +623,7 @@ class CareLogic(StatefulBatchLogic):
     def snapshot(self) -> bytes | None:
         if not self.keys.cfg.durable:
             return None
-        return freeze_care(self.shard, self.held)
+        return freeze_care(self.shard, self.held.messages())
 
 
 class CareKeyLogic:

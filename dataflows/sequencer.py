@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from forewarn.codec import Source, dead_letter, fmt_time
 from forewarn.dataflows.anchors import Anchors
 from forewarn.dataflows.heard import Heard
-from forewarn.dataflows.messages import Drop, Left, Profiled, Stamped, Tick
+from forewarn.dataflows.messages import Drop, Left, Profiled, Stamped, Tick, profiled
 from forewarn.dataflows.nearby import NearbyWatch
 from forewarn.dataflows.shards import is_context
 from forewarn.dataflows.state import restore_fields
@@ -149,12 +149,7 @@ def slim(sub: Subscriber, sid: str) -> Profiled:
         if len(_SHAPES) >= 100_000:  # a bound; shapes are normally a few thousand
             _SHAPES.clear()
         shared = _SHAPES[shape] = shape
-    profiled = _new(Profiled)
-    _prof_id(profiled, sid)
-    _prof_updated_at(profiled, sub.updated_at)
-    _prof_name(profiled, sub.name)
-    _prof_shape(profiled, shared)
-    return profiled
+    return profiled(sid, sub.updated_at, sub.name, shared)
 
 
 _new = object.__new__
@@ -166,8 +161,6 @@ _sub_id, _sub_op, _sub_updated_at, _sub_language, _sub_timezone = (
 _sub_segment, _sub_channels, _sub_name, _sub_plan, _sub_tenure_months = (
     _SUB["segment"], _SUB["channels"], _SUB["name"], _SUB["plan"], _SUB["tenure_months"])
 _sub_tags, _sub_preferred_channels = _SUB["tags"], _SUB["preferred_channels"]
-_prof_id, _prof_updated_at, _prof_name, _prof_shape = (
-    getattr(Profiled, name).__set__ for name in ("subscriber_id", "updated_at", "name", "shape"))
 
 
 _SHAPES: dict[Subscriber, Subscriber] = {}  # profiles' shapes (slim), shared

@@ -1,0 +1,166 @@
+"""The messages a care shard holds until the event-time frontier passes them.
+
+A care shard takes what it is sent in :func:`~forewarn.dataflows.care.care_order` once
+every message before a time has arrived (:class:`~forewarn.dataflows.frontier.Frontier`),
+so it holds what comes before that. Most of what it holds, during a BSS load, is profile
+upserts (:class:`~forewarn.dataflows.messages.Profiled`): a million of them at once when
+a load's event time stands still until the next positions move it. Held as objects, each
+is a 64-byte object and a name string of about 64 bytes, allocated among the subscribers'
+id strings (the same size class), which stay: freed at the frontier, they leave the id
+strings' pools two-thirds empty, memory the process keeps (about 150 bytes a subscriber
+of resident memory). So upserts are held as columns (the id reference, the time, the
+shared profile shape, the name's bytes in one buffer), built from the message as it
+arrives (the message is freed with its batch, its blocks reused by the next batch), and
+made a message again when the frontier passes it. Profile deletes are held in the same
+rows (whole): a delete and an upsert of one time and subscriber stay in the order they
+came. Other messages are held as they are.
+
+>>> from forewarn.dataflows.messages import Profiled, profiled
+>>> from forewarn.model import Complaint, Subscriber
+>>> shape = Subscriber("", "upsert", 0.0, language="pl")
+>>> held = Held()
+>>> held.add([Profiled("U1", 60.0, "Zoë", shape), Complaint("K1", "U2", 30.0, "other"),
+...           Profiled("U3", 90.0, None, shape)])
+>>> len(held), held.least
+(3, 30.0)
+>>> [(type(m).__name__, m.at) for m in held.take_before(61.0)]
+[('Complaint', 30.0), ('Profiled', 60.0)]
+>>> held.take_before(61.0), len(held), held.least
+([], 1, 90.0)
+>>> held.messages() == [Profiled("U3", 90.0, None, shape)]
+True
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+
+from forewarn.dataflows.messages import Profiled, profiled
+from forewarn.model import Subscriber
+
+INF = float("inf")
+_NAMELESS, _NAMED, _WHOLE, _TAKEN = 0, 1, 2, 3  # a row's kind (Held.named)
+
+
+class Held:
+    """Held messages: :meth:`add` a batch's, :meth:`take_before` those before a time
+    (in no particular order: the caller sorts them), :meth:`messages` all of them.
+    ``least``: the earliest time held (``inf`` when none is), so that a frontier that
+    passes nothing costs a comparison, not a walk."""
+
+    __slots__ = ("others", "sids", "at", "shapes", "ends", "names", "named", "taken",
+                 "least")
+
+    def __init__(self, msgs: Iterable = ()) -> None:
+        self.others: list = []  # held as they came: all but profile upserts
+        self.sids: list[str] = []  # upserts, a row each: the id string (the message's)
+        self.at = array("d")  # the update's time
+        # the shared shape (a reference), or a delete's whole record (kind _WHOLE)
+        self.shapes: list[Subscriber | None] = []
+        self.ends = array("Q")  # where the row's name ends in ``names``
+        self.names = bytearray()  # the names, UTF-8, one after the other
+        self.named = bytearray()  # the row's kind: _NAMED, _NAMELESS, _WHOLE or _TAKEN
+        self.taken = 0  # rows taken (at the frontier), their place not yet reused
+        self.least = INF
+        self.add(msgs)
+
+    def __len__(self) -> int:
+        return len(self.others) + len(self.sids) - self.taken
+
+    def add(self, msgs: Iterable) -> None:
+        least = self.least
+        others, sids, at, shapes = self.others, self.sids, self.at, self.shapes
+        ends, names, named = self.ends, self.names, self.named
+        for m in msgs:
+            t = m.at
+            if t < least:
+                least = t
+            kind = type(m)
+            if kind is Profiled:
+                sids.append(m.subscriber_id)
+                at.append(t)
+                shapes.append(m.shape)
+                name = m.name
+                if name is None:
+                    named.append(_NAMELESS)
+                else:
+                    named.append(_NAMED)
+                    names += name.encode("utf-8", "surrogatepass")
+                ends.append(len(names))
+            elif kind is Subscriber:  # (a delete: rank with the upserts, order kept)
+                sids.append(m.subscriber_id)
+                at.append(t)
+                shapes.append(m)
+                named.append(_WHOLE)
+                ends.append(len(names))
+            else:
+                others.append(m)
+        self.least = least
+
+    def take_before(self, frontier: float) -> list:
+        """The messages held from before ``frontier``, no longer held."""
+        if not frontier > self.least:
+            return []
+        ready = [m for m in self.others if m.at < frontier]
+        if ready:
+            self.others = [m for m in self.others if not m.at < frontier]
+        at = self.at
+        if len(at) > self.taken:
+            rows = [r for r, t in enumerate(at) if t < frontier]
+            if rows:
+                ready += self._messages(rows)
+                if len(rows) + self.taken == len(at):
+                    self._clear()
+                else:  # taken: left in place (before no frontier) until most are
+                    named, shapes = self.named, self.shapes
+                    for r in rows:
+                        at[r] = INF
+                        named[r] = _TAKEN
+                        shapes[r] = None
+                    self.taken += len(rows)
+                    if 2 * self.taken >= len(at):
+                        self._compact()
+        least = min(m.at for m in self.others) if self.others else INF
+        if len(self.at) > self.taken:
+            least = min(least, min(self.at))
+        self.least = least
+        return ready
+
+    def messages(self) -> list:
+        """Everything held, as messages (a snapshot's, the end's)."""
+        named = self.named
+        return [*self.others,
+                *self._messages([r for r in range(len(named)) if named[r] != _TAKEN])]
+
+    def _messages(self, rows: list[int]) -> list:
+        """Rows (none taken) as the messages they came as."""
+        sids, at, shapes, ends, names, named = (
+            self.sids, self.at, self.shapes, self.ends, self.names, self.named)
+        out: list = []
+        add = out.append
+        for r in rows:
+            kind, shape = named[r], shapes[r]
+            assert shape is not None, "a taken row"  # (the callers pass none)
+            if kind == _WHOLE:
+                add(shape)
+                continue
+            name = names[ends[r - 1] if r else 0:ends[r]].decode(
+                "utf-8", "surrogatepass") if kind == _NAMED else None
+            add(profiled(sids[r], at[r], name, shape))
+        return out
+
+    def _clear(self) -> None:
+        self.sids, self.at, self.shapes = [], array("d"), []
+        self.ends, self.names, self.named = array("Q"), bytearray(), bytearray()
+        self.taken = 0
+
+    def _compact(self) -> None:
+        """The rows not taken, in their order, in fresh columns: the old columns'
+        memory goes back with them."""
+        named = self.named
+        kept = self._messages([r for r in range(len(named)) if named[r] != _TAKEN])
+        self._clear()
+        least, self.least = self.least, INF
+        self.add(kept)
+        self.least = least

@@ -1,0 +1,80 @@
+"""Care's held messages (forewarn.dataflows.held): what a shard takes at a frontier is
+what it would take from a plain list of the messages, whatever the batches and times."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from forewarn.dataflows.care import care_order
+from forewarn.dataflows.held import Held
+from forewarn.dataflows.messages import Profiled
+from forewarn.model import Complaint, Subscriber
+
+SHAPES = [Subscriber("", "upsert", 0.0, language=lang) for lang in ("en", "pl", "de")]
+NAMES = [None, "", "Ada", "Zoë Łukasiewicz", "李小龍", "\udcff broken", "x" * 300]
+
+
+def message(rnd: random.Random, i: int) -> object:
+    sid, at = f"U{rnd.randrange(20)}", float(rnd.randrange(100))
+    kind = rnd.random()
+    if kind < 0.6:
+        return Profiled(sid, at, rnd.choice(NAMES), rnd.choice(SHAPES))
+    if kind < 0.75:
+        return Subscriber(sid, "delete", at)
+    return Complaint(f"K{i}", sid, at, "other")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_held_messages_come_back_as_a_list_would_give_them(seed: int) -> None:
+    """A list holds messages as they come, and gives those before a frontier (kept in
+    the order they came, then sorted in care order); so must the held columns, with
+    upserts and deletes of one subscriber and time in the order they came."""
+    rnd = random.Random(seed)
+    held, plain = Held(), []
+    frontier, i = 0.0, 0
+    for _ in range(30):
+        batch = []
+        for _ in range(rnd.randrange(12)):
+            batch.append(message(rnd, i))
+            i += 1
+        held.add(batch)
+        plain += batch
+        if rnd.random() < 0.5:
+            frontier += rnd.randrange(15)
+            got = sorted(held.take_before(frontier), key=care_order)
+            want = sorted([m for m in plain if m.at < frontier], key=care_order)
+            plain = [m for m in plain if not m.at < frontier]
+            assert got == want
+            assert len(held) == len(plain)
+            assert held.least == min((m.at for m in plain), default=float("inf"))
+    assert sorted(held.messages(), key=care_order) == sorted(plain, key=care_order)
+    assert sorted(held.take_before(float("inf")), key=care_order) == sorted(
+        plain, key=care_order)
+    assert len(held) == 0 and held.messages() == []
+
+
+def test_a_frontier_that_passes_nothing_leaves_everything_held() -> None:
+    held = Held([Profiled("U1", 50.0, "Ada", SHAPES[0]), Complaint("K1", "U1", 70.0, "x")])
+    assert held.take_before(50.0) == [] and len(held) == 2
+    assert [m.at for m in held.take_before(60.0)] == [50.0] and len(held) == 1
+
+
+def test_an_upsert_and_a_delete_of_one_time_keep_their_order() -> None:
+    """Both rank first among a time's messages: which one applies last is the order
+    they came in, as the sequencer sent them."""
+    up = Profiled("U1", 50.0, "Ada", SHAPES[1])
+    gone = Subscriber("U1", "delete", 50.0)
+    for first, second in ((up, gone), (gone, up)):
+        held = Held([first, second])
+        assert sorted(held.take_before(51.0), key=care_order) == [first, second]
+
+
+def test_taken_rows_are_let_go_once_they_are_most() -> None:
+    held = Held(Profiled(f"U{i}", float(i), "Ada", SHAPES[0]) for i in range(100))
+    held.take_before(40.0)
+    assert len(held.sids) == 100 and len(held) == 60  # (40 taken, kept in place)
+    held.take_before(60.0)
+    assert len(held.sids) == 40 and len(held) == 40 and held.least == 60.0
+    assert [m.subscriber_id for m in held.messages()][:2] == ["U60", "U61"]
