@@ -51,7 +51,7 @@ T0 = 1795413600  # 2026-11-23T06:00:00Z
 #: two positions of a subscriber is credited to their night anchor, forewarn.dataflows.anchors).
 _SHIFT = [0]
 _ANCHORS = [True]  # --without-anchors: the flow does not learn them (FlowConfig.anchors)
-_DURABLE = [False]  # --recovery: the flow with recovery on (care keyed per subscriber)
+_DURABLE = [False]  # --recovery: the flow with recovery on (care gates and buckets)
 NIGHT_SHIFT = -6 * 3600
 SPREAD_S = 1800  # locations over 30 min of event time
 BATCH = 1000
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="the flow without learning anchor places (their cost by difference)")
     ap.add_argument("--recovery", action="store_true",
                     help="the flow with recovery on (a SQLite store in a temporary "
-                         "directory; care keyed per subscriber); with --breakdown 0")
+                         "directory; care gates and buckets); with --breakdown 0")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--with-breakdown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bytewax-only", action="store_true", help=argparse.SUPPRESS)

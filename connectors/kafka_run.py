@@ -63,11 +63,12 @@ from forewarn.connectors.kafka_sink import (
 )
 from forewarn.connectors.kafka_source import KafkaMergeSource, input_parts
 from forewarn.connectors.topics import copartition_problem, partition_counts
-from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow, check_resume
+from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow, check_resume, is_care_bucket
 from forewarn.recovery_store import (
     RecoveryStoreError,
     check_store,
     secure_new_dir,
+    snapshot_keys,
 )
 from forewarn.rules.rulebook import Rulebook
 
@@ -75,6 +76,7 @@ __all__ = [
     "Topics",
     "add_run_arguments",
     "build_kafka_flow",
+    "care_keyed_per_subscriber",
     "ensure_recovery_dir",
     "prepare_recovery",
     "run_kafka",
@@ -154,7 +156,7 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                      from_end: bool = False, propensity: bytes | None = None,
                      action_format: str = "contract",
                      feeds: list[str] | None = None, shards: int = 1,
-                     workers: int = 1) -> Dataflow:
+                     workers: int = 1, care_per_subscriber: bool = False) -> Dataflow:
     """The Forewarn dataflow wired to Kafka (see the module docs).
 
     ``shards``: the input topics' partition count, when above 1: partition index ``i``
@@ -163,6 +165,9 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
     topology, alarm and maintenance topics whole.
 
     ``workers``: every process's workers together (:func:`build_flow`'s).
+
+    ``care_per_subscriber``: the recovery store keeps care per subscriber
+    (:func:`care_keyed_per_subscriber`), resumed so.
 
     ``feeds``: topics of operators' alarm feeds (VES fault events, TMF642 alarm
     notifications), read besides the contract's and mapped through the rulebook's
@@ -190,14 +195,31 @@ def build_kafka_flow(config: Mapping[str, str], book: Rulebook, *, topics: Topic
                                                    lateness_s=lateness_s,
                                                    propensity=propensity,
                                                    action_format=action_format,
-                                                   shards=shards), workers=workers)
+                                                   shards=shards,
+                                                   care_per_subscriber=care_per_subscriber),
+                      workers=workers)
 
 
 def flow_config(book: Rulebook, *, durable: bool, lateness_s: float,
-                propensity: bytes | None, action_format: str, shards: int) -> FlowConfig:
+                propensity: bytes | None, action_format: str, shards: int,
+                care_per_subscriber: bool = False) -> FlowConfig:
     """The configuration of the Kafka flow's stages (what a resumed step is built with)."""
     return FlowConfig(book=book, durable=durable, lateness_s=lateness_s,
-                      propensity=propensity, action_format=action_format, shards=shards)
+                      propensity=propensity, action_format=action_format, shards=shards,
+                      care_per_subscriber=care_per_subscriber)
+
+
+def care_keyed_per_subscriber(path: Path) -> bool:
+    """Whether the recovery store at ``path`` keeps care state under a key per
+    subscriber, as Forewarn did before care had buckets with recovery
+    (:func:`~forewarn.dataflows.flow.care_bucket`): such a store is resumed in that
+    layout, since its subscribers' state is under those keys. A new store, or one with
+    no care state yet, takes buckets. (With ``-a``, each process looks at its own
+    share of the partitions: a store of an earlier layout with care state has it in
+    every partition, as keys spread over them by their hash.)"""
+    if not any(path.glob("part-*.sqlite3")):
+        return False
+    return any(not is_care_bucket(k) for k in snapshot_keys(path, "forewarn.care"))
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -340,14 +362,20 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         return _fail(f"{problem} (on {config['bootstrap.servers']})")
     shards = max(counts.values(), default=1)  # (all equal: checked above)
     recovery = None
+    per_subscriber = False
     total = args.workers * (len(addresses) if addresses else 1)
     if args.recovery:
         parts = args.recovery_partitions or max(8, total)
         try:
+            per_subscriber = Path(args.recovery).is_dir() and care_keyed_per_subscriber(
+                Path(args.recovery))
+            if per_subscriber:
+                log.info("recovery store keeps care per subscriber: resumed so", extra={
+                    "dir": str(args.recovery)})
             cfg = flow_config(book, durable=True, lateness_s=args.lateness,
                               propensity=propensity,
                               action_format=getattr(args, "action_format", "contract"),
-                              shards=shards)
+                              shards=shards, care_per_subscriber=per_subscriber)
             prepare_recovery(Path(args.recovery), parts, complete=addresses is None,
                              resume=partial(check_resume, cfg), inputs=input_parts(shards))
         except RecoveryStoreError as exc:
@@ -360,7 +388,8 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
                             dedupe_tail=args.dedupe_tail, from_end=args.from_end,
                             propensity=propensity,
                             action_format=getattr(args, "action_format", "contract"),
-                            feeds=feeds, shards=shards, workers=total)
+                            feeds=feeds, shards=shards, workers=total,
+                            care_per_subscriber=recovery is not None and per_subscriber)
     log.info("kafka flow starting", extra={
         "bootstrap": config["bootstrap.servers"], "workers": args.workers,
         "process_id": args.process_id, "recovery": args.recovery,

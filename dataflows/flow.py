@@ -90,12 +90,14 @@ from forewarn.dataflows.records import (
     freeze_care,
     freeze_dispatch,
     freeze_frontier,
+    freeze_gate,
     freeze_region,
     freeze_sequence,
     freeze_site,
     thaw_care_known,
     thaw_dispatch,
     thaw_frontier,
+    thaw_gate,
     thaw_region,
     thaw_sequence,
     thaw_site,
@@ -150,13 +152,31 @@ class FlowConfig:
     def rulebook(self) -> Rulebook:
         return self.watch.current() if self.watch is not None else self.book
 
+    # with recovery, a store written with a care key per subscriber (an earlier layout)
+    # is resumed in that layout (its keys' state is there): forewarn.connectors.kafka_run
+    care_per_subscriber: bool = False
+
     @property
     def care_key(self) -> Callable[[str], str]:
-        """How subscribers map to care keys. Bytewax snapshots the whole state of every
-        key touched in an epoch: with recovery on, each subscriber is a key of its own
-        (a snapshot costs what changed); without, subscribers share 64 shards (no
-        snapshots, far fewer calls per batch)."""
-        return own_key if self.durable else care_shard
+        """Where a subscriber's messages for care go: one of 64 keys
+        (:func:`care_shard`), which hold them until the frontier passes them, then take
+        them in :func:`~forewarn.dataflows.care.care_order`. Without recovery those are
+        the care shards, which keep their subscribers' state too (no snapshots, few
+        calls per batch). With recovery they are care gates (:class:`CareGateLogic`),
+        which pass what they take on to where the state is kept
+        (:attr:`care_state_key`)."""
+        return care_shard
+
+    @property
+    def care_state_key(self) -> Callable[[str], str]:
+        """With recovery, the key a subscriber's care state is kept under. Bytewax
+        snapshots the whole state of every key touched in an epoch, and keeps ~217
+        bytes of its own per key: subscribers share :data:`CARE_BUCKETS` buckets
+        (:func:`care_bucket`), so that a snapshot is a bucket's hundred or so
+        subscribers and a million subscribers are not a million keys (nor 64 shards,
+        each snapshotted whole at every epoch). A store of a key per subscriber
+        resumes as one (:attr:`care_per_subscriber`)."""
+        return own_key if self.care_per_subscriber else care_bucket
 
 
 class SequenceLogic(StatefulBatchLogic):
@@ -242,8 +262,8 @@ class SequenceLogic(StatefulBatchLogic):
                                                               idle))]))
 
     def _ship(self, out: list) -> list:
-        """The lists of a batch bound for sites (and care shards, without recovery) of
-        another worker, as one ``("ship", [(route key, bytes)])`` per worker: one
+        """The lists of a batch bound for sites and care shards (or gates) of another
+        worker, as one ``("ship", [(route key, bytes)])`` per worker: one
         pickle for all of them, where Bytewax would pickle each list twice (once to
         measure it) and each message shared by several lists (a tick) once per list.
         The ``unship`` step on that worker unpacks them (:func:`_unship`), so the
@@ -259,7 +279,7 @@ class SequenceLogic(StatefulBatchLogic):
         away: dict[int, list] = {}
         kept: list = []
         for stage, items in out:
-            if stage != "site" and (stage != "care" or self.cfg.durable):
+            if stage != "site" and stage != "care":
                 kept.append((stage, items))
                 continue
             mine: list = []
@@ -460,9 +480,8 @@ class FrontierLogic(StatefulBatchLogic):
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None):
         self.cfg = cfg
-        fresh = (FrontierTracker(shards=cfg.shards) if cfg.durable else FrontierTracker(
-            shards=cfg.shards, stages=("site", "region", "care", "dispatch"),
-            care_keys=_SHARD_KEYS))
+        fresh = FrontierTracker(shards=cfg.shards, stages=("site", "region", "care", "dispatch"),
+                                care_keys=_SHARD_KEYS)  # (care shards, or gates)
         fresh.region_keys = REGION_KEYS
         self.tracker = thaw_frontier(resume, fresh) if resume else fresh
 
@@ -540,15 +559,68 @@ class RegionLogic(StatefulBatchLogic):
         return freeze_region(self.shard) if self.cfg.durable else None
 
 
+class CareGateLogic(StatefulBatchLogic):
+    """With recovery, one of the 64 care gates: the messages for care of its
+    subscribers (a care shard's, :func:`care_shard`), held until the frontier passes
+    them (:class:`~forewarn.dataflows.held.Held`), then passed on in
+    :func:`~forewarn.dataflows.care.care_order` to the keys their state is kept under
+    (:attr:`FlowConfig.care_state_key`), one list per key.
+
+    Care keeps state per bucket of subscribers with recovery, and a bucket cannot hear
+    of every frontier (it would be snapshotted at every epoch); the gates can, and
+    their state is only what is in flight. So care takes a subscriber's messages from
+    several sites and from the sequencer in one order, whatever the arrival order, as
+    care shards do without recovery: ``(key, [message, ...])`` out, the lists of one
+    gate reaching a key in the order they were released, each after the one before.
+    """
+
+    def __init__(self, cfg: FlowConfig, resume: bytes | None) -> None:
+        self.cfg = cfg
+        self.held = thaw_gate(resume) if resume else Held()
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        out: list = []
+        held = self.held
+        for msgs in values:
+            if type(msgs) is Frontier:
+                out += self._release(msgs.at)
+            else:
+                held.add(msgs)
+        return out, not held
+
+    def _release(self, frontier: float) -> list[tuple[str, list]]:
+        ready = self.held.take_before(frontier)
+        if not ready:
+            return []
+        ready.sort(key=care_order)
+        key_of = self.cfg.care_state_key
+        boxes: dict[str, list] = {}
+        for msg in ready:
+            key = key_of(msg.subscriber_id)
+            box = boxes.get(key)
+            if box is None:
+                boxes[key] = [msg]
+            else:
+                box.append(msg)
+        return list(boxes.items())
+
+    def on_eof(self) -> tuple[list, bool]:
+        return self._release(INF), False
+
+    def snapshot(self) -> bytes:
+        return freeze_gate(self.held)
+
+
 class CareKeys:
     """The care step of a run: builds each care key's logic (Bytewax's builder, given a
     key's snapshot or None), and holds what they all share, the run's configuration and
     whether the flow has a ``care.status`` output.
 
-    With recovery a key is one subscriber (:attr:`FlowConfig.care_key`), so a million
-    subscribers are a million logics: each is a :class:`CareKeyLogic`, their care state
-    alone. A snapshot of several subscribers or with held messages (written by another
-    layout of the keys) resumes as a :class:`CareLogic`, as every key without recovery."""
+    Every key is a :class:`CareLogic`: a shard of the subscribers, or with recovery a
+    bucket of them (:attr:`FlowConfig.care_key`). A store written with a key per
+    subscriber resumes with one: each is a :class:`CareKeyLogic`, their care state
+    alone (a snapshot of several subscribers or with held messages, written by another
+    layout of the keys, resumes as a :class:`CareLogic`)."""
 
     __slots__ = ("cfg", "status")
 
@@ -557,10 +629,11 @@ class CareKeys:
         self.status = status  # emit CareStatus (the flow has a care.status output)
 
     def __call__(self, resume: bytes | None) -> CareLogic | CareKeyLogic:
+        per_subscriber = self.cfg.durable and self.cfg.care_per_subscriber
         if not resume:
-            return CareKeyLogic(self) if self.cfg.durable else CareLogic(self, CareShard(), Held())
+            return CareKeyLogic(self) if per_subscriber else CareLogic(self, CareShard(), Held())
         saved, held = thaw_care_known(resume)
-        if self.cfg.durable and len(saved) <= 1 and not held:
+        if per_subscriber and len(saved) <= 1 and not held:
             for sid, care in saved.items():
                 return CareKeyLogic(self, sid, packed_of(care) if isinstance(care, tuple)
                                     else care)
@@ -580,8 +653,11 @@ class CareLogic(StatefulBatchLogic):
     time has arrived, then take those in :func:`~forewarn.dataflows.care.care_order`: a
     subscriber hears of verdicts from several sites, and what care decides from several
     (a drop apology, cooldowns and caps across incidents) must not depend on which
-    arrived first. With recovery (a key per subscriber, which no frontier reaches),
-    several lists are merged as they come.
+    arrived first. With recovery (buckets, which no frontier reaches: each would be
+    snapshotted at every epoch), several lists are merged as they come; a subscriber's
+    care keeps a profile from after an incident aside until its time
+    (:class:`~forewarn.dataflows.care.SubscriberCare`), so that arrival order does not
+    change what it decides.
     """
 
     __slots__ = ("keys", "shard", "held")
@@ -627,13 +703,15 @@ class CareLogic(StatefulBatchLogic):
 
 
 class CareKeyLogic:
-    """One subscriber's care key, with recovery: their care state and nothing around it
-    (no shard, dict or list: at a million keys those cost more than the state). The
-    state is kept as a care shard keeps it, a profile only :data:`~forewarn.dataflows.care.Packed`
-    in one bytes object (:meth:`~forewarn.dataflows.care.SubscriberCare.compact`), and
-    messages are applied as :meth:`~forewarn.dataflows.care.CareShard.handle_batch`
-    applies them, several lists merged as they come (no frontier reaches a key per
-    subscriber). ``sid``: the id string of the messages (or of the snapshot).
+    """One subscriber's care key, with recovery on a store written with a care key per
+    subscriber (:attr:`FlowConfig.care_per_subscriber`, earlier versions' layout): their
+    care state and nothing around it (no shard, dict or list: at a million keys those
+    cost more than the state). The state is kept as a care shard keeps it, a profile
+    only :data:`~forewarn.dataflows.care.Packed` in one bytes object
+    (:meth:`~forewarn.dataflows.care.SubscriberCare.compact`), and messages are applied
+    as :meth:`~forewarn.dataflows.care.CareShard.handle_batch` applies them, the lists
+    of the key's care gate merged in care order. ``sid``: the id string of the messages
+    (or of the snapshot).
 
     A :class:`StatefulBatchLogic` by its methods, which Bytewax calls by name, and
     registered as one, but not a subclass: that class has no ``__slots__``, so each of
@@ -688,8 +766,8 @@ StatefulBatchLogic.register(CareKeyLogic)
 #: Each stateful step's logic, by the stage name its snapshots carry.
 _LOGICS: dict[str, Callable[[FlowConfig, bytes], Any]] = {
     "sequence": SequenceLogic, "site": SiteLogic, "frontier": FrontierLogic,
-    "region": RegionLogic, "care": lambda cfg, resume: CareKeys(cfg)(resume),
-    "dispatch": DispatchLogic,
+    "region": RegionLogic, "gate": CareGateLogic,
+    "care": lambda cfg, resume: CareKeys(cfg)(resume), "dispatch": DispatchLogic,
 }
 
 
@@ -730,6 +808,8 @@ def _state_of(logic: Any) -> list[tuple[str, Any]]:
             if not isinstance(sid, str) or not isinstance(care, SubscriberCare):
                 raise TypeError(f"care holds a {type(care).__name__} under a "
                                 f"{type(sid).__name__} key")
+        return []
+    if isinstance(logic, CareGateLogic):  # (its messages: checked as they are thawed)
         return []
     if isinstance(logic, CareKeyLogic):
         if logic.kept is not None and (not isinstance(logic.sid, str) or not isinstance(
@@ -817,6 +897,33 @@ def _bundle(routes: Routes, ordered: bool = True, shard: tuple[int, float] | Non
 #: costs a few calls instead of one per subscriber touched.
 CARE_SHARDS = 64
 _SHARD_KEYS = tuple(f"care-{i:02d}" for i in range(CARE_SHARDS))
+
+
+#: Care keys with recovery: subscribers hashed into this many buckets. Bytewax snapshots
+#: a key's whole state at the end of every epoch it was touched in, so a bucket should be
+#: small (at a million subscribers, 122 each: a snapshot of a few kB); and it keeps ~217
+#: bytes of its own per key, so a key per subscriber costs more than their care state.
+#: Part of a recovery store's layout: changing it strands the state of the old buckets.
+CARE_BUCKETS = 8192
+_BUCKET_KEYS = tuple(f"care-b{i:04d}" for i in range(CARE_BUCKETS))
+
+
+def care_bucket(subscriber_id: str) -> str:
+    """The care key of a subscriber with recovery.
+
+    >>> care_bucket("SUB0000001")
+    'care-b...'
+    """
+    return _BUCKET_KEYS[crc32(subscriber_id.encode()) % CARE_BUCKETS]
+
+
+def is_care_bucket(key: str) -> bool:
+    """Whether a care key of a recovery store is a bucket (else: a subscriber's own).
+
+    >>> is_care_bucket("care-b0042"), is_care_bucket("SUB0000001")
+    (True, False)
+    """
+    return len(key) == 10 and key.startswith("care-b") and key[6:].isdigit()
 
 
 def care_shard(subscriber_id: str) -> str:
@@ -1062,6 +1169,9 @@ def build_flow(source: Source, outputs: Outputs, cfg: FlowConfig,
     care_frontier = op.flat_map("frontier_to_care", frontier,
                                 lambda x: x[1] if x[0] == "care" else ())
     care_keyed = op.merge("care_in", care_from_seq, verdicts, care_frontier)
+    if cfg.durable:  # held by the gates to the frontier, then on to the buckets
+        care_keyed = op.map("unkey_gate", op.stateful_batch(
+            "gate", care_keyed, lambda r: CareGateLogic(cfg, r)), lambda kv: kv[1])
     status = outputs.care_status is not None
     # (a CareKeyLogic is a StatefulBatchLogic by registration, which mypy does not see)
     builder = cast(Callable[[bytes | None], StatefulBatchLogic], CareKeys(cfg, status))

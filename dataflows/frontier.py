@@ -14,11 +14,10 @@ guarantees, each resting on an epoch boundary:
    has left its site.
 2. In an epoch after *e'*, the region keys get ``Frontier(F)``: they take the incidents
    and the verdicts before ``F`` in event-time order (:mod:`forewarn.dataflows.region`)
-   and pass the verdicts on to care. Without recovery, care shards hear of ``F`` an
-   epoch later again and take what they hold before it in event-time order; with it
-   (a care key per subscriber, which no frontier reaches) care acts on what arrives, in
-   the epoch it arrives. Either way, by the end of the epoch care heard of ``F`` (or
-   the region keys did), every action about a time before ``F`` is made.
+   and pass the verdicts on to care. Care shards (with recovery: care gates, which pass
+   what they take on to the buckets that keep care's state, in the same epoch) hear of
+   ``F`` an epoch later again and take what they hold before it in event-time order. By
+   the end of that epoch, every action about a time before ``F`` is made.
 3. In an epoch after that, dispatch gets ``Frontier(F)``: every action about a time before
    ``F`` has reached it, so budgets are granted in event-time order, whatever the batch
    sizes, epochs and worker count (:meth:`forewarn.dataflows.dispatch.Dispatcher.take`).
@@ -72,8 +71,8 @@ class FrontierTracker:
     ``stages``: who hears of a frontier, in order, each an epoch after the one before:
     ``site`` (every site heard of), ``region`` (the keys in ``region_keys``: the
     regional step, which passes verdicts on to care), ``care`` (the keys in
-    ``care_keys``: care shards take what they hold before the frontier in event-time
-    order), ``dispatch``.
+    ``care_keys``: care shards, or with recovery care gates, take what they hold
+    before the frontier in event-time order), ``dispatch``.
     ``owed[i]``: ``(frontier, epoch it became owed)`` for stage ``i``, or None.
     """
 

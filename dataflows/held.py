@@ -11,9 +11,10 @@ strings' pools two-thirds empty, memory the process keeps (about 150 bytes a sub
 of resident memory). So upserts are held as columns (the id reference, the time, the
 shared profile shape, the name's bytes in one buffer), built from the message as it
 arrives (the message is freed with its batch, its blocks reused by the next batch), and
-made a message again when the frontier passes it. Profile deletes are held in the same
-rows (whole): a delete and an upsert of one time and subscriber stay in the order they
-came. Other messages are held as they are.
+made a message again when the frontier passes it. Profile deletes (and upserts not
+slim, as an older record may hold them) are held in the same rows, whole: a delete and
+an upsert of one time and subscriber stay in the order they came. Other messages are
+held as they are.
 
 >>> from forewarn.dataflows.messages import Profiled, profiled
 >>> from forewarn.model import Complaint, Subscriber
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable
+from typing import Any
 
 from forewarn.dataflows.messages import Profiled, profiled
 from forewarn.model import Subscriber
@@ -88,7 +90,7 @@ class Held:
                     named.append(_NAMED)
                     names += name.encode("utf-8", "surrogatepass")
                 ends.append(len(names))
-            elif kind is Subscriber:  # (a delete: rank with the upserts, order kept)
+            elif kind is Subscriber:  # (a delete: ranks with the upserts, order kept)
                 sids.append(m.subscriber_id)
                 at.append(t)
                 shapes.append(m)
@@ -154,6 +156,60 @@ class Held:
         self.sids, self.at, self.shapes = [], array("d"), []
         self.ends, self.names, self.named = array("Q"), bytearray(), bytearray()
         self.taken = 0
+
+    def columns(self) -> dict:
+        """What is held as a record's fields (:func:`~forewarn.dataflows.records.freeze_gate`):
+        the other messages as messages, the rows as their columns, the taken ones left
+        out. The live containers: pickled at once, a snapshot costs the columns' bytes,
+        not a message object per row."""
+        if self.taken:
+            self._compact()
+        return {"others": self.others, "sids": self.sids, "at": self.at,
+                "shapes": self.shapes, "ends": self.ends, "names": self.names,
+                "named": self.named}
+
+    @classmethod
+    def of_columns(cls, data: dict) -> Held:
+        """The messages :meth:`columns` gave, held again; ``ValueError`` (what is wrong)
+        unless the columns are of their kinds and agree."""
+        held = cls()
+        others: Any = data.get("others", [])
+        sids: Any = data.get("sids", [])
+        at: Any = data.get("at", array("d"))
+        shapes: Any = data.get("shapes", [])
+        ends: Any = data.get("ends", array("Q"))
+        names: Any = data.get("names", b"")
+        named: Any = data.get("named", b"")
+        if type(others) is not list or type(sids) is not list or type(shapes) is not list:
+            raise ValueError("its others, ids or shapes are not lists")
+        if not (type(at) is array and at.typecode == "d" and type(ends) is array
+                and ends.typecode == "Q"):
+            raise ValueError("its times or name ends are not arrays of their kinds")
+        if type(names) not in (bytes, bytearray) or type(named) not in (bytes, bytearray):
+            raise ValueError("its names or kinds are not bytes")
+        n = len(sids)
+        if not len(at) == len(shapes) == len(ends) == len(named) == n:
+            raise ValueError(f"its columns are of different lengths ({n} ids)")
+        start = 0
+        for r in range(n):
+            kind, shape, end = named[r], shapes[r], ends[r]
+            if type(sids[r]) is not str or type(shape) is not Subscriber:
+                raise ValueError(f"row {r} is not an id and a profile shape")
+            if not start <= end <= len(names) or (kind != _NAMED and end != start):
+                raise ValueError(f"row {r}'s name is out of its buffer")
+            if kind == _NAMED:
+                names[start:end].decode("utf-8", "surrogatepass")  # (raises if not)
+            elif kind == _WHOLE and (shape.subscriber_id != sids[r] or shape.at != at[r]):
+                raise ValueError(f"row {r} is a whole record of another id or time")
+            elif kind not in (_NAMELESS, _NAMED, _WHOLE):
+                raise ValueError(f"row {r} is of no kind ({kind})")
+            start = end
+        held.others = others
+        held.sids, held.at, held.shapes = sids, at, shapes
+        held.ends, held.names, held.named = ends, bytearray(names), bytearray(named)
+        least = min((m.at for m in others), default=INF)
+        held.least = min(least, min(at)) if n else least
+        return held
 
     def _compact(self) -> None:
         """The rows not taken, in their order, in fresh columns: the old columns'

@@ -1,16 +1,17 @@
 """Each stage's snapshot: a small versioned record of its state, never its configuration.
 
-A record is ``(stage, version, data)``: the flow step that keeps the state (``sequence``,
-``site``, ``frontier``, ``region``, ``care``, ``dispatch``), the version of that stage's
-record format, and ``data``, a dict of the state's own fields. What a stage is *given*
-is not in it: the run's configuration (``FlowConfig``: the rulebook, ``--lateness``, the
-tick, the input shard count, whether models run and anchors are learnt, recovery on or
-off) and what is derived from it. A resumed stage is rebuilt from its record plus the
-configuration of the run that resumes it, so the command line always wins. Snapshot
-bytes are :func:`forewarn.safe_pickle.dump_record`'s: the header names the stage and its
-version, and the data is a pickle that names only Forewarn's state classes (nested
-objects such as a site's open incidents, a sequencer's rows, a care state, stay objects
-of those classes, each restoring older versions of itself with
+A record is ``(stage, version, data)``: the flow step that keeps the state
+(``sequence``, ``site``, ``frontier``, ``region``, ``gate``, ``care``,
+``dispatch``), the version of that stage's record format, and ``data``, a dict of the
+state's own fields. What a stage is *given* is not in it: the run's configuration
+(``FlowConfig``: the rulebook, ``--lateness``, the tick, the input shard count, whether
+models run and anchors are learnt, recovery on or off) and what is derived from it. A
+resumed stage is rebuilt from its record plus the configuration of the run that resumes
+it, so the command line always wins. Snapshot bytes are
+:func:`forewarn.safe_pickle.dump_record`'s: the header names the stage and its version,
+and the data is a pickle that names only Forewarn's state classes (nested objects such
+as a site's open incidents, a sequencer's rows, a care state, stay objects of those
+classes, each restoring older versions of itself with
 :func:`~forewarn.dataflows.state.restore_fields`).
 
 Per stage, one function builds the record from the live object (``freeze_<stage>``),
@@ -42,12 +43,15 @@ from forewarn.dataflows.anchors import Anchors
 from forewarn.dataflows.care import CareShard, Known, Profile, SubscriberCare
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.held import Held
 from forewarn.dataflows.members import Members
 from forewarn.dataflows.merge import ShardMerge
+from forewarn.dataflows.messages import DropNote, Escalation, Impact, Profiled, Restored
 from forewarn.dataflows.region import RegionShard
 from forewarn.dataflows.sequencer import Sequencer
 from forewarn.dataflows.site import SiteCorrelator
 from forewarn.dataflows.state import SAMPLE, check_kinds
+from forewarn.model import Complaint, Subscriber
 from forewarn.rules.rulebook import Rulebook
 from forewarn.safe_pickle import UnsafePickle, dump_record, read_record
 
@@ -59,6 +63,7 @@ __all__ = [
     "freeze_care",
     "freeze_dispatch",
     "freeze_frontier",
+    "freeze_gate",
     "freeze_region",
     "freeze_sequence",
     "freeze_site",
@@ -67,6 +72,7 @@ __all__ = [
     "thaw_care_known",
     "thaw_dispatch",
     "thaw_frontier",
+    "thaw_gate",
     "thaw_region",
     "thaw_sequence",
     "thaw_site",
@@ -341,6 +347,10 @@ def thaw_frontier(blob: bytes, fresh: FrontierTracker) -> FrontierTracker:
     """``fresh``: the tracker this run would start with (its configuration)."""
     data = load("frontier", blob)
     _fill(fresh, data, _FRONTIER_OWN, "frontier")
+    if len(fresh.owed) == len(fresh.stages) - 1 and "care" in fresh.stages:
+        # a run with recovery told care of no frontier before care had gates: the gates
+        # are owed nothing, and hear of the next one (as they start empty)
+        fresh.owed.insert(fresh.stages.index("care"), None)
     if len(fresh.owed) != len(fresh.stages):
         raise UnsafePickle(f"the frontier in the snapshot owes {len(fresh.owed)} stages; "
                            f"this run has {len(fresh.stages)} ({', '.join(fresh.stages)})")
@@ -462,6 +472,47 @@ def _care_v1(old: Any) -> dict:
     return data
 
 
+# ---- care gate: the messages it holds until the frontier passes them (with recovery) -----
+# Given: nothing. Kept: the held messages, profiles as the columns they are held in
+# (forewarn.dataflows.held).
+
+#: What care is sent: profiles (an upsert slim, a delete whole) and complaints from the
+#: sequencer, verdicts from the sites.
+_CARE_MESSAGES = (Profiled, Subscriber, Complaint, Impact, Restored, Escalation, DropNote)
+
+
+def freeze_gate(held: Held) -> bytes:
+    """A care gate's record: what it holds (:meth:`Held.columns`)."""
+    return _dump("gate", held.columns())
+
+
+def thaw_gate(blob: bytes) -> Held:
+    """What a care gate held, each message checked to be a care message with an id and
+    a time, and the rows' columns to agree (a wrong one would fail inside the flow, at
+    the frontier that passes it)."""
+    data = load("gate", blob)
+    for i, msg in enumerate(_expect(data.get("others", []), list, "care gate's messages")):
+        if type(msg) not in _CARE_MESSAGES or type(getattr(msg, "subscriber_id", None)) \
+                is not str or type(getattr(msg, "at", None)) is not float:
+            raise UnsafePickle(f"care gate's held message {i} in the snapshot is a "
+                               f"{type(msg).__name__} that is not a care message with a "
+                               f"subscriber and a time")
+        if i < SAMPLE:
+            check_kinds(msg, f"care gate's held message {i}")
+    try:
+        return Held.of_columns(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnsafePickle(f"care gate's held profiles in the snapshot do not fit: "
+                           f"{exc}") from None
+
+
+def _gate_v1(old: Any) -> dict:
+    """Version 1, every stage's object pickled whole, is older than care gates: none
+    was ever written."""
+    raise UnsafePickle(f"it is a care gate's state as a bare {type(old).__name__}, which "
+                       f"no Forewarn writes")
+
+
 # ---- dispatch: budgets and the propensity model ---------------------------------------------
 # Given: the rulebook and whether models run (at each call). Kept: every field, the
 # propensity model as its own compact snapshot (PropensityModel.to_bytes). A warm start
@@ -488,5 +539,7 @@ FORMATS: dict[str, StageFormat] = {f.stage: f for f in (
     StageFormat("frontier", frozenset(_FRONTIER_OWN), (_frontier_v1, _frontier_v2)),
     StageFormat("region", frozenset(_REGION.own), (_REGION.from_object, _region_v2)),
     StageFormat("care", frozenset({"subscribers", "held"}), (_care_v1, _care_v2)),
+    StageFormat("gate", frozenset({"others", "sids", "at", "shapes", "ends", "names",
+                                   "named"}), (_gate_v1,)),
     StageFormat("dispatch", frozenset(_DISPATCH.own), (_DISPATCH.from_object,)),
 )}

@@ -12,8 +12,10 @@ The state is the pure stages' after the first half of a small simulated network:
 sequencer and every site (as the flow freezes them: records without configuration), a
 care shard fed the sites' verdicts, dispatch fed the actions, a region shard fed the
 sites' incidents and the frontier step fed the sequencer's progress (the last two from
-the set ``v2`` on). The set ``v1`` holds the stages' objects pickled whole (snapshot
-format 1), what the flow wrote before records.
+the set ``v2`` on), and what a care gate would hold: the care messages of the last batch
+(from the set ``v2-care3-frontier3-region3-sequence3-site3`` on). The set ``v1`` holds
+the stages' objects pickled whole (snapshot format 1), what the flow wrote before
+records.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from forewarn.dataflows.care import CareShard, care_order
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.flow import _decode_batch
 from forewarn.dataflows.frontier import FrontierTracker
+from forewarn.dataflows.held import Held
 from forewarn.dataflows.messages import Frontier, Progress
 from forewarn.dataflows.region import REGION_KEYS, RegionShard
 from forewarn.dataflows.sequencer import Routes, Sequencer
@@ -59,6 +62,7 @@ class Stages:
         self.actions: list = []
         self.grouped: list = []  # the region shard's outputs
         self.frontiers: list = []  # the frontier step's
+        self.gated: list = []  # care messages of the last batch with any: what a gate holds
 
     def feed(self, part: list[bytes], end: bool = False) -> None:
         for i in range(0, len(part), BATCH):
@@ -80,6 +84,8 @@ class Stages:
             for tag, item in site.handle_batch(msgs):
                 (to_care if tag == "care" else incidents).append(item)
         self.incidents += incidents
+        if to_care:
+            self.gated = to_care
         out = self.care.handle_batch(sorted(to_care, key=care_order), self.book)
         self.actions += self.dispatch.take(out + [Frontier(float("inf"))], self.book)
         mark = self.seq.watermark if self.seq.watermark is not None else float("-inf")
@@ -95,7 +101,8 @@ class Stages:
                  "care": records.freeze_care(self.care, []),
                  "dispatch": records.freeze_dispatch(self.dispatch),
                  "region": records.freeze_region(self.region),
-                 "frontier": records.freeze_frontier(self.frontier)}
+                 "frontier": records.freeze_frontier(self.frontier),
+                 "gate": records.freeze_gate(Held(self.gated))}
         for site_id, site in sorted(self.sites.items()):
             snaps[f"site-{site_id}"] = records.freeze_site(site, [])
         return snaps
@@ -114,6 +121,8 @@ class Stages:
             self.region = records.thaw_region(blob("region"))
             self.frontier = records.thaw_frontier(
                 blob("frontier"), FrontierTracker(region_keys=REGION_KEYS))
+        if (where / "gate.bin").exists():
+            self.gated = records.thaw_gate(blob("gate")).messages()
         for f in sorted(where.glob("site-*.bin")):
             site, pending, merge = records.thaw_site(f.read_bytes(), book=self.book)
             assert site is not None and pending == [] and merge is None
@@ -129,16 +138,19 @@ def set_name() -> str:
 
 
 def write(root: Path = ROOT) -> Path:
-    """Write the current formats' set, unless it exists."""
+    """Write the current formats' set, unless it exists; in a set that exists, only the
+    files of stages newer than it (a stage's first record: its set is the current one)."""
     where = root / set_name()
-    if where.exists():
-        raise SystemExit(f"{where} exists: a format's snapshots are never rewritten (a new "
-                         "set comes with a new version of a stage's record)")
     stream = lines()
     stages = Stages()
     stages.feed(stream[:len(stream) // 2])
-    where.mkdir(parents=True)
-    for name, blob in stages.snapshots().items():
+    new = {name: blob for name, blob in stages.snapshots().items()
+           if not (where / f"{name}.bin").exists()}
+    if where.exists() and (not new or any(n.startswith("site-") for n in new)):
+        raise SystemExit(f"{where} exists: a format's snapshots are never rewritten (a new "
+                         "set comes with a new version of a stage's record)")
+    where.mkdir(parents=True, exist_ok=True)
+    for name, blob in new.items():
         (where / f"{name}.bin").write_bytes(blob)
     return where
 

@@ -13,7 +13,7 @@ import pytest
 from bytewax.operators import StatefulBatchLogic
 
 from forewarn.dataflows import records
-from forewarn.dataflows.care import CareShard, SubscriberCare, known_of
+from forewarn.dataflows.care import CareShard, SubscriberCare, care_order, known_of
 from forewarn.dataflows.flow import CareKeyLogic, CareKeys, CareLogic, FlowConfig, check_resume
 from forewarn.dataflows.messages import Escalation, IncidentFacts, Restored
 from forewarn.model import Complaint, Subscriber
@@ -111,7 +111,7 @@ def test_a_care_shard_decides_and_keeps_what_a_dict_of_objects_does(
 def test_a_subscribers_own_key_decides_and_keeps_what_a_dict_of_objects_does():
     """With recovery: each subscriber's messages to their own key, the key dropped when
     nothing is left, resumed from its snapshot."""
-    keys = CareKeys(FlowConfig(book=BOOK, durable=True))
+    keys = CareKeys(FlowConfig(book=BOOK, durable=True, care_per_subscriber=True))
     for seed in range(150):
         rnd = random.Random(seed)
         model = Model()
@@ -147,7 +147,7 @@ def test_a_subscribers_own_key_decides_and_keeps_what_a_dict_of_objects_does():
 
 
 def test_a_key_of_its_own_keeps_the_id_string_of_its_messages():
-    keys = CareKeys(FlowConfig(book=BOOK, durable=True))
+    keys = CareKeys(FlowConfig(book=BOOK, durable=True, care_per_subscriber=True))
     sid = "".join(["U", "7"])  # (a string of its own, not an interned constant)
     logic = keys(None)
     logic.on_batch([[upsert(sid)]])
@@ -215,3 +215,141 @@ def test_every_profile_of_a_record_is_checked_in_outline_not_only_the_first_few(
     blob = records._dump("care", {"subscribers": known})
     with pytest.raises(UnsafePickle, match="care's subscriber 4 in the snapshot"):
         check_resume(FlowConfig(book=BOOK, durable=True), "care", blob)
+
+
+def test_with_recovery_subscribers_share_buckets_and_a_store_of_own_keys_keeps_them():
+    """Recovery keys care by bucket (a key per subscriber costs Bytewax ~217 bytes of its
+    own); a store written with a key per subscriber is resumed with one."""
+    from forewarn.dataflows.flow import (
+        CARE_BUCKETS,
+        care_bucket,
+        care_shard,
+        is_care_bucket,
+    )
+    cfg = FlowConfig(book=BOOK, durable=True)
+    sids = [f"SUB{i:07d}" for i in range(100_000)]
+    keys = {cfg.care_state_key(sid) for sid in sids}
+    assert keys == {care_bucket(sid) for sid in sids} and all(map(is_care_bucket, keys))
+    assert len(keys) == CARE_BUCKETS  # (a hundred thousand: every bucket in use)
+    # messages go to the care shards' keys (gates, with recovery), whatever the layout
+    assert all(cfg.care_key(sid) == care_shard(sid) for sid in sids[:100])
+    legacy = FlowConfig(book=BOOK, durable=True, care_per_subscriber=True)
+    assert legacy.care_state_key("U7") == "U7" and legacy.care_key("U7") == care_shard("U7")
+    assert type(CareKeys(cfg)(None)) is CareLogic
+    assert not is_care_bucket("SUB0000001") and not is_care_bucket("care-07")
+
+
+def test_a_bucket_decides_and_keeps_what_a_dict_of_objects_does_through_its_snapshots():
+    """With recovery, a bucket applies its subscribers' messages as they come (several
+    lists of one batch merged in care order) and resumes from its snapshot whole; it
+    is dropped once no subscriber in it has anything left."""
+    cfg = FlowConfig(book=BOOK, durable=True)
+    for seed in range(60):
+        rnd = random.Random(seed)
+        model = Model()
+        logic: CareLogic | CareKeyLogic | None = None
+        k = 0
+        for _ in range(rnd.randint(1, 12)):
+            lists = []
+            for _ in range(rnd.randint(1, 3)):
+                msgs = sorted((message(rnd, k + i) for i in range(rnd.randint(1, 6))),
+                              key=care_order)
+                k += len(msgs)
+                lists.append(msgs)
+            logic = logic or CareKeys(cfg)(None)
+            out, drop = logic.on_batch(lists)
+            merged = lists[0] if len(lists) == 1 else sorted(
+                (m for msgs in lists for m in msgs), key=care_order)
+            assert out == model.handle(merged), seed
+            assert drop == (not model.subs), seed
+            if drop:
+                logic = None
+                continue
+            if rnd.random() < 0.4:
+                blob = logic.snapshot()
+                assert blob is not None
+                check_resume(cfg, "care", blob)
+                logic = CareKeys(cfg)(blob)
+                assert type(logic) is CareLogic
+            assert isinstance(logic, CareLogic)
+            assert kept(logic.shard.known()) == model.known(), seed
+
+
+def test_a_store_keeps_care_per_subscriber_when_its_care_keys_are_not_buckets(tmp_path):
+    import sqlite3
+
+    from forewarn.connectors.kafka_run import care_keyed_per_subscriber
+
+    def store(name: str, *care_keys: str):
+        d = tmp_path / name
+        d.mkdir()
+        conn = sqlite3.connect(d / "part-0.sqlite3")
+        conn.execute("CREATE TABLE snaps (step_id, state_key, snap_epoch, ser_change)")
+        conn.executemany("INSERT INTO snaps VALUES (?, ?, 1, NULL)",
+                         [("forewarn.care", k) for k in care_keys]
+                         + [("forewarn.site", "S1"), ("forewarn.input", "SUB0000001")])
+        conn.commit()
+        conn.close()
+        return d
+
+    assert care_keyed_per_subscriber(store("old", "care-b0001", "SUB0000001"))
+    assert not care_keyed_per_subscriber(store("buckets", "care-b0001", "care-b8191"))
+    assert not care_keyed_per_subscriber(store("no-care-yet"))
+    empty = tmp_path / "new"
+    empty.mkdir()
+    assert not care_keyed_per_subscriber(empty)
+
+
+def test_a_gate_passes_on_what_the_frontier_passed_in_care_order_to_each_key():
+    """With recovery, a care gate holds its subscribers' messages, from the sequencer and
+    the sites in any arrival order and batching, until a frontier passes them; then
+    each state key gets one list in care order. Whatever the cuts, a key applies the
+    same messages in the same order."""
+    from forewarn.dataflows.flow import CareGateLogic
+    from forewarn.dataflows.messages import Frontier
+    cfg = FlowConfig(book=BOOK, durable=True)
+    for seed in range(40):
+        rnd = random.Random(seed)
+        msgs = [message(rnd, k) for k in range(rnd.randint(5, 40))]
+        want: dict[str, list] = {}
+        for m in sorted(msgs, key=care_order):
+            want.setdefault(cfg.care_state_key(m.subscriber_id), []).append(m)
+        # the sequencer's records in their order (one shard), the sites' verdicts in any
+        records_ = [m for m in msgs if isinstance(m, Subscriber | Complaint)]
+        verdicts = [m for m in msgs if not isinstance(m, Subscriber | Complaint)]
+        rnd.shuffle(verdicts)
+        arrival = []
+        while records_ or verdicts:
+            side = records_ if records_ and (not verdicts or rnd.random() < 0.5) else verdicts
+            arrival.append(side.pop(0))
+        gate = CareGateLogic(cfg, None)
+        got: dict[str, list] = {}
+        times = sorted({m.at for m in msgs})
+        frontiers = sorted(rnd.sample(times, min(3, len(times)))) + [times[-1] + 1.0]
+        for f in frontiers:
+            # what the frontier rests on has arrived before it (some of the rest, too)
+            cut = max((n + 1 for n, m in enumerate(arrival) if m.at < f), default=0)
+            cut = rnd.randint(cut, len(arrival))
+            batch, arrival = arrival[:cut], arrival[cut:]
+            for j in range(0, len(batch), 3):
+                out, _ = gate.on_batch([batch[j:j + 3]])
+                assert out == []  # (nothing passes before its frontier)
+            if rnd.random() < 0.5:
+                blob = gate.snapshot()
+                check_resume(cfg, "gate", blob)
+                gate = CareGateLogic(cfg, blob)
+            out, drop = gate.on_batch([Frontier(f)])
+            for key, box in out:
+                assert box == sorted(box, key=care_order)
+                got.setdefault(key, []).extend(box)
+        assert got == want, seed
+        assert drop and not gate.held
+
+
+def test_a_gates_snapshot_of_something_else_than_care_messages_is_refused():
+    from forewarn.safe_pickle import UnsafePickle
+    for held, why in (([("U1", 60.0)], "a tuple"),
+                      ([Complaint("K1", "U1", "noon", "other")], "a Complaint")):
+        blob = records._dump("gate", {"others": held})
+        with pytest.raises(UnsafePickle, match=why):
+            check_resume(FlowConfig(book=BOOK, durable=True), "gate", blob)

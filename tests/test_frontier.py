@@ -160,10 +160,14 @@ def test_the_tracker_survives_a_snapshot():
 
 
 def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
-    """Without recovery: sites, then the region keys (which pass verdicts on to care),
-    then every care shard, then dispatch; with recovery (a care key per subscriber, which
-    no frontier reaches) sites, then the region keys, then dispatch."""
-    logic = FrontierLogic(FlowConfig(book=load_rulebook()), None)
+    """Sites, then the region keys (which pass verdicts on to care), then every care
+    shard (with recovery: care gate), then dispatch."""
+    for durable in (False, True):
+        _asks_while_owed(FrontierLogic(FlowConfig(book=load_rulebook(), durable=durable),
+                                       None))
+
+
+def _asks_while_owed(logic: FrontierLogic) -> None:
     assert logic.notify_at() is None
     assert logic.on_batch([Progress(0, 100.0, ("S1",))]) == ([], False)
     assert logic.notify_at() is not None
@@ -180,14 +184,22 @@ def test_the_frontier_step_asks_to_be_called_while_something_is_owed():
     assert logic.on_notify() == ([("dispatch", Frontier(100.0))], False)
     assert logic.notify_at() is None
 
-    durable = FrontierLogic(FlowConfig(book=load_rulebook(), durable=True), None)
-    durable.on_batch([Progress(0, 100.0, ("S1",))])
-    durable.snapshot()
-    assert durable.on_notify()[0] == [("site", [("S1", Frontier(100.0))])]
-    durable.snapshot()
-    assert durable.on_notify()[0] == [("region", [(k, Frontier(100.0)) for k in REGION_KEYS])]
-    durable.snapshot()
-    assert durable.on_notify()[0] == [("dispatch", Frontier(100.0))]
+
+def test_a_frontier_with_recovery_from_before_care_gates_owes_them_nothing():
+    """A run with recovery told care of no frontier before care had gates: its record
+    owes three stages; resumed, the gates are owed nothing and dispatch what it was."""
+    old = FrontierTracker(region_keys=REGION_KEYS)  # (site, region, dispatch)
+    old.take(Progress(0, 100.0, ("S1",)))
+    old.end_epoch()
+    old.due()  # the sites hear of 100
+    old.end_epoch()
+    old.due()  # the region keys
+    logic = FrontierLogic(FlowConfig(book=load_rulebook(), durable=True),
+                          records.freeze_frontier(old))
+    assert logic.tracker.stages == ("site", "region", "care", "dispatch")
+    assert [o is None for o in logic.tracker.owed] == [True, True, True, False]
+    logic.snapshot()
+    assert logic.on_notify()[0] == [("dispatch", Frontier(100.0))]
 
 
 # -- a site's outbox ----------------------------------------------------------------------

@@ -260,7 +260,21 @@ def test_a_record_of_the_wrong_shape_is_refused_before_the_run(store: Store,
 
 
 def test_care_key_is_not_shown_in_a_refusal(store: Store) -> None:
+    """Care keys are buckets (``care-bNNNN``), named; in a store of earlier versions a
+    care key is a subscriber id, which a refusal never shows: it names the row."""
     part = _plant(store.dir, "forewarn.care", pickle.dumps(_Payload("true")))
+    with pytest.raises(RecoveryStoreError) as refused:
+        check_store(store.dir)
+    assert str(part) in str(refused.value) and "SUB" not in str(refused.value)
+    assert "'care-b" in str(refused.value)
+    conn = sqlite3.connect(part)
+    try:  # (the planted row's key made a subscriber's id, as earlier versions keyed care)
+        conn.execute("UPDATE snaps SET state_key = 'SUB0000042' WHERE rowid = (SELECT rowid "
+                     "FROM snaps WHERE step_id = 'forewarn.care' AND ser_change = ?)",
+                     (pickle.dumps(_Payload("true")),))
+        conn.commit()
+    finally:
+        conn.close()
     with pytest.raises(RecoveryStoreError) as refused:
         check_store(store.dir)
     assert str(part) in str(refused.value) and "SUB" not in str(refused.value)

@@ -38,6 +38,8 @@ def test_stages_restored_from_a_set_go_on_as_if_they_never_stopped(where: Path):
     assert restored.incidents == straight.incidents[before[0]:]
     assert restored.actions == straight.actions[before[1]:]
     assert len(restored.actions) > 10, "the second half must act for this to mean anything"
+    if (where / "gate.bin").exists():  # (what a care gate holds, with recovery)
+        assert restored.gated, "the set's gate must hold messages to mean anything"
     if (where / "region.bin").exists():  # (sets from v2 on)
         assert restored.grouped == straight.grouped[before[2]:]
         assert restored.frontiers == straight.frontiers[before[3]:]
@@ -45,7 +47,7 @@ def test_stages_restored_from_a_set_go_on_as_if_they_never_stopped(where: Path):
 
 
 _STAGE_OF = {"sequencer": "sequence", "care": "care", "dispatch": "dispatch",
-             "region": "region", "frontier": "frontier"}
+             "region": "region", "frontier": "frontier", "gate": "gate"}
 
 
 @pytest.mark.parametrize("where", SETS, ids=[p.name for p in SETS])

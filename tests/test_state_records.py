@@ -15,6 +15,7 @@ from forewarn.dataflows import records
 from forewarn.dataflows.care import CareShard
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.flow import (
+    CareGateLogic,
     CareKeys,
     DispatchLogic,
     FlowConfig,
@@ -152,6 +153,7 @@ def test_every_stage_writes_its_current_record_version():
     site.on_batch([("S1", [])])
     blobs = {"sequence": _sequencer(cfg, 500).snapshot(), "site": site.snapshot(),
              "care": CareKeys(cfg)(None).snapshot(),
+             "gate": CareGateLogic(cfg, None).snapshot(),
              "dispatch": DispatchLogic(cfg, None).snapshot(),
              "region": RegionLogic(cfg, None).snapshot(),
              "frontier": FrontierLogic(cfg, None).snapshot()}
@@ -283,6 +285,8 @@ RECORD_SHAPES = {
         frontier groups held verdicts"""),
     "care": (3, """
         held subscribers"""),
+    "gate": (2, """
+        at ends named names others shapes sids"""),
     "dispatch": (2, """
         clock compensations contacts exposures frontier held model sends swept"""),
 }
