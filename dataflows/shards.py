@@ -152,6 +152,8 @@ def owner(line: bytes, shards: int, partitioner: str = "crc32") -> int | None:
     if not isinstance(rec, dict):
         return None
     kind = rec.get("type")
+    if not isinstance(kind, str):  # a list or object is unhashable: the codec refuses it
+        return None
     key = rec.get("subscriber_id") if kind in SUBSCRIBER_TYPES else (
         rec.get("cell_id") if kind == "kpi" else None)
     return part(key.encode(), shards) if isinstance(key, str) else None

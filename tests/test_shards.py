@@ -83,6 +83,22 @@ def test_an_id_with_an_escape_is_read_as_json_would_read_it():
     assert owner(b'{"type":"location","subscriber_id": null}', 7) is None
 
 
+@pytest.mark.parametrize("kind", [b"[]", b'["location"]', b'{"a":1}', b"17", b"null"])
+def test_a_type_that_is_not_a_string_goes_to_every_shard(kind):
+    line = b'{"type":%s,"subscriber_id":"U1","cell_id":"C1"}' % kind
+    assert owner(line, 2) is None
+
+
+def test_a_record_whose_type_is_a_list_is_a_dead_letter_with_two_shards():
+    s = Scenario().site("S1")
+    s.lines.append(b'{"type":["location"],"subscriber_id":"U1","cell_id":"S1-C1",'
+                   b'"event_time":"2026-11-23T08:00:00Z"}')
+    for i in range(3):
+        s.seen(f"U{i}", "S1-C1", 1 + i)
+    got = run_collect(s.lines, load_rulebook(), partitions=2)
+    assert [orjson.loads(d)["code"] for d in got.dead_letters] == ["unknown_type"]
+
+
 # -- a site's merge ------------------------------------------------------------------------
 
 
