@@ -295,12 +295,16 @@ class Sequencer:
         order (the common case: not behind the watermark or the buffer, within 7
         days) is held as it comes and released once, at its end: taking record
         ``i`` would release everything up to ``max(watermark, at_i - lateness)``,
-        and for records in order the last of those bounds covers the others.
+        and for records in order the last of those bounds covers the others. A
+        record that brings the stream within reach of a held one is taken alone,
+        as :meth:`take` would apply the held one right after it (not where a run,
+        or a batch, happens to end).
         """
         pending = self._pending
         top = None  # stream time of the last record of the current run in order
         reach = self.lateness_s + self.ahead_s  # past watermark + reach: ahead
         run_from = 0  # len(pending) when the run began
+        ahead = self.ahead  # held records: one that comes within reach ends the run
         for batch in batches:
             for item in batch:
                 if type(item) is DeadLetter:
@@ -309,7 +313,8 @@ class Sequencer:
                 at = item[3]
                 watermark = self.watermark
                 if (at is not None and watermark is not None and at >= watermark
-                        and at - watermark <= reach and (not pending or pending[-1][3] <= at)):
+                        and at - watermark <= reach and (not pending or pending[-1][3] <= at)
+                        and (not ahead or ahead[0][3] > at + reach)):
                     if top is None:
                         run_from = len(pending)
                     pending.append(item)

@@ -62,6 +62,24 @@ def test_a_record_ahead_is_held_until_the_stream_comes_within_reach():
         assert seq.watermark == 590.0 and seq.ahead == [] and not out.dead
 
 
+def test_a_held_record_is_applied_where_one_by_one_would_apply_it_whatever_the_batch():
+    # X's clock is 1000 s fast; V's positions come every 10 s. Taken one by one, X's
+    # record is applied once the stream comes within reach of it (at 900); a batch must
+    # apply it at the same place in V's positions, not where a run in order happens to end
+    items = [_pos(1000.0, "X")] + [_pos(float(t), "V") for t in range(10, 1201, 10)]
+    one, one_out = _started(ahead_s=100.0)
+    for item in items:
+        one.take_batch([[item]], one_out)
+    sids = [m[0] for m in one_out.sites["S1"] if type(m) is tuple]
+    assert sids.index("X") == 91  # U at 0, V at 10 ... 900, then X
+    for n in (7, 50, len(items)):
+        many, many_out = _started(ahead_s=100.0)
+        for i in range(0, len(items), n):
+            many.take_batch([items[i:i + n]], many_out)
+        assert many_out.sites == one_out.sites, n
+        assert _state(many) == _state(one), n
+
+
 def test_a_record_exactly_at_the_reach_is_not_held():
     seq, out = _started(ahead_s=100.0, lateness_s=30.0)
     seq.take(*_pos(130.0)[2::-1], 130.0, out)  # 0 + 30 + 100: not past the reach
