@@ -1020,8 +1020,10 @@ class CareShard:
             else:
                 self.subscribers[sid] = care
 
-    def handle_batch(self, msgs: list, book: Rulebook, status: bool = False) -> list[CareOut]:
-        """Apply messages in :func:`order_key` order; return what they make due."""
+    def handle_batch(self, msgs: Iterable, book: Rulebook, status: bool = False
+                     ) -> list[CareOut]:
+        """Apply messages in :func:`order_key` order (taken one at a time: an iterator
+        does); return what they make due."""
         out: list[CareOut] = []
         subs, rows = self.subscribers, self.profiles
         find = rows.index.find  # (the table keeps its index object: good for the batch)

@@ -50,10 +50,11 @@ import pickle
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import chain, islice
+from operator import itemgetter
 from typing import Any, cast
 from zlib import crc32
 
@@ -81,7 +82,7 @@ from forewarn.dataflows.care import (
 )
 from forewarn.dataflows.dispatch import Dispatcher
 from forewarn.dataflows.frontier import FrontierTracker
-from forewarn.dataflows.held import Held
+from forewarn.dataflows.held import Held, flatten
 from forewarn.dataflows.merge import ShardMerge
 from forewarn.dataflows.messages import Decoded, Frontier, Progress, ShardBatch
 from forewarn.dataflows.placement import Placement, route_keys
@@ -570,8 +571,9 @@ class CareGateLogic(StatefulBatchLogic):
     of every frontier (it would be snapshotted at every epoch); the gates can, and
     their state is only what is in flight. So care takes a subscriber's messages from
     several sites and from the sequencer in one order, whatever the arrival order, as
-    care shards do without recovery: ``(key, [message, ...])`` out, the lists of one
-    gate reaching a key in the order they were released, each after the one before.
+    care shards do without recovery: ``(key, (frontier, [item, ...]))`` out, an item a
+    message or a :class:`~forewarn.dataflows.held.ProfileRun`; a key takes its gate's
+    lists in the order of their frontiers (:func:`_in_order`), each after the one before.
     """
 
     def __init__(self, cfg: FlowConfig, resume: bytes | None) -> None:
@@ -588,21 +590,9 @@ class CareGateLogic(StatefulBatchLogic):
                 held.add(msgs)
         return out, not held
 
-    def _release(self, frontier: float) -> list[tuple[str, list]]:
-        ready = self.held.take_before(frontier)
-        if not ready:
-            return []
-        ready.sort(key=care_order)
-        key_of = self.cfg.care_state_key
-        boxes: dict[str, list] = {}
-        for msg in ready:
-            key = key_of(msg.subscriber_id)
-            box = boxes.get(key)
-            if box is None:
-                boxes[key] = [msg]
-            else:
-                box.append(msg)
-        return list(boxes.items())
+    def _release(self, frontier: float) -> list[tuple[str, tuple[float, list]]]:
+        return [(key, (frontier, items)) for key, items in
+                self.held.take_runs_before(frontier, self.cfg.care_state_key)]
 
     def on_eof(self) -> tuple[list, bool]:
         return self._release(INF), False
@@ -631,7 +621,9 @@ class CareKeys:
     def __call__(self, resume: bytes | None) -> CareLogic | CareKeyLogic:
         per_subscriber = self.cfg.durable and self.cfg.care_per_subscriber
         if not resume:
-            return CareKeyLogic(self) if per_subscriber else CareLogic(self, CareShard(), Held())
+            if per_subscriber:
+                return CareKeyLogic(self)
+            return CareLogic(self, CareShard(), [] if self.cfg.durable else Held())
         saved, held = thaw_care_known(resume)
         if per_subscriber and len(saved) <= 1 and not held:
             for sid, care in saved.items():
@@ -640,29 +632,30 @@ class CareKeys:
             return CareKeyLogic(self)
         shard = CareShard()
         shard.restore(saved)
-        return CareLogic(self, shard, Held(held))
+        return CareLogic(self, shard, held if self.cfg.durable else Held(held))
 
 
 class CareLogic(StatefulBatchLogic):
     """One care key's :class:`~forewarn.dataflows.care.CareShard`: a shard of the
-    subscribers (see :func:`care_shard`), or with recovery a snapshot's several.
+    subscribers (see :func:`care_shard`), or with recovery a bucket of them
+    (:func:`care_bucket`).
 
-    ``values`` are lists of messages (one per sequencer batch, one per verdict), each
-    in :func:`~forewarn.dataflows.care.order_key` order already. Without recovery, care shards
-    hold them until the frontier step's :class:`Frontier` says every message before a
-    time has arrived, then take those in :func:`~forewarn.dataflows.care.care_order`: a
-    subscriber hears of verdicts from several sites, and what care decides from several
-    (a drop apology, cooldowns and caps across incidents) must not depend on which
-    arrived first. With recovery (buckets, which no frontier reaches: each would be
-    snapshotted at every epoch), several lists are merged as they come; a subscriber's
-    care keeps a profile from after an incident aside until its time
-    (:class:`~forewarn.dataflows.care.SubscriberCare`), so that arrival order does not
-    change what it decides.
+    Without recovery, ``values`` are lists of messages (one per sequencer batch, one per
+    verdict), each in :func:`~forewarn.dataflows.care.order_key` order already, and
+    frontiers: care shards hold the messages (``held``, a
+    :class:`~forewarn.dataflows.held.Held`) until the frontier step's :class:`Frontier`
+    says every message before a time has arrived, then take those in
+    :func:`~forewarn.dataflows.care.care_order`: a subscriber hears of verdicts from
+    several sites, and what care decides from several (a drop apology, cooldowns and
+    caps across incidents) must not depend on which arrived first. With recovery, a
+    bucket takes what its care gate (:class:`CareGateLogic`) passes on, in that order
+    already (``held``: a list, the held messages of a record of another layout, applied
+    with the first batch).
     """
 
     __slots__ = ("keys", "shard", "held")
 
-    def __init__(self, keys: CareKeys, shard: CareShard, held: Held) -> None:
+    def __init__(self, keys: CareKeys, shard: CareShard, held: Held | list) -> None:
         self.keys = keys
         self.shard = shard
         self.held = held
@@ -671,14 +664,16 @@ class CareLogic(StatefulBatchLogic):
         keys = self.keys
         book = keys.cfg.rulebook()
         if keys.cfg.durable:
+            msgs: Iterable = _in_order(values)
             if self.held:  # (a snapshot's held messages: applied with the first batch)
-                values = [self.held.messages(), *values]
-                self.held = Held()
-            msgs = values[0] if len(values) == 1 else sorted(
-                (m for msgs in values for m in msgs), key=care_order)
+                held = self.held
+                msgs = sorted([*(held if isinstance(held, list) else held.messages()), *msgs],
+                              key=care_order)
+                self.held = []
             return self.shard.handle_batch(msgs, book, keys.status), not self.shard
         out: list = []
         held = self.held
+        assert isinstance(held, Held)  # (without recovery)
         for msgs in values:
             if type(msgs) is Frontier:
                 out += self._take_before(msgs.at, book)
@@ -687,6 +682,7 @@ class CareLogic(StatefulBatchLogic):
         return out, not self.shard and not held
 
     def _take_before(self, frontier: float, book: Rulebook) -> list:
+        assert isinstance(self.held, Held)  # (without recovery)
         ready = self.held.take_before(frontier)
         if not ready:
             return []
@@ -694,12 +690,15 @@ class CareLogic(StatefulBatchLogic):
         return self.shard.handle_batch(ready, book, self.keys.status)
 
     def on_eof(self) -> tuple[list, bool]:
+        if self.keys.cfg.durable:  # (a record's held messages, if no batch came since)
+            return (self.on_batch([])[0] if self.held else []), False
         return self._take_before(INF, self.keys.cfg.rulebook()), False
 
     def snapshot(self) -> bytes | None:
         if not self.keys.cfg.durable:
             return None
-        return freeze_care(self.shard, self.held.messages())
+        held = self.held
+        return freeze_care(self.shard, held if isinstance(held, list) else held.messages())
 
 
 class CareKeyLogic:
@@ -728,19 +727,19 @@ class CareKeyLogic:
     def on_batch(self, values: list) -> tuple[list, bool]:
         keys = self.keys
         book = keys.cfg.rulebook()
-        msgs = values[0] if len(values) == 1 else sorted(
-            (m for msgs in values for m in msgs), key=care_order)
+        msgs = _in_order(values)
         kept = self.kept
         care = SubscriberCare.of(kept) if isinstance(kept, bytes) else kept
         out: list = []
+        sid = self.sid
         for msg in msgs:
             if care is None:
                 care = SubscriberCare()
+            if sid is None:
+                sid = self.sid = msg.subscriber_id
             out += care.handle(msg.subscriber_id, msg, book, keys.status)
             if care.empty():
                 care = None  # (forgotten, as a shard forgets them: the next starts anew)
-        if self.sid is None and msgs:
-            self.sid = msgs[0].subscriber_id
         self.kept = None if care is None else care.compact()
         return out, self.kept is None
 
@@ -761,6 +760,16 @@ class CareKeyLogic:
 
 
 StatefulBatchLogic.register(CareKeyLogic)
+
+
+def _in_order(values: list[tuple[float, list]]) -> Iterator:
+    """A care key's lists from its gate (with recovery), as the messages they hold in
+    care order: each list is in care order, and holds what was before its frontier and
+    not before the one of the list before it, so the lists in the order of their
+    frontiers are in care order too (however Bytewax delivered them)."""
+    if len(values) > 1:
+        values = sorted(values, key=itemgetter(0))
+    return chain.from_iterable(flatten(items) for _, items in values)
 
 
 #: Each stateful step's logic, by the stage name its snapshots carry.

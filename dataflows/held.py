@@ -16,7 +16,7 @@ slim, as an older record may hold them) are held in the same rows, whole: a dele
 an upsert of one time and subscriber stay in the order they came. Other messages are
 held as they are.
 
->>> from forewarn.dataflows.messages import Profiled, profiled
+>>> from forewarn.dataflows.messages import Profiled
 >>> from forewarn.model import Complaint, Subscriber
 >>> shape = Subscriber("", "upsert", 0.0, language="pl")
 >>> held = Held()
@@ -35,9 +35,10 @@ True
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from forewarn.dataflows.care import care_order
 from forewarn.dataflows.messages import Profiled, profiled
 from forewarn.model import Subscriber
 
@@ -104,30 +105,97 @@ class Held:
         """The messages held from before ``frontier``, no longer held."""
         if not frontier > self.least:
             return []
-        ready = [m for m in self.others if m.at < frontier]
-        if ready:
+        others, rows = self._ready(frontier)
+        if rows:
+            others += self._messages(rows)
+        self._taken(rows)
+        return others
+
+    def take_runs_before(self, frontier: float, key_of: Callable[[str], str]
+                         ) -> list[tuple[str, list]]:
+        """The messages held from before ``frontier``, no longer held, in
+        :func:`~forewarn.dataflows.care.care_order`, one list per ``key_of`` their
+        subscriber: in a list, the profiles in a row as one :class:`ProfileRun` (made
+        messages one at a time as the key takes them), the others as they are.
+
+        A bulk load's profiles all pass one frontier: as messages at once, a million
+        objects would be alive while care's keys take them, and those keys' own objects,
+        allocated among them, would keep their memory from the process after."""
+        if not frontier > self.least:
+            return []
+        others, rows = self._ready(frontier)
+        others.sort(key=care_order)
+        at, sids = self.at, self.sids
+        rows.sort(key=at.__getitem__)  # (stable: one time's rows in the order they came)
+        boxes: dict[str, list] = {}
+        runs: dict[str, list[int]] = {}  # key -> the rows of its open run
+        i, n = 0, len(rows)
+        for m in others:
+            t = m.at
+            while i < n and at[rows[i]] <= t:  # (a profile ranks first at its time)
+                _to_run(rows[i], key_of(sids[rows[i]]), boxes, runs)
+                i += 1
+            key = key_of(m.subscriber_id)
+            runs.pop(key, None)  # (the key's next rows start a run of their own)
+            box = boxes.get(key)
+            if box is None:
+                boxes[key] = [m]
+            else:
+                box.append(m)
+        for r in rows[i:]:
+            _to_run(r, key_of(sids[r]), boxes, runs)
+        out = [(key, [self._run(item) if type(item) is list else item for item in box])
+               for key, box in boxes.items()]
+        self._taken(rows)
+        return out
+
+    def _run(self, rows: list[int]) -> ProfileRun:
+        """Rows (none taken) as a :class:`ProfileRun` of their own columns."""
+        sids, at, shapes, ends, names, named = (
+            self.sids, self.at, self.shapes, self.ends, self.names, self.named)
+        run = ProfileRun()
+        run.sids = [sids[r] for r in rows]
+        run.at = array("d", [at[r] for r in rows])
+        run.shapes = [shapes[r] for r in rows]
+        run.named = bytes([named[r] for r in rows])
+        buf = bytearray()
+        run_ends = array("Q")
+        for r in rows:
+            if named[r] == _NAMED:
+                buf += names[ends[r - 1] if r else 0:ends[r]]
+            run_ends.append(len(buf))
+        run.names, run.ends = bytes(buf), run_ends
+        return run
+
+    def _ready(self, frontier: float) -> tuple[list, list[int]]:
+        """The other messages before ``frontier`` (no longer held) and the rows before it
+        (not yet taken: :meth:`_taken`)."""
+        others = [m for m in self.others if m.at < frontier]
+        if others:
             self.others = [m for m in self.others if not m.at < frontier]
+        rows = [r for r, t in enumerate(self.at) if t < frontier] \
+            if len(self.at) > self.taken else []
+        return others, rows
+
+    def _taken(self, rows: list[int]) -> None:
+        """``rows`` are taken; the least time held anew."""
         at = self.at
-        if len(at) > self.taken:
-            rows = [r for r, t in enumerate(at) if t < frontier]
-            if rows:
-                ready += self._messages(rows)
-                if len(rows) + self.taken == len(at):
-                    self._clear()
-                else:  # taken: left in place (before no frontier) until most are
-                    named, shapes = self.named, self.shapes
-                    for r in rows:
-                        at[r] = INF
-                        named[r] = _TAKEN
-                        shapes[r] = None
-                    self.taken += len(rows)
-                    if 2 * self.taken >= len(at):
-                        self._compact()
+        if rows:
+            if len(rows) + self.taken == len(at):
+                self._clear()
+            else:  # taken: left in place (before no frontier) until most are
+                named, shapes = self.named, self.shapes
+                for r in rows:
+                    at[r] = INF
+                    named[r] = _TAKEN
+                    shapes[r] = None
+                self.taken += len(rows)
+                if 2 * self.taken >= len(at):
+                    self._compact()
         least = min(m.at for m in self.others) if self.others else INF
         if len(self.at) > self.taken:
             least = min(least, min(self.at))
         self.least = least
-        return ready
 
     def messages(self) -> list:
         """Everything held, as messages (a snapshot's, the end's)."""
@@ -220,3 +288,63 @@ class Held:
         least, self.least = self.least, INF
         self.add(kept)
         self.least = least
+
+
+def _to_run(row: int, key: str, boxes: dict[str, list], runs: dict[str, list[int]]) -> None:
+    """``row`` into ``key``'s open run of rows (a new one after a message)."""
+    run = runs.get(key)
+    if run is None:
+        run = runs[key] = []
+        box = boxes.get(key)
+        if box is None:
+            boxes[key] = [run]
+        else:
+            box.append(run)
+    run.append(row)
+
+
+class ProfileRun:
+    """Profiles in a row of a care key's list (:meth:`Held.take_runs_before`), kept as
+    columns, made messages one at a time as they are taken: iterate it.
+
+    >>> from forewarn.model import Subscriber
+    >>> shape = Subscriber("", "upsert", 0.0, language="pl")
+    >>> held = Held([Profiled("U1", 60.0, "Zoë", shape), Subscriber("U1", "delete", 70.0)])
+    >>> [(key, [[(type(m).__name__, m.at) for m in run] for run in box])
+    ...  for key, box in held.take_runs_before(80.0, lambda sid: "k")]
+    [('k', [[('Profiled', 60.0), ('Subscriber', 70.0)]])]
+    """
+
+    __slots__ = ("sids", "at", "shapes", "names", "ends", "named")
+
+    sids: list[str]
+    at: array
+    shapes: list
+    names: bytes
+    ends: array
+    named: bytes
+
+    def __len__(self) -> int:
+        return len(self.sids)
+
+    def __iter__(self) -> Iterator[Profiled | Subscriber]:
+        sids, at, shapes, ends, names, named = (
+            self.sids, self.at, self.shapes, self.ends, self.names, self.named)
+        for r in range(len(sids)):
+            kind = named[r]
+            if kind == _WHOLE:
+                yield shapes[r]
+                continue
+            name = names[ends[r - 1] if r else 0:ends[r]].decode(
+                "utf-8", "surrogatepass") if kind == _NAMED else None
+            yield profiled(sids[r], at[r], name, shapes[r])
+
+
+def flatten(items: Iterable) -> Iterator:
+    """A care key's list from its gate, its :class:`ProfileRun`\\ s made messages one at a
+    time (each message is let go before the next is made)."""
+    for item in items:
+        if type(item) is ProfileRun:
+            yield from item
+        else:
+            yield item

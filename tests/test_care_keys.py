@@ -15,6 +15,7 @@ from bytewax.operators import StatefulBatchLogic
 from forewarn.dataflows import records
 from forewarn.dataflows.care import CareShard, SubscriberCare, care_order, known_of
 from forewarn.dataflows.flow import CareKeyLogic, CareKeys, CareLogic, FlowConfig, check_resume
+from forewarn.dataflows.held import Held, flatten
 from forewarn.dataflows.messages import Escalation, IncidentFacts, Restored
 from forewarn.model import Complaint, Subscriber
 from tests.test_care_actions import BOOK, FACTS, HOUR, T0, impact, note, upsert
@@ -125,7 +126,7 @@ def test_a_subscribers_own_key_decides_and_keeps_what_a_dict_of_objects_does():
                 if not mine:
                     continue
                 logic = logics.get(sid) or keys(None)
-                out, drop = logic.on_batch([mine])
+                out, drop = logic.on_batch([(float(k), mine)])  # (a gate's list)
                 assert out == model.handle(mine), seed  # (a subscriber's state is theirs)
                 if drop:
                     logics.pop(sid, None)
@@ -150,7 +151,7 @@ def test_a_key_of_its_own_keeps_the_id_string_of_its_messages():
     keys = CareKeys(FlowConfig(book=BOOK, durable=True, care_per_subscriber=True))
     sid = "".join(["U", "7"])  # (a string of its own, not an interned constant)
     logic = keys(None)
-    logic.on_batch([[upsert(sid)]])
+    logic.on_batch([(T0, [upsert(sid)])])
     assert isinstance(logic, CareKeyLogic) and logic.sid is sid
     assert isinstance(logic.kept, bytes)  # a profile only: packed
     # a logic Bytewax takes, with no __dict__ (nor __weakref__) per key
@@ -177,7 +178,7 @@ def test_a_snapshot_of_several_subscribers_or_held_messages_resumes_as_a_shard()
         assert records.thaw_care_known(logic.snapshot())[0].keys() == \
             records.thaw_care_known(blob)[0].keys()
     logic = CareKeys(cfg)(several)
-    out, drop = logic.on_batch([[Complaint("K3", "U1", T0, "other")]])
+    out, drop = logic.on_batch([(T0 + 1, [Complaint("K3", "U1", T0, "other")])])
     assert out[0].subscriber_id == "U1" and not drop
     assert logic.shard.subscribers["U1"].complaints == 1 and len(logic.shard) == 2
 
@@ -188,7 +189,7 @@ def test_a_snapshots_held_messages_are_applied_with_the_first_batch_of_a_resumed
     is dropped only once they have been applied."""
     cfg = FlowConfig(book=BOOK, durable=True)
     logic = CareKeys(cfg)(records.freeze_care(CareShard(), [upsert("U1", T0 - HOUR)]))
-    out, drop = logic.on_batch([[Complaint("K1", "U1", T0, "other")]])
+    out, drop = logic.on_batch([(T0 + 1, [Complaint("K1", "U1", T0, "other")])])
     assert not drop and not logic.held
     care = logic.shard.care("U1")
     assert care is not None and care.complaints == 1 and care.profile is not None
@@ -240,9 +241,10 @@ def test_with_recovery_subscribers_share_buckets_and_a_store_of_own_keys_keeps_t
 
 
 def test_a_bucket_decides_and_keeps_what_a_dict_of_objects_does_through_its_snapshots():
-    """With recovery, a bucket applies its subscribers' messages as they come (several
-    lists of one batch merged in care order) and resumes from its snapshot whole; it
-    is dropped once no subscriber in it has anything left."""
+    """With recovery, a bucket takes its gate's lists (each what passed one frontier, in
+    care order) in the order of their frontiers, however they arrive, applying
+    profiles in runs as it goes; it resumes from its snapshot whole, and is dropped once
+    no subscriber in it has anything left."""
     cfg = FlowConfig(book=BOOK, durable=True)
     for seed in range(60):
         rnd = random.Random(seed)
@@ -250,17 +252,16 @@ def test_a_bucket_decides_and_keeps_what_a_dict_of_objects_does_through_its_snap
         logic: CareLogic | CareKeyLogic | None = None
         k = 0
         for _ in range(rnd.randint(1, 12)):
-            lists = []
-            for _ in range(rnd.randint(1, 3)):
-                msgs = sorted((message(rnd, k + i) for i in range(rnd.randint(1, 6))),
-                              key=care_order)
-                k += len(msgs)
-                lists.append(msgs)
+            msgs = [message(rnd, k + i) for i in range(rnd.randint(1, 14))]
+            k += len(msgs)
+            held = Held(msgs)  # (released as a gate releases them, at a few frontiers)
+            times = sorted({m.at for m in msgs})
+            lists = [(f, box) for f in sorted(rnd.sample(times, min(2, len(times))))
+                     + [times[-1] + 1.0] for _, box in held.take_runs_before(f, lambda s: "b")]
+            rnd.shuffle(lists)  # (however Bytewax delivers them)
             logic = logic or CareKeys(cfg)(None)
             out, drop = logic.on_batch(lists)
-            merged = lists[0] if len(lists) == 1 else sorted(
-                (m for msgs in lists for m in msgs), key=care_order)
-            assert out == model.handle(merged), seed
+            assert out == model.handle(sorted(msgs, key=care_order)), seed
             assert drop == (not model.subs), seed
             if drop:
                 logic = None
@@ -339,8 +340,10 @@ def test_a_gate_passes_on_what_the_frontier_passed_in_care_order_to_each_key():
                 check_resume(cfg, "gate", blob)
                 gate = CareGateLogic(cfg, blob)
             out, drop = gate.on_batch([Frontier(f)])
-            for key, box in out:
-                assert box == sorted(box, key=care_order)
+            for key, (frontier, items) in out:
+                box = list(flatten(items))
+                assert frontier == f and box == sorted(box, key=care_order)
+                assert all(m.at < f for m in box)
                 got.setdefault(key, []).extend(box)
         assert got == want, seed
         assert drop and not gate.held
@@ -353,3 +356,13 @@ def test_a_gates_snapshot_of_something_else_than_care_messages_is_refused():
         blob = records._dump("gate", {"others": held})
         with pytest.raises(UnsafePickle, match=why):
             check_resume(FlowConfig(book=BOOK, durable=True), "gate", blob)
+
+
+def test_a_records_held_messages_are_applied_at_the_end_if_no_batch_came():
+    cfg = FlowConfig(book=BOOK, durable=True)
+    logic = CareKeys(cfg)(records.freeze_care(CareShard(), [
+        Complaint("K1", "U1", T0, "other")]))
+    out, _ = logic.on_eof()
+    assert [type(o).__name__ for o in out][:1] == ["ComplaintSeen"]
+    assert not logic.held and logic.shard.care("U1").complaints == 1
+    assert CareKeys(cfg)(None).on_eof() == ([], False)

@@ -10,12 +10,16 @@ from array import array
 import pytest
 
 from forewarn.dataflows.care import care_order
-from forewarn.dataflows.held import Held
+from forewarn.dataflows.held import Held, ProfileRun, flatten
 from forewarn.dataflows.messages import Profiled
 from forewarn.model import Complaint, Subscriber
 
 SHAPES = [Subscriber("", "upsert", 0.0, language=lang) for lang in ("en", "pl", "de")]
 NAMES = [None, "", "Ada", "Zoë Łukasiewicz", "李小龍", "\udcff broken", "x" * 300]
+
+
+def key_of(sid: str) -> str:
+    return f"k{int(sid[1:]) % 3}"  # (20 subscribers, three keys)
 
 
 def message(rnd: random.Random, i: int) -> object:
@@ -47,8 +51,19 @@ def test_held_messages_come_back_as_a_list_would_give_them(seed: int) -> None:
             held = Held.of_columns(pickle.loads(pickle.dumps(held.columns())))
         if rnd.random() < 0.5:
             frontier += rnd.randrange(15)
-            got = sorted(held.take_before(frontier), key=care_order)
             want = sorted([m for m in plain if m.at < frontier], key=care_order)
+            if rnd.random() < 0.5:
+                got = sorted(held.take_before(frontier), key=care_order)
+            else:  # by key (a gate's), the profiles in runs: each key's in care order
+                runs = held.take_runs_before(frontier, key_of)
+                assert len({key for key, _ in runs}) == len(runs)
+                for key, items in runs:
+                    assert list(flatten(items)) == [m for m in want
+                                                    if key_of(m.subscriber_id) == key]
+                    assert not any(type(a) is type(b) is ProfileRun
+                                   for a, b in zip(items, items[1:], strict=False))
+                assert sum(len(list(flatten(items))) for _, items in runs) == len(want)
+                got = want  # (each key's were checked: across keys, order is no matter)
             plain = [m for m in plain if not m.at < frontier]
             assert got == want
             assert len(held) == len(plain)
