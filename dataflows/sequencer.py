@@ -79,8 +79,14 @@ from forewarn.model import (
 
 INF = float("inf")
 MAX_SKEW_S = 7 * 24 * 3600  # contract: further than this from the stream's progress is invalid
-#: A record more than this past the stream's progress is *ahead*: held, not applied.
+#: A record more than this past the stream's progress is always *ahead*: held, not applied
+#: (at most; a busier stream holds records much closer, :data:`AHEAD_RECORDS`).
 AHEAD_S = 900.0
+#: A record is also ahead when the stream's own rate would put more than this many
+#: records in the gap before it (a clean stream's records are at most ~20 of its records'
+#: worth past its progress); never closer than :data:`AHEAD_TICKS` ticks.
+AHEAD_RECORDS = 100.0
+AHEAD_TICKS = 2.0
 #: This many ahead records in a row, with no record in between inside the stream's
 #: progress, mean the stream itself jumped (a feed back after a gap), not a few bad clocks.
 AHEAD_QUORUM = 32
@@ -295,16 +301,18 @@ class Sequencer:
         order (the common case: not behind the watermark or the buffer, within 7
         days) is held as it comes and released once, at its end: taking record
         ``i`` would release everything up to ``max(watermark, at_i - lateness)``,
-        and for records in order the last of those bounds covers the others. A
-        record that brings the stream within reach of a held one is taken alone,
-        as :meth:`take` would apply the held one right after it (not where a run,
+        and for records in order the last of those bounds covers the others. A run
+        takes only records no more than :meth:`_floor` past the watermark it began
+        with (never ahead, whatever the stream's rate: :meth:`_reach` is at least
+        that), and none that reaches a held record: those are taken alone, by
+        :meth:`take`, which applies the held record right before it (not where a run,
         or a batch, happens to end).
         """
         pending = self._pending
         top = None  # stream time of the last record of the current run in order
-        reach = self.lateness_s + self.ahead_s  # past watermark + reach: ahead
+        reach = self.lateness_s + self._floor()  # past watermark + this: maybe ahead
         run_from = 0  # len(pending) when the run began
-        ahead = self.ahead  # held records: one that comes within reach ends the run
+        ahead = self.ahead  # held records: one that the stream reaches ends the run
         for batch in batches:
             for item in batch:
                 if type(item) is DeadLetter:
@@ -314,7 +322,7 @@ class Sequencer:
                 watermark = self.watermark
                 if (at is not None and watermark is not None and at >= watermark
                         and at - watermark <= reach and (not pending or pending[-1][3] <= at)
-                        and (not ahead or ahead[0][3] > at + reach)):
+                        and (not ahead or ahead[0][3] > at)):
                     if top is None:
                         run_from = len(pending)
                     pending.append(item)
@@ -346,13 +354,16 @@ class Sequencer:
                                    DeadCode.TIME_OUT_OF_RANGE))
             return
         item = (source, raw, rec, at)
-        if at - self._front() > self.ahead_s:
+        if at - self._front() > self._reach():
             self._hold_ahead(item, out)
             return
-        self._timed += 1
         self._ahead_run.clear()
+        ahead = self.ahead
+        if ahead and ahead[0][3] <= at:  # the stream reaches held records: they go first
+            self._release_ahead(at, out)
+        self._timed += 1
         self._admit(item, out)
-        if self.ahead:
+        if ahead:
             self._catch_up(out)
 
     def _admit(self, item: Timed, out: Routes) -> None:
@@ -378,12 +389,15 @@ class Sequencer:
     #
     # The watermark follows the records, so one record stamped days ahead (a bad clock, a
     # hostile producer) would fire every pending timer: hold-downs, 4 h escalations,
-    # silence verdicts. A record more than ``ahead_s`` past the stream's progress is held
-    # instead. It is applied when the stream reaches it; or when AHEAD_QUORUM records in a
-    # row are all ahead (the stream as a whole moved on: a feed back after a gap); or, at
-    # the end of input, when the stream's own rate explains the gap before it (a sparse
-    # stream). Anything else is a dead letter, code ``future``. All of it depends only on
-    # the order of the records, so every replay speed and batch size gives the same.
+    # silence verdicts. A record more than ``_reach()`` past the stream's progress is held
+    # instead: more than AHEAD_RECORDS of the stream's records' worth of time (at its rate
+    # so far), never less than AHEAD_TICKS ticks, never more than ``ahead_s``. It is
+    # applied when the stream reaches it (a record taken at or past its time, just before
+    # that record), so it never moves event time for the others; or when AHEAD_QUORUM
+    # records in a row are all ahead (the stream as a whole moved on: a feed back after a
+    # gap); or, at the end of input, when the stream's own rate explains the gap before it
+    # (a sparse stream). Anything else is a dead letter, code ``future``. All of it depends
+    # only on the order of the records, so every replay speed and batch size gives the same.
 
     def _hold_ahead(self, item: Timed, out: Routes) -> None:
         insort(self.ahead, item, key=_at_of)
@@ -395,7 +409,30 @@ class Sequencer:
         if len(run) >= AHEAD_QUORUM:  # the stream jumped: follow it to its middle
             middle = sorted(run)[len(run) // 2]
             run.clear()
-            self._release_ahead(middle + self.ahead_s, out)
+            self._release_ahead(middle, out)
+            self._catch_up(out)
+
+    def _floor(self) -> float:
+        """The least :meth:`_reach` ever is: ``AHEAD_TICKS`` ticks (at most ``ahead_s``)."""
+        floor = AHEAD_TICKS * self.tick_s
+        return floor if floor < self.ahead_s else self.ahead_s
+
+    def _rate(self) -> float:
+        """The stream's rate so far: timed records taken per second of stream time since
+        the first watermark, over an hour at least."""
+        assert self.watermark is not None  # called only after the warm-up
+        anchor = self._anchor if self._anchor is not None else self.watermark
+        return self._timed / max(self.watermark - anchor, 3600.0)
+
+    def _reach(self) -> float:
+        """How far past the stream's progress a record may be and still be applied at
+        once: the time in which the stream's rate puts ``AHEAD_RECORDS`` records, at least
+        :meth:`_floor`, at most ``ahead_s``."""
+        floor, rate = self._floor(), self._rate()
+        if rate <= 0.0 or rate * self.ahead_s <= AHEAD_RECORDS:  # sparse, or none yet
+            return self.ahead_s
+        reach = AHEAD_RECORDS / rate
+        return reach if reach > floor else floor
 
     def _front(self) -> float:
         """The stream's progress: the latest record taken (the reorder buffer's last),
@@ -406,16 +443,20 @@ class Sequencer:
         return pending[-1][3] if pending and pending[-1][3] > front else front
 
     def _catch_up(self, out: Routes) -> None:
-        """Apply held records the stream has come within reach of."""
-        self._release_ahead(self._front() + self.ahead_s, out)
+        """Apply held records the stream has reached (not those it has merely come within
+        reach of: applying one early would move event time past the stream, for
+        everybody's timers)."""
+        ahead = self.ahead
+        while ahead and ahead[0][3] <= self._front():
+            self._timed += 1
+            self._admit(ahead.pop(0), out)
 
     def _release_ahead(self, bound: float, out: Routes) -> None:
+        """Apply held records up to ``bound``, in time order."""
         ahead = self.ahead
         while ahead and ahead[0][3] <= bound:
-            item = ahead.pop(0)
             self._timed += 1
-            self._admit(item, out)
-            bound = max(bound, self._front() + self.ahead_s)
+            self._admit(ahead.pop(0), out)
 
     def _settle_ahead(self, out: Routes) -> None:
         """End of input: apply each held record (in time order) whose gap the stream's rate
@@ -423,9 +464,7 @@ class Sequencer:
         watermark = self.watermark
         if watermark is None:  # nothing taken past the warm-up: nothing held either
             return
-        anchor = self._anchor if self._anchor is not None else watermark
-        span = max(watermark - anchor, 3600.0)
-        rate = self._timed / span  # records per second of stream time
+        rate = self._rate()  # records per second of stream time
         while self.ahead:
             item = self.ahead.pop(0)
             gap = item[3] - watermark

@@ -46,32 +46,39 @@ def _times(out: Routes, site: str = "S1") -> list[float]:
     return [m[2] for m in out.sites.get(site, []) if type(m) is tuple]
 
 
-def test_a_record_ahead_is_held_until_the_stream_comes_within_reach():
+def test_a_record_ahead_is_held_until_the_stream_reaches_it():
+    """Not until the stream comes within reach of it: applied then, 500 would move event
+    time 100 s past the stream (400) for everybody's timers. X's held records are applied
+    right before the first of V's at or past their time."""
     for one_by_one in (True, False):
         seq, out = _started(ahead_s=100.0)
         items = [_pos(t) for t in (500.0, 590.0, 50.0, 120.0, 200.0, 300.0, 390.0, 400.0)]
+        items += [_pos(500.0, "V"), _pos(600.0, "V")]
         steps = [[[x]] for x in items] if one_by_one else [[items]]
         held = []
         for step in steps:
             seq.take_batch(step, out)
             held.append([x[3] for x in seq.ahead])
-        # 500 is more than 100 past 390, within reach of 400; and 590 within reach of 500
-        if one_by_one:
-            assert held == [[500.0]] + [[500.0, 590.0]] * 6 + [[]]
-        assert _times(out) == [0.0, 50.0, 120.0, 200.0, 300.0, 390.0, 400.0, 500.0, 590.0]
-        assert seq.watermark == 590.0 and seq.ahead == [] and not out.dead
+        if one_by_one:  # 400 is within reach of 500, and 500 of 590: still held
+            assert held == [[500.0]] + [[500.0, 590.0]] * 7 + [[590.0], []]
+        sids = [m[0] for m in out.sites["S1"] if type(m) is tuple]
+        assert _times(out) == [0.0, 50.0, 120.0, 200.0, 300.0, 390.0, 400.0, 500.0, 500.0,
+                               590.0, 600.0]
+        assert sids[7:] == ["U", "V", "U", "V"]
+        assert seq.watermark == 600.0 and seq.ahead == [] and not out.dead and seq.late == 0
 
 
 def test_a_held_record_is_applied_where_one_by_one_would_apply_it_whatever_the_batch():
     # X's clock is 1000 s fast; V's positions come every 10 s. Taken one by one, X's
-    # record is applied once the stream comes within reach of it (at 900); a batch must
-    # apply it at the same place in V's positions, not where a run in order happens to end
+    # record is applied once the stream reaches it (V's at 1000, right before it); a batch
+    # must apply it at the same place in V's positions, not where a run in order ends
     items = [_pos(1000.0, "X")] + [_pos(float(t), "V") for t in range(10, 1201, 10)]
     one, one_out = _started(ahead_s=100.0)
     for item in items:
         one.take_batch([[item]], one_out)
     sids = [m[0] for m in one_out.sites["S1"] if type(m) is tuple]
-    assert sids.index("X") == 91  # U at 0, V at 10 ... 900, then X
+    assert sids.index("X") == 100  # U at 0, V at 10 ... 990, then X, then V at 1000
+    assert sids[101] == "V" and one.late == 0
     for n in (7, 50, len(items)):
         many, many_out = _started(ahead_s=100.0)
         for i in range(0, len(items), n):
@@ -90,13 +97,13 @@ def test_a_record_exactly_at_the_reach_is_not_held():
 
 def test_a_run_of_ahead_records_moves_the_stream_to_its_middle():
     """AHEAD_QUORUM records in a row, all ahead: the stream jumped. The held records up to
-    the run's middle plus the reach are applied, and those the stream then reaches."""
+    the run's middle are applied, and those the stream then reaches."""
     seq, out = _started(ahead_s=100.0)
     run = [1000.0 + 200.0 * i for i in range(AHEAD_QUORUM)]
     seq.take_batch([[_pos(t) for t in run[:-1]]], out)
     assert seq.watermark == 0.0 and len(seq.ahead) == AHEAD_QUORUM - 1
     seq.take_batch([[_pos(run[-1])]], out)
-    middle = run[AHEAD_QUORUM // 2]  # 4200: applied up to 4300, nothing within 100 after
+    middle = run[AHEAD_QUORUM // 2]  # 4200: applied up to it
     assert _times(out) == [0.0] + [t for t in run if t <= middle]
     assert [x[3] for x in seq.ahead] == [t for t in run if t > middle]
     assert seq.watermark == middle and seq._ahead_run == []
@@ -144,12 +151,12 @@ def test_a_busy_streams_rate_counts_over_its_own_span():
 
 
 def test_records_applied_from_ahead_count_in_the_streams_rate():
-    """Eight records applied before the end (one of them held, then reached) over the
-    one-hour floor: 8 / 3600 a second. 430,000 s after the end expects 955.6 records:
-    applied; 450,100 s expects 1,000.2: a dead letter."""
+    """Eight records applied before the end (one of them held, then reached: V's at 500)
+    over the one-hour floor: 8 / 3600 a second. 430,000 s after the end expects 955.6
+    records: applied; 450,100 s expects 1,000.2: a dead letter."""
     seq, out = _started(ahead_s=100.0)
-    seq.take_batch([[_pos(500.0)] + [_pos(t) for t in (50.0, 120.0, 200.0, 300.0, 390.0, 400.0)]],
-                   out)
+    seq.take_batch([[_pos(500.0)] + [_pos(t) for t in (50.0, 120.0, 200.0, 300.0, 400.0)]
+                    + [_pos(500.0, "V")]], out)
     assert seq.ahead == [] and seq.watermark == 500.0
     seq.take_batch([[_pos(450_600.0), _pos(430_500.0)]], out)
     seq.finish(out)
