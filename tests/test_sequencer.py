@@ -11,7 +11,16 @@ import pytest
 from forewarn.codec import fmt_time
 from forewarn.dataflows.messages import Drop, Left, Near, Stamped, Tick
 from forewarn.dataflows.nearby import NearbyWatch
-from forewarn.dataflows.sequencer import AHEAD_QUORUM, Routes, Sequencer, _span, slim
+from forewarn.dataflows.sequencer import (
+    AHEAD_QUORUM,
+    AHEAD_RECORDS,
+    AHEAD_S,
+    AHEAD_TICKS,
+    Routes,
+    Sequencer,
+    _span,
+    slim,
+)
 from forewarn.dataflows.shards import ShardSource
 from forewarn.model import (
     Alarm,
@@ -85,6 +94,67 @@ def test_a_held_record_is_applied_where_one_by_one_would_apply_it_whatever_the_b
             many.take_batch([items[i:i + n]], many_out)
         assert many_out.sites == one_out.sites, n
         assert _state(many) == _state(one), n
+
+
+def _busy(per_s: float, **kw) -> tuple[Sequencer, Routes]:
+    """A sequencer past an hour of positions at ``per_s`` a second (0 ... 3600)."""
+    seq, out = _started(**kw)
+    n = int(3600 * per_s)
+    seq.take_batch([[_pos(3600.0 * i / n, f"V{i % 50}") for i in range(1, n + 1)]], out)
+    assert seq.watermark == 3600.0 and seq.ahead == []
+    return seq, out
+
+
+def test_the_reach_follows_the_streams_rate():
+    """The time in which the stream's rate puts AHEAD_RECORDS records: 7,201 records in the
+    first hour, 50 s; 36,001 would make it 10 s, but never less than AHEAD_TICKS ticks
+    (30 s); a sparse stream (its first hour: 1 record) keeps ``ahead_s``."""
+    assert (AHEAD_RECORDS, AHEAD_TICKS) == (100.0, 2.0)
+    assert _busy(2.0)[0]._reach() == pytest.approx(50.0, abs=0.01)
+    assert _busy(10.0)[0]._reach() == 30.0
+    assert _started()[0]._reach() == AHEAD_S
+    assert _busy(2.0, ahead_s=40.0)[0]._reach() == 40.0  # at most ahead_s
+
+
+def test_a_record_minutes_ahead_of_a_busy_stream_moves_no_event_time():
+    """Two positions a second: a record 5 min ahead (well within AHEAD_S) is held, and
+    applied right before the first record at or past its time: the watermark never runs
+    ahead of the stream, no record is late, and every batch size gives the same."""
+    def taken(n: int) -> tuple:
+        seq, out = _busy(2.0)
+        marks = []
+        items = [_pos(3900.0, "X")] + [_pos(3600.0 + t / 2, "V") for t in range(1, 1201)]
+        for i in range(0, len(items), n):
+            seq.take_batch([items[i:i + n]], out)
+            marks.append(seq.watermark)
+        return seq, out, marks
+
+    seq, out, marks = taken(1)
+    assert marks[0] == 3600.0 and all(m <= 3600.0 + i / 2 for i, m in enumerate(marks))
+    sids = [m[0] for m in out.sites["S1"] if type(m) is tuple]
+    assert sids[-602:-600] == ["X", "V"] and _times(out)[-602:-600] == [3900.0, 3900.0]
+    assert seq.late == 0 and seq.ahead == [] and seq.watermark == 4200.0
+    for n in (7, 100, 1201):
+        many, many_out, _ = taken(n)
+        assert many_out.sites == out.sites and _state(many) == _state(seq), n
+
+
+def test_a_record_just_past_the_floor_is_held_and_one_within_it_is_not():
+    seq, out = _busy(10.0)  # the reach is the floor: 30 s
+    seq.take_batch([[_pos(3630.0, "X"), _pos(3660.5, "Y")]], out)
+    assert [x[3] for x in seq.ahead] == [3660.5] and seq.watermark == 3630.0
+
+
+def test_a_busy_stream_that_jumps_is_followed_without_late_records():
+    """A feed back after 10 min (two a second before and after): the first AHEAD_QUORUM
+    records are held, then the stream follows them; each held one is applied in time
+    order, none behind the watermark, none a dead letter."""
+    seq, out = _busy(2.0)
+    after = [_pos(4200.0 + t / 2, "V") for t in range(200)]
+    seq.take_batch([after], out)
+    seq.finish(out)
+    assert _times(out)[-200:] == [x[3] for x in after]
+    assert seq.late == 0 and seq.ahead == [] and out.dead == []
 
 
 def test_a_record_exactly_at_the_reach_is_not_held():
