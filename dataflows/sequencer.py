@@ -7,11 +7,14 @@ progress. All decoded records pass one sequencer (a single key), which
   derives the *watermark*: every input before it has been released;
 * dead-letters records more than 7 days from the watermark, and records on
   cells or sites the topology does not know;
-* holds records far *ahead* of the stream (more than ``ahead_s`` past its
-  progress): one such record must not move event time for everybody else (see
-  :meth:`Sequencer.take`); they are released when the stream reaches them, or
-  when the stream as a whole has jumped, and are dead-lettered (``future``) if
-  it never does;
+* holds records *ahead* of the stream: more than its reach past its progress,
+  the time in which the stream's own rate puts ``AHEAD_RECORDS`` (100) records,
+  never less than ``AHEAD_TICKS`` (2) ticks, never more than ``ahead_s`` (15 min)
+  (so a record a minute ahead of a busy network is held; a sparse stream's quiet
+  spells are not). One such record must not move event time for everybody else
+  (see :meth:`Sequencer.take`): it is applied when the stream reaches its time,
+  right before the first record at or past it, or when the stream as a whole has
+  jumped, and is dead-lettered (``future``) if it never does;
 * routes each record to the stage key that needs it — a site (by the cell's
   topology) or a subscriber — into :class:`Routes`, one list of messages per
   destination key per batch. Positions go to their cell's site only; when a
@@ -338,7 +341,11 @@ class Sequencer:
     def take(self, rec: Record, raw: bytes, source: Source, at: float | None,
              out: Routes) -> None:
         """Take one decoded record, its :func:`~forewarn.model.stream_at` ``at``; route
-        what it releases into ``out`` (per key in order: sites, subscribers, dead letters)."""
+        what it releases into ``out`` (per key in order: sites, subscribers, dead letters).
+
+        A record more than :meth:`_reach` past the stream's progress (:meth:`_front`) is
+        held; one that is not applies first the held records at or before its time (the
+        stream has reached them), in time order, then itself."""
         if at is None:
             self._route(rec, raw, source, out)
             return
@@ -427,10 +434,11 @@ class Sequencer:
     def _reach(self) -> float:
         """How far past the stream's progress a record may be and still be applied at
         once: the time in which the stream's rate puts ``AHEAD_RECORDS`` records, at least
-        :meth:`_floor`, at most ``ahead_s``."""
+        :meth:`_floor`, at most ``ahead_s`` (an infinite ``ahead_s``: no record is ahead)."""
         floor, rate = self._floor(), self._rate()
-        if rate <= 0.0 or rate * self.ahead_s <= AHEAD_RECORDS:  # sparse, or none yet
-            return self.ahead_s
+        ahead_s = self.ahead_s
+        if rate <= 0.0 or rate * ahead_s <= AHEAD_RECORDS or ahead_s == INF:  # (sparse)
+            return ahead_s
         reach = AHEAD_RECORDS / rate
         return reach if reach > floor else floor
 
