@@ -457,9 +457,48 @@ def _stream(rnd: random.Random, n: int) -> list:
     return out
 
 
+def _busy_stream(rnd: random.Random, n: int) -> list:
+    """Positions two a second, mostly in order, some late, some ahead by 35 s to 2,000 s:
+    the reach follows the rate, from 15 min down to about a minute."""
+    t, out = 0.0, [("f", b"c1", Cell("C1", "S1"), None)]
+    for i in range(n):
+        t += rnd.choice((0.0, 0.5, 1.0))
+        r = rnd.random()
+        at = (t - rnd.uniform(0, 30) if r < 0.1
+              else t + rnd.choice((35.0, 45.0, 80.0, 300.0, 2000.0)) if r < 0.13 else t)
+        out.append(("f", b"p%d" % i, (f"U{rnd.randint(0, 50)}", "C1", at, None), at))
+    return out
+
+
 def _state(seq: Sequencer) -> tuple:
     return (seq.watermark, seq.late, seq.late_by_kind, seq._timed, list(seq._pending),
             seq.ahead, sorted(seq.heard.items()))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_batch_releases_what_one_by_one_releases_while_the_reach_follows_the_rate(seed):
+    rnd = random.Random(seed)
+    items = _busy_stream(rnd, 6000)
+    for lateness in (0.0, 30.0):
+        one = Sequencer(warmup=3, lateness_s=lateness)
+        one_out = Routes()
+        held = 0
+        for item in items:
+            one.take(item[2], item[1], item[0], item[3], one_out)
+            held = max(held, len(one.ahead))
+        many = Sequencer(warmup=3, lateness_s=lateness)
+        many_out = Routes()
+        i = 0
+        while i < len(items):
+            n = rnd.randint(1, 400)
+            many.take_batch([items[i:i + n], items[i + n:i + 2 * n]], many_out)
+            i += 2 * n
+        assert _state(many) == _state(one)
+        assert many_out == one_out
+        assert held > 0 and one._reach() < 120.0
+        one.finish(one_out)
+        many.finish(many_out)
+        assert many_out == one_out
 
 
 @pytest.mark.parametrize("seed", range(6))
