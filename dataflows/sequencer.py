@@ -9,7 +9,7 @@ progress. All decoded records pass one sequencer (a single key), which
   cells or sites the topology does not know;
 * holds records *ahead* of the stream: more than its reach past its progress,
   the time in which the stream's own rate puts ``AHEAD_RECORDS`` (100) records,
-  never less than ``AHEAD_TICKS`` (2) ticks, never more than ``ahead_s`` (15 min)
+  never less than ``AHEAD_TICKS`` (1) tick, never more than ``ahead_s`` (15 min)
   (so a record a minute ahead of a busy network is held; a sparse stream's quiet
   spells are not). One such record must not move event time for everybody else
   (see :meth:`Sequencer.take`): it is applied when the stream reaches its time,
@@ -87,9 +87,10 @@ MAX_SKEW_S = 7 * 24 * 3600  # contract: further than this from the stream's prog
 AHEAD_S = 900.0
 #: A record is also ahead when the stream's own rate would put more than this many
 #: records in the gap before it (a clean stream's records are at most ~20 of its records'
-#: worth past its progress); never closer than :data:`AHEAD_TICKS` ticks.
+#: worth past its progress); never closer than :data:`AHEAD_TICKS` ticks (a busy clean
+#: stream's records are at most 5 s past it).
 AHEAD_RECORDS = 100.0
-AHEAD_TICKS = 2.0
+AHEAD_TICKS = 1.0
 #: This many ahead records in a row, with no record in between inside the stream's
 #: progress, mean the stream itself jumped (a feed back after a gap), not a few bad clocks.
 AHEAD_QUORUM = 32

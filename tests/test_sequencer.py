@@ -107,11 +107,11 @@ def _busy(per_s: float, **kw) -> tuple[Sequencer, Routes]:
 
 def test_the_reach_follows_the_streams_rate():
     """The time in which the stream's rate puts AHEAD_RECORDS records: 7,201 records in the
-    first hour, 50 s; 36,001 would make it 10 s, but never less than AHEAD_TICKS ticks
-    (30 s); a sparse stream (its first hour: 1 record) keeps ``ahead_s``."""
-    assert (AHEAD_RECORDS, AHEAD_TICKS) == (100.0, 2.0)
+    first hour, 50 s; 72,001 would make it 5 s, but never less than AHEAD_TICKS ticks
+    (15 s); a sparse stream (its first hour: 1 record) keeps ``ahead_s``."""
+    assert (AHEAD_RECORDS, AHEAD_TICKS) == (100.0, 1.0)
     assert _busy(2.0)[0]._reach() == pytest.approx(50.0, abs=0.01)
-    assert _busy(10.0)[0]._reach() == 30.0
+    assert _busy(20.0)[0]._reach() == 15.0
     assert _started()[0]._reach() == AHEAD_S
     assert _busy(2.0, ahead_s=40.0)[0]._reach() == 40.0  # at most ahead_s
 
@@ -140,9 +140,9 @@ def test_a_record_minutes_ahead_of_a_busy_stream_moves_no_event_time():
 
 
 def test_a_record_just_past_the_floor_is_held_and_one_within_it_is_not():
-    seq, out = _busy(10.0)  # the reach is the floor: 30 s
-    seq.take_batch([[_pos(3630.0, "X"), _pos(3660.5, "Y")]], out)
-    assert [x[3] for x in seq.ahead] == [3660.5] and seq.watermark == 3630.0
+    seq, out = _busy(20.0)  # the reach is the floor: 15 s
+    seq.take_batch([[_pos(3615.0, "X"), _pos(3630.5, "Y")]], out)
+    assert [x[3] for x in seq.ahead] == [3630.5] and seq.watermark == 3615.0
 
 
 def test_a_busy_stream_that_jumps_is_followed_without_late_records():
