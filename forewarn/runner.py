@@ -106,24 +106,29 @@ class Collected:
 
 
 def collect(source: Source, book: Rulebook, workers: int = 1, epoch_s: float = 0.25,
-            watch: RulebookWatcher | None = None, shards: int = 1) -> Collected:
-    """Run any source to its end and collect every output in memory."""
+            watch: RulebookWatcher | None = None, shards: int = 1,
+            durable: bool = False) -> Collected:
+    """Run any source to its end and collect every output in memory. ``durable``: the
+    stages as they run with recovery (snapshots made at every epoch, not stored)."""
     got: dict[str, list] = {k: [] for k in (*OUTPUT_FILES, "suppressed")}
     sinks: dict[str, Sink] = {k: TestingSink(v) for k, v in got.items()}
-    execute(source, Outputs(**sinks), FlowConfig(book=book, watch=watch, shards=shards),
+    execute(source, Outputs(**sinks),
+            FlowConfig(book=book, watch=watch, shards=shards, durable=durable),
             workers, epoch_s=epoch_s)
     return Collected(**{k: [item for _, item in v] for k, v in got.items()})
 
 
 def run_collect(lines: Sequence[bytes], book: Rulebook, workers: int = 1, *,
                 batch: int = 1000, pause_s: float = 0.0, epoch_s: float = 0.25,
-                partitions: int = 1, partitioner: str = "crc32") -> Collected:
+                partitions: int = 1, partitioner: str = "crc32",
+                durable: bool = False) -> Collected:
     """Run over in-memory lines and collect the outputs (tests, backtests).
 
     ``batch``/``pause_s``/``epoch_s`` change the replay speed and epoch cut,
     never the outputs; ``partitions`` splits the input into that many shards, by
-    ``partitioner`` (``kafka``: as a Kafka run on that many partitions reads them).
+    ``partitioner`` (``kafka``: as a Kafka run on that many partitions reads them);
+    ``durable``: the stages as they run with recovery, which change no output either.
     """
     return collect(LinesSource(lines, batch=batch, pause_s=pause_s, partitions=partitions,
                                partitioner=partitioner),
-                   book, workers, epoch_s, shards=partitions)
+                   book, workers, epoch_s, shards=partitions, durable=durable)

@@ -47,6 +47,18 @@ def test_two_workers_give_the_same_outputs(scenario, reference):
     assert canonical(run_collect(scenario.lines, load_rulebook(), workers=2)) == reference
 
 
+@pytest.mark.parametrize("layout", [{}, {"batch": 37, "pause_s": 0.0005, "epoch_s": 0.01},
+                                    {"workers": 2, "partitions": 2}],
+                         ids=["as-is", "slow-small-batches", "two-workers-two-shards"])
+def test_with_recovery_the_outputs_are_those_without_whatever_the_layout(scenario, reference,
+                                                                         layout):
+    """With recovery, care's messages wait in care gates for the frontier and care's state
+    is kept in buckets (snapshots made at every epoch): the same outputs as without, at
+    any batching, epoch, worker and shard count."""
+    got = run_collect(scenario.lines, load_rulebook(), durable=True, **layout)
+    assert canonical(got) == reference
+
+
 BUDGETS = ("budgets:\n  compensation_per_day: 3\n"
            "  per_minute: {sms: 3, push: 4, email: 2}\n")
 
@@ -141,4 +153,8 @@ def test_a_storm_gives_the_same_outputs_whatever_the_batching_and_workers(storm_
     assert any(s.reason == "same_event" for s in got.suppressed)
     assert canonical(run_collect(storm_scenario.lines, book, workers=2)) == one
     assert canonical(run_collect(storm_scenario.lines, book, batch=37,
+                                 pause_s=0.0005, epoch_s=0.01)) == one
+    # with recovery (care gates and buckets), too
+    assert canonical(run_collect(storm_scenario.lines, book, durable=True, workers=2)) == one
+    assert canonical(run_collect(storm_scenario.lines, book, durable=True, batch=37,
                                  pause_s=0.0005, epoch_s=0.01)) == one
