@@ -3,7 +3,8 @@ pickled whole (snapshot format 1, what the stages wrote before records).
 
 The pure stages (``tests/snapshot_fixtures.Stages``: one shard, one worker) take the
 first half of a simulated network, then each subscriber's care state is snapshotted as
-one care key (with ``--recovery`` every subscriber is a key of its own) and the sequencer
+one care key (as a store of earlier versions kept it with ``--recovery``; a care bucket
+holds ~122 subscribers at 1 M, its record their sum) and the sequencer
 (one key: every subscriber's row) once. Figures: bytes per care key and bytes of the
 sequencer's snapshot per subscriber it has heard, in both formats.
 

@@ -214,9 +214,8 @@ def care_keyed_per_subscriber(path: Path) -> bool:
     subscriber, as Forewarn did before care had buckets with recovery
     (:func:`~forewarn.dataflows.flow.care_bucket`): such a store is resumed in that
     layout, since its subscribers' state is under those keys. A new store, or one with
-    no care state yet, takes buckets. (With ``-a``, each process looks at its own
-    share of the partitions: a store of an earlier layout with care state has it in
-    every partition, as keys spread over them by their hash.)"""
+    no care state yet, takes buckets. With ``-a`` each process sees its own share of
+    the partitions only, so such a store is refused there (``run_kafka``)."""
     if not any(path.glob("part-*.sqlite3")):
         return False
     return any(not is_care_bucket(k) for k in snapshot_keys(path, "forewarn.care"))
@@ -369,6 +368,17 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         try:
             per_subscriber = Path(args.recovery).is_dir() and care_keyed_per_subscriber(
                 Path(args.recovery))
+            if per_subscriber and addresses:
+                # each process sees its share only: one with no such key would take
+                # buckets, and its subscribers' state would be under keys none reads
+                return _fail(
+                    f"recovery directory {args.recovery} keeps care state under a key per "
+                    f"subscriber (a store of an earlier Forewarn), which this version "
+                    f"resumes only with one process holding every partition (without "
+                    f"-i/-a). Resume it so, or move it aside (mv {args.recovery} "
+                    f"{args.recovery}.old) on every process and start anew: the flow "
+                    f"then reads its input topics from the beginning and the sinks skip "
+                    f"what was already delivered (action-id dedupe).")
             if per_subscriber:
                 log.info("recovery store keeps care per subscriber: resumed so", extra={
                     "dir": str(args.recovery)})

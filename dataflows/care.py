@@ -87,8 +87,8 @@ class Profile:
 #: or ``(profile, name, since, known_since)`` when they were known before the profile in
 #: force; the name as UTF-8 bytes. In memory a row of a care shard's
 #: :class:`~forewarn.dataflows.profile_rows.ProfileRows`, or (a subscriber's own care key,
-#: with recovery) the same packed in one bytes object (:data:`Packed`,
-#: :meth:`SubscriberCare.compact`).
+#: with recovery on a store of earlier versions) the same packed in one bytes object
+#: (:data:`Packed`, :meth:`SubscriberCare.compact`).
 Known = tuple[Profile, bytes, float | None] | tuple[Profile, bytes, float | None, float | None]
 
 #: :data:`Known` packed: a tag byte (1: known since the profile in force, 2: before it),

@@ -454,8 +454,8 @@ def _via_region(out: list) -> list:
 def _to_care(verdicts: list, care_key: Callable[[str], str]) -> list[tuple[str, list]]:
     """Verdicts the region step passed on, one list per care key, each in
     :func:`~forewarn.dataflows.care.care_order` (the region releases a time's
-    restorations before its hold-downs; care, with recovery, takes a list as it comes,
-    and must apply it as care shards do)."""
+    restorations before its hold-downs; care applies what the frontier passed in that
+    order, and a list is taken whole)."""
     boxes: dict[str, list] = {}
     for v in verdicts:
         key = care_key(v.subscriber_id)
@@ -664,13 +664,10 @@ class CareLogic(StatefulBatchLogic):
         keys = self.keys
         book = keys.cfg.rulebook()
         if keys.cfg.durable:
-            msgs: Iterable = _in_order(values)
-            if self.held:  # (a snapshot's held messages: applied with the first batch)
-                held = self.held
-                msgs = sorted([*(held if isinstance(held, list) else held.messages()), *msgs],
-                              key=care_order)
-                self.held = []
-            return self.shard.handle_batch(msgs, book, keys.status), not self.shard
+            if not self.held:
+                return (self.shard.handle_batch(_in_order(values), book, keys.status),
+                        not self.shard)
+            return self._with_held(values, book)
         out: list = []
         held = self.held
         assert isinstance(held, Held)  # (without recovery)
@@ -681,6 +678,24 @@ class CareLogic(StatefulBatchLogic):
                 held.add(msgs)
         return out, not self.shard and not held
 
+    def _with_held(self, values: list[tuple[float, list]], book: Rulebook
+                   ) -> tuple[list, bool]:
+        """With recovery, a record of another layout's held messages: each goes in with
+        the gate's list of the first frontier past it, in care order."""
+        held = self.held
+        pending = held if isinstance(held, list) else held.messages()
+        out: list = []
+        for frontier, items in sorted(values, key=itemgetter(0)):
+            ready = [m for m in pending if m.at < frontier]
+            if ready:
+                pending = [m for m in pending if not m.at < frontier]
+                msgs: Iterable = sorted([*ready, *flatten(items)], key=care_order)
+            else:
+                msgs = flatten(items)
+            out += self.shard.handle_batch(msgs, book, self.keys.status)
+        self.held = pending
+        return out, not self.shard and not pending
+
     def _take_before(self, frontier: float, book: Rulebook) -> list:
         assert isinstance(self.held, Held)  # (without recovery)
         ready = self.held.take_before(frontier)
@@ -690,8 +705,9 @@ class CareLogic(StatefulBatchLogic):
         return self.shard.handle_batch(ready, book, self.keys.status)
 
     def on_eof(self) -> tuple[list, bool]:
-        if self.keys.cfg.durable:  # (a record's held messages, if no batch came since)
-            return (self.on_batch([])[0] if self.held else []), False
+        if self.keys.cfg.durable:  # (a record's held messages still held: all of them)
+            return (self._with_held([(INF, [])], self.keys.cfg.rulebook())[0]
+                    if self.held else []), False
         return self._take_before(INF, self.keys.cfg.rulebook()), False
 
     def snapshot(self) -> bytes | None:
@@ -915,6 +931,8 @@ _SHARD_KEYS = tuple(f"care-{i:02d}" for i in range(CARE_SHARDS))
 #: Part of a recovery store's layout: changing it strands the state of the old buckets.
 CARE_BUCKETS = 8192
 _BUCKET_KEYS = tuple(f"care-b{i:04d}" for i in range(CARE_BUCKETS))
+# a bucket's subscribers are all of one care gate (the same crc32, modulo a multiple of
+# the gates' count): a bucket takes one gate's lists, in the order of their frontiers
 
 
 def care_bucket(subscriber_id: str) -> str:
@@ -933,6 +951,9 @@ def is_care_bucket(key: str) -> bool:
     (True, False)
     """
     return len(key) == 10 and key.startswith("care-b") and key[6:].isdigit()
+
+
+assert CARE_BUCKETS % CARE_SHARDS == 0, "a bucket's subscribers must share one care gate"
 
 
 def care_shard(subscriber_id: str) -> str:

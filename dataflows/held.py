@@ -36,10 +36,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from math import isfinite
 from typing import Any
 
 from forewarn.dataflows.care import care_order
 from forewarn.dataflows.messages import Profiled, profiled
+from forewarn.dataflows.state import check_kinds
 from forewarn.model import Subscriber
 
 INF = float("inf")
@@ -227,19 +229,19 @@ class Held:
 
     def columns(self) -> dict:
         """What is held as a record's fields (:func:`~forewarn.dataflows.records.freeze_gate`):
-        the other messages as messages, the rows as their columns, the taken ones left
-        out. The live containers: pickled at once, a snapshot costs the columns' bytes,
-        not a message object per row."""
-        if self.taken:
-            self._compact()
+        the other messages as messages, the rows as their columns, the live containers
+        (taken rows too: kind taken, time ``inf``, no shape). Pickled at once, a snapshot
+        costs the columns' bytes, not a message object per row nor a copy."""
         return {"others": self.others, "sids": self.sids, "at": self.at,
                 "shapes": self.shapes, "ends": self.ends, "names": self.names,
                 "named": self.named}
 
     @classmethod
     def of_columns(cls, data: dict) -> Held:
-        """The messages :meth:`columns` gave, held again; ``ValueError`` (what is wrong)
-        unless the columns are of their kinds and agree."""
+        """The messages :meth:`columns` gave, held again; ``ValueError`` or ``TypeError``
+        (what is wrong) unless the columns are of their kinds and agree: every time
+        finite (but a taken row's ``inf``), every profile shape an upsert's shape of
+        the right kinds, a whole record that row's own."""
         held = cls()
         others: Any = data.get("others", [])
         sids: Any = data.get("sids", [])
@@ -258,36 +260,60 @@ class Held:
         n = len(sids)
         if not len(at) == len(shapes) == len(ends) == len(named) == n:
             raise ValueError(f"its columns are of different lengths ({n} ids)")
-        start = 0
+        if not all(isfinite(m.at) for m in others):
+            raise ValueError("a message's time is not finite")
+        checked: set[int] = set()  # (shapes are shared: each checked once)
+        start, taken = 0, 0
         for r in range(n):
-            kind, shape, end = named[r], shapes[r], ends[r]
+            kind, shape, end, t = named[r], shapes[r], ends[r], at[r]
+            if not start <= end <= len(names) or (kind not in (_NAMED, _TAKEN) and end != start):
+                raise ValueError(f"row {r}'s name is out of its buffer")
+            begin, start = start, end
+            if kind == _TAKEN:
+                if shape is not None or t != INF:
+                    raise ValueError(f"row {r} is taken but holds a profile or a time")
+                taken += 1
+                continue
             if type(sids[r]) is not str or type(shape) is not Subscriber:
                 raise ValueError(f"row {r} is not an id and a profile shape")
-            if not start <= end <= len(names) or (kind != _NAMED and end != start):
-                raise ValueError(f"row {r}'s name is out of its buffer")
-            if kind == _NAMED:
-                names[start:end].decode("utf-8", "surrogatepass")  # (raises if not)
-            elif kind == _WHOLE and (shape.subscriber_id != sids[r] or shape.at != at[r]):
-                raise ValueError(f"row {r} is a whole record of another id or time")
-            elif kind not in (_NAMELESS, _NAMED, _WHOLE):
+            if not isfinite(t):
+                raise ValueError(f"row {r}'s time is not finite")
+            if kind == _WHOLE:
+                if shape.subscriber_id != sids[r] or shape.at != t:
+                    raise ValueError(f"row {r} is a whole record of another id or time")
+            elif kind not in (_NAMELESS, _NAMED):
                 raise ValueError(f"row {r} is of no kind ({kind})")
-            start = end
+            elif shape.op != "upsert":
+                raise ValueError(f"row {r}'s profile shape is not an upsert's")
+            elif kind == _NAMED:
+                names[begin:end].decode("utf-8", "surrogatepass")  # (raises if not)
+            if id(shape) not in checked:
+                checked.add(id(shape))
+                check_kinds(shape, f"held row {r}'s profile")
         held.others = others
         held.sids, held.at, held.shapes = sids, at, shapes
         held.ends, held.names, held.named = ends, bytearray(names), bytearray(named)
+        held.taken = taken
         least = min((m.at for m in others), default=INF)
         held.least = min(least, min(at)) if n else least
         return held
 
     def _compact(self) -> None:
-        """The rows not taken, in their order, in fresh columns: the old columns'
-        memory goes back with them."""
-        named = self.named
-        kept = self._messages([r for r in range(len(named)) if named[r] != _TAKEN])
+        """The rows not taken, in their order, in fresh columns (no message made of
+        them): the old columns' memory goes back with them."""
+        keep = [r for r, kind in enumerate(self.named) if kind != _TAKEN]
+        sids, at, shapes, ends, names, named = (
+            self.sids, self.at, self.shapes, self.ends, self.names, self.named)
         self._clear()
-        least, self.least = self.least, INF
-        self.add(kept)
-        self.least = least
+        buf = self.names
+        for r in keep:
+            if named[r] == _NAMED:
+                buf += names[ends[r - 1] if r else 0:ends[r]]
+            self.ends.append(len(buf))
+        self.sids = [sids[r] for r in keep]
+        self.at = array("d", [at[r] for r in keep])
+        self.shapes = [shapes[r] for r in keep]
+        self.named = bytearray(named[r] for r in keep)
 
 
 def _to_run(row: int, key: str, boxes: dict[str, list], runs: dict[str, list[int]]) -> None:

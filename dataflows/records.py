@@ -501,7 +501,7 @@ def thaw_gate(blob: bytes) -> Held:
             check_kinds(msg, f"care gate's held message {i}")
     try:
         return Held.of_columns(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise UnsafePickle(f"care gate's held profiles in the snapshot do not fit: "
                            f"{exc}") from None
 

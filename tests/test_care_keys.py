@@ -366,3 +366,16 @@ def test_a_records_held_messages_are_applied_at_the_end_if_no_batch_came():
     assert [type(o).__name__ for o in out][:1] == ["ComplaintSeen"]
     assert not logic.held and logic.shard.care("U1").complaints == 1
     assert CareKeys(cfg)(None).on_eof() == ([], False)
+
+
+def test_a_records_held_messages_go_in_with_the_list_of_the_first_frontier_past_them():
+    cfg = FlowConfig(book=BOOK, durable=True)
+    logic = CareKeys(cfg)(records.freeze_care(CareShard(), [
+        Complaint("K2", "U1", T0 + HOUR, "other"), upsert("U1", T0 - HOUR)]))
+    out, drop = logic.on_batch([(T0 + 1, [Complaint("K1", "U1", T0, "other")])])
+    assert not drop and [m.at for m in logic.held] == [T0 + HOUR]
+    assert logic.shard.care("U1").complaints == 1 and logic.shard.care("U1").profile
+    blob = logic.snapshot()
+    assert blob is not None and len(records.thaw_care_known(blob)[1]) == 1
+    out, drop = logic.on_batch([(T0 + 2 * HOUR, [])])
+    assert not logic.held and logic.shard.care("U1").complaints == 2

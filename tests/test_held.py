@@ -107,9 +107,26 @@ def test_taken_rows_are_let_go_once_they_are_most() -> None:
     ({"names": b"\xff\xfeAda"}, "invalid start byte"),
     ({"shapes": [SHAPES[0], "en"]}, "not an id and a profile shape"),
     ({"sids": ["U1", 2]}, "not an id and a profile shape"),
+    ({"at": array("d", [60.0, float("nan")])}, "not finite"),
+    ({"at": array("d", [float("inf"), 70.0])}, "not finite"),
+    ({"others": [Complaint("K1", "U1", float("nan"), "other")]}, "not finite"),
+    ({"shapes": [Subscriber("U1", "delete", 60.0), SHAPES[1]]}, "not an upsert's"),
+    ({"shapes": [Subscriber("", "upsert", 0.0, language=5), SHAPES[1]]}, "language"),
+    ({"named": bytes([3, 0])}, "taken but holds"),
 ])
 def test_columns_that_do_not_agree_are_refused(change: dict, why: str) -> None:
     held = Held([Profiled("U1", 60.0, "Ada", SHAPES[0]), Profiled("U2", 70.0, None, SHAPES[1])])
     cols = {**held.columns(), **change}
-    with pytest.raises((ValueError, UnicodeDecodeError), match=why):
+    with pytest.raises((ValueError, TypeError, UnicodeDecodeError), match=why):
         Held.of_columns(cols)
+
+
+def test_a_snapshot_makes_no_message_of_what_is_held() -> None:
+    """The columns go to the record as they are, taken rows and all (no compaction,
+    no message per row: a gate is snapshotted at every epoch)."""
+    held = Held(Profiled(f"U{i}", float(i), "Ada", SHAPES[0]) for i in range(10))
+    held.take_before(3.0)
+    cols = held.columns()
+    assert cols["sids"] is held.sids and cols["at"] is held.at and len(cols["sids"]) == 10
+    back = Held.of_columns(pickle.loads(pickle.dumps(cols)))
+    assert len(back) == 7 and back.least == 3.0 and back.messages() == held.messages()

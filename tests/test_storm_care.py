@@ -237,9 +237,10 @@ def test_a_restored_notice_speaks_of_the_incident_as_it_resolved():
 
 def test_care_applies_a_regions_verdicts_alike_with_and_without_recovery():
     """The region step releases a time's restorations before its hold-downs: S1 back at
-    the moment S2's hold-down falls due. Care with recovery (a key per subscriber, lists
-    taken as they come) decides as care shards do (held to the frontier, in care's order)."""
-    from forewarn.dataflows.flow import CareKeys, FlowConfig, _to_care
+    the moment S2's hold-down falls due. Care with recovery (a care gate, then the
+    bucket the gate passes the messages on to) decides as care shards do (held to the
+    frontier, in care's order)."""
+    from forewarn.dataflows.flow import CareGateLogic, CareKeys, FlowConfig, _to_care
     from forewarn.dataflows.messages import Frontier
 
     a, b = facts("S1", T0), facts("S2", T0 + 300)
@@ -248,13 +249,17 @@ def test_care_applies_a_regions_verdicts_alike_with_and_without_recovery():
                 of_event(impact(b), a, b), of_event(Restored("U", b, T0 + 7200), a, b)]
     got = {}
     for durable in (False, True):
-        logic = CareKeys(FlowConfig(book=BOOK, durable=durable))(None)
-        out, _ = logic.on_batch([[upsert()]])
-        key = (lambda sid: sid) if durable else (lambda sid: "care-00")
-        for _, box in _to_care(released, key):
-            more, _ = logic.on_batch([box])
+        cfg = FlowConfig(book=BOOK, durable=durable)
+        logic = CareKeys(cfg)(None)
+        # without recovery the care shard holds; with it, the gate does
+        holder = CareGateLogic(cfg, None) if durable else logic
+        out, _ = holder.on_batch([[upsert()]])
+        for _, box in _to_care(released, cfg.care_key):
+            more, _ = holder.on_batch([box])
             out += more
-        if not durable:
-            out += logic.on_batch([Frontier(float("inf"))])[0]
+        out += holder.on_batch([Frontier(float("inf"))])[0]
+        if durable:  # the gate's lists, on to the bucket
+            assert out and all(key == cfg.care_state_key("U") for key, _ in out)
+            out = logic.on_batch([lists for _, lists in out])[0]
         got[durable] = [(x.action_kind, x.incident_id, x.event_time) for x in actions(out)]
     assert got[True] == got[False] and got[True]
