@@ -607,7 +607,7 @@ class CareKeys:
     whether the flow has a ``care.status`` output.
 
     Every key is a :class:`CareLogic`: a shard of the subscribers, or with recovery a
-    bucket of them (:attr:`FlowConfig.care_key`). A store written with a key per
+    bucket of them (:attr:`FlowConfig.care_state_key`). A store written with a key per
     subscriber resumes with one: each is a :class:`CareKeyLogic`, their care state
     alone (a snapshot of several subscribers or with held messages, written by another
     layout of the keys, resumes as a :class:`CareLogic`)."""
@@ -649,8 +649,8 @@ class CareLogic(StatefulBatchLogic):
     several sites, and what care decides from several (a drop apology, cooldowns and
     caps across incidents) must not depend on which arrived first. With recovery, a
     bucket takes what its care gate (:class:`CareGateLogic`) passes on, in that order
-    already (``held``: a list, the held messages of a record of another layout, applied
-    with the first batch).
+    already (``held``: a list, the held messages of a record of another layout, each
+    applied with the gate's list of the first frontier past it).
     """
 
     __slots__ = ("keys", "shard", "held")

@@ -301,19 +301,10 @@ class Held:
     def _compact(self) -> None:
         """The rows not taken, in their order, in fresh columns (no message made of
         them): the old columns' memory goes back with them."""
-        keep = [r for r, kind in enumerate(self.named) if kind != _TAKEN]
-        sids, at, shapes, ends, names, named = (
-            self.sids, self.at, self.shapes, self.ends, self.names, self.named)
-        self._clear()
-        buf = self.names
-        for r in keep:
-            if named[r] == _NAMED:
-                buf += names[ends[r - 1] if r else 0:ends[r]]
-            self.ends.append(len(buf))
-        self.sids = [sids[r] for r in keep]
-        self.at = array("d", [at[r] for r in keep])
-        self.shapes = [shapes[r] for r in keep]
-        self.named = bytearray(named[r] for r in keep)
+        run = self._run([r for r, kind in enumerate(self.named) if kind != _TAKEN])
+        self.sids, self.at, self.shapes, self.ends = run.sids, run.at, run.shapes, run.ends
+        self.names, self.named = bytearray(run.names), bytearray(run.named)
+        self.taken = 0
 
 
 def _to_run(row: int, key: str, boxes: dict[str, list], runs: dict[str, list[int]]) -> None:
