@@ -309,6 +309,9 @@ def child(n: int, hold_s: float, with_breakdown: bool, positions: int = 1) -> di
         import tempfile
 
         from bytewax.recovery import RecoveryConfig, init_db_dir
+
+        from forewarn.malloc import keep_large_buffers_mapped
+        keep_large_buffers_mapped()  # (as forewarn run --recovery does)
         store = Path(tempfile.mkdtemp(prefix="state-memory-"))
         init_db_dir(store, 1)
         recovery = RecoveryConfig(store)

@@ -64,6 +64,7 @@ from forewarn.connectors.kafka_sink import (
 from forewarn.connectors.kafka_source import KafkaMergeSource, input_parts
 from forewarn.connectors.topics import copartition_problem, partition_counts
 from forewarn.dataflows.flow import FlowConfig, Outputs, build_flow, check_resume, is_care_bucket
+from forewarn.malloc import keep_large_buffers_mapped
 from forewarn.recovery_store import (
     RecoveryStoreError,
     check_store,
@@ -393,6 +394,7 @@ def _run_kafka(args: argparse.Namespace, book: Rulebook, propensity: bytes | Non
         except OSError as exc:
             return _fail(f"cannot prepare recovery directory {args.recovery}: {exc}")
         recovery = RecoveryConfig(Path(args.recovery), timedelta(0))
+        keep_large_buffers_mapped()  # (each epoch's snapshot buffers go back when freed)
     flow = build_kafka_flow(config, book, topics=topics, durable=recovery is not None,
                             lateness_s=args.lateness, exit_at_end=args.exit_at_end,
                             dedupe_tail=args.dedupe_tail, from_end=args.from_end,
