@@ -4,6 +4,7 @@ does with records it reads for context, and the routing of records with no time.
 
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -475,30 +476,41 @@ def _state(seq: Sequencer) -> tuple:
             seq.ahead, sorted(seq.heard.items()))
 
 
+def _one_by_one_and_in_batches(rnd: random.Random, items: list, lateness: float,
+                               most: int) -> tuple[int, float, Routes, int]:
+    """``items`` taken one by one and, by another sequencer, in random batches of up to
+    ``most`` (two lists each); checks both hold and release the same, before and after
+    the end. Of the one-by-one sequencer before the end: its late records, its reach,
+    its routes, and the most records it held ahead at once."""
+    one = Sequencer(warmup=3, lateness_s=lateness)
+    one_out = Routes()
+    held = 0
+    for item in items:
+        one.take(item[2], item[1], item[0], item[3], one_out)
+        held = max(held, len(one.ahead))
+    many = Sequencer(warmup=3, lateness_s=lateness)
+    many_out = Routes()
+    i = 0
+    while i < len(items):
+        n = rnd.randint(1, most)
+        many.take_batch([items[i:i + n], items[i + n:i + 2 * n]], many_out)
+        i += 2 * n
+    assert _state(many) == _state(one)
+    assert many_out == one_out
+    before_end = (one.late, one._reach(), copy.deepcopy(one_out), held)
+    one.finish(one_out)
+    many.finish(many_out)
+    assert many_out == one_out
+    return before_end
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_a_batch_releases_what_one_by_one_releases_while_the_reach_follows_the_rate(seed):
     rnd = random.Random(seed)
     items = _busy_stream(rnd, 6000)
     for lateness in (0.0, 30.0):
-        one = Sequencer(warmup=3, lateness_s=lateness)
-        one_out = Routes()
-        held = 0
-        for item in items:
-            one.take(item[2], item[1], item[0], item[3], one_out)
-            held = max(held, len(one.ahead))
-        many = Sequencer(warmup=3, lateness_s=lateness)
-        many_out = Routes()
-        i = 0
-        while i < len(items):
-            n = rnd.randint(1, 400)
-            many.take_batch([items[i:i + n], items[i + n:i + 2 * n]], many_out)
-            i += 2 * n
-        assert _state(many) == _state(one)
-        assert many_out == one_out
-        assert held > 0 and one._reach() < 120.0
-        one.finish(one_out)
-        many.finish(many_out)
-        assert many_out == one_out
+        _, reach, _, held = _one_by_one_and_in_batches(rnd, items, lateness, 400)
+        assert held > 0 and reach < 120.0
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -506,23 +518,8 @@ def test_a_batch_releases_what_its_records_taken_one_by_one_release(seed):
     rnd = random.Random(seed)
     items = _stream(rnd, 300)
     for lateness in (0.0, 30.0):
-        one = Sequencer(warmup=3, lateness_s=lateness)
-        one_out = Routes()
-        for item in items:
-            one.take(item[2], item[1], item[0], item[3], one_out)
-        many = Sequencer(warmup=3, lateness_s=lateness)
-        many_out = Routes()
-        i = 0
-        while i < len(items):
-            n = rnd.randint(1, 40)
-            many.take_batch([items[i:i + n], items[i + n:i + 2 * n]], many_out)
-            i += 2 * n
-        assert _state(many) == _state(one)
-        assert many_out == one_out
-        assert one.late > 0 and one_out.dead and {"S1", "S2"} <= set(one_out.sites)
-        one.finish(one_out)
-        many.finish(many_out)
-        assert many_out == one_out
+        late, _, out, _ = _one_by_one_and_in_batches(rnd, items, lateness, 40)
+        assert late > 0 and out.dead and {"S1", "S2"} <= set(out.sites)
 
 
 def test_alarms_the_topology_does_not_place_are_refused_with_their_reason():
